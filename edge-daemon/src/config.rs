@@ -1,0 +1,455 @@
+//! Node configuration: flags over `GARASI_*` environment variables over a TOML file over
+//! defaults. Parsing has no side effects and reports every problem at once.
+
+use std::fmt::Display;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::Deserialize;
+
+/// Exit code for configuration errors (EX_USAGE from sysexits.h).
+pub const EXIT_CONFIG: i32 = 64;
+
+/// Settings a running node uses. Built only through [`Settings::resolve`].
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub key_file: Option<PathBuf>,
+    pub http_listen: SocketAddr,
+    pub mqtt_listen: SocketAddr,
+    pub mqtt5_listen: SocketAddr,
+    pub tls: Option<TlsConfig>,
+    pub disabled_modules: Vec<String>,
+    pub shutdown_grace_secs: u64,
+    pub telemetry: TelemetryConfig,
+    pub broker: BrokerConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    pub listen: SocketAddr,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct TelemetryConfig {
+    /// Longest time an accepted sample waits before its batch commits: the worst-case
+    /// telemetry loss on power failure (plus the queue, see README "Durability").
+    pub commit_interval_ms: u64,
+    pub stale_after_secs: u64,
+    pub offline_after_secs: u64,
+    pub raw_retention_days: u64,
+    pub rollup_retention_days: u64,
+    /// Payloads above this are dead-lettered as oversized.
+    pub max_payload_bytes: usize,
+    /// How many dead letters to keep for inspection (oldest are trimmed).
+    pub dead_letter_keep: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    pub max_connections: usize,
+    /// Router log segment size; memory bound is size x count per topic filter.
+    pub segment_bytes: usize,
+    pub segment_count: usize,
+    /// MQTT packets above this close the connection.
+    pub max_packet_bytes: usize,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig {
+            commit_interval_ms: 100,
+            stale_after_secs: 30,
+            offline_after_secs: 120,
+            raw_retention_days: 7,
+            rollup_retention_days: 400,
+            max_payload_bytes: 16 * 1024,
+            dead_letter_keep: 10_000,
+        }
+    }
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            max_connections: 2000,
+            segment_bytes: 1024 * 1024,
+            segment_count: 8,
+            max_packet_bytes: 256 * 1024,
+        }
+    }
+}
+
+/// Values from flags and environment (clap fills these; `None` means "not given").
+/// Kept as strings so every bad value is reported, not just the first.
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct Settings {
+    /// TOML configuration file.
+    #[arg(long, env = "GARASI_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Database key file [default: DIR/db.key].
+    #[arg(long, env = "GARASI_DB_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
+    /// HTTP API and pages [default: 127.0.0.1:8080].
+    #[arg(long, env = "GARASI_HTTP_LISTEN")]
+    pub http_listen: Option<String>,
+    /// MQTT 3.1.1 listener for devices [default: 127.0.0.1:1884].
+    #[arg(long, env = "GARASI_MQTT_LISTEN")]
+    pub mqtt_listen: Option<String>,
+    /// MQTT 5 listener for devices [default: 127.0.0.1:1885].
+    #[arg(long, env = "GARASI_MQTT5_LISTEN")]
+    pub mqtt5_listen: Option<String>,
+    /// MQTT over TLS listener (3.1.1 and 5); needs --tls-cert and --tls-key.
+    #[arg(long, env = "GARASI_MQTTS_LISTEN")]
+    pub mqtts_listen: Option<String>,
+    /// PEM certificate chain for the TLS listener.
+    #[arg(long, env = "GARASI_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for the TLS listener.
+    #[arg(long, env = "GARASI_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Module to leave out (repeatable, or comma-separated).
+    #[arg(
+        long = "disable-module",
+        env = "GARASI_DISABLE_MODULES",
+        value_delimiter = ','
+    )]
+    pub disable_module: Vec<String>,
+    /// Seconds to drain on SIGTERM before giving up [default: 10].
+    #[arg(long, env = "GARASI_SHUTDOWN_GRACE_SECS")]
+    pub shutdown_grace_secs: Option<String>,
+    /// Telemetry batch commit interval in ms [default: 100, max 250].
+    #[arg(long, env = "GARASI_TELEMETRY_COMMIT_INTERVAL_MS")]
+    pub telemetry_commit_interval_ms: Option<String>,
+    /// A vehicle is "stale" after this many seconds without data [default: 30].
+    #[arg(long, env = "GARASI_TELEMETRY_STALE_AFTER_SECS")]
+    pub telemetry_stale_after_secs: Option<String>,
+    /// A vehicle is "offline" after this many seconds without data [default: 120].
+    #[arg(long, env = "GARASI_TELEMETRY_OFFLINE_AFTER_SECS")]
+    pub telemetry_offline_after_secs: Option<String>,
+    /// Days raw samples are kept [default: 7].
+    #[arg(long, env = "GARASI_TELEMETRY_RAW_RETENTION_DAYS")]
+    pub telemetry_raw_retention_days: Option<String>,
+    /// Days per-minute rollups are kept [default: 400].
+    #[arg(long, env = "GARASI_TELEMETRY_ROLLUP_RETENTION_DAYS")]
+    pub telemetry_rollup_retention_days: Option<String>,
+}
+
+/// The TOML file. Unknown keys are errors, so a typo never silently keeps a default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    key_file: Option<PathBuf>,
+    http_listen: Option<String>,
+    shutdown_grace_secs: Option<u64>,
+    #[serde(default)]
+    mqtt: FileMqtt,
+    #[serde(default)]
+    telemetry: FileTelemetry,
+    #[serde(default)]
+    modules: FileModules,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileMqtt {
+    listen: Option<String>,
+    listen_v5: Option<String>,
+    tls_listen: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    max_connections: Option<usize>,
+    segment_bytes: Option<usize>,
+    segment_count: Option<usize>,
+    max_packet_bytes: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTelemetry {
+    commit_interval_ms: Option<u64>,
+    stale_after_secs: Option<u64>,
+    offline_after_secs: Option<u64>,
+    raw_retention_days: Option<u64>,
+    rollup_retention_days: Option<u64>,
+    max_payload_bytes: Option<usize>,
+    dead_letter_keep: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileModules {
+    #[serde(default)]
+    disabled: Vec<String>,
+}
+
+/// All configuration problems found, one per line.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration is invalid:\n  - {}", .0.join("\n  - "))]
+pub struct ConfigErrors(pub Vec<String>);
+
+struct Collect(Vec<String>);
+
+impl Collect {
+    /// Flag/env value if given, else the file's, else the default.
+    fn pick<T>(&mut self, what: &str, cli: &Option<String>, file: Option<T>, default: T) -> T
+    where
+        T: FromStr,
+        T::Err: Display,
+    {
+        match cli {
+            Some(s) => match s.parse() {
+                Ok(v) => v,
+                Err(e) => {
+                    self.0.push(format!("{what} = {s:?}: {e}"));
+                    default
+                }
+            },
+            None => file.unwrap_or(default),
+        }
+    }
+
+    fn addr(
+        &mut self,
+        what: &str,
+        cli: &Option<String>,
+        file: &Option<String>,
+        default: &str,
+    ) -> Option<SocketAddr> {
+        let raw = cli
+            .as_ref()
+            .or(file.as_ref())
+            .map(String::as_str)
+            .unwrap_or(default);
+        match raw.parse() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.0.push(format!(
+                    "{what} = {raw:?} is not a socket address: write IP:PORT, e.g. 0.0.0.0:1884"
+                ));
+                None
+            }
+        }
+    }
+}
+
+impl Settings {
+    /// Merges every source into a [`Config`], or lists every problem found.
+    pub fn resolve(&self, data_dir: &Path) -> Result<Config, ConfigErrors> {
+        let mut c = Collect(Vec::new());
+        let file = match &self.config {
+            None => FileConfig::default(),
+            Some(path) => match std::fs::read_to_string(path) {
+                Err(e) => {
+                    c.0.push(format!("config file {}: {e}", path.display()));
+                    FileConfig::default()
+                }
+                Ok(text) => match toml::from_str::<FileConfig>(&text) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        c.0.push(format!(
+                            "config file {}: {}",
+                            path.display(),
+                            e.to_string().trim()
+                        ));
+                        FileConfig::default()
+                    }
+                },
+            },
+        };
+        let http = c.addr(
+            "--http-listen",
+            &self.http_listen,
+            &file.http_listen,
+            "127.0.0.1:8080",
+        );
+        let mqtt = c.addr(
+            "--mqtt-listen",
+            &self.mqtt_listen,
+            &file.mqtt.listen,
+            "127.0.0.1:1884",
+        );
+        let mqtt5 = c.addr(
+            "--mqtt5-listen",
+            &self.mqtt5_listen,
+            &file.mqtt.listen_v5,
+            "127.0.0.1:1885",
+        );
+        let tls_listen = self
+            .mqtts_listen
+            .as_ref()
+            .or(file.mqtt.tls_listen.as_ref())
+            .cloned();
+        let tls = match tls_listen {
+            None => None,
+            Some(raw) => {
+                let listen = c.addr("--mqtts-listen", &Some(raw), &None, "");
+                let cert = self.tls_cert.clone().or(file.mqtt.tls_cert.clone());
+                let key = self.tls_key.clone().or(file.mqtt.tls_key.clone());
+                for (name, p) in [("--tls-cert", &cert), ("--tls-key", &key)] {
+                    match p {
+                        None => c.0.push(format!(
+                            "{name} is required when the TLS listener is enabled"
+                        )),
+                        Some(p) if !p.is_file() => {
+                            c.0.push(format!("{name} {}: file not found", p.display()))
+                        }
+                        Some(_) => {}
+                    }
+                }
+                match (listen, cert, key) {
+                    (Some(listen), Some(cert), Some(key)) => Some(TlsConfig { listen, cert, key }),
+                    _ => None,
+                }
+            }
+        };
+        let d = TelemetryConfig::default();
+        let t = &file.telemetry;
+        let telemetry = TelemetryConfig {
+            commit_interval_ms: c.pick(
+                "--telemetry-commit-interval-ms",
+                &self.telemetry_commit_interval_ms,
+                t.commit_interval_ms,
+                d.commit_interval_ms,
+            ),
+            stale_after_secs: c.pick(
+                "--telemetry-stale-after-secs",
+                &self.telemetry_stale_after_secs,
+                t.stale_after_secs,
+                d.stale_after_secs,
+            ),
+            offline_after_secs: c.pick(
+                "--telemetry-offline-after-secs",
+                &self.telemetry_offline_after_secs,
+                t.offline_after_secs,
+                d.offline_after_secs,
+            ),
+            raw_retention_days: c.pick(
+                "--telemetry-raw-retention-days",
+                &self.telemetry_raw_retention_days,
+                t.raw_retention_days,
+                d.raw_retention_days,
+            ),
+            rollup_retention_days: c.pick(
+                "--telemetry-rollup-retention-days",
+                &self.telemetry_rollup_retention_days,
+                t.rollup_retention_days,
+                d.rollup_retention_days,
+            ),
+            max_payload_bytes: t.max_payload_bytes.unwrap_or(d.max_payload_bytes),
+            dead_letter_keep: t.dead_letter_keep.unwrap_or(d.dead_letter_keep),
+        };
+        if !(1..=250).contains(&telemetry.commit_interval_ms) {
+            c.0.push(format!(
+                "telemetry commit interval {} ms is out of range: use 1 to 250",
+                telemetry.commit_interval_ms
+            ));
+        }
+        if telemetry.stale_after_secs >= telemetry.offline_after_secs {
+            c.0.push(format!(
+                "telemetry stale_after_secs ({}) must be below offline_after_secs ({})",
+                telemetry.stale_after_secs, telemetry.offline_after_secs
+            ));
+        }
+        if telemetry.rollup_retention_days < telemetry.raw_retention_days {
+            c.0.push("telemetry rollup_retention_days must be at least raw_retention_days".into());
+        }
+        let b = BrokerConfig::default();
+        let broker = BrokerConfig {
+            max_connections: file.mqtt.max_connections.unwrap_or(b.max_connections),
+            segment_bytes: file.mqtt.segment_bytes.unwrap_or(b.segment_bytes),
+            segment_count: file.mqtt.segment_count.unwrap_or(b.segment_count),
+            max_packet_bytes: file.mqtt.max_packet_bytes.unwrap_or(b.max_packet_bytes),
+        };
+        let shutdown_grace_secs = c.pick(
+            "--shutdown-grace-secs",
+            &self.shutdown_grace_secs,
+            file.shutdown_grace_secs,
+            10,
+        );
+        let mut disabled_modules = file.modules.disabled.clone();
+        disabled_modules.extend(
+            self.disable_module
+                .iter()
+                .filter(|s| !s.is_empty())
+                .cloned(),
+        );
+        if let (Some(a), Some(b)) = (mqtt, mqtt5) {
+            if a == b {
+                c.0.push(format!(
+                    "--mqtt-listen and --mqtt5-listen are both {a}: give each its own port"
+                ));
+            }
+        }
+        match (http, mqtt, mqtt5, c.0.is_empty()) {
+            (Some(http_listen), Some(mqtt_listen), Some(mqtt5_listen), true) => Ok(Config {
+                data_dir: data_dir.to_path_buf(),
+                key_file: self.key_file.clone().or(file.key_file),
+                http_listen,
+                mqtt_listen,
+                mqtt5_listen,
+                tls,
+                disabled_modules,
+                shutdown_grace_secs,
+                telemetry,
+                broker,
+            }),
+            _ => Err(ConfigErrors(c.0)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn precedence_flag_over_file_over_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(
+            &f,
+            "http_listen = \"127.0.0.1:9000\"\n[mqtt]\nlisten = \"127.0.0.1:9001\"\n",
+        )
+        .unwrap();
+        let s = Settings {
+            config: Some(f),
+            http_listen: Some("127.0.0.1:9100".into()),
+            ..Default::default()
+        };
+        let c = s.resolve(dir.path()).unwrap();
+        assert_eq!(c.http_listen.port(), 9100, "flag beats file");
+        assert_eq!(c.mqtt_listen.port(), 9001, "file beats default");
+        assert_eq!(c.mqtt5_listen.port(), 1885, "default");
+    }
+
+    #[test]
+    fn all_errors_reported_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "htp_listen = \"x\"\n").unwrap();
+        let s = Settings {
+            config: Some(f),
+            http_listen: Some("nonsense".into()),
+            mqtt_listen: Some("also:bad".into()),
+            telemetry_commit_interval_ms: Some("5000".into()),
+            mqtts_listen: Some("127.0.0.1:8883".into()),
+            ..Default::default()
+        };
+        let e = s.resolve(dir.path()).unwrap_err();
+        let text = e.to_string();
+        assert!(e.0.len() >= 5, "{text}");
+        for needle in [
+            "htp_listen",
+            "--http-listen",
+            "--mqtt-listen",
+            "commit interval",
+            "--tls-cert",
+        ] {
+            assert!(text.contains(needle), "missing {needle} in {text}");
+        }
+    }
+}

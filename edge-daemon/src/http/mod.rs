@@ -1,0 +1,156 @@
+//! The HTTP surface: health, readiness, metrics, the OpenAPI document, JSON errors, and
+//! the server loop that serves every module's routes on an already-bound listener.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+
+/// The OpenAPI document; the file in `schemas/` is the single source.
+pub const OPENAPI: &str = include_str!("../../../schemas/openapi.json");
+
+/// A JSON error: `{"error": {"status": 404, "message": "..."}}`. Messages say what to do.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: ErrorInner<'a>,
+}
+#[derive(Serialize)]
+struct ErrorInner<'a> {
+    status: u16,
+    message: &'a str,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+    pub fn bad_request(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, m)
+    }
+    pub fn not_found(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, m)
+    }
+    pub fn internal(m: impl Into<String>) -> Self {
+        tracing::error!(error = %m.into_inner_str(), "internal error in HTTP handler");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error: see the node's log",
+        )
+    }
+    pub fn from_json_rejection(r: axum::extract::rejection::JsonRejection) -> Self {
+        Self::new(r.status(), format!("invalid JSON body: {}", r.body_text()))
+    }
+}
+
+/// Lets `internal` take both `String` and `&str` while logging the detail.
+trait IntoInnerStr {
+    fn into_inner_str(self) -> String;
+}
+impl<T: Into<String>> IntoInnerStr for T {
+    fn into_inner_str(self) -> String {
+        self.into()
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: ErrorInner {
+                status: self.status.as_u16(),
+                message: &self.message,
+            },
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+/// Whether the node has finished starting and is not draining.
+#[derive(Clone, Default)]
+pub struct Readiness(Arc<AtomicBool>);
+
+impl Readiness {
+    pub fn set(&self, ready: bool) {
+        self.0.store(ready, Ordering::SeqCst);
+    }
+    pub fn get(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+#[derive(Clone)]
+struct CoreState {
+    metrics: Arc<Metrics>,
+    ready: Readiness,
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(s): State<CoreState>) -> Response {
+    if s.ready.get() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "starting or draining\n").into_response()
+    }
+}
+
+async fn metrics(State(s): State<CoreState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint: see /api/openapi.json")
+}
+
+/// Core routes merged with the modules' routes.
+pub fn router(modules: Router, metrics: Arc<Metrics>, ready: Readiness) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(self::metrics))
+        .route("/api/openapi.json", get(openapi))
+        .with_state(CoreState { metrics, ready })
+        .merge(modules)
+        .fallback(not_found)
+        // A request body is never legitimately large here.
+        .layer(axum::extract::DefaultBodyLimit::max(256 * 1024))
+}
+
+/// Serves `app` on a listener bound earlier, until `cancel` fires; open streams end then.
+pub async fn serve(
+    listener: std::net::TcpListener,
+    app: Router,
+    cancel: CancellationToken,
+) -> std::io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { cancel.cancelled().await })
+        .await
+}

@@ -1,0 +1,13 @@
+//! garasi-edge: the depot node. An embedded MQTT broker behind an authenticating gate, a
+//! SQLCipher store, and domain modules with one lifecycle. See ARCHITECTURE.md.
+
+pub mod broker;
+pub mod bus;
+pub mod config;
+pub mod http;
+pub mod metrics;
+pub mod modules;
+pub mod node;
+pub mod sim;
+pub mod store;
+pub mod util;

@@ -1,0 +1,263 @@
+//! auth module: device credentials (people and roles come with dispatch). Passwords are
+//! argon2id hashes in the encrypted store; the MQTT gate asks [`DeviceAuth`] who a
+//! connecting device is and which topic namespace it may use.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use blake2::{Blake2b512, Digest};
+use rand::RngCore;
+use rusqlite::{params, OptionalExtension};
+
+use super::{Module, ModuleContext, ModuleError, Started};
+use crate::store::migrate::Migration;
+use crate::store::{Store, StoreCallError};
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "devices",
+    sql: "CREATE TABLE auth_devices (
+            id TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            password_hash TEXT NOT NULL,
+            created_ms INTEGER NOT NULL,
+            disabled INTEGER NOT NULL DEFAULT 0
+          );",
+}];
+
+/// What a device is, which decides its MQTT namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceKind {
+    Vehicle,
+}
+
+impl DeviceKind {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "vehicle" => Some(DeviceKind::Vehicle),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceKind::Vehicle => "vehicle",
+        }
+    }
+}
+
+/// An authenticated device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceIdentity {
+    pub id: String,
+    pub kind: DeviceKind,
+}
+
+impl DeviceIdentity {
+    /// The only topic prefix this device may publish or subscribe under.
+    pub fn namespace(&self) -> String {
+        match self.kind {
+            DeviceKind::Vehicle => format!("garasi/v1/vehicles/{}/", self.id),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    #[error("device id {0:?} is invalid: use 1-64 letters, digits, '-' or '_', starting with a letter or digit")]
+    BadId(String),
+    #[error("device kind {0:?} is unknown: use vehicle")]
+    BadKind(String),
+    #[error("device {0} already exists")]
+    Exists(String),
+    #[error("could not hash the password: {0}")]
+    Hash(String),
+    #[error(transparent)]
+    Store(#[from] StoreCallError),
+}
+
+/// Ids become MQTT topic levels, so they must not contain separators or wildcards.
+pub fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && id.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+}
+
+/// Creates a device and returns its generated password (shown once, stored only hashed).
+pub fn add_device(store: &Store, id: &str, kind: &str) -> Result<String, DeviceError> {
+    if !valid_id(id) {
+        return Err(DeviceError::BadId(id.into()));
+    }
+    let kind = DeviceKind::parse(kind).ok_or_else(|| DeviceError::BadKind(kind.into()))?;
+    let mut raw = [0u8; 24];
+    rand::rng().fill_bytes(&mut raw);
+    let password = hex::encode(raw);
+    let hash = hash_password(&password)?;
+    let inserted = store.write_blocking(|c| {
+        c.execute(
+            "INSERT OR IGNORE INTO auth_devices (id, kind, password_hash, created_ms) VALUES (?1, ?2, ?3, ?4)",
+            params![id, kind.as_str(), hash, crate::util::now_ms()],
+        )
+    })?;
+    if inserted == 0 {
+        return Err(DeviceError::Exists(id.into()));
+    }
+    Ok(password)
+}
+
+/// Creates the device, or gives an existing one a new password (returned once). The demo
+/// uses this so each run knows its simulated devices' passwords.
+pub fn reset_device(store: &Store, id: &str, kind: &str) -> Result<String, DeviceError> {
+    match add_device(store, id, kind) {
+        Err(DeviceError::Exists(_)) => {}
+        other => return other,
+    }
+    let mut raw = [0u8; 24];
+    rand::rng().fill_bytes(&mut raw);
+    let password = hex::encode(raw);
+    let hash = hash_password(&password)?;
+    store.write_blocking(|c| {
+        c.execute(
+            "UPDATE auth_devices SET password_hash = ?1, disabled = 0 WHERE id = ?2",
+            params![hash, id],
+        )
+    })?;
+    Ok(password)
+}
+
+fn hash_password(password: &str) -> Result<String, DeviceError> {
+    let mut salt = [0u8; 16];
+    rand::rng().fill_bytes(&mut salt);
+    let salt = SaltString::encode_b64(&salt).map_err(|e| DeviceError::Hash(e.to_string()))?;
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| DeviceError::Hash(e.to_string()))
+}
+
+/// Public API used by the MQTT gate. Verified passwords are remembered as a keyed digest
+/// (never the password), tied to the stored hash, so a reconnect storm costs one argon2
+/// run per device and a rotated or disabled credential stops matching at once.
+pub struct DeviceAuth {
+    store: Store,
+    pepper: [u8; 32],
+    verified: Mutex<HashMap<String, (String, [u8; 64])>>,
+}
+
+impl DeviceAuth {
+    pub fn new(store: Store) -> Self {
+        let mut pepper = [0u8; 32];
+        rand::rng().fill_bytes(&mut pepper);
+        DeviceAuth {
+            store,
+            pepper,
+            verified: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn digest(&self, password: &str) -> [u8; 64] {
+        let mut h = Blake2b512::new();
+        h.update(self.pepper);
+        h.update(password.as_bytes());
+        h.finalize().into()
+    }
+
+    /// Checks a username (device id) and password. `None` for unknown, disabled or wrong.
+    pub async fn verify(&self, username: &str, password: &str) -> Option<DeviceIdentity> {
+        if !valid_id(username) {
+            return None;
+        }
+        let id = username.to_string();
+        let row: Option<(String, String)> = self
+            .store
+            .read(move |c| {
+                c.query_row(
+                    "SELECT kind, password_hash FROM auth_devices WHERE id = ?1 AND disabled = 0",
+                    params![id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+            })
+            .await
+            .ok()
+            .flatten();
+        let (kind, hash) = row?;
+        let kind = DeviceKind::parse(&kind)?;
+        let identity = DeviceIdentity {
+            id: username.to_string(),
+            kind,
+        };
+        let digest = self.digest(password);
+        let cached = self
+            .verified
+            .lock()
+            .ok()
+            .and_then(|m| m.get(username).cloned());
+        if let Some((cached_hash, cached_digest)) = cached {
+            if cached_hash == hash
+                && subtle::ConstantTimeEq::ct_eq(&cached_digest[..], &digest[..]).into()
+            {
+                return Some(identity);
+            }
+        }
+        let pw = password.to_string();
+        let hash2 = hash.clone();
+        let ok = tokio::task::spawn_blocking(move || {
+            PasswordHash::new(&hash2)
+                .is_ok_and(|h| Argon2::default().verify_password(pw.as_bytes(), &h).is_ok())
+        })
+        .await
+        .unwrap_or(false);
+        if !ok {
+            return None;
+        }
+        if let Ok(mut m) = self.verified.lock() {
+            m.insert(username.to_string(), (hash, digest));
+        }
+        Some(identity)
+    }
+}
+
+pub struct AuthModule;
+
+impl Module for AuthModule {
+    fn name(&self) -> &'static str {
+        "auth"
+    }
+    fn migrations(&self) -> &'static [Migration] {
+        MIGRATIONS
+    }
+    fn start(&self, ctx: &ModuleContext) -> Result<Started, ModuleError> {
+        ctx.services
+            .provide(Arc::new(DeviceAuth::new(ctx.store.clone())));
+        Ok(Started::default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_topic_safe() {
+        for ok in ["bus-001", "B_7", "9"] {
+            assert!(valid_id(ok), "{ok}");
+        }
+        for bad in ["", "a/b", "+", "#", "bus 1", "-x", &"x".repeat(65)] {
+            assert!(!valid_id(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn namespace_is_per_device() {
+        let d = DeviceIdentity {
+            id: "bus-1".into(),
+            kind: DeviceKind::Vehicle,
+        };
+        assert_eq!(d.namespace(), "garasi/v1/vehicles/bus-1/");
+    }
+}

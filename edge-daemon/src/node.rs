@@ -1,0 +1,225 @@
+//! Assembles a running node: bind every listener first (so a taken port fails fast with a
+//! clear message), open the store, start modules in dependency order, start the broker's
+//! internal listeners and the device gate, serve HTTP; and drain it all in order on stop.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::broker::gate::{self, Gate};
+use crate::broker::{BrokerError, BrokerHandle};
+use crate::bus::Bus;
+use crate::config::Config;
+use crate::http::{self, Readiness};
+use crate::metrics::Metrics;
+use crate::modules::auth::{AuthModule, DeviceAuth};
+use crate::modules::fleet::FleetModule;
+use crate::modules::telemetry::TelemetryModule;
+use crate::modules::{self, Module, ModuleError, Runner, Services, Shared};
+use crate::store::{DataDir, Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("cannot listen on {addr} for {what}: {source}. Is another program using it? Choose another address with {flag}")]
+    Bind {
+        what: &'static str,
+        flag: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("TLS listener: {0}")]
+    Tls(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Module(#[from] ModuleError),
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    #[error("the auth module is disabled, but the MQTT gate needs it to check device credentials: enable auth")]
+    NoAuth,
+    #[error("metrics: {0}")]
+    Metrics(String),
+}
+
+/// Every module of this build, in declaration order.
+pub fn all_modules() -> Vec<Box<dyn Module>> {
+    vec![
+        Box::new(AuthModule),
+        Box::new(FleetModule),
+        Box::new(TelemetryModule),
+    ]
+}
+
+/// Listeners bound before anything else starts.
+pub struct Bound {
+    pub http: TcpListener,
+    pub mqtt: TcpListener,
+    pub mqtt5: TcpListener,
+    pub mqtts: Option<(TcpListener, TlsAcceptor)>,
+}
+
+fn bind_one(
+    addr: SocketAddr,
+    what: &'static str,
+    flag: &'static str,
+) -> Result<TcpListener, NodeError> {
+    TcpListener::bind(addr).map_err(|source| NodeError::Bind {
+        what,
+        flag,
+        addr,
+        source,
+    })
+}
+
+pub fn bind(cfg: &Config) -> Result<Bound, NodeError> {
+    let http = bind_one(cfg.http_listen, "HTTP", "--http-listen")?;
+    let mqtt = bind_one(cfg.mqtt_listen, "MQTT 3.1.1", "--mqtt-listen")?;
+    let mqtt5 = bind_one(cfg.mqtt5_listen, "MQTT 5", "--mqtt5-listen")?;
+    let mqtts = match &cfg.tls {
+        None => None,
+        Some(t) => {
+            let acceptor = gate::tls_acceptor(&t.cert, &t.key).map_err(NodeError::Tls)?;
+            Some((
+                bind_one(t.listen, "MQTT over TLS", "--mqtts-listen")?,
+                acceptor,
+            ))
+        }
+    };
+    Ok(Bound {
+        http,
+        mqtt,
+        mqtt5,
+        mqtts,
+    })
+}
+
+/// A running node.
+pub struct Node {
+    pub http_addr: SocketAddr,
+    pub mqtt_addr: SocketAddr,
+    pub mqtt5_addr: SocketAddr,
+    pub mqtts_addr: Option<SocketAddr>,
+    pub store: Store,
+    pub services: Services,
+    shutdown: CancellationToken,
+    root: CancellationToken,
+    runner: Runner,
+    front: TaskTracker,
+    ready: Readiness,
+}
+
+impl Node {
+    pub async fn start(cfg: Config, bound: Bound) -> Result<Node, NodeError> {
+        let t0 = std::time::Instant::now();
+        let cfg = Arc::new(cfg);
+        let local = |l: &TcpListener, a: SocketAddr| l.local_addr().unwrap_or(a);
+        let http_addr = local(&bound.http, cfg.http_listen);
+        let mqtt_addr = local(&bound.mqtt, cfg.mqtt_listen);
+        let mqtt5_addr = local(&bound.mqtt5, cfg.mqtt5_listen);
+        let mqtts_addr = bound.mqtts.as_ref().and_then(|(l, _)| l.local_addr().ok());
+
+        let dd = DataDir::new(&cfg.data_dir, cfg.key_file.as_deref());
+        let store = tokio::task::spawn_blocking(move || Store::open(&dd))
+            .await
+            .map_err(|e| NodeError::Metrics(e.to_string()))??;
+        let metrics = Arc::new(Metrics::new().map_err(|e| NodeError::Metrics(e.to_string()))?);
+        let broker = BrokerHandle::new(&cfg.broker)?;
+        let shutdown = CancellationToken::new();
+        let root = CancellationToken::new();
+        let shared = Shared {
+            config: cfg.clone(),
+            store: store.clone(),
+            bus: Bus::new(4096),
+            services: Services::default(),
+            metrics: metrics.clone(),
+            broker: Some(broker.clone()),
+            shutdown: shutdown.clone(),
+        };
+        let ordered = modules::order(all_modules(), &cfg.disabled_modules)?;
+        let runner = Runner::start(ordered, &shared, &root)?;
+        {
+            let (b, m) = (broker.clone(), metrics.clone());
+            tokio::task::spawn_blocking(move || b.start(m))
+                .await
+                .map_err(|e| NodeError::Metrics(e.to_string()))??;
+        }
+        let auth = shared
+            .services
+            .get::<DeviceAuth>()
+            .ok_or(NodeError::NoAuth)?;
+        let front = TaskTracker::new();
+        let gate = Arc::new(Gate {
+            auth,
+            broker,
+            metrics: metrics.clone(),
+            max_packet_bytes: cfg.broker.max_packet_bytes,
+            shutdown: shutdown.clone(),
+            tracker: front.clone(),
+        });
+        let mut listeners = vec![(bound.mqtt, None), (bound.mqtt5, None)];
+        if let Some((l, acc)) = bound.mqtts {
+            listeners.push((l, Some(acc)));
+        }
+        for (l, tls) in listeners {
+            let g = gate.clone();
+            front.spawn(async move {
+                if let Err(e) = g.serve(l, tls).await {
+                    tracing::error!(error = %e, "MQTT listener failed");
+                }
+            });
+        }
+        let ready = Readiness::default();
+        let app = http::router(runner.routes.clone(), metrics.clone(), ready.clone());
+        {
+            let s = shutdown.clone();
+            let l = bound.http;
+            front.spawn(async move {
+                if let Err(e) = http::serve(l, app, s).await {
+                    tracing::error!(error = %e, "HTTP server failed");
+                }
+            });
+        }
+        ready.set(true);
+        tracing::info!(
+            http = %http_addr, mqtt = %mqtt_addr, mqtt5 = %mqtt5_addr, mqtts = ?mqtts_addr,
+            startup_ms = t0.elapsed().as_millis() as u64, "garasi-edge ready"
+        );
+        Ok(Node {
+            http_addr,
+            mqtt_addr,
+            mqtt5_addr,
+            mqtts_addr,
+            store,
+            services: shared.services,
+            shutdown,
+            root,
+            runner,
+            front,
+            ready,
+        })
+    }
+
+    /// Stops intake (device connections, HTTP), then stops modules in reverse order so
+    /// everything accepted is committed. Returns false if the grace period ran out.
+    pub async fn stop(self, grace: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + grace;
+        self.ready.set(false);
+        tracing::info!(
+            grace_secs = grace.as_secs(),
+            "draining: closing device connections and HTTP"
+        );
+        self.shutdown.cancel();
+        self.front.close();
+        let front_ok = tokio::time::timeout_at(deadline, self.front.wait())
+            .await
+            .is_ok();
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let modules_ok = self.runner.stop(left).await;
+        self.root.cancel();
+        front_ok && modules_ok
+    }
+}
