@@ -378,7 +378,7 @@ impl Settings {
                 .cloned(),
         );
         if let (Some(a), Some(b)) = (mqtt, mqtt5) {
-            if a == b {
+            if a == b && a.port() != 0 {
                 c.0.push(format!(
                     "--mqtt-listen and --mqtt5-listen are both {a}: give each its own port"
                 ));

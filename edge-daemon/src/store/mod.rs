@@ -190,10 +190,19 @@ pub fn open(
     Ok(conn)
 }
 
+/// Cipher settings beyond the key. A raw key skips the KDF; HMAC-SHA1 (still a sound
+/// MAC) instead of SQLCipher 4's SHA512 keeps the file readable by Debian 12's `sqlcipher`
+/// CLI (SQLCipher 3.x) in an emergency: `PRAGMA key = "x'<db.key>'"; PRAGMA
+/// cipher_page_size = 4096;`. AES-256 page encryption is the same either way.
+pub const CIPHER_SETTINGS: &str = "PRAGMA cipher_page_size = 4096; PRAGMA cipher_hmac_algorithm = HMAC_SHA1; PRAGMA cipher_kdf_algorithm = PBKDF2_HMAC_SHA1;";
+
 fn apply_key(conn: &Connection, key: &DbKey) -> Result<(), StoreError> {
     // execute_batch errors carry SQLite's message, never the statement text, so the key
     // cannot leak through an error.
-    conn.execute_batch(&format!("PRAGMA key = \"x'{}'\";", key.to_hex()))?;
+    conn.execute_batch(&format!(
+        "PRAGMA key = \"x'{}'\"; {CIPHER_SETTINGS}",
+        key.to_hex()
+    ))?;
     Ok(())
 }
 
