@@ -36,7 +36,7 @@ pub enum NodeError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
-    Module(#[from] ModuleError),
+    Module(#[from] Box<ModuleError>),
     #[error(transparent)]
     Broker(#[from] BrokerError),
     #[error("the auth module is disabled, but the MQTT gate needs it to check device credentials: enable auth")]
@@ -139,8 +139,8 @@ impl Node {
             broker: Some(broker.clone()),
             shutdown: shutdown.clone(),
         };
-        let ordered = modules::order(all_modules(), &cfg.disabled_modules)?;
-        let runner = Runner::start(ordered, &shared, &root)?;
+        let ordered = modules::order(all_modules(), &cfg.disabled_modules).map_err(Box::new)?;
+        let runner = Runner::start(ordered, &shared, &root).map_err(Box::new)?;
         {
             let (b, m) = (broker.clone(), metrics.clone());
             tokio::task::spawn_blocking(move || b.start(m))
