@@ -17,7 +17,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use garasi_edge::modules::telemetry::{ingest, live, writer, MIGRATIONS};
+use garasi_edge::modules::telemetry::{ingest, live, writer, TelemetryModule};
+use garasi_edge::modules::Module;
 use garasi_edge::modules::{auth, fleet};
 use garasi_edge::store::{migrate, DataDir, Role, Store};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
@@ -102,21 +103,26 @@ async fn publish_all(
     }
 }
 
-async fn committed(http: &str) -> f64 {
+async fn metric(http: &str, name: &str) -> f64 {
     let text = reqwest::get(format!("{http}/metrics"))
         .await
         .unwrap()
         .text()
         .await
         .unwrap();
+    let prefix = format!("{name} ");
     text.lines()
-        .find_map(|l| l.strip_prefix("garasi_telemetry_rows_committed_total "))
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0.0)
 }
 
 struct EmbeddedResult {
     rate: f64,
+    committed: f64,
+    lost: f64,
+    cursor_jumps: f64,
+    publish_rate: f64,
     ready_ms: f64,
     idle_rss_mib: f64,
     loaded_rss_mib: f64,
@@ -165,6 +171,7 @@ async fn embedded(total: usize) -> EmbeddedResult {
         ])
         .env("RUST_LOG", "warn,garasi_edge=info")
         .stdout(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("{}: {e}", exe.display()));
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
@@ -203,13 +210,25 @@ async fn embedded(total: usize) -> EmbeddedResult {
     let t1 = Instant::now();
     publish_all(mqtt, &creds, "", per, 1_700_000_000_000).await;
     let target = (per * DEVICES) as f64;
-    while committed(&http).await < target {
-        if t1.elapsed() > Duration::from_secs(300) {
-            panic!("embedded pipeline did not commit everything in 300 s");
+    let publish_s = t1.elapsed().as_secs_f64();
+    // Wait until everything is committed, or nothing more arrives for 3 s (lost in the
+    // broker: counted as cursor jumps).
+    let (mut last, mut last_change) = (0.0, Instant::now());
+    let mut done_at = t1.elapsed();
+    loop {
+        let c = metric(&http, "garasi_telemetry_rows_committed_total").await;
+        if c > last {
+            last = c;
+            last_change = Instant::now();
+            done_at = t1.elapsed();
+        }
+        if c >= target || last_change.elapsed() > Duration::from_secs(3) {
+            break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let rate = target / t1.elapsed().as_secs_f64();
+    let rate = last / done_at.as_secs_f64();
+    let jumps = metric(&http, "garasi_broker_cursor_jumps_total").await;
     let loaded_rss_mib = rss_kib(child.id()) as f64 / 1024.0;
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -217,6 +236,10 @@ async fn embedded(total: usize) -> EmbeddedResult {
     let _ = child.wait();
     EmbeddedResult {
         rate,
+        committed: last,
+        lost: target - last,
+        cursor_jumps: jumps,
+        publish_rate: target / publish_s,
         ready_ms,
         idle_rss_mib,
         loaded_rss_mib,
@@ -227,7 +250,7 @@ fn bench_conn(dir: &Path) -> rusqlite::Connection {
     let dd = DataDir::new(dir, None);
     dd.init().unwrap();
     let mut c = dd.open(Role::Writer).unwrap();
-    migrate::run(&mut c, "telemetry", MIGRATIONS).unwrap();
+    migrate::run(&mut c, "telemetry", TelemetryModule.migrations()).unwrap();
     c
 }
 
@@ -273,7 +296,7 @@ fn raw_insert(total: usize) -> f64 {
 }
 
 /// (c) Publishers -> Mosquitto -> a subscriber that validates and batch-writes like ours.
-async fn external(total: usize, addr: SocketAddr) -> f64 {
+async fn external(total: usize, addr: SocketAddr) -> ExternalResult {
     let tmp = tempfile::tempdir().unwrap();
     let conn = bench_conn(tmp.path());
     let metrics = Arc::new(garasi_edge::metrics::Metrics::new().unwrap());
@@ -303,45 +326,80 @@ async fn external(total: usize, addr: SocketAddr) -> f64 {
     .unwrap();
     let expect = (total / DEVICES) * DEVICES;
     let strip = prefix.clone();
+    let t0 = Instant::now();
     let consumer = tokio::spawn(async move {
         let schemas = ingest::Schemas::load().unwrap();
         let mut n = 0;
-        let mut subscribed = false;
+        let mut last = t0.elapsed();
+        // Stop when all arrived, or nothing came for 3 s (the broker dropped the rest).
         while n < expect {
-            match el.poll().await.unwrap() {
-                Event::Incoming(Packet::SubAck(_)) => subscribed = true,
-                Event::Incoming(Packet::Publish(p)) => {
-                    let topic = p.topic.strip_prefix(&strip).unwrap_or(&p.topic).to_string();
-                    let item = ingest::classify(
-                        &topic,
-                        &Bytes::from(p.payload.to_vec()),
-                        0,
-                        16 * 1024,
-                        &schemas,
-                        &|_| true,
-                    );
-                    tx.send(item).unwrap();
-                    n += 1;
-                }
-                _ => {}
+            let ev = match tokio::time::timeout(Duration::from_secs(3), el.poll()).await {
+                Ok(ev) => ev.unwrap(),
+                Err(_) => break,
+            };
+            if let Event::Incoming(Packet::Publish(p)) = ev {
+                let topic = p.topic.strip_prefix(&strip).unwrap_or(&p.topic).to_string();
+                let payload = Bytes::from(p.payload.to_vec());
+                let item = ingest::classify(&topic, &payload, 0, 16 * 1024, &schemas, &|_| true);
+                tx.send(item).unwrap();
+                n += 1;
+                last = t0.elapsed();
             }
-            let _ = subscribed;
         }
         drop(tx);
+        last
     });
     tokio::time::sleep(Duration::from_millis(500)).await; // SUBACK before publishing
     let creds: Vec<(String, String)> = ids().into_iter().map(|i| (i, String::new())).collect();
-    let t0 = Instant::now();
+    let started = t0.elapsed();
     publish_all(addr, &creds, &prefix, total / DEVICES, 1_700_000_000_000).await;
-    consumer.await.unwrap();
+    let last = consumer.await.unwrap();
     writer_thread.join().unwrap();
-    let rate = expect as f64 / t0.elapsed().as_secs_f64();
-    assert_eq!(
-        metrics.telemetry_rows_committed_total.get() as usize,
-        expect,
-        "external pipeline lost rows"
-    );
-    rate
+    let elapsed = (last - started).as_secs_f64();
+    let committed = metrics.telemetry_rows_committed_total.get() as f64;
+    ExternalResult {
+        rate: committed / elapsed,
+        lost: expect as f64 - committed,
+    }
+}
+
+/// Starts `mosquitto` on a free port with queues that never drop.
+fn own_mosquitto() -> Option<(SocketAddr, std::process::Child, tempfile::TempDir)> {
+    let dir = tempfile::tempdir().ok()?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .ok()?
+        .local_addr()
+        .ok()?
+        .port();
+    let conf = dir.path().join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
+             max_queued_messages 0\nmax_queued_bytes 0\nmax_inflight_messages 0\n"
+        ),
+    )
+    .ok()?;
+    let child = Command::new("mosquitto")
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().ok()?;
+    for _ in 0..50 {
+        if std::net::TcpStream::connect(addr).is_ok() {
+            return Some((addr, child, dir));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+struct ExternalResult {
+    rate: f64,
+    lost: f64,
 }
 
 #[tokio::main]
@@ -357,23 +415,48 @@ async fn main() {
         "(a) embedded broker -> garasi-edge -> SQLCipher: {:>9.0} rows/s committed",
         e.rate
     );
+    println!(
+        "    publishers were acked at {:.0} msg/s; committed {:.0}, lost {:.0} (router cursor jumps {:.0})",
+        e.publish_rate, e.committed, e.lost, e.cursor_jumps
+    );
     let raw = tokio::task::spawn_blocking(move || raw_insert(total))
         .await
         .unwrap();
     println!("(b) raw SQLCipher batched insert (reference):    {raw:>9.0} rows/s");
-    let mosq: SocketAddr = "127.0.0.1:1883".parse().unwrap();
-    let ext = if std::net::TcpStream::connect_timeout(&mosq, Duration::from_secs(1)).is_ok() {
-        let r = external(total, mosq).await;
-        println!("(c) Mosquitto + separate subscriber pipeline:    {r:>9.0} rows/s");
-        Some(r)
-    } else {
-        println!("(c) Mosquitto not reachable at {mosq}: skipped");
-        None
+    // The reference broker: our own Mosquitto configured never to drop (its defaults
+    // drop QoS 1 messages beyond 1,000 queued per subscriber, which would make the
+    // comparison meaningless), else the machine's Mosquitto on 1883 with its defaults.
+    let (ext, ext_label) = match own_mosquitto() {
+        Some((addr, mut child, _dir)) => {
+            let r = external(total, addr).await;
+            let _ = child.kill();
+            let _ = child.wait();
+            (Some(r), "own Mosquitto, unlimited queues")
+        }
+        None => {
+            let mosq: SocketAddr = "127.0.0.1:1883".parse().unwrap();
+            if std::net::TcpStream::connect_timeout(&mosq, Duration::from_secs(1)).is_ok() {
+                (
+                    Some(external(total, mosq).await),
+                    "Mosquitto 127.0.0.1:1883, default config",
+                )
+            } else {
+                (None, "no Mosquitto available")
+            }
+        }
     };
+    match &ext {
+        Some(r) => println!(
+            "(c) Mosquitto + separate subscriber pipeline:    {:>9.0} rows/s committed, lost {:.0} ({ext_label})",
+            r.rate, r.lost
+        ),
+        None => println!("(c) skipped: {ext_label}"),
+    }
     println!(
         "ratio (a)/(b) = {:.2}   ratio (a)/(c) = {}",
         e.rate / raw,
-        ext.map(|x| format!("{:.2}", e.rate / x))
+        ext.as_ref()
+            .map(|x| format!("{:.2}", e.rate / x.rate))
             .unwrap_or("n/a".into())
     );
     println!(
@@ -386,10 +469,12 @@ async fn main() {
     );
     let json = serde_json::json!({
         "messages": total, "devices": DEVICES,
-        "embedded_rows_per_s": e.rate.round(), "raw_insert_rows_per_s": raw.round(),
-        "external_pipeline_rows_per_s": ext.map(f64::round),
+        "embedded_rows_per_s": e.rate.round(), "embedded_lost": e.lost, "embedded_cursor_jumps": e.cursor_jumps, "raw_insert_rows_per_s": raw.round(),
+        "external_pipeline_rows_per_s": ext.as_ref().map(|x| x.rate.round()),
+        "external_pipeline_lost": ext.as_ref().map(|x| x.lost),
+        "external_broker": ext_label,
         "ratio_embedded_vs_raw": (e.rate / raw * 100.0).round() / 100.0,
-        "ratio_embedded_vs_external": ext.map(|x| (e.rate / x * 100.0).round() / 100.0),
+        "ratio_embedded_vs_external": ext.as_ref().map(|x| (e.rate / x.rate * 100.0).round() / 100.0),
         "idle_rss_mib_50_devices": (e.idle_rss_mib * 10.0).round() / 10.0,
         "loaded_rss_mib": (e.loaded_rss_mib * 10.0).round() / 10.0,
         "start_to_ready_ms": e.ready_ms.round(),

@@ -123,6 +123,8 @@ fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        // Colours only on a terminal: journald and log files get plain key=value.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
 }
 
@@ -295,7 +297,7 @@ async fn demo_fleet(
     fleet: &fleet::FleetApi,
     n: usize,
 ) -> anyhow::Result<Vec<sim::SimBus>> {
-    let mut buses = Vec::with_capacity(n);
+    let mut issued = Vec::with_capacity(n);
     for i in 1..=n {
         let id = format!("bus-{i:03}");
         let battery_kwh = if i % 3 == 0 { 280.0 } else { 350.0 };
@@ -306,11 +308,15 @@ async fn demo_fleet(
             battery_kwh,
         };
         fleet.upsert(v).await?;
+        // Hashing a password is deliberately slow: do them in parallel.
         let (store, id2) = (store.clone(), id.clone());
-        let password =
-            tokio::task::spawn_blocking(move || auth::reset_device(&store, &id2, "vehicle"))
-                .await
-                .context("demo setup task failed")??;
+        let hashing =
+            tokio::task::spawn_blocking(move || auth::reset_device(&store, &id2, "vehicle"));
+        issued.push((id, battery_kwh, hashing));
+    }
+    let mut buses = Vec::with_capacity(n);
+    for (id, battery_kwh, hashing) in issued {
+        let password = hashing.await.context("demo setup task failed")??;
         buses.push(sim::SimBus {
             id,
             password,

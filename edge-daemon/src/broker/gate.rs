@@ -282,6 +282,8 @@ impl Gate {
         W: AsyncWrite + Unpin,
     {
         let ns = id.namespace();
+        let bp = &self.broker.backpressure;
+        let mut publishes = 0u64;
         loop {
             let mut end = 0;
             while let Some((h, rl)) = frame_len(&buf[end..])? {
@@ -292,13 +294,19 @@ impl Gate {
                 if buf.len() - end < total {
                     break;
                 }
-                check_packet(&buf[end..end + total], h, &ns, v5)?;
+                if check_packet(&buf[end..end + total], h, &ns, v5)? {
+                    publishes += 1;
+                }
                 end += total;
             }
             if end > 0 {
                 let chunk = buf.split_to(end);
                 wr.write_all(&chunk).await?;
+                bp.forwarded(publishes);
+                publishes = 0;
             }
+            // Flow control: read no more from this device while ingest is behind.
+            bp.wait_for_room().await;
             if rd.read_buf(&mut buf).await? == 0 {
                 return Ok(());
             }
@@ -373,8 +381,9 @@ fn utf8(b: &[u8]) -> Result<&str, GateError> {
     std::str::from_utf8(b).map_err(|_| GateError::Malformed)
 }
 
-/// Checks one complete packet (`frame`, fixed header of `h` bytes) from a device.
-fn check_packet(frame: &[u8], h: usize, ns: &str, v5: bool) -> Result<(), GateError> {
+/// Checks one complete packet (`frame`, fixed header of `h` bytes) from a device; true
+/// when it is a PUBLISH (which ingest will receive).
+fn check_packet(frame: &[u8], h: usize, ns: &str, v5: bool) -> Result<bool, GateError> {
     match frame[0] >> 4 {
         1 => Err(GateError::Reconnect),
         3 => {
@@ -383,7 +392,7 @@ fn check_packet(frame: &[u8], h: usize, ns: &str, v5: bool) -> Result<(), GateEr
             // MQTT 5 may send an empty topic with a topic alias; an alias can only have
             // been set by an earlier publish whose topic was checked here.
             if (v5 && topic.is_empty()) || topic_allowed(ns, topic) {
-                Ok(())
+                Ok(true)
             } else {
                 Err(GateError::Acl(topic.to_string()))
             }
@@ -412,12 +421,12 @@ fn check_packet(frame: &[u8], h: usize, ns: &str, v5: bool) -> Result<(), GateEr
                 pos += 2 + len + 1; // options byte
             }
             if pos == frame.len() {
-                Ok(())
+                Ok(false)
             } else {
                 Err(GateError::Malformed)
             }
         }
-        _ => Ok(()),
+        _ => Ok(false),
     }
 }
 

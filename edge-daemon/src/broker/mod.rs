@@ -11,6 +11,7 @@ pub mod gate;
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener as StdListener, TcpStream as StdStream};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -35,6 +36,75 @@ pub enum BrokerError {
     Thread(std::io::Error),
 }
 
+/// End-to-end flow control between device connections and ingest.
+///
+/// rumqttd acknowledges a QoS 1 publish as soon as it is in the router's log and drops
+/// the oldest log segment when a subscriber falls behind, so a flood from devices would
+/// be acknowledged and then lost. The gate counts the PUBLISH packets it forwards, ingest
+/// counts what it receives; while the difference (messages sitting in the router) is
+/// above `limit`, the gate stops reading device sockets. TCP and MQTT flow control then
+/// slow the devices down instead.
+pub struct Backpressure {
+    forwarded: AtomicU64,
+    ingested: AtomicU64,
+    /// Forwarded messages the router will never deliver to ingest (e.g. an empty retained
+    /// payload that only clears a retained message), written off so they cannot block.
+    written_off: AtomicU64,
+    limit: u64,
+}
+
+impl Backpressure {
+    pub fn new(limit: u64) -> Self {
+        Backpressure {
+            forwarded: AtomicU64::new(0),
+            ingested: AtomicU64::new(0),
+            written_off: AtomicU64::new(0),
+            limit,
+        }
+    }
+
+    pub fn forwarded(&self, n: u64) {
+        self.forwarded.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn ingested(&self, n: u64) {
+        self.ingested.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Messages forwarded to the router that ingest has not received yet.
+    pub fn backlog(&self) -> u64 {
+        let done = self.ingested.load(Ordering::Relaxed) + self.written_off.load(Ordering::Relaxed);
+        self.forwarded.load(Ordering::Relaxed).saturating_sub(done)
+    }
+
+    /// Waits while the backlog is over the limit. If ingest makes no progress for 2 s the
+    /// backlog cannot be real (those messages are not coming): it is written off and
+    /// logged, so a counting mismatch can slow devices but never stall them.
+    pub async fn wait_for_room(&self) {
+        if self.backlog() <= self.limit {
+            return;
+        }
+        let mut seen = self.ingested.load(Ordering::Relaxed);
+        let mut since = Instant::now();
+        while self.backlog() > self.limit {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            let now = self.ingested.load(Ordering::Relaxed);
+            if now != seen {
+                seen = now;
+                since = Instant::now();
+            } else if since.elapsed() > Duration::from_secs(2) {
+                let b = self.backlog();
+                self.written_off.fetch_add(b, Ordering::Relaxed);
+                tracing::warn!(
+                    backlog = b,
+                    "ingest made no progress for 2 s; backlog written off"
+                );
+                return;
+            }
+        }
+    }
+}
+
 /// Handle modules use to open in-process links before the broker starts listening.
 #[derive(Clone)]
 pub struct BrokerHandle {
@@ -42,6 +112,7 @@ pub struct BrokerHandle {
     pub internal_v4: SocketAddr,
     pub internal_v5: SocketAddr,
     secret: Arc<String>,
+    pub backpressure: Arc<Backpressure>,
 }
 
 fn reserve_port() -> Result<SocketAddr, BrokerError> {
@@ -114,11 +185,15 @@ impl BrokerHandle {
             ..Default::default()
         };
         let broker = Broker::new(config);
+        // Well under what the ingest filter's log holds (segment_bytes x segment_count at a
+        // few hundred bytes per message), so the router never has to drop for ingest.
+        let limit = (cfg.segment_bytes * cfg.segment_count / 1024).clamp(1000, 20_000) as u64;
         Ok(BrokerHandle {
             inner: Arc::new(Mutex::new(Some(broker))),
             internal_v4,
             internal_v5,
             secret,
+            backpressure: Arc::new(Backpressure::new(limit)),
         })
     }
 

@@ -105,6 +105,8 @@ pub struct Schemas {
 
 impl Schemas {
     pub fn load() -> Result<Self, String> {
+        // The files declare draft-07: jsonschema builds draft 2020-12 validators with
+        // ~12 MiB of meta-schema state each (measured), draft-07 with ~5 MiB once.
         let compile = |name: &str, text: &str| -> Result<Validator, String> {
             let v: Value = serde_json::from_str(text).map_err(|e| format!("{name}: {e}"))?;
             jsonschema::validator_for(&v).map_err(|e| format!("{name}: {e}"))
@@ -251,15 +253,24 @@ pub fn classify(
 
 /// The ingest loop. Returns when `draining` is set and the link has been quiet for a
 /// moment (everything the router held for us is handed over), or the link closes.
-pub fn run(
-    mut link: LinkRx,
-    out: SyncSender<Item>,
-    schemas: Schemas,
-    fleet: Arc<FleetApi>,
-    metrics: Arc<Metrics>,
-    max_payload: usize,
-    draining: Arc<AtomicBool>,
-) {
+pub struct Ingest {
+    pub schemas: Schemas,
+    pub fleet: Arc<FleetApi>,
+    pub metrics: Arc<Metrics>,
+    pub max_payload: usize,
+    pub draining: Arc<AtomicBool>,
+    pub backpressure: Arc<crate::broker::Backpressure>,
+}
+
+pub fn run(mut link: LinkRx, out: SyncSender<Item>, ctx: Ingest) {
+    let Ingest {
+        schemas,
+        fleet,
+        metrics,
+        max_payload,
+        draining,
+        backpressure,
+    } = ctx;
     let is_known = |id: &str| fleet.is_known(id);
     let mut quiet_since: Option<Instant> = None;
     loop {
@@ -297,6 +308,9 @@ pub fn run(
                     tracing::error!("telemetry writer is gone; ingest stops");
                     return;
                 }
+                // Counted only once the writer has taken it, so a slow writer also
+                // holds back the gate.
+                backpressure.ingested(1);
             }
             // The router parks a link whose buffer it filled; it must be told we are
             // ready again or it stops sending (silently).

@@ -29,6 +29,9 @@ use crate::store::migrate::Migration;
 use crate::store::{Role, Store};
 use crate::util::{now_ms, parse_time};
 
+/// Items between ingest and the writer.
+pub const QUEUE_CAPACITY: usize = 8192;
+
 pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
     version: 1,
     name: "samples, latest, faults, dead letters, rollups",
@@ -128,8 +131,9 @@ impl Module for TelemetryModule {
             .subscribe(ingest::FILTER)
             .map_err(|e| ModuleError::start(name, e))?;
 
-        // Bounded: when the writer is behind, ingest blocks and the broker log buffers.
-        let (tx, rx) = std::sync::mpsc::sync_channel(50_000);
+        // Bounded: when the writer is behind, ingest blocks and the gate's backpressure
+        // slows devices. The ring is allocated up front, so keep it modest.
+        let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE_CAPACITY);
         let draining = Arc::new(AtomicBool::new(false));
         let writer = writer::Writer {
             conn,
@@ -140,11 +144,17 @@ impl Module for TelemetryModule {
         };
         ctx.tracker.spawn_blocking(move || writer.run(rx));
         {
-            let (metrics, draining, max) =
-                (ctx.metrics.clone(), draining.clone(), cfg.max_payload_bytes);
+            let ingest = ingest::Ingest {
+                schemas,
+                fleet,
+                metrics: ctx.metrics.clone(),
+                max_payload: cfg.max_payload_bytes,
+                draining: draining.clone(),
+                backpressure: broker.backpressure.clone(),
+            };
             ctx.tracker.spawn_blocking(move || {
                 let _keep_tx_alive = link_tx;
-                ingest::run(link_rx, tx, schemas, fleet, metrics, max, draining);
+                ingest::run(link_rx, tx, ingest);
             });
         }
         // Stop: drain what the broker holds for us, then the writer commits and exits.
