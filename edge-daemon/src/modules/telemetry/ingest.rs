@@ -162,12 +162,18 @@ pub fn classify(
             format!("{} bytes, limit {max_payload}", payload.len()),
         );
     }
-    let v: Value = match serde_json::from_slice(payload) {
+    let mut v: Value = match serde_json::from_slice(payload) {
         Ok(v) => v,
         Err(e) => return dead(Reason::NotJson, e.to_string()),
     };
-    if let Some(err) = validator.iter_errors(&v).next() {
-        return dead(Reason::Schema, format!("{} at {}", err, err.instance_path));
+    // `is_valid` is the fast path; the error walk runs only for bad payloads.
+    if !validator.is_valid(&v) {
+        let detail = validator
+            .iter_errors(&v)
+            .next()
+            .map(|err| format!("{} at {}", err, err.instance_path))
+            .unwrap_or_else(|| "does not match the schema".into());
+        return dead(Reason::Schema, detail);
     }
     if !is_known(vehicle_id) {
         return dead(Reason::UnknownVehicle, format!("vehicle {vehicle_id} is not in the registry: add it with `garasi-edge vehicle add`"));
@@ -177,8 +183,8 @@ pub fn classify(
     match kind {
         "telemetry" => {
             let ts_ms = ts(&v).unwrap_or(received_ms);
-            let mut signals = match v.get("signals") {
-                Some(Value::Object(m)) => m.clone(),
+            let mut signals = match v.get_mut("signals").map(Value::take) {
+                Some(Value::Object(m)) => m,
                 _ => serde_json::Map::new(),
             };
             let mut num = |k: &str| signals.remove(k).and_then(|x| x.as_f64());
@@ -272,6 +278,14 @@ pub fn run(mut link: LinkRx, out: SyncSender<Item>, ctx: Ingest) {
         backpressure,
     } = ctx;
     let is_known = |id: &str| fleet.is_known(id);
+    // Resolved once: a labelled lookup per message is a hash and a lock.
+    let by_kind = |k: &str| metrics.telemetry_messages_total.with_label_values(&[k]);
+    let (count_telemetry, count_status, count_faults, count_dead) = (
+        by_kind("telemetry"),
+        by_kind("status"),
+        by_kind("faults"),
+        by_kind("dead_letter"),
+    );
     let mut quiet_since: Option<Instant> = None;
     loop {
         let deadline = Instant::now() + Duration::from_millis(100);
@@ -287,22 +301,18 @@ pub fn run(mut link: LinkRx, out: SyncSender<Item>, ctx: Ingest) {
                     &schemas,
                     &is_known,
                 );
-                let kind = match &item {
-                    Item::Sample(_) => "telemetry",
-                    Item::Status { .. } => "status",
-                    Item::Faults { .. } => "faults",
+                match &item {
+                    Item::Sample(_) => count_telemetry.inc(),
+                    Item::Status { .. } => count_status.inc(),
+                    Item::Faults { .. } => count_faults.inc(),
                     Item::Dead { reason, .. } => {
                         metrics
                             .telemetry_dead_letters_total
                             .with_label_values(&[reason.as_str()])
                             .inc();
-                        "dead_letter"
+                        count_dead.inc();
                     }
-                };
-                metrics
-                    .telemetry_messages_total
-                    .with_label_values(&[kind])
-                    .inc();
+                }
                 metrics.telemetry_queue_depth.inc();
                 if out.send(item).is_err() {
                     tracing::error!("telemetry writer is gone; ingest stops");
