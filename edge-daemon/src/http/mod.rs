@@ -47,8 +47,9 @@ impl ApiError {
     pub fn not_found(m: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, m)
     }
-    pub fn internal(m: impl Into<String>) -> Self {
-        tracing::error!(error = %m.into_inner_str(), "internal error in HTTP handler");
+    /// Logs the detail; the client gets a generic message (details may be internal).
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %detail, "internal error in HTTP handler");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal error: see the node's log",
@@ -56,16 +57,6 @@ impl ApiError {
     }
     pub fn from_json_rejection(r: axum::extract::rejection::JsonRejection) -> Self {
         Self::new(r.status(), format!("invalid JSON body: {}", r.body_text()))
-    }
-}
-
-/// Lets `internal` take both `String` and `&str` while logging the detail.
-trait IntoInnerStr {
-    fn into_inner_str(self) -> String;
-}
-impl<T: Into<String>> IntoInnerStr for T {
-    fn into_inner_str(self) -> String {
-        self.into()
     }
 }
 

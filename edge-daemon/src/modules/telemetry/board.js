@@ -20,7 +20,8 @@
     if (s.charging && !chg) { chg = document.createElement("span"); chg.className = "chg"; chg.title = "charging"; chg.textContent = " ⚡"; tr.querySelector("td.soc").appendChild(chg); }
     if (!s.charging && chg) chg.remove();
     setText(tr, "speed", s.speed_kmh == null ? "–" : Math.round(s.speed_kmh) + " km/h");
-    var n = (view.active_faults || []).length;
+    // A telemetry event carries no fault list: keep the count we have.
+    var n = view.active_faults ? view.active_faults.length : parseInt(tr.dataset.faults || "0", 10);
     tr.querySelector("td.faults").innerHTML = n ? '<span class="fault">' + n + "</span>" : "";
     if (view.last_seen) { setText(tr, "seen", view.last_seen); tr.dataset.lastSeen = view.last_seen_ms; }
     tr.dataset.soc = soc == null ? "" : soc;
@@ -61,12 +62,8 @@
   es.onopen = function () { link.textContent = "live"; };
   es.onerror = function () { link.textContent = "reconnecting…"; };
   es.addEventListener("telemetry", function (e) {
-    var d = JSON.parse(e.data), tr = row(d.vehicle_id);
-    if (!tr) return;
-    var pill = tr.querySelector(".pill");
-    var faults = [];
-    for (var i = 0; i < parseInt(tr.dataset.faults || "0", 10); i++) faults.push({});
-    apply(d.vehicle_id, { sample: d.sample, status: d.status, active_faults: faults,
+    var d = JSON.parse(e.data);
+    apply(d.vehicle_id, { sample: d.sample, status: d.status, active_faults: null,
       last_seen: new Date(d.sample.received_ms).toISOString(), last_seen_ms: d.sample.received_ms });
     totals();
   });

@@ -165,7 +165,8 @@ impl Module for TelemetryModule {
                 draining.store(true, Ordering::SeqCst);
             });
         }
-        // Housekeeping: rollups and retention every minute.
+        // Status gauges every 10 s; rollups and retention every minute. Both touch the
+        // store, so they run in the blocking pool.
         {
             let (store, cancel, cfg, metrics, live, fleet) = (
                 ctx.store.clone(),
@@ -176,38 +177,49 @@ impl Module for TelemetryModule {
                 fleet_for_gauges,
             );
             ctx.tracker.spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_secs(60));
+                let mut tick = tokio::time::interval(Duration::from_secs(10));
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
+                for round in 0u64.. {
                     tokio::select! {
                         _ = cancel.cancelled() => return,
                         _ = tick.tick() => {}
                     }
-                    let store2 = store.clone();
-                    let cfg2 = cfg.clone();
-                    let r =
-                        tokio::task::spawn_blocking(move || -> Result<(usize, usize), String> {
-                            let mut c = store2.connect(Role::Writer).map_err(|e| e.to_string())?;
+                    let (store, cfg, metrics, live, fleet) = (
+                        store.clone(),
+                        cfg.clone(),
+                        metrics.clone(),
+                        live.clone(),
+                        fleet.clone(),
+                    );
+                    let r = tokio::task::spawn_blocking(
+                        move || -> Result<Option<(usize, usize)>, String> {
+                            update_status_gauges(&live, &fleet, &metrics);
+                            if round % 6 != 0 {
+                                return Ok(None);
+                            }
+                            let mut c = store.connect(Role::Writer).map_err(|e| e.to_string())?;
                             query::housekeeping(
                                 &mut c,
                                 now_ms(),
-                                cfg2.raw_retention_days,
-                                cfg2.rollup_retention_days,
-                                cfg2.dead_letter_keep,
+                                cfg.raw_retention_days,
+                                cfg.rollup_retention_days,
+                                cfg.dead_letter_keep,
                             )
+                            .map(Some)
                             .map_err(|e| e.to_string())
-                        })
-                        .await;
+                        },
+                    )
+                    .await;
                     match r {
-                        Ok(Ok((rolled, deleted))) => {
+                        Ok(Ok(Some((rolled, deleted)))) => {
                             tracing::debug!(rolled, deleted, "telemetry housekeeping")
                         }
+                        Ok(Ok(None)) => {}
                         Ok(Err(e)) => {
                             tracing::warn!(error = %e, "telemetry housekeeping failed; will retry")
                         }
                         Err(e) => tracing::warn!(error = %e, "telemetry housekeeping task failed"),
                     }
-                    update_status_gauges(&live, &fleet, &metrics);
                 }
             });
         }
