@@ -755,13 +755,8 @@ async fn tls_listener_authenticates_and_ingests() {
             key.to_str().unwrap(),
         ],
     );
-    let line = edge
-        .log()
-        .lines()
-        .find(|l| l.contains("garasi-edge ready"))
-        .unwrap()
-        .to_string();
-    let port = line
+    let port = edge
+        .ready
         .split("mqtts=Some(127.0.0.1:")
         .nth(1)
         .and_then(|r| r.split(')').next())

@@ -87,6 +87,8 @@ pub fn depot(dir: &Path, ids: &[&str]) -> Vec<String> {
 
 pub struct Edge {
     pub child: Child,
+    /// The node's "garasi-edge ready" log line (listener addresses).
+    pub ready: String,
     pub http: String,
     pub mqtt: SocketAddr,
     pub mqtt5: SocketAddr,
@@ -135,10 +137,11 @@ impl Edge {
             let (log, tx) = (log.clone(), tx.clone());
             std::thread::spawn(move || {
                 for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    // Log first, then signal, so the log always holds the ready line.
+                    log.lock().unwrap().push_str(&format!("{line}\n"));
                     if line.contains("garasi-edge ready") {
-                        let _ = tx.send(line.clone());
+                        let _ = tx.send(line);
                     }
-                    log.lock().unwrap().push_str(&(line + "\n"));
                 }
             });
         }
@@ -147,6 +150,7 @@ impl Edge {
             if let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
                 let http = field(&line, "http=").unwrap();
                 return Ok(Edge {
+                    ready: line.clone(),
                     child,
                     http: format!("http://{http}"),
                     mqtt: field(&line, "mqtt=").unwrap().parse().unwrap(),
