@@ -812,3 +812,65 @@ async fn tls_listener_authenticates_and_ingests() {
     assert_eq!(got.len(), 1);
     assert_eq!(got[0]["speed_kmh"], 55.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_mqtt_closes_only_that_connection_and_is_counted() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let tmp = tempfile::tempdir().unwrap();
+    let pw = depot(tmp.path(), &["bus-1"]);
+    let edge = Edge::start(tmp.path(), &[]);
+    let (good, mut grx) = mqtt_client(edge.mqtt, "bus-1", "bus-1", &pw[0]).await;
+    connack(&mut grx).await.unwrap();
+
+    // Garbage, a PUBLISH before CONNECT, a remaining length that never ends, a CONNECT
+    // that claims 200 MiB, and a connection that sends nothing at all (timeout is 10 s;
+    // not waited for here). Each must be closed without an answer that grants anything.
+    let garbage: Vec<Vec<u8>> = vec![
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+        vec![0x30, 0x05, 0x00, 0x01, b'a', b'{', b'}'],
+        vec![0x10, 0xff, 0xff, 0xff, 0xff, 0xff],
+        vec![0x10, 0x80, 0x80, 0x80, 0x64],
+    ];
+    for bytes in &garbage {
+        let mut s = tokio::net::TcpStream::connect(edge.mqtt).await.unwrap();
+        s.write_all(bytes).await.unwrap();
+        let mut buf = [0u8; 16];
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .expect("connection left hanging")
+            .unwrap_or(0);
+        assert!(
+            n == 0 || buf[0] >> 4 == 2 && buf[3] != 0,
+            "bad input got a successful answer: {:?}",
+            &buf[..n]
+        );
+    }
+    let malformed = edge
+        .metric("garasi_mqtt_protocol_errors_total{reason=\"malformed\"}")
+        .await;
+    let oversized = edge
+        .metric("garasi_mqtt_protocol_errors_total{reason=\"oversized\"}")
+        .await;
+    assert!(malformed >= 2.0, "malformed counted: {malformed}");
+    assert!(oversized >= 1.0, "oversized counted: {oversized}");
+
+    // The good device never noticed.
+    good.publish(
+        "garasi/v1/vehicles/bus-1/telemetry",
+        QoS::AtLeastOnce,
+        false,
+        sample(now_ms(), 30.0),
+    )
+    .await
+    .unwrap();
+    eventually(Duration::from_secs(10), || async {
+        (!samples_of(&edge, "bus-1").await.is_empty()).then_some(())
+    })
+    .await
+    .expect("good device still ingested");
+    assert!(reqwest::get(format!("{}/healthz", edge.http))
+        .await
+        .unwrap()
+        .status()
+        .is_success());
+}

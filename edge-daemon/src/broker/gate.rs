@@ -140,6 +140,11 @@ impl Gate {
         // 1. Read one complete CONNECT.
         let (hdr, total) = tokio::time::timeout(CONNECT_TIMEOUT, async {
             loop {
+                // The first packet must be CONNECT (0x10): anything else (an HTTP
+                // request, a PUBLISH) is refused at once, not after the timeout.
+                if buf.first().is_some_and(|b| *b != 0x10) {
+                    return Err(GateError::Malformed);
+                }
                 if let Some((h, rl)) = frame_len(&buf)? {
                     let total = h + rl;
                     if total > self.max_packet_bytes {
