@@ -253,6 +253,7 @@ fn cmd_run(data_dir: &Path, settings: &Settings, demo: Option<(usize, f64)>) -> 
 
 async fn run(cfg: garasi_edge::config::Config, demo: Option<(usize, f64)>) -> anyhow::Result<()> {
     let grace = Duration::from_secs(cfg.shutdown_grace_secs);
+    let stop = shutdown_signal()?;
     let bound = node::bind(&cfg)?;
     let node = Node::start(cfg, bound).await?;
     let sim_cancel = CancellationToken::new();
@@ -279,7 +280,7 @@ async fn run(cfg: garasi_edge::config::Config, demo: Option<(usize, f64)>) -> an
             node.http_addr
         );
     }
-    wait_for_signal().await;
+    stop.cancelled().await;
     sim_cancel.cancel();
     sim_tasks.close();
     let _ = tokio::time::timeout(Duration::from_secs(2), sim_tasks.wait()).await;
@@ -326,24 +327,31 @@ async fn demo_fleet(
     Ok(buses)
 }
 
-async fn wait_for_signal() {
+/// Registers SIGTERM and SIGINT handlers now (before anything starts, so a signal that
+/// arrives during start-up is not fatal) and returns a token cancelled on the first one.
+fn shutdown_signal() -> anyhow::Result<CancellationToken> {
+    let token = CancellationToken::new();
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => tracing::info!(signal = "SIGTERM", "shutting down"),
-                    _ = tokio::signal::ctrl_c() => tracing::info!(signal = "SIGINT", "shutting down"),
-                }
+        let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+        let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+        let t = token.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = term.recv() => tracing::info!(signal = "SIGTERM", "shutting down"),
+                _ = int.recv() => tracing::info!(signal = "SIGINT", "shutting down"),
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
+            t.cancel();
+        });
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        let t = token.clone();
+        tokio::spawn(async move {
+            let _ = tokio::signal::ctrl_c().await;
+            t.cancel();
+        });
     }
+    Ok(token)
 }
