@@ -1,0 +1,11 @@
+//! garasi-sync-protocol: what edge and cloud agree on, with no I/O. The replicated record
+//! model (operational records as automerge documents), the deterministic merge rule
+//! ("a concurrent value written by the cloud wins, otherwise automerge's winner"), and the
+//! versioned, compressed, size-bounded wire format of sync batches.
+//!
+//! Both sides compute the visible state of a record with [`record::Record::visible`], so
+//! every replica that has the same changes shows the same values.
+
+pub mod actor;
+pub mod record;
+pub mod wire;

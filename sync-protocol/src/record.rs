@@ -1,0 +1,235 @@
+//! Operational records as automerge documents: flat maps of scalar fields. Concurrent
+//! edits of different fields both survive; on a true conflict on one field the visible
+//! value is a cloud-written one if there is one, otherwise automerge's own winner.
+
+use std::collections::BTreeMap;
+
+use automerge::{
+    transaction::Transactable, ActorId, AutoCommit, Change, ChangeHash, ObjType, ReadDoc,
+    ScalarValue, Value, ROOT,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::actor::{side_of, Side};
+
+/// A field value. Records are flat: nested data belongs in its own record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum FieldValue {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Text(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("automerge: {0}")]
+    Automerge(#[from] automerge::AutomergeError),
+    #[error("a change could not be decoded: {0}")]
+    BadChange(String),
+    #[error("field {0:?} holds a nested object; records are flat maps of scalars")]
+    NotScalar(String),
+}
+
+impl From<FieldValue> for ScalarValue {
+    fn from(v: FieldValue) -> Self {
+        match v {
+            FieldValue::Null => ScalarValue::Null,
+            FieldValue::Bool(b) => ScalarValue::Boolean(b),
+            FieldValue::Int(i) => ScalarValue::Int(i),
+            FieldValue::Float(f) => ScalarValue::F64(f),
+            FieldValue::Text(s) => ScalarValue::Str(s.into()),
+        }
+    }
+}
+
+fn field_value(v: &ScalarValue) -> FieldValue {
+    match v {
+        ScalarValue::Null => FieldValue::Null,
+        ScalarValue::Boolean(b) => FieldValue::Bool(*b),
+        ScalarValue::Int(i) => FieldValue::Int(*i),
+        ScalarValue::Uint(u) => FieldValue::Int(i64::try_from(*u).unwrap_or(i64::MAX)),
+        ScalarValue::F64(f) => FieldValue::Float(*f),
+        ScalarValue::Counter(c) => FieldValue::Int(i64::from(c)),
+        ScalarValue::Timestamp(t) => FieldValue::Int(*t),
+        ScalarValue::Str(s) => FieldValue::Text(s.to_string()),
+        ScalarValue::Bytes(_) | ScalarValue::Unknown { .. } => FieldValue::Null,
+    }
+}
+
+/// One replica of one record.
+pub struct Record {
+    doc: AutoCommit,
+}
+
+impl Record {
+    /// An empty record edited by `actor` (see [`crate::actor::new_actor`]).
+    pub fn new(actor: ActorId) -> Self {
+        Record {
+            doc: AutoCommit::new().with_actor(actor),
+        }
+    }
+
+    /// Loads a saved record; further edits are by `actor`.
+    pub fn load(bytes: &[u8], actor: ActorId) -> Result<Self, RecordError> {
+        Ok(Record {
+            doc: AutoCommit::load(bytes)?.with_actor(actor),
+        })
+    }
+
+    pub fn save(&mut self) -> Vec<u8> {
+        self.doc.save()
+    }
+
+    /// Sets fields in one change; returns the encoded change (what goes into the outbox).
+    pub fn set(&mut self, fields: &[(&str, FieldValue)]) -> Result<Option<Vec<u8>>, RecordError> {
+        for (k, v) in fields {
+            self.doc.put(ROOT, *k, ScalarValue::from(v.clone()))?;
+        }
+        Ok(self
+            .doc
+            .get_last_local_change()
+            .map(|mut c| c.bytes().into_owned()))
+    }
+
+    pub fn heads(&mut self) -> Vec<ChangeHash> {
+        self.doc.get_heads()
+    }
+
+    /// Encoded changes this replica has beyond `have` (all of them for `&[]`).
+    pub fn changes_since(&mut self, have: &[ChangeHash]) -> Vec<Vec<u8>> {
+        self.doc
+            .get_changes(have)
+            .into_iter()
+            .map(|mut c| c.bytes().into_owned())
+            .collect()
+    }
+
+    /// Applies encoded changes. Duplicates are ignored; a change whose dependencies
+    /// have not arrived yet is held until they do (so delivery order does not matter).
+    pub fn apply(&mut self, changes: &[Vec<u8>]) -> Result<(), RecordError> {
+        let decoded = changes
+            .iter()
+            .map(|b| {
+                Change::from_bytes(b.clone()).map_err(|e| RecordError::BadChange(e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.doc.apply_changes(decoded)?;
+        Ok(())
+    }
+
+    /// The visible record: per field, a concurrent cloud-written value wins; among
+    /// several (or none from the cloud) automerge's ordering decides, which is the same
+    /// on every replica with the same changes.
+    pub fn visible(&self) -> Result<BTreeMap<String, FieldValue>, RecordError> {
+        let mut out = BTreeMap::new();
+        for key in self.doc.keys(ROOT) {
+            let all = self.doc.get_all(ROOT, key.as_str())?;
+            let pick = |only_cloud: bool| {
+                all.iter()
+                    .filter_map(|(v, id)| match id {
+                        automerge::ObjId::Id(counter, actor, _) => Some((v, *counter, actor)),
+                        automerge::ObjId::Root => None,
+                    })
+                    .filter(|(_, _, actor)| !only_cloud || side_of(actor) == Side::Cloud)
+                    // automerge's own winner: the greatest (counter, actor).
+                    .max_by(|a, b| (a.1, a.2).cmp(&(b.1, b.2)))
+                    .map(|(v, _, _)| v.clone())
+            };
+            let chosen = pick(true).or_else(|| pick(false));
+            match chosen {
+                Some(Value::Scalar(s)) => {
+                    out.insert(key.clone(), field_value(&s));
+                }
+                Some(Value::Object(
+                    ObjType::Map | ObjType::Table | ObjType::List | ObjType::Text,
+                )) => return Err(RecordError::NotScalar(key.clone())),
+                None => {}
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actor::new_actor;
+
+    fn sync(a: &mut Record, b: &mut Record) {
+        let ab = a.changes_since(&[]);
+        let ba = b.changes_since(&[]);
+        b.apply(&ab).unwrap();
+        a.apply(&ba).unwrap();
+    }
+
+    #[test]
+    fn cloud_wins_a_true_conflict_and_different_fields_both_survive() {
+        let mut cloud = Record::new(new_actor(Side::Cloud));
+        cloud
+            .set(&[
+                ("status", FieldValue::Text("in_service".into())),
+                ("note", FieldValue::Null),
+            ])
+            .unwrap();
+        let mut depot = Record::new(new_actor(Side::Depot));
+        depot.apply(&cloud.changes_since(&[])).unwrap();
+        // Offline: both edit `status`; each edits one other field.
+        depot
+            .set(&[
+                ("status", FieldValue::Text("out_of_service".into())),
+                ("note", FieldValue::Text("brake".into())),
+            ])
+            .unwrap();
+        cloud
+            .set(&[
+                ("status", FieldValue::Text("in_maintenance".into())),
+                ("set_by", FieldValue::Text("admin".into())),
+            ])
+            .unwrap();
+        sync(&mut cloud, &mut depot);
+        let (v1, v2) = (cloud.visible().unwrap(), depot.visible().unwrap());
+        assert_eq!(v1, v2);
+        assert_eq!(
+            v1["status"],
+            FieldValue::Text("in_maintenance".into()),
+            "cloud wins the conflict"
+        );
+        assert_eq!(v1["note"], FieldValue::Text("brake".into()));
+        assert_eq!(v1["set_by"], FieldValue::Text("admin".into()));
+        // A later depot edit that has seen the cloud's value is not a conflict: it stands.
+        depot
+            .set(&[("status", FieldValue::Text("in_service".into()))])
+            .unwrap();
+        sync(&mut cloud, &mut depot);
+        assert_eq!(
+            cloud.visible().unwrap()["status"],
+            FieldValue::Text("in_service".into())
+        );
+    }
+
+    #[test]
+    fn save_load_and_garbage_changes() {
+        let mut r = Record::new(new_actor(Side::Depot));
+        r.set(&[
+            ("a", FieldValue::Int(1)),
+            ("b", FieldValue::Float(2.5)),
+            ("c", FieldValue::Bool(true)),
+        ])
+        .unwrap();
+        let saved = r.save();
+        let mut back = Record::load(&saved, new_actor(Side::Depot)).unwrap();
+        assert_eq!(back.visible().unwrap(), r.visible().unwrap());
+        assert!(matches!(
+            back.apply(&[vec![1, 2, 3]]),
+            Err(RecordError::BadChange(_))
+        ));
+        assert_eq!(
+            back.heads(),
+            r.heads(),
+            "a rejected change leaves the record as it was"
+        );
+    }
+}
