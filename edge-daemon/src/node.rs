@@ -18,6 +18,7 @@ use crate::http::{self, Readiness};
 use crate::metrics::Metrics;
 use crate::modules::auth::{AuthModule, DeviceAuth};
 use crate::modules::fleet::FleetModule;
+use crate::modules::sync::SyncModule;
 use crate::modules::telemetry::TelemetryModule;
 use crate::modules::{self, Module, ModuleError, Runner, Services, Shared};
 use crate::store::{DataDir, Store, StoreError};
@@ -49,6 +50,7 @@ pub enum NodeError {
 pub fn all_modules() -> Vec<Box<dyn Module>> {
     vec![
         Box::new(AuthModule),
+        Box::new(SyncModule),
         Box::new(FleetModule),
         Box::new(TelemetryModule),
     ]

@@ -494,7 +494,7 @@ async fn missing_dependency_refused_and_migrations_idempotent() {
     for _ in 0..2 {
         let mut edge = Edge::start(tmp.path(), &[]);
         let log = edge.log();
-        for m in ["auth", "fleet", "telemetry"] {
+        for m in ["auth", "sync", "fleet", "telemetry"] {
             assert!(
                 log.contains(&format!("schema up to date module=\"{m}\"")),
                 "{m} not up to date:\n{log}"
@@ -873,4 +873,56 @@ async fn malformed_mqtt_closes_only_that_connection_and_is_counted() {
         .unwrap()
         .status()
         .is_success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vehicle_status_is_a_replicated_record_with_an_outbox_entry() {
+    let tmp = tempfile::tempdir().unwrap();
+    depot(tmp.path(), &["bus-1"]);
+    let edge = Edge::start(tmp.path(), &[]);
+    let http = reqwest::Client::new();
+    let url = format!("{}/api/v1/vehicles/bus-1/status", edge.http);
+    assert_eq!(http.get(&url).send().await.unwrap().status(), 404);
+    let body = serde_json::json!({"status": "out_of_service", "note": "door fault", "set_by": "dispatcher-7"});
+    let r = http.put(&url).json(&body).send().await.unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    let got: serde_json::Value = http.get(&url).send().await.unwrap().json().await.unwrap();
+    assert_eq!(got["status"], "out_of_service");
+    assert_eq!(got["note"], "door fault");
+    assert_eq!(got["set_by"], "dispatcher-7");
+    let sync = edge.get_json("/api/v1/sync/status").await;
+    assert_eq!(sync["backlog"]["entries"], 1, "{sync}");
+    assert!(sync["backlog"]["bytes"].as_i64().unwrap() > 0);
+
+    // Refusals write nothing.
+    let bad = http
+        .put(&url)
+        .json(&serde_json::json!({"status": "flying", "set_by": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    assert!(
+        bad.text().await.unwrap().contains("in_service"),
+        "the error says what is allowed"
+    );
+    let unknown = http
+        .put(format!("{}/api/v1/vehicles/bus-9/status", edge.http))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+    let garbage = http
+        .put(&url)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(garbage.status(), 400);
+    assert_eq!(
+        edge.get_json("/api/v1/sync/status").await["backlog"]["entries"],
+        1
+    );
 }

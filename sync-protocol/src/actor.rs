@@ -2,7 +2,7 @@
 //! first byte whether the actor is the cloud or a depot, because the merge rule depends
 //! on it and must be computable from the document alone, identically everywhere.
 
-use automerge::ActorId;
+pub use automerge::ActorId;
 use rand::RngCore;
 
 const CLOUD_TAG: u8 = 0xC1;

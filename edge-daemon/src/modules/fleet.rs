@@ -10,8 +10,11 @@ use std::time::{Duration, Instant};
 use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
-use rusqlite::params;
+use rusqlite::{params, OptionalExtension};
 use serde::{Deserialize, Serialize};
+
+use garasi_sync_protocol::actor::{new_actor, ActorId, Side};
+use garasi_sync_protocol::record::{FieldValue, Record, RecordError};
 
 use super::{Module, ModuleContext, ModuleError, Services, Started};
 use crate::bus::{Bus, Event};
@@ -19,10 +22,11 @@ use crate::http::ApiError;
 use crate::store::migrate::Migration;
 use crate::store::{Store, StoreCallError};
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "vehicles",
-    sql: "CREATE TABLE fleet_vehicles (
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "vehicles",
+        sql: "CREATE TABLE fleet_vehicles (
             id TEXT PRIMARY KEY,
             label TEXT NOT NULL,
             plate TEXT,
@@ -30,7 +34,20 @@ const MIGRATIONS: &[Migration] = &[Migration {
             created_ms INTEGER NOT NULL,
             updated_ms INTEGER NOT NULL
           );",
-}];
+    },
+    Migration {
+        version: 2,
+        name: "vehicle operational status (replicated record)",
+        sql: "CREATE TABLE fleet_vehicle_status (
+            vehicle_id TEXT PRIMARY KEY,
+            doc BLOB NOT NULL,
+            status TEXT,
+            note TEXT,
+            set_by TEXT,
+            updated_ms INTEGER NOT NULL
+          );",
+    },
+];
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Vehicle {
@@ -48,8 +65,126 @@ pub enum FleetError {
     BadCapacity(f64),
     #[error("label must not be empty")]
     EmptyLabel,
+    #[error("status {0:?} is unknown: use in_service, out_of_service or in_maintenance")]
+    BadStatus(String),
+    #[error("set_by must name who set the status")]
+    NoSetter,
+    #[error("vehicle {0} is not registered")]
+    UnknownVehicle(String),
+    #[error("replicated record: {0}")]
+    Record(#[from] RecordError),
+    #[error("database: {0}")]
+    Sql(#[from] rusqlite::Error),
     #[error(transparent)]
     Store(#[from] StoreCallError),
+}
+
+/// Replicated record type name of a vehicle's operational status.
+pub const STATUS_RECORD: &str = "vehicle_status";
+const STATUSES: [&str; 3] = ["in_service", "out_of_service", "in_maintenance"];
+
+/// A vehicle's operational status as every replica shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct VehicleStatus {
+    pub vehicle_id: String,
+    pub status: Option<String>,
+    pub note: Option<String>,
+    pub set_by: Option<String>,
+    pub updated_ms: i64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusBody {
+    pub status: String,
+    pub note: Option<String>,
+    pub set_by: String,
+}
+
+fn text(v: Option<&FieldValue>) -> Option<String> {
+    match v {
+        Some(FieldValue::Text(s)) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// Sets a vehicle's operational status: updates its automerge document, the visible
+/// columns and the sync outbox in ONE transaction (all or nothing).
+pub fn set_status(
+    c: &mut rusqlite::Connection,
+    actor: &ActorId,
+    vehicle_id: &str,
+    body: &StatusBody,
+) -> Result<VehicleStatus, FleetError> {
+    if !STATUSES.contains(&body.status.as_str()) {
+        return Err(FleetError::BadStatus(body.status.clone()));
+    }
+    if body.set_by.trim().is_empty() {
+        return Err(FleetError::NoSetter);
+    }
+    let tx = c.transaction()?;
+    let known: bool = tx.query_row(
+        "SELECT count(*) > 0 FROM fleet_vehicles WHERE id = ?1",
+        params![vehicle_id],
+        |r| r.get(0),
+    )?;
+    if !known {
+        return Err(FleetError::UnknownVehicle(vehicle_id.into()));
+    }
+    let doc: Option<Vec<u8>> = tx
+        .query_row(
+            "SELECT doc FROM fleet_vehicle_status WHERE vehicle_id = ?1",
+            params![vehicle_id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let mut record = match doc {
+        Some(bytes) => Record::load(&bytes, actor.clone())?,
+        None => Record::new(actor.clone()),
+    };
+    let note = body
+        .note
+        .clone()
+        .map(FieldValue::Text)
+        .unwrap_or(FieldValue::Null);
+    let change = record.set(&[
+        ("status", FieldValue::Text(body.status.clone())),
+        ("note", note),
+        ("set_by", FieldValue::Text(body.set_by.clone())),
+    ])?;
+    let visible = record.visible()?;
+    let now = crate::util::now_ms();
+    let view = VehicleStatus {
+        vehicle_id: vehicle_id.into(),
+        status: text(visible.get("status")),
+        note: text(visible.get("note")),
+        set_by: text(visible.get("set_by")),
+        updated_ms: now,
+    };
+    tx.execute(
+        "INSERT INTO fleet_vehicle_status (vehicle_id, doc, status, note, set_by, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT(vehicle_id) DO UPDATE SET doc = excluded.doc, status = excluded.status, note = excluded.note,
+           set_by = excluded.set_by, updated_ms = excluded.updated_ms",
+        params![vehicle_id, record.save(), view.status, view.note, view.set_by, now],
+    )?;
+    if let Some(change) = change {
+        super::sync::append_change(&tx, STATUS_RECORD, vehicle_id, &change)?;
+    }
+    tx.commit()?;
+    Ok(view)
+}
+
+/// The visible status (materialised columns; the document is the source of truth).
+pub fn get_status(
+    c: &rusqlite::Connection,
+    vehicle_id: &str,
+) -> rusqlite::Result<Option<VehicleStatus>> {
+    c.query_row(
+        "SELECT vehicle_id, status, note, set_by, updated_ms FROM fleet_vehicle_status WHERE vehicle_id = ?1",
+        params![vehicle_id],
+        |r| Ok(VehicleStatus { vehicle_id: r.get(0)?, status: r.get(1)?, note: r.get(2)?, set_by: r.get(3)?, updated_ms: r.get(4)? }),
+    )
+    .optional()
 }
 
 /// Live state of vehicles, provided by another module (telemetry) at start.
@@ -246,6 +381,49 @@ pub fn with_live(services: &Services, vehicles: Vec<Vehicle>) -> Vec<VehicleView
 struct AppState {
     api: Arc<FleetApi>,
     services: Services,
+    store: Store,
+    /// This process's automerge actor for the records fleet edits.
+    actor: ActorId,
+}
+
+async fn get_vehicle_status(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<VehicleStatus>, ApiError> {
+    let id2 = id.clone();
+    match s
+        .store
+        .read(move |c| get_status(c, &id2))
+        .await
+        .map_err(ApiError::internal)?
+    {
+        Some(v) => Ok(Json(v)),
+        None => Err(ApiError::not_found(format!(
+            "vehicle {id} has no operational status yet: PUT one"
+        ))),
+    }
+}
+
+async fn put_vehicle_status(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<StatusBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<VehicleStatus>, ApiError> {
+    let Json(b) = body.map_err(ApiError::from_json_rejection)?;
+    let actor = s.actor.clone();
+    let result = s
+        .store
+        .write(move |c| Ok(set_status(c, &actor, &id, &b)))
+        .await
+        .map_err(ApiError::internal)?;
+    match result {
+        Ok(v) => Ok(Json(v)),
+        Err(e @ FleetError::UnknownVehicle(_)) => Err(ApiError::not_found(e.to_string())),
+        Err(e @ (FleetError::BadStatus(_) | FleetError::NoSetter)) => {
+            Err(ApiError::bad_request(e.to_string()))
+        }
+        Err(e) => Err(ApiError::internal(e)),
+    }
 }
 
 async fn list(State(s): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
@@ -305,6 +483,9 @@ impl Module for FleetModule {
     fn name(&self) -> &'static str {
         "fleet"
     }
+    fn depends_on(&self) -> &'static [&'static str] {
+        &["sync"]
+    }
     fn migrations(&self) -> &'static [Migration] {
         MIGRATIONS
     }
@@ -315,12 +496,107 @@ impl Module for FleetModule {
         let routes = Router::new()
             .route("/api/v1/vehicles", get(list))
             .route("/api/v1/vehicles/{id}", get(get_one).put(put))
+            .route(
+                "/api/v1/vehicles/{id}/status",
+                get(get_vehicle_status).put(put_vehicle_status),
+            )
             .with_state(AppState {
                 api,
                 services: ctx.services.clone(),
+                store: ctx.store.clone(),
+                actor: new_actor(Side::Depot),
             });
         Ok(Started {
             routes: Some(routes),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> rusqlite::Connection {
+        let mut c = rusqlite::Connection::open_in_memory().unwrap();
+        super::super::sync::test_schema(&mut c);
+        crate::store::migrate::run(&mut c, "fleet", MIGRATIONS).unwrap();
+        c.execute("INSERT INTO fleet_vehicles (id, label, battery_kwh, created_ms, updated_ms) VALUES ('bus-1', 'Bus 1', 350, 0, 0)", []).unwrap();
+        c
+    }
+
+    fn body(status: &str) -> StatusBody {
+        StatusBody {
+            status: status.into(),
+            note: Some("brakes".into()),
+            set_by: "dispatcher-7".into(),
+        }
+    }
+
+    fn outbox(c: &rusqlite::Connection) -> i64 {
+        c.query_row("SELECT count(*) FROM sync_outbox WHERE record_type = 'vehicle_status' AND record_id = 'bus-1'", [], |r| r.get(0)).unwrap()
+    }
+
+    #[test]
+    fn status_write_and_outbox_entry_commit_together() {
+        let mut c = db();
+        let actor = new_actor(Side::Depot);
+        let v = set_status(&mut c, &actor, "bus-1", &body("out_of_service")).unwrap();
+        assert_eq!(v.status.as_deref(), Some("out_of_service"));
+        assert_eq!(
+            get_status(&c, "bus-1").unwrap().unwrap().note.as_deref(),
+            Some("brakes")
+        );
+        assert_eq!(outbox(&c), 1);
+        set_status(&mut c, &actor, "bus-1", &body("in_service")).unwrap();
+        assert_eq!(outbox(&c), 2);
+        // The outbox holds real automerge changes: replaying them rebuilds the record.
+        let changes: Vec<Vec<u8>> = {
+            let mut st = c
+                .prepare("SELECT change FROM sync_outbox ORDER BY seq")
+                .unwrap();
+            st.query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        let mut replica = Record::new(new_actor(Side::Cloud));
+        replica.apply(&changes).unwrap();
+        assert_eq!(
+            replica.visible().unwrap()["status"],
+            FieldValue::Text("in_service".into())
+        );
+    }
+
+    #[test]
+    fn no_outbox_no_write() {
+        let mut c = db();
+        c.execute_batch("DROP TABLE sync_outbox;").unwrap();
+        let err = set_status(
+            &mut c,
+            &new_actor(Side::Depot),
+            "bus-1",
+            &body("in_maintenance"),
+        )
+        .unwrap_err();
+        assert!(matches!(err, FleetError::Sql(_)), "{err}");
+        assert!(
+            get_status(&c, "bus-1").unwrap().is_none(),
+            "the record must not commit without its outbox entry"
+        );
+    }
+
+    #[test]
+    fn bad_status_and_unknown_vehicle_write_nothing() {
+        let mut c = db();
+        let a = new_actor(Side::Depot);
+        assert!(matches!(
+            set_status(&mut c, &a, "bus-1", &body("flying")),
+            Err(FleetError::BadStatus(_))
+        ));
+        assert!(matches!(
+            set_status(&mut c, &a, "bus-9", &body("in_service")),
+            Err(FleetError::UnknownVehicle(_))
+        ));
+        assert_eq!(outbox(&c), 0);
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod fleet;
+pub mod sync;
 pub mod telemetry;
 
 use std::any::{Any, TypeId};
