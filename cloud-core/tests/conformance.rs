@@ -1,0 +1,186 @@
+//! One conformance suite for every cloud store backend: each case below runs against
+//! SQLite and against PostgreSQL (`GARASI_TEST_POSTGRES`, e.g. `host=127.0.0.1
+//! user=postgres dbname=test`; required when `CI` is set, skipped with a message
+//! otherwise). Each PostgreSQL test runs in a schema of its own, dropped afterwards.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use garasi_cloud::store::{ChangeIn, CloudStore, StoreError, StreamRowIn};
+
+mod cases {
+    use super::*;
+
+    fn change(id: &str, n: u8) -> ChangeIn {
+        ChangeIn {
+            record_type: "vehicle_status".into(),
+            record_id: id.into(),
+            change: vec![0x85, 0x6f, n, n, n],
+        }
+    }
+
+    fn row(seq: i64) -> StreamRowIn {
+        StreamRowIn {
+            stream: "telemetry".into(),
+            seq,
+            ts_ms: 1_700_000_000_000 + seq,
+            payload: format!("{{\"n\":{seq}}}").into_bytes(),
+        }
+    }
+
+    pub async fn enrolment_is_one_time_and_authenticates<S: CloudStore>(s: &S) {
+        let a = s.create_depot("Depot A").await.unwrap();
+        let b = s.create_depot("Depot B").await.unwrap();
+        assert_ne!(a.id, b.id);
+        let creds = s.enroll(&a.enrolment_token).await.unwrap();
+        assert_eq!(creds.depot_id, a.id);
+        assert!(
+            matches!(
+                s.enroll(&a.enrolment_token).await,
+                Err(StoreError::BadToken)
+            ),
+            "token reused"
+        );
+        assert!(matches!(
+            s.enroll("nonsense").await,
+            Err(StoreError::BadToken)
+        ));
+        assert!(s.authenticate(&a.id, &creds.secret).await.unwrap());
+        assert!(!s.authenticate(&a.id, "wrong").await.unwrap());
+        assert!(
+            !s.authenticate(&b.id, &creds.secret).await.unwrap(),
+            "A's secret must not open B"
+        );
+        assert!(
+            !s.authenticate(&b.id, "").await.unwrap(),
+            "a depot that has not enrolled has no secret"
+        );
+        assert!(!s
+            .authenticate("depot-unknown", &creds.secret)
+            .await
+            .unwrap());
+    }
+
+    pub async fn push_is_idempotent<S: CloudStore>(s: &S) {
+        let d = s.create_depot("D").await.unwrap().id;
+        let changes = [change("bus-1", 1), change("bus-2", 2)];
+        let rows = [row(1), row(2), row(3)];
+        let first = s.push(&d, 1, &changes, &rows).await.unwrap();
+        assert!(!first.replayed);
+        assert_eq!((first.new_changes, first.new_rows), (2, 3));
+        for _ in 0..3 {
+            let again = s.push(&d, 1, &changes, &rows).await.unwrap();
+            assert!(again.replayed);
+            assert_eq!((again.new_changes, again.new_rows), (0, 0));
+        }
+        // The same content in a later batch (a retry after a lost answer) adds nothing.
+        let retry = s.push(&d, 2, &changes, &rows[1..]).await.unwrap();
+        assert!(!retry.replayed);
+        assert_eq!((retry.new_changes, retry.new_rows), (0, 0));
+        assert_eq!(s.stream_len(&d, "telemetry").await.unwrap(), 3);
+        assert_eq!(s.pull(&d, 0, 100).await.unwrap().len(), 2);
+    }
+
+    pub async fn depots_are_isolated<S: CloudStore>(s: &S) {
+        let a = s.create_depot("A").await.unwrap().id;
+        let b = s.create_depot("B").await.unwrap().id;
+        // Same record id, same stream and sequence numbers at both depots.
+        s.push(&a, 1, &[change("bus-1", 1)], &[row(1)])
+            .await
+            .unwrap();
+        s.push(&b, 1, &[change("bus-1", 9)], &[row(1), row(2)])
+            .await
+            .unwrap();
+        let pa = s.pull(&a, 0, 100).await.unwrap();
+        let pb = s.pull(&b, 0, 100).await.unwrap();
+        assert_eq!(pa.len(), 1);
+        assert_eq!(pb.len(), 1);
+        assert_eq!(pa[0].change, change("bus-1", 1).change);
+        assert_eq!(pb[0].change, change("bus-1", 9).change);
+        assert_eq!(s.stream_len(&a, "telemetry").await.unwrap(), 1);
+        assert_eq!(s.stream_len(&b, "telemetry").await.unwrap(), 2);
+        // Identical bytes from two depots are two different facts.
+        let both = s.push(&b, 2, &[change("bus-1", 1)], &[]).await.unwrap();
+        assert_eq!(both.new_changes, 1);
+    }
+
+    pub async fn pull_pages_in_order_exactly_once<S: CloudStore>(s: &S) {
+        let d = s.create_depot("D").await.unwrap().id;
+        let all: Vec<ChangeIn> = (0..7).map(|n| change(&format!("bus-{n}"), n)).collect();
+        for (i, c) in all.iter().enumerate() {
+            s.push(&d, i as i64, std::slice::from_ref(c), &[])
+                .await
+                .unwrap();
+        }
+        let (mut cursor, mut seen) = (0, Vec::new());
+        loop {
+            let page = s.pull(&d, cursor, 3).await.unwrap();
+            if page.is_empty() {
+                break;
+            }
+            assert!(page.len() <= 3);
+            for c in page {
+                assert!(c.cursor > cursor, "cursors increase");
+                cursor = c.cursor;
+                seen.push(c.change);
+            }
+        }
+        assert_eq!(
+            seen,
+            all.iter().map(|c| c.change.clone()).collect::<Vec<_>>()
+        );
+        assert!(s.pull(&d, cursor, 3).await.unwrap().is_empty());
+    }
+
+    pub async fn migrate_is_idempotent<S: CloudStore>(s: &S) {
+        let d = s.create_depot("D").await.unwrap().id;
+        s.push(&d, 1, &[change("bus-1", 1)], &[row(1)])
+            .await
+            .unwrap();
+        s.migrate().await.unwrap();
+        s.migrate().await.unwrap();
+        assert_eq!(s.pull(&d, 0, 10).await.unwrap().len(), 1);
+        assert_eq!(s.stream_len(&d, "telemetry").await.unwrap(), 1);
+    }
+}
+
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let dir = tempfile::tempdir().unwrap();
+                    let s = garasi_cloud::store::sqlite::SqliteStore::open(&dir.path().join("cloud.db")).unwrap();
+                    garasi_cloud::store::CloudStore::migrate(&s).await.unwrap();
+                    super::cases::$case(&s).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let Ok(conn) = std::env::var("GARASI_TEST_POSTGRES") else {
+                        assert!(std::env::var_os("CI").is_none(), "GARASI_TEST_POSTGRES must be set in CI (.ci/run sets it)");
+                        eprintln!("SKIPPED: set GARASI_TEST_POSTGRES to run the PostgreSQL conformance suite");
+                        return;
+                    };
+                    let schema = format!("garasi_test_{}_{}", stringify!($case), std::process::id());
+                    let s = garasi_cloud::store::postgres::PgStore::connect(&conn, Some(&schema)).await.unwrap();
+                    s.drop_schema(&schema).await.unwrap();
+                    let s = garasi_cloud::store::postgres::PgStore::connect(&conn, Some(&schema)).await.unwrap();
+                    garasi_cloud::store::CloudStore::migrate(&s).await.unwrap();
+                    super::cases::$case(&s).await;
+                    s.drop_schema(&schema).await.unwrap();
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    enrolment_is_one_time_and_authenticates,
+    push_is_idempotent,
+    depots_are_isolated,
+    pull_pages_in_order_exactly_once,
+    migrate_is_idempotent,
+);
