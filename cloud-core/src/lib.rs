@@ -3,4 +3,5 @@
 //! conformance suite (`tests/conformance.rs`). The HTTP service, sync endpoint and admin
 //! dashboard build on it (issue 3, not yet built).
 
+pub mod http;
 pub mod store;

@@ -1,0 +1,269 @@
+//! The cloud's HTTP API for depots and admins: create depots (admin), enrol (one-time
+//! token), push a sync batch, pull changes. Every sync route authenticates one depot
+//! (`x-garasi-depot` + `authorization: Bearer <secret>`) and acts only on that depot's
+//! data; bad batches get a clear error and change nothing.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use garasi_sync_protocol::wire::{self, Batch, Entry, WireError};
+use serde::Deserialize;
+
+use crate::store::{ChangeIn, CloudStore, StoreError, StreamRowIn};
+
+/// JSON error `{"error": {"status", "message"}}`.
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.0,
+            Json(serde_json::json!({ "error": { "status": self.0.as_u16(), "message": self.1 } })),
+        )
+            .into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::BadToken => ApiError(StatusCode::UNAUTHORIZED, e.to_string()),
+            StoreError::NoSuchDepot(_) => ApiError(StatusCode::NOT_FOUND, e.to_string()),
+            other => {
+                tracing::error!(error = %other, "store error");
+                ApiError(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error: see the cloud's log".into(),
+                )
+            }
+        }
+    }
+}
+
+fn wire_error(e: WireError) -> ApiError {
+    let status = match e {
+        WireError::TooLarge { .. }
+        | WireError::BodyTooLarge { .. }
+        | WireError::TooManyEntries { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    ApiError(status, format!("sync batch rejected: {e}"))
+}
+
+pub struct AppState<S> {
+    pub store: Arc<S>,
+    /// Bearer token for admin routes (from the cloud's configuration).
+    pub admin_token: Arc<str>,
+}
+
+impl<S> Clone for AppState<S> {
+    fn clone(&self) -> Self {
+        AppState {
+            store: self.store.clone(),
+            admin_token: self.admin_token.clone(),
+        }
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+}
+
+/// The authenticated depot of a sync request.
+async fn depot_of<S: CloudStore>(s: &AppState<S>, headers: &HeaderMap) -> Result<String, ApiError> {
+    let unauthorized = || {
+        ApiError(
+            StatusCode::UNAUTHORIZED,
+            "authenticate with x-garasi-depot and authorization: Bearer <depot secret>".into(),
+        )
+    };
+    let depot = headers
+        .get("x-garasi-depot")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(unauthorized)?;
+    let secret = bearer(headers).ok_or_else(unauthorized)?;
+    if s.store.authenticate(depot, secret).await? {
+        Ok(depot.to_string())
+    } else {
+        Err(unauthorized())
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewDepotBody {
+    name: String,
+}
+
+async fn create_depot<S: CloudStore>(
+    State(s): State<AppState<S>>,
+    headers: HeaderMap,
+    body: Result<Json<NewDepotBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    let ok = bearer(&headers).is_some_and(|t| {
+        subtle::ConstantTimeEq::ct_eq(t.as_bytes(), s.admin_token.as_bytes()).into()
+    });
+    if !ok {
+        return Err(ApiError(
+            StatusCode::UNAUTHORIZED,
+            "admin routes need authorization: Bearer <admin token>".into(),
+        ));
+    }
+    let Json(b) = body.map_err(|e| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("invalid JSON body: {}", e.body_text()),
+        )
+    })?;
+    let d = s.store.create_depot(&b.name).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "id": d.id, "enrolment_token": d.enrolment_token })),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnrollBody {
+    token: String,
+}
+
+async fn enroll<S: CloudStore>(
+    State(s): State<AppState<S>>,
+    body: Result<Json<EnrollBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Json(b) = body.map_err(|e| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("invalid JSON body: {}", e.body_text()),
+        )
+    })?;
+    let c = s.store.enroll(&b.token).await?;
+    Ok(Json(
+        serde_json::json!({ "depot_id": c.depot_id, "secret": c.secret }),
+    ))
+}
+
+async fn push<S: CloudStore>(
+    State(s): State<AppState<S>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let depot = depot_of(&s, &headers).await?;
+    let batch = wire::decode(&body).map_err(wire_error)?;
+    if batch.depot != depot {
+        return Err(ApiError(
+            StatusCode::FORBIDDEN,
+            format!(
+                "batch is for depot {:?}; you are authenticated as {depot}",
+                batch.depot
+            ),
+        ));
+    }
+    let (mut changes, mut rows) = (Vec::new(), Vec::new());
+    for e in batch.entries {
+        match e {
+            Entry::Change {
+                record_type,
+                record_id,
+                change,
+            } => changes.push(ChangeIn {
+                record_type,
+                record_id,
+                change,
+            }),
+            Entry::Stream {
+                stream,
+                seq,
+                ts_ms,
+                payload,
+            } => {
+                let seq = i64::try_from(seq).map_err(|_| {
+                    ApiError(
+                        StatusCode::BAD_REQUEST,
+                        "stream sequence out of range".into(),
+                    )
+                })?;
+                rows.push(StreamRowIn {
+                    stream,
+                    seq,
+                    ts_ms,
+                    payload,
+                });
+            }
+        }
+    }
+    let batch_seq = i64::try_from(batch.batch_seq).map_err(|_| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            "batch sequence out of range".into(),
+        )
+    })?;
+    let out = s.store.push(&depot, batch_seq, &changes, &rows).await?;
+    Ok(Json(
+        serde_json::json!({ "replayed": out.replayed, "new_changes": out.new_changes, "new_rows": out.new_rows }),
+    ))
+}
+
+#[derive(Deserialize)]
+struct PullQuery {
+    cursor: Option<i64>,
+    limit: Option<i64>,
+}
+
+/// Returns a wire batch of the depot's changes after `cursor`; `batch_seq` carries the
+/// cursor to ask from next time (unchanged when there is nothing new).
+async fn pull<S: CloudStore>(
+    State(s): State<AppState<S>>,
+    headers: HeaderMap,
+    Query(q): Query<PullQuery>,
+) -> Result<Response, ApiError> {
+    let depot = depot_of(&s, &headers).await?;
+    let cursor = q.cursor.unwrap_or(0).max(0);
+    let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
+    let changes = s.store.pull(&depot, cursor, limit).await?;
+    let next = changes.last().map(|c| c.cursor).unwrap_or(cursor);
+    let batch = Batch {
+        depot,
+        batch_seq: next as u64,
+        entries: changes
+            .into_iter()
+            .map(|c| Entry::Change {
+                record_type: c.record_type,
+                record_id: c.record_id,
+                change: c.change,
+            })
+            .collect(),
+    };
+    let bytes = wire::encode(&batch).map_err(wire_error)?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/vnd.garasi.sync-batch")],
+        bytes,
+    )
+        .into_response())
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+pub fn router<S: CloudStore + 'static>(state: AppState<S>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/api/v1/admin/depots", post(create_depot::<S>))
+        .route("/api/v1/enroll", post(enroll::<S>))
+        .route("/api/v1/sync/push", post(push::<S>))
+        .route("/api/v1/sync/pull", get(pull::<S>))
+        .layer(DefaultBodyLimit::max(wire::MAX_WIRE_BYTES))
+        .with_state(state)
+}
