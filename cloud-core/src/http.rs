@@ -6,11 +6,12 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use garasi_sync_protocol::record::{FieldValue, Record};
 use garasi_sync_protocol::wire::{self, Batch, Entry, WireError};
 use serde::Deserialize;
 
@@ -59,6 +60,20 @@ pub struct AppState<S> {
     pub store: Arc<S>,
     /// Bearer token for admin routes (from the cloud's configuration).
     pub admin_token: Arc<str>,
+    /// This process's automerge actor for records the cloud edits.
+    pub actor: garasi_sync_protocol::actor::ActorId,
+}
+
+impl<S> AppState<S> {
+    pub fn new(store: Arc<S>, admin_token: Arc<str>) -> Self {
+        let actor =
+            garasi_sync_protocol::actor::new_actor(garasi_sync_protocol::actor::Side::Cloud);
+        AppState {
+            store,
+            admin_token,
+            actor,
+        }
+    }
 }
 
 impl<S> Clone for AppState<S> {
@@ -66,8 +81,130 @@ impl<S> Clone for AppState<S> {
         AppState {
             store: self.store.clone(),
             admin_token: self.admin_token.clone(),
+            actor: self.actor.clone(),
         }
     }
+}
+
+fn require_admin<S>(s: &AppState<S>, headers: &HeaderMap) -> Result<(), ApiError> {
+    let ok = bearer(headers).is_some_and(|t| {
+        subtle::ConstantTimeEq::ct_eq(t.as_bytes(), s.admin_token.as_bytes()).into()
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError(
+            StatusCode::UNAUTHORIZED,
+            "admin routes need authorization: Bearer <admin token>".into(),
+        ))
+    }
+}
+
+/// Rebuilds one of a depot's records from every stored change.
+async fn load_record<S: CloudStore>(
+    s: &AppState<S>,
+    depot: &str,
+    record_type: &str,
+    record_id: &str,
+) -> Result<(Record, usize), ApiError> {
+    let changes = s
+        .store
+        .record_changes(depot, record_type, record_id)
+        .await?;
+    let mut record = Record::new(s.actor.clone());
+    record.apply(&changes).map_err(|e| {
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("stored changes do not load: {e}"),
+        )
+    })?;
+    Ok((record, changes.len()))
+}
+
+fn record_json(
+    record_type: &str,
+    record_id: &str,
+    record: &Record,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let fields = record
+        .visible()
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(Json(
+        serde_json::json!({ "record_type": record_type, "record_id": record_id, "fields": fields }),
+    ))
+}
+
+/// The record as the cloud sees it (same merge rule as every replica).
+async fn get_record<S: CloudStore>(
+    State(s): State<AppState<S>>,
+    headers: HeaderMap,
+    Path((depot, record_type, record_id)): Path<(String, String, String)>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    require_admin(&s, &headers)?;
+    let (record, n) = load_record(&s, &depot, &record_type, &record_id).await?;
+    if n == 0 {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("depot {depot} has no {record_type} record {record_id}"),
+        ));
+    }
+    record_json(&record_type, &record_id, &record)
+}
+
+/// Edits fields of a depot's record as the cloud; the change reaches the depot on its
+/// next pull, and wins a concurrent conflict on the same field.
+async fn put_record<S: CloudStore>(
+    State(s): State<AppState<S>>,
+    headers: HeaderMap,
+    Path((depot, record_type, record_id)): Path<(String, String, String)>,
+    body: Result<
+        Json<serde_json::Map<String, serde_json::Value>>,
+        axum::extract::rejection::JsonRejection,
+    >,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    require_admin(&s, &headers)?;
+    let Json(fields) = body.map_err(|e| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("body must be a JSON object of fields: {}", e.body_text()),
+        )
+    })?;
+    let mut values = Vec::new();
+    for (k, v) in &fields {
+        let fv = match v {
+            serde_json::Value::Null => FieldValue::Null,
+            serde_json::Value::Bool(b) => FieldValue::Bool(*b),
+            serde_json::Value::Number(n) => match n.as_i64() {
+                Some(i) => FieldValue::Int(i),
+                None => FieldValue::Float(n.as_f64().unwrap_or(0.0)),
+            },
+            serde_json::Value::String(t) => FieldValue::Text(t.clone()),
+            _ => {
+                return Err(ApiError(
+                    StatusCode::BAD_REQUEST,
+                    format!("field {k:?}: records hold scalars only"),
+                ))
+            }
+        };
+        values.push((k.as_str(), fv));
+    }
+    let (mut record, _) = load_record(&s, &depot, &record_type, &record_id).await?;
+    let change = record
+        .set(&values)
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    if let Some(change) = change {
+        s.store
+            .add_changes(
+                &depot,
+                &[ChangeIn {
+                    record_type: record_type.clone(),
+                    record_id: record_id.clone(),
+                    change,
+                }],
+            )
+            .await?;
+    }
+    record_json(&record_type, &record_id, &record)
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -109,15 +246,7 @@ async fn create_depot<S: CloudStore>(
     headers: HeaderMap,
     body: Result<Json<NewDepotBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let ok = bearer(&headers).is_some_and(|t| {
-        subtle::ConstantTimeEq::ct_eq(t.as_bytes(), s.admin_token.as_bytes()).into()
-    });
-    if !ok {
-        return Err(ApiError(
-            StatusCode::UNAUTHORIZED,
-            "admin routes need authorization: Bearer <admin token>".into(),
-        ));
-    }
+    require_admin(&s, &headers)?;
     let Json(b) = body.map_err(|e| {
         ApiError(
             StatusCode::BAD_REQUEST,
@@ -261,6 +390,10 @@ pub fn router<S: CloudStore + 'static>(state: AppState<S>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/api/v1/admin/depots", post(create_depot::<S>))
+        .route(
+            "/api/v1/admin/depots/{depot}/records/{record_type}/{record_id}",
+            get(get_record::<S>).put(put_record::<S>),
+        )
         .route("/api/v1/enroll", post(enroll::<S>))
         .route("/api/v1/sync/push", post(push::<S>))
         .route("/api/v1/sync/pull", get(pull::<S>))

@@ -144,14 +144,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 })?;
             let addr = listener.local_addr()?;
             let app = match open(&database).await? {
-                AnyStore::Sqlite(s) => router(AppState {
-                    store: Arc::new(s),
-                    admin_token: admin,
-                }),
-                AnyStore::Postgres(s) => router(AppState {
-                    store: Arc::new(s),
-                    admin_token: admin,
-                }),
+                AnyStore::Sqlite(s) => router(AppState::new(Arc::new(s), admin)),
+                AnyStore::Postgres(s) => router(AppState::new(Arc::new(s), admin)),
             };
             let cancel = CancellationToken::new();
             let c = cancel.clone();

@@ -130,6 +130,39 @@ mod cases {
         assert!(s.pull(&d, cursor, 3).await.unwrap().is_empty());
     }
 
+    pub async fn cloud_changes_reach_only_their_depot<S: CloudStore>(s: &S) {
+        let a = s.create_depot("A").await.unwrap().id;
+        let b = s.create_depot("B").await.unwrap().id;
+        s.push(&a, 1, &[change("bus-1", 1)], &[]).await.unwrap();
+        assert_eq!(
+            s.add_changes(&a, &[change("bus-1", 2), change("bus-2", 3)])
+                .await
+                .unwrap(),
+            2
+        );
+        assert_eq!(
+            s.add_changes(&a, &[change("bus-1", 2)]).await.unwrap(),
+            0,
+            "idempotent"
+        );
+        let bus1 = s
+            .record_changes(&a, "vehicle_status", "bus-1")
+            .await
+            .unwrap();
+        assert_eq!(
+            bus1,
+            vec![change("bus-1", 1).change, change("bus-1", 2).change],
+            "oldest first"
+        );
+        assert_eq!(s.pull(&a, 0, 100).await.unwrap().len(), 3);
+        assert!(s.pull(&b, 0, 100).await.unwrap().is_empty());
+        assert!(s
+            .record_changes(&b, "vehicle_status", "bus-1")
+            .await
+            .unwrap()
+            .is_empty());
+    }
+
     pub async fn migrate_is_idempotent<S: CloudStore>(s: &S) {
         let d = s.create_depot("D").await.unwrap().id;
         s.push(&d, 1, &[change("bus-1", 1)], &[row(1)])
@@ -182,5 +215,6 @@ conformance!(
     push_is_idempotent,
     depots_are_isolated,
     pull_pages_in_order_exactly_once,
+    cloud_changes_reach_only_their_depot,
     migrate_is_idempotent,
 );

@@ -22,10 +22,7 @@ async fn start() -> Cloud {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("cloud.db")).unwrap();
     store.migrate().await.unwrap();
-    let app = router(AppState {
-        store: Arc::new(store),
-        admin_token: Arc::from(ADMIN),
-    });
+    let app = router(AppState::new(Arc::new(store), Arc::from(ADMIN)));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -212,4 +209,134 @@ async fn bad_batches_get_a_clear_error_and_change_nothing() {
         .unwrap()
         .status()
         .is_success());
+}
+
+#[tokio::test]
+async fn cloud_edit_wins_a_concurrent_conflict_end_to_end_over_http() {
+    use garasi_sync_protocol::actor::{new_actor, Side};
+    use garasi_sync_protocol::record::{FieldValue, Record};
+    let c = start().await;
+    let (a, s) = c.depot("A").await;
+    let (b, _) = c.depot("B").await;
+    // The depot's replica: a base state, pushed and seen by the cloud.
+    let mut depot = Record::new(new_actor(Side::Depot));
+    let base = depot
+        .set(&[
+            ("status", FieldValue::Text("in_service".into())),
+            ("note", FieldValue::Null),
+        ])
+        .unwrap()
+        .unwrap();
+    let push = |seq: u64, change: Vec<u8>| {
+        wire::encode(&Batch {
+            depot: a.clone(),
+            batch_seq: seq,
+            entries: vec![Entry::Change {
+                record_type: "vehicle_status".into(),
+                record_id: "bus-1".into(),
+                change,
+            }],
+        })
+        .unwrap()
+    };
+    assert_eq!(c.push(&a, &s, push(1, base)).await.status(), 200);
+    let url = format!(
+        "{}/api/v1/admin/depots/{a}/records/vehicle_status/bus-1",
+        c.base
+    );
+    let seen: serde_json::Value = c
+        .http
+        .get(&url)
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(seen["fields"]["status"], "in_service");
+
+    // Concurrently: the depot (offline) and the cloud both change `status`; each also
+    // changes a different field.
+    let offline = depot
+        .set(&[
+            ("status", FieldValue::Text("out_of_service".into())),
+            ("note", FieldValue::Text("door".into())),
+        ])
+        .unwrap()
+        .unwrap();
+    let r = c
+        .http
+        .put(&url)
+        .bearer_auth(ADMIN)
+        .json(&serde_json::json!({"status": "in_maintenance", "set_by": "fleet-admin"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // The link returns: push, then pull and apply.
+    assert_eq!(c.push(&a, &s, push(2, offline)).await.status(), 200);
+    let pulled = c.pull(&a, &s).await.unwrap();
+    let changes: Vec<Vec<u8>> = pulled
+        .entries
+        .into_iter()
+        .map(|e| match e {
+            Entry::Change { change, .. } => change,
+            Entry::Stream { .. } => panic!("no streams pulled"),
+        })
+        .collect();
+    depot.apply(&changes).unwrap();
+    let at_depot = depot.visible().unwrap();
+    let at_cloud: serde_json::Value = c
+        .http
+        .get(&url)
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        at_depot["status"],
+        FieldValue::Text("in_maintenance".into()),
+        "cloud wins at the depot"
+    );
+    assert_eq!(
+        at_cloud["fields"]["status"], "in_maintenance",
+        "and at the cloud"
+    );
+    assert_eq!(
+        at_depot["note"],
+        FieldValue::Text("door".into()),
+        "different fields both survive"
+    );
+    assert_eq!(at_cloud["fields"]["note"], "door");
+    assert_eq!(at_cloud["fields"]["set_by"], "fleet-admin");
+
+    // Admin routes need the admin token; B has no such record.
+    assert_eq!(
+        c.http
+            .get(&url)
+            .bearer_auth(&s)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let other = format!(
+        "{}/api/v1/admin/depots/{b}/records/vehicle_status/bus-1",
+        c.base
+    );
+    assert_eq!(
+        c.http
+            .get(&other)
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
 }

@@ -103,6 +103,20 @@ pub trait CloudStore: Send + Sync {
         cursor: i64,
         limit: i64,
     ) -> impl Future<Output = Result<Vec<ChangeOut>, StoreError>> + Send;
+    /// Stores changes the cloud itself made to one of `depot`'s records (idempotent by
+    /// content); they reach the depot through `pull`. Returns how many were new.
+    fn add_changes(
+        &self,
+        depot: &str,
+        changes: &[ChangeIn],
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// Every stored change of one record, oldest first (to rebuild its document).
+    fn record_changes(
+        &self,
+        depot: &str,
+        record_type: &str,
+        record_id: &str,
+    ) -> impl Future<Output = Result<Vec<Vec<u8>>, StoreError>> + Send;
     /// Number of stored rows of one stream of one depot.
     fn stream_len(
         &self,

@@ -220,6 +220,53 @@ impl CloudStore for PgStore {
             .collect())
     }
 
+    async fn add_changes(&self, depot: &str, changes: &[ChangeIn]) -> Result<u64, StoreError> {
+        let mut client = self.client.lock().await;
+        let tx = client.transaction().await?;
+        let ins = tx
+            .prepare(
+                "INSERT INTO changes (depot, record_type, record_id, key, change, received_ms) VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (depot, key) DO NOTHING",
+            )
+            .await?;
+        let mut n = 0;
+        for ch in changes {
+            n += tx
+                .execute(
+                    &ins,
+                    &[
+                        &depot,
+                        &ch.record_type,
+                        &ch.record_id,
+                        &change_key(&ch.change),
+                        &ch.change,
+                        &now_ms(),
+                    ],
+                )
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    async fn record_changes(
+        &self,
+        depot: &str,
+        record_type: &str,
+        record_id: &str,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        let rows = self
+            .client
+            .lock()
+            .await
+            .query(
+                "SELECT change FROM changes WHERE depot = $1 AND record_type = $2 AND record_id = $3 ORDER BY cursor",
+                &[&depot, &record_type, &record_id],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
     async fn stream_len(&self, depot: &str, stream: &str) -> Result<i64, StoreError> {
         let row = self
             .client

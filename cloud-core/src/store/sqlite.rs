@@ -187,6 +187,44 @@ impl CloudStore for SqliteStore {
         .await
     }
 
+    async fn add_changes(&self, depot: &str, changes: &[ChangeIn]) -> Result<u64, StoreError> {
+        let (depot, changes) = (depot.to_string(), changes.to_vec());
+        self.call(move |c| {
+            let tx = c.transaction()?;
+            let mut n = 0;
+            {
+                let mut ins = tx.prepare_cached(
+                    "INSERT OR IGNORE INTO changes (depot, record_type, record_id, key, change, received_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?;
+                for ch in &changes {
+                    n += ins.execute(params![depot, ch.record_type, ch.record_id, change_key(&ch.change), ch.change, now_ms()])? as u64;
+                }
+            }
+            tx.commit()?;
+            Ok(n)
+        })
+        .await
+    }
+
+    async fn record_changes(
+        &self,
+        depot: &str,
+        record_type: &str,
+        record_id: &str,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        let (d, t, i) = (
+            depot.to_string(),
+            record_type.to_string(),
+            record_id.to_string(),
+        );
+        self.call(move |c| {
+            let mut st = c.prepare_cached("SELECT change FROM changes WHERE depot = ?1 AND record_type = ?2 AND record_id = ?3 ORDER BY cursor")?;
+            let rows = st.query_map(params![d, t, i], |r| r.get(0))?;
+            Ok(rows.collect::<Result<Vec<Vec<u8>>, _>>()?)
+        })
+        .await
+    }
+
     async fn stream_len(&self, depot: &str, stream: &str) -> Result<i64, StoreError> {
         let (depot, stream) = (depot.to_string(), stream.to_string());
         self.call(move |c| {
