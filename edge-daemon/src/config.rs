@@ -22,6 +22,8 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     pub disabled_modules: Vec<String>,
     pub shutdown_grace_secs: u64,
+    /// How often the sync worker pushes and pulls while the link is up.
+    pub sync_interval_ms: u64,
     pub telemetry: TelemetryConfig,
     pub broker: BrokerConfig,
 }
@@ -121,6 +123,9 @@ pub struct Settings {
     /// Seconds to drain on SIGTERM before giving up [default: 10].
     #[arg(long, env = "GARASI_SHUTDOWN_GRACE_SECS")]
     pub shutdown_grace_secs: Option<String>,
+    /// Sync with the cloud every this many ms while the link is up [default: 2000].
+    #[arg(long, env = "GARASI_SYNC_INTERVAL_MS")]
+    pub sync_interval_ms: Option<String>,
     /// Telemetry batch commit interval in ms [default: 100, max 250].
     #[arg(long, env = "GARASI_TELEMETRY_COMMIT_INTERVAL_MS")]
     pub telemetry_commit_interval_ms: Option<String>,
@@ -145,6 +150,7 @@ struct FileConfig {
     key_file: Option<PathBuf>,
     http_listen: Option<String>,
     shutdown_grace_secs: Option<u64>,
+    sync_interval_ms: Option<u64>,
     #[serde(default)]
     mqtt: FileMqtt,
     #[serde(default)]
@@ -370,6 +376,17 @@ impl Settings {
             file.shutdown_grace_secs,
             10,
         );
+        let sync_interval_ms = c.pick(
+            "--sync-interval-ms",
+            &self.sync_interval_ms,
+            file.sync_interval_ms,
+            2000,
+        );
+        if sync_interval_ms < 100 {
+            c.0.push(format!(
+                "sync interval {sync_interval_ms} ms is too short: use at least 100"
+            ));
+        }
         let mut disabled_modules = file.modules.disabled.clone();
         disabled_modules.extend(
             self.disable_module
@@ -394,6 +411,7 @@ impl Settings {
                 tls,
                 disabled_modules,
                 shutdown_grace_secs,
+                sync_interval_ms,
                 telemetry,
                 broker,
             }),

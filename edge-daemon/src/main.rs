@@ -62,6 +62,23 @@ enum Cmd {
         #[command(subcommand)]
         cmd: VehicleCmd,
     },
+    /// Enrol this depot with the cloud (one-time token from the fleet admin); the
+    /// credentials are stored in the encrypted database.
+    Enroll {
+        #[arg(long, env = "GARASI_DATA_DIR")]
+        data_dir: PathBuf,
+        #[arg(long, env = "GARASI_DB_KEY_FILE")]
+        key_file: Option<PathBuf>,
+        /// The cloud's base URL, https://...
+        #[arg(long)]
+        cloud: String,
+        /// One-time enrolment token.
+        #[arg(long)]
+        token: String,
+        /// PEM file of a CA to trust for the cloud (self-hosted clouds).
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
+    },
     /// Database maintenance.
     Db {
         #[command(subcommand)]
@@ -169,6 +186,19 @@ fn main() -> ExitCode {
                 battery_kwh,
             },
         ),
+        Cmd::Enroll {
+            data_dir,
+            key_file,
+            cloud,
+            token,
+            ca_file,
+        } => cmd_enroll(
+            &data_dir,
+            key_file.as_deref(),
+            &cloud,
+            &token,
+            ca_file.as_deref(),
+        ),
         Cmd::Db {
             cmd: DbCmd::Rekey { data_dir, key_file },
         } => DataDir::new(&data_dir, key_file.as_deref())
@@ -205,6 +235,30 @@ fn open_migrated(dir: &Path, key_file: Option<&Path>) -> anyhow::Result<Store> {
             .map_err(store::StoreError::from)?;
     }
     Ok(store)
+}
+
+fn cmd_enroll(
+    dir: &Path,
+    key_file: Option<&Path>,
+    cloud: &str,
+    token: &str,
+    ca_file: Option<&Path>,
+) -> anyhow::Result<()> {
+    let ca_pem = match ca_file {
+        Some(p) => {
+            Some(std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?)
+        }
+        None => None,
+    };
+    let store = open_migrated(dir, key_file)?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let depot = rt
+        .block_on(garasi_edge::modules::sync::enroll(
+            &store, cloud, token, ca_pem,
+        ))
+        .map_err(anyhow::Error::msg)?;
+    println!("enrolled as depot {depot}; the node syncs with the cloud from its next start");
+    Ok(())
 }
 
 fn cmd_device_add(dir: &Path, key_file: Option<&Path>, id: &str, kind: &str) -> anyhow::Result<()> {

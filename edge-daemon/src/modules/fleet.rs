@@ -174,6 +174,36 @@ pub fn set_status(
     Ok(view)
 }
 
+/// Applies changes pulled from the cloud to a vehicle's status record (called by the
+/// sync worker inside its transaction). Nothing goes to the outbox: they came from there.
+pub fn apply_remote_status(
+    tx: &rusqlite::Transaction<'_>,
+    actor: &ActorId,
+    vehicle_id: &str,
+    changes: &[Vec<u8>],
+) -> Result<(), FleetError> {
+    let doc: Option<Vec<u8>> = tx
+        .query_row(
+            "SELECT doc FROM fleet_vehicle_status WHERE vehicle_id = ?1",
+            params![vehicle_id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let mut record = match doc {
+        Some(bytes) => Record::load(&bytes, actor.clone())?,
+        None => Record::new(actor.clone()),
+    };
+    record.apply(changes)?;
+    let visible = record.visible()?;
+    tx.execute(
+        "INSERT INTO fleet_vehicle_status (vehicle_id, doc, status, note, set_by, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT(vehicle_id) DO UPDATE SET doc = excluded.doc, status = excluded.status, note = excluded.note,
+           set_by = excluded.set_by, updated_ms = excluded.updated_ms",
+        params![vehicle_id, record.save(), text(visible.get("status")), text(visible.get("note")), text(visible.get("set_by")), crate::util::now_ms()],
+    )?;
+    Ok(())
+}
+
 /// The visible status (materialised columns; the document is the source of truth).
 pub fn get_status(
     c: &rusqlite::Connection,
@@ -491,6 +521,18 @@ impl Module for FleetModule {
     }
     fn start(&self, ctx: &ModuleContext) -> Result<Started, ModuleError> {
         let api = Arc::new(FleetApi::new(ctx.store.clone(), ctx.bus.clone())?);
+        let actor = new_actor(Side::Depot);
+        if let Some(appliers) = ctx.services.get::<super::sync::Appliers>() {
+            let a = actor.clone();
+            appliers.register(
+                STATUS_RECORD,
+                Arc::new(
+                    move |tx: &rusqlite::Transaction<'_>, id: &str, changes: &[Vec<u8>]| {
+                        apply_remote_status(tx, &a, id, changes).map_err(|e| e.to_string())
+                    },
+                ),
+            );
+        }
         tracing::info!(vehicles = api.list().len(), "vehicle registry loaded");
         ctx.services.provide(api.clone());
         let routes = Router::new()
@@ -504,7 +546,7 @@ impl Module for FleetModule {
                 api,
                 services: ctx.services.clone(),
                 store: ctx.store.clone(),
-                actor: new_actor(Side::Depot),
+                actor,
             });
         Ok(Started {
             routes: Some(routes),
