@@ -1,5 +1,184 @@
 //! garasi-fleet-tests: tests of the whole fleet (cloud and depots together) live in
-//! `tests/`; this library holds nothing but their shared helpers' home.
+//! `tests/`; this library is their shared set-up: a throwaway PKI, a TLS cloud whose
+//! depot link can be cut and restored, and enrolled depot nodes.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use garasi_cloud::http::{router, serve_tls, tls_acceptor, AppState};
+use garasi_cloud::store::sqlite::SqliteStore;
+use garasi_cloud::store::CloudStore;
+use garasi_edge::config::Settings;
+use garasi_edge::modules::{fleet, sync};
+use garasi_edge::node::{self, Node};
+use garasi_edge::store::{DataDir, Store};
+use tokio_util::sync::CancellationToken;
+
+pub const ADMIN: &str = "fleet-admin-token-for-tests";
+
+/// True if `openssl` is available; in CI its absence is a failure.
+pub fn have_openssl() -> bool {
+    let ok = std::process::Command::new("openssl")
+        .arg("version")
+        .output()
+        .is_ok();
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "openssl is required in CI"
+        );
+        eprintln!("SKIPPED: openssl not installed");
+    }
+    ok
+}
+
+/// A cloud over TLS with two listeners on one store: the depot link (which a test can
+/// cut and restore at the same address) and an admin endpoint that stays up.
+pub struct Cloud {
+    pub state: AppState<SqliteStore>,
+    pub tls: tokio_rustls::TlsAcceptor,
+    pub ca_pem: String,
+    pub link_addr: std::net::SocketAddr,
+    pub admin_base: String,
+    /// HTTPS client trusting the test CA.
+    pub https: reqwest::Client,
+    link: std::sync::Mutex<Option<CancellationToken>>,
+    _admin: CancellationToken,
+}
+
+fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState<SqliteStore>,
+    tls: tokio_rustls::TlsAcceptor,
+) -> CancellationToken {
+    let cancel = CancellationToken::new();
+    let c = cancel.clone();
+    tokio::spawn(async move { serve_tls(listener, tls, router(state), c).await.unwrap() });
+    cancel
+}
+
+impl Cloud {
+    pub async fn start(dir: &std::path::Path) -> Cloud {
+        let (ca, cert, key) = test_pki(dir).unwrap();
+        let tls = tls_acceptor(&cert, &key).unwrap();
+        let store = SqliteStore::open(&dir.join("cloud.db")).unwrap();
+        store.migrate().await.unwrap();
+        let state = AppState::new(Arc::new(store), Arc::from(ADMIN));
+        let link_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let link_addr = link_listener.local_addr().unwrap();
+        let link = serve(link_listener, state.clone(), tls.clone());
+        let admin_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin_base = format!("https://{}", admin_listener.local_addr().unwrap());
+        let admin = serve(admin_listener, state.clone(), tls.clone());
+        let ca_pem = std::fs::read_to_string(&ca).unwrap();
+        let https = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap())
+            .build()
+            .unwrap();
+        Cloud {
+            state,
+            tls,
+            ca_pem,
+            link_addr,
+            admin_base,
+            https,
+            link: std::sync::Mutex::new(Some(link)),
+            _admin: admin,
+        }
+    }
+
+    pub async fn new_depot_token(&self, name: &str) -> String {
+        self.state
+            .store
+            .create_depot(name)
+            .await
+            .unwrap()
+            .enrolment_token
+    }
+
+    pub fn cut_link(&self) {
+        if let Some(c) = self.link.lock().unwrap().take() {
+            c.cancel();
+        }
+    }
+
+    pub async fn restore_link(&self) {
+        let listener = tokio::net::TcpListener::bind(self.link_addr).await.unwrap();
+        *self.link.lock().unwrap() = Some(serve(listener, self.state.clone(), self.tls.clone()));
+    }
+}
+
+/// An enrolled depot node with the given vehicles, syncing every 200 ms.
+pub async fn depot(
+    dir: &std::path::Path,
+    cloud: &Cloud,
+    token: &str,
+    vehicles: &[&str],
+) -> (Node, String) {
+    let dd = DataDir::new(dir, None);
+    dd.init().unwrap();
+    let store = Store::open(&dd).unwrap();
+    for m in node::all_modules() {
+        store
+            .write_blocking(|c| {
+                Ok(garasi_edge::store::migrate::run(
+                    c,
+                    m.name(),
+                    m.migrations(),
+                ))
+            })
+            .unwrap()
+            .unwrap();
+    }
+    for id in vehicles {
+        fleet::upsert_vehicle(
+            &store,
+            &fleet::Vehicle {
+                id: (*id).into(),
+                label: (*id).into(),
+                plate: None,
+                battery_kwh: 350.0,
+            },
+        )
+        .unwrap();
+    }
+    let depot_id = sync::enroll(
+        &store,
+        &format!("https://{}", cloud.link_addr),
+        token,
+        Some(cloud.ca_pem.clone()),
+    )
+    .await
+    .unwrap();
+    drop(store);
+    let settings = Settings {
+        http_listen: Some("127.0.0.1:0".into()),
+        mqtt_listen: Some("127.0.0.1:0".into()),
+        mqtt5_listen: Some("127.0.0.1:0".into()),
+        sync_interval_ms: Some("200".into()),
+        ..Default::default()
+    };
+    let cfg = settings.resolve(dir).unwrap();
+    let bound = node::bind(&cfg).unwrap();
+    (Node::start(cfg, bound).await.unwrap(), depot_id)
+}
+
+/// Polls `f` until true; panics naming `what` after 20 s.
+pub async fn eventually<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !f().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
 
 /// Makes a throwaway CA and a server certificate for 127.0.0.1/localhost signed by it,
 /// with the `openssl` command. Returns (ca.pem, cert.pem, key.pem) paths in `dir`.

@@ -7,142 +7,36 @@
 //! are still to come.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use garasi_cloud::http::{router, serve_tls, tls_acceptor, AppState};
-use garasi_cloud::store::sqlite::SqliteStore;
-use garasi_cloud::store::CloudStore;
-use garasi_edge::config::Settings;
-use garasi_edge::modules::{fleet, sync};
-use garasi_edge::node::{self, Node};
-use garasi_edge::store::{DataDir, Store};
-use tokio_util::sync::CancellationToken;
-
-const ADMIN: &str = "fleet-admin-token-for-tests";
-
-async fn eventually<F, Fut>(what: &str, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !f().await {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Serves the cloud API over TLS on `listener` until the token is cancelled.
-fn serve(
-    listener: tokio::net::TcpListener,
-    state: AppState<SqliteStore>,
-    tls: tokio_rustls::TlsAcceptor,
-) -> CancellationToken {
-    let cancel = CancellationToken::new();
-    let c = cancel.clone();
-    tokio::spawn(async move { serve_tls(listener, tls, router(state), c).await.unwrap() });
-    cancel
-}
+use garasi_fleet_tests::{depot, eventually, have_openssl, Cloud, ADMIN};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn depot_and_cloud_converge_and_the_cloud_wins_a_conflict() {
-    if std::process::Command::new("openssl")
-        .arg("version")
-        .output()
-        .is_err()
-    {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "openssl is required in CI"
-        );
-        eprintln!("SKIPPED: openssl not installed");
+    if !have_openssl() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = garasi_fleet_tests::test_pki(tmp.path()).unwrap();
-    let tls = tls_acceptor(&cert, &key).unwrap();
-
-    // Cloud: one store, two listeners. `sync_link` is what the depot talks to (we cut
-    // it to simulate the outage); `admin` stays up for the fleet admin.
-    let store = SqliteStore::open(&tmp.path().join("cloud.db")).unwrap();
-    store.migrate().await.unwrap();
-    let depot_token = store.create_depot("Depot A").await.unwrap().enrolment_token;
-    let state = AppState::new(Arc::new(store), Arc::from(ADMIN));
-    let link_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let link_addr = link_listener.local_addr().unwrap();
-    let sync_link = serve(link_listener, state.clone(), tls.clone());
-    let admin_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let admin_base = format!("https://{}", admin_listener.local_addr().unwrap());
-    let _admin = serve(admin_listener, state.clone(), tls.clone());
-    let ca_pem = std::fs::read_to_string(&ca).unwrap();
-    let https = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap())
-        .build()
-        .unwrap();
-
-    // Depot: a data dir with one vehicle, enrolled, then the node with its sync worker.
-    let edge_dir = tmp.path().join("edge");
-    let dd = DataDir::new(&edge_dir, None);
-    dd.init().unwrap();
-    let edge_store = Store::open(&dd).unwrap();
-    for m in node::all_modules() {
-        edge_store
-            .write_blocking(|c| {
-                Ok(garasi_edge::store::migrate::run(
-                    c,
-                    m.name(),
-                    m.migrations(),
-                ))
-            })
-            .unwrap()
-            .unwrap();
-    }
-    fleet::upsert_vehicle(
-        &edge_store,
-        &fleet::Vehicle {
-            id: "bus-1".into(),
-            label: "Bus 1".into(),
-            plate: None,
-            battery_kwh: 350.0,
-        },
-    )
-    .unwrap();
-    let depot = sync::enroll(
-        &edge_store,
-        &format!("https://{link_addr}"),
-        &depot_token,
-        Some(ca_pem.clone()),
-    )
-    .await
-    .unwrap();
+    let cloud = Cloud::start(tmp.path()).await;
+    let token = cloud.new_depot_token("Depot A").await;
+    let (edge, depot_id) = depot(&tmp.path().join("edge"), &cloud, &token, &["bus-1"]).await;
     assert!(
-        sync::enroll(
-            &edge_store,
-            &format!("https://{link_addr}"),
-            &depot_token,
-            Some(ca_pem)
+        garasi_edge::modules::sync::enroll(
+            &edge.store,
+            &format!("https://{}", cloud.link_addr),
+            &token,
+            Some(cloud.ca_pem.clone())
         )
         .await
         .is_err(),
         "token is one-time"
     );
-    drop(edge_store);
-    let settings = Settings {
-        http_listen: Some("127.0.0.1:0".into()),
-        mqtt_listen: Some("127.0.0.1:0".into()),
-        mqtt5_listen: Some("127.0.0.1:0".into()),
-        sync_interval_ms: Some("200".into()),
-        ..Default::default()
-    };
-    let cfg = settings.resolve(&edge_dir).unwrap();
-    let bound = node::bind(&cfg).unwrap();
-    let edge = Node::start(cfg, bound).await.unwrap();
     let edge_url = format!("http://{}/api/v1/vehicles/bus-1/status", edge.http_addr);
-    let cloud_url =
-        format!("{admin_base}/api/v1/admin/depots/{depot}/records/vehicle_status/bus-1");
+    let cloud_url = format!(
+        "{}/api/v1/admin/depots/{depot_id}/records/vehicle_status/bus-1",
+        cloud.admin_base
+    );
     let http = reqwest::Client::new();
-
     let edge_view = || {
         let (http, url) = (http.clone(), edge_url.clone());
         async move {
@@ -156,7 +50,7 @@ async fn depot_and_cloud_converge_and_the_cloud_wins_a_conflict() {
         }
     };
     let cloud_view = || {
-        let (https, url) = (https.clone(), cloud_url.clone());
+        let (https, url) = (cloud.https.clone(), cloud_url.clone());
         async move {
             https
                 .get(url)
@@ -187,7 +81,8 @@ async fn depot_and_cloud_converge_and_the_cloud_wins_a_conflict() {
     .await;
 
     // 2. Cloud -> depot.
-    https
+    cloud
+        .https
         .put(&cloud_url)
         .bearer_auth(ADMIN)
         .json(&serde_json::json!({"note": "annual inspection due"}))
@@ -202,19 +97,21 @@ async fn depot_and_cloud_converge_and_the_cloud_wins_a_conflict() {
     .await;
 
     // 3. Partition: the depot's link to the cloud is cut; both sides edit.
-    sync_link.cancel();
+    cloud.cut_link();
     tokio::time::sleep(Duration::from_millis(300)).await;
     http.put(&edge_url).json(&serde_json::json!({"status": "out_of_service", "note": "door fault", "set_by": "dispatcher-2"})).send().await.unwrap();
-    https
+    cloud
+        .https
         .put(&cloud_url)
         .bearer_auth(ADMIN)
         .json(&serde_json::json!({"status": "in_maintenance", "workshop": "bay 4"}))
         .send()
         .await
         .unwrap();
+    let status_url = format!("http://{}/api/v1/sync/status", edge.http_addr);
     eventually("the depot reports the link down", || async {
         let s: serde_json::Value = http
-            .get(format!("http://{}/api/v1/sync/status", edge.http_addr))
+            .get(&status_url)
             .send()
             .await
             .unwrap()
@@ -231,8 +128,7 @@ async fn depot_and_cloud_converge_and_the_cloud_wins_a_conflict() {
     );
 
     // 4. The link returns (same address).
-    let listener = tokio::net::TcpListener::bind(link_addr).await.unwrap();
-    let _restored = serve(listener, state.clone(), tls.clone());
+    cloud.restore_link().await;
     eventually("both sides converge", || async {
         let (e, c) = (edge_view().await, cloud_view().await);
         matches!((e, c), (Some(e), Some(c)) if e["status"] == c["status"] && e["note"] == c["note"] && c["note"] == "door fault")
@@ -254,7 +150,7 @@ async fn depot_and_cloud_converge_and_the_cloud_wins_a_conflict() {
     );
     assert_eq!(c["set_by"], "dispatcher-2");
     let s: serde_json::Value = http
-        .get(format!("http://{}/api/v1/sync/status", edge.http_addr))
+        .get(&status_url)
         .send()
         .await
         .unwrap()

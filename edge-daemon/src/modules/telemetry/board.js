@@ -75,4 +75,34 @@
   });
   refresh();
   setInterval(refresh, 5000);
+
+  // Cloud link: an offline banner while the depot works alone, and drain progress while
+  // the backlog uploads after the link returns.
+  var banner = document.getElementById("sync-banner"), syncText = document.getElementById("sync-text");
+  var bar = document.querySelector("#sync-progress div"), peak = 0;
+  function syncStatus() {
+    fetch("/api/v1/sync/status").then(function (r) { return r.ok ? r.json() : null; }).then(function (s) {
+      if (!s || s.link === "not_enrolled") { banner.hidden = true; return; }
+      var left = s.backlog.entries;
+      peak = Math.max(peak, left);
+      var done = peak ? Math.round(100 * (peak - left) / peak) : 100;
+      bar.style.width = done + "%";
+      banner.dataset.state = s.link === "offline" ? "offline" : (left > 0 ? "draining" : "synced");
+      banner.dataset.backlog = left;
+      banner.dataset.progress = done;
+      banner.className = banner.dataset.state;
+      if (s.link === "offline") {
+        syncText.textContent = "Offline: the depot keeps working. " + left + " change(s) waiting to sync" +
+          (s.last_success ? " (last sync " + s.last_success + ")" : "") + ".";
+      } else if (left > 0) {
+        syncText.textContent = "Back online: syncing, " + left + " change(s) left (" + done + "%).";
+      } else {
+        syncText.textContent = "Synced with the cloud.";
+        peak = 0;
+      }
+      banner.hidden = false;
+    }).catch(function () {});
+  }
+  syncStatus();
+  setInterval(syncStatus, 2000);
 })();
