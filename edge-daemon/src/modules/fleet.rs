@@ -131,17 +131,7 @@ pub fn set_status(
     if !known {
         return Err(FleetError::UnknownVehicle(vehicle_id.into()));
     }
-    let doc: Option<Vec<u8>> = tx
-        .query_row(
-            "SELECT doc FROM fleet_vehicle_status WHERE vehicle_id = ?1",
-            params![vehicle_id],
-            |r| r.get(0),
-        )
-        .optional()?;
-    let mut record = match doc {
-        Some(bytes) => Record::load(&bytes, actor.clone())?,
-        None => Record::new(actor.clone()),
-    };
+    let mut record = load_status_doc(&tx, actor, vehicle_id)?;
     let note = body
         .note
         .clone()
@@ -152,25 +142,53 @@ pub fn set_status(
         ("note", note),
         ("set_by", FieldValue::Text(body.set_by.clone())),
     ])?;
+    let view = save_status_doc(&tx, vehicle_id, &mut record)?;
+    if let Some(change) = change {
+        super::sync::append_change(&tx, STATUS_RECORD, vehicle_id, &change)?;
+    }
+    tx.commit()?;
+    Ok(view)
+}
+
+/// The vehicle's status document, or a new one.
+fn load_status_doc(
+    tx: &rusqlite::Transaction<'_>,
+    actor: &ActorId,
+    vehicle_id: &str,
+) -> Result<Record, FleetError> {
+    let doc: Option<Vec<u8>> = tx
+        .query_row(
+            "SELECT doc FROM fleet_vehicle_status WHERE vehicle_id = ?1",
+            params![vehicle_id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(match doc {
+        Some(bytes) => Record::load(&bytes, actor.clone())?,
+        None => Record::new(actor.clone()),
+    })
+}
+
+/// Stores the document and its visible fields (the merge rule's result) together.
+fn save_status_doc(
+    tx: &rusqlite::Transaction<'_>,
+    vehicle_id: &str,
+    record: &mut Record,
+) -> Result<VehicleStatus, FleetError> {
     let visible = record.visible()?;
-    let now = crate::util::now_ms();
     let view = VehicleStatus {
         vehicle_id: vehicle_id.into(),
         status: text(visible.get("status")),
         note: text(visible.get("note")),
         set_by: text(visible.get("set_by")),
-        updated_ms: now,
+        updated_ms: crate::util::now_ms(),
     };
     tx.execute(
         "INSERT INTO fleet_vehicle_status (vehicle_id, doc, status, note, set_by, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT(vehicle_id) DO UPDATE SET doc = excluded.doc, status = excluded.status, note = excluded.note,
            set_by = excluded.set_by, updated_ms = excluded.updated_ms",
-        params![vehicle_id, record.save(), view.status, view.note, view.set_by, now],
+        params![vehicle_id, record.save(), view.status, view.note, view.set_by, view.updated_ms],
     )?;
-    if let Some(change) = change {
-        super::sync::append_change(&tx, STATUS_RECORD, vehicle_id, &change)?;
-    }
-    tx.commit()?;
     Ok(view)
 }
 
@@ -182,25 +200,9 @@ pub fn apply_remote_status(
     vehicle_id: &str,
     changes: &[Vec<u8>],
 ) -> Result<(), FleetError> {
-    let doc: Option<Vec<u8>> = tx
-        .query_row(
-            "SELECT doc FROM fleet_vehicle_status WHERE vehicle_id = ?1",
-            params![vehicle_id],
-            |r| r.get(0),
-        )
-        .optional()?;
-    let mut record = match doc {
-        Some(bytes) => Record::load(&bytes, actor.clone())?,
-        None => Record::new(actor.clone()),
-    };
+    let mut record = load_status_doc(tx, actor, vehicle_id)?;
     record.apply(changes)?;
-    let visible = record.visible()?;
-    tx.execute(
-        "INSERT INTO fleet_vehicle_status (vehicle_id, doc, status, note, set_by, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-         ON CONFLICT(vehicle_id) DO UPDATE SET doc = excluded.doc, status = excluded.status, note = excluded.note,
-           set_by = excluded.set_by, updated_ms = excluded.updated_ms",
-        params![vehicle_id, record.save(), text(visible.get("status")), text(visible.get("note")), text(visible.get("set_by")), crate::util::now_ms()],
-    )?;
+    save_status_doc(tx, vehicle_id, &mut record)?;
     Ok(())
 }
 
