@@ -447,7 +447,7 @@ pub async fn serve_tls(
                 }
             },
         };
-        let (acceptor, app) = (acceptor.clone(), app.clone());
+        let (acceptor, app, cancel) = (acceptor.clone(), app.clone(), cancel.clone());
         tokio::spawn(async move {
             let tls = match tokio::time::timeout(
                 std::time::Duration::from_secs(10),
@@ -463,10 +463,19 @@ pub async fn serve_tls(
                 Err(_) => return,
             };
             let service = TowerToHyperService::new(app);
-            if let Err(e) = Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(tls), service)
-                .await
-            {
+            let builder = Builder::new(TokioExecutor::new());
+            let conn = builder.serve_connection(TokioIo::new(tls), service);
+            tokio::pin!(conn);
+            // Stopping the server also ends its open (keep-alive) connections: requests
+            // in flight finish, idle connections close.
+            let result = tokio::select! {
+                r = conn.as_mut() => r,
+                _ = cancel.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = result {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });

@@ -413,13 +413,25 @@ async fn worker(
 ) {
     let mut failures: u32 = 0;
     let mut unknown = 0u64;
+    // One client (and connection pool) per trusted CA: rebuilding it every cycle would
+    // cost a TLS handshake per push and pull.
+    let mut client: Option<(Option<String>, reqwest::Client)> = None;
     loop {
         let enrolment = store.read(load_enrolment).await.ok().flatten();
         let wait = match enrolment {
             None => Duration::from_secs(5),
             Some(e) => {
+                if client.as_ref().is_none_or(|(ca, _)| *ca != e.ca_pem) {
+                    client = cloud_client(e.ca_pem.as_deref())
+                        .ok()
+                        .map(|c| (e.ca_pem.clone(), c));
+                }
+                let http = client.as_ref().map(|(_, c)| c.clone());
                 let result = async {
-                    let http = cloud_client(e.ca_pem.as_deref())?;
+                    let http = match http {
+                        Some(h) => h,
+                        None => cloud_client(e.ca_pem.as_deref())?,
+                    };
                     let mut pushed = 0;
                     loop {
                         let n = push_once(&store, &http, &e).await?;
