@@ -44,6 +44,8 @@ pub enum NodeError {
     NoAuth,
     #[error("metrics: {0}")]
     Metrics(String),
+    #[error("a start-up task failed: {0}")]
+    Task(String),
 }
 
 /// Every module of this build, in declaration order.
@@ -127,7 +129,7 @@ impl Node {
         let dd = DataDir::new(&cfg.data_dir, cfg.key_file.as_deref());
         let store = tokio::task::spawn_blocking(move || Store::open(&dd))
             .await
-            .map_err(|e| NodeError::Metrics(e.to_string()))??;
+            .map_err(|e| NodeError::Task(e.to_string()))??;
         let metrics = Arc::new(Metrics::new().map_err(|e| NodeError::Metrics(e.to_string()))?);
         let broker = BrokerHandle::new(&cfg.broker)?;
         let shutdown = CancellationToken::new();
@@ -147,7 +149,7 @@ impl Node {
             let (b, m) = (broker.clone(), metrics.clone());
             tokio::task::spawn_blocking(move || b.start(m))
                 .await
-                .map_err(|e| NodeError::Metrics(e.to_string()))??;
+                .map_err(|e| NodeError::Task(e.to_string()))??;
         }
         let auth = shared
             .services

@@ -62,17 +62,20 @@ async fn board_shows_offline_banner_and_drain_progress() {
     .await;
     let http = reqwest::Client::new();
     let status = format!("http://{}/api/v1/sync/status", edge.http_addr);
-    eventually("link up", || async {
-        http.get(&status)
-            .send()
-            .await
-            .unwrap()
-            .json::<serde_json::Value>()
-            .await
-            .unwrap()["link"]
-            == "online"
-    })
-    .await;
+    let link_is = |want: &'static str| {
+        let (http, status) = (http.clone(), status.clone());
+        async move {
+            http.get(&status)
+                .send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()["link"]
+                == want
+        }
+    };
+    eventually("link up", || link_is("online")).await;
 
     cloud.cut_link();
     for bus in ["bus-1", "bus-2", "bus-3"] {
@@ -87,17 +90,7 @@ async fn board_shows_offline_banner_and_drain_progress() {
             .unwrap();
         assert!(r.status().is_success());
     }
-    eventually("link down", || async {
-        http.get(&status)
-            .send()
-            .await
-            .unwrap()
-            .json::<serde_json::Value>()
-            .await
-            .unwrap()["link"]
-            == "offline"
-    })
-    .await;
+    eventually("link down", || link_is("offline")).await;
 
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
