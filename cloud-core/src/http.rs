@@ -12,10 +12,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use garasi_sync_protocol::record::{FieldValue, Record};
+use garasi_sync_protocol::streams;
 use garasi_sync_protocol::wire::{self, Batch, Entry, WireError};
 use serde::Deserialize;
 
-use crate::store::{ChangeIn, CloudStore, StoreError, StreamRowIn};
+use crate::materialise::{MaterialiseError, Materialiser};
+use crate::store::{ChangeIn, CloudStore, RecordKey, StoreError, StreamRowIn, SyncReport};
 
 /// JSON error `{"error": {"status", "message"}}`.
 pub struct ApiError(StatusCode, String);
@@ -58,17 +60,20 @@ fn wire_error(e: WireError) -> ApiError {
 
 pub struct AppState<S> {
     pub store: Arc<S>,
+    /// Keeps the `records` table (merged documents, visible fields) up to date.
+    pub materialiser: Arc<Materialiser<S>>,
     /// Bearer token for admin routes (from the cloud's configuration).
     pub admin_token: Arc<str>,
     /// This process's automerge actor for records the cloud edits.
     pub actor: garasi_sync_protocol::actor::ActorId,
 }
 
-impl<S> AppState<S> {
+impl<S: CloudStore> AppState<S> {
     pub fn new(store: Arc<S>, admin_token: Arc<str>) -> Self {
         let actor =
             garasi_sync_protocol::actor::new_actor(garasi_sync_protocol::actor::Side::Cloud);
         AppState {
+            materialiser: Arc::new(Materialiser::new(store.clone())),
             store,
             admin_token,
             actor,
@@ -79,6 +84,7 @@ impl<S> AppState<S> {
 impl<S> Clone for AppState<S> {
     fn clone(&self) -> Self {
         AppState {
+            materialiser: self.materialiser.clone(),
             store: self.store.clone(),
             admin_token: self.admin_token.clone(),
             actor: self.actor.clone(),
@@ -100,25 +106,43 @@ fn require_admin<S>(s: &AppState<S>, headers: &HeaderMap) -> Result<(), ApiError
     }
 }
 
-/// Rebuilds one of a depot's records from every stored change.
+impl From<MaterialiseError> for ApiError {
+    fn from(e: MaterialiseError) -> Self {
+        match e {
+            MaterialiseError::Store(e) => e.into(),
+            other => {
+                tracing::error!(error = %other, "materialiser error");
+                ApiError(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error: see the cloud's log".into(),
+                )
+            }
+        }
+    }
+}
+
+/// One of a depot's records, merged up to every stored change. `None` if it has none.
 async fn load_record<S: CloudStore>(
     s: &AppState<S>,
     depot: &str,
     record_type: &str,
     record_id: &str,
-) -> Result<(Record, usize), ApiError> {
-    let changes = s
-        .store
-        .record_changes(depot, record_type, record_id)
-        .await?;
-    let mut record = Record::new(s.actor.clone());
-    record.apply(&changes).map_err(|e| {
-        ApiError(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("stored changes do not load: {e}"),
-        )
-    })?;
-    Ok((record, changes.len()))
+) -> Result<Option<Record>, ApiError> {
+    s.materialiser.catch_up().await?;
+    let key = RecordKey {
+        depot: depot.into(),
+        record_type: record_type.into(),
+        record_id: record_id.into(),
+    };
+    let doc = s.store.load_records(&[key]).await?.pop().flatten();
+    doc.map(|d| Record::load(&d, s.actor.clone()))
+        .transpose()
+        .map_err(|e| {
+            ApiError(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("stored record does not load: {e}"),
+            )
+        })
 }
 
 fn record_json(
@@ -141,13 +165,12 @@ async fn get_record<S: CloudStore>(
     Path((depot, record_type, record_id)): Path<(String, String, String)>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     require_admin(&s, &headers)?;
-    let (record, n) = load_record(&s, &depot, &record_type, &record_id).await?;
-    if n == 0 {
+    let Some(record) = load_record(&s, &depot, &record_type, &record_id).await? else {
         return Err(ApiError(
             StatusCode::NOT_FOUND,
             format!("depot {depot} has no {record_type} record {record_id}"),
         ));
-    }
+    };
     record_json(&record_type, &record_id, &record)
 }
 
@@ -188,23 +211,48 @@ async fn put_record<S: CloudStore>(
         };
         values.push((k.as_str(), fv));
     }
-    let (mut record, _) = load_record(&s, &depot, &record_type, &record_id).await?;
+    require_depot(&s, &depot).await?;
+    let record = edit_record(&s, &depot, &record_type, &record_id, &values).await?;
+    record_json(&record_type, &record_id, &record)
+}
+
+/// Writes fields of one of a depot's records as the cloud: the change is stored for the
+/// depot's next pull and folded into the materialised record at once.
+async fn edit_record<S: CloudStore>(
+    s: &AppState<S>,
+    depot: &str,
+    record_type: &str,
+    record_id: &str,
+    values: &[(&str, FieldValue)],
+) -> Result<Record, ApiError> {
+    let mut record = load_record(s, depot, record_type, record_id)
+        .await?
+        .unwrap_or_else(|| Record::new(s.actor.clone()));
     let change = record
-        .set(&values)
+        .set(values)
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     if let Some(change) = change {
         s.store
             .add_changes(
-                &depot,
+                depot,
                 &[ChangeIn {
-                    record_type: record_type.clone(),
-                    record_id: record_id.clone(),
+                    record_type: record_type.into(),
+                    record_id: record_id.into(),
                     change,
                 }],
             )
             .await?;
+        s.materialiser.catch_up().await?;
     }
-    record_json(&record_type, &record_id, &record)
+    Ok(record)
+}
+
+async fn require_depot<S: CloudStore>(s: &AppState<S>, depot: &str) -> Result<(), ApiError> {
+    if s.store.depots().await?.iter().any(|d| d.id == depot) {
+        Ok(())
+    } else {
+        Err(StoreError::NoSuchDepot(depot.into()).into())
+    }
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -338,10 +386,52 @@ async fn push<S: CloudStore>(
             "batch sequence out of range".into(),
         )
     })?;
+    // Refuse what could never be read back, before storing anything.
+    for (i, c) in changes.iter().enumerate() {
+        garasi_sync_protocol::record::check_change(&c.change).map_err(|e| {
+            ApiError(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "sync batch rejected: change {i} ({} {}): {e}",
+                    c.record_type, c.record_id
+                ),
+            )
+        })?;
+    }
+    for r in &rows {
+        garasi_sync_protocol::streams::validate(&r.stream, &r.payload).map_err(|e| {
+            ApiError(
+                StatusCode::BAD_REQUEST,
+                format!("sync batch rejected: stream row {}: {e}", r.seq),
+            )
+        })?;
+    }
     let out = s.store.push(&depot, batch_seq, &changes, &rows).await?;
+    s.store.record_sync(&depot, sync_report(&headers)).await?;
+    if out.new_changes > 0 {
+        s.materialiser.wake.notify_one();
+    }
     Ok(Json(
         serde_json::json!({ "replayed": out.replayed, "new_changes": out.new_changes, "new_rows": out.new_rows }),
     ))
+}
+
+/// Parses `x-garasi-backlog: entries=N;bytes=N;oldest_change_ms=N` (absent or malformed:
+/// no report; the ops view then keeps the previous one).
+fn sync_report(headers: &HeaderMap) -> Option<SyncReport> {
+    let v = headers.get("x-garasi-backlog")?.to_str().ok()?;
+    let mut r = SyncReport::default();
+    for part in v.split(';') {
+        let (k, n) = part.split_once('=')?;
+        let n: i64 = n.trim().parse().ok()?;
+        match k.trim() {
+            "entries" => r.backlog_entries = n,
+            "bytes" => r.backlog_bytes = n,
+            "oldest_change_ms" => r.oldest_change_ms = (n > 0).then_some(n),
+            _ => {}
+        }
+    }
+    Some(r)
 }
 
 #[derive(Deserialize)]
@@ -361,6 +451,7 @@ async fn pull<S: CloudStore>(
     let cursor = q.cursor.unwrap_or(0).max(0);
     let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
     let changes = s.store.pull(&depot, cursor, limit).await?;
+    s.store.record_sync(&depot, sync_report(&headers)).await?;
     let next = changes.last().map(|c| c.cursor).unwrap_or(cursor);
     let batch = Batch {
         depot,
@@ -382,6 +473,200 @@ async fn pull<S: CloudStore>(
         .into_response())
 }
 
+/// Ops view: every depot with its last sync, the backlog it last reported and its lag
+/// (how long its oldest unsent operational change has waited; 0 when it has none).
+async fn list_depots<S: CloudStore>(
+    State(s): State<AppState<S>>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    require_admin(&s, &headers)?;
+    let now = crate::store::now_ms();
+    let depots: Vec<serde_json::Value> = s
+        .store
+        .depots()
+        .await?
+        .into_iter()
+        .map(|d| {
+            let lag_s = d
+                .oldest_change_ms
+                .map(|t| ((now - t).max(0) as f64 / 1000.0).round())
+                .unwrap_or(0.0);
+            serde_json::json!({
+                "id": d.id,
+                "name": d.name,
+                "enrolled": d.enrolled,
+                "last_sync_ms": d.last_sync_ms,
+                "seconds_since_sync": d.last_sync_ms.map(|t| ((now - t).max(0) as f64 / 1000.0).round()),
+                "backlog": { "entries": d.backlog_entries, "bytes": d.backlog_bytes },
+                "lag_s": lag_s,
+            })
+        })
+        .collect();
+    Ok(Json(serde_json::json!({ "depots": depots })))
+}
+
+/// Every record of one type at one depot, merged (the cloud's view of the depot).
+async fn list_records<S: CloudStore>(
+    State(s): State<AppState<S>>,
+    headers: HeaderMap,
+    Path((depot, record_type)): Path<(String, String)>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    require_admin(&s, &headers)?;
+    require_depot(&s, &depot).await?;
+    s.materialiser.catch_up().await?;
+    let mut records = Vec::new();
+    for (id, fields) in s.store.list_records(&depot, &record_type).await? {
+        let fields: serde_json::Value = serde_json::from_str(&fields).map_err(|e| {
+            ApiError(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("stored fields: {e}"),
+            )
+        })?;
+        records.push(serde_json::json!({ "record_id": id, "fields": fields }));
+    }
+    Ok(Json(
+        serde_json::json!({ "record_type": record_type, "records": records }),
+    ))
+}
+
+#[derive(Deserialize)]
+struct TelemetryQuery {
+    after: Option<i64>,
+    limit: Option<i64>,
+}
+
+/// A depot's telemetry as it arrived (decoded), oldest seq first; `next` is the `after`
+/// to ask from next time.
+async fn depot_telemetry<S: CloudStore>(
+    State(s): State<AppState<S>>,
+    headers: HeaderMap,
+    Path(depot): Path<String>,
+    Query(q): Query<TelemetryQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    require_admin(&s, &headers)?;
+    require_depot(&s, &depot).await?;
+    let after = q.after.unwrap_or(0).max(0);
+    let limit = q.limit.unwrap_or(1000).clamp(1, 50_000);
+    let rows = s
+        .store
+        .stream_rows(&depot, streams::TELEMETRY_V1, after, limit)
+        .await?;
+    let next = rows.last().map_or(after, |r| r.seq);
+    let mut samples = Vec::with_capacity(rows.len());
+    for r in rows {
+        let sample = streams::TelemetrySampleV1::decode(&r.payload)
+            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        samples.push(serde_json::json!({ "seq": r.seq, "sample": sample }));
+    }
+    Ok(Json(
+        serde_json::json!({ "samples": samples, "next": next }),
+    ))
+}
+
+/// Master data: a vehicle of a depot, defined here once and pulled by the depot.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VehicleBody {
+    label: String,
+    plate: Option<String>,
+    battery_kwh: f64,
+}
+
+/// Ids become MQTT topic levels at the edge: letters, digits, '-' and '_' only.
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && id.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+}
+
+fn bad_request(msg: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, msg.into())
+}
+
+async fn put_vehicle<S: CloudStore>(
+    State(s): State<AppState<S>>,
+    headers: HeaderMap,
+    Path((depot, id)): Path<(String, String)>,
+    body: Result<Json<VehicleBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    require_admin(&s, &headers)?;
+    let Json(v) = body.map_err(|e| bad_request(format!("invalid vehicle: {}", e.body_text())))?;
+    if !valid_id(&id) {
+        return Err(bad_request(format!(
+            "vehicle id {id:?} is invalid: use 1-64 letters, digits, '-' or '_'"
+        )));
+    }
+    if v.label.trim().is_empty() || !(v.battery_kwh > 0.0 && v.battery_kwh < 10_000.0) {
+        return Err(bad_request(
+            "a vehicle needs a label and a battery_kwh between 0 and 10000",
+        ));
+    }
+    require_depot(&s, &depot).await?;
+    let fields = [
+        ("label", FieldValue::Text(v.label)),
+        (
+            "plate",
+            v.plate.map(FieldValue::Text).unwrap_or(FieldValue::Null),
+        ),
+        ("battery_kwh", FieldValue::Float(v.battery_kwh)),
+    ];
+    let record = edit_record(&s, &depot, "vehicle", &id, &fields).await?;
+    record_json("vehicle", &id, &record)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeviceBody {
+    id: String,
+    #[serde(default = "vehicle_kind")]
+    kind: String,
+}
+
+fn vehicle_kind() -> String {
+    "vehicle".into()
+}
+
+/// Master data: a device credential for a depot. The password is generated here and
+/// shown once; only its argon2id hash is stored and synced to the depot, which checks
+/// device logins offline.
+async fn create_device<S: CloudStore>(
+    State(s): State<AppState<S>>,
+    headers: HeaderMap,
+    Path(depot): Path<String>,
+    body: Result<Json<DeviceBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    require_admin(&s, &headers)?;
+    let Json(d) = body.map_err(|e| bad_request(format!("invalid device: {}", e.body_text())))?;
+    if !valid_id(&d.id) || d.kind != "vehicle" {
+        return Err(bad_request(
+            "a device needs an id of 1-64 letters, digits, '-' or '_' and kind \"vehicle\"",
+        ));
+    }
+    require_depot(&s, &depot).await?;
+    let password = crate::store::random_token();
+    let hash = tokio::task::spawn_blocking({
+        let password = password.clone();
+        move || crate::store::hash_device_password(&password)
+    })
+    .await
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    let fields = [
+        ("kind", FieldValue::Text(d.kind)),
+        ("password_hash", FieldValue::Text(hash)),
+        ("disabled", FieldValue::Bool(false)),
+    ];
+    edit_record(&s, &depot, "device", &d.id, &fields).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "id": d.id, "password": password })),
+    )
+        .into_response())
+}
+
 async fn healthz() -> &'static str {
     "ok\n"
 }
@@ -389,7 +674,26 @@ async fn healthz() -> &'static str {
 pub fn router<S: CloudStore + 'static>(state: AppState<S>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
-        .route("/api/v1/admin/depots", post(create_depot::<S>))
+        .route(
+            "/api/v1/admin/depots",
+            post(create_depot::<S>).get(list_depots::<S>),
+        )
+        .route(
+            "/api/v1/admin/depots/{depot}/records/{record_type}",
+            get(list_records::<S>),
+        )
+        .route(
+            "/api/v1/admin/depots/{depot}/vehicles/{id}",
+            axum::routing::put(put_vehicle::<S>),
+        )
+        .route(
+            "/api/v1/admin/depots/{depot}/telemetry",
+            get(depot_telemetry::<S>),
+        )
+        .route(
+            "/api/v1/admin/depots/{depot}/devices",
+            post(create_device::<S>),
+        )
         .route(
             "/api/v1/admin/depots/{depot}/records/{record_type}/{record_id}",
             get(get_record::<S>).put(put_record::<S>),

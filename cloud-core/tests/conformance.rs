@@ -4,7 +4,12 @@
 //! otherwise). Each PostgreSQL test runs in a schema of its own, dropped afterwards.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use garasi_cloud::store::{ChangeIn, CloudStore, StoreError, StreamRowIn};
+use std::sync::Arc;
+
+use garasi_cloud::materialise::Materialiser;
+use garasi_cloud::store::{ChangeIn, CloudStore, StoreError, StreamRowIn, SyncReport};
+use garasi_sync_protocol::actor::{new_actor, Side};
+use garasi_sync_protocol::record::{FieldValue, Record};
 
 mod cases {
     use super::*;
@@ -26,7 +31,7 @@ mod cases {
         }
     }
 
-    pub async fn enrolment_is_one_time_and_authenticates<S: CloudStore>(s: &S) {
+    pub async fn enrolment_is_one_time_and_authenticates<S: CloudStore + 'static>(s: &Arc<S>) {
         let a = s.create_depot("Depot A").await.unwrap();
         let b = s.create_depot("Depot B").await.unwrap();
         assert_ne!(a.id, b.id);
@@ -59,7 +64,7 @@ mod cases {
             .unwrap());
     }
 
-    pub async fn push_is_idempotent<S: CloudStore>(s: &S) {
+    pub async fn push_is_idempotent<S: CloudStore + 'static>(s: &Arc<S>) {
         let d = s.create_depot("D").await.unwrap().id;
         let changes = [change("bus-1", 1), change("bus-2", 2)];
         let rows = [row(1), row(2), row(3)];
@@ -79,7 +84,7 @@ mod cases {
         assert_eq!(s.pull(&d, 0, 100).await.unwrap().len(), 2);
     }
 
-    pub async fn depots_are_isolated<S: CloudStore>(s: &S) {
+    pub async fn depots_are_isolated<S: CloudStore + 'static>(s: &Arc<S>) {
         let a = s.create_depot("A").await.unwrap().id;
         let b = s.create_depot("B").await.unwrap().id;
         // Same record id, same stream and sequence numbers at both depots.
@@ -102,7 +107,7 @@ mod cases {
         assert_eq!(both.new_changes, 1);
     }
 
-    pub async fn pull_pages_in_order_exactly_once<S: CloudStore>(s: &S) {
+    pub async fn pull_pages_in_order_exactly_once<S: CloudStore + 'static>(s: &Arc<S>) {
         let d = s.create_depot("D").await.unwrap().id;
         let all: Vec<ChangeIn> = (0..7).map(|n| change(&format!("bus-{n}"), n)).collect();
         for (i, c) in all.iter().enumerate() {
@@ -130,7 +135,7 @@ mod cases {
         assert!(s.pull(&d, cursor, 3).await.unwrap().is_empty());
     }
 
-    pub async fn cloud_changes_reach_only_their_depot<S: CloudStore>(s: &S) {
+    pub async fn cloud_changes_reach_only_their_depot<S: CloudStore + 'static>(s: &Arc<S>) {
         let a = s.create_depot("A").await.unwrap().id;
         let b = s.create_depot("B").await.unwrap().id;
         s.push(&a, 1, &[change("bus-1", 1)], &[]).await.unwrap();
@@ -163,7 +168,7 @@ mod cases {
             .is_empty());
     }
 
-    pub async fn migrate_is_idempotent<S: CloudStore>(s: &S) {
+    pub async fn migrate_is_idempotent<S: CloudStore + 'static>(s: &Arc<S>) {
         let d = s.create_depot("D").await.unwrap().id;
         s.push(&d, 1, &[change("bus-1", 1)], &[row(1)])
             .await
@@ -172,6 +177,103 @@ mod cases {
         s.migrate().await.unwrap();
         assert_eq!(s.pull(&d, 0, 10).await.unwrap().len(), 1);
         assert_eq!(s.stream_len(&d, "telemetry").await.unwrap(), 1);
+        let rows = s.stream_rows(&d, "telemetry", 0, 10).await.unwrap();
+        assert_eq!(rows, vec![row(1)]);
+        assert!(s
+            .stream_rows(&d, "telemetry", 1, 10)
+            .await
+            .unwrap()
+            .is_empty());
+    }
+
+    pub async fn sync_reports_feed_the_ops_view<S: CloudStore + 'static>(s: &Arc<S>) {
+        let a = s.create_depot("Alpha").await.unwrap();
+        let b = s.create_depot("Beta").await.unwrap();
+        s.enroll(&a.enrolment_token).await.unwrap();
+        let report = SyncReport {
+            backlog_entries: 7,
+            backlog_bytes: 700,
+            oldest_change_ms: Some(1234),
+        };
+        s.record_sync(&a.id, Some(report)).await.unwrap();
+        let d = s.depots().await.unwrap();
+        assert_eq!(d.len(), 2);
+        assert_eq!((d[0].name.as_str(), d[0].enrolled), ("Alpha", true));
+        assert_eq!(d[0].backlog_entries, Some(7));
+        assert_eq!(d[0].oldest_change_ms, Some(1234));
+        let first = d[0].last_sync_ms.unwrap();
+        // A request without a report refreshes the time and keeps the last report.
+        s.record_sync(&a.id, None).await.unwrap();
+        let d = s.depots().await.unwrap();
+        assert!(d[0].last_sync_ms.unwrap() >= first);
+        assert_eq!(d[0].backlog_bytes, Some(700));
+        // An empty backlog clears the lag anchor.
+        s.record_sync(&a.id, Some(SyncReport::default()))
+            .await
+            .unwrap();
+        assert_eq!(s.depots().await.unwrap()[0].oldest_change_ms, None);
+        assert_eq!(
+            (d[1].id.as_str(), d[1].enrolled, d[1].last_sync_ms),
+            (b.id.as_str(), false, None)
+        );
+    }
+
+    pub async fn materialiser_folds_every_change_once<S: CloudStore + 'static>(s: &Arc<S>) {
+        let a = s.create_depot("A").await.unwrap().id;
+        let b = s.create_depot("B").await.unwrap().id;
+        let m = Materialiser::new(s.clone());
+        assert_eq!(m.catch_up().await.unwrap(), 0);
+        let mut depot = Record::new(new_actor(Side::Depot));
+        let base = depot
+            .set(&[("status", FieldValue::Text("in_service".into()))])
+            .unwrap()
+            .unwrap();
+        let ch = |id: &str, change: Vec<u8>| ChangeIn {
+            record_type: "vehicle_status".into(),
+            record_id: id.into(),
+            change,
+        };
+        s.push(&a, 1, &[ch("bus-1", base.clone())], &[])
+            .await
+            .unwrap();
+        s.push(&b, 1, &[ch("bus-1", base.clone())], &[])
+            .await
+            .unwrap();
+        assert_eq!(m.catch_up().await.unwrap(), 2);
+        // Concurrent edits of the same field at the depot and at the cloud.
+        let mut cloud = Record::new(new_actor(Side::Cloud));
+        cloud.apply(&[base]).unwrap();
+        let c1 = cloud
+            .set(&[("status", FieldValue::Text("in_maintenance".into()))])
+            .unwrap()
+            .unwrap();
+        let d1 = depot
+            .set(&[
+                ("status", FieldValue::Text("out_of_service".into())),
+                ("note", FieldValue::Text("door".into())),
+            ])
+            .unwrap()
+            .unwrap();
+        s.push(&a, 2, &[ch("bus-1", d1)], &[]).await.unwrap();
+        s.add_changes(&a, &[ch("bus-1", c1)]).await.unwrap();
+        assert_eq!(
+            m.catch_up().await.unwrap(),
+            2,
+            "only new changes are folded"
+        );
+        assert_eq!(m.catch_up().await.unwrap(), 0);
+        let recs = s.list_records(&a, "vehicle_status").await.unwrap();
+        let fields: serde_json::Value = serde_json::from_str(&recs[0].1).unwrap();
+        assert_eq!(recs[0].0, "bus-1");
+        assert_eq!(fields["status"], "in_maintenance", "cloud wins");
+        assert_eq!(fields["note"], "door", "different fields both survive");
+        let other: serde_json::Value =
+            serde_json::from_str(&s.list_records(&b, "vehicle_status").await.unwrap()[0].1)
+                .unwrap();
+        assert_eq!(other["status"], "in_service", "B's record is its own");
+        let all = s.changes_after(0, 100).await.unwrap();
+        assert_eq!(all.len(), 4);
+        assert_eq!(s.materialised_cursor().await.unwrap(), all[3].cursor);
     }
 }
 
@@ -184,7 +286,7 @@ macro_rules! conformance {
                     let dir = tempfile::tempdir().unwrap();
                     let s = garasi_cloud::store::sqlite::SqliteStore::open(&dir.path().join("cloud.db")).unwrap();
                     garasi_cloud::store::CloudStore::migrate(&s).await.unwrap();
-                    super::cases::$case(&s).await;
+                    super::cases::$case(&std::sync::Arc::new(s)).await;
                 }
             )*
         }
@@ -202,6 +304,7 @@ macro_rules! conformance {
                     s.drop_schema(&schema).await.unwrap();
                     let s = garasi_cloud::store::postgres::PgStore::connect(&conn, Some(&schema)).await.unwrap();
                     garasi_cloud::store::CloudStore::migrate(&s).await.unwrap();
+                    let s = std::sync::Arc::new(s);
                     super::cases::$case(&s).await;
                     s.drop_schema(&schema).await.unwrap();
                 }
@@ -217,4 +320,6 @@ conformance!(
     pull_pages_in_order_exactly_once,
     cloud_changes_reach_only_their_depot,
     migrate_is_idempotent,
+    sync_reports_feed_the_ops_view,
+    materialiser_folds_every_change_once,
 );

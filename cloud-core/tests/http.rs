@@ -8,6 +8,9 @@ use std::sync::Arc;
 use garasi_cloud::http::{router, AppState};
 use garasi_cloud::store::sqlite::SqliteStore;
 use garasi_cloud::store::CloudStore;
+use garasi_sync_protocol::actor::{new_actor, Side};
+use garasi_sync_protocol::record::{FieldValue, Record};
+use garasi_sync_protocol::streams::{self, TelemetrySampleV1};
 use garasi_sync_protocol::wire::{self, Batch, Entry};
 
 const ADMIN: &str = "admin-test-token";
@@ -89,7 +92,32 @@ impl Cloud {
     }
 }
 
-fn batch(depot: &str, seq: u64) -> Vec<u8> {
+fn change(seq: u64) -> Vec<u8> {
+    let mut r = Record::new(new_actor(Side::Depot));
+    r.set(&[("status", FieldValue::Text(format!("s{seq}")))])
+        .unwrap()
+        .unwrap()
+}
+
+fn sample(seq: u64) -> Vec<u8> {
+    TelemetrySampleV1 {
+        vehicle_id: "bus-1".into(),
+        ts_ms: 1_700_000_000_000 + seq as i64,
+        lat: None,
+        lon: None,
+        heading: None,
+        speed_kmh: Some(20.0),
+        soc_pct: Some(80.0),
+        odometer_km: None,
+        battery_temp_c: None,
+        power_w: None,
+        charging: None,
+        extra: None,
+    }
+    .encode()
+}
+
+fn batch_of(depot: &str, seq: u64, change: Vec<u8>, payload: Vec<u8>) -> Vec<u8> {
     wire::encode(&Batch {
         depot: depot.into(),
         batch_seq: seq,
@@ -97,17 +125,21 @@ fn batch(depot: &str, seq: u64) -> Vec<u8> {
             Entry::Change {
                 record_type: "vehicle_status".into(),
                 record_id: "bus-1".into(),
-                change: vec![0x85, 0x6f, 0x4a, seq as u8],
+                change,
             },
             Entry::Stream {
-                stream: "telemetry".into(),
+                stream: streams::TELEMETRY_V1.into(),
                 seq,
                 ts_ms: 1_700_000_000_000,
-                payload: b"{}".to_vec(),
+                payload,
             },
         ],
     })
     .unwrap()
+}
+
+fn batch(depot: &str, seq: u64) -> Vec<u8> {
+    batch_of(depot, seq, change(seq), sample(seq))
 }
 
 #[tokio::test]
@@ -163,7 +195,8 @@ async fn every_sync_route_authenticates_and_isolates_depots() {
 async fn bad_batches_get_a_clear_error_and_change_nothing() {
     let c = start().await;
     let (a, s) = c.depot("A").await;
-    assert_eq!(c.push(&a, &s, batch(&a, 1)).await.status(), 200);
+    let first = batch(&a, 1);
+    assert_eq!(c.push(&a, &s, first.clone()).await.status(), 200);
     let good = batch(&a, 2);
 
     let mut wrong_version = good.clone();
@@ -183,6 +216,18 @@ async fn bad_batches_get_a_clear_error_and_change_nothing() {
         ),
         ("wrong version", wrong_version, 400, "version 99"),
         ("oversized", vec![b'G'; wire::MAX_WIRE_BYTES + 10], 413, ""),
+        (
+            "a change that is not an automerge change",
+            batch_of(&a, 5, vec![0x85, 0x6f, 0x4a, 0x83, 1, 2], sample(5)),
+            400,
+            "change 0",
+        ),
+        (
+            "a stream row that is not a telemetry sample",
+            batch_of(&a, 6, change(6), b"{}".to_vec()),
+            400,
+            "stream row 6",
+        ),
     ];
     for (what, body, status, needle) in cases {
         let r = c.push(&a, &s, body).await;
@@ -192,7 +237,7 @@ async fn bad_batches_get_a_clear_error_and_change_nothing() {
     }
     // Replays of an accepted batch are acknowledged and add nothing.
     for _ in 0..3 {
-        let out: serde_json::Value = c.push(&a, &s, batch(&a, 1)).await.json().await.unwrap();
+        let out: serde_json::Value = c.push(&a, &s, first.clone()).await.json().await.unwrap();
         assert_eq!(out["replayed"], true);
         assert_eq!(out["new_changes"], 0);
     }
@@ -213,8 +258,6 @@ async fn bad_batches_get_a_clear_error_and_change_nothing() {
 
 #[tokio::test]
 async fn cloud_edit_wins_a_concurrent_conflict_end_to_end_over_http() {
-    use garasi_sync_protocol::actor::{new_actor, Side};
-    use garasi_sync_protocol::record::{FieldValue, Record};
     let c = start().await;
     let (a, s) = c.depot("A").await;
     let (b, _) = c.depot("B").await;
@@ -339,4 +382,124 @@ async fn cloud_edit_wins_a_concurrent_conflict_end_to_end_over_http() {
             .status(),
         404
     );
+}
+
+#[tokio::test]
+async fn ops_view_and_master_data() {
+    let c = start().await;
+    let (a, s) = c.depot("A").await;
+    // The edge reports its backlog with every sync request.
+    let r = c
+        .http
+        .get(format!("{}/api/v1/sync/pull?cursor=0", c.base))
+        .header("x-garasi-depot", &a)
+        .header(
+            "x-garasi-backlog",
+            "entries=42;bytes=4200;oldest_change_ms=1000",
+        )
+        .bearer_auth(&s)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let ops: serde_json::Value = c
+        .http
+        .get(format!("{}/api/v1/admin/depots", c.base))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let d = &ops["depots"][0];
+    assert_eq!(d["id"], a.as_str());
+    assert_eq!(d["enrolled"], true);
+    assert_eq!(d["backlog"]["entries"], 42);
+    assert!(d["lag_s"].as_f64().unwrap() > 1_000_000.0, "{d}");
+    assert!(d["seconds_since_sync"].as_f64().unwrap() < 60.0, "{d}");
+    // Ops routes are admin-only.
+    let r = c
+        .http
+        .get(format!("{}/api/v1/admin/depots", c.base))
+        .bearer_auth(&s)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+
+    // Master data: a vehicle and a device defined in the cloud reach the depot's pull.
+    let r = c
+        .http
+        .put(format!("{}/api/v1/admin/depots/{a}/vehicles/bus-9", c.base))
+        .bearer_auth(ADMIN)
+        .json(&serde_json::json!({"label": "Bus 9", "plate": "B 9 X", "battery_kwh": 420.0}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let bad = c
+        .http
+        .put(format!("{}/api/v1/admin/depots/{a}/vehicles/bus-9", c.base))
+        .bearer_auth(ADMIN)
+        .json(&serde_json::json!({"label": "Bus 9", "battery_kwh": -1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let r = c
+        .http
+        .post(format!("{}/api/v1/admin/depots/{a}/devices", c.base))
+        .bearer_auth(ADMIN)
+        .json(&serde_json::json!({"id": "bus-9"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let dev: serde_json::Value = r.json().await.unwrap();
+    let password = dev["password"].as_str().unwrap().to_string();
+    let pulled = c.pull(&a, &s).await.unwrap();
+    let types: Vec<String> = pulled
+        .entries
+        .iter()
+        .filter_map(|e| match e {
+            Entry::Change { record_type, .. } => Some(record_type.clone()),
+            Entry::Stream { .. } => None,
+        })
+        .collect();
+    assert_eq!(types, ["vehicle", "device"]);
+    // The device record carries a hash, never the password.
+    for e in &pulled.entries {
+        if let Entry::Change { change, .. } = e {
+            assert!(!String::from_utf8_lossy(change).contains(&password));
+        }
+    }
+    let list: serde_json::Value = c
+        .http
+        .get(format!(
+            "{}/api/v1/admin/depots/{a}/records/vehicle",
+            c.base
+        ))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["records"][0]["record_id"], "bus-9");
+    assert_eq!(list["records"][0]["fields"]["battery_kwh"], 420.0);
+    // Unknown depot: a clear 404.
+    let r = c
+        .http
+        .put(format!(
+            "{}/api/v1/admin/depots/depot-nope/vehicles/bus-1",
+            c.base
+        ))
+        .bearer_auth(ADMIN)
+        .json(&serde_json::json!({"label": "x", "battery_kwh": 300}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
 }

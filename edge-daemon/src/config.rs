@@ -24,6 +24,8 @@ pub struct Config {
     pub shutdown_grace_secs: u64,
     /// How often the sync worker pushes and pulls while the link is up.
     pub sync_interval_ms: u64,
+    /// Outbox size above which stream rows are thinned, then dropped (never changes).
+    pub sync_outbox_quota_mb: u64,
     pub telemetry: TelemetryConfig,
     pub broker: BrokerConfig,
 }
@@ -126,6 +128,10 @@ pub struct Settings {
     /// Sync with the cloud every this many ms while the link is up [default: 2000].
     #[arg(long, env = "GARASI_SYNC_INTERVAL_MS")]
     pub sync_interval_ms: Option<String>,
+    /// Outbox quota in MiB: above it, unsent stream rows (telemetry) are thinned, then
+    /// the oldest dropped; operational changes never are [default: 2048].
+    #[arg(long, env = "GARASI_SYNC_OUTBOX_QUOTA_MB")]
+    pub sync_outbox_quota_mb: Option<String>,
     /// Telemetry batch commit interval in ms [default: 100, max 250].
     #[arg(long, env = "GARASI_TELEMETRY_COMMIT_INTERVAL_MS")]
     pub telemetry_commit_interval_ms: Option<String>,
@@ -151,6 +157,7 @@ struct FileConfig {
     http_listen: Option<String>,
     shutdown_grace_secs: Option<u64>,
     sync_interval_ms: Option<u64>,
+    sync_outbox_quota_mb: Option<u64>,
     #[serde(default)]
     mqtt: FileMqtt,
     #[serde(default)]
@@ -387,6 +394,17 @@ impl Settings {
                 "sync interval {sync_interval_ms} ms is too short: use at least 100"
             ));
         }
+        let sync_outbox_quota_mb = c.pick(
+            "--sync-outbox-quota-mb",
+            &self.sync_outbox_quota_mb,
+            file.sync_outbox_quota_mb,
+            2048,
+        );
+        if sync_outbox_quota_mb == 0 {
+            c.0.push(
+                "sync outbox quota 0 MiB leaves no room to work offline: use at least 1".into(),
+            );
+        }
         let mut disabled_modules = file.modules.disabled.clone();
         disabled_modules.extend(
             self.disable_module
@@ -412,6 +430,7 @@ impl Settings {
                 disabled_modules,
                 shutdown_grace_secs,
                 sync_interval_ms,
+                sync_outbox_quota_mb,
                 telemetry,
                 broker,
             }),

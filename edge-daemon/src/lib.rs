@@ -3,6 +3,7 @@
 
 pub mod broker;
 pub mod bus;
+pub mod cli;
 pub mod config;
 pub mod http;
 pub mod metrics;

@@ -20,6 +20,12 @@ pub struct Metrics {
     pub telemetry_queue_depth: IntGauge,
     pub vehicles_by_status: IntGaugeVec,
     pub module_start_seconds: prometheus::GaugeVec,
+    pub sync_pushed_total: IntCounterVec,
+    pub sync_pulled_total: IntCounter,
+    pub sync_failures_total: IntCounterVec,
+    pub sync_backlog_entries: IntGaugeVec,
+    pub sync_stream_rows_dropped_total: IntCounterVec,
+    pub sync_unknown_record_changes_total: IntCounter,
 }
 
 fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
@@ -46,6 +52,12 @@ impl Metrics {
             telemetry_queue_depth: reg(&r, IntGauge::new("telemetry_queue_depth", "Parsed messages waiting for the writer")?),
             vehicles_by_status: reg(&r, IntGaugeVec::new(Opts::new("vehicles", "Registered vehicles by connection status"), &["status"])?),
             module_start_seconds: reg(&r, prometheus::GaugeVec::new(Opts::new("module_start_seconds", "How long each module took to start"), &["module"])?),
+            sync_pushed_total: reg(&r, IntCounterVec::new(Opts::new("sync_pushed_total", "Entries the cloud acknowledged, by kind (change, stream_row)"), &["kind"])?),
+            sync_pulled_total: reg(&r, IntCounter::new("sync_pulled_total", "Changes pulled from the cloud and applied")?),
+            sync_failures_total: reg(&r, IntCounterVec::new(Opts::new("sync_failures_total", "Failed sync attempts, by step (push, pull)"), &["step"])?),
+            sync_backlog_entries: reg(&r, IntGaugeVec::new(Opts::new("sync_backlog_entries", "Outbox entries waiting for upload, by kind"), &["kind"])?),
+            sync_stream_rows_dropped_total: reg(&r, IntCounterVec::new(Opts::new("sync_stream_rows_dropped_total", "Stream rows removed from the outbox by the quota policy before upload (they stay in the local store), by reason (thinned, dropped)"), &["reason"])?),
+            sync_unknown_record_changes_total: reg(&r, IntCounter::new("sync_unknown_record_changes_total", "Pulled changes of record types this build does not know (left in the cloud)")?),
             registry: r,
         })
     }

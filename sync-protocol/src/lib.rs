@@ -8,4 +8,5 @@
 
 pub mod actor;
 pub mod record;
+pub mod streams;
 pub mod wire;

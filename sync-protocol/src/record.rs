@@ -59,6 +59,13 @@ fn field_value(v: &ScalarValue) -> FieldValue {
     }
 }
 
+/// Checks that bytes are one well-formed automerge change (what a sync batch may carry).
+pub fn check_change(bytes: &[u8]) -> Result<(), RecordError> {
+    Change::from_bytes(bytes.to_vec())
+        .map(|_| ())
+        .map_err(|e| RecordError::BadChange(e.to_string()))
+}
+
 /// One replica of one record.
 pub struct Record {
     doc: AutoCommit,
@@ -105,6 +112,12 @@ impl Record {
             .into_iter()
             .map(|mut c| c.bytes().into_owned())
             .collect()
+    }
+
+    /// Dependencies of held changes that have not arrived (0 when nothing is held).
+    /// Held changes are not part of a saved record, so savers check this first.
+    pub fn missing_deps(&mut self) -> usize {
+        self.doc.get_missing_deps(&[]).len()
     }
 
     /// Applies encoded changes. Duplicates are ignored; a change whose dependencies

@@ -71,6 +71,65 @@ pub struct PushOutcome {
     pub new_rows: u64,
 }
 
+/// What an edge reports about itself with every sync request (`x-garasi-backlog`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct SyncReport {
+    pub backlog_entries: i64,
+    pub backlog_bytes: i64,
+    /// When the depot's oldest unsent operational change was written (lag anchor).
+    pub oldest_change_ms: Option<i64>,
+}
+
+/// A depot as the ops view shows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DepotInfo {
+    pub id: String,
+    pub name: String,
+    pub enrolled: bool,
+    pub last_sync_ms: Option<i64>,
+    pub backlog_entries: Option<i64>,
+    pub backlog_bytes: Option<i64>,
+    pub oldest_change_ms: Option<i64>,
+}
+
+/// A stored change with its depot, for the materialiser (which works across depots).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredChange {
+    pub cursor: i64,
+    pub depot: String,
+    pub record_type: String,
+    pub record_id: String,
+    pub change: Vec<u8>,
+}
+
+/// Identifies one replicated record at the cloud.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RecordKey {
+    pub depot: String,
+    pub record_type: String,
+    pub record_id: String,
+}
+
+impl RecordKey {
+    /// One text key (for `= ANY($1)` look-ups); the separator cannot occur in ids that
+    /// passed the API's checks, and the parts are stored separately too.
+    pub fn joined(&self) -> String {
+        format!(
+            "{}\u{1f}{}\u{1f}{}",
+            self.depot, self.record_type, self.record_id
+        )
+    }
+}
+
+/// A record's merged document and visible fields (JSON object text), as materialised.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MaterialRecord {
+    pub key: RecordKey,
+    pub doc: Vec<u8>,
+    pub fields_json: String,
+    pub updated_ms: i64,
+}
+
 /// One storage backend. Both implementations must pass `tests/conformance.rs`.
 pub trait CloudStore: Send + Sync {
     /// Creates or upgrades the schema.
@@ -117,6 +176,48 @@ pub trait CloudStore: Send + Sync {
         record_type: &str,
         record_id: &str,
     ) -> impl Future<Output = Result<Vec<Vec<u8>>, StoreError>> + Send;
+    /// Records that `depot` just synced, with what it reported (ops view).
+    fn record_sync(
+        &self,
+        depot: &str,
+        report: Option<SyncReport>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Every depot with its enrolment and last sync report, by name.
+    fn depots(&self) -> impl Future<Output = Result<Vec<DepotInfo>, StoreError>> + Send;
+    /// Changes of every depot after `cursor`, in cursor order (the materialiser's input).
+    fn changes_after(
+        &self,
+        cursor: i64,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<StoredChange>, StoreError>> + Send;
+    /// How far the materialised records are up to date (a change cursor; 0 = nothing).
+    fn materialised_cursor(&self) -> impl Future<Output = Result<i64, StoreError>> + Send;
+    /// The materialised documents of these records (None where there is none yet), in
+    /// the order asked.
+    fn load_records(
+        &self,
+        keys: &[RecordKey],
+    ) -> impl Future<Output = Result<Vec<Option<Vec<u8>>>, StoreError>> + Send;
+    /// Saves materialised records and the cursor they are up to date with, atomically.
+    fn save_records(
+        &self,
+        records: &[MaterialRecord],
+        cursor: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Visible fields (JSON object text) of a depot's records of one type, by id.
+    fn list_records(
+        &self,
+        depot: &str,
+        record_type: &str,
+    ) -> impl Future<Output = Result<Vec<(String, String)>, StoreError>> + Send;
+    /// Rows of one stream of one depot with seq > `after`, in seq order.
+    fn stream_rows(
+        &self,
+        depot: &str,
+        stream: &str,
+        after: i64,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<StreamRowIn>, StoreError>> + Send;
     /// Number of stored rows of one stream of one depot.
     fn stream_len(
         &self,
@@ -132,6 +233,20 @@ pub(crate) fn hash_secret(secret: &str) -> String {
     h.update(b"garasi-cloud-secret-v1");
     h.update(secret.as_bytes());
     hex::encode(&h.finalize()[..32])
+}
+
+/// argon2id hash (PHC string) of a device password, with the edge's device parameters
+/// (4 MiB, 3 passes: the passwords are 256-bit random values, so cost buys nothing).
+pub(crate) fn hash_device_password(password: &str) -> Result<String, String> {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let params = argon2::Params::new(4096, 3, 1, None).map_err(|e| e.to_string())?;
+    let mut salt = [0u8; 16];
+    rand::rng().fill_bytes(&mut salt);
+    let salt = SaltString::encode_b64(&salt).map_err(|e| e.to_string())?;
+    argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| e.to_string())
 }
 
 pub(crate) fn random_token() -> String {

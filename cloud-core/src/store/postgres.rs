@@ -1,8 +1,8 @@
 //! PostgreSQL implementation of [`CloudStore`]. One connection; a mutex serialises
 //! transactions, which also keeps `changes.cursor` commit-ordered (with concurrent
 //! writers a BIGSERIAL cursor can commit out of order and a puller could skip a row;
-//! revisit with a pool). Stream rows are indexed by (depot, ts_ms); time partitioning
-//! and COPY bulk loading come with the sync endpoint's benchmark.
+//! revisit with a pool). Batches are written with one statement per table (arrays
+//! unnested server-side). Stream rows are indexed by (depot, ts_ms).
 
 use tokio::sync::Mutex;
 use tokio_postgres::{Client, NoTls};
@@ -48,6 +48,31 @@ CREATE TABLE IF NOT EXISTS stream_rows (
 CREATE INDEX IF NOT EXISTS stream_rows_time ON stream_rows (depot, ts_ms);
 ";
 
+/// Added with the ops view and the materialiser (additive, idempotent statements).
+const SCHEMA_2: &str = "
+CREATE TABLE IF NOT EXISTS depot_sync (
+  depot TEXT PRIMARY KEY,
+  last_sync_ms BIGINT NOT NULL,
+  backlog_entries BIGINT,
+  backlog_bytes BIGINT,
+  oldest_change_ms BIGINT
+);
+CREATE TABLE IF NOT EXISTS records (
+  rkey TEXT PRIMARY KEY,
+  depot TEXT NOT NULL,
+  record_type TEXT NOT NULL,
+  record_id TEXT NOT NULL,
+  doc BYTEA NOT NULL,
+  fields TEXT NOT NULL,
+  updated_ms BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS records_by_type ON records (depot, record_type, record_id);
+CREATE TABLE IF NOT EXISTS materialiser (
+  id INT PRIMARY KEY CHECK (id = 1),
+  cursor BIGINT NOT NULL
+);
+";
+
 impl PgStore {
     /// Connects with a libpq-style string (`host=127.0.0.1 user=postgres dbname=garasi`)
     /// or URL. With `schema`, everything lives in that schema (created if missing).
@@ -86,7 +111,9 @@ impl PgStore {
 
 impl CloudStore for PgStore {
     async fn migrate(&self) -> Result<(), StoreError> {
-        self.client.lock().await.batch_execute(SCHEMA).await?;
+        let client = self.client.lock().await;
+        client.batch_execute(SCHEMA).await?;
+        client.batch_execute(SCHEMA_2).await?;
         Ok(())
     }
 
@@ -161,33 +188,21 @@ impl CloudStore for PgStore {
             replayed: fresh == 0,
             ..Default::default()
         };
-        let ins_change = tx
-            .prepare(
-                "INSERT INTO changes (depot, record_type, record_id, key, change, received_ms) VALUES ($1, $2, $3, $4, $5, $6)
-                 ON CONFLICT (depot, key) DO NOTHING",
-            )
-            .await?;
-        for ch in changes {
-            out.new_changes += tx
+        out.new_changes = insert_changes(&tx, depot, changes, now).await?;
+        if !rows.is_empty() {
+            // One statement per batch (arrays, unnested server-side): a round trip per row
+            // would cap the drain at a few thousand rows/s.
+            let streams: Vec<&str> = rows.iter().map(|r| r.stream.as_str()).collect();
+            let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
+            let ts: Vec<i64> = rows.iter().map(|r| r.ts_ms).collect();
+            let payloads: Vec<&[u8]> = rows.iter().map(|r| r.payload.as_slice()).collect();
+            out.new_rows = tx
                 .execute(
-                    &ins_change,
-                    &[
-                        &depot,
-                        &ch.record_type,
-                        &ch.record_id,
-                        &change_key(&ch.change),
-                        &ch.change,
-                        &now,
-                    ],
+                    "INSERT INTO stream_rows (depot, stream, seq, ts_ms, payload)
+                     SELECT $1, * FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::bytea[])
+                     ON CONFLICT DO NOTHING",
+                    &[&depot, &streams, &seqs, &ts, &payloads],
                 )
-                .await?;
-        }
-        let ins_row = tx
-            .prepare("INSERT INTO stream_rows (depot, stream, seq, ts_ms, payload) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING")
-            .await?;
-        for r in rows {
-            out.new_rows += tx
-                .execute(&ins_row, &[&depot, &r.stream, &r.seq, &r.ts_ms, &r.payload])
                 .await?;
         }
         tx.commit().await?;
@@ -223,28 +238,7 @@ impl CloudStore for PgStore {
     async fn add_changes(&self, depot: &str, changes: &[ChangeIn]) -> Result<u64, StoreError> {
         let mut client = self.client.lock().await;
         let tx = client.transaction().await?;
-        let ins = tx
-            .prepare(
-                "INSERT INTO changes (depot, record_type, record_id, key, change, received_ms) VALUES ($1, $2, $3, $4, $5, $6)
-                 ON CONFLICT (depot, key) DO NOTHING",
-            )
-            .await?;
-        let mut n = 0;
-        for ch in changes {
-            n += tx
-                .execute(
-                    &ins,
-                    &[
-                        &depot,
-                        &ch.record_type,
-                        &ch.record_id,
-                        &change_key(&ch.change),
-                        &ch.change,
-                        &now_ms(),
-                    ],
-                )
-                .await?;
-        }
+        let n = insert_changes(&tx, depot, changes, now_ms()).await?;
         tx.commit().await?;
         Ok(n)
     }
@@ -279,4 +273,211 @@ impl CloudStore for PgStore {
             .await?;
         Ok(row.get(0))
     }
+
+    async fn record_sync(&self, depot: &str, report: Option<SyncReport>) -> Result<(), StoreError> {
+        let r = report.unwrap_or_default();
+        self.client
+            .lock()
+            .await
+            .execute(
+                "INSERT INTO depot_sync (depot, last_sync_ms, backlog_entries, backlog_bytes, oldest_change_ms)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (depot) DO UPDATE SET last_sync_ms = excluded.last_sync_ms,
+                   backlog_entries = coalesce(excluded.backlog_entries, depot_sync.backlog_entries),
+                   backlog_bytes = coalesce(excluded.backlog_bytes, depot_sync.backlog_bytes),
+                   oldest_change_ms = CASE WHEN $6 THEN excluded.oldest_change_ms ELSE depot_sync.oldest_change_ms END",
+                &[
+                    &depot,
+                    &now_ms(),
+                    &report.map(|_| r.backlog_entries),
+                    &report.map(|_| r.backlog_bytes),
+                    &r.oldest_change_ms,
+                    &report.is_some(),
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn depots(&self) -> Result<Vec<DepotInfo>, StoreError> {
+        let rows = self
+            .client
+            .lock()
+            .await
+            .query(
+                "SELECT d.id, d.name, d.secret_hash IS NOT NULL, s.last_sync_ms, s.backlog_entries, s.backlog_bytes, s.oldest_change_ms
+                 FROM depots d LEFT JOIN depot_sync s ON s.depot = d.id ORDER BY d.name, d.id",
+                &[],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| DepotInfo {
+                id: r.get(0),
+                name: r.get(1),
+                enrolled: r.get(2),
+                last_sync_ms: r.get(3),
+                backlog_entries: r.get(4),
+                backlog_bytes: r.get(5),
+                oldest_change_ms: r.get(6),
+            })
+            .collect())
+    }
+
+    async fn changes_after(
+        &self,
+        cursor: i64,
+        limit: i64,
+    ) -> Result<Vec<StoredChange>, StoreError> {
+        let rows = self
+            .client
+            .lock()
+            .await
+            .query(
+                "SELECT cursor, depot, record_type, record_id, change FROM changes WHERE cursor > $1 ORDER BY cursor LIMIT $2",
+                &[&cursor, &limit],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| StoredChange {
+                cursor: r.get(0),
+                depot: r.get(1),
+                record_type: r.get(2),
+                record_id: r.get(3),
+                change: r.get(4),
+            })
+            .collect())
+    }
+
+    async fn materialised_cursor(&self) -> Result<i64, StoreError> {
+        let row = self
+            .client
+            .lock()
+            .await
+            .query_opt("SELECT cursor FROM materialiser WHERE id = 1", &[])
+            .await?;
+        Ok(row.map(|r| r.get(0)).unwrap_or(0))
+    }
+
+    async fn load_records(&self, keys: &[RecordKey]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let joined: Vec<String> = keys.iter().map(RecordKey::joined).collect();
+        let rows = self
+            .client
+            .lock()
+            .await
+            .query(
+                "SELECT rkey, doc FROM records WHERE rkey = ANY($1)",
+                &[&joined],
+            )
+            .await?;
+        let mut found: std::collections::HashMap<String, Vec<u8>> =
+            rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        Ok(joined.iter().map(|k| found.remove(k)).collect())
+    }
+
+    async fn save_records(
+        &self,
+        records: &[MaterialRecord],
+        cursor: i64,
+    ) -> Result<(), StoreError> {
+        let mut client = self.client.lock().await;
+        let tx = client.transaction().await?;
+        if !records.is_empty() {
+            let rkeys: Vec<String> = records.iter().map(|r| r.key.joined()).collect();
+            let depots: Vec<&str> = records.iter().map(|r| r.key.depot.as_str()).collect();
+            let types: Vec<&str> = records.iter().map(|r| r.key.record_type.as_str()).collect();
+            let ids: Vec<&str> = records.iter().map(|r| r.key.record_id.as_str()).collect();
+            let docs: Vec<&[u8]> = records.iter().map(|r| r.doc.as_slice()).collect();
+            let fields: Vec<&str> = records.iter().map(|r| r.fields_json.as_str()).collect();
+            let updated: Vec<i64> = records.iter().map(|r| r.updated_ms).collect();
+            tx.execute(
+                "INSERT INTO records (rkey, depot, record_type, record_id, doc, fields, updated_ms)
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bytea[], $6::text[], $7::bigint[])
+                 ON CONFLICT (rkey) DO UPDATE SET doc = excluded.doc, fields = excluded.fields,
+                   updated_ms = excluded.updated_ms",
+                &[&rkeys, &depots, &types, &ids, &docs, &fields, &updated],
+            )
+            .await?;
+        }
+        tx.execute(
+            "INSERT INTO materialiser (id, cursor) VALUES (1, $1)
+             ON CONFLICT (id) DO UPDATE SET cursor = excluded.cursor",
+            &[&cursor],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_records(
+        &self,
+        depot: &str,
+        record_type: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = self
+            .client
+            .lock()
+            .await
+            .query(
+                "SELECT record_id, fields FROM records WHERE depot = $1 AND record_type = $2 ORDER BY record_id",
+                &[&depot, &record_type],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    async fn stream_rows(
+        &self,
+        depot: &str,
+        stream: &str,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<StreamRowIn>, StoreError> {
+        let rows = self
+            .client
+            .lock()
+            .await
+            .query(
+                "SELECT stream, seq, ts_ms, payload FROM stream_rows WHERE depot = $1 AND stream = $2 AND seq > $3 ORDER BY seq LIMIT $4",
+                &[&depot, &stream, &after, &limit],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| StreamRowIn {
+                stream: r.get(0),
+                seq: r.get(1),
+                ts_ms: r.get(2),
+                payload: r.get(3),
+            })
+            .collect())
+    }
+}
+
+/// Inserts changes (idempotent by content hash per depot) with one statement.
+async fn insert_changes(
+    tx: &tokio_postgres::Transaction<'_>,
+    depot: &str,
+    changes: &[ChangeIn],
+    now: i64,
+) -> Result<u64, StoreError> {
+    if changes.is_empty() {
+        return Ok(0);
+    }
+    let types: Vec<&str> = changes.iter().map(|c| c.record_type.as_str()).collect();
+    let ids: Vec<&str> = changes.iter().map(|c| c.record_id.as_str()).collect();
+    let keys: Vec<Vec<u8>> = changes.iter().map(|c| change_key(&c.change)).collect();
+    let bodies: Vec<&[u8]> = changes.iter().map(|c| c.change.as_slice()).collect();
+    // WITH ORDINALITY keeps the batch's order in the cursor sequence: a record's changes
+    // are pulled in the order they were pushed.
+    Ok(tx
+        .execute(
+            "INSERT INTO changes (depot, record_type, record_id, key, change, received_ms)
+             SELECT $1, t, i, k, c, $6 FROM unnest($2::text[], $3::text[], $4::bytea[], $5::bytea[])
+               WITH ORDINALITY AS u(t, i, k, c, n) ORDER BY n
+             ON CONFLICT (depot, key) DO NOTHING",
+            &[&depot, &types, &ids, &keys, &bodies, &now],
+        )
+        .await?)
 }

@@ -48,6 +48,32 @@ CREATE TABLE IF NOT EXISTS stream_rows (
 CREATE INDEX IF NOT EXISTS stream_rows_time ON stream_rows (depot, ts_ms);
 ";
 
+/// Added with the ops view and the materialiser (additive: the schema is a list of
+/// idempotent statements; a versioned migration table comes with the first ALTER).
+const SCHEMA_2: &str = "
+CREATE TABLE IF NOT EXISTS depot_sync (
+  depot TEXT PRIMARY KEY,
+  last_sync_ms INTEGER NOT NULL,
+  backlog_entries INTEGER,
+  backlog_bytes INTEGER,
+  oldest_change_ms INTEGER
+);
+CREATE TABLE IF NOT EXISTS records (
+  rkey TEXT PRIMARY KEY,
+  depot TEXT NOT NULL,
+  record_type TEXT NOT NULL,
+  record_id TEXT NOT NULL,
+  doc BLOB NOT NULL,
+  fields TEXT NOT NULL,
+  updated_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS records_by_type ON records (depot, record_type, record_id);
+CREATE TABLE IF NOT EXISTS materialiser (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  cursor INTEGER NOT NULL
+);
+";
+
 impl SqliteStore {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let conn = Connection::open(path)?;
@@ -78,7 +104,11 @@ impl SqliteStore {
 
 impl CloudStore for SqliteStore {
     async fn migrate(&self) -> Result<(), StoreError> {
-        self.call(|c| Ok(c.execute_batch(SCHEMA)?)).await
+        self.call(|c| {
+            c.execute_batch(SCHEMA)?;
+            Ok(c.execute_batch(SCHEMA_2)?)
+        })
+        .await
     }
 
     async fn create_depot(&self, name: &str) -> Result<NewDepot, StoreError> {
@@ -233,6 +263,176 @@ impl CloudStore for SqliteStore {
                 params![depot, stream],
                 |r| r.get(0),
             )?)
+        })
+        .await
+    }
+
+    async fn record_sync(&self, depot: &str, report: Option<SyncReport>) -> Result<(), StoreError> {
+        let depot = depot.to_string();
+        self.call(move |c| {
+            let r = report.unwrap_or_default();
+            c.execute(
+                "INSERT INTO depot_sync (depot, last_sync_ms, backlog_entries, backlog_bytes, oldest_change_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(depot) DO UPDATE SET last_sync_ms = excluded.last_sync_ms,
+                   backlog_entries = coalesce(excluded.backlog_entries, depot_sync.backlog_entries),
+                   backlog_bytes = coalesce(excluded.backlog_bytes, depot_sync.backlog_bytes),
+                   oldest_change_ms = CASE WHEN ?6 THEN excluded.oldest_change_ms ELSE depot_sync.oldest_change_ms END",
+                params![
+                    depot,
+                    now_ms(),
+                    report.map(|_| r.backlog_entries),
+                    report.map(|_| r.backlog_bytes),
+                    r.oldest_change_ms,
+                    report.is_some()
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn depots(&self) -> Result<Vec<DepotInfo>, StoreError> {
+        self.call(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT d.id, d.name, d.secret_hash IS NOT NULL, s.last_sync_ms, s.backlog_entries, s.backlog_bytes, s.oldest_change_ms
+                 FROM depots d LEFT JOIN depot_sync s ON s.depot = d.id ORDER BY d.name, d.id",
+            )?;
+            let rows = st.query_map([], |r| {
+                Ok(DepotInfo {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    enrolled: r.get(2)?,
+                    last_sync_ms: r.get(3)?,
+                    backlog_entries: r.get(4)?,
+                    backlog_bytes: r.get(5)?,
+                    oldest_change_ms: r.get(6)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn changes_after(
+        &self,
+        cursor: i64,
+        limit: i64,
+    ) -> Result<Vec<StoredChange>, StoreError> {
+        self.call(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT cursor, depot, record_type, record_id, change FROM changes WHERE cursor > ?1 ORDER BY cursor LIMIT ?2",
+            )?;
+            let rows = st.query_map(params![cursor, limit], |r| {
+                Ok(StoredChange {
+                    cursor: r.get(0)?,
+                    depot: r.get(1)?,
+                    record_type: r.get(2)?,
+                    record_id: r.get(3)?,
+                    change: r.get(4)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn materialised_cursor(&self) -> Result<i64, StoreError> {
+        self.call(|c| {
+            Ok(
+                c.query_row("SELECT cursor FROM materialiser WHERE id = 1", [], |r| {
+                    r.get(0)
+                })
+                .optional()?
+                .unwrap_or(0),
+            )
+        })
+        .await
+    }
+
+    async fn load_records(&self, keys: &[RecordKey]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let keys = keys.to_vec();
+        self.call(move |c| {
+            let mut st = c.prepare_cached("SELECT doc FROM records WHERE rkey = ?1")?;
+            let mut out = Vec::with_capacity(keys.len());
+            for k in &keys {
+                out.push(st.query_row(params![k.joined()], |r| r.get(0)).optional()?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn save_records(
+        &self,
+        records: &[MaterialRecord],
+        cursor: i64,
+    ) -> Result<(), StoreError> {
+        let records = records.to_vec();
+        self.call(move |c| {
+            let tx = c.transaction()?;
+            {
+                let mut up = tx.prepare_cached(
+                    "INSERT INTO records (rkey, depot, record_type, record_id, doc, fields, updated_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                     ON CONFLICT(rkey) DO UPDATE SET doc = excluded.doc, fields = excluded.fields,
+                       updated_ms = excluded.updated_ms",
+                )?;
+                for r in &records {
+                    up.execute(params![
+                        r.key.joined(),
+                        r.key.depot,
+                        r.key.record_type,
+                        r.key.record_id,
+                        r.doc,
+                        r.fields_json,
+                        r.updated_ms
+                    ])?;
+                }
+            }
+            tx.execute(
+                "INSERT INTO materialiser (id, cursor) VALUES (1, ?1)
+                 ON CONFLICT(id) DO UPDATE SET cursor = excluded.cursor",
+                params![cursor],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_records(
+        &self,
+        depot: &str,
+        record_type: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let (d, t) = (depot.to_string(), record_type.to_string());
+        self.call(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT record_id, fields FROM records WHERE depot = ?1 AND record_type = ?2 ORDER BY record_id",
+            )?;
+            let rows = st.query_map(params![d, t], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn stream_rows(
+        &self,
+        depot: &str,
+        stream: &str,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<StreamRowIn>, StoreError> {
+        let (d, st) = (depot.to_string(), stream.to_string());
+        self.call(move |c| {
+            let mut q = c.prepare_cached(
+                "SELECT stream, seq, ts_ms, payload FROM stream_rows WHERE depot = ?1 AND stream = ?2 AND seq > ?3 ORDER BY seq LIMIT ?4",
+            )?;
+            let rows = q.query_map(params![d, st, after, limit], |r| {
+                Ok(StreamRowIn { stream: r.get(0)?, seq: r.get(1)?, ts_ms: r.get(2)?, payload: r.get(3)? })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
         .await
     }

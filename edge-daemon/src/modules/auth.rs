@@ -87,6 +87,44 @@ pub fn valid_id(id: &str) -> bool {
         && id.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
 }
 
+/// Master data: a device credential as the cloud defines it (kind, argon2id hash of the
+/// password, disabled). The password itself never leaves the cloud's one response.
+pub const DEVICE_RECORD: &str = "device";
+
+/// Applies the cloud's master data for one device (sync transaction).
+fn apply_master_device(
+    tx: &rusqlite::Transaction<'_>,
+    id: &str,
+    changes: &[Vec<u8>],
+) -> Result<(), String> {
+    use garasi_sync_protocol::record::FieldValue;
+    let f = super::sync::apply_master(tx, DEVICE_RECORD, id, changes)?;
+    let text = |k: &str| match f.get(k) {
+        Some(FieldValue::Text(t)) => Some(t.clone()),
+        _ => None,
+    };
+    let (Some(kind), Some(hash)) = (text("kind"), text("password_hash")) else {
+        tracing::warn!(
+            device = id,
+            "cloud device record is incomplete; not usable yet"
+        );
+        return Ok(());
+    };
+    if !valid_id(id) || DeviceKind::parse(&kind).is_none() || PasswordHash::new(&hash).is_err() {
+        tracing::warn!(device = id, "cloud device record is invalid; ignored");
+        return Ok(());
+    }
+    let disabled = matches!(f.get("disabled"), Some(FieldValue::Bool(true)));
+    tx.execute(
+        "INSERT INTO auth_devices (id, kind, password_hash, created_ms, disabled) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT(id) DO UPDATE SET kind = excluded.kind, password_hash = excluded.password_hash,
+           disabled = excluded.disabled",
+        params![id, kind, hash, crate::util::now_ms(), disabled],
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
 /// Creates a device and returns its generated password (shown once, stored only hashed).
 pub fn add_device(store: &Store, id: &str, kind: &str) -> Result<String, DeviceError> {
     if !valid_id(id) {
@@ -283,9 +321,22 @@ impl Module for AuthModule {
     fn migrations(&self) -> &'static [Migration] {
         MIGRATIONS
     }
+    fn depends_on(&self) -> &'static [&'static str] {
+        &["sync"]
+    }
     fn start(&self, ctx: &ModuleContext) -> Result<Started, ModuleError> {
         ctx.services
             .provide(Arc::new(DeviceAuth::new(ctx.store.clone())));
+        if let Some(appliers) = ctx.services.get::<super::sync::Appliers>() {
+            appliers.register(
+                DEVICE_RECORD,
+                Arc::new(
+                    |tx: &rusqlite::Transaction<'_>, id: &str, changes: &[Vec<u8>]| {
+                        apply_master_device(tx, id, changes)
+                    },
+                ),
+            );
+        }
         Ok(Started::default())
     }
 }

@@ -81,6 +81,8 @@ pub enum FleetError {
 
 /// Replicated record type name of a vehicle's operational status.
 pub const STATUS_RECORD: &str = "vehicle_status";
+/// Master data: a vehicle as the cloud defines it.
+pub const VEHICLE_RECORD: &str = "vehicle";
 const STATUSES: [&str; 3] = ["in_service", "out_of_service", "in_maintenance"];
 
 /// A vehicle's operational status as every replica shows it.
@@ -240,17 +242,19 @@ pub fn upsert_vehicle(store: &Store, v: &Vehicle) -> Result<(), FleetError> {
         return Err(FleetError::EmptyLabel);
     }
     let v = v.clone();
-    store.write_blocking(move |c| {
-        let now = crate::util::now_ms();
-        c.execute(
-            "INSERT INTO fleet_vehicles (id, label, plate, battery_kwh, created_ms, updated_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?5)
-             ON CONFLICT(id) DO UPDATE SET label = excluded.label, plate = excluded.plate,
-               battery_kwh = excluded.battery_kwh, updated_ms = excluded.updated_ms",
-            params![v.id, v.label, v.plate, v.battery_kwh, now],
-        )
-    })?;
+    store.write_blocking(move |c| write_vehicle(c, &v))?;
     Ok(())
+}
+
+/// Inserts or updates one registry row (local edits and the cloud's master data).
+fn write_vehicle(c: &rusqlite::Connection, v: &Vehicle) -> rusqlite::Result<usize> {
+    c.execute(
+        "INSERT INTO fleet_vehicles (id, label, plate, battery_kwh, created_ms, updated_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5)
+         ON CONFLICT(id) DO UPDATE SET label = excluded.label, plate = excluded.plate,
+           battery_kwh = excluded.battery_kwh, updated_ms = excluded.updated_ms",
+        params![v.id, v.label, v.plate, v.battery_kwh, crate::util::now_ms()],
+    )
 }
 
 fn load_all(store: &Store) -> Result<Vec<Vehicle>, StoreCallError> {
@@ -293,6 +297,44 @@ impl FleetApi {
             vehicles: RwLock::new(map),
             misses: RwLock::new(HashMap::new()),
         })
+    }
+
+    /// Applies the cloud's master data for one vehicle (sync transaction). The cloud
+    /// defines vehicles of enrolled depots; its values replace local ones.
+    fn apply_master(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        id: &str,
+        changes: &[Vec<u8>],
+    ) -> Result<(), String> {
+        let f = super::sync::apply_master(tx, VEHICLE_RECORD, id, changes)?;
+        let v = Vehicle {
+            id: id.to_string(),
+            label: text(f.get("label")).unwrap_or_else(|| id.to_string()),
+            plate: text(f.get("plate")),
+            battery_kwh: match f.get("battery_kwh") {
+                Some(FieldValue::Float(x)) => *x,
+                Some(FieldValue::Int(x)) => *x as f64,
+                _ => 0.0,
+            },
+        };
+        if !(super::auth::valid_id(&v.id) && v.battery_kwh.is_finite() && v.battery_kwh > 0.0) {
+            // Kept in the master document; the registry only takes usable vehicles.
+            tracing::warn!(vehicle = %v.id, "cloud vehicle record is incomplete; not registered yet");
+            return Ok(());
+        }
+        write_vehicle(tx, &v).map_err(|e| e.to_string())?;
+        // The cache may run ahead of a transaction that then fails; the next pull applies
+        // the same changes again, so it converges.
+        if let Ok(mut m) = self.vehicles.write() {
+            m.insert(v.id.clone(), v.clone());
+        }
+        if let Ok(mut m) = self.misses.write() {
+            m.remove(&v.id);
+        }
+        self.bus
+            .publish(Event::VehicleUpserted { vehicle_id: v.id });
+        Ok(())
     }
 
     /// Whether the vehicle is registered. Blocking on a cache miss (one indexed query).
@@ -531,6 +573,17 @@ impl Module for FleetModule {
                 Arc::new(
                     move |tx: &rusqlite::Transaction<'_>, id: &str, changes: &[Vec<u8>]| {
                         apply_remote_status(tx, &a, id, changes).map_err(|e| e.to_string())
+                    },
+                ),
+            );
+        }
+        if let Some(appliers) = ctx.services.get::<super::sync::Appliers>() {
+            let api = api.clone();
+            appliers.register(
+                VEHICLE_RECORD,
+                Arc::new(
+                    move |tx: &rusqlite::Transaction<'_>, id: &str, changes: &[Vec<u8>]| {
+                        api.apply_master(tx, id, changes)
                     },
                 ),
             );

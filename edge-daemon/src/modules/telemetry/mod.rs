@@ -96,7 +96,7 @@ impl Module for TelemetryModule {
         "telemetry"
     }
     fn depends_on(&self) -> &'static [&'static str] {
-        &["fleet"]
+        &["fleet", "sync"]
     }
     fn migrations(&self) -> &'static [Migration] {
         MIGRATIONS

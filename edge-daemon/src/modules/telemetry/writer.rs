@@ -1,13 +1,15 @@
 //! The telemetry writer: one thread, one connection, batched transactions. A batch closes
 //! after `commit_interval` (<= 250 ms) or `MAX_BATCH` items, whichever comes first; after
 //! the commit the in-memory live view is updated and events go out on the bus. Samples
-//! are keyed by (vehicle, ts), so a replayed message is stored once.
+//! are keyed by (vehicle, ts), so a replayed message is stored once; each stored sample
+//! is also appended to the sync stream outbox in the same transaction.
 
 use std::collections::HashMap;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use garasi_sync_protocol::streams;
 use rusqlite::{params, Connection};
 
 use super::ingest::{Fault, Item, Sample};
@@ -42,6 +44,24 @@ fn update_of(s: &Sample) -> TelemetryUpdate {
         power_w: s.power_w,
         charging: s.charging,
     }
+}
+
+fn stream_payload(s: &Sample) -> Vec<u8> {
+    streams::TelemetrySampleV1 {
+        vehicle_id: s.vehicle_id.clone(),
+        ts_ms: s.ts_ms,
+        lat: s.lat,
+        lon: s.lon,
+        heading: s.heading,
+        speed_kmh: s.speed_kmh,
+        soc_pct: s.soc_pct,
+        odometer_km: s.odometer_km,
+        battery_temp_c: s.battery_temp_c,
+        power_w: s.power_w,
+        charging: s.charging,
+        extra: s.extra.clone(),
+    }
+    .encode()
 }
 
 /// What one committed batch changed, for the live view and the bus.
@@ -153,6 +173,14 @@ impl Writer {
                             c.duplicates += 1;
                             continue;
                         }
+                        // The sample also becomes a stream row for the cloud, in the same
+                        // transaction: stored once locally means uploaded once.
+                        crate::modules::sync::append_stream_row(
+                            &tx,
+                            streams::TELEMETRY_V1,
+                            s.ts_ms,
+                            &stream_payload(s),
+                        )?;
                         c.updates.push(update_of(s));
                         let e = newest.entry(&s.vehicle_id).or_insert(s);
                         if s.ts_ms >= e.ts_ms {

@@ -1,0 +1,410 @@
+//! The `garasi-edge` command line (in the library so fleet tests can build the same
+//! program as a test binary). `main` only parses, then hands over:
+//! parse config (all errors at once, no side effects) -> bind -> start -> wait for a
+//! signal -> drain within the grace period.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::config::{Settings, EXIT_CONFIG};
+use crate::modules::{auth, fleet};
+use crate::node::{self, Node};
+use crate::sim;
+use crate::store::{self, DataDir, Store};
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+#[derive(Parser)]
+#[command(name = "garasi-edge", version, about = "Garasi depot edge node")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Create a data directory: a random 256-bit key (DIR/db.key, mode 0600) and the encrypted database.
+    Init {
+        #[arg(long, env = "GARASI_DATA_DIR")]
+        data_dir: PathBuf,
+        #[arg(long, env = "GARASI_DB_KEY_FILE")]
+        key_file: Option<PathBuf>,
+    },
+    /// Run the node.
+    Run {
+        #[arg(long, env = "GARASI_DATA_DIR")]
+        data_dir: PathBuf,
+        #[command(flatten)]
+        settings: Settings,
+    },
+    /// Run a demo depot: init if needed, run the node, and drive simulated buses through the real broker.
+    Demo {
+        #[arg(long, env = "GARASI_DATA_DIR", default_value = "garasi-demo")]
+        data_dir: PathBuf,
+        /// Number of simulated buses.
+        #[arg(long, default_value_t = 30)]
+        buses: usize,
+        /// Samples per second per bus.
+        #[arg(long, default_value_t = 1.0)]
+        rate_hz: f64,
+        #[command(flatten)]
+        settings: Settings,
+    },
+    /// Manage device credentials.
+    Device {
+        #[command(subcommand)]
+        cmd: DeviceCmd,
+    },
+    /// Manage the vehicle registry.
+    Vehicle {
+        #[command(subcommand)]
+        cmd: VehicleCmd,
+    },
+    /// Enrol this depot with the cloud (one-time token from the fleet admin); the
+    /// credentials are stored in the encrypted database.
+    Enroll {
+        #[arg(long, env = "GARASI_DATA_DIR")]
+        data_dir: PathBuf,
+        #[arg(long, env = "GARASI_DB_KEY_FILE")]
+        key_file: Option<PathBuf>,
+        /// The cloud's base URL, https://...
+        #[arg(long)]
+        cloud: String,
+        /// One-time enrolment token.
+        #[arg(long)]
+        token: String,
+        /// PEM file of a CA to trust for the cloud (self-hosted clouds).
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
+    },
+    /// Database maintenance.
+    Db {
+        #[command(subcommand)]
+        cmd: DbCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeviceCmd {
+    /// Add a device; prints its generated MQTT password once.
+    Add {
+        #[arg(long, env = "GARASI_DATA_DIR")]
+        data_dir: PathBuf,
+        #[arg(long, env = "GARASI_DB_KEY_FILE")]
+        key_file: Option<PathBuf>,
+        #[arg(long)]
+        id: String,
+        #[arg(long, default_value = "vehicle")]
+        kind: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum VehicleCmd {
+    /// Add or update a vehicle.
+    Add {
+        #[arg(long, env = "GARASI_DATA_DIR")]
+        data_dir: PathBuf,
+        #[arg(long, env = "GARASI_DB_KEY_FILE")]
+        key_file: Option<PathBuf>,
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        label: Option<String>,
+        #[arg(long)]
+        plate: Option<String>,
+        #[arg(long)]
+        battery_kwh: f64,
+    },
+}
+
+#[derive(Subcommand)]
+enum DbCmd {
+    /// Re-encrypt the database with a new random key (crash-safe; the old key stops working).
+    Rekey {
+        #[arg(long, env = "GARASI_DATA_DIR")]
+        data_dir: PathBuf,
+        #[arg(long, env = "GARASI_DB_KEY_FILE")]
+        key_file: Option<PathBuf>,
+    },
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(
+            "info,rumqttd=warn,rumqttd::server::broker=off,rumqttc=warn",
+        )
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        // Colours only on a terminal: journald and log files get plain key=value.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .init();
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let result = match cli.cmd {
+        Cmd::Init { data_dir, key_file } => cmd_init(&data_dir, key_file.as_deref()),
+        Cmd::Run { data_dir, settings } => return cmd_run(&data_dir, &settings, None),
+        Cmd::Demo {
+            data_dir,
+            buses,
+            rate_hz,
+            settings,
+        } => return cmd_run(&data_dir, &settings, Some((buses, rate_hz))),
+        Cmd::Device {
+            cmd:
+                DeviceCmd::Add {
+                    data_dir,
+                    key_file,
+                    id,
+                    kind,
+                },
+        } => cmd_device_add(&data_dir, key_file.as_deref(), &id, &kind),
+        Cmd::Vehicle {
+            cmd:
+                VehicleCmd::Add {
+                    data_dir,
+                    key_file,
+                    id,
+                    label,
+                    plate,
+                    battery_kwh,
+                },
+        } => cmd_vehicle_add(
+            &data_dir,
+            key_file.as_deref(),
+            fleet::Vehicle {
+                label: label.unwrap_or_else(|| id.clone()),
+                id,
+                plate,
+                battery_kwh,
+            },
+        ),
+        Cmd::Enroll {
+            data_dir,
+            key_file,
+            cloud,
+            token,
+            ca_file,
+        } => cmd_enroll(
+            &data_dir,
+            key_file.as_deref(),
+            &cloud,
+            &token,
+            ca_file.as_deref(),
+        ),
+        Cmd::Db {
+            cmd: DbCmd::Rekey { data_dir, key_file },
+        } => DataDir::new(&data_dir, key_file.as_deref())
+            .rekey()
+            .map(|()| println!("database re-encrypted; the new key is in the key file"))
+            .map_err(Into::into),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn cmd_init(dir: &Path, key_file: Option<&Path>) -> anyhow::Result<()> {
+    let dd = DataDir::new(dir, key_file);
+    dd.init()?;
+    println!(
+        "initialised {} (key in {}; back it up: without it the data cannot be read)",
+        dd.db.display(),
+        dd.key.display()
+    );
+    Ok(())
+}
+
+/// Opens the store and brings every module's schema up to date (for CLI writes).
+fn open_migrated(dir: &Path, key_file: Option<&Path>) -> anyhow::Result<Store> {
+    let store = Store::open(&DataDir::new(dir, key_file))?;
+    for m in node::all_modules() {
+        store
+            .write_blocking(|c| Ok(store::migrate::run(c, m.name(), m.migrations())))?
+            .map_err(store::StoreError::from)?;
+    }
+    Ok(store)
+}
+
+fn cmd_enroll(
+    dir: &Path,
+    key_file: Option<&Path>,
+    cloud: &str,
+    token: &str,
+    ca_file: Option<&Path>,
+) -> anyhow::Result<()> {
+    let ca_pem = match ca_file {
+        Some(p) => {
+            Some(std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?)
+        }
+        None => None,
+    };
+    let store = open_migrated(dir, key_file)?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let depot = rt
+        .block_on(crate::modules::sync::enroll(&store, cloud, token, ca_pem))
+        .map_err(anyhow::Error::msg)?;
+    println!("enrolled as depot {depot}; the node syncs with the cloud from its next start");
+    Ok(())
+}
+
+fn cmd_device_add(dir: &Path, key_file: Option<&Path>, id: &str, kind: &str) -> anyhow::Result<()> {
+    let store = open_migrated(dir, key_file)?;
+    let password = auth::add_device(&store, id, kind)?;
+    println!("device {id} added. MQTT username: {id}\nMQTT password (shown once, store it in the device now): {password}");
+    Ok(())
+}
+
+fn cmd_vehicle_add(dir: &Path, key_file: Option<&Path>, v: fleet::Vehicle) -> anyhow::Result<()> {
+    let store = open_migrated(dir, key_file)?;
+    fleet::upsert_vehicle(&store, &v)?;
+    println!("vehicle {} saved", v.id);
+    Ok(())
+}
+
+fn cmd_run(data_dir: &Path, settings: &Settings, demo: Option<(usize, f64)>) -> ExitCode {
+    let cfg = match settings.resolve(data_dir) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_CONFIG as u8);
+        }
+    };
+    if demo.is_some() && !cfg.data_dir.join(store::DB_FILE).exists() {
+        if let Err(e) = cmd_init(&cfg.data_dir, cfg.key_file.as_deref()) {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cfg, demo)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cfg: crate::config::Config, demo: Option<(usize, f64)>) -> anyhow::Result<()> {
+    let grace = Duration::from_secs(cfg.shutdown_grace_secs);
+    let stop = shutdown_signal()?;
+    let bound = node::bind(&cfg)?;
+    let node = Node::start(cfg, bound).await?;
+    let sim_cancel = CancellationToken::new();
+    let sim_tasks = TaskTracker::new();
+    if let Some((n, rate_hz)) = demo {
+        let fleet = node
+            .services
+            .get::<fleet::FleetApi>()
+            .context("the demo needs the fleet module")?;
+        let buses = demo_fleet(&node.store, &fleet, n).await?;
+        sim::spawn(
+            buses,
+            sim::SimOptions {
+                mqtt: node.mqtt_addr,
+                rate_hz,
+                disconnect_chance: 0.002,
+                fault_chance: 0.001,
+            },
+            sim_cancel.clone(),
+            &sim_tasks,
+        );
+        println!(
+            "\n  Garasi demo depot is running: open http://{}/  (Ctrl-C to stop)\n",
+            node.http_addr
+        );
+    }
+    stop.cancelled().await;
+    sim_cancel.cancel();
+    sim_tasks.close();
+    let _ = tokio::time::timeout(Duration::from_secs(2), sim_tasks.wait()).await;
+    if node.stop(grace).await {
+        tracing::info!("stopped cleanly");
+    } else {
+        tracing::warn!("grace period ran out; some work may not have been committed");
+    }
+    Ok(())
+}
+
+/// Registers the demo's vehicles and (re)issues their device credentials.
+async fn demo_fleet(
+    store: &Store,
+    fleet: &fleet::FleetApi,
+    n: usize,
+) -> anyhow::Result<Vec<sim::SimBus>> {
+    let mut issued = Vec::with_capacity(n);
+    for i in 1..=n {
+        let id = format!("bus-{i:03}");
+        let battery_kwh = if i % 3 == 0 { 280.0 } else { 350.0 };
+        let v = fleet::Vehicle {
+            id: id.clone(),
+            label: format!("Bus {i}"),
+            plate: Some(format!("B {} GRS", 7000 + i)),
+            battery_kwh,
+        };
+        fleet.upsert(v).await?;
+        // Hashing a password is deliberately slow: do them in parallel.
+        let (store, id2) = (store.clone(), id.clone());
+        let hashing =
+            tokio::task::spawn_blocking(move || auth::reset_device(&store, &id2, "vehicle"));
+        issued.push((id, battery_kwh, hashing));
+    }
+    let mut buses = Vec::with_capacity(n);
+    for (id, battery_kwh, hashing) in issued {
+        let password = hashing.await.context("demo setup task failed")??;
+        buses.push(sim::SimBus {
+            id,
+            password,
+            battery_kwh,
+        });
+    }
+    Ok(buses)
+}
+
+/// Registers SIGTERM and SIGINT handlers now (before anything starts, so a signal that
+/// arrives during start-up is not fatal) and returns a token cancelled on the first one.
+fn shutdown_signal() -> anyhow::Result<CancellationToken> {
+    let token = CancellationToken::new();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+        let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+        let t = token.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = term.recv() => tracing::info!(signal = "SIGTERM", "shutting down"),
+                _ = int.recv() => tracing::info!(signal = "SIGINT", "shutting down"),
+            }
+            t.cancel();
+        });
+    }
+    #[cfg(not(unix))]
+    {
+        let t = token.clone();
+        tokio::spawn(async move {
+            let _ = tokio::signal::ctrl_c().await;
+            t.cancel();
+        });
+    }
+    Ok(token)
+}
