@@ -18,7 +18,15 @@ use std::time::Duration;
 use garasi_fleet_tests::{eventually, have_openssl};
 use procs::{publish_samples, CloudProc, EdgeProc, Link};
 
-const T0: i64 = 1_780_000_000_000;
+/// Sample times start three hours ago: inside the edge's raw retention, so the edge's
+/// own table still holds every sample when the test compares it with the cloud.
+fn t0() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        - 3 * 3_600_000
+}
 
 /// Defines a vehicle and its device in the cloud; returns the device password.
 async fn vehicle(cloud: &CloudProc, depot: &str, id: &str) -> String {
@@ -60,6 +68,7 @@ async fn outage_then_everything_converges() {
     if !have_openssl() {
         return;
     }
+    let t0 = t0();
     let tmp = tempfile::tempdir().unwrap();
     let mut cloud = CloudProc::start(&tmp.path().join("cloud"));
     let (a_id, a_token) = cloud.add_depot("Depot A");
@@ -133,9 +142,9 @@ async fn outage_then_everything_converges() {
         .await;
     let n = 1500;
     let (ka, kb, kc) = tokio::join!(
-        publish_samples(a.mqtt_port, "bus-a1", &pw_a1, T0, n),
-        publish_samples(a.mqtt_port, "bus-a2", &pw_a2, T0, n),
-        publish_samples(b.mqtt_port, "bus-b1", &pw_b1, T0, n),
+        publish_samples(a.mqtt_port, "bus-a1", &pw_a1, t0, n),
+        publish_samples(a.mqtt_port, "bus-a2", &pw_a2, t0, n),
+        publish_samples(b.mqtt_port, "bus-b1", &pw_b1, t0, n),
     );
     assert_eq!(
         (ka, kb, kc),
@@ -197,7 +206,7 @@ async fn outage_then_everything_converges() {
     .await;
     let want = |ids: &[&str]| -> BTreeSet<(String, i64)> {
         ids.iter()
-            .flat_map(|id| (0..n).map(move |i| (id.to_string(), T0 + i as i64 * 1000)))
+            .flat_map(|id| (0..n).map(move |i| (id.to_string(), t0 + i as i64 * 1000)))
             .collect()
     };
     for (depot, ids) in [(&a_id, &["bus-a1", "bus-a2"][..]), (&b_id, &["bus-b1"][..])] {
@@ -234,4 +243,287 @@ fn edge_docs(edge: &EdgeProc) -> BTreeMap<String, Vec<u8>> {
             rows.collect()
         })
         .unwrap()
+}
+
+/// Every change of every status document, as bytes (order-independent set).
+fn doc_changes(
+    docs: impl IntoIterator<Item = (String, Vec<u8>)>,
+) -> BTreeMap<String, BTreeSet<Vec<u8>>> {
+    use garasi_sync_protocol::actor::{new_actor, Side};
+    use garasi_sync_protocol::record::Record;
+    docs.into_iter()
+        .map(|(id, doc)| {
+            let mut r = Record::load(&doc, new_actor(Side::Depot)).unwrap();
+            (id, r.changes_since(&[]).into_iter().collect())
+        })
+        .collect()
+}
+
+/// kill -9 of the edge and of the cloud, alternately, at random points while a backlog
+/// drains and new telemetry and edits keep arriving at both sides (24 kill points;
+/// `GARASI_KILL_POINTS=N` for a longer run). Afterwards, from both stores: every sample
+/// the edge committed is at the cloud exactly once, every change of every record is on
+/// both sides exactly once, the outbox is empty with no batch pending, and the edge's
+/// pull cursor is the cloud's last change for the depot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill9_of_edge_and_cloud_while_the_backlog_drains() {
+    use rand::{Rng, SeedableRng};
+    if !have_openssl() {
+        return;
+    }
+    let points: usize = std::env::var("GARASI_KILL_POINTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(24);
+    let seed: u64 = rand::rng().random();
+    eprintln!("kill points: {points}, seed: {seed}");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+
+    let t0 = t0();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cloud = CloudProc::start(&tmp.path().join("cloud"));
+    let (depot, token) = cloud.add_depot("Depot K");
+    let link = Link::new(cloud.port).await;
+    let mut edge =
+        EdgeProc::enroll_and_start(&tmp.path().join("edge"), &link.url(), &token, &cloud.ca_pem);
+    let ids = ["bus-1", "bus-2", "bus-3"];
+    let mut passwords = Vec::new();
+    for id in ids {
+        passwords.push(vehicle(&cloud, &depot, id).await);
+    }
+    eventually("vehicles reach the depot", || async {
+        edge.get("/api/v1/vehicles/bus-3").await.is_some()
+    })
+    .await;
+
+    // A backlog built offline: telemetry and status edits at the depot, edits at the cloud.
+    link.cut();
+    let statuses = ["in_service", "out_of_service", "in_maintenance"];
+    for i in 0..30 {
+        let body = serde_json::json!({"status": statuses[i % 3], "note": format!("edge {i}"), "set_by": "disp"});
+        assert!(
+            edge.put(&format!("/api/v1/vehicles/{}/status", ids[i % 3]), body)
+                .await
+        );
+    }
+    for i in 0..9 {
+        cloud
+            .admin_put(
+                &format!("/api/v1/admin/depots/{depot}/records/vehicle_status/{}", ids[i % 3]),
+                serde_json::json!({"status": statuses[(i + 1) % 3], "cloud_note": format!("cloud {i}")}),
+            )
+            .await;
+    }
+    let backlog = 4000;
+    let acks = futures_join(
+        ids.iter()
+            .zip(&passwords)
+            .map(|(id, pw)| publish_samples(edge.mqtt_port, id, pw, t0, backlog)),
+    )
+    .await;
+    assert!(acks.iter().all(|a| *a == backlog));
+    // Acknowledged is not yet committed (README "Durability"): wait for the commit, so
+    // the whole backlog is in the outbox before the first kill.
+    eventually("the backlog is committed", || async {
+        edge.get("/api/v1/sync/status").await.is_some_and(|s| {
+            s["backlog"]["stream_rows"].as_u64() == Some(3 * backlog as u64)
+                && s["backlog"]["changes"].as_u64() == Some(30)
+        })
+    })
+    .await;
+    link.restore().await;
+
+    // Load that keeps coming while processes die.
+    let stop_load = tokio_util::sync::CancellationToken::new();
+    let mut load = Vec::new();
+    for (id, pw) in ids.iter().zip(&passwords) {
+        load.push(procs::publish_until(
+            edge.mqtt_port,
+            id,
+            pw,
+            t0 + 10_000_000,
+            stop_load.clone(),
+        ));
+    }
+    let edits = {
+        let (stop, http, edge_url, cloud_https, cloud_base) = (
+            stop_load.clone(),
+            reqwest::Client::builder()
+                .timeout(Duration::from_secs(2))
+                .build()
+                .unwrap(),
+            edge.http(),
+            cloud.https.clone(),
+            cloud.base(),
+        );
+        let depot = depot.clone();
+        tokio::spawn(async move {
+            let mut i = 0usize;
+            while !stop.is_cancelled() {
+                let id = ["bus-1", "bus-2", "bus-3"][i % 3];
+                let _ = http
+                    .put(format!("{edge_url}/api/v1/vehicles/{id}/status"))
+                    .json(&serde_json::json!({"status": "in_service", "note": format!("live {i}"), "set_by": "disp"}))
+                    .send()
+                    .await;
+                if i % 4 == 0 {
+                    let _ = cloud_https
+                        .put(format!(
+                            "{cloud_base}/api/v1/admin/depots/{depot}/records/vehicle_status/{id}"
+                        ))
+                        .bearer_auth(procs::ADMIN)
+                        .timeout(Duration::from_secs(2))
+                        .json(&serde_json::json!({"cloud_note": format!("live {i}")}))
+                        .send()
+                        .await;
+                }
+                i += 1;
+                tokio::time::sleep(Duration::from_millis(30)).await;
+            }
+        })
+    };
+
+    for i in 0..points {
+        tokio::time::sleep(Duration::from_millis(rng.random_range(50..400))).await;
+        if i % 2 == 0 {
+            edge.kill9();
+            edge.restart();
+        } else {
+            cloud.kill9();
+            cloud.restart();
+        }
+    }
+    stop_load.cancel();
+    for l in load {
+        l.await.unwrap();
+    }
+    edits.await.unwrap();
+
+    // Drain, then compare both stores.
+    eventually("the outbox drains", || async {
+        edge.get("/api/v1/sync/status")
+            .await
+            .is_some_and(|s| s["link"] == "online" && s["backlog"]["entries"] == 0)
+    })
+    .await;
+    eventually("every record is the same on both sides", || async {
+        let mut same = true;
+        for id in ids {
+            let (e, c) = (
+                status_at_edge(&edge, id).await,
+                status_at_cloud(&cloud, &depot, id).await,
+            );
+            same &= matches!((e, c), (Some(e), Some(c)) if fields(&e) == fields(&c));
+        }
+        same
+    })
+    .await;
+    // One more pull cycle so the cursor covers the last cloud change.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(edge.stop(), Some(0), "edge stops cleanly");
+    assert_eq!(cloud.stop(), Some(0), "cloud stops cleanly");
+
+    let store = edge.store();
+    let (edge_samples, outbox, stream_outbox, pending, pull_cursor) = store
+        .read_blocking(|c| {
+            let mut st = c.prepare("SELECT vehicle_id, ts_ms FROM telemetry_samples")?;
+            let samples: BTreeSet<(String, i64)> = st
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            let n = |sql: &str| c.query_row(sql, [], |r| r.get::<_, i64>(0));
+            Ok((
+                samples,
+                n("SELECT count(*) FROM sync_outbox")?,
+                n("SELECT count(*) FROM sync_stream_outbox")?,
+                n("SELECT count(*) FROM sync_state WHERE key = 'push_pending'")?,
+                n("SELECT CAST(value AS INTEGER) FROM sync_state WHERE key = 'pull_cursor'")?,
+            ))
+        })
+        .unwrap();
+    assert_eq!(
+        (outbox, stream_outbox, pending),
+        (0, 0, 0),
+        "outbox empty, no batch pending"
+    );
+    assert!(edge_samples.len() >= 3 * backlog, "{}", edge_samples.len());
+
+    use garasi_cloud::store::CloudStore;
+    let cs = garasi_cloud::store::sqlite::SqliteStore::open(&cloud.dir.join("cloud.db")).unwrap();
+    let rows = cs
+        .stream_rows(
+            &depot,
+            garasi_sync_protocol::streams::TELEMETRY_V1,
+            0,
+            i64::MAX,
+        )
+        .await
+        .unwrap();
+    let cloud_samples: Vec<(String, i64)> = rows
+        .iter()
+        .map(|r| {
+            let s = garasi_sync_protocol::streams::TelemetrySampleV1::decode(&r.payload).unwrap();
+            (s.vehicle_id, s.ts_ms)
+        })
+        .collect();
+    let cloud_set: BTreeSet<_> = cloud_samples.iter().cloned().collect();
+    assert_eq!(
+        cloud_samples.len(),
+        cloud_set.len(),
+        "no sample stored twice"
+    );
+    assert_eq!(cloud_set.len(), edge_samples.len(), "no sample lost");
+    assert!(cloud_set == edge_samples, "the same samples on both sides");
+
+    let all = cs.changes_after(0, i64::MAX).await.unwrap();
+    let mine: Vec<_> = all.iter().filter(|c| c.depot == depot).collect();
+    let last_cursor = mine.iter().map(|c| c.cursor).max().unwrap();
+    assert_eq!(
+        pull_cursor, last_cursor,
+        "the edge pulled up to the cloud's last change"
+    );
+    let status_changes: BTreeSet<Vec<u8>> = mine
+        .iter()
+        .filter(|c| c.record_type == "vehicle_status")
+        .map(|c| c.change.clone())
+        .collect();
+    let at_edge = doc_changes(edge_docs(&edge));
+    let keys: Vec<_> = ids
+        .iter()
+        .map(|id| garasi_cloud::store::RecordKey {
+            depot: depot.clone(),
+            record_type: "vehicle_status".into(),
+            record_id: id.to_string(),
+        })
+        .collect();
+    let materialiser = garasi_cloud::materialise::Materialiser::new(std::sync::Arc::new(cs));
+    materialiser.catch_up().await.unwrap();
+    let cs = garasi_cloud::store::sqlite::SqliteStore::open(&cloud.dir.join("cloud.db")).unwrap();
+    let docs = cs.load_records(&keys).await.unwrap();
+    let at_cloud = doc_changes(
+        ids.iter()
+            .map(|s| s.to_string())
+            .zip(docs.into_iter().map(Option::unwrap)),
+    );
+    assert_eq!(at_edge, at_cloud, "every change on both sides");
+    let union: BTreeSet<Vec<u8>> = at_edge.values().flatten().cloned().collect();
+    let stored = mine
+        .iter()
+        .filter(|c| c.record_type == "vehicle_status")
+        .count();
+    assert_eq!(stored, union.len(), "each change stored once at the cloud");
+    assert_eq!(status_changes, union);
+    eprintln!(
+        "kill9: {points} kill points, {} samples, {} status changes, pull cursor {pull_cursor}",
+        edge_samples.len(),
+        union.len()
+    );
+}
+
+async fn futures_join<F: std::future::Future>(fs: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    let mut out = Vec::new();
+    let handles: Vec<_> = fs.into_iter().collect();
+    for f in handles {
+        out.push(f.await);
+    }
+    out
 }

@@ -487,3 +487,42 @@ pub async fn publish_samples(
     let _ = client.try_disconnect();
     acks
 }
+
+/// Publishes samples for `vehicle` (ts from `first_ts`, 1 s apart) as fast as the edge
+/// takes them until `cancel`, reconnecting whenever the edge restarts.
+pub fn publish_until(
+    mqtt_port: u16,
+    vehicle: &str,
+    password: &str,
+    first_ts: i64,
+    cancel: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    use rumqttc::{AsyncClient, MqttOptions, QoS};
+    let mut opts = MqttOptions::new(format!("{vehicle}-load"), "127.0.0.1", mqtt_port);
+    opts.set_credentials(vehicle, password);
+    opts.set_keep_alive(Duration::from_secs(5));
+    let (client, mut events) = AsyncClient::new(opts, 64);
+    let topic = format!("garasi/v1/vehicles/{vehicle}/telemetry");
+    let producer_cancel = cancel.clone();
+    tokio::spawn(async move {
+        let mut i = 0i64;
+        loop {
+            let payload = serde_json::json!({"ts": first_ts + i * 1000, "signals": {"Vehicle.Speed": (i % 80) as f64}}).to_string();
+            tokio::select! {
+                _ = producer_cancel.cancelled() => return,
+                r = client.publish(&topic, QoS::AtLeastOnce, false, payload) => if r.is_err() { return },
+            }
+            i += 1;
+        }
+    });
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                r = events.poll() => if r.is_err() {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                },
+            }
+        }
+    })
+}
