@@ -15,8 +15,9 @@ use garasi_sync_protocol::record::Record;
 
 use crate::store::{CloudStore, MaterialRecord, RecordKey, StoreError};
 
-/// Changes folded per transaction.
-const PAGE: i64 = 5_000;
+/// Changes folded per transaction. Large pages matter: a record touched by a page is
+/// loaded and saved once per page, however many of its changes the page holds.
+const PAGE: i64 = 50_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MaterialiseError {
@@ -75,12 +76,31 @@ impl<S: CloudStore> Materialiser<S> {
             }
             let docs = self.store.load_records(&order).await?;
             let now = crate::store::now_ms();
-            let actor = self.actor.clone();
-            // CPU work (automerge) off the async threads.
-            let records =
-                tokio::task::spawn_blocking(move || fold(order, docs, by_key, actor, now))
-                    .await
-                    .map_err(|e| StoreError::Task(e.to_string()))??;
+            // CPU work (automerge) off the async threads, split across the cores.
+            let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+            let per = order.len().div_ceil(workers).max(1);
+            let mut jobs = Vec::new();
+            let mut docs = docs.into_iter();
+            let mut keys = order.into_iter();
+            loop {
+                let part: Vec<RecordKey> = keys.by_ref().take(per).collect();
+                if part.is_empty() {
+                    break;
+                }
+                let part_docs: Vec<_> = docs.by_ref().take(part.len()).collect();
+                let part_changes: HashMap<RecordKey, Vec<Vec<u8>>> = part
+                    .iter()
+                    .filter_map(|k| by_key.remove_entry(k))
+                    .collect();
+                let actor = self.actor.clone();
+                jobs.push(tokio::task::spawn_blocking(move || {
+                    fold(part, part_docs, part_changes, actor, now)
+                }));
+            }
+            let mut records = Vec::new();
+            for j in jobs {
+                records.extend(j.await.map_err(|e| StoreError::Task(e.to_string()))??);
+            }
             self.store.save_records(&records, last).await?;
             cursor = last;
         }
