@@ -91,11 +91,13 @@
       banner.dataset.backlog = left;
       banner.dataset.progress = done;
       banner.className = banner.dataset.state;
+      var what = s.backlog.changes + " change(s) and " + s.backlog.stream_rows + " telemetry sample(s)";
       if (s.link === "offline") {
-        syncText.textContent = "Offline: the depot keeps working. " + left + " change(s) waiting to sync" +
+        syncText.textContent = "Offline: the depot keeps working. " + what + " waiting to sync" +
           (s.last_success ? " (last sync " + s.last_success + ")" : "") + ".";
       } else if (left > 0) {
-        syncText.textContent = "Back online: syncing, " + left + " change(s) left (" + done + "%).";
+        syncText.textContent = "Back online: syncing, " + what + " left (" + done + "%" +
+          (s.eta_s != null ? ", about " + Math.max(1, Math.round(s.eta_s)) + " s to go" : "") + ").";
       } else {
         syncText.textContent = "Synced with the cloud.";
         peak = 0;
