@@ -77,7 +77,9 @@ impl<S: CloudStore> Materialiser<S> {
             let docs = self.store.load_records(&order).await?;
             let now = crate::store::now_ms();
             // CPU work (automerge) off the async threads, split across the cores.
-            let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+            let workers = std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(8);
             let per = order.len().div_ceil(workers).max(1);
             let mut jobs = Vec::new();
             let mut docs = docs.into_iter();
@@ -88,10 +90,8 @@ impl<S: CloudStore> Materialiser<S> {
                     break;
                 }
                 let part_docs: Vec<_> = docs.by_ref().take(part.len()).collect();
-                let part_changes: HashMap<RecordKey, Vec<Vec<u8>>> = part
-                    .iter()
-                    .filter_map(|k| by_key.remove_entry(k))
-                    .collect();
+                let part_changes: HashMap<RecordKey, Vec<Vec<u8>>> =
+                    part.iter().filter_map(|k| by_key.remove_entry(k)).collect();
                 let actor = self.actor.clone();
                 jobs.push(tokio::task::spawn_blocking(move || {
                     fold(part, part_docs, part_changes, actor, now)

@@ -17,9 +17,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use garasi_edge::modules::sync::SyncModule;
 use garasi_edge::modules::telemetry::{ingest, live, writer, TelemetryModule};
 use garasi_edge::modules::Module;
-use garasi_edge::modules::sync::SyncModule;
 use garasi_edge::modules::{auth, fleet};
 use garasi_edge::store::{migrate, DataDir, Role, Store};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
