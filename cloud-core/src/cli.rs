@@ -39,10 +39,31 @@ enum Cmd {
         #[arg(long, env = "GARASI_CLOUD_ADMIN_TOKEN_FILE")]
         admin_token_file: PathBuf,
     },
+    /// Timetables.
+    Gtfs {
+        #[command(subcommand)]
+        cmd: GtfsCmd,
+    },
     /// Manage depots.
     Depot {
         #[command(subcommand)]
         cmd: DepotCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum GtfsCmd {
+    /// Validate a GTFS zip: the report (file, line, field, what is wrong), what would be
+    /// imported, and the blocks of one service day (built where the feed has none).
+    Check {
+        #[arg(long)]
+        file: PathBuf,
+        /// Service day to list trips and blocks for (YYYY-MM-DD).
+        #[arg(long)]
+        date: Option<jiff::civil::Date>,
+        /// Minimum layover at a terminal when building blocks, in seconds.
+        #[arg(long, default_value_t = 300)]
+        min_layover_s: u32,
     },
 }
 
@@ -108,6 +129,14 @@ pub fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
+        Cmd::Gtfs {
+            cmd:
+                GtfsCmd::Check {
+                    file,
+                    date,
+                    min_layover_s,
+                },
+        } => gtfs_check(&file, date, min_layover_s),
         Cmd::Depot {
             cmd: DepotCmd::Add { database, name },
         } => {
@@ -202,4 +231,68 @@ async fn serve<S: CloudStore + 'static>(
     tracker.close();
     tracker.wait().await;
     Ok(())
+}
+
+/// println! that ignores a closed stdout (`| head`) instead of panicking.
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($t)*);
+    }};
+}
+
+fn gtfs_check(
+    file: &std::path::Path,
+    date: Option<jiff::civil::Date>,
+    min_layover_s: u32,
+) -> anyhow::Result<()> {
+    use crate::gtfs::{self, blocks};
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let print = |r: &gtfs::Report| {
+        for i in &r.issues {
+            outln!("{i}");
+        }
+        if r.summary.values().sum::<u64>() as usize > r.issues.len() {
+            outln!("totals by kind:");
+            for (k, n) in &r.summary {
+                outln!("  {n:>7}  {k}");
+            }
+        }
+    };
+    match gtfs::import_zip(&bytes) {
+        Err(gtfs::GtfsError::Unusable { reason, report }) => {
+            print(&report);
+            bail!("{}: {reason}", file.display())
+        }
+        Err(e) => bail!("{}: {e}", file.display()),
+        Ok((feed, report)) => {
+            print(&report);
+            let counts: Vec<String> = report
+                .imported
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            outln!("importable: {}", counts.join(" "));
+            if let Some(d) = date {
+                let trips = feed.trips_on(d);
+                let bl = blocks::blocks_for(&feed, d, blocks::BlockOptions { min_layover_s });
+                outln!(
+                    "{d}: {} trips, {} blocks ({} built)",
+                    trips.len(),
+                    bl.len(),
+                    bl.iter().filter(|b| b.built).count()
+                );
+                for b in bl {
+                    outln!(
+                        "  {:<24} {}-{} {} trips",
+                        b.id,
+                        gtfs::format_time(b.start_s),
+                        gtfs::format_time(b.end_s),
+                        b.trip_ids.len()
+                    );
+                }
+            }
+            Ok(())
+        }
+    }
 }

@@ -1,0 +1,262 @@
+//! GTFS import: a zip feed in, a validated timetable out, with a report a planner can
+//! act on (file, line, field, what is wrong). What cannot be used is rejected and named;
+//! what can is imported; a feed with no usable trip is refused as a whole, so nothing
+//! half-imported ever reaches a depot.
+//!
+//! Rules beyond the letter of the spec, chosen for dispatch planning:
+//! - Times may pass 24:00:00 (a service day's trips after midnight); they are seconds
+//!   from the service day's midnight.
+//! - A trip needs its first and last stop timed; untimed stops in between are
+//!   interpolated by position. A trip with no times at all cannot be planned.
+//! - `frequencies.txt` trips are expanded into concrete trips (`{trip_id}@{HH:MM:SS}`),
+//!   start_time inclusive, end_time exclusive, for `exact_times` 0 and 1 alike: a depot
+//!   needs concrete trips to assign buses to.
+//! - Blocks come from `block_id` where the feed has it; otherwise see [`blocks`].
+
+pub mod blocks;
+mod parse;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+pub use parse::{format_time, parse_time};
+
+/// Files a feed must have (plus calendar.txt or calendar_dates.txt).
+const REQUIRED: &[&str] = &[
+    "agency.txt",
+    "stops.txt",
+    "routes.txt",
+    "trips.txt",
+    "stop_times.txt",
+];
+/// Largest feed accepted (uncompressed, all files): a zip bomb guard.
+pub const MAX_FEED_BYTES: u64 = 1 << 30;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// The row (or file) was not imported.
+    Error,
+    /// Imported, with a caveat.
+    Warning,
+}
+
+/// One finding of the import, precise enough to fix the feed.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Issue {
+    pub severity: Severity,
+    pub file: String,
+    /// 1-based line in the file (the header is line 1); None for whole-file findings.
+    pub line: Option<u64>,
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl std::fmt::Display for Issue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let sev = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        write!(f, "{sev}: {}", self.file)?;
+        if let Some(l) = self.line {
+            write!(f, ":{l}")?;
+        }
+        if let Some(field) = &self.field {
+            write!(f, " [{field}]")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// Everything the import found; `issues` lists row findings up to [`MAX_ISSUES`] (and
+/// every whole-file finding); `summary` counts all of them per file and message.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct Report {
+    pub issues: Vec<Issue>,
+    /// (file, message) -> how many rows had it (all of them, including listed ones).
+    pub summary: BTreeMap<String, u64>,
+    pub imported: BTreeMap<&'static str, u64>,
+}
+
+pub const MAX_ISSUES: usize = 200;
+
+impl Report {
+    fn push(&mut self, i: Issue) {
+        *self
+            .summary
+            .entry(format!("{}: {}", i.file, strip_ids(&i.message)))
+            .or_default() += 1;
+        // Whole-file findings are few and explain the most: always listed.
+        if self.issues.len() < MAX_ISSUES || i.line.is_none() {
+            self.issues.push(i);
+        }
+    }
+    fn error(&mut self, file: &str, line: Option<u64>, field: Option<&str>, message: String) {
+        self.push(Issue {
+            severity: Severity::Error,
+            file: file.into(),
+            line,
+            field: field.map(String::from),
+            message,
+        });
+    }
+    fn warning(&mut self, file: &str, line: Option<u64>, field: Option<&str>, message: String) {
+        self.push(Issue {
+            severity: Severity::Warning,
+            file: file.into(),
+            line,
+            field: field.map(String::from),
+            message,
+        });
+    }
+    pub fn errors(&self) -> usize {
+        self.issues
+            .iter()
+            .filter(|i| i.severity == Severity::Error)
+            .count()
+    }
+}
+
+/// Summary keys group messages that differ only in quoted ids.
+fn strip_ids(m: &str) -> String {
+    let mut out = String::new();
+    let mut quoted = false;
+    for c in m.chars() {
+        if c == '"' {
+            quoted = !quoted;
+            if quoted {
+                out.push_str("\"…\"");
+            }
+        } else if !quoted {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GtfsError {
+    #[error("not a zip file: {0}. Export the feed as a GTFS .zip")]
+    NotZip(String),
+    #[error("the feed cannot be used: {reason}")]
+    Unusable { reason: String, report: Box<Report> },
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Route {
+    pub id: String,
+    pub short_name: String,
+    pub long_name: String,
+    pub route_type: i32,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Stop {
+    pub id: String,
+    pub name: String,
+    pub lat: f64,
+    pub lon: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct StopTime {
+    pub stop_id: String,
+    /// Seconds from the service day's midnight (may exceed 86,400).
+    pub arrival_s: u32,
+    pub departure_s: u32,
+    /// Whether the feed gave this time (false: interpolated).
+    pub timed: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Trip {
+    pub id: String,
+    pub route_id: String,
+    pub service_id: String,
+    pub block_id: Option<String>,
+    pub shape_id: Option<String>,
+    pub direction_id: Option<u8>,
+    pub headsign: Option<String>,
+    pub stop_times: Vec<StopTime>,
+    /// Expanded from this frequencies.txt template trip.
+    pub from_frequency: Option<String>,
+}
+
+impl Trip {
+    pub fn start_s(&self) -> u32 {
+        self.stop_times.first().map_or(0, |s| s.departure_s)
+    }
+    pub fn end_s(&self) -> u32 {
+        self.stop_times.last().map_or(0, |s| s.arrival_s)
+    }
+    pub fn first_stop(&self) -> &str {
+        self.stop_times.first().map_or("", |s| s.stop_id.as_str())
+    }
+    pub fn last_stop(&self) -> &str {
+        self.stop_times.last().map_or("", |s| s.stop_id.as_str())
+    }
+}
+
+/// When a service runs: weekly pattern in a date range, plus exceptions.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Service {
+    /// Monday = 0.
+    pub weekdays: [bool; 7],
+    pub start: Option<jiff::civil::Date>,
+    pub end: Option<jiff::civil::Date>,
+    pub added: HashSet<jiff::civil::Date>,
+    pub removed: HashSet<jiff::civil::Date>,
+}
+
+impl Service {
+    pub fn runs_on(&self, d: jiff::civil::Date) -> bool {
+        if self.removed.contains(&d) {
+            return false;
+        }
+        if self.added.contains(&d) {
+            return true;
+        }
+        let in_range = self.start.is_some_and(|s| d >= s) && self.end.is_some_and(|e| d <= e);
+        in_range && self.weekdays[d.weekday().to_monday_zero_offset() as usize]
+    }
+}
+
+/// A validated timetable.
+#[derive(Debug, Default, Clone)]
+pub struct Feed {
+    pub agency_names: Vec<String>,
+    pub routes: Vec<Route>,
+    pub stops: Vec<Stop>,
+    pub trips: Vec<Trip>,
+    pub services: HashMap<String, Service>,
+    /// Shape points per shape id (lat, lon), in sequence.
+    pub shapes: HashMap<String, Vec<(f64, f64)>>,
+}
+
+impl Feed {
+    /// Trips that run on `date`, by start time.
+    pub fn trips_on(&self, date: jiff::civil::Date) -> Vec<&Trip> {
+        let mut v: Vec<&Trip> = self
+            .trips
+            .iter()
+            .filter(|t| {
+                self.services
+                    .get(&t.service_id)
+                    .is_some_and(|s| s.runs_on(date))
+            })
+            .collect();
+        v.sort_by(|a, b| (a.start_s(), &a.id).cmp(&(b.start_s(), &b.id)));
+        v
+    }
+}
+
+/// Imports a GTFS zip. Returns the usable feed and the report, or why nothing is usable.
+pub fn import_zip(bytes: &[u8]) -> Result<(Feed, Report), GtfsError> {
+    let files = parse::read_zip(bytes)?;
+    import_files(&files)
+}
+
+/// Imports from file name -> contents (the zip's text files).
+pub fn import_files(files: &BTreeMap<String, Vec<u8>>) -> Result<(Feed, Report), GtfsError> {
+    parse::import(files)
+}
