@@ -183,7 +183,14 @@ async fn cloud_binary_serves_sync_over_tls() {
         entries: vec![Entry::Change {
             record_type: "vehicle_status".into(),
             record_id: "bus-1".into(),
-            change: vec![1, 2, 3],
+            change: {
+                use garasi_sync_protocol::actor::{new_actor, Side};
+                use garasi_sync_protocol::record::{FieldValue, Record};
+                Record::new(new_actor(Side::Depot))
+                    .set(&[("status", FieldValue::Text("in_service".into()))])
+                    .unwrap()
+                    .unwrap()
+            },
         }],
     })
     .unwrap();
