@@ -174,7 +174,7 @@ async fn drain<S: CloudStore + 'static>(
     let t = Instant::now();
     let node = Node::start(cfg, bound).await.unwrap();
     loop {
-        let b = node.store.read(sync::backlog).await.unwrap();
+        let b = node.store.read(sync::backlog_estimate).await.unwrap();
         if b.entries() == 0 {
             break;
         }

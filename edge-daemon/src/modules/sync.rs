@@ -126,7 +126,41 @@ impl Backlog {
     }
 }
 
-/// Entries and bytes waiting for upload.
+/// What waits, cheaply: exact for changes (a small table); for stream rows the seq span
+/// (exact unless the quota thinned the middle, then an upper bound) and bytes from the
+/// newest 1,000 rows' average. Push, pull and the status route call this on every cycle,
+/// and a full scan of a million-row outbox would cost more than the push itself.
+pub fn backlog_estimate(c: &Connection) -> rusqlite::Result<Backlog> {
+    let (changes, change_bytes, oldest_change_ms) = c.query_row(
+        "SELECT count(*), coalesce(sum(length(change)), 0), min(created_ms) FROM sync_outbox",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    let (lo, hi): (Option<i64>, Option<i64>) = c.query_row(
+        "SELECT min(seq), max(seq) FROM sync_stream_outbox",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let stream_rows = match (lo, hi) {
+        (Some(lo), Some(hi)) => hi - lo + 1,
+        _ => 0,
+    };
+    let avg: f64 = c.query_row(
+        "SELECT coalesce(avg(length(payload)), 0) FROM
+           (SELECT payload FROM sync_stream_outbox ORDER BY seq DESC LIMIT 1000)",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(Backlog {
+        changes,
+        change_bytes,
+        stream_rows,
+        stream_bytes: (avg * stream_rows as f64) as i64,
+        oldest_change_ms,
+    })
+}
+
+/// Entries and bytes waiting for upload, counted exactly (scans the stream outbox).
 pub fn backlog(c: &Connection) -> rusqlite::Result<Backlog> {
     let (changes, change_bytes, oldest_change_ms) = c.query_row(
         "SELECT count(*), coalesce(sum(length(change)), 0), min(created_ms) FROM sync_outbox",
@@ -404,7 +438,7 @@ struct AppState {
 async fn status(State(s): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     let (b, enrolled) = s
         .store
-        .read(|c| Ok((backlog(c)?, load_enrolment(c)?.map(|e| e.depot_id))))
+        .read(|c| Ok((backlog_estimate(c)?, load_enrolment(c)?.map(|e| e.depot_id))))
         .await
         .map_err(ApiError::internal)?;
     let link = s.link.lock().map(|l| l.clone()).unwrap_or_default();
@@ -523,7 +557,7 @@ async fn push_once(store: &Store, http: &reqwest::Client, e: &Enrolment) -> Resu
                     Some(p)
                 }
             };
-            let b = backlog(&tx)?;
+            let b = backlog_estimate(&tx)?;
             tx.commit()?;
             Ok((pending, changes, rows, b))
         })
@@ -623,7 +657,7 @@ async fn pull_once(
             let cursor = state_get(c, "pull_cursor")?
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0);
-            Ok((cursor, backlog(c)?))
+            Ok((cursor, backlog_estimate(c)?))
         })
         .await
         .map_err(|e| e.to_string())?;
@@ -865,7 +899,7 @@ impl Worker {
     }
 
     async fn update_backlog_gauges(&self) {
-        if let Ok(b) = self.store.read(backlog).await {
+        if let Ok(b) = self.store.read(backlog_estimate).await {
             let g = &self.metrics.sync_backlog_entries;
             g.with_label_values(&["change"]).set(b.changes);
             g.with_label_values(&["stream_row"]).set(b.stream_rows);
@@ -956,6 +990,11 @@ mod tests {
         let before = backlog(&c).unwrap();
         assert_eq!((before.changes, before.stream_rows), (10, 1000));
         assert_eq!(before.bytes(), 10 * 100 + 1000 * 100);
+        assert_eq!(
+            backlog_estimate(&c).unwrap(),
+            before,
+            "exact while nothing was thinned"
+        );
 
         // Under quota: nothing happens.
         assert_eq!(
@@ -967,6 +1006,13 @@ mod tests {
         assert_eq!((q.thinned, q.dropped), (250, 0));
         let after = backlog(&c).unwrap();
         assert_eq!((after.changes, after.stream_rows), (10, 750));
+        let est = backlog_estimate(&c).unwrap();
+        // Thinning removed seq 1 and the odd seqs up to 500: the span is 2..=1000.
+        assert_eq!(
+            est.stream_rows, 999,
+            "after thinning: the seq span, an upper bound"
+        );
+        assert!(est.stream_rows >= after.stream_rows);
         // Far over: thin again, then drop the oldest until it fits.
         let q = enforce_quota(&mut c, 20_000).unwrap();
         assert!(q.dropped > 0, "{q:?}");
