@@ -11,6 +11,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use garasi_sync_protocol::ids::valid_id;
 use garasi_sync_protocol::record::{FieldValue, Record};
 use garasi_sync_protocol::streams;
 use garasi_sync_protocol::wire::{self, Batch, Entry, WireError};
@@ -570,16 +571,6 @@ struct VehicleBody {
     label: String,
     plate: Option<String>,
     battery_kwh: f64,
-}
-
-/// Ids become MQTT topic levels at the edge: letters, digits, '-' and '_' only.
-fn valid_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        && id.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
 }
 
 fn bad_request(msg: impl Into<String>) -> ApiError {

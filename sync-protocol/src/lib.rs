@@ -7,6 +7,7 @@
 //! every replica that has the same changes shows the same values.
 
 pub mod actor;
+pub mod ids;
 pub mod record;
 pub mod streams;
 pub mod wire;

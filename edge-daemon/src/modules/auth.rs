@@ -77,15 +77,9 @@ pub enum DeviceError {
     Store(#[from] StoreCallError),
 }
 
-/// Ids become MQTT topic levels, so they must not contain separators or wildcards.
-pub fn valid_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        && id.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-}
+/// Ids become MQTT topic levels, so they must not contain separators or wildcards (the
+/// rule is shared with the cloud).
+pub use garasi_sync_protocol::ids::valid_id;
 
 /// Master data: a device credential as the cloud defines it (kind, argon2id hash of the
 /// password, disabled). The password itself never leaves the cloud's one response.
