@@ -169,13 +169,6 @@ pub trait CloudStore: Send + Sync {
         depot: &str,
         changes: &[ChangeIn],
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
-    /// Every stored change of one record, oldest first (to rebuild its document).
-    fn record_changes(
-        &self,
-        depot: &str,
-        record_type: &str,
-        record_id: &str,
-    ) -> impl Future<Output = Result<Vec<Vec<u8>>, StoreError>> + Send;
     /// Records that `depot` just synced, with what it reported (ops view).
     fn record_sync(
         &self,

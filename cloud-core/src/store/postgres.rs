@@ -243,24 +243,6 @@ impl CloudStore for PgStore {
         Ok(n)
     }
 
-    async fn record_changes(
-        &self,
-        depot: &str,
-        record_type: &str,
-        record_id: &str,
-    ) -> Result<Vec<Vec<u8>>, StoreError> {
-        let rows = self
-            .client
-            .lock()
-            .await
-            .query(
-                "SELECT change FROM changes WHERE depot = $1 AND record_type = $2 AND record_id = $3 ORDER BY cursor",
-                &[&depot, &record_type, &record_id],
-            )
-            .await?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
-    }
-
     async fn stream_len(&self, depot: &str, stream: &str) -> Result<i64, StoreError> {
         let row = self
             .client

@@ -236,25 +236,6 @@ impl CloudStore for SqliteStore {
         .await
     }
 
-    async fn record_changes(
-        &self,
-        depot: &str,
-        record_type: &str,
-        record_id: &str,
-    ) -> Result<Vec<Vec<u8>>, StoreError> {
-        let (d, t, i) = (
-            depot.to_string(),
-            record_type.to_string(),
-            record_id.to_string(),
-        );
-        self.call(move |c| {
-            let mut st = c.prepare_cached("SELECT change FROM changes WHERE depot = ?1 AND record_type = ?2 AND record_id = ?3 ORDER BY cursor")?;
-            let rows = st.query_map(params![d, t, i], |r| r.get(0))?;
-            Ok(rows.collect::<Result<Vec<Vec<u8>>, _>>()?)
-        })
-        .await
-    }
-
     async fn stream_len(&self, depot: &str, stream: &str) -> Result<i64, StoreError> {
         let (depot, stream) = (depot.to_string(), stream.to_string());
         self.call(move |c| {
