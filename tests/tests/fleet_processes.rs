@@ -315,7 +315,7 @@ async fn kill9_of_edge_and_cloud_while_the_backlog_drains() {
             .await;
     }
     let backlog = 4000;
-    let acks = futures_join(
+    let acks = futures::future::join_all(
         ids.iter()
             .zip(&passwords)
             .map(|(id, pw)| publish_samples(edge.mqtt_port, id, pw, t0, backlog)),
@@ -517,13 +517,4 @@ async fn kill9_of_edge_and_cloud_while_the_backlog_drains() {
         edge_samples.len(),
         union.len()
     );
-}
-
-async fn futures_join<F: std::future::Future>(fs: impl IntoIterator<Item = F>) -> Vec<F::Output> {
-    let mut out = Vec::new();
-    let handles: Vec<_> = fs.into_iter().collect();
-    for f in handles {
-        out.push(f.await);
-    }
-    out
 }
