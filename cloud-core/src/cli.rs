@@ -15,6 +15,14 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// println! that ignores a closed stdout (`| head`) instead of panicking.
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($t)*);
+    }};
+}
+
 #[derive(Parser)]
 #[command(name = "garasi-cloud", version, about = "Garasi fleet cloud")]
 struct Cli {
@@ -64,6 +72,17 @@ enum GtfsCmd {
         /// Minimum layover at a terminal when building blocks, in seconds.
         #[arg(long, default_value_t = 300)]
         min_layover_s: u32,
+    },
+    /// Import a GTFS zip into the cloud's store (progress on stderr); prints its id for
+    /// a depot plan. The API equivalent is POST /api/v1/admin/timetables.
+    Import {
+        #[arg(long, env = "GARASI_CLOUD_DATABASE")]
+        database: String,
+        #[arg(long)]
+        file: PathBuf,
+        /// Name shown in listings [default: the file name].
+        #[arg(long)]
+        name: Option<String>,
     },
 }
 
@@ -137,6 +156,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     min_layover_s,
                 },
         } => gtfs_check(&file, date, min_layover_s),
+        Cmd::Gtfs {
+            cmd: GtfsCmd::Import {
+                database,
+                file,
+                name,
+            },
+        } => {
+            let name = name.unwrap_or_else(|| {
+                file.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "timetable".into())
+            });
+            let id = match open(&database).await? {
+                AnyStore::Sqlite(s) => gtfs_import(&s, &file, &name).await?,
+                AnyStore::Postgres(s) => gtfs_import(&s, &file, &name).await?,
+            };
+            outln!("timetable {id} imported ({name})");
+            Ok(())
+        }
         Cmd::Depot {
             cmd: DepotCmd::Add { database, name },
         } => {
@@ -226,6 +264,13 @@ async fn serve<S: CloudStore + 'static>(
     let state = AppState::new(Arc::new(store), admin);
     let tracker = TaskTracker::new();
     tracker.spawn(state.materialiser.clone().run(cancel.clone()));
+    // Every 10 minutes: cheap when nothing changed (no change is written), and the window
+    // moves on within 10 minutes of midnight.
+    tracker.spawn(crate::planning::publisher(
+        state.clone(),
+        std::time::Duration::from_secs(600),
+        cancel.clone(),
+    ));
     tracing::info!(listen = %addr, "garasi-cloud ready");
     serve_tls(listener, acceptor, router(state), cancel).await?;
     tracker.close();
@@ -233,12 +278,47 @@ async fn serve<S: CloudStore + 'static>(
     Ok(())
 }
 
-/// println! that ignores a closed stdout (`| head`) instead of panicking.
-macro_rules! outln {
-    ($($t:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stdout().lock(), $($t)*);
-    }};
+/// Imports a GTFS zip with a progress line on stderr; refuses an unusable feed with the
+/// report.
+async fn gtfs_import<S: CloudStore>(
+    store: &S,
+    file: &std::path::Path,
+    name: &str,
+) -> anyhow::Result<i64> {
+    use crate::gtfs;
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let progress = std::sync::Arc::new(gtfs::Progress::default());
+    let p = progress.clone();
+    let job = tokio::task::spawn_blocking(move || {
+        let r = gtfs::import_zip_with(&bytes, Some(&p));
+        (r, bytes)
+    });
+    tokio::pin!(job);
+    let (result, bytes) = loop {
+        tokio::select! {
+            r = &mut job => break r?,
+            _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {
+                let (phase, done, total) = progress.snapshot();
+                eprintln!("importing: {phase} ({}%)", if total > 0 { done * 100 / total } else { 0 });
+            }
+        }
+    };
+    match result {
+        Err(gtfs::GtfsError::Unusable { reason, report }) => {
+            for i in &report.issues {
+                outln!("{i}");
+            }
+            bail!("{}: {reason}", file.display())
+        }
+        Err(e) => bail!("{}: {e}", file.display()),
+        Ok((_, report)) => {
+            for i in &report.issues {
+                outln!("{i}");
+            }
+            let json = serde_json::to_string(&report)?;
+            Ok(store.save_timetable(name, &bytes, &json).await?)
+        }
+    }
 }
 
 fn gtfs_check(

@@ -21,7 +21,7 @@ use crate::materialise::{MaterialiseError, Materialiser};
 use crate::store::{ChangeIn, CloudStore, RecordKey, StoreError, StreamRowIn, SyncReport};
 
 /// JSON error `{"error": {"status", "message"}}`.
-pub struct ApiError(StatusCode, String);
+pub struct ApiError(pub(crate) StatusCode, pub(crate) String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -67,6 +67,8 @@ pub struct AppState<S> {
     pub admin_token: Arc<str>,
     /// This process's automerge actor for records the cloud edits.
     pub actor: garasi_sync_protocol::actor::ActorId,
+    /// Timetable imports in flight and parsed feeds (planning API, publisher).
+    pub timetables: Arc<crate::timetable::Timetables>,
 }
 
 impl<S: CloudStore> AppState<S> {
@@ -78,6 +80,7 @@ impl<S: CloudStore> AppState<S> {
             store,
             admin_token,
             actor,
+            timetables: Arc::default(),
         }
     }
 }
@@ -89,11 +92,12 @@ impl<S> Clone for AppState<S> {
             store: self.store.clone(),
             admin_token: self.admin_token.clone(),
             actor: self.actor.clone(),
+            timetables: self.timetables.clone(),
         }
     }
 }
 
-fn require_admin<S>(s: &AppState<S>, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(crate) fn require_admin<S>(s: &AppState<S>, headers: &HeaderMap) -> Result<(), ApiError> {
     let ok = bearer(headers).is_some_and(|t| {
         subtle::ConstantTimeEq::ct_eq(t.as_bytes(), s.admin_token.as_bytes()).into()
     });
@@ -248,7 +252,7 @@ async fn edit_record<S: CloudStore>(
     Ok(record)
 }
 
-async fn require_depot<S: CloudStore>(s: &AppState<S>, depot: &str) -> Result<(), ApiError> {
+pub(crate) async fn require_depot<S: CloudStore>(s: &AppState<S>, depot: &str) -> Result<(), ApiError> {
     if s.store.depots().await?.iter().any(|d| d.id == depot) {
         Ok(())
     } else {
@@ -571,9 +575,15 @@ struct VehicleBody {
     label: String,
     plate: Option<String>,
     battery_kwh: f64,
+    /// Energy use, for dispatch's energy check (the depot's default when absent).
+    #[serde(default)]
+    kwh_per_km: Option<f64>,
+    /// Type a block may require (e.g. "12m", "articulated").
+    #[serde(default)]
+    vehicle_type: Option<String>,
 }
 
-fn bad_request(msg: impl Into<String>) -> ApiError {
+pub(crate) fn bad_request(msg: impl Into<String>) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, msg.into())
 }
 
@@ -595,6 +605,14 @@ async fn put_vehicle<S: CloudStore>(
             "a vehicle needs a label and a battery_kwh between 0 and 10000",
         ));
     }
+    if v.kwh_per_km.is_some_and(|k| !(k > 0.0 && k < 20.0)) {
+        return Err(bad_request("kwh_per_km must be between 0 and 20"));
+    }
+    if v.vehicle_type.as_deref().is_some_and(|t| !valid_id(t)) {
+        return Err(bad_request(
+            "vehicle_type must be 1-64 letters, digits, '-' or '_'",
+        ));
+    }
     require_depot(&s, &depot).await?;
     let fields = [
         ("label", FieldValue::Text(v.label)),
@@ -603,6 +621,14 @@ async fn put_vehicle<S: CloudStore>(
             v.plate.map(FieldValue::Text).unwrap_or(FieldValue::Null),
         ),
         ("battery_kwh", FieldValue::Float(v.battery_kwh)),
+        (
+            "kwh_per_km",
+            v.kwh_per_km.map(FieldValue::Float).unwrap_or(FieldValue::Null),
+        ),
+        (
+            "vehicle_type",
+            v.vehicle_type.map(FieldValue::Text).unwrap_or(FieldValue::Null),
+        ),
     ];
     let record = edit_record(&s, &depot, "vehicle", &id, &fields).await?;
     record_json("vehicle", &id, &record)
@@ -689,6 +715,7 @@ pub fn router<S: CloudStore + 'static>(state: AppState<S>) -> Router {
             "/api/v1/admin/depots/{depot}/records/{record_type}/{record_id}",
             get(get_record::<S>).put(put_record::<S>),
         )
+        .merge(crate::planning::routes::<S>())
         .route("/api/v1/enroll", post(enroll::<S>))
         .route("/api/v1/sync/push", post(push::<S>))
         .route("/api/v1/sync/pull", get(pull::<S>))

@@ -277,6 +277,35 @@ mod cases {
         assert_eq!(all.len(), 4);
         assert_eq!(s.materialised_cursor().await.unwrap(), all[3].cursor);
     }
+
+    pub async fn timetables_and_depot_plans_round_trip<S: CloudStore + 'static>(s: &Arc<S>) {
+        let zip = vec![0x50, 0x4b, 3, 4, 0, 255, 7];
+        let t1 = s.save_timetable("spring", &zip, "{\"ok\":1}").await.unwrap();
+        let t2 = s.save_timetable("summer", b"PK", "{}").await.unwrap();
+        assert!(t2 > t1, "ids grow");
+        let list = s.timetables().await.unwrap();
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[0].id, t2, "newest first");
+        assert_eq!(list[1].name, "spring");
+        assert_eq!(list[1].bytes, zip.len() as i64);
+        assert_eq!(list[1].report_json, "{\"ok\":1}");
+        assert_eq!(s.timetable_zip(t1).await.unwrap(), Some(zip));
+        assert_eq!(s.timetable_zip(t2 + 100).await.unwrap(), None);
+        let a = s.create_depot("A").await.unwrap().id;
+        let b = s.create_depot("B").await.unwrap().id;
+        s.set_depot_plan(&a, "{\"v\":1}").await.unwrap();
+        s.set_depot_plan(&b, "{\"v\":2}").await.unwrap();
+        s.set_depot_plan(&a, "{\"v\":3}").await.unwrap();
+        let mut plans = s.depot_plans().await.unwrap();
+        plans.sort();
+        let mut want = vec![(a, "{\"v\":3}".to_string()), (b, "{\"v\":2}".to_string())];
+        want.sort();
+        assert_eq!(plans, want, "one plan per depot, the latest");
+        assert!(
+            s.set_depot_plan("no-such-depot", "{}").await.is_err(),
+            "a plan needs an existing depot"
+        );
+    }
 }
 
 macro_rules! conformance {
@@ -324,4 +353,5 @@ conformance!(
     migrate_is_idempotent,
     sync_reports_feed_the_ops_view,
     materialiser_folds_every_change_once,
+    timetables_and_depot_plans_round_trip,
 );

@@ -149,6 +149,8 @@ async fn embedded(total: usize) -> EmbeddedResult {
                 label: id.clone(),
                 plate: None,
                 battery_kwh: 350.0,
+                kwh_per_km: None,
+                vehicle_type: None,
             },
         )
         .unwrap();

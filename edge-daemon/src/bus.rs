@@ -36,6 +36,11 @@ pub enum Event {
         online: bool,
         ts_ms: i64,
     },
+    /// A vehicle's operational status was set at this depot (fleet module).
+    VehicleStatusChanged {
+        vehicle_id: String,
+        status: Option<String>,
+    },
     /// The set of active faults of a vehicle changed.
     FaultsChanged {
         vehicle_id: String,

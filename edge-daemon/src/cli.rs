@@ -118,6 +118,12 @@ enum VehicleCmd {
         plate: Option<String>,
         #[arg(long)]
         battery_kwh: f64,
+        /// Energy use in kWh per km (dispatch's default when not given).
+        #[arg(long)]
+        kwh_per_km: Option<f64>,
+        /// Vehicle type a block may require, e.g. 12m.
+        #[arg(long)]
+        vehicle_type: Option<String>,
     },
 }
 
@@ -176,6 +182,8 @@ pub fn main() -> ExitCode {
                     label,
                     plate,
                     battery_kwh,
+                    kwh_per_km,
+                    vehicle_type,
                 },
         } => cmd_vehicle_add(
             &data_dir,
@@ -185,6 +193,8 @@ pub fn main() -> ExitCode {
                 id,
                 plate,
                 battery_kwh,
+                kwh_per_km,
+                vehicle_type,
             },
         ),
         Cmd::Enroll {
@@ -360,6 +370,8 @@ async fn demo_fleet(
             label: format!("Bus {i}"),
             plate: Some(format!("B {} GRS", 7000 + i)),
             battery_kwh,
+            kwh_per_km: Some(if i % 3 == 0 { 1.1 } else { 1.3 }),
+            vehicle_type: Some(if i % 3 == 0 { "12m" } else { "18m" }.into()),
         };
         fleet.upsert(v).await?;
         // Hashing a password is deliberately slow: do them in parallel.

@@ -26,6 +26,9 @@ pub struct Metrics {
     pub sync_backlog_entries: IntGaugeVec,
     pub sync_stream_rows_dropped_total: IntCounterVec,
     pub sync_unknown_record_changes_total: IntCounter,
+    pub auth_refusals_total: IntCounterVec,
+    pub dispatch_signons_total: IntCounterVec,
+    pub dispatch_events_total: IntCounterVec,
 }
 
 fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
@@ -58,6 +61,9 @@ impl Metrics {
             sync_backlog_entries: reg(&r, IntGaugeVec::new(Opts::new("sync_backlog_entries", "Outbox entries waiting for upload, by kind"), &["kind"])?),
             sync_stream_rows_dropped_total: reg(&r, IntCounterVec::new(Opts::new("sync_stream_rows_dropped_total", "Stream rows removed from the outbox by the quota policy before upload (they stay in the local store), by reason (thinned, dropped)"), &["reason"])?),
             sync_unknown_record_changes_total: reg(&r, IntCounter::new("sync_unknown_record_changes_total", "Pulled changes of record types this build does not know (left in the cloud)")?),
+            auth_refusals_total: reg(&r, IntCounterVec::new(Opts::new("auth_refusals_total", "Refused logins and sign-ons, by method (password, pin, badge) and reason"), &["method", "reason"])?),
+            dispatch_signons_total: reg(&r, IntCounterVec::new(Opts::new("dispatch_signons_total", "Driver sign-ons recorded, by method (badge, pin)"), &["method"])?),
+            dispatch_events_total: reg(&r, IntCounterVec::new(Opts::new("dispatch_events_total", "Dispatch events recorded, by kind (assign, pull_out, pull_in, swap, out_of_service)"), &["kind"])?),
             registry: r,
         })
     }

@@ -8,6 +8,7 @@
 
 pub mod actor;
 pub mod ids;
+pub mod people;
 pub mod record;
 pub mod streams;
 pub mod wire;

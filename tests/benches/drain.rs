@@ -124,6 +124,8 @@ async fn drain<S: CloudStore + 'static>(
                 label: id,
                 plate: None,
                 battery_kwh: 350.0,
+                kwh_per_km: None,
+                vehicle_type: None,
             },
         )
         .unwrap();

@@ -139,6 +139,8 @@ pub async fn depot(
                 label: (*id).into(),
                 plate: None,
                 battery_kwh: 350.0,
+                kwh_per_km: None,
+                vehicle_type: None,
             },
         )
         .unwrap();

@@ -225,6 +225,8 @@ impl Service {
 #[derive(Debug, Default, Clone)]
 pub struct Feed {
     pub agency_names: Vec<String>,
+    /// `agency_timezone` (IANA name): the clock the feed's times are on.
+    pub timezone: Option<String>,
     pub routes: Vec<Route>,
     pub stops: Vec<Stop>,
     pub trips: Vec<Trip>,
@@ -250,13 +252,70 @@ impl Feed {
     }
 }
 
+/// How far an import is, for large feeds: the phase, and the bytes of CSV parsed so far
+/// out of the feed's total (stop_times.txt dominates, so bytes track time well).
+#[derive(Debug, Default)]
+pub struct Progress {
+    phase: std::sync::Mutex<String>,
+    done_bytes: std::sync::atomic::AtomicU64,
+    total_bytes: std::sync::atomic::AtomicU64,
+}
+
+impl Progress {
+    fn set_phase(&self, p: &str) {
+        if let Ok(mut g) = self.phase.lock() {
+            *g = p.to_string();
+        }
+    }
+    fn parsed(&self, file: &str, bytes: u64) {
+        self.done_bytes
+            .fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
+        self.set_phase(&format!("parsed {file}"));
+    }
+    /// (phase, bytes parsed, bytes in all).
+    pub fn snapshot(&self) -> (String, u64, u64) {
+        let phase = self.phase.lock().map(|g| g.clone()).unwrap_or_default();
+        (
+            phase,
+            self.done_bytes.load(std::sync::atomic::Ordering::Relaxed),
+            self.total_bytes.load(std::sync::atomic::Ordering::Relaxed),
+        )
+    }
+}
+
 /// Imports a GTFS zip. Returns the usable feed and the report, or why nothing is usable.
 pub fn import_zip(bytes: &[u8]) -> Result<(Feed, Report), GtfsError> {
+    import_zip_with(bytes, None)
+}
+
+/// [`import_zip`], reporting progress as it goes.
+pub fn import_zip_with(
+    bytes: &[u8],
+    progress: Option<&Progress>,
+) -> Result<(Feed, Report), GtfsError> {
+    if let Some(p) = progress {
+        p.set_phase("unzipping");
+    }
     let files = parse::read_zip(bytes)?;
-    import_files(&files)
+    if let Some(p) = progress {
+        let total = files.values().map(|f| f.len() as u64).sum();
+        p.total_bytes
+            .store(total, std::sync::atomic::Ordering::Relaxed);
+    }
+    let out = parse::import(&parse::Files {
+        map: &files,
+        progress,
+    });
+    if let Some(p) = progress {
+        p.set_phase("done");
+    }
+    out
 }
 
 /// Imports from file name -> contents (the zip's text files).
 pub fn import_files(files: &BTreeMap<String, Vec<u8>>) -> Result<(Feed, Report), GtfsError> {
-    parse::import(files)
+    parse::import(&parse::Files {
+        map: files,
+        progress: None,
+    })
 }

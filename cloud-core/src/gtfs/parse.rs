@@ -118,8 +118,21 @@ impl Table {
     }
 }
 
+/// The feed's files and where to report progress as each one is parsed.
+pub(super) struct Files<'a> {
+    pub map: &'a BTreeMap<String, Vec<u8>>,
+    pub progress: Option<&'a Progress>,
+}
+
+impl std::ops::Deref for Files<'_> {
+    type Target = BTreeMap<String, Vec<u8>>;
+    fn deref(&self) -> &Self::Target {
+        self.map
+    }
+}
+
 fn table(
-    files: &BTreeMap<String, Vec<u8>>,
+    files: &Files<'_>,
     name: &'static str,
     required_cols: &[&str],
     report: &mut Report,
@@ -163,6 +176,9 @@ fn table(
             Err(e) => report.error(name, Some(line), None, format!("not valid CSV: {e}")),
         }
     }
+    if let Some(p) = files.progress {
+        p.parsed(name, bytes.len() as u64);
+    }
     Some(Table { name, cols, rows })
 }
 
@@ -173,7 +189,7 @@ fn closest_known(name: &str) -> Option<&'static str> {
         .find(|k| name.ends_with(*k) || name.contains(k.trim_end_matches(".txt")))
 }
 
-pub(super) fn import(files: &BTreeMap<String, Vec<u8>>) -> Result<(Feed, Report), GtfsError> {
+pub(super) fn import(files: &Files<'_>) -> Result<(Feed, Report), GtfsError> {
     let mut report = Report::default();
     let unusable = |reason: String, report: Report| GtfsError::Unusable {
         reason,
@@ -220,6 +236,26 @@ pub(super) fn import(files: &BTreeMap<String, Vec<u8>>) -> Result<(Feed, Report)
             .iter()
             .filter_map(|(_, r)| t.get(r, "agency_name").map(String::from))
             .collect();
+        // Every agency of a feed must share one timezone (GTFS rule); times are local to it.
+        feed.timezone = t
+            .rows
+            .iter()
+            .find_map(|(_, r)| t.get(r, "agency_timezone").map(String::from));
+        match &feed.timezone {
+            None => report.warning(
+                t.name,
+                None,
+                Some("agency_timezone"),
+                "no agency_timezone: times cannot be placed on a clock until the depot plan names one".into(),
+            ),
+            Some(tz) if jiff::tz::TimeZone::get(tz).is_err() => report.warning(
+                t.name,
+                None,
+                Some("agency_timezone"),
+                format!("agency_timezone {tz:?} is not a known IANA time zone"),
+            ),
+            Some(_) => {}
+        }
     }
 
     // Stops.

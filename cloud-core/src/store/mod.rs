@@ -130,6 +130,17 @@ pub struct MaterialRecord {
     pub updated_ms: i64,
 }
 
+/// An imported timetable (GTFS zip as uploaded, and what the import said about it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimetableInfo {
+    pub id: i64,
+    pub name: String,
+    pub created_ms: i64,
+    pub bytes: i64,
+    /// The import report (JSON object text).
+    pub report_json: String,
+}
+
 /// One storage backend. Both implementations must pass `tests/conformance.rs`.
 pub trait CloudStore: Send + Sync {
     /// Creates or upgrades the schema.
@@ -217,6 +228,28 @@ pub trait CloudStore: Send + Sync {
         depot: &str,
         stream: &str,
     ) -> impl Future<Output = Result<i64, StoreError>> + Send;
+    /// Stores an imported timetable (the zip as uploaded) and returns its id.
+    fn save_timetable(
+        &self,
+        name: &str,
+        zip: &[u8],
+        report_json: &str,
+    ) -> impl Future<Output = Result<i64, StoreError>> + Send;
+    /// Every timetable, newest first (without the zip).
+    fn timetables(&self) -> impl Future<Output = Result<Vec<TimetableInfo>, StoreError>> + Send;
+    /// One timetable's zip.
+    fn timetable_zip(
+        &self,
+        id: i64,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, StoreError>> + Send;
+    /// Sets what a depot operates (plan JSON object text; replaces the previous one).
+    fn set_depot_plan(
+        &self,
+        depot: &str,
+        plan_json: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Every depot's plan: (depot, plan JSON), by depot.
+    fn depot_plans(&self) -> impl Future<Output = Result<Vec<(String, String)>, StoreError>> + Send;
 }
 
 /// Tokens and secrets are 256-bit random values; only their hashes are stored. A fast
@@ -238,6 +271,19 @@ pub(crate) fn hash_device_password(password: &str) -> Result<String, String> {
     let salt = SaltString::encode_b64(&salt).map_err(|e| e.to_string())?;
     argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
         .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// Argon2id with the crate's defaults (OWASP: 19 MiB, 2 passes) for what people type:
+/// passwords and PINs are low-entropy, so guessing each must be expensive.
+pub(crate) fn hash_person_secret(secret: &str) -> Result<String, String> {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let mut salt = [0u8; 16];
+    rand::rng().fill_bytes(&mut salt);
+    let salt = SaltString::encode_b64(&salt).map_err(|e| e.to_string())?;
+    argon2::Argon2::default()
+        .hash_password(secret.as_bytes(), &salt)
         .map(|h| h.to_string())
         .map_err(|e| e.to_string())
 }

@@ -49,6 +49,22 @@ CREATE INDEX IF NOT EXISTS stream_rows_time ON stream_rows (depot, ts_ms);
 ";
 
 /// Added with the ops view and the materialiser (additive, idempotent statements).
+/// Timetables and what each depot operates (issue 4).
+const SCHEMA_3: &str = "
+CREATE TABLE IF NOT EXISTS timetables (
+  id BIGSERIAL PRIMARY KEY,
+  name TEXT NOT NULL,
+  created_ms BIGINT NOT NULL,
+  zip BYTEA NOT NULL,
+  report TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS depot_plans (
+  depot TEXT PRIMARY KEY REFERENCES depots(id),
+  plan TEXT NOT NULL,
+  updated_ms BIGINT NOT NULL
+);
+";
+
 const SCHEMA_2: &str = "
 CREATE TABLE IF NOT EXISTS depot_sync (
   depot TEXT PRIMARY KEY,
@@ -114,6 +130,7 @@ impl CloudStore for PgStore {
         let client = self.client.lock().await;
         client.batch_execute(SCHEMA).await?;
         client.batch_execute(SCHEMA_2).await?;
+        client.batch_execute(SCHEMA_3).await?;
         Ok(())
     }
 
@@ -254,6 +271,79 @@ impl CloudStore for PgStore {
             )
             .await?;
         Ok(row.get(0))
+    }
+
+    async fn save_timetable(
+        &self,
+        name: &str,
+        zip: &[u8],
+        report_json: &str,
+    ) -> Result<i64, StoreError> {
+        let row = self
+            .client
+            .lock()
+            .await
+            .query_one(
+                "INSERT INTO timetables (name, created_ms, zip, report) VALUES ($1, $2, $3, $4) RETURNING id",
+                &[&name, &now_ms(), &zip, &report_json],
+            )
+            .await?;
+        Ok(row.get(0))
+    }
+
+    async fn timetables(&self) -> Result<Vec<TimetableInfo>, StoreError> {
+        let rows = self
+            .client
+            .lock()
+            .await
+            .query(
+                "SELECT id, name, created_ms, octet_length(zip)::BIGINT, report FROM timetables ORDER BY id DESC",
+                &[],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| TimetableInfo {
+                id: r.get(0),
+                name: r.get(1),
+                created_ms: r.get(2),
+                bytes: r.get(3),
+                report_json: r.get(4),
+            })
+            .collect())
+    }
+
+    async fn timetable_zip(&self, id: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        let row = self
+            .client
+            .lock()
+            .await
+            .query_opt("SELECT zip FROM timetables WHERE id = $1", &[&id])
+            .await?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    async fn set_depot_plan(&self, depot: &str, plan_json: &str) -> Result<(), StoreError> {
+        self.client
+            .lock()
+            .await
+            .execute(
+                "INSERT INTO depot_plans (depot, plan, updated_ms) VALUES ($1, $2, $3)
+                 ON CONFLICT (depot) DO UPDATE SET plan = excluded.plan, updated_ms = excluded.updated_ms",
+                &[&depot, &plan_json, &now_ms()],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn depot_plans(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = self
+            .client
+            .lock()
+            .await
+            .query("SELECT depot, plan FROM depot_plans ORDER BY depot", &[])
+            .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
     async fn record_sync(&self, depot: &str, report: Option<SyncReport>) -> Result<(), StoreError> {

@@ -50,6 +50,22 @@ CREATE INDEX IF NOT EXISTS stream_rows_time ON stream_rows (depot, ts_ms);
 
 /// Added with the ops view and the materialiser (additive: the schema is a list of
 /// idempotent statements; a versioned migration table comes with the first ALTER).
+/// Timetables and what each depot operates (issue 4).
+const SCHEMA_3: &str = "
+CREATE TABLE IF NOT EXISTS timetables (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  name TEXT NOT NULL,
+  created_ms INTEGER NOT NULL,
+  zip BLOB NOT NULL,
+  report TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS depot_plans (
+  depot TEXT PRIMARY KEY REFERENCES depots(id),
+  plan TEXT NOT NULL,
+  updated_ms INTEGER NOT NULL
+);
+";
+
 const SCHEMA_2: &str = "
 CREATE TABLE IF NOT EXISTS depot_sync (
   depot TEXT PRIMARY KEY,
@@ -106,7 +122,8 @@ impl CloudStore for SqliteStore {
     async fn migrate(&self) -> Result<(), StoreError> {
         self.call(|c| {
             c.execute_batch(SCHEMA)?;
-            Ok(c.execute_batch(SCHEMA_2)?)
+            c.execute_batch(SCHEMA_2)?;
+            Ok(c.execute_batch(SCHEMA_3)?)
         })
         .await
     }
@@ -244,6 +261,74 @@ impl CloudStore for SqliteStore {
                 params![depot, stream],
                 |r| r.get(0),
             )?)
+        })
+        .await
+    }
+
+    async fn save_timetable(
+        &self,
+        name: &str,
+        zip: &[u8],
+        report_json: &str,
+    ) -> Result<i64, StoreError> {
+        let (n, z, r) = (name.to_string(), zip.to_vec(), report_json.to_string());
+        self.call(move |c| {
+            c.execute(
+                "INSERT INTO timetables (name, created_ms, zip, report) VALUES (?1, ?2, ?3, ?4)",
+                params![n, now_ms(), z, r],
+            )?;
+            Ok(c.last_insert_rowid())
+        })
+        .await
+    }
+
+    async fn timetables(&self) -> Result<Vec<TimetableInfo>, StoreError> {
+        self.call(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT id, name, created_ms, length(zip), report FROM timetables ORDER BY id DESC",
+            )?;
+            let rows = st.query_map([], |r| {
+                Ok(TimetableInfo {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    created_ms: r.get(2)?,
+                    bytes: r.get(3)?,
+                    report_json: r.get(4)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn timetable_zip(&self, id: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.call(move |c| {
+            Ok(c.query_row("SELECT zip FROM timetables WHERE id = ?1", params![id], |r| {
+                r.get(0)
+            })
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn set_depot_plan(&self, depot: &str, plan_json: &str) -> Result<(), StoreError> {
+        let (d, p) = (depot.to_string(), plan_json.to_string());
+        self.call(move |c| {
+            c.execute(
+                "INSERT INTO depot_plans (depot, plan, updated_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(depot) DO UPDATE SET plan = excluded.plan, updated_ms = excluded.updated_ms",
+                params![d, p, now_ms()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn depot_plans(&self) -> Result<Vec<(String, String)>, StoreError> {
+        self.call(|c| {
+            let mut st = c.prepare_cached("SELECT depot, plan FROM depot_plans ORDER BY depot")?;
+            let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
         .await
     }

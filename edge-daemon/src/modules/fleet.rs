@@ -47,6 +47,12 @@ const MIGRATIONS: &[Migration] = &[
             updated_ms INTEGER NOT NULL
           );",
     },
+    Migration {
+        version: 3,
+        name: "vehicle energy use and type (dispatch)",
+        sql: "ALTER TABLE fleet_vehicles ADD COLUMN kwh_per_km REAL;
+              ALTER TABLE fleet_vehicles ADD COLUMN vehicle_type TEXT;",
+    },
 ];
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -55,6 +61,26 @@ pub struct Vehicle {
     pub label: String,
     pub plate: Option<String>,
     pub battery_kwh: f64,
+    /// Energy use per km; dispatch uses its configured default when unknown.
+    #[serde(default)]
+    pub kwh_per_km: Option<f64>,
+    /// What a block may require (e.g. "12m", "articulated").
+    #[serde(default)]
+    pub vehicle_type: Option<String>,
+}
+
+impl Vehicle {
+    /// A vehicle with no energy figure or type yet (CLI, demo, tests).
+    pub fn basic(id: &str, label: &str, plate: Option<String>, battery_kwh: f64) -> Self {
+        Vehicle {
+            id: id.into(),
+            label: label.into(),
+            plate,
+            battery_kwh,
+            kwh_per_km: None,
+            vehicle_type: None,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +91,10 @@ pub enum FleetError {
     BadCapacity(f64),
     #[error("label must not be empty")]
     EmptyLabel,
+    #[error("kwh_per_km must be between 0 and 20, got {0}")]
+    BadConsumption(f64),
+    #[error("vehicle_type {0:?} is invalid: use 1-64 letters, digits, '-' or '_'")]
+    BadType(String),
     #[error("status {0:?} is unknown: use in_service, out_of_service or in_maintenance")]
     BadStatus(String),
     #[error("set_by must name who set the status")]
@@ -241,6 +271,16 @@ pub fn upsert_vehicle(store: &Store, v: &Vehicle) -> Result<(), FleetError> {
     if v.label.trim().is_empty() {
         return Err(FleetError::EmptyLabel);
     }
+    if let Some(k) = v.kwh_per_km {
+        if !(k > 0.0 && k < 20.0) {
+            return Err(FleetError::BadConsumption(k));
+        }
+    }
+    if let Some(t) = &v.vehicle_type {
+        if !super::auth::valid_id(t) {
+            return Err(FleetError::BadType(t.clone()));
+        }
+    }
     let v = v.clone();
     store.write_blocking(move |c| write_vehicle(c, &v))?;
     Ok(())
@@ -249,26 +289,33 @@ pub fn upsert_vehicle(store: &Store, v: &Vehicle) -> Result<(), FleetError> {
 /// Inserts or updates one registry row (local edits and the cloud's master data).
 fn write_vehicle(c: &rusqlite::Connection, v: &Vehicle) -> rusqlite::Result<usize> {
     c.execute(
-        "INSERT INTO fleet_vehicles (id, label, plate, battery_kwh, created_ms, updated_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?5)
+        "INSERT INTO fleet_vehicles (id, label, plate, battery_kwh, kwh_per_km, vehicle_type, created_ms, updated_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
          ON CONFLICT(id) DO UPDATE SET label = excluded.label, plate = excluded.plate,
-           battery_kwh = excluded.battery_kwh, updated_ms = excluded.updated_ms",
-        params![v.id, v.label, v.plate, v.battery_kwh, crate::util::now_ms()],
+           battery_kwh = excluded.battery_kwh, kwh_per_km = excluded.kwh_per_km,
+           vehicle_type = excluded.vehicle_type, updated_ms = excluded.updated_ms",
+        params![v.id, v.label, v.plate, v.battery_kwh, v.kwh_per_km, v.vehicle_type, crate::util::now_ms()],
     )
+}
+
+const VEHICLE_SELECT: &str =
+    "SELECT id, label, plate, battery_kwh, kwh_per_km, vehicle_type FROM fleet_vehicles";
+
+fn vehicle_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Vehicle> {
+    Ok(Vehicle {
+        id: r.get(0)?,
+        label: r.get(1)?,
+        plate: r.get(2)?,
+        battery_kwh: r.get(3)?,
+        kwh_per_km: r.get(4)?,
+        vehicle_type: r.get(5)?,
+    })
 }
 
 fn load_all(store: &Store) -> Result<Vec<Vehicle>, StoreCallError> {
     store.read_blocking(|c| {
-        let mut st =
-            c.prepare("SELECT id, label, plate, battery_kwh FROM fleet_vehicles ORDER BY id")?;
-        let rows = st.query_map([], |r| {
-            Ok(Vehicle {
-                id: r.get(0)?,
-                label: r.get(1)?,
-                plate: r.get(2)?,
-                battery_kwh: r.get(3)?,
-            })
-        })?;
+        let mut st = c.prepare(&format!("{VEHICLE_SELECT} ORDER BY id"))?;
+        let rows = st.query_map([], vehicle_row)?;
         rows.collect()
     })
 }
@@ -279,6 +326,8 @@ fn load_all(store: &Store) -> Result<Vec<Vehicle>, StoreCallError> {
 pub struct FleetApi {
     store: Store,
     bus: Bus,
+    /// This process's automerge actor for the status records fleet edits.
+    actor: ActorId,
     vehicles: RwLock<HashMap<String, Vehicle>>,
     misses: RwLock<HashMap<String, Instant>>,
 }
@@ -294,6 +343,7 @@ impl FleetApi {
         Ok(FleetApi {
             store,
             bus,
+            actor: new_actor(Side::Depot),
             vehicles: RwLock::new(map),
             misses: RwLock::new(HashMap::new()),
         })
@@ -317,6 +367,11 @@ impl FleetApi {
                 Some(FieldValue::Int(x)) => *x as f64,
                 _ => 0.0,
             },
+            kwh_per_km: match f.get("kwh_per_km") {
+                Some(FieldValue::Float(x)) if *x > 0.0 && *x < 20.0 => Some(*x),
+                _ => None,
+            },
+            vehicle_type: text(f.get("vehicle_type")).filter(|t| super::auth::valid_id(t)),
         };
         if !(super::auth::valid_id(&v.id) && v.battery_kwh.is_finite() && v.battery_kwh > 0.0) {
             // Kept in the master document; the registry only takes usable vehicles.
@@ -352,16 +407,9 @@ impl FleetApi {
         let id_owned = id.to_string();
         let found = self.store.read_blocking(move |c| {
             c.query_row(
-                "SELECT id, label, plate, battery_kwh FROM fleet_vehicles WHERE id = ?1",
+                &format!("{VEHICLE_SELECT} WHERE id = ?1"),
                 params![id_owned],
-                |r| {
-                    Ok(Vehicle {
-                        id: r.get(0)?,
-                        label: r.get(1)?,
-                        plate: r.get(2)?,
-                        battery_kwh: r.get(3)?,
-                    })
-                },
+                vehicle_row,
             )
         });
         match found {
@@ -404,6 +452,45 @@ impl FleetApi {
                 v
             }
         }
+    }
+
+    /// Sets a vehicle's operational status (replicated record) and tells the bus.
+    pub async fn set_status(
+        &self,
+        vehicle_id: &str,
+        body: StatusBody,
+    ) -> Result<VehicleStatus, FleetError> {
+        let (actor, id) = (self.actor.clone(), vehicle_id.to_string());
+        let v = self
+            .store
+            .write(move |c| Ok(set_status(c, &actor, &id, &body)))
+            .await??;
+        self.bus.publish(Event::VehicleStatusChanged {
+            vehicle_id: vehicle_id.to_string(),
+            status: v.status.clone(),
+        });
+        Ok(v)
+    }
+
+    /// Every vehicle's operational status (vehicles never given one are absent).
+    pub async fn statuses(&self) -> Result<HashMap<String, VehicleStatus>, StoreCallError> {
+        self.store
+            .read(|c| {
+                let mut st = c.prepare_cached(
+                    "SELECT vehicle_id, status, note, set_by, updated_ms FROM fleet_vehicle_status",
+                )?;
+                let rows = st.query_map([], |r| {
+                    Ok(VehicleStatus {
+                        vehicle_id: r.get(0)?,
+                        status: r.get(1)?,
+                        note: r.get(2)?,
+                        set_by: r.get(3)?,
+                        updated_ms: r.get(4)?,
+                    })
+                })?;
+                rows.map(|r| r.map(|v| (v.vehicle_id.clone(), v))).collect()
+            })
+            .await
     }
 
     pub fn get(&self, id: &str) -> Option<Vehicle> {
@@ -456,8 +543,6 @@ struct AppState {
     api: Arc<FleetApi>,
     services: Services,
     store: Store,
-    /// This process's automerge actor for the records fleet edits.
-    actor: ActorId,
 }
 
 async fn get_vehicle_status(
@@ -484,13 +569,7 @@ async fn put_vehicle_status(
     body: Result<Json<StatusBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<VehicleStatus>, ApiError> {
     let Json(b) = body.map_err(ApiError::from_json_rejection)?;
-    let actor = s.actor.clone();
-    let result = s
-        .store
-        .write(move |c| Ok(set_status(c, &actor, &id, &b)))
-        .await
-        .map_err(ApiError::internal)?;
-    match result {
+    match s.api.set_status(&id, b).await {
         Ok(v) => Ok(Json(v)),
         Err(e @ FleetError::UnknownVehicle(_)) => Err(ApiError::not_found(e.to_string())),
         Err(e @ (FleetError::BadStatus(_) | FleetError::NoSetter)) => {
@@ -535,6 +614,8 @@ async fn put(
         label: b.label,
         plate: b.plate,
         battery_kwh: b.battery_kwh,
+        kwh_per_km: b.kwh_per_km,
+        vehicle_type: b.vehicle_type,
     };
     match s.api.upsert(v.clone()).await {
         Ok(()) => Ok(Json(v)),
@@ -549,6 +630,59 @@ struct VehicleBody {
     label: String,
     plate: Option<String>,
     battery_kwh: f64,
+    #[serde(default)]
+    kwh_per_km: Option<f64>,
+    #[serde(default)]
+    vehicle_type: Option<String>,
+}
+
+/// A critical fault takes a vehicle out of service (a dispatcher puts it back). The
+/// status record says why and syncs like any dispatcher's change.
+async fn take_faulty_out_of_service(
+    api: Arc<FleetApi>,
+    mut events: tokio::sync::broadcast::Receiver<Event>,
+    cancel: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        let ev = tokio::select! {
+            _ = cancel.cancelled() => return,
+            ev = events.recv() => ev,
+        };
+        let vehicle_id = match ev {
+            Ok(Event::FaultsChanged {
+                vehicle_id,
+                critical,
+                ..
+            }) if critical > 0 => vehicle_id,
+            Ok(_) => continue,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!(missed = n, "fleet fell behind the event bus");
+                continue;
+            }
+            Err(_) => return,
+        };
+        let current = api
+            .statuses()
+            .await
+            .ok()
+            .and_then(|m| m.get(&vehicle_id).and_then(|s| s.status.clone()));
+        if current.as_deref() == Some("out_of_service") {
+            continue;
+        }
+        let body = StatusBody {
+            status: "out_of_service".into(),
+            note: Some("critical fault reported by the vehicle".into()),
+            set_by: "telemetry".into(),
+        };
+        match api.set_status(&vehicle_id, body).await {
+            Ok(_) => {
+                tracing::warn!(vehicle = %vehicle_id, "critical fault: vehicle taken out of service")
+            }
+            Err(e) => {
+                tracing::error!(vehicle = %vehicle_id, error = %e, "could not take a faulty vehicle out of service")
+            }
+        }
+    }
 }
 
 pub struct FleetModule;
@@ -565,9 +699,8 @@ impl Module for FleetModule {
     }
     fn start(&self, ctx: &ModuleContext) -> Result<Started, ModuleError> {
         let api = Arc::new(FleetApi::new(ctx.store.clone(), ctx.bus.clone())?);
-        let actor = new_actor(Side::Depot);
         if let Some(appliers) = ctx.services.get::<super::sync::Appliers>() {
-            let a = actor.clone();
+            let a = api.actor.clone();
             appliers.register(
                 STATUS_RECORD,
                 Arc::new(
@@ -598,11 +731,12 @@ impl Module for FleetModule {
                 get(get_vehicle_status).put(put_vehicle_status),
             )
             .with_state(AppState {
-                api,
+                api: api.clone(),
                 services: ctx.services.clone(),
                 store: ctx.store.clone(),
-                actor,
             });
+        ctx.tracker
+            .spawn(take_faulty_out_of_service(api, ctx.bus.subscribe(), ctx.cancel.clone()));
         Ok(Started {
             routes: Some(routes),
         })

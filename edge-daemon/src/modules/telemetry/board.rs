@@ -12,13 +12,7 @@ use crate::util::now_ms;
 const PAGE: &str = include_str!("board.html");
 const SCRIPT: &str = include_str!("board.js");
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
-}
+use crate::util::esc;
 
 fn num(v: &serde_json::Value, key: &str) -> Option<f64> {
     v.get("sample")?.get(key)?.as_f64()

@@ -1,6 +1,9 @@
-//! auth module: device credentials (people and roles come with dispatch). Passwords are
-//! argon2id hashes in the encrypted store; the MQTT gate asks [`DeviceAuth`] who a
-//! connecting device is and which topic namespace it may use.
+//! auth module: device credentials and people. Passwords and PINs are argon2id hashes in
+//! the encrypted store; the MQTT gate asks [`DeviceAuth`] who a connecting device is and
+//! which topic namespace it may use; the pages and dispatch ask [`people::People`] who a
+//! person is (password, PIN, badge) and who is signed in.
+
+pub mod people;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -15,17 +18,34 @@ use super::{Module, ModuleContext, ModuleError, Started};
 use crate::store::migrate::Migration;
 use crate::store::{Store, StoreCallError};
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "devices",
-    sql: "CREATE TABLE auth_devices (
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "devices",
+        sql: "CREATE TABLE auth_devices (
             id TEXT PRIMARY KEY,
             kind TEXT NOT NULL,
             password_hash TEXT NOT NULL,
             created_ms INTEGER NOT NULL,
             disabled INTEGER NOT NULL DEFAULT 0
           );",
-}];
+    },
+    Migration {
+        version: 2,
+        name: "people",
+        sql: "CREATE TABLE auth_people (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            roles TEXT NOT NULL,
+            password_hash TEXT,
+            pin_hash TEXT,
+            badge_digest TEXT,
+            disabled INTEGER NOT NULL DEFAULT 0,
+            updated_ms INTEGER NOT NULL
+          );
+          CREATE UNIQUE INDEX auth_people_badge ON auth_people (badge_digest);",
+    },
+];
 
 /// What a device is, which decides its MQTT namespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -321,7 +341,20 @@ impl Module for AuthModule {
     fn start(&self, ctx: &ModuleContext) -> Result<Started, ModuleError> {
         ctx.services
             .provide(Arc::new(DeviceAuth::new(ctx.store.clone())));
+        let people = Arc::new(people::People::new(
+            ctx.store.clone(),
+            ctx.metrics.clone(),
+        ));
+        ctx.services.provide(people.clone());
         if let Some(appliers) = ctx.services.get::<super::sync::Appliers>() {
+            appliers.register(
+                people::PERSON_RECORD,
+                Arc::new(
+                    |tx: &rusqlite::Transaction<'_>, id: &str, changes: &[Vec<u8>]| {
+                        people::apply_master_person(tx, id, changes)
+                    },
+                ),
+            );
             appliers.register(
                 DEVICE_RECORD,
                 Arc::new(
@@ -331,7 +364,9 @@ impl Module for AuthModule {
                 ),
             );
         }
-        Ok(Started::default())
+        Ok(Started {
+            routes: Some(people::routes(people)),
+        })
     }
 }
 

@@ -1,0 +1,416 @@
+//! The planning API (admin): upload a GTFS timetable and follow its import, give a depot
+//! a plan (timetable, routes, rolling window) which is published at once as master data,
+//! define the depot's people with their offline credentials, and read back a depot's
+//! day as the depot recorded it (blocks, assignments, sign-ons, events).
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use garasi_sync_protocol::ids::valid_id;
+use garasi_sync_protocol::people;
+use garasi_sync_protocol::record::FieldValue;
+use serde::Deserialize;
+
+use crate::gtfs;
+use crate::http::{bad_request, require_admin, require_depot, ApiError, AppState};
+use crate::store::CloudStore;
+use crate::timetable::{self, ImportOutcome, Plan, PlanError};
+
+/// Largest timetable upload (a big city's zipped feed is well under this).
+const MAX_UPLOAD: usize = 512 * 1024 * 1024;
+/// Record type of a person (master data; the depot's auth module applies it).
+pub const PERSON_RECORD: &str = "person";
+
+impl From<PlanError> for ApiError {
+    fn from(e: PlanError) -> Self {
+        match e {
+            PlanError::Store(e) => e.into(),
+            PlanError::Materialise(e) => e.into(),
+            PlanError::NoTimetable(_) => ApiError(StatusCode::NOT_FOUND, e.to_string()),
+            PlanError::Broken(..) | PlanError::Record(_) => {
+                tracing::error!(error = %e, "publishing failed");
+                ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+            }
+            other => bad_request(other.to_string()),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct UploadQuery {
+    name: Option<String>,
+    /// Answer when the import has finished instead of at once.
+    #[serde(default)]
+    wait: bool,
+}
+
+/// `POST /api/v1/admin/timetables?name=..`: the body is the GTFS zip. The import runs in
+/// the background; the answer names where to follow it.
+async fn upload<S: CloudStore + 'static>(
+    State(s): State<AppState<S>>,
+    headers: HeaderMap,
+    Query(q): Query<UploadQuery>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    require_admin(&s, &headers)?;
+    if body.is_empty() {
+        return Err(bad_request(
+            "the request body must be the GTFS zip (Content-Type: application/zip)",
+        ));
+    }
+    let name = q.name.unwrap_or_else(|| "timetable".into());
+    if name.trim().is_empty() || name.len() > 200 {
+        return Err(bad_request("name must be 1-200 characters"));
+    }
+    let (id, progress) = s.timetables.start_import(&name);
+    let state = s.clone();
+    let task = tokio::spawn(async move {
+        let bytes = body.to_vec();
+        let p = progress.clone();
+        let parsed = tokio::task::spawn_blocking(move || {
+            let r = gtfs::import_zip_with(&bytes, Some(&p));
+            (r, bytes)
+        })
+        .await;
+        let outcome = match parsed {
+            Err(e) => ImportOutcome::Failed {
+                reason: format!("the import crashed: {e}"),
+            },
+            Ok((Err(gtfs::GtfsError::Unusable { reason, report }), _)) => {
+                ImportOutcome::Refused {
+                    reason,
+                    report: serde_json::to_value(&*report).unwrap_or_default(),
+                }
+            }
+            Ok((Err(e), _)) => ImportOutcome::Refused {
+                reason: e.to_string(),
+                report: serde_json::json!({}),
+            },
+            Ok((Ok((_, report)), bytes)) => {
+                let report = serde_json::to_value(&report).unwrap_or_default();
+                match state
+                    .store
+                    .save_timetable(&name, &bytes, &report.to_string())
+                    .await
+                {
+                    Ok(timetable) => {
+                        tracing::info!(timetable, name = %name, "timetable imported");
+                        ImportOutcome::Imported { timetable, report }
+                    }
+                    Err(e) => ImportOutcome::Failed {
+                        reason: format!("storing the timetable failed: {e}"),
+                    },
+                }
+            }
+        };
+        state.timetables.finish_import(id, outcome);
+    });
+    if q.wait {
+        let _ = task.await;
+        return Ok(import_view(&s, id)?.into_response());
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({
+            "import": id,
+            "status": format!("/api/v1/admin/imports/{id}"),
+        })),
+    )
+        .into_response())
+}
+
+fn import_view<S>(s: &AppState<S>, id: u64) -> Result<Json<serde_json::Value>, ApiError> {
+    let m = s
+        .timetables
+        .imports
+        .lock()
+        .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "lock poisoned".into()))?;
+    let job = m.get(&id).ok_or_else(|| {
+        ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no import {id} (this process keeps the last 100)"),
+        )
+    })?;
+    let (phase, done, total) = job.progress.snapshot();
+    let percent = if total > 0 {
+        (done as f64 * 100.0 / total as f64).min(100.0).round()
+    } else {
+        0.0
+    };
+    let mut v = serde_json::json!({
+        "import": id,
+        "name": job.name,
+        "phase": phase,
+        "bytes_parsed": done,
+        "bytes_total": total,
+        "percent": percent,
+    });
+    match &job.outcome {
+        None => v["state"] = "running".into(),
+        Some(o) => {
+            if let (Some(obj), Ok(serde_json::Value::Object(extra))) =
+                (v.as_object_mut(), serde_json::to_value(o))
+            {
+                obj.extend(extra);
+            }
+        }
+    }
+    Ok(Json(v))
+}
+
+async fn get_import<S: CloudStore>(
+    State(s): State<AppState<S>>,
+    headers: HeaderMap,
+    Path(id): Path<u64>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    require_admin(&s, &headers)?;
+    import_view(&s, id)
+}
+
+async fn list_timetables<S: CloudStore>(
+    State(s): State<AppState<S>>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    require_admin(&s, &headers)?;
+    let list: Vec<serde_json::Value> = s
+        .store
+        .timetables()
+        .await?
+        .into_iter()
+        .map(|t| {
+            serde_json::json!({
+                "id": t.id, "name": t.name, "created_ms": t.created_ms, "bytes": t.bytes,
+                "report": serde_json::from_str::<serde_json::Value>(&t.report_json).unwrap_or_default(),
+            })
+        })
+        .collect();
+    Ok(Json(serde_json::json!({ "timetables": list })))
+}
+
+/// `PUT /api/v1/admin/depots/{d}/plan`: checked against the timetable, stored, and
+/// published at once (the background publisher keeps the window rolling).
+async fn put_plan<S: CloudStore>(
+    State(s): State<AppState<S>>,
+    headers: HeaderMap,
+    Path(depot): Path<String>,
+    body: Result<Json<Plan>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    require_admin(&s, &headers)?;
+    let Json(plan) = body.map_err(|e| bad_request(format!("invalid plan: {}", e.body_text())))?;
+    require_depot(&s, &depot).await?;
+    let feed = s.timetables.feed(&*s.store, plan.timetable).await?;
+    timetable::check_plan(&plan, &feed)?;
+    let json = serde_json::to_string(&plan)
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    s.store.set_depot_plan(&depot, &json).await?;
+    let published = timetable::publish(
+        &*s.store,
+        &s.materialiser,
+        &s.actor,
+        &s.timetables,
+        &depot,
+        &plan,
+    )
+    .await?;
+    Ok(Json(
+        serde_json::json!({ "depot": depot, "plan": plan, "published": published }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PersonBody {
+    name: String,
+    roles: Vec<String>,
+    /// Set or replace the password (dispatchers, managers). Never stored in clear.
+    password: Option<String>,
+    /// Set or replace the PIN (drivers' tablets, with or without a badge).
+    pin: Option<String>,
+    /// Set or replace the badge number.
+    badge: Option<String>,
+    #[serde(default)]
+    disabled: bool,
+}
+
+/// `PUT /api/v1/admin/depots/{d}/people/{id}`: a person with depot roles and the
+/// credentials that work at the depot offline: argon2id hashes of the password and PIN
+/// and the digest of the badge (never the values themselves).
+async fn put_person<S: CloudStore>(
+    State(s): State<AppState<S>>,
+    headers: HeaderMap,
+    Path((depot, id)): Path<(String, String)>,
+    body: Result<Json<PersonBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    require_admin(&s, &headers)?;
+    let Json(p) = body.map_err(|e| bad_request(format!("invalid person: {}", e.body_text())))?;
+    let mut problems = Vec::new();
+    if !valid_id(&id) {
+        problems.push(format!(
+            "person id {id:?} is invalid: use 1-64 letters, digits, '-' or '_'"
+        ));
+    }
+    if p.name.trim().is_empty() {
+        problems.push("name must not be empty".to_string());
+    }
+    if p.roles.is_empty() || !p.roles.iter().all(|r| people::valid_role(r)) {
+        problems.push(format!(
+            "roles must be one or more of {}",
+            people::ROLES.join(", ")
+        ));
+    }
+    if p.password.as_ref().is_some_and(|pw| pw.chars().count() < 10) {
+        problems.push("a password needs at least 10 characters".into());
+    }
+    if p.pin.as_deref().is_some_and(|pin| !people::valid_pin(pin)) {
+        problems.push("a PIN is 4 to 8 digits".into());
+    }
+    if p.badge.as_deref().is_some_and(|b| !people::valid_badge(b)) {
+        problems.push("a badge number is 4-64 letters, digits or '-'".into());
+    }
+    if !problems.is_empty() {
+        return Err(bad_request(problems.join("; ")));
+    }
+    require_depot(&s, &depot).await?;
+    let hash = |secret: Option<String>| async move {
+        match secret {
+            None => Ok(None),
+            Some(sec) => tokio::task::spawn_blocking(move || {
+                crate::store::hash_person_secret(&sec)
+            })
+            .await
+            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+            .map(Some)
+            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e)),
+        }
+    };
+    let password_hash = hash(p.password).await?;
+    let pin_hash = hash(p.pin).await?;
+    let mut fields = vec![
+        ("name", FieldValue::Text(p.name.trim().to_string())),
+        ("roles", FieldValue::Text(p.roles.join(","))),
+        ("disabled", FieldValue::Bool(p.disabled)),
+    ];
+    if let Some(h) = password_hash {
+        fields.push(("password_hash", FieldValue::Text(h)));
+    }
+    if let Some(h) = pin_hash {
+        fields.push(("pin_hash", FieldValue::Text(h)));
+    }
+    if let Some(b) = &p.badge {
+        fields.push(("badge_digest", FieldValue::Text(people::badge_digest(b))));
+    }
+    let edit = timetable::Edit {
+        record_type: PERSON_RECORD,
+        record_id: id.clone(),
+        fields,
+    };
+    timetable::apply_edits(&*s.store, &s.materialiser, &s.actor, &depot, &[edit]).await?;
+    Ok(Json(serde_json::json!({
+        "id": id,
+        "roles": p.roles,
+        "disabled": p.disabled,
+    })))
+}
+
+/// `GET /api/v1/admin/depots/{d}/days/{date}`: the depot's day as it synced up: each
+/// block of the date with its assignment, and the day's sign-ons and events.
+async fn day<S: CloudStore>(
+    State(s): State<AppState<S>>,
+    headers: HeaderMap,
+    Path((depot, date)): Path<(String, String)>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    require_admin(&s, &headers)?;
+    if date.parse::<jiff::civil::Date>().is_err() {
+        return Err(bad_request(format!(
+            "date {date:?} is not a date: use YYYY-MM-DD"
+        )));
+    }
+    require_depot(&s, &depot).await?;
+    s.materialiser.catch_up().await?;
+    let of_day = |rows: Vec<(String, String)>| -> Vec<(String, serde_json::Value)> {
+        rows.into_iter()
+            .filter_map(|(id, f)| {
+                let v: serde_json::Value = serde_json::from_str(&f).ok()?;
+                (v["service_date"] == date.as_str()).then_some((id, v))
+            })
+            .collect()
+    };
+    let blocks = of_day(s.store.list_records(&depot, timetable::BLOCK_RECORD).await?);
+    let assignments: std::collections::HashMap<String, serde_json::Value> =
+        of_day(s.store.list_records(&depot, "assignment").await?)
+            .into_iter()
+            .collect();
+    let signons = of_day(s.store.list_records(&depot, "signon").await?);
+    let mut events = of_day(s.store.list_records(&depot, "dispatch_event").await?);
+    events.sort_by_key(|(_, v)| v["at_ms"].as_i64().unwrap_or(0));
+    let blocks: Vec<serde_json::Value> = blocks
+        .into_iter()
+        .map(|(id, mut b)| {
+            if let Some(obj) = b.as_object_mut() {
+                obj.remove("trips");
+            }
+            serde_json::json!({
+                "record_id": id,
+                "block": b,
+                "assignment": assignments.get(&id),
+            })
+        })
+        .collect();
+    let pack = |v: Vec<(String, serde_json::Value)>| -> Vec<serde_json::Value> {
+        v.into_iter()
+            .map(|(id, f)| serde_json::json!({ "record_id": id, "fields": f }))
+            .collect()
+    };
+    Ok(Json(serde_json::json!({
+        "depot": depot,
+        "date": date,
+        "blocks": blocks,
+        "signons": pack(signons),
+        "events": pack(events),
+    })))
+}
+
+pub fn routes<S: CloudStore + 'static>() -> Router<AppState<S>> {
+    Router::new()
+        .route(
+            "/api/v1/admin/timetables",
+            post(upload::<S>)
+                .get(list_timetables::<S>)
+                .layer(DefaultBodyLimit::max(MAX_UPLOAD)),
+        )
+        .route("/api/v1/admin/imports/{id}", get(get_import::<S>))
+        .route("/api/v1/admin/depots/{depot}/plan", put(put_plan::<S>))
+        .route(
+            "/api/v1/admin/depots/{depot}/people/{id}",
+            put(put_person::<S>),
+        )
+        .route("/api/v1/admin/depots/{depot}/days/{date}", get(day::<S>))
+}
+
+/// Keeps every depot's rolling window published (the day moves on at midnight in each
+/// feed's time zone); runs until `cancel`.
+pub async fn publisher<S: CloudStore + 'static>(
+    state: AppState<S>,
+    every: std::time::Duration,
+    cancel: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        if let Err(e) = timetable::publish_all(
+            &*state.store,
+            &state.materialiser,
+            &state.actor,
+            &state.timetables,
+        )
+        .await
+        {
+            tracing::error!(error = %e, "publisher: reading depot plans failed");
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+}
