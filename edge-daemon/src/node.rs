@@ -55,6 +55,7 @@ pub fn all_modules() -> Vec<Box<dyn Module>> {
         Box::new(SyncModule),
         Box::new(FleetModule),
         Box::new(TelemetryModule),
+        Box::new(crate::modules::dispatch::DispatchModule),
     ]
 }
 

@@ -3,6 +3,7 @@
 //! and tracker, stop in reverse order. See `modules/TEMPLATE.md` for adding one.
 
 pub mod auth;
+pub mod dispatch;
 pub mod fleet;
 pub mod sync;
 pub mod telemetry;
