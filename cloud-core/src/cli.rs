@@ -157,11 +157,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 },
         } => gtfs_check(&file, date, min_layover_s),
         Cmd::Gtfs {
-            cmd: GtfsCmd::Import {
-                database,
-                file,
-                name,
-            },
+            cmd:
+                GtfsCmd::Import {
+                    database,
+                    file,
+                    name,
+                },
         } => {
             let name = name.unwrap_or_else(|| {
                 file.file_name()

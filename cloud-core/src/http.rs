@@ -252,7 +252,10 @@ async fn edit_record<S: CloudStore>(
     Ok(record)
 }
 
-pub(crate) async fn require_depot<S: CloudStore>(s: &AppState<S>, depot: &str) -> Result<(), ApiError> {
+pub(crate) async fn require_depot<S: CloudStore>(
+    s: &AppState<S>,
+    depot: &str,
+) -> Result<(), ApiError> {
     if s.store.depots().await?.iter().any(|d| d.id == depot) {
         Ok(())
     } else {
@@ -623,11 +626,15 @@ async fn put_vehicle<S: CloudStore>(
         ("battery_kwh", FieldValue::Float(v.battery_kwh)),
         (
             "kwh_per_km",
-            v.kwh_per_km.map(FieldValue::Float).unwrap_or(FieldValue::Null),
+            v.kwh_per_km
+                .map(FieldValue::Float)
+                .unwrap_or(FieldValue::Null),
         ),
         (
             "vehicle_type",
-            v.vehicle_type.map(FieldValue::Text).unwrap_or(FieldValue::Null),
+            v.vehicle_type
+                .map(FieldValue::Text)
+                .unwrap_or(FieldValue::Null),
         ),
     ];
     let record = edit_record(&s, &depot, "vehicle", &id, &fields).await?;

@@ -79,12 +79,10 @@ async fn upload<S: CloudStore + 'static>(
             Err(e) => ImportOutcome::Failed {
                 reason: format!("the import crashed: {e}"),
             },
-            Ok((Err(gtfs::GtfsError::Unusable { reason, report }), _)) => {
-                ImportOutcome::Refused {
-                    reason,
-                    report: serde_json::to_value(&*report).unwrap_or_default(),
-                }
-            }
+            Ok((Err(gtfs::GtfsError::Unusable { reason, report }), _)) => ImportOutcome::Refused {
+                reason,
+                report: serde_json::to_value(&*report).unwrap_or_default(),
+            },
             Ok((Err(e), _)) => ImportOutcome::Refused {
                 reason: e.to_string(),
                 report: serde_json::json!({}),
@@ -261,7 +259,10 @@ async fn put_person<S: CloudStore>(
             people::ROLES.join(", ")
         ));
     }
-    if p.password.as_ref().is_some_and(|pw| pw.chars().count() < 10) {
+    if p.password
+        .as_ref()
+        .is_some_and(|pw| pw.chars().count() < 10)
+    {
         problems.push("a password needs at least 10 characters".into());
     }
     if p.pin.as_deref().is_some_and(|pin| !people::valid_pin(pin)) {
@@ -277,13 +278,13 @@ async fn put_person<S: CloudStore>(
     let hash = |secret: Option<String>| async move {
         match secret {
             None => Ok(None),
-            Some(sec) => tokio::task::spawn_blocking(move || {
-                crate::store::hash_person_secret(&sec)
-            })
-            .await
-            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-            .map(Some)
-            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e)),
+            Some(sec) => {
+                tokio::task::spawn_blocking(move || crate::store::hash_person_secret(&sec))
+                    .await
+                    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+                    .map(Some)
+                    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))
+            }
         }
     };
     let password_hash = hash(p.password).await?;
@@ -338,7 +339,11 @@ async fn day<S: CloudStore>(
             })
             .collect()
     };
-    let blocks = of_day(s.store.list_records(&depot, timetable::BLOCK_RECORD).await?);
+    let blocks = of_day(
+        s.store
+            .list_records(&depot, timetable::BLOCK_RECORD)
+            .await?,
+    );
     let assignments: std::collections::HashMap<String, serde_json::Value> =
         of_day(s.store.list_records(&depot, "assignment").await?)
             .into_iter()

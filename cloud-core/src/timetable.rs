@@ -40,7 +40,9 @@ pub enum PlanError {
     NoRoutes,
     #[error("window_days {0} is out of range: use 0 to {MAX_WINDOW_DAYS}")]
     Window(u32),
-    #[error("time zone {0:?} is unknown: give an IANA name such as Asia/Jakarta in the plan's timezone")]
+    #[error(
+        "time zone {0:?} is unknown: give an IANA name such as Asia/Jakarta in the plan's timezone"
+    )]
     TimeZone(String),
     #[error("the timetable names no agency_timezone: give one in the plan's timezone")]
     NoTimeZone,
@@ -260,7 +262,10 @@ pub fn plan_records(
                 .iter()
                 .filter_map(|id| feed.trips.get(id).map(|&i| &feed.feed.trips[i]))
                 .collect();
-            if !trips.iter().any(|t| routes.contains_key(t.route_id.as_str())) {
+            if !trips
+                .iter()
+                .any(|t| routes.contains_key(t.route_id.as_str()))
+            {
                 continue;
             }
             let mut km = 0.0;
@@ -489,7 +494,11 @@ impl Timetables {
     }
 
     /// The parsed timetable `id` (parsed from the stored zip on first use).
-    pub async fn feed<S: CloudStore>(&self, store: &S, id: i64) -> Result<Arc<Prepared>, PlanError> {
+    pub async fn feed<S: CloudStore>(
+        &self,
+        store: &S,
+        id: i64,
+    ) -> Result<Arc<Prepared>, PlanError> {
         if let Some(f) = self.feeds.lock().ok().and_then(|m| m.get(&id).cloned()) {
             return Ok(f);
         }
@@ -538,10 +547,9 @@ pub async fn publish<S: CloudStore>(
         .filter_map(|d| today.checked_add(jiff::Span::new().days(d)).ok())
         .collect();
     let (plan2, feed2, tz2, dates2) = (plan.clone(), feed.clone(), tz.clone(), dates.clone());
-    let edits =
-        tokio::task::spawn_blocking(move || plan_records(&plan2, &feed2, &tz2, &dates2))
-            .await
-            .map_err(|e| PlanError::Record(e.to_string()))?;
+    let edits = tokio::task::spawn_blocking(move || plan_records(&plan2, &feed2, &tz2, &dates2))
+        .await
+        .map_err(|e| PlanError::Record(e.to_string()))?;
     let count = |t: &str| edits.iter().filter(|e| e.record_type == t).count();
     let out = Published {
         dates: dates.iter().map(|d| d.to_string()).collect(),
@@ -574,7 +582,9 @@ pub async fn publish_all<S: CloudStore>(
                 tracing::info!(depot = %depot, blocks = p.blocks, changed = p.changed, "published the depot's rolling window")
             }
             Ok(_) => {}
-            Err(e) => tracing::error!(depot = %depot, error = %e, "publishing the depot's plan failed"),
+            Err(e) => {
+                tracing::error!(depot = %depot, error = %e, "publishing the depot's plan failed")
+            }
         }
     }
     Ok(())
@@ -589,7 +599,11 @@ mod tests {
         assert_eq!(record_id("stop-", "S1"), "stop-S1");
         let odd = record_id("stop-", "Main St / 3rd");
         assert!(valid_id(&odd), "{odd}");
-        assert_ne!(odd, record_id("stop-", "Main St _ 3rd"), "digest keeps them apart");
+        assert_ne!(
+            odd,
+            record_id("stop-", "Main St _ 3rd"),
+            "digest keeps them apart"
+        );
         let long = record_id("20260101-", &"x".repeat(200));
         assert!(valid_id(&long), "{long}");
     }
@@ -599,12 +613,16 @@ mod tests {
         let tz = jiff::tz::TimeZone::get("America/Los_Angeles").unwrap();
         let d = jiff::civil::date(2026, 3, 8); // DST starts at 02:00
         let t = at(d, 8 * 3600, &tz);
-        let z = jiff::Timestamp::from_millisecond(t).unwrap().to_zoned(tz.clone());
+        let z = jiff::Timestamp::from_millisecond(t)
+            .unwrap()
+            .to_zoned(tz.clone());
         // Noon-minus-12h: times after the 02:00 jump are on the clock as written.
         assert_eq!((z.hour(), z.minute()), (8, 0));
         let utc = jiff::tz::TimeZone::UTC;
         let late = at(jiff::civil::date(2026, 1, 1), 25 * 3600, &utc);
-        let z = jiff::Timestamp::from_millisecond(late).unwrap().to_zoned(utc);
+        let z = jiff::Timestamp::from_millisecond(late)
+            .unwrap()
+            .to_zoned(utc);
         assert_eq!((z.day(), z.hour()), (2, 1), "25:00 is 01:00 the next day");
     }
 

@@ -280,7 +280,10 @@ mod cases {
 
     pub async fn timetables_and_depot_plans_round_trip<S: CloudStore + 'static>(s: &Arc<S>) {
         let zip = vec![0x50, 0x4b, 3, 4, 0, 255, 7];
-        let t1 = s.save_timetable("spring", &zip, "{\"ok\":1}").await.unwrap();
+        let t1 = s
+            .save_timetable("spring", &zip, "{\"ok\":1}")
+            .await
+            .unwrap();
         let t2 = s.save_timetable("summer", b"PK", "{}").await.unwrap();
         assert!(t2 > t1, "ids grow");
         let list = s.timetables().await.unwrap();

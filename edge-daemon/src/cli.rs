@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::config::{Settings, EXIT_CONFIG};
-use crate::modules::{auth, fleet};
+use crate::modules::{auth, dispatch, fleet};
 use crate::node::{self, Node};
 use crate::sim;
 use crate::store::{self, DataDir, Store};
@@ -80,10 +80,69 @@ enum Cmd {
         #[arg(long)]
         ca_file: Option<PathBuf>,
     },
+    /// Manage people at a depot that is not enrolled with a cloud (an enrolled depot
+    /// gets its people from the cloud).
+    Person {
+        #[command(subcommand)]
+        cmd: PersonCmd,
+    },
+    /// Dispatch data for a depot without a cloud.
+    Dispatch {
+        #[command(subcommand)]
+        cmd: DispatchCmd,
+    },
     /// Database maintenance.
     Db {
         #[command(subcommand)]
         cmd: DbCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum PersonCmd {
+    /// Add or update a person. Secrets come from the environment, never the command line.
+    Add {
+        #[arg(long, env = "GARASI_DATA_DIR")]
+        data_dir: PathBuf,
+        #[arg(long, env = "GARASI_DB_KEY_FILE")]
+        key_file: Option<PathBuf>,
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        name: String,
+        /// Comma-separated: dispatcher, driver, mechanic, depot_manager.
+        #[arg(long, value_delimiter = ',')]
+        roles: Vec<String>,
+        /// Badge number (barcode or RFID UID).
+        #[arg(long)]
+        badge: Option<String>,
+        /// Password (dispatchers, managers), at least 10 characters.
+        #[arg(
+            long = "password-from-env",
+            env = "GARASI_PERSON_PASSWORD",
+            hide_env_values = true
+        )]
+        password: Option<String>,
+        /// PIN (drivers), 4-8 digits.
+        #[arg(
+            long = "pin-from-env",
+            env = "GARASI_PERSON_PIN",
+            hide_env_values = true
+        )]
+        pin: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum DispatchCmd {
+    /// Import blocks from a JSON file (an array of blocks, see README "Dispatch").
+    ImportBlocks {
+        #[arg(long, env = "GARASI_DATA_DIR")]
+        data_dir: PathBuf,
+        #[arg(long, env = "GARASI_DB_KEY_FILE")]
+        key_file: Option<PathBuf>,
+        #[arg(long)]
+        file: PathBuf,
     },
 }
 
@@ -210,6 +269,58 @@ pub fn main() -> ExitCode {
             &token,
             ca_file.as_deref(),
         ),
+        Cmd::Person {
+            cmd:
+                PersonCmd::Add {
+                    data_dir,
+                    key_file,
+                    id,
+                    name,
+                    roles,
+                    badge,
+                    password,
+                    pin,
+                },
+        } => open_migrated(&data_dir, key_file.as_deref()).and_then(|store| {
+            auth::people::upsert_local(
+                &store,
+                &auth::people::NewPerson {
+                    id: &id,
+                    name: &name,
+                    roles: &roles,
+                    password: password.as_deref(),
+                    pin: pin.as_deref(),
+                    badge: badge.as_deref(),
+                },
+            )
+            .map_err(anyhow::Error::msg)?;
+            println!("person {id} saved");
+            Ok(())
+        }),
+        Cmd::Dispatch {
+            cmd:
+                DispatchCmd::ImportBlocks {
+                    data_dir,
+                    key_file,
+                    file,
+                },
+        } => (|| {
+            let store = open_migrated(&data_dir, key_file.as_deref())?;
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let blocks: Vec<dispatch::LocalBlock> = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a JSON array of blocks", file.display()))?;
+            for b in &blocks {
+                anyhow::ensure!(
+                    auth::valid_id(&b.id) && b.service_date.parse::<jiff::civil::Date>().is_ok(),
+                    "block {:?}: id must be 1-64 letters, digits, '-' or '_' and service_date YYYY-MM-DD",
+                    b.id
+                );
+            }
+            let n = dispatch::import_local_blocks(&store, &blocks)?;
+            println!("{n} blocks imported");
+            Ok(())
+        })(),
         Cmd::Db {
             cmd: DbCmd::Rekey { data_dir, key_file },
         } => DataDir::new(&data_dir, key_file.as_deref())
@@ -327,6 +438,11 @@ async fn run(cfg: crate::config::Config, demo: Option<(usize, f64)>) -> anyhow::
             .get::<fleet::FleetApi>()
             .context("the demo needs the fleet module")?;
         let buses = demo_fleet(&node.store, &fleet, n).await?;
+        let dispatch = node
+            .services
+            .get::<dispatch::Dispatch>()
+            .context("the demo needs the dispatch module")?;
+        let sign_ins = demo_dispatch(&node.store, &dispatch, n).await?;
         sim::spawn(
             buses,
             sim::SimOptions {
@@ -339,8 +455,9 @@ async fn run(cfg: crate::config::Config, demo: Option<(usize, f64)>) -> anyhow::
             &sim_tasks,
         );
         println!(
-            "\n  Garasi demo depot is running: open http://{}/  (Ctrl-C to stop)\n",
-            node.http_addr
+            "\n  Garasi demo depot is running: open http://{addr}/  (Ctrl-C to stop)\n  \
+             Dispatch board: http://{addr}/dispatch  sign in as {sign_ins}\n",
+            addr = node.http_addr
         );
     }
     stop.cancelled().await;
@@ -353,6 +470,120 @@ async fn run(cfg: crate::config::Config, demo: Option<(usize, f64)>) -> anyhow::
         tracing::warn!("grace period ran out; some work may not have been committed");
     }
     Ok(())
+}
+
+/// The demo's people and blocks: a dispatcher with a fresh random password and drivers
+/// with fresh PINs (printed once, on the terminal, never logged), and today's and
+/// tomorrow's blocks for half the buses.
+async fn demo_dispatch(
+    store: &Store,
+    d: &dispatch::Dispatch,
+    buses: usize,
+) -> anyhow::Result<String> {
+    use rand::Rng;
+    let password = format!("demo-{:016x}", rand::rng().random::<u64>());
+    let drivers = (buses / 2).max(1);
+    let pins: Vec<String> = (0..drivers)
+        .map(|_| format!("{:04}", rand::rng().random_range(0..10_000)))
+        .collect();
+    let (store2, pw, pins2) = (store.clone(), password.clone(), pins.clone());
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let roles = vec!["dispatcher".to_string(), "depot_manager".to_string()];
+        auth::people::upsert_local(
+            &store2,
+            &auth::people::NewPerson {
+                id: "dispatcher",
+                name: "Demo Dispatcher",
+                roles: &roles,
+                password: Some(&pw),
+                pin: None,
+                badge: None,
+            },
+        )
+        .map_err(anyhow::Error::msg)?;
+        let roles = vec!["driver".to_string()];
+        for (i, pin) in pins2.iter().enumerate() {
+            let (id, badge) = (format!("d-{:03}", i + 1), format!("BADGE{:04}", i + 1));
+            auth::people::upsert_local(
+                &store2,
+                &auth::people::NewPerson {
+                    id: &id,
+                    name: &format!("Driver {}", i + 1),
+                    roles: &roles,
+                    password: None,
+                    pin: Some(pin),
+                    badge: Some(&badge),
+                },
+            )
+            .map_err(anyhow::Error::msg)?;
+        }
+        Ok(())
+    })
+    .await??;
+    let now = crate::util::now_ms();
+    let mut blocks = Vec::new();
+    for day in 0..2 {
+        let date = d.date_at(now + day * 86_400_000);
+        let midnight = date
+            .parse::<jiff::civil::Date>()
+            .ok()
+            .and_then(|dt| dt.to_zoned(d.timezone()).ok())
+            .map(|z| z.timestamp().as_millisecond())
+            .unwrap_or(now);
+        for b in 0..drivers {
+            let start = midnight + (5 * 60 + (b as i64 % 12) * 15) * 60_000;
+            let trips: Vec<dispatch::plan::Trip> = (0..4)
+                .map(|k| {
+                    let s = start + 10 * 60_000 + k * 70 * 60_000;
+                    let fmt = |ms: i64| {
+                        let m = (ms - midnight) / 60_000;
+                        format!("{:02}:{:02}:00", m / 60, m % 60)
+                    };
+                    dispatch::plan::Trip {
+                        trip: format!("T{}-{}", b + 1, k + 1),
+                        route: format!("D{}", b % 3 + 1),
+                        headsign: None,
+                        start: fmt(s),
+                        end: fmt(s + 60 * 60_000),
+                        start_ms: s,
+                        end_ms: s + 60 * 60_000,
+                        from: if k % 2 == 0 {
+                            "Depot Gate"
+                        } else {
+                            "Terminal Kota"
+                        }
+                        .into(),
+                        to: if k % 2 == 0 {
+                            "Terminal Kota"
+                        } else {
+                            "Depot Gate"
+                        }
+                        .into(),
+                        km: 25.0 + (b % 4) as f64 * 8.0,
+                    }
+                })
+                .collect();
+            let end = trips.last().map_or(start, |t| t.end_ms) + 10 * 60_000;
+            blocks.push(dispatch::LocalBlock {
+                id: format!("{}-B{:02}", date.replace('-', ""), b + 1),
+                service_date: date.clone(),
+                block: format!("B{:02}", b + 1),
+                routes: format!("D{}", b % 3 + 1),
+                pull_out_ms: start,
+                pull_in_ms: end,
+                distance_km: trips.iter().map(|t| t.km).sum(),
+                vehicle_type: (b % 5 == 4).then(|| "18m".to_string()),
+                trips,
+            });
+        }
+    }
+    let store2 = store.clone();
+    tokio::task::spawn_blocking(move || dispatch::import_local_blocks(&store2, &blocks)).await??;
+    Ok(format!(
+        "dispatcher / {password}; drivers d-001.. with PINs {} (badges BADGE0001..)",
+        pins.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
+            + if pins.len() > 3 { ", ..." } else { "" }
+    ))
 }
 
 /// Registers the demo's vehicles and (re)issues their device credentials.

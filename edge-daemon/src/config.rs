@@ -175,13 +175,17 @@ pub struct Settings {
     #[arg(long, env = "GARASI_TELEMETRY_ROLLUP_RETENTION_DAYS")]
     pub telemetry_rollup_retention_days: Option<String>,
     /// Depot yard geofence "LAT,LON,RADIUS_M": leaving it is a pull-out, entering a pull-in.
-    #[arg(long, env = "GARASI_DEPOT_GEOFENCE")]
+    #[arg(long, env = "GARASI_DEPOT_GEOFENCE", allow_hyphen_values = true)]
     pub depot_geofence: Option<String>,
     /// IANA time zone of the depot, e.g. Asia/Jakarta [default: the system's].
     #[arg(long, env = "GARASI_DEPOT_TIMEZONE")]
     pub depot_timezone: Option<String>,
     /// Serial line of a badge reader (repeatable), e.g. /dev/ttyUSB0.
-    #[arg(long = "badge-reader", env = "GARASI_BADGE_READERS", value_delimiter = ',')]
+    #[arg(
+        long = "badge-reader",
+        env = "GARASI_BADGE_READERS",
+        value_delimiter = ','
+    )]
     pub badge_reader: Vec<PathBuf>,
     /// Battery reserve kept on every block, % of capacity [default: 10].
     #[arg(long, env = "GARASI_DISPATCH_RESERVE_PCT")]
@@ -511,14 +515,24 @@ impl Settings {
 
 fn dispatch_config(c: &mut Collect, s: &Settings, f: &FileDispatch) -> DispatchConfig {
     let d = crate::modules::dispatch::plan::Params::default();
-    let reserve_pct = c.pick("--dispatch-reserve-pct", &s.dispatch_reserve_pct, f.reserve_pct, d.reserve_pct);
+    let reserve_pct = c.pick(
+        "--dispatch-reserve-pct",
+        &s.dispatch_reserve_pct,
+        f.reserve_pct,
+        d.reserve_pct,
+    );
     let default_kwh_per_km = c.pick(
         "--dispatch-default-kwh-per-km",
         &s.dispatch_default_kwh_per_km,
         f.default_kwh_per_km,
         d.default_kwh_per_km,
     );
-    let charger_kw = c.pick("--dispatch-charger-kw", &s.dispatch_charger_kw, f.charger_kw, d.charger_kw);
+    let charger_kw = c.pick(
+        "--dispatch-charger-kw",
+        &s.dispatch_charger_kw,
+        f.charger_kw,
+        d.charger_kw,
+    );
     let grace_min: f64 = c.pick(
         "--dispatch-late-grace-min",
         &s.dispatch_late_grace_min,
@@ -531,21 +545,31 @@ fn dispatch_config(c: &mut Collect, s: &Settings, f: &FileDispatch) -> DispatchC
         f.max_driver_hours,
         d.max_driver_ms as f64 / 3_600_000.0,
     );
-    let signon_min = f.signon_before_min.unwrap_or(d.signon_before_ms as f64 / 60_000.0);
+    let signon_min = f
+        .signon_before_min
+        .unwrap_or(d.signon_before_ms as f64 / 60_000.0);
     if !(0.0..=50.0).contains(&reserve_pct) {
-        c.0.push(format!("dispatch reserve {reserve_pct}% is out of range: use 0 to 50"));
+        c.0.push(format!(
+            "dispatch reserve {reserve_pct}% is out of range: use 0 to 50"
+        ));
     }
     if !(default_kwh_per_km > 0.0 && default_kwh_per_km < 20.0) {
-        c.0.push(format!("dispatch default kWh/km {default_kwh_per_km} is out of range: use 0 to 20"));
+        c.0.push(format!(
+            "dispatch default kWh/km {default_kwh_per_km} is out of range: use 0 to 20"
+        ));
     }
     if !(0.0..=1000.0).contains(&charger_kw) {
-        c.0.push(format!("dispatch charger power {charger_kw} kW is out of range: use 0 to 1000"));
+        c.0.push(format!(
+            "dispatch charger power {charger_kw} kW is out of range: use 0 to 1000"
+        ));
     }
     if !(0.0..=240.0).contains(&grace_min) || !(0.0..=240.0).contains(&signon_min) {
         c.0.push("dispatch late grace and sign-on lead must be 0 to 240 minutes".into());
     }
     if !(1.0..=24.0).contains(&max_hours) {
-        c.0.push(format!("dispatch max driver hours {max_hours} is out of range: use 1 to 24"));
+        c.0.push(format!(
+            "dispatch max driver hours {max_hours} is out of range: use 1 to 24"
+        ));
     }
     let geofence = match s.depot_geofence.as_ref().or(f.geofence.as_ref()) {
         None => None,
@@ -553,7 +577,9 @@ fn dispatch_config(c: &mut Collect, s: &Settings, f: &FileDispatch) -> DispatchC
             let parts: Vec<Option<f64>> = raw.split(',').map(|p| p.trim().parse().ok()).collect();
             match parts.as_slice() {
                 [Some(lat), Some(lon), Some(r)]
-                    if (-90.0..=90.0).contains(lat) && (-180.0..=180.0).contains(lon) && *r > 0.0 =>
+                    if (-90.0..=90.0).contains(lat)
+                        && (-180.0..=180.0).contains(lon)
+                        && *r > 0.0 =>
                 {
                     Some((*lat, *lon, *r))
                 }
@@ -575,7 +601,12 @@ fn dispatch_config(c: &mut Collect, s: &Settings, f: &FileDispatch) -> DispatchC
         }
     }
     let mut badge_readers = f.badge_readers.clone().unwrap_or_default();
-    badge_readers.extend(s.badge_reader.iter().filter(|p| !p.as_os_str().is_empty()).cloned());
+    badge_readers.extend(
+        s.badge_reader
+            .iter()
+            .filter(|p| !p.as_os_str().is_empty())
+            .cloned(),
+    );
     DispatchConfig {
         params: crate::modules::dispatch::plan::Params {
             reserve_pct,

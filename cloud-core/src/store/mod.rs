@@ -249,7 +249,8 @@ pub trait CloudStore: Send + Sync {
         plan_json: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Every depot's plan: (depot, plan JSON), by depot.
-    fn depot_plans(&self) -> impl Future<Output = Result<Vec<(String, String)>, StoreError>> + Send;
+    fn depot_plans(&self)
+        -> impl Future<Output = Result<Vec<(String, String)>, StoreError>> + Send;
 }
 
 /// Tokens and secrets are 256-bit random values; only their hashes are stored. A fast

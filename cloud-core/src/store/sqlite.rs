@@ -303,9 +303,11 @@ impl CloudStore for SqliteStore {
 
     async fn timetable_zip(&self, id: i64) -> Result<Option<Vec<u8>>, StoreError> {
         self.call(move |c| {
-            Ok(c.query_row("SELECT zip FROM timetables WHERE id = ?1", params![id], |r| {
-                r.get(0)
-            })
+            Ok(c.query_row(
+                "SELECT zip FROM timetables WHERE id = ?1",
+                params![id],
+                |r| r.get(0),
+            )
             .optional()?)
         })
         .await

@@ -735,8 +735,11 @@ impl Module for FleetModule {
                 services: ctx.services.clone(),
                 store: ctx.store.clone(),
             });
-        ctx.tracker
-            .spawn(take_faulty_out_of_service(api, ctx.bus.subscribe(), ctx.cancel.clone()));
+        ctx.tracker.spawn(take_faulty_out_of_service(
+            api,
+            ctx.bus.subscribe(),
+            ctx.cancel.clone(),
+        ));
         Ok(Started {
             routes: Some(routes),
         })

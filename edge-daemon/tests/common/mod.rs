@@ -348,3 +348,58 @@ pub fn open_db(dir: &Path) -> rusqlite::Connection {
         .open(garasi_edge::store::Role::Reader)
         .expect("open db")
 }
+
+/// chromedriver, killed when dropped.
+pub struct Driver(pub Child);
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A headless Debian Chromium session through chromedriver on `port`.
+pub async fn chrome(port: u16) -> thirtyfour::WebDriver {
+    let mut caps = thirtyfour::DesiredCapabilities::chrome();
+    thirtyfour::ChromiumLikeCapabilities::set_binary(&mut caps, "/usr/bin/chromium").unwrap();
+    for arg in [
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=1280,900",
+    ] {
+        thirtyfour::ChromiumLikeCapabilities::add_arg(&mut caps, arg).unwrap();
+    }
+    let url = format!("http://127.0.0.1:{port}");
+    for _ in 0..100 {
+        if let Ok(d) = thirtyfour::WebDriver::new(&url, caps.clone()).await {
+            return d;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("chromedriver did not start");
+}
+
+/// Starts chromedriver on a free port and opens a browser session.
+pub async fn browser() -> (Driver, thirtyfour::WebDriver) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let driver = Driver(
+        Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let d = chrome(port).await;
+    (driver, d)
+}

@@ -344,6 +344,8 @@ pub struct EdgeProc {
     pub http_port: u16,
     pub mqtt_port: u16,
     mqtt5_port: u16,
+    /// More `run` flags (dispatch settings, badge readers).
+    pub extra: Vec<String>,
 }
 
 impl EdgeProc {
@@ -353,6 +355,17 @@ impl EdgeProc {
 
     /// init + enroll with the CLI, then start.
     pub fn enroll_and_start(dir: &Path, cloud_url: &str, token: &str, ca_pem: &str) -> EdgeProc {
+        Self::enroll_and_start_with(dir, cloud_url, token, ca_pem, &[])
+    }
+
+    /// [`Self::enroll_and_start`] with more `run` flags.
+    pub fn enroll_and_start_with(
+        dir: &Path,
+        cloud_url: &str,
+        token: &str,
+        ca_pem: &str,
+        extra: &[&str],
+    ) -> EdgeProc {
         let d = dir.display().to_string();
         run_cli(Self::bin(), &["init", "--data-dir", &d]);
         let ca = dir.join("cloud-ca.pem");
@@ -377,13 +390,14 @@ impl EdgeProc {
             http_port: free_port(),
             mqtt_port: free_port(),
             mqtt5_port: free_port(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
         };
         e.restart();
         e
     }
 
     pub fn restart(&mut self) {
-        let args: Vec<String> = [
+        let mut args: Vec<String> = [
             "run",
             "--data-dir",
             &self.dir.display().to_string(),
@@ -399,6 +413,7 @@ impl EdgeProc {
         .iter()
         .map(|s| s.to_string())
         .collect();
+        args.extend(self.extra.iter().cloned());
         self.proc = Some(Proc::spawn(Self::bin(), &args, "garasi-edge ready"));
     }
 

@@ -341,10 +341,7 @@ impl Module for AuthModule {
     fn start(&self, ctx: &ModuleContext) -> Result<Started, ModuleError> {
         ctx.services
             .provide(Arc::new(DeviceAuth::new(ctx.store.clone())));
-        let people = Arc::new(people::People::new(
-            ctx.store.clone(),
-            ctx.metrics.clone(),
-        ));
+        let people = Arc::new(people::People::new(ctx.store.clone(), ctx.metrics.clone()));
         ctx.services.provide(people.clone());
         if let Some(appliers) = ctx.services.get::<super::sync::Appliers>() {
             appliers.register(

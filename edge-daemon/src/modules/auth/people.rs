@@ -196,7 +196,10 @@ pub(super) fn apply_master_person(
         .map(String::from)
         .collect();
     let Some(name) = text("name") else {
-        tracing::warn!(person = id, "cloud person record has no name yet; not usable");
+        tracing::warn!(
+            person = id,
+            "cloud person record has no name yet; not usable"
+        );
         return Ok(());
     };
     if !super::valid_id(id) || roles.is_empty() {
@@ -485,9 +488,7 @@ impl People {
 
     pub fn session(&self, token: &str) -> Option<Session> {
         let m = self.sessions.lock().ok()?;
-        m.get(token)
-            .filter(|s| s.expires > Instant::now())
-            .cloned()
+        m.get(token).filter(|s| s.expires > Instant::now()).cloned()
     }
 
     fn end_session(&self, token: &str) {

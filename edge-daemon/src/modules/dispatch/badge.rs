@@ -78,7 +78,9 @@ pub fn spawn_reader(
             };
             match outcome {
                 Ok(p) => tracing::info!(terminal = %terminal, person = %p.id, "badge sign-on"),
-                Err(r) => tracing::warn!(terminal = %terminal, reason = r.reason(), "badge refused: {r}"),
+                Err(r) => {
+                    tracing::warn!(terminal = %terminal, reason = r.reason(), "badge refused: {r}")
+                }
             }
         }
     });
@@ -124,7 +126,9 @@ fn read_loop(
                     // Full queue: a person scanning 64 badges faster than we check
                     // them. Dropping is the only option; it is logged.
                     if tx.try_send(line).is_err() {
-                        tracing::warn!("badge lines arrive faster than they are checked; one dropped");
+                        tracing::warn!(
+                            "badge lines arrive faster than they are checked; one dropped"
+                        );
                     }
                 }),
                 Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}

@@ -98,6 +98,11 @@ impl Dispatch {
             .unwrap_or_default()
     }
 
+    /// The depot's time zone.
+    pub fn timezone(&self) -> jiff::tz::TimeZone {
+        self.tz.clone()
+    }
+
     pub fn today(&self) -> String {
         self.date_at(crate::util::now_ms())
     }
@@ -118,7 +123,9 @@ impl Dispatch {
                 let sample = l.as_ref().and_then(|l| l.get("sample"));
                 VehicleState {
                     status: statuses.get(&v.id).and_then(|s| s.status.clone()),
-                    soc_pct: sample.and_then(|s| s.get("soc_pct")).and_then(|x| x.as_f64()),
+                    soc_pct: sample
+                        .and_then(|s| s.get("soc_pct"))
+                        .and_then(|x| x.as_f64()),
                     charging: sample
                         .and_then(|s| s.get("charging"))
                         .and_then(|x| x.as_bool())
@@ -279,7 +286,11 @@ impl Dispatch {
     /// A vehicle left (`out == true`) or entered the depot geofence at `ts_ms`.
     async fn pull_event(&self, vehicle: &str, out: bool, ts_ms: i64) {
         let dates = vec![self.date_at(ts_ms - 86_400_000), self.date_at(ts_ms)];
-        let (actor, v, grace) = (self.actor.clone(), vehicle.to_string(), self.params.late_grace_ms);
+        let (actor, v, grace) = (
+            self.actor.clone(),
+            vehicle.to_string(),
+            self.params.late_grace_ms,
+        );
         let r = self
             .store
             .write(move |c| store::pull_event(c, &actor, &dates, &v, out, ts_ms, grace))
@@ -311,7 +322,11 @@ impl Dispatch {
         {
             Ok(n) if n > 0 => {
                 self.count_event("out_of_service");
-                tracing::warn!(vehicle, blocks = n, "vehicle dropped out; its blocks need a replacement");
+                tracing::warn!(
+                    vehicle,
+                    blocks = n,
+                    "vehicle dropped out; its blocks need a replacement"
+                );
             }
             Ok(_) => {}
             Err(e) => tracing::error!(vehicle, error = %e, "flagging disrupted blocks failed"),
@@ -374,7 +389,11 @@ async fn put_assignment(
         match d.people()?.get(p).await.map_err(ApiError::internal)? {
             Some(person) if person.has_role("driver") => {}
             Some(_) => return Err(ApiError::bad_request(format!("{p} is not a driver"))),
-            None => return Err(ApiError::bad_request(format!("no driver {p} at this depot"))),
+            None => {
+                return Err(ApiError::bad_request(format!(
+                    "no driver {p} at this depot"
+                )))
+            }
         }
     }
     let mut values = vec![("assigned_by", FieldValue::Text(who.id.clone()))];
@@ -484,11 +503,9 @@ async fn get_replacements(
         .read(move |c| store::load_day(c, &d2))
         .await
         .map_err(ApiError::internal)?;
-    let b = day
-        .blocks
-        .iter()
-        .find(|b| b.id == block)
-        .ok_or_else(|| ApiError::not_found(format!("block {block} is not in the plan for {date}")))?;
+    let b = day.blocks.iter().find(|b| b.id == block).ok_or_else(|| {
+        ApiError::not_found(format!("block {block} is not in the plan for {date}"))
+    })?;
     let vehicles = d.vehicle_states().await?;
     let now = crate::util::now_ms();
     let from = day
@@ -497,7 +514,15 @@ async fn get_replacements(
         .and_then(|a| a.disrupted_ms)
         .unwrap_or(now)
         .max(now);
-    let list = plan::replacements(b, &day.blocks, &day.assignments, &vehicles, from, now, &d.params);
+    let list = plan::replacements(
+        b,
+        &day.blocks,
+        &day.assignments,
+        &vehicles,
+        from,
+        now,
+        &d.params,
+    );
     Ok(Json(serde_json::json!({
         "block": block,
         "remaining_km": (b.remaining_km(from) * 10.0).round() / 10.0,
@@ -543,14 +568,26 @@ async fn swap(
     let (actor, d2, blk, who_id) = (d.actor.clone(), date.clone(), block.clone(), who.id.clone());
     let outcome = d
         .store
-        .write(move |c| store::swap(c, &actor, &d2, &blk, &b.vehicle, b.reason.as_deref(), &who_id))
+        .write(move |c| {
+            store::swap(
+                c,
+                &actor,
+                &d2,
+                &blk,
+                &b.vehicle,
+                b.reason.as_deref(),
+                &who_id,
+            )
+        })
         .await
         .map_err(ApiError::internal)?;
     match outcome {
         Err(msg) => Err(ApiError::new(StatusCode::CONFLICT, msg)),
         Ok(ev) => {
             d.count_event("swap");
-            Ok(Json(serde_json::json!({ "swap": ev, "day": d.day_view(&date).await? })))
+            Ok(Json(
+                serde_json::json!({ "swap": ev, "day": d.day_view(&date).await? }),
+            ))
         }
     }
 }
@@ -568,7 +605,9 @@ async fn set_vehicle_service(
     Path((vehicle, action)): Path<(String, String)>,
     body: Option<Json<StatusNote>>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let who = d.people()?.require(&headers, &["dispatcher", "depot_manager", "mechanic"])?;
+    let who = d
+        .people()?
+        .require(&headers, &["dispatcher", "depot_manager", "mechanic"])?;
     let status = match action.as_str() {
         "out-of-service" => "out_of_service",
         "in-service" => "in_service",
@@ -616,7 +655,10 @@ async fn sign_on_pin(
     let signon = d.sign_on(&person, "pin", terminal).await?;
     let token = people.open_session(person.clone());
     Ok((
-        [(header::SET_COOKIE, super::auth::people::session_cookie(&token))],
+        [(
+            header::SET_COOKIE,
+            super::auth::people::session_cookie(&token),
+        )],
         Json(serde_json::json!({ "person": person, "signon": signon })),
     )
         .into_response())
@@ -693,7 +735,11 @@ struct DateQuery {
 
 /// Watches the bus: geofence crossings become pull events; a vehicle going out of
 /// service disrupts its blocks.
-async fn watch(d: Arc<Dispatch>, mut rx: tokio::sync::broadcast::Receiver<Event>, cancel: tokio_util::sync::CancellationToken) {
+async fn watch(
+    d: Arc<Dispatch>,
+    mut rx: tokio::sync::broadcast::Receiver<Event>,
+    cancel: tokio_util::sync::CancellationToken,
+) {
     let mut inside: HashMap<String, bool> = HashMap::new();
     loop {
         let ev = tokio::select! {
@@ -719,13 +765,19 @@ async fn watch(d: Arc<Dispatch>, mut rx: tokio::sync::broadcast::Receiver<Event>
                 }
             }
             Ok(Event::VehicleStatusChanged { vehicle_id, status }) => {
-                if let Some(s) = status.as_deref().filter(|s| *s == "out_of_service" || *s == "in_maintenance") {
+                if let Some(s) = status
+                    .as_deref()
+                    .filter(|s| *s == "out_of_service" || *s == "in_maintenance")
+                {
                     d.vehicle_dropped(&vehicle_id, s).await;
                 }
             }
             Ok(_) => {}
             Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                tracing::warn!(missed = n, "dispatch fell behind the event bus; pull events may be missed");
+                tracing::warn!(
+                    missed = n,
+                    "dispatch fell behind the event bus; pull events may be missed"
+                );
             }
             Err(_) => return,
         }
@@ -747,7 +799,9 @@ impl Module for DispatchModule {
     fn start(&self, ctx: &ModuleContext) -> Result<Started, ModuleError> {
         let cfg: &DispatchConfig = &ctx.config.dispatch;
         let tz = match &cfg.timezone {
-            Some(name) => jiff::tz::TimeZone::get(name).map_err(|e| ModuleError::start("dispatch", e))?,
+            Some(name) => {
+                jiff::tz::TimeZone::get(name).map_err(|e| ModuleError::start("dispatch", e))?
+            }
             None => jiff::tz::TimeZone::system(),
         };
         let d = Arc::new(Dispatch {
@@ -764,18 +818,22 @@ impl Module for DispatchModule {
             for t in [BLOCK_RECORD, STOP_RECORD, SHAPE_RECORD] {
                 appliers.register(
                     t,
-                    Arc::new(move |tx: &rusqlite::Transaction<'_>, id: &str, changes: &[Vec<u8>]| {
-                        store::apply_master(tx, t, id, changes)
-                    }),
+                    Arc::new(
+                        move |tx: &rusqlite::Transaction<'_>, id: &str, changes: &[Vec<u8>]| {
+                            store::apply_master(tx, t, id, changes)
+                        },
+                    ),
                 );
             }
             for t in [ASSIGNMENT_RECORD, SIGNON_RECORD, EVENT_RECORD] {
                 let actor = d.actor.clone();
                 appliers.register(
                     t,
-                    Arc::new(move |tx: &rusqlite::Transaction<'_>, id: &str, changes: &[Vec<u8>]| {
-                        store::apply_operational(tx, &actor, t, id, changes)
-                    }),
+                    Arc::new(
+                        move |tx: &rusqlite::Transaction<'_>, id: &str, changes: &[Vec<u8>]| {
+                            store::apply_operational(tx, &actor, t, id, changes)
+                        },
+                    ),
                 );
             }
         }
@@ -797,12 +855,18 @@ impl Module for DispatchModule {
                 "/api/v1/dispatch/days/{date}/blocks/{block}/assignment",
                 put(put_assignment),
             )
-            .route("/api/v1/dispatch/days/{date}/auto-assign", post(auto_assign))
+            .route(
+                "/api/v1/dispatch/days/{date}/auto-assign",
+                post(auto_assign),
+            )
             .route(
                 "/api/v1/dispatch/days/{date}/blocks/{block}/replacements",
                 get(get_replacements),
             )
-            .route("/api/v1/dispatch/days/{date}/blocks/{block}/swap", post(swap))
+            .route(
+                "/api/v1/dispatch/days/{date}/blocks/{block}/swap",
+                post(swap),
+            )
             .route(
                 "/api/v1/dispatch/vehicles/{vehicle}/{action}",
                 post(set_vehicle_service),

@@ -87,7 +87,10 @@ pub(super) fn rows(d: &Dispatch, view: &serde_json::Value) -> String {
             (None, Some(id)) => esc(id),
             _ => "<span class=\"muted\">none</span>".into(),
         };
-        let pulled = match (a["pull_out_actual_ms"].as_i64(), a["pull_in_actual_ms"].as_i64()) {
+        let pulled = match (
+            a["pull_out_actual_ms"].as_i64(),
+            a["pull_in_actual_ms"].as_i64(),
+        ) {
             (Some(o), Some(i)) => format!("out {} · in {}", hm(d, o, date), hm(d, i, date)),
             (Some(o), None) => format!("out {}", hm(d, o, date)),
             _ => String::new(),
@@ -191,7 +194,10 @@ fn date_or_today(d: &Dispatch, q: &DateQuery) -> Result<String, ApiError> {
     }
 }
 
-async fn board(State(d): State<Arc<Dispatch>>, Query(q): Query<DateQuery>) -> Result<Html<String>, ApiError> {
+async fn board(
+    State(d): State<Arc<Dispatch>>,
+    Query(q): Query<DateQuery>,
+) -> Result<Html<String>, ApiError> {
     let date = date_or_today(&d, &q)?;
     let view = d.day_view(&date).await?;
     let count = view["blocks"].as_array().map_or(0, Vec::len);
@@ -215,7 +221,10 @@ async fn board_fragment(
 /// The driver's card as HTML (or the PIN form when nobody is signed in here).
 async fn card_html(d: &Dispatch, headers: &HeaderMap) -> Result<String, ApiError> {
     let people = d.people()?;
-    let Some(session) = people.session_of(headers).filter(|s| s.person.has_role("driver")) else {
+    let Some(session) = people
+        .session_of(headers)
+        .filter(|s| s.person.has_role("driver"))
+    else {
         return Ok(String::from(
             "<form id=\"pin-form\" autocomplete=\"off\">\
 <label>Driver id <input id=\"pin-person\" name=\"person\" inputmode=\"text\" required></label>\
@@ -228,7 +237,11 @@ async fn card_html(d: &Dispatch, headers: &HeaderMap) -> Result<String, ApiError
     let mut out = format!(
         "<h2 id=\"driver\">{}</h2><p class=\"{}\" id=\"signon-state\">{}</p>",
         esc(&session.person.name),
-        if card["signed_on"].as_bool() == Some(true) { "ok" } else { "warn" },
+        if card["signed_on"].as_bool() == Some(true) {
+            "ok"
+        } else {
+            "warn"
+        },
         if card["signed_on"].as_bool() == Some(true) {
             "Signed on for today"
         } else {
@@ -276,7 +289,10 @@ async fn card_html(d: &Dispatch, headers: &HeaderMap) -> Result<String, ApiError
     Ok(out)
 }
 
-async fn tablet(State(d): State<Arc<Dispatch>>, headers: HeaderMap) -> Result<Html<String>, ApiError> {
+async fn tablet(
+    State(d): State<Arc<Dispatch>>,
+    headers: HeaderMap,
+) -> Result<Html<String>, ApiError> {
     let card = card_html(&d, &headers).await?;
     Ok(Html(TABLET.replace("{{CARD}}", &card)))
 }

@@ -215,7 +215,12 @@ fn available_kwh(v: &VehicleState, at: i64, now: i64, taken: &Taken, p: &Params)
     let soc = forecast_soc(v, at, now, p)?;
     let used: f64 = taken
         .get(&v.id)
-        .map(|t| t.iter().filter(|(s, _, _)| *s < at).map(|(_, _, e)| e).sum())
+        .map(|t| {
+            t.iter()
+                .filter(|(s, _, _)| *s < at)
+                .map(|(_, _, e)| e)
+                .sum()
+        })
         .unwrap_or(0.0);
     Some(soc / 100.0 * v.battery_kwh - used)
 }
@@ -235,11 +240,7 @@ pub fn auto_assign(
     let mut taken = taken_by_existing(blocks, assignments, &by_id, p);
     let mut todo: Vec<&Block> = blocks
         .iter()
-        .filter(|b| {
-            assignments
-                .get(&b.id)
-                .is_none_or(|a| a.vehicle.is_none())
-        })
+        .filter(|b| assignments.get(&b.id).is_none_or(|a| a.vehicle.is_none()))
         .collect();
     // Most constrained first: blocks that need a vehicle type (few vehicles fit), then
     // the most energy, then the earliest.
@@ -272,7 +273,10 @@ pub fn auto_assign(
                 continue;
             }
             let Some(avail) = available_kwh(v, b.pull_out_ms, now_ms, &taken, p) else {
-                note(1, "no suitable free vehicle has reported its state of charge");
+                note(
+                    1,
+                    "no suitable free vehicle has reported its state of charge",
+                );
                 continue;
             };
             let need = energy_kwh(b.distance_km, Some(v), p);
@@ -281,9 +285,10 @@ pub fn auto_assign(
                 continue;
             }
             let surplus = avail - need;
-            if best.as_ref().is_none_or(|(s, bv, ..)| {
-                surplus < *s || (surplus == *s && v.id < bv.id)
-            }) {
+            if best
+                .as_ref()
+                .is_none_or(|(s, bv, ..)| surplus < *s || (surplus == *s && v.id < bv.id))
+            {
                 let soc = forecast_soc(v, b.pull_out_ms, now_ms, p).unwrap_or(0.0);
                 best = Some((surplus, v, need, avail, soc));
             }
@@ -575,12 +580,26 @@ mod tests {
     fn energy_and_forecast() {
         let p = Params::default();
         let v = bus("a", Some(50.0));
-        assert!((energy_kwh(100.0, Some(&v), &p) - 130.0).abs() < 1e-9, "100 km x 1.0 + 10% of 300");
-        assert_eq!(forecast_soc(&v, 10 * H, 0, &p), Some(50.0), "not charging: as reported");
-        let charging = VehicleState { charging: true, ..v.clone() };
+        assert!(
+            (energy_kwh(100.0, Some(&v), &p) - 130.0).abs() < 1e-9,
+            "100 km x 1.0 + 10% of 300"
+        );
+        assert_eq!(
+            forecast_soc(&v, 10 * H, 0, &p),
+            Some(50.0),
+            "not charging: as reported"
+        );
+        let charging = VehicleState {
+            charging: true,
+            ..v.clone()
+        };
         // 60 kW for 2 h = 120 kWh = 40 % of 300 kWh.
         assert_eq!(forecast_soc(&charging, 2 * H, 0, &p), Some(90.0));
-        assert_eq!(forecast_soc(&charging, 10 * H, 0, &p), Some(100.0), "capped");
+        assert_eq!(
+            forecast_soc(&charging, 10 * H, 0, &p),
+            Some(100.0),
+            "capped"
+        );
         assert_eq!(forecast_soc(&bus("b", None), H, 0, &p), None);
     }
 
@@ -588,17 +607,23 @@ mod tests {
     fn auto_assign_respects_charge_type_status_and_time() {
         let p = Params::default();
         let blocks = vec![
-            block("long", 6, 14, 200.0),  // needs 230 kWh
-            block("short", 7, 9, 40.0),   // needs 70 kWh
+            block("long", 6, 14, 200.0), // needs 230 kWh
+            block("short", 7, 9, 40.0),  // needs 70 kWh
             block("typed", 6, 8, 10.0),
         ];
         let mut blocks = blocks;
         blocks[2].vehicle_type = Some("18m".into());
         let vehicles = vec![
-            bus("low", Some(30.0)),      // 90 kWh: short only
-            bus("full", Some(100.0)),    // 300 kWh: long
-            VehicleState { status: Some("out_of_service".into()), ..bus("broken", Some(100.0)) },
-            VehicleState { vehicle_type: Some("18m".into()), ..bus("artic", Some(80.0)) },
+            bus("low", Some(30.0)),   // 90 kWh: short only
+            bus("full", Some(100.0)), // 300 kWh: long
+            VehicleState {
+                status: Some("out_of_service".into()),
+                ..bus("broken", Some(100.0))
+            },
+            VehicleState {
+                vehicle_type: Some("18m".into()),
+                ..bus("artic", Some(80.0))
+            },
             bus("unknown", None),
         ];
         let r = auto_assign(&blocks, &HashMap::new(), &vehicles, 0, &p);
@@ -617,7 +642,13 @@ mod tests {
         }
         assert!(r.unassigned.is_empty());
         // Not enough charge anywhere: refused with the reason.
-        let r = auto_assign(&[block("huge", 6, 20, 400.0)], &HashMap::new(), &vehicles, 0, &p);
+        let r = auto_assign(
+            &[block("huge", 6, 20, 400.0)],
+            &HashMap::new(),
+            &vehicles,
+            0,
+            &p,
+        );
         assert!(r.proposals.is_empty());
         assert!(r.unassigned[0].1.contains("enough charge"), "{r:?}");
     }
@@ -630,7 +661,11 @@ mod tests {
         let r = auto_assign(&blocks, &HashMap::new(), &[bus("one", Some(100.0))], 0, &p);
         assert_eq!(r.proposals.len(), 2, "{r:?}");
         let r = auto_assign(&blocks, &HashMap::new(), &[bus("one", Some(80.0))], 0, &p);
-        assert_eq!(r.proposals.len(), 1, "240 kWh covers one block, not both: {r:?}");
+        assert_eq!(
+            r.proposals.len(),
+            1,
+            "240 kWh covers one block, not both: {r:?}"
+        );
     }
 
     #[test]
@@ -650,7 +685,10 @@ mod tests {
         }
         let vehicles: HashMap<String, VehicleState> = [(
             "v1".to_string(),
-            VehicleState { status: Some("out_of_service".into()), ..bus("v1", Some(20.0)) },
+            VehicleState {
+                status: Some("out_of_service".into()),
+                ..bus("v1", Some(20.0))
+            },
         )]
         .into();
         let signed = Default::default();
@@ -681,8 +719,20 @@ mod tests {
         let p = Params::default();
         let blocks = vec![block("a", 6, 10, 50.0), block("b", 7, 9, 10.0)];
         let mut assignments = HashMap::new();
-        assignments.insert("a".to_string(), Assignment { vehicle: Some("x".into()), ..Default::default() });
-        assignments.insert("b".to_string(), Assignment { vehicle: Some("busy".into()), ..Default::default() });
+        assignments.insert(
+            "a".to_string(),
+            Assignment {
+                vehicle: Some("x".into()),
+                ..Default::default()
+            },
+        );
+        assignments.insert(
+            "b".to_string(),
+            Assignment {
+                vehicle: Some("busy".into()),
+                ..Default::default()
+            },
+        );
         let vehicles = vec![
             bus("x", Some(90.0)),
             bus("busy", Some(100.0)),
@@ -690,7 +740,15 @@ mod tests {
             bus("top", Some(95.0)),
             bus("flat", Some(5.0)),
         ];
-        let r = replacements(&blocks[0], &blocks, &assignments, &vehicles, 6 * H, 6 * H, &p);
+        let r = replacements(
+            &blocks[0],
+            &blocks,
+            &assignments,
+            &vehicles,
+            6 * H,
+            6 * H,
+            &p,
+        );
         let ids: Vec<&str> = r.iter().map(|x| x.vehicle.as_str()).collect();
         assert_eq!(ids, vec!["top", "mid"], "{r:?}");
     }

@@ -344,7 +344,16 @@ pub(super) fn pull_event(
             &b.service_date,
             &[("pull_in_actual_ms", FieldValue::Int(ts))],
         )?;
-        event(&tx, actor, &b.service_date, "pull_in", &b.id, vehicle, ts, &[])?;
+        event(
+            &tx,
+            actor,
+            &b.service_date,
+            "pull_in",
+            &b.id,
+            vehicle,
+            ts,
+            &[],
+        )?;
     }
     tx.commit()?;
     Ok(Some(b.id))
@@ -405,13 +414,17 @@ pub(super) fn swap(
 ) -> rusqlite::Result<Result<serde_json::Value, String>> {
     let tx = c.transaction()?;
     let Some(a) = fields(&tx, ASSIGNMENT_RECORD, block)? else {
-        return Ok(Err(format!("block {block} has no assignment to swap: assign it instead")));
+        return Ok(Err(format!(
+            "block {block} has no assignment to swap: assign it instead"
+        )));
     };
     if a["service_date"].as_str() != Some(date) {
         return Ok(Err(format!("block {block} is not in the plan for {date}")));
     }
     let Some(old) = a["vehicle"].as_str().map(String::from) else {
-        return Ok(Err(format!("block {block} has no vehicle to swap: assign it instead")));
+        return Ok(Err(format!(
+            "block {block} has no vehicle to swap: assign it instead"
+        )));
     };
     if old == vehicle {
         return Ok(Err(format!("{vehicle} already runs block {block}")));
@@ -462,7 +475,11 @@ pub(super) struct Card {
 }
 
 /// A driver's assignments on these days (first date = today), with stop names.
-pub(super) fn driver_card(c: &Connection, dates: &[String], person: &str) -> rusqlite::Result<Card> {
+pub(super) fn driver_card(
+    c: &Connection,
+    dates: &[String],
+    person: &str,
+) -> rusqlite::Result<Card> {
     let mut items = Vec::new();
     for date in dates {
         for (id, v) in rows_of_day(c, ASSIGNMENT_RECORD, date)? {
