@@ -96,6 +96,28 @@ async fn wait_text(d: &WebDriver, css: &str, want: &str) -> String {
     panic!("{css} never showed {want:?}; last: {last:?}");
 }
 
+/// A row's vehicle, read in one script call (the board re-renders its table every few
+/// seconds, so an element found in one call may be gone in the next).
+async fn vehicle_of(d: &WebDriver, block: &str) -> WebDriverResult<String> {
+    let v = d
+        .execute(
+            &format!("return document.querySelector('#row-{block}').dataset.vehicle;"),
+            vec![],
+        )
+        .await?;
+    Ok(v.json().as_str().unwrap_or("").to_string())
+}
+
+async fn inner_text(d: &WebDriver, css: &str) -> WebDriverResult<String> {
+    let v = d
+        .execute(
+            &format!("return document.querySelector('{css}').innerText;"),
+            vec![],
+        )
+        .await?;
+    Ok(v.json().as_str().unwrap_or("").to_string())
+}
+
 async fn click(d: &WebDriver, css: &str) {
     for _ in 0..50 {
         if let Ok(e) = d.find(By::Css(css)).await {
@@ -216,12 +238,7 @@ async fn board_and_tablet_in_a_browser() {
         wait_text(&d, "#row-late td.driver", "Budi").await;
 
         // Out of service: confirm, the row is flagged, pick a replacement, swap.
-        let before = d
-            .find(By::Css("#row-late"))
-            .await?
-            .attr("data-vehicle")
-            .await?
-            .unwrap();
+        let before = vehicle_of(&d, "late").await?;
         click(&d, "#row-late button.oos").await;
         d.accept_alert().await?;
         wait_text(&d, "#row-late", "out of service").await;
@@ -235,12 +252,7 @@ async fn board_and_tablet_in_a_browser() {
         click(&d, "#replace-list button.swap").await;
         let mut after = before.clone();
         for _ in 0..50 {
-            after = d
-                .find(By::Css("#row-late"))
-                .await?
-                .attr("data-vehicle")
-                .await?
-                .unwrap_or_default();
+            after = vehicle_of(&d, "late").await?;
             if after != before {
                 break;
             }
@@ -270,13 +282,10 @@ async fn board_and_tablet_in_a_browser() {
         d.find(By::Css("#pin-form button")).await?.click().await?;
         wait_text(&d, "#driver", "Budi").await;
         wait_text(&d, "#signon-state", "Signed on").await;
-        let bus = d.find(By::Css(".assignment .bus")).await?.text().await?;
+        let bus = inner_text(&d, ".assignment .bus").await?;
         assert_eq!(bus, after, "the tablet shows the swapped-in bus");
-        assert_eq!(
-            d.find(By::Css(".assignment .bay")).await?.text().await?,
-            "B7"
-        );
-        let trips = d.find(By::Css(".assignment .trips")).await?.text().await?;
+        assert_eq!(inner_text(&d, ".assignment .bay").await?, "B7");
+        let trips = inner_text(&d, ".assignment .trips").await?;
         assert!(trips.contains("Depot Gate → Terminal Kota"), "{trips}");
         let png = d.screenshot_as_png().await?;
         std::fs::write(std::env::temp_dir().join("garasi-tablet.png"), png).ok();
