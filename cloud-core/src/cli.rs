@@ -300,7 +300,7 @@ async fn gtfs_import<S: CloudStore>(
             r = &mut job => break r?,
             _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {
                 let (phase, done, total) = progress.snapshot();
-                eprintln!("importing: {phase} ({}%)", if total > 0 { done * 100 / total } else { 0 });
+                eprintln!("importing: {phase} ({}%)", (done * 100).checked_div(total).unwrap_or(0));
             }
         }
     };

@@ -4,6 +4,7 @@
 //!    the fleet, live state, plans) and the HTTP apply (500 assignments and their outbox
 //!    entries in one transaction, on a fresh day);
 //!  - board load: the server-rendered board page and the day's JSON with 500 blocks.
+//!
 //! Reference figures from the same run and server: `GET /api/v1/vehicles` (the 600
 //! vehicles with live state, a plain read of comparable size) and `GET /healthz` (the
 //! HTTP floor). Medians of several runs. Ends with one JSON line.

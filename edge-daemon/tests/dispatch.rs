@@ -120,11 +120,13 @@ async fn bad_badges_wrong_pins_and_unknown_drivers_are_refused_counted_and_write
     );
 
     let (reader, scanner) = (tmp.path().join("reader"), tmp.path().join("scanner"));
-    let mut socat = std::process::Command::new("socat")
-        .arg(format!("pty,raw,echo=0,link={}", reader.display()))
-        .arg(format!("pty,raw,echo=0,link={}", scanner.display()))
-        .spawn()
-        .unwrap();
+    let _socat = Killed(
+        std::process::Command::new("socat")
+            .arg(format!("pty,raw,echo=0,link={}", reader.display()))
+            .arg(format!("pty,raw,echo=0,link={}", scanner.display()))
+            .spawn()
+            .unwrap(),
+    );
     for _ in 0..100 {
         if reader.exists() && scanner.exists() {
             break;
@@ -279,7 +281,6 @@ async fn bad_badges_wrong_pins_and_unknown_drivers_are_refused_counted_and_write
         .metrics()
         .await
         .contains("garasi_dispatch_signons_total{method=\"badge\"} 1"));
-    let _ = socat.kill();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -464,4 +465,13 @@ async fn a_standalone_depot_plans_its_day_over_http() {
         .await
         .unwrap();
     assert_eq!(bad.status().as_u16(), 400);
+}
+
+/// A child process killed and reaped when the test ends, also when it fails.
+struct Killed(std::process::Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -208,11 +208,13 @@ async fn a_depot_day_with_the_cloud_stopped_then_synced() {
     let tmp = tempfile::tempdir().unwrap();
     // The badge reader: a pty pair; the edge reads `reader`, the test types on `scanner`.
     let (reader, scanner) = (tmp.path().join("reader"), tmp.path().join("scanner"));
-    let mut socat = std::process::Command::new("socat")
-        .arg(format!("pty,raw,echo=0,link={}", reader.display()))
-        .arg(format!("pty,raw,echo=0,link={}", scanner.display()))
-        .spawn()
-        .unwrap();
+    let _socat = Killed(
+        std::process::Command::new("socat")
+            .arg(format!("pty,raw,echo=0,link={}", reader.display()))
+            .arg(format!("pty,raw,echo=0,link={}", scanner.display()))
+            .spawn()
+            .unwrap(),
+    );
     for _ in 0..100 {
         if reader.exists() && scanner.exists() {
             break;
@@ -674,5 +676,13 @@ async fn a_depot_day_with_the_cloud_stopped_then_synced() {
             "{k} missing from the cloud's events {kinds:?}"
         );
     }
-    let _ = socat.kill();
+}
+
+/// A child process killed and reaped when the test ends, also when it fails.
+struct Killed(std::process::Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

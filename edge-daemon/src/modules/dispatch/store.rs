@@ -225,16 +225,28 @@ pub(super) fn assign(
     Ok(n)
 }
 
+/// What every dispatch event says.
+struct Ev<'a> {
+    date: &'a str,
+    kind: &'a str,
+    block: &'a str,
+    vehicle: &'a str,
+    at_ms: i64,
+}
+
 fn event(
     tx: &Transaction<'_>,
     actor: &ActorId,
-    date: &str,
-    kind: &str,
-    block: &str,
-    vehicle: &str,
-    at_ms: i64,
+    e: Ev<'_>,
     extra: &[(&str, FieldValue)],
 ) -> rusqlite::Result<serde_json::Value> {
+    let Ev {
+        date,
+        kind,
+        block,
+        vehicle,
+        at_ms,
+    } = e;
     let mut raw = [0u8; 4];
     rand::RngCore::fill_bytes(&mut rand::rng(), &mut raw);
     let id = format!("ev-{at_ms}-{}", hex::encode(raw));
@@ -328,11 +340,13 @@ pub(super) fn pull_event(
         event(
             &tx,
             actor,
-            &b.service_date,
-            "pull_out",
-            &b.id,
-            vehicle,
-            ts,
+            Ev {
+                date: &b.service_date,
+                kind: "pull_out",
+                block: &b.id,
+                vehicle,
+                at_ms: ts,
+            },
             &[("late", FieldValue::Bool(is_late))],
         )?;
     } else {
@@ -347,11 +361,13 @@ pub(super) fn pull_event(
         event(
             &tx,
             actor,
-            &b.service_date,
-            "pull_in",
-            &b.id,
-            vehicle,
-            ts,
+            Ev {
+                date: &b.service_date,
+                kind: "pull_in",
+                block: &b.id,
+                vehicle,
+                at_ms: ts,
+            },
             &[],
         )?;
     }
@@ -388,11 +404,13 @@ pub(super) fn disrupt(
         event(
             &tx,
             actor,
-            &b.service_date,
-            "out_of_service",
-            &b.id,
-            vehicle,
-            now,
+            Ev {
+                date: &b.service_date,
+                kind: "out_of_service",
+                block: &b.id,
+                vehicle,
+                at_ms: now,
+            },
             &[("reason", FieldValue::Text(reason.into()))],
         )?;
         n += 1;
@@ -448,11 +466,13 @@ pub(super) fn swap(
     let ev = event(
         &tx,
         actor,
-        date,
-        "swap",
-        block,
-        vehicle,
-        now,
+        Ev {
+            date,
+            kind: "swap",
+            block,
+            vehicle,
+            at_ms: now,
+        },
         &[
             ("from_vehicle", FieldValue::Text(old)),
             ("by", FieldValue::Text(by.into())),
