@@ -9,7 +9,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use garasi_sync_protocol::ids::valid_id;
 use garasi_sync_protocol::people;
 use garasi_sync_protocol::record::FieldValue;
 use serde::Deserialize;
@@ -244,33 +243,14 @@ async fn put_person<S: CloudStore>(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     require_admin(&s, &headers)?;
     let Json(p) = body.map_err(|e| bad_request(format!("invalid person: {}", e.body_text())))?;
-    let mut problems = Vec::new();
-    if !valid_id(&id) {
-        problems.push(format!(
-            "person id {id:?} is invalid: use 1-64 letters, digits, '-' or '_'"
-        ));
-    }
-    if p.name.trim().is_empty() {
-        problems.push("name must not be empty".to_string());
-    }
-    if p.roles.is_empty() || !p.roles.iter().all(|r| people::valid_role(r)) {
-        problems.push(format!(
-            "roles must be one or more of {}",
-            people::ROLES.join(", ")
-        ));
-    }
-    if p.password
-        .as_ref()
-        .is_some_and(|pw| pw.chars().count() < 10)
-    {
-        problems.push("a password needs at least 10 characters".into());
-    }
-    if p.pin.as_deref().is_some_and(|pin| !people::valid_pin(pin)) {
-        problems.push("a PIN is 4 to 8 digits".into());
-    }
-    if p.badge.as_deref().is_some_and(|b| !people::valid_badge(b)) {
-        problems.push("a badge number is 4-64 letters, digits or '-'".into());
-    }
+    let problems = people::problems(
+        &id,
+        &p.name,
+        &p.roles,
+        p.password.as_deref(),
+        p.pin.as_deref(),
+        p.badge.as_deref(),
+    );
     if !problems.is_empty() {
         return Err(bad_request(problems.join("; ")));
     }
@@ -278,13 +258,11 @@ async fn put_person<S: CloudStore>(
     let hash = |secret: Option<String>| async move {
         match secret {
             None => Ok(None),
-            Some(sec) => {
-                tokio::task::spawn_blocking(move || crate::store::hash_person_secret(&sec))
-                    .await
-                    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-                    .map(Some)
-                    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))
-            }
+            Some(sec) => tokio::task::spawn_blocking(move || people::hash_secret(&sec))
+                .await
+                .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+                .map(Some)
+                .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e)),
         }
     };
     let password_hash = hash(p.password).await?;

@@ -19,36 +19,7 @@ fn person(
     pin: Option<&str>,
     password: Option<&str>,
 ) {
-    let d = dir.to_str().unwrap();
-    let mut args = vec![
-        "person",
-        "add",
-        "--data-dir",
-        d,
-        "--id",
-        id,
-        "--name",
-        id,
-        "--roles",
-        roles,
-    ];
-    if let Some(b) = badge {
-        args.extend(["--badge", b]);
-    }
-    let mut cmd = std::process::Command::new(common::bin());
-    cmd.args(&args);
-    if let Some(p) = pin {
-        cmd.env("GARASI_PERSON_PIN", p);
-    }
-    if let Some(p) = password {
-        cmd.env("GARASI_PERSON_PASSWORD", p);
-    }
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::add_person(dir, id, id, roles, badge, pin, password);
 }
 
 /// Rows that sync to the cloud (outbox) and sign-on records: what "nothing written"

@@ -16,37 +16,16 @@ use rumqttc::QoS;
 use thirtyfour::prelude::*;
 
 fn setup_people(dir: &Path) {
-    for (id, name, roles, pin, password) in [
-        (
-            "disp",
-            "Sari",
-            "dispatcher",
-            None,
-            Some("dispatcher password"),
-        ),
-        ("drv-1", "Budi", "driver", Some("2468"), None),
-    ] {
-        let mut cmd = std::process::Command::new(bin());
-        cmd.args([
-            "person",
-            "add",
-            "--data-dir",
-            dir.to_str().unwrap(),
-            "--id",
-            id,
-            "--name",
-            name,
-            "--roles",
-            roles,
-        ]);
-        if let Some(p) = pin {
-            cmd.env("GARASI_PERSON_PIN", p);
-        }
-        if let Some(p) = password {
-            cmd.env("GARASI_PERSON_PASSWORD", p);
-        }
-        assert!(cmd.output().unwrap().status.success());
-    }
+    add_person(
+        dir,
+        "disp",
+        "Sari",
+        "dispatcher",
+        None,
+        None,
+        Some("dispatcher password"),
+    );
+    add_person(dir, "drv-1", "Budi", "driver", None, Some("2468"), None);
 }
 
 /// Three blocks today: one whose pull-out was 30 minutes ago (late once assigned), two

@@ -128,6 +128,17 @@ async fn publish(
     let _ = client.disconnect().await;
 }
 
+/// One block's row of a day view.
+fn block(day: &serde_json::Value, id: &str) -> serde_json::Value {
+    day["blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["id"] == id)
+        .unwrap_or_else(|| panic!("block {id} not in {day}"))
+        .clone()
+}
+
 /// A record's fields without the unset ones (the edge's typed view lists every field,
 /// the cloud's only those ever written).
 fn non_null(v: &serde_json::Value) -> serde_json::Value {
@@ -526,13 +537,7 @@ async fn a_depot_day_with_the_cloud_stopped_then_synced() {
             .get(&format!("/api/v1/dispatch/days/{today}"))
             .await
             .unwrap();
-        let b = d["blocks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|b| b["id"] == now_id.as_str())
-            .unwrap()
-            .clone();
+        let b = block(&d, &now_id);
         b["assignment"]["pull_out_actual_ms"].is_number() && b["state"] == "pulled_out"
     })
     .await;
@@ -544,13 +549,7 @@ async fn a_depot_day_with_the_cloud_stopped_then_synced() {
             .get(&format!("/api/v1/dispatch/days/{today}"))
             .await
             .unwrap();
-        let b = d["blocks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|b| b["id"] == now_id.as_str())
-            .unwrap()
-            .clone();
+        let b = block(&d, &now_id);
         b["state"] == "disrupted"
             && b["conflicts"]
                 .as_array()
@@ -602,12 +601,7 @@ async fn a_depot_day_with_the_cloud_stopped_then_synced() {
         .get(&format!("/api/v1/dispatch/days/{tomorrow}"))
         .await
         .unwrap();
-    let b = edge_today["blocks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|b| b["id"] == now_id.as_str())
-        .unwrap();
+    let b = block(&edge_today, &now_id);
     assert_eq!(b["assignment"]["vehicle"], new_bus.as_str());
     assert_eq!(b["assignment"]["swapped_from"], bus.as_str());
     assert!(b["assignment"]["disrupted_ms"].is_null());

@@ -276,19 +276,6 @@ pub(crate) fn hash_device_password(password: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
-/// Argon2id with the crate's defaults (OWASP: 19 MiB, 2 passes) for what people type:
-/// passwords and PINs are low-entropy, so guessing each must be expensive.
-pub(crate) fn hash_person_secret(secret: &str) -> Result<String, String> {
-    use argon2::password_hash::{PasswordHasher, SaltString};
-    let mut salt = [0u8; 16];
-    rand::rng().fill_bytes(&mut salt);
-    let salt = SaltString::encode_b64(&salt).map_err(|e| e.to_string())?;
-    argon2::Argon2::default()
-        .hash_password(secret.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| e.to_string())
-}
-
 pub(crate) fn random_token() -> String {
     let mut b = [0u8; 32];
     rand::rng().fill_bytes(&mut b);

@@ -69,20 +69,6 @@ pub struct Vehicle {
     pub vehicle_type: Option<String>,
 }
 
-impl Vehicle {
-    /// A vehicle with no energy figure or type yet (CLI, demo, tests).
-    pub fn basic(id: &str, label: &str, plate: Option<String>, battery_kwh: f64) -> Self {
-        Vehicle {
-            id: id.into(),
-            label: label.into(),
-            plate,
-            battery_kwh,
-            kwh_per_km: None,
-            vehicle_type: None,
-        }
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum FleetError {
     #[error("vehicle id {0:?} is invalid: use 1-64 letters, digits, '-' or '_'")]
@@ -661,11 +647,14 @@ async fn take_faulty_out_of_service(
             }
             Err(_) => return,
         };
+        let id = vehicle_id.clone();
         let current = api
-            .statuses()
+            .store
+            .read(move |c| get_status(c, &id))
             .await
             .ok()
-            .and_then(|m| m.get(&vehicle_id).and_then(|s| s.status.clone()));
+            .flatten()
+            .and_then(|s| s.status);
         if current.as_deref() == Some("out_of_service") {
             continue;
         }

@@ -74,6 +74,36 @@ pub fn add_device(dir: &Path, id: &str) -> String {
     line.rsplit(' ').next().unwrap().trim().to_string()
 }
 
+/// Adds a person with the CLI; secrets go through the environment, as the CLI requires.
+pub fn add_person(
+    dir: &Path,
+    id: &str,
+    name: &str,
+    roles: &str,
+    badge: Option<&str>,
+    pin: Option<&str>,
+    password: Option<&str>,
+) {
+    let mut cmd = Command::new(bin());
+    cmd.args(["person", "add", "--data-dir", dir.to_str().unwrap()])
+        .args(["--id", id, "--name", name, "--roles", roles]);
+    if let Some(b) = badge {
+        cmd.args(["--badge", b]);
+    }
+    if let Some(p) = pin {
+        cmd.env("GARASI_PERSON_PIN", p);
+    }
+    if let Some(p) = password {
+        cmd.env("GARASI_PERSON_PASSWORD", p);
+    }
+    let out = cmd.output().expect("run garasi-edge");
+    assert!(
+        out.status.success(),
+        "person add failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A data dir with vehicles and their devices; returns the passwords in order.
 pub fn depot(dir: &Path, ids: &[&str]) -> Vec<String> {
     init(dir);

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
+use argon2::password_hash::PasswordHash;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -223,17 +223,6 @@ pub(super) fn apply_master_person(
     Ok(())
 }
 
-/// argon2id with the OWASP parameters (the crate's defaults): people type these.
-pub fn hash_secret(secret: &str) -> Result<String, String> {
-    let mut salt = [0u8; 16];
-    rand::rng().fill_bytes(&mut salt);
-    let salt = SaltString::encode_b64(&salt).map_err(|e| e.to_string())?;
-    argon2::Argon2::default()
-        .hash_password(secret.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| e.to_string())
-}
-
 /// A person given in clear at this depot (CLI, demo): checked and hashed here.
 pub struct NewPerson<'a> {
     pub id: &'a str,
@@ -246,28 +235,7 @@ pub struct NewPerson<'a> {
 
 /// Adds or updates a person locally (depots that are not enrolled with a cloud).
 pub fn upsert_local(store: &Store, p: &NewPerson<'_>) -> Result<(), String> {
-    let mut problems = Vec::new();
-    if !super::valid_id(p.id) {
-        problems.push(format!(
-            "person id {:?} is invalid: use 1-64 letters, digits, '-' or '_'",
-            p.id
-        ));
-    }
-    if p.name.trim().is_empty() {
-        problems.push("name must not be empty".into());
-    }
-    if p.roles.is_empty() || !p.roles.iter().all(|r| rules::valid_role(r)) {
-        problems.push(format!("roles must be among {}", rules::ROLES.join(", ")));
-    }
-    if p.password.is_some_and(|pw| pw.chars().count() < 10) {
-        problems.push("a password needs at least 10 characters".into());
-    }
-    if p.pin.is_some_and(|pin| !rules::valid_pin(pin)) {
-        problems.push("a PIN is 4 to 8 digits".into());
-    }
-    if p.badge.is_some_and(|b| !rules::valid_badge(b)) {
-        problems.push("a badge number is 4-64 letters, digits or '-'".into());
-    }
+    let problems = rules::problems(p.id, p.name, p.roles, p.password, p.pin, p.badge);
     if !problems.is_empty() {
         return Err(problems.join("; "));
     }
@@ -275,8 +243,8 @@ pub fn upsert_local(store: &Store, p: &NewPerson<'_>) -> Result<(), String> {
         id: p.id.into(),
         name: p.name.trim().into(),
         roles: p.roles.to_vec(),
-        password_hash: p.password.map(hash_secret).transpose()?,
-        pin_hash: p.pin.map(hash_secret).transpose()?,
+        password_hash: p.password.map(rules::hash_secret).transpose()?,
+        pin_hash: p.pin.map(rules::hash_secret).transpose()?,
         badge_digest: p.badge.map(rules::badge_digest),
         disabled: false,
     };

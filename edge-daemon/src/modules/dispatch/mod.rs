@@ -728,11 +728,6 @@ async fn tablet_api(
     Ok(Json(driver_card(&d, &p).await?))
 }
 
-#[derive(Deserialize)]
-struct DateQuery {
-    date: Option<String>,
-}
-
 /// Watches the bus: geofence crossings become pull events; a vehicle going out of
 /// service disrupts its blocks.
 async fn watch(

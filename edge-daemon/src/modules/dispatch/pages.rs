@@ -13,13 +13,18 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
-use super::{driver_card, DateQuery, Dispatch};
+use super::{driver_card, Dispatch};
 use crate::http::ApiError;
 use crate::util::esc;
 
 const BOARD: &str = include_str!("board.html");
 const TABLET: &str = include_str!("tablet.html");
 const SCRIPT: &str = include_str!("dispatch.js");
+
+#[derive(serde::Deserialize)]
+struct DateQuery {
+    date: Option<String>,
+}
 
 /// "HH:MM" in the depot's time zone, with "+1" for the next day.
 fn hm(d: &Dispatch, ms: i64, date: &str) -> String {

@@ -17,23 +17,9 @@ fn rec_err(e: impl std::fmt::Display) -> rusqlite::Error {
     rusqlite::Error::ToSqlConversionFailure(e.to_string().into())
 }
 
+/// Visible fields as JSON (`FieldValue` serialises untagged: null, bool, number, text).
 fn to_json(f: &std::collections::BTreeMap<String, FieldValue>) -> serde_json::Value {
-    let map = f
-        .iter()
-        .map(|(k, v)| {
-            let j = match v {
-                FieldValue::Null => serde_json::Value::Null,
-                FieldValue::Bool(b) => (*b).into(),
-                FieldValue::Int(i) => (*i).into(),
-                FieldValue::Float(x) => serde_json::Number::from_f64(*x)
-                    .map(serde_json::Value::Number)
-                    .unwrap_or(serde_json::Value::Null),
-                FieldValue::Text(t) => t.clone().into(),
-            };
-            (k.clone(), j)
-        })
-        .collect();
-    serde_json::Value::Object(map)
+    serde_json::to_value(f).unwrap_or_default()
 }
 
 fn upsert(
