@@ -262,7 +262,7 @@ async fn serve<S: CloudStore + 'static>(
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
-    let state = AppState::new(Arc::new(store), admin);
+    let state = AppState::new(Arc::new(store), admin)?;
     let tracker = TaskTracker::new();
     tracker.spawn(state.materialiser.clone().run(cancel.clone()));
     // Every 10 minutes: cheap when nothing changed (no change is written), and the window

@@ -11,13 +11,15 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use garasi_sync_protocol::actor::{new_actor, Side};
 use garasi_sync_protocol::ids::valid_id;
 use garasi_sync_protocol::record::{FieldValue, Record};
 use garasi_sync_protocol::streams;
 use garasi_sync_protocol::wire::{self, Batch, Entry, WireError};
+use garasi_sync_protocol::{records, rules};
 use serde::Deserialize;
 
-use crate::materialise::{MaterialiseError, Materialiser};
+use crate::materialise::{Freshness, MaterialiseError, Materialiser};
 use crate::store::{ChangeIn, CloudStore, RecordKey, StoreError, StreamRowIn, SyncReport};
 
 /// JSON error `{"error": {"status", "message"}}`.
@@ -59,29 +61,43 @@ fn wire_error(e: WireError) -> ApiError {
     ApiError(status, format!("sync batch rejected: {e}"))
 }
 
+/// Batches decoded at once: a decode may hold its 64 MiB body and entries in memory, so
+/// the number in flight bounds what hostile batches can make the cloud allocate.
+const CONCURRENT_DECODES: usize = 2;
+/// Stripes of the record edit lock (edits of one record are serialised, so each admin
+/// request sees the one before it; different records rarely share a stripe).
+const EDIT_STRIPES: usize = 64;
+
 pub struct AppState<S> {
     pub store: Arc<S>,
     /// Keeps the `records` table (merged documents, visible fields) up to date.
     pub materialiser: Arc<Materialiser<S>>,
     /// Bearer token for admin routes (from the cloud's configuration).
     pub admin_token: Arc<str>,
-    /// This process's automerge actor for records the cloud edits.
-    pub actor: garasi_sync_protocol::actor::ActorId,
     /// Timetable imports in flight and parsed feeds (planning API, publisher).
     pub timetables: Arc<crate::timetable::Timetables>,
+    /// Bounds concurrent batch decodes ([`CONCURRENT_DECODES`]).
+    pub decodes: Arc<tokio::sync::Semaphore>,
+    /// Serialises edits of one record ([`EDIT_STRIPES`]).
+    pub edit_locks: Arc<Vec<tokio::sync::Mutex<()>>>,
+    pub metrics: Arc<crate::metrics::CloudMetrics>,
 }
 
 impl<S: CloudStore> AppState<S> {
-    pub fn new(store: Arc<S>, admin_token: Arc<str>) -> Self {
-        let actor =
-            garasi_sync_protocol::actor::new_actor(garasi_sync_protocol::actor::Side::Cloud);
-        AppState {
+    pub fn new(store: Arc<S>, admin_token: Arc<str>) -> Result<Self, prometheus::Error> {
+        Ok(AppState {
             materialiser: Arc::new(Materialiser::new(store.clone())),
             store,
             admin_token,
-            actor,
             timetables: Arc::default(),
-        }
+            decodes: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_DECODES)),
+            edit_locks: Arc::new(
+                (0..EDIT_STRIPES)
+                    .map(|_| tokio::sync::Mutex::new(()))
+                    .collect(),
+            ),
+            metrics: Arc::new(crate::metrics::CloudMetrics::new()?),
+        })
     }
 }
 
@@ -91,8 +107,10 @@ impl<S> Clone for AppState<S> {
             materialiser: self.materialiser.clone(),
             store: self.store.clone(),
             admin_token: self.admin_token.clone(),
-            actor: self.actor.clone(),
             timetables: self.timetables.clone(),
+            decodes: self.decodes.clone(),
+            edit_locks: self.edit_locks.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 }
@@ -115,7 +133,7 @@ impl From<MaterialiseError> for ApiError {
     fn from(e: MaterialiseError) -> Self {
         match e {
             MaterialiseError::Store(e) => e.into(),
-            other => {
+            other @ MaterialiseError::Task(_) => {
                 tracing::error!(error = %other, "materialiser error");
                 ApiError(
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -126,40 +144,48 @@ impl From<MaterialiseError> for ApiError {
     }
 }
 
-/// One of a depot's records, merged up to every stored change. `None` if it has none.
+/// How long a read waits for the materialiser before it answers from the last
+/// materialised state (and says how far behind that is).
+const READ_FRESHNESS_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// One of a depot's records as last materialised (caught up first, within
+/// [`READ_FRESHNESS_WAIT`]). `None` if it has none.
 async fn load_record<S: CloudStore>(
     s: &AppState<S>,
     depot: &str,
     record_type: &str,
     record_id: &str,
-) -> Result<Option<Record>, ApiError> {
-    s.materialiser.catch_up().await?;
+) -> Result<(Option<Record>, Freshness), ApiError> {
+    let fresh = s.materialiser.refresh_for_read(READ_FRESHNESS_WAIT).await;
     let key = RecordKey {
         depot: depot.into(),
         record_type: record_type.into(),
         record_id: record_id.into(),
     };
     let doc = s.store.load_records(&[key]).await?.pop().flatten();
-    doc.map(|d| Record::load(&d, s.actor.clone()))
+    let record = doc
+        .map(|d| Record::load(&d, new_actor(Side::Cloud)))
         .transpose()
         .map_err(|e| {
             ApiError(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 format!("stored record does not load: {e}"),
             )
-        })
+        })?;
+    Ok((record, fresh))
 }
 
 fn record_json(
     record_type: &str,
     record_id: &str,
     record: &Record,
+    fresh: Freshness,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let fields = record
         .visible()
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     Ok(Json(
-        serde_json::json!({ "record_type": record_type, "record_id": record_id, "fields": fields }),
+        serde_json::json!({ "record_type": record_type, "record_id": record_id, "fields": fields, "freshness": fresh }),
     ))
 }
 
@@ -170,13 +196,13 @@ async fn get_record<S: CloudStore>(
     Path((depot, record_type, record_id)): Path<(String, String, String)>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     require_admin(&s, &headers)?;
-    let Some(record) = load_record(&s, &depot, &record_type, &record_id).await? else {
+    let (Some(record), fresh) = load_record(&s, &depot, &record_type, &record_id).await? else {
         return Err(ApiError(
             StatusCode::NOT_FOUND,
             format!("depot {depot} has no {record_type} record {record_id}"),
         ));
     };
-    record_json(&record_type, &record_id, &record)
+    record_json(&record_type, &record_id, &record, fresh)
 }
 
 /// Edits fields of a depot's record as the cloud; the change reaches the depot on its
@@ -191,6 +217,16 @@ async fn put_record<S: CloudStore>(
     >,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     require_admin(&s, &headers)?;
+    if !(records::is_operational(&record_type) || records::MASTER.contains(&record_type.as_str()))
+        || !records::valid_record_id(&record_id)
+    {
+        return Err(bad_request(format!(
+            "no record type {record_type:?} with a valid id: types are {:?} and {:?}; ids are 1-{} letters, digits, '-', '_' or '.'",
+            records::OPERATIONAL,
+            records::MASTER,
+            records::MAX_RECORD_ID
+        )));
+    }
     let Json(fields) = body.map_err(|e| {
         ApiError(
             StatusCode::BAD_REQUEST,
@@ -217,22 +253,32 @@ async fn put_record<S: CloudStore>(
         values.push((k.as_str(), fv));
     }
     require_depot(&s, &depot).await?;
-    let record = edit_record(&s, &depot, &record_type, &record_id, &values).await?;
-    record_json(&record_type, &record_id, &record)
+    let (record, fresh) = edit_record(&s, &depot, &record_type, &record_id, &values).await?;
+    record_json(&record_type, &record_id, &record, fresh)
 }
 
 /// Writes fields of one of a depot's records as the cloud: the change is stored for the
 /// depot's next pull and folded into the materialised record at once.
+///
+/// Each edit is made by a fresh cloud actor, so concurrent edits (here, from another
+/// cloud process, or the publisher) can never fork an actor; edits of one record in this
+/// process are serialised, so each sees the one before it.
 async fn edit_record<S: CloudStore>(
     s: &AppState<S>,
     depot: &str,
     record_type: &str,
     record_id: &str,
     values: &[(&str, FieldValue)],
-) -> Result<Record, ApiError> {
-    let mut record = load_record(s, depot, record_type, record_id)
-        .await?
-        .unwrap_or_else(|| Record::new(s.actor.clone()));
+) -> Result<(Record, Freshness), ApiError> {
+    let stripe = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (depot, record_type, record_id).hash(&mut h);
+        (h.finish() % EDIT_STRIPES as u64) as usize
+    };
+    let _one_at_a_time = s.edit_locks[stripe].lock().await;
+    let (record, _) = load_record(s, depot, record_type, record_id).await?;
+    let mut record = record.unwrap_or_else(|| Record::new(new_actor(Side::Cloud)));
     let change = record
         .set(values)
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
@@ -247,9 +293,9 @@ async fn edit_record<S: CloudStore>(
                 }],
             )
             .await?;
-        s.materialiser.catch_up().await?;
     }
-    Ok(record)
+    let fresh = s.materialiser.refresh_for_read(READ_FRESHNESS_WAIT).await;
+    Ok((record, fresh))
 }
 
 pub(crate) async fn require_depot<S: CloudStore>(
@@ -345,7 +391,23 @@ async fn push<S: CloudStore>(
     body: Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let depot = depot_of(&s, &headers).await?;
-    let batch = wire::decode(&body).map_err(wire_error)?;
+    let refused = |reason: &'static str, e: ApiError| {
+        s.metrics.sync_refused.with_label_values(&[reason]).inc();
+        tracing::warn!(depot = %depot, reason, error = %e.1, "sync batch refused");
+        e
+    };
+    let batch = {
+        let _permit = s
+            .decodes
+            .acquire()
+            .await
+            .map_err(|_| ApiError(StatusCode::SERVICE_UNAVAILABLE, "shutting down".into()))?;
+        let body = body.clone();
+        tokio::task::spawn_blocking(move || wire::decode(&body))
+            .await
+            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+            .map_err(|e| refused("wire", wire_error(e)))?
+    };
     if batch.depot != depot {
         return Err(ApiError(
             StatusCode::FORBIDDEN,
@@ -394,23 +456,50 @@ async fn push<S: CloudStore>(
             "batch sequence out of range".into(),
         )
     })?;
-    // Refuse what could never be read back, before storing anything.
+    // Refuse what a depot may not write or that could never be read back, before
+    // storing anything: a depot pushes only its operational records, with valid ids, in
+    // changes that its own (depot-tagged) actor made and that hold only scalar fields.
     for (i, c) in changes.iter().enumerate() {
-        garasi_sync_protocol::record::check_change(&c.change).map_err(|e| {
-            ApiError(
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "sync batch rejected: change {i} ({} {}): {e}",
-                    c.record_type, c.record_id
+        let bad = |reason, msg: String| {
+            refused(
+                reason,
+                ApiError(
+                    StatusCode::BAD_REQUEST,
+                    format!("sync batch rejected: change {i}: {msg}"),
                 ),
             )
-        })?;
+        };
+        if !records::is_operational(&c.record_type) {
+            return Err(bad(
+                "record_type",
+                format!(
+                    "record type {:?} is not one a depot may write (operational types: {:?})",
+                    c.record_type.escape_debug().to_string(),
+                    records::OPERATIONAL
+                ),
+            ));
+        }
+        if !records::valid_record_id(&c.record_id) {
+            return Err(bad(
+                "record_id",
+                format!(
+                    "record id {:?} is not 1-{} letters, digits, '-', '_' or '.'",
+                    c.record_id.chars().take(80).collect::<String>(),
+                    records::MAX_RECORD_ID
+                ),
+            ));
+        }
+        rules::check_authored(&c.change, Side::Depot)
+            .map_err(|e| bad("change", format!("{} {}: {e}", c.record_type, c.record_id)))?;
     }
     for r in &rows {
         garasi_sync_protocol::streams::validate(&r.stream, &r.payload).map_err(|e| {
-            ApiError(
-                StatusCode::BAD_REQUEST,
-                format!("sync batch rejected: stream row {}: {e}", r.seq),
+            refused(
+                "stream_row",
+                ApiError(
+                    StatusCode::BAD_REQUEST,
+                    format!("sync batch rejected: stream row {}: {e}", r.seq),
+                ),
             )
         })?;
     }
@@ -507,10 +596,54 @@ async fn list_depots<S: CloudStore>(
                 "seconds_since_sync": d.last_sync_ms.map(|t| ((now - t).max(0) as f64 / 1000.0).round()),
                 "backlog": { "entries": d.backlog_entries, "bytes": d.backlog_bytes },
                 "lag_s": lag_s,
+                "quarantined_records": d.quarantined,
             })
         })
         .collect();
-    Ok(Json(serde_json::json!({ "depots": depots })))
+    let fresh = s.materialiser.freshness().await?;
+    Ok(Json(
+        serde_json::json!({ "depots": depots, "materialiser": fresh }),
+    ))
+}
+
+/// A depot's quarantined records (newest first): what the materialiser could not fold,
+/// and why. The records keep their last good state; their other changes still apply.
+async fn list_quarantine<S: CloudStore>(
+    State(s): State<AppState<S>>,
+    headers: HeaderMap,
+    Path(depot): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    require_admin(&s, &headers)?;
+    require_depot(&s, &depot).await?;
+    let rows: Vec<serde_json::Value> = s
+        .store
+        .quarantined(&depot, 500)
+        .await?
+        .into_iter()
+        .map(|q| {
+            serde_json::json!({
+                "record_type": q.key.record_type,
+                "record_id": q.key.record_id,
+                "cursor": q.cursor,
+                "reason": q.reason,
+                "at_ms": q.at_ms,
+            })
+        })
+        .collect();
+    Ok(Json(serde_json::json!({ "quarantined": rows })))
+}
+
+/// Prometheus metrics (low-cardinality labels; no depot ids, nothing personal).
+async fn metrics<S: CloudStore>(State(s): State<AppState<S>>) -> Response {
+    let quarantined = s
+        .materialiser
+        .quarantined_total
+        .load(std::sync::atomic::Ordering::Relaxed);
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.metrics.render(quarantined),
+    )
+        .into_response()
 }
 
 /// Every record of one type at one depot, merged (the cloud's view of the depot).
@@ -521,7 +654,7 @@ async fn list_records<S: CloudStore>(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     require_admin(&s, &headers)?;
     require_depot(&s, &depot).await?;
-    s.materialiser.catch_up().await?;
+    let fresh = s.materialiser.refresh_for_read(READ_FRESHNESS_WAIT).await;
     let mut records = Vec::new();
     for (id, fields) in s.store.list_records(&depot, &record_type).await? {
         let fields: serde_json::Value = serde_json::from_str(&fields).map_err(|e| {
@@ -533,7 +666,7 @@ async fn list_records<S: CloudStore>(
         records.push(serde_json::json!({ "record_id": id, "fields": fields }));
     }
     Ok(Json(
-        serde_json::json!({ "record_type": record_type, "records": records }),
+        serde_json::json!({ "record_type": record_type, "records": records, "freshness": fresh }),
     ))
 }
 
@@ -637,8 +770,8 @@ async fn put_vehicle<S: CloudStore>(
                 .unwrap_or(FieldValue::Null),
         ),
     ];
-    let record = edit_record(&s, &depot, "vehicle", &id, &fields).await?;
-    record_json("vehicle", &id, &record)
+    let (record, fresh) = edit_record(&s, &depot, records::VEHICLE, &id, &fields).await?;
+    record_json(records::VEHICLE, &id, &record, fresh)
 }
 
 #[derive(Deserialize)]
@@ -683,7 +816,7 @@ async fn create_device<S: CloudStore>(
         ("password_hash", FieldValue::Text(hash)),
         ("disabled", FieldValue::Bool(false)),
     ];
-    edit_record(&s, &depot, "device", &d.id, &fields).await?;
+    edit_record(&s, &depot, records::DEVICE, &d.id, &fields).await?;
     Ok((
         StatusCode::CREATED,
         Json(serde_json::json!({ "id": d.id, "password": password })),
@@ -698,6 +831,11 @@ async fn healthz() -> &'static str {
 pub fn router<S: CloudStore + 'static>(state: AppState<S>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics::<S>))
+        .route(
+            "/api/v1/admin/depots/{depot}/quarantine",
+            get(list_quarantine::<S>),
+        )
         .route(
             "/api/v1/admin/depots",
             post(create_depot::<S>).get(list_depots::<S>),

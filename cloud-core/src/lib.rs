@@ -9,6 +9,7 @@ pub mod cli;
 pub mod gtfs;
 pub mod http;
 pub mod materialise;
+pub mod metrics;
 pub mod planning;
 pub mod store;
 pub mod timetable;

@@ -6,6 +6,12 @@
 //!
 //! Documents are loaded only for the records a page touches (automerge documents cost
 //! ~17 KiB each when loaded), and written back once per page.
+//!
+//! A record that cannot be folded (its stored document does not load, a change does not
+//! apply, or its fields are not scalars) never stops the materialiser: the changes that
+//! do apply are kept, the record keeps its last good visible state, and a quarantine row
+//! (depot, record, cursor, reason) is saved with the page, so the cursor moves on and
+//! the ops view shows what needs a look.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,7 +19,7 @@ use std::sync::Arc;
 use garasi_sync_protocol::actor::{new_actor, ActorId, Side};
 use garasi_sync_protocol::record::Record;
 
-use crate::store::{CloudStore, MaterialRecord, RecordKey, StoreError};
+use crate::store::{CloudStore, MaterialRecord, Quarantined, RecordKey, StoreError};
 
 /// Changes folded per transaction. Large pages matter: a record touched by a page is
 /// loaded and saved once per page, however many of its changes the page holds.
@@ -23,8 +29,8 @@ const PAGE: i64 = 50_000;
 pub enum MaterialiseError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("record {key} does not load: {detail}")]
-    BadRecord { key: String, detail: String },
+    #[error("materialiser task failed: {0}")]
+    Task(String),
 }
 
 pub struct Materialiser<S> {
@@ -34,6 +40,17 @@ pub struct Materialiser<S> {
     lock: tokio::sync::Mutex<()>,
     /// Woken after every push that stored changes.
     pub wake: tokio::sync::Notify,
+    /// Records quarantined since start (for `/metrics`).
+    pub quarantined_total: std::sync::atomic::AtomicU64,
+}
+
+/// How far the materialised records are behind the stored changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Freshness {
+    pub materialised_cursor: i64,
+    pub last_cursor: i64,
+    /// Stored changes not yet folded into the records shown.
+    pub changes_behind: i64,
 }
 
 impl<S: CloudStore> Materialiser<S> {
@@ -43,7 +60,38 @@ impl<S: CloudStore> Materialiser<S> {
             actor: new_actor(Side::Cloud),
             lock: tokio::sync::Mutex::new(()),
             wake: tokio::sync::Notify::new(),
+            quarantined_total: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// Catches up for a read, bounded in time: a read answers from the last materialised
+    /// state (and says how stale it is) rather than fail or wait long because the
+    /// materialiser is behind or its store call failed.
+    pub async fn refresh_for_read(&self, within: std::time::Duration) -> Freshness {
+        match tokio::time::timeout(within, self.catch_up()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "materialiser behind; answering from the last materialised state")
+            }
+            Err(_) => tracing::warn!(
+                "materialiser still folding; answering from the last materialised state"
+            ),
+        }
+        self.freshness().await.unwrap_or(Freshness {
+            materialised_cursor: -1,
+            last_cursor: -1,
+            changes_behind: -1,
+        })
+    }
+
+    pub async fn freshness(&self) -> Result<Freshness, StoreError> {
+        let materialised_cursor = self.store.materialised_cursor().await?;
+        let last_cursor = self.store.last_cursor().await?;
+        Ok(Freshness {
+            materialised_cursor,
+            last_cursor,
+            changes_behind: (last_cursor - materialised_cursor).max(0),
+        })
     }
 
     /// Folds every change stored so far. Returns how many changes were folded.
@@ -59,7 +107,7 @@ impl<S: CloudStore> Materialiser<S> {
             folded += page.len() as u64;
             // Changes per record, in cursor order.
             let mut order: Vec<RecordKey> = Vec::new();
-            let mut by_key: HashMap<RecordKey, Vec<Vec<u8>>> = HashMap::new();
+            let mut by_key: HashMap<RecordKey, Vec<(i64, Vec<u8>)>> = HashMap::new();
             for c in page {
                 let key = RecordKey {
                     depot: c.depot,
@@ -72,7 +120,7 @@ impl<S: CloudStore> Materialiser<S> {
                         order.push(key);
                         Vec::new()
                     })
-                    .push(c.change);
+                    .push((c.cursor, c.change));
             }
             let docs = self.store.load_records(&order).await?;
             let now = crate::store::now_ms();
@@ -90,18 +138,31 @@ impl<S: CloudStore> Materialiser<S> {
                     break;
                 }
                 let part_docs: Vec<_> = docs.by_ref().take(part.len()).collect();
-                let part_changes: HashMap<RecordKey, Vec<Vec<u8>>> =
+                let part_changes: HashMap<RecordKey, Vec<(i64, Vec<u8>)>> =
                     part.iter().filter_map(|k| by_key.remove_entry(k)).collect();
                 let actor = self.actor.clone();
                 jobs.push(tokio::task::spawn_blocking(move || {
                     fold(part, part_docs, part_changes, actor, now)
                 }));
             }
-            let mut records = Vec::new();
+            let (mut records, mut quarantined) = (Vec::new(), Vec::new());
             for j in jobs {
-                records.extend(j.await.map_err(|e| StoreError::Task(e.to_string()))??);
+                let (r, q) = j.await.map_err(|e| MaterialiseError::Task(e.to_string()))?;
+                records.extend(r);
+                quarantined.extend(q);
             }
-            self.store.save_records(&records, last).await?;
+            for q in &quarantined {
+                tracing::error!(depot = %q.key.depot, record_type = %q.key.record_type,
+                    record_id = %q.key.record_id, cursor = q.cursor, reason = %q.reason,
+                    "record quarantined: a change could not be folded; the record keeps its last good state");
+            }
+            self.quarantined_total.fetch_add(
+                quarantined.len() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            self.store
+                .save_records(&records, &quarantined, last)
+                .await?;
             cursor = last;
         }
     }
@@ -121,35 +182,66 @@ impl<S: CloudStore> Materialiser<S> {
     }
 }
 
+/// Folds one part of a page. Returns the records to save and the quarantine rows.
 fn fold(
     order: Vec<RecordKey>,
     docs: Vec<Option<Vec<u8>>>,
-    mut by_key: HashMap<RecordKey, Vec<Vec<u8>>>,
+    mut by_key: HashMap<RecordKey, Vec<(i64, Vec<u8>)>>,
     actor: ActorId,
     now: i64,
-) -> Result<Vec<MaterialRecord>, MaterialiseError> {
-    let mut out = Vec::with_capacity(order.len());
+) -> (Vec<MaterialRecord>, Vec<Quarantined>) {
+    let (mut out, mut bad) = (Vec::with_capacity(order.len()), Vec::new());
     for (key, doc) in order.into_iter().zip(docs) {
-        let bad = |detail: String| MaterialiseError::BadRecord {
-            key: format!("{}/{}/{}", key.depot, key.record_type, key.record_id),
-            detail,
-        };
-        let mut record = match &doc {
-            Some(bytes) => Record::load(bytes, actor.clone()).map_err(|e| bad(e.to_string()))?,
-            None => Record::new(actor.clone()),
-        };
         let changes = by_key.remove(&key).unwrap_or_default();
-        if let Err(e) = record.apply(&changes) {
-            // A change that does not decode was refused at push; if one is here anyway,
-            // skip it rather than stop every other record.
-            tracing::error!(error = %e, depot = %key.depot, record_type = %key.record_type, "stored change does not apply; skipped");
+        let first = changes.first().map_or(0, |c| c.0);
+        let mut quarantine = |cursor: i64, reason: String| {
+            bad.push(Quarantined {
+                key: key.clone(),
+                cursor,
+                reason,
+                at_ms: now,
+            })
+        };
+        let load = || match &doc {
+            Some(bytes) => Record::load(bytes, actor.clone()),
+            None => Ok(Record::new(actor.clone())),
+        };
+        let mut record = match load() {
+            Ok(r) => r,
+            Err(e) => {
+                quarantine(first, format!("stored document does not load: {e}"));
+                continue;
+            }
+        };
+        let bytes: Vec<Vec<u8>> = changes.iter().map(|c| c.1.clone()).collect();
+        if record.apply(&bytes).is_err() {
+            // Start again from the stored document and keep every change that applies.
+            let Ok(again) = load() else { continue };
+            record = again;
+            for (cursor, change) in &changes {
+                if let Err(e) = record.apply(std::slice::from_ref(change)) {
+                    quarantine(*cursor, format!("change does not apply: {e}"));
+                }
+            }
         }
         if record.missing_deps() > 0 {
             tracing::warn!(depot = %key.depot, record_type = %key.record_type, record_id = %key.record_id,
                 "record has changes waiting for dependencies; shown without them until they arrive");
         }
-        let fields = record.visible().map_err(|e| bad(e.to_string()))?;
-        let fields_json = serde_json::to_string(&fields).map_err(|e| bad(e.to_string()))?;
+        let fields = match record.visible() {
+            Ok(f) => f,
+            Err(e) => {
+                quarantine(first, format!("record cannot be shown: {e}"));
+                continue;
+            }
+        };
+        let fields_json = match serde_json::to_string(&fields) {
+            Ok(j) => j,
+            Err(e) => {
+                quarantine(first, format!("fields do not serialise: {e}"));
+                continue;
+            }
+        };
         out.push(MaterialRecord {
             key,
             doc: record.save(),
@@ -157,5 +249,5 @@ fn fold(
             updated_ms: now,
         });
     }
-    Ok(out)
+    (out, bad)
 }

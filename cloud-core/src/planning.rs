@@ -203,15 +203,8 @@ async fn put_plan<S: CloudStore>(
     let json = serde_json::to_string(&plan)
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     s.store.set_depot_plan(&depot, &json).await?;
-    let published = timetable::publish(
-        &*s.store,
-        &s.materialiser,
-        &s.actor,
-        &s.timetables,
-        &depot,
-        &plan,
-    )
-    .await?;
+    let published =
+        timetable::publish(&*s.store, &s.materialiser, &s.timetables, &depot, &plan).await?;
     Ok(Json(
         serde_json::json!({ "depot": depot, "plan": plan, "published": published }),
     ))
@@ -286,7 +279,7 @@ async fn put_person<S: CloudStore>(
         record_id: id.clone(),
         fields,
     };
-    timetable::apply_edits(&*s.store, &s.materialiser, &s.actor, &depot, &[edit]).await?;
+    timetable::apply_edits(&*s.store, &s.materialiser, &depot, &[edit]).await?;
     Ok(Json(serde_json::json!({
         "id": id,
         "roles": p.roles,
@@ -381,13 +374,8 @@ pub async fn publisher<S: CloudStore + 'static>(
     cancel: tokio_util::sync::CancellationToken,
 ) {
     loop {
-        if let Err(e) = timetable::publish_all(
-            &*state.store,
-            &state.materialiser,
-            &state.actor,
-            &state.timetables,
-        )
-        .await
+        if let Err(e) =
+            timetable::publish_all(&*state.store, &state.materialiser, &state.timetables).await
         {
             tracing::error!(error = %e, "publisher: reading depot plans failed");
         }

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
-use garasi_sync_protocol::actor::ActorId;
+use garasi_sync_protocol::actor::{new_actor, Side};
 use garasi_sync_protocol::ids::valid_id;
 use garasi_sync_protocol::record::{FieldValue, Record};
 use serde::{Deserialize, Serialize};
@@ -381,11 +381,13 @@ pub fn plan_records(
 pub async fn apply_edits<S: CloudStore>(
     store: &S,
     materialiser: &Materialiser<S>,
-    actor: &ActorId,
     depot: &str,
     edits: &[Edit],
 ) -> Result<usize, PlanError> {
     materialiser.catch_up().await?;
+    // A fresh cloud actor per edit: two runs at once (the publisher and an admin
+    // request), or one record twice in a run, can never produce two changes with one
+    // (actor, seq) pair, a fork automerge cannot apply.
     let mut changes = Vec::new();
     for chunk in edits.chunks(1000) {
         let keys: Vec<RecordKey> = chunk
@@ -399,14 +401,14 @@ pub async fn apply_edits<S: CloudStore>(
         let docs = store.load_records(&keys).await?;
         for (e, doc) in chunk.iter().zip(docs) {
             let mut record = match doc {
-                Some(d) => Record::load(&d, actor.clone()),
-                None => Ok(Record::new(actor.clone())),
+                Some(d) => Record::load(&d, new_actor(Side::Cloud)),
+                None => Ok(Record::new(new_actor(Side::Cloud))),
             }
             .map_err(|e| PlanError::Record(e.to_string()))?;
             let fields: Vec<(&str, FieldValue)> =
                 e.fields.iter().map(|(k, v)| (*k, v.clone())).collect();
             if let Some(change) = record
-                .set(&fields)
+                .set_changed(&fields)
                 .map_err(|e| PlanError::Record(e.to_string()))?
             {
                 changes.push(ChangeIn {
@@ -535,7 +537,6 @@ pub struct Published {
 pub async fn publish<S: CloudStore>(
     store: &S,
     materialiser: &Materialiser<S>,
-    actor: &ActorId,
     timetables: &Timetables,
     depot: &str,
     plan: &Plan,
@@ -558,7 +559,7 @@ pub async fn publish<S: CloudStore>(
         shapes: count(SHAPE_RECORD),
         changed: 0,
     };
-    let changed = apply_edits(store, materialiser, actor, depot, &edits).await?;
+    let changed = apply_edits(store, materialiser, depot, &edits).await?;
     Ok(Published { changed, ..out })
 }
 
@@ -566,7 +567,6 @@ pub async fn publish<S: CloudStore>(
 pub async fn publish_all<S: CloudStore>(
     store: &S,
     materialiser: &Materialiser<S>,
-    actor: &ActorId,
     timetables: &Timetables,
 ) -> Result<(), StoreError> {
     for (depot, plan_json) in store.depot_plans().await? {
@@ -577,7 +577,7 @@ pub async fn publish_all<S: CloudStore>(
                 continue;
             }
         };
-        match publish(store, materialiser, actor, timetables, &depot, &plan).await {
+        match publish(store, materialiser, timetables, &depot, &plan).await {
             Ok(p) if p.changed > 0 => {
                 tracing::info!(depot = %depot, blocks = p.blocks, changed = p.changed, "published the depot's rolling window")
             }

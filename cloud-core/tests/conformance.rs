@@ -7,7 +7,9 @@
 use std::sync::Arc;
 
 use garasi_cloud::materialise::Materialiser;
-use garasi_cloud::store::{ChangeIn, CloudStore, StoreError, StreamRowIn, SyncReport};
+use garasi_cloud::store::{
+    ChangeIn, CloudStore, Quarantined, RecordKey, StoreError, StreamRowIn, SyncReport,
+};
 use garasi_sync_protocol::actor::{new_actor, Side};
 use garasi_sync_protocol::record::{FieldValue, Record};
 
@@ -29,6 +31,91 @@ mod cases {
             ts_ms: 1_700_000_000_000 + seq,
             payload: format!("{{\"n\":{seq}}}").into_bytes(),
         }
+    }
+
+    /// Issue 9, defect 1: byte-identical changes of different records are different
+    /// changes (each stored and pulled); within one record they are one.
+    pub async fn identical_changes_of_different_records_are_all_kept<S: CloudStore + 'static>(
+        s: &Arc<S>,
+    ) {
+        let d = s.create_depot("D").await.unwrap().id;
+        let same = |id: &str| ChangeIn {
+            record_type: "vehicle_status".into(),
+            record_id: id.into(),
+            change: vec![0x85, 0x6f, 9, 9, 9],
+        };
+        let out = s
+            .push(&d, 1, &[same("bus-1"), same("bus-2"), same("bus-1")], &[])
+            .await
+            .unwrap();
+        assert_eq!(out.new_changes, 2, "two records, one change each");
+        let signon = ChangeIn {
+            record_type: "signon".into(),
+            ..same("bus-1")
+        };
+        assert_eq!(
+            s.add_changes(&d, &[signon, same("bus-3")]).await.unwrap(),
+            2
+        );
+        let pulled: Vec<(String, String)> = s
+            .pull(&d, 0, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.record_type, c.record_id))
+            .collect();
+        assert_eq!(
+            pulled,
+            [
+                ("vehicle_status".to_string(), "bus-1".to_string()),
+                ("vehicle_status".into(), "bus-2".into()),
+                ("signon".into(), "bus-1".into()),
+                ("vehicle_status".into(), "bus-3".into()),
+            ]
+        );
+    }
+
+    /// Issue 9, defect 5: quarantined records are saved with the page's cursor, listed
+    /// per depot (newest first), counted in the ops view, and idempotent.
+    pub async fn quarantine_is_kept_per_depot_and_moves_the_cursor<S: CloudStore + 'static>(
+        s: &Arc<S>,
+    ) {
+        let a = s.create_depot("A").await.unwrap().id;
+        let b = s.create_depot("B").await.unwrap().id;
+        let q = |depot: &str, id: &str, cursor: i64| Quarantined {
+            key: RecordKey {
+                depot: depot.into(),
+                record_type: "vehicle_status".into(),
+                record_id: id.into(),
+            },
+            cursor,
+            reason: format!("field \"status\" holds a nested object ({id})"),
+            at_ms: 1_700_000_000_000,
+        };
+        s.save_records(&[], &[q(&a, "bus-1", 3), q(&a, "bus-2", 5)], 7)
+            .await
+            .unwrap();
+        // Saving the same page again (a crash before the caller saw the answer) adds nothing.
+        s.save_records(&[], &[q(&a, "bus-2", 5)], 7).await.unwrap();
+        assert_eq!(s.materialised_cursor().await.unwrap(), 7);
+        assert_eq!(
+            s.quarantined(&a, 10).await.unwrap(),
+            vec![q(&a, "bus-2", 5), q(&a, "bus-1", 3)]
+        );
+        assert_eq!(s.quarantined(&a, 1).await.unwrap().len(), 1);
+        assert!(s.quarantined(&b, 10).await.unwrap().is_empty());
+        let counts: Vec<(String, i64)> = s
+            .depots()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|d| (d.id, d.quarantined))
+            .collect();
+        assert!(
+            counts.contains(&(a, 2)) && counts.contains(&(b, 0)),
+            "{counts:?}"
+        );
+        assert_eq!(s.last_cursor().await.unwrap(), 0, "no change stored yet");
     }
 
     pub async fn enrolment_is_one_time_and_authenticates<S: CloudStore + 'static>(s: &Arc<S>) {
@@ -348,6 +435,8 @@ macro_rules! conformance {
 }
 
 conformance!(
+    identical_changes_of_different_records_are_all_kept,
+    quarantine_is_kept_per_depot_and_moves_the_cursor,
     enrolment_is_one_time_and_authenticates,
     push_is_idempotent,
     depots_are_isolated,

@@ -1,6 +1,13 @@
 //! Replica identity. Every automerge change carries its actor id; Garasi encodes in the
 //! first byte whether the actor is the cloud or a depot, because the merge rule depends
 //! on it and must be computable from the document alone, identically everywhere.
+//!
+//! The tag can be trusted because of where changes enter: every change a depot sends
+//! passes the cloud's push check ([`crate::rules::check_authored`] with [`Side::Depot`]),
+//! which refuses any change not tagged as a depot's, and depots receive changes only from
+//! the cloud. So a change tagged cloud was made by the cloud, whatever a depot sends.
+//! The cloud uses a fresh actor for every edit it makes, so two concurrent cloud edits
+//! can never reuse one (actor, seq) pair (a fork automerge cannot apply).
 
 pub use automerge::ActorId;
 use rand::RngCore;

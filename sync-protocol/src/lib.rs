@@ -10,5 +10,7 @@ pub mod actor;
 pub mod ids;
 pub mod people;
 pub mod record;
+pub mod records;
+pub mod rules;
 pub mod streams;
 pub mod wire;

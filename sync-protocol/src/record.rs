@@ -31,6 +31,8 @@ pub enum RecordError {
     BadChange(String),
     #[error("field {0:?} holds a nested object; records are flat maps of scalars")]
     NotScalar(String),
+    #[error("change refused: {0}")]
+    Forbidden(String),
 }
 
 impl From<FieldValue> for ScalarValue {
@@ -90,15 +92,51 @@ impl Record {
         self.doc.save()
     }
 
-    /// Sets fields in one change; returns the encoded change (what goes into the outbox).
+    /// Writes fields in one change; returns the encoded change (what goes into the outbox).
+    ///
+    /// Every field written gets an operation of this actor, even when some replica's
+    /// value already equals it. Automerge would otherwise skip the write, or turn it into
+    /// a delete of the other conflicting values, keeping the *other* actor's op: a cloud
+    /// write of a value that lost an earlier conflict would then not count as the cloud's,
+    /// and a concurrent depot edit would beat it. The merge rule is decided on who wrote
+    /// the surviving operations, so a write must always leave one.
     pub fn set(&mut self, fields: &[(&str, FieldValue)]) -> Result<Option<Vec<u8>>, RecordError> {
         for (k, v) in fields {
-            self.doc.put(ROOT, *k, ScalarValue::from(v.clone()))?;
+            let new = ScalarValue::from(v.clone());
+            let equal_present = self
+                .doc
+                .get_all(ROOT, *k)?
+                .iter()
+                .any(|(val, _)| matches!(val, Value::Scalar(s) if s.as_ref() == &new));
+            if equal_present {
+                // Delete every current op, then put ours: the put has no predecessors,
+                // so it stands as this actor's value (concurrent with anything unseen).
+                self.doc.delete(ROOT, *k)?;
+            }
+            self.doc.put(ROOT, *k, new)?;
         }
         Ok(self
             .doc
             .get_last_local_change()
             .map(|mut c| c.bytes().into_owned()))
+    }
+
+    /// Writes only the fields whose visible value differs (republishing master data
+    /// costs nothing when nothing changed). `None` when every field was already so.
+    pub fn set_changed(
+        &mut self,
+        fields: &[(&str, FieldValue)],
+    ) -> Result<Option<Vec<u8>>, RecordError> {
+        let now = self.visible()?;
+        let changed: Vec<(&str, FieldValue)> = fields
+            .iter()
+            .filter(|(k, v)| now.get(*k) != Some(v))
+            .cloned()
+            .collect();
+        if changed.is_empty() {
+            return Ok(None);
+        }
+        self.set(&changed)
     }
 
     pub fn heads(&mut self) -> Vec<ChangeHash> {
@@ -221,6 +259,45 @@ mod tests {
             cloud.visible().unwrap()["status"],
             FieldValue::Text("in_service".into())
         );
+    }
+
+    /// Regression (issue 9, defect 3): after a conflict the cloud won, the cloud wrote the
+    /// depot's old, losing value while the depot wrote another. Automerge saw a write
+    /// equal to its own winner and kept the depot's op instead of making a cloud one, so
+    /// the depot's concurrent value showed.
+    #[test]
+    fn a_cloud_write_of_an_earlier_losing_value_still_wins() {
+        let status = |s: &str| [("status", FieldValue::Text(s.into()))];
+        let mut cloud = Record::new(new_actor(Side::Cloud));
+        cloud.set(&status("in_service")).unwrap();
+        let mut depot = Record::new(new_actor(Side::Depot));
+        depot.apply(&cloud.changes_since(&[])).unwrap();
+        // Partition 1.
+        cloud.set(&status("in_maintenance")).unwrap();
+        depot.set(&status("out_of_service")).unwrap();
+        sync(&mut cloud, &mut depot);
+        assert_eq!(
+            cloud.visible().unwrap()["status"],
+            FieldValue::Text("in_maintenance".into())
+        );
+        // Partition 2: the cloud writes the value that lost, the depot another one.
+        cloud.set(&status("out_of_service")).unwrap();
+        depot.set(&status("in_service")).unwrap();
+        sync(&mut cloud, &mut depot);
+        assert_eq!(cloud.visible().unwrap(), depot.visible().unwrap());
+        assert_eq!(
+            cloud.visible().unwrap()["status"],
+            FieldValue::Text("out_of_service".into()),
+            "the cloud's concurrent write wins, whatever its value"
+        );
+        // Writing the value already shown still records the write (no silent skip).
+        let before = cloud.heads();
+        assert!(cloud.set(&status("out_of_service")).unwrap().is_some());
+        assert_ne!(cloud.heads(), before);
+        assert!(cloud
+            .set_changed(&status("out_of_service"))
+            .unwrap()
+            .is_none());
     }
 
     #[test]

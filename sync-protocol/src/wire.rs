@@ -16,6 +16,13 @@ pub const MAX_WIRE_BYTES: usize = 16 * 1024 * 1024;
 /// Largest body after decompression (zip-bomb guard).
 pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 pub const MAX_ENTRIES: usize = 200_000;
+/// Smallest encoding of one entry (variant tag and empty fields): a claimed entry count
+/// larger than the body's remaining bytes / this is a lie, refused before decoding.
+pub const MIN_ENTRY_BYTES: usize = 4;
+/// Per-entry caps, checked on every decoded entry.
+pub const MAX_NAME_BYTES: usize = 64;
+pub const MAX_CHANGE_BYTES: usize = 1024 * 1024;
+pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
 const HEADER: usize = 4 + 2 + 4;
 
 /// One upload or download unit.
@@ -66,6 +73,15 @@ pub enum WireError {
     Malformed(String),
     #[error("batch has {count} entries; the limit is {max}")]
     TooManyEntries { count: usize, max: usize },
+    #[error("batch claims {count} entries in {bytes} bytes: it is malformed")]
+    ImpossibleCount { count: usize, bytes: usize },
+    #[error("entry {index}: {what} is {len} bytes; the limit is {max}")]
+    EntryTooLarge {
+        index: usize,
+        what: &'static str,
+        len: usize,
+        max: usize,
+    },
 }
 
 /// Encodes in the current version.
@@ -130,13 +146,68 @@ pub fn decode(bytes: &[u8]) -> Result<Batch, WireError> {
             })
         }
     };
-    if batch.entries.len() > MAX_ENTRIES {
+    check_entries(&batch.entries)?;
+    Ok(batch)
+}
+
+/// Checks the claimed entry count of a postcard body before anything is allocated for
+/// the entries: `(depot, batch_seq, count)` is the body's prefix in every version so far.
+fn check_claimed_count(body: &[u8]) -> Result<(), WireError> {
+    let ((_, _, count), rest) = postcard::take_from_bytes::<(&str, u64, usize)>(body)
+        .map_err(|e| WireError::Malformed(e.to_string()))?;
+    if count > MAX_ENTRIES {
         return Err(WireError::TooManyEntries {
-            count: batch.entries.len(),
+            count,
             max: MAX_ENTRIES,
         });
     }
-    Ok(batch)
+    if count.saturating_mul(MIN_ENTRY_BYTES) > rest.len() {
+        return Err(WireError::ImpossibleCount {
+            count,
+            bytes: rest.len(),
+        });
+    }
+    Ok(())
+}
+
+fn check_entries(entries: &[Entry]) -> Result<(), WireError> {
+    let cap = |index, what, len, max| {
+        if len > max {
+            Err(WireError::EntryTooLarge {
+                index,
+                what,
+                len,
+                max,
+            })
+        } else {
+            Ok(())
+        }
+    };
+    for (i, e) in entries.iter().enumerate() {
+        match e {
+            Entry::Change {
+                record_type,
+                record_id,
+                change,
+            } => {
+                cap(i, "record type", record_type.len(), MAX_NAME_BYTES)?;
+                cap(
+                    i,
+                    "record id",
+                    record_id.len(),
+                    crate::records::MAX_RECORD_ID,
+                )?;
+                cap(i, "change", change.len(), MAX_CHANGE_BYTES)?;
+            }
+            Entry::Stream {
+                stream, payload, ..
+            } => {
+                cap(i, "stream name", stream.len(), MAX_NAME_BYTES)?;
+                cap(i, "payload", payload.len(), MAX_PAYLOAD_BYTES)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Version 1 (the first shipped format). Keep this decoder forever.
@@ -149,6 +220,7 @@ mod v1 {
         if body.len() != body_len {
             return Err(WireError::Truncated { len: body.len() });
         }
+        super::check_claimed_count(&body)?;
         postcard::from_bytes(&body).map_err(|e| WireError::Malformed(e.to_string()))
     }
 }
@@ -214,6 +286,66 @@ mod tests {
         assert!(matches!(
             decode(&vec![b'G'; MAX_WIRE_BYTES + 1]),
             Err(WireError::TooLarge { .. })
+        ));
+    }
+
+    /// A body of `count` claimed entries followed by `filler` bytes, framed as v1.
+    fn framed(count: usize, filler: &[u8]) -> Vec<u8> {
+        let mut body = postcard::to_stdvec(&("depot-a", 1u64, count)).unwrap();
+        body.extend_from_slice(filler);
+        let mut out = MAGIC.to_vec();
+        out.extend_from_slice(&1u16.to_be_bytes());
+        out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        out.extend(zstd::bulk::compress(&body, 3).unwrap());
+        out
+    }
+
+    /// Regression (issue 9, defect 7): a 2 KB batch of empty entries made the decoder
+    /// build millions of entries (1.2 GiB) before it looked at the count.
+    #[test]
+    fn claimed_counts_are_checked_before_anything_is_allocated() {
+        // 16 Mi empty Change entries (tag 0, three empty fields): 64 MiB of body that
+        // compresses to a few KB.
+        let empty_change = [0u8; 4];
+        let n = MAX_BODY_BYTES / 4 - 8;
+        let bomb = framed(n, &empty_change.repeat(n));
+        assert!(
+            bomb.len() < 16 * 1024,
+            "the attack batch is {} bytes",
+            bomb.len()
+        );
+        assert_eq!(
+            decode(&bomb),
+            Err(WireError::TooManyEntries {
+                count: n,
+                max: MAX_ENTRIES
+            })
+        );
+        // A count the body cannot hold.
+        assert!(matches!(
+            decode(&framed(1000, &[0u8; 40])),
+            Err(WireError::ImpossibleCount { count: 1000, .. })
+        ));
+        // An honest small batch of empty entries still decodes.
+        let ok = framed(10, &empty_change.repeat(10));
+        assert_eq!(decode(&ok).unwrap().entries.len(), 10);
+    }
+
+    #[test]
+    fn oversized_entries_are_refused() {
+        let mut b = sample();
+        b.entries.push(Entry::Change {
+            record_type: "vehicle_status".into(),
+            record_id: "x".repeat(crate::records::MAX_RECORD_ID + 1),
+            change: vec![],
+        });
+        assert!(matches!(
+            decode(&encode(&b).unwrap()),
+            Err(WireError::EntryTooLarge {
+                index: 2,
+                what: "record id",
+                ..
+            })
         ));
     }
 }

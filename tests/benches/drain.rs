@@ -77,7 +77,7 @@ async fn serve_cloud<S: CloudStore + 'static>(
     let (ca, cert, key) = garasi_fleet_tests::test_pki(dir).unwrap();
     store.migrate().await.unwrap();
     let store = Arc::new(store);
-    let state = AppState::new(store.clone(), Arc::from(garasi_fleet_tests::ADMIN));
+    let state = AppState::new(store.clone(), Arc::from(garasi_fleet_tests::ADMIN)).unwrap();
     let cancel = CancellationToken::new();
     tokio::spawn(state.materialiser.clone().run(cancel.clone()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

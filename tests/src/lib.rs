@@ -64,7 +64,7 @@ impl Cloud {
         let tls = tls_acceptor(&cert, &key).unwrap();
         let store = SqliteStore::open(&dir.join("cloud.db")).unwrap();
         store.migrate().await.unwrap();
-        let state = AppState::new(Arc::new(store), Arc::from(ADMIN));
+        let state = AppState::new(Arc::new(store), Arc::from(ADMIN)).unwrap();
         let link_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let link_addr = link_listener.local_addr().unwrap();
         let link = serve(link_listener, state.clone(), tls.clone());

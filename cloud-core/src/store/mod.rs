@@ -1,8 +1,10 @@
 //! The cloud store: depots and their credentials, replicated record changes, and stream
 //! rows. Everything a depot pushes is stored under that depot, so a depot can never
 //! write another depot's records (isolation by construction); uploads are idempotent
-//! (changes by content hash, stream rows by (depot, stream, seq), batches by
-//! (depot, batch_seq)).
+//! (changes by (depot, record type, record id, content hash): see
+//! `garasi_sync_protocol::records::change_key`; stream rows by (depot, stream, seq),
+//! batches by (depot, batch_seq)). Records the materialiser cannot fold are quarantined,
+//! never allowed to stop it.
 
 pub mod postgres;
 pub mod sqlite;
@@ -90,6 +92,19 @@ pub struct DepotInfo {
     pub backlog_entries: Option<i64>,
     pub backlog_bytes: Option<i64>,
     pub oldest_change_ms: Option<i64>,
+    /// Records of this depot the materialiser could not fold (see [`Quarantined`]).
+    pub quarantined: i64,
+}
+
+/// A record the materialiser could not fold at one change: it keeps its last folded
+/// state, the cursor moves on, and the reason is kept here for the ops view.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Quarantined {
+    pub key: RecordKey,
+    /// The cursor of the (first) change that could not be folded.
+    pub cursor: i64,
+    pub reason: String,
+    pub at_ms: i64,
 }
 
 /// A stored change with its depot, for the materialiser (which works across depots).
@@ -202,12 +217,23 @@ pub trait CloudStore: Send + Sync {
         &self,
         keys: &[RecordKey],
     ) -> impl Future<Output = Result<Vec<Option<Vec<u8>>>, StoreError>> + Send;
-    /// Saves materialised records and the cursor they are up to date with, atomically.
+    /// Saves materialised records, the records quarantined on the way, and the cursor
+    /// they are up to date with, atomically.
     fn save_records(
         &self,
         records: &[MaterialRecord],
+        quarantined: &[Quarantined],
         cursor: i64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// A depot's quarantined records, newest first (at most `limit`).
+    fn quarantined(
+        &self,
+        depot: &str,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<Quarantined>, StoreError>> + Send;
+    /// The newest change cursor stored (0 = none): with the materialised cursor, how far
+    /// behind the materialised records are.
+    fn last_cursor(&self) -> impl Future<Output = Result<i64, StoreError>> + Send;
     /// Visible fields (JSON object text) of a depot's records of one type, by id.
     fn list_records(
         &self,
@@ -282,11 +308,10 @@ pub(crate) fn random_token() -> String {
     hex::encode(b)
 }
 
-/// Content hash of a change: identical bytes are the same change.
-pub(crate) fn change_key(change: &[u8]) -> Vec<u8> {
-    let mut h = Blake2b512::new();
-    h.update(change);
-    h.finalize()[..32].to_vec()
+/// What identifies a stored change under its depot: record and content (identical
+/// bytes of two records are two changes).
+pub(crate) fn change_key(c: &ChangeIn) -> Vec<u8> {
+    garasi_sync_protocol::records::change_key(&c.record_type, &c.record_id, &c.change).to_vec()
 }
 
 pub(crate) fn new_depot_id() -> String {

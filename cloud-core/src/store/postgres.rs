@@ -65,6 +65,19 @@ CREATE TABLE IF NOT EXISTS depot_plans (
 );
 ";
 
+/// Records the materialiser could not fold (issue 9).
+const SCHEMA_4: &str = "
+CREATE TABLE IF NOT EXISTS quarantine (
+  depot TEXT NOT NULL,
+  record_type TEXT NOT NULL,
+  record_id TEXT NOT NULL,
+  cursor BIGINT NOT NULL,
+  reason TEXT NOT NULL,
+  at_ms BIGINT NOT NULL,
+  PRIMARY KEY (depot, record_type, record_id, cursor)
+);
+";
+
 const SCHEMA_2: &str = "
 CREATE TABLE IF NOT EXISTS depot_sync (
   depot TEXT PRIMARY KEY,
@@ -131,6 +144,7 @@ impl CloudStore for PgStore {
         client.batch_execute(SCHEMA).await?;
         client.batch_execute(SCHEMA_2).await?;
         client.batch_execute(SCHEMA_3).await?;
+        client.batch_execute(SCHEMA_4).await?;
         Ok(())
     }
 
@@ -377,7 +391,8 @@ impl CloudStore for PgStore {
             .lock()
             .await
             .query(
-                "SELECT d.id, d.name, d.secret_hash IS NOT NULL, s.last_sync_ms, s.backlog_entries, s.backlog_bytes, s.oldest_change_ms
+                "SELECT d.id, d.name, d.secret_hash IS NOT NULL, s.last_sync_ms, s.backlog_entries, s.backlog_bytes, s.oldest_change_ms,
+                   (SELECT count(*) FROM quarantine q WHERE q.depot = d.id)
                  FROM depots d LEFT JOIN depot_sync s ON s.depot = d.id ORDER BY d.name, d.id",
                 &[],
             )
@@ -392,6 +407,7 @@ impl CloudStore for PgStore {
                 backlog_entries: r.get(4),
                 backlog_bytes: r.get(5),
                 oldest_change_ms: r.get(6),
+                quarantined: r.get(7),
             })
             .collect())
     }
@@ -451,10 +467,26 @@ impl CloudStore for PgStore {
     async fn save_records(
         &self,
         records: &[MaterialRecord],
+        quarantined: &[Quarantined],
         cursor: i64,
     ) -> Result<(), StoreError> {
         let mut client = self.client.lock().await;
         let tx = client.transaction().await?;
+        for q in quarantined {
+            tx.execute(
+                "INSERT INTO quarantine (depot, record_type, record_id, cursor, reason, at_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+                &[
+                    &q.key.depot,
+                    &q.key.record_type,
+                    &q.key.record_id,
+                    &q.cursor,
+                    &q.reason,
+                    &q.at_ms,
+                ],
+            )
+            .await?;
+        }
         if !records.is_empty() {
             let rkeys: Vec<String> = records.iter().map(|r| r.key.joined()).collect();
             let depots: Vec<&str> = records.iter().map(|r| r.key.depot.as_str()).collect();
@@ -480,6 +512,42 @@ impl CloudStore for PgStore {
         .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn quarantined(&self, depot: &str, limit: i64) -> Result<Vec<Quarantined>, StoreError> {
+        let rows = self
+            .client
+            .lock()
+            .await
+            .query(
+                "SELECT depot, record_type, record_id, cursor, reason, at_ms FROM quarantine
+                 WHERE depot = $1 ORDER BY cursor DESC LIMIT $2",
+                &[&depot, &limit],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Quarantined {
+                key: RecordKey {
+                    depot: r.get(0),
+                    record_type: r.get(1),
+                    record_id: r.get(2),
+                },
+                cursor: r.get(3),
+                reason: r.get(4),
+                at_ms: r.get(5),
+            })
+            .collect())
+    }
+
+    async fn last_cursor(&self) -> Result<i64, StoreError> {
+        let row = self
+            .client
+            .lock()
+            .await
+            .query_one("SELECT coalesce(max(cursor), 0)::BIGINT FROM changes", &[])
+            .await?;
+        Ok(row.get(0))
     }
 
     async fn list_records(
@@ -527,7 +595,7 @@ impl CloudStore for PgStore {
     }
 }
 
-/// Inserts changes (idempotent by content hash per depot) with one statement.
+/// Inserts changes (idempotent by record and content hash per depot) with one statement.
 async fn insert_changes(
     tx: &tokio_postgres::Transaction<'_>,
     depot: &str,
@@ -539,7 +607,7 @@ async fn insert_changes(
     }
     let types: Vec<&str> = changes.iter().map(|c| c.record_type.as_str()).collect();
     let ids: Vec<&str> = changes.iter().map(|c| c.record_id.as_str()).collect();
-    let keys: Vec<Vec<u8>> = changes.iter().map(|c| change_key(&c.change)).collect();
+    let keys: Vec<Vec<u8>> = changes.iter().map(change_key).collect();
     let bodies: Vec<&[u8]> = changes.iter().map(|c| c.change.as_slice()).collect();
     // WITH ORDINALITY keeps the batch's order in the cursor sequence: a record's changes
     // are pulled in the order they were pushed.

@@ -66,6 +66,19 @@ CREATE TABLE IF NOT EXISTS depot_plans (
 );
 ";
 
+/// Records the materialiser could not fold (issue 9).
+const SCHEMA_4: &str = "
+CREATE TABLE IF NOT EXISTS quarantine (
+  depot TEXT NOT NULL,
+  record_type TEXT NOT NULL,
+  record_id TEXT NOT NULL,
+  cursor INTEGER NOT NULL,
+  reason TEXT NOT NULL,
+  at_ms INTEGER NOT NULL,
+  PRIMARY KEY (depot, record_type, record_id, cursor)
+) WITHOUT ROWID;
+";
+
 const SCHEMA_2: &str = "
 CREATE TABLE IF NOT EXISTS depot_sync (
   depot TEXT PRIMARY KEY,
@@ -123,7 +136,8 @@ impl CloudStore for SqliteStore {
         self.call(|c| {
             c.execute_batch(SCHEMA)?;
             c.execute_batch(SCHEMA_2)?;
-            Ok(c.execute_batch(SCHEMA_3)?)
+            c.execute_batch(SCHEMA_3)?;
+            Ok(c.execute_batch(SCHEMA_4)?)
         })
         .await
     }
@@ -202,7 +216,7 @@ impl CloudStore for SqliteStore {
                     "INSERT OR IGNORE INTO changes (depot, record_type, record_id, key, change, received_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )?;
                 for ch in &changes {
-                    out.new_changes += ins.execute(params![depot, ch.record_type, ch.record_id, change_key(&ch.change), ch.change, now])? as u64;
+                    out.new_changes += ins.execute(params![depot, ch.record_type, ch.record_id, change_key(ch), ch.change, now])? as u64;
                 }
                 let mut ins = tx.prepare_cached("INSERT OR IGNORE INTO stream_rows (depot, stream, seq, ts_ms, payload) VALUES (?1, ?2, ?3, ?4, ?5)")?;
                 for r in &rows {
@@ -244,7 +258,7 @@ impl CloudStore for SqliteStore {
                     "INSERT OR IGNORE INTO changes (depot, record_type, record_id, key, change, received_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )?;
                 for ch in &changes {
-                    n += ins.execute(params![depot, ch.record_type, ch.record_id, change_key(&ch.change), ch.change, now_ms()])? as u64;
+                    n += ins.execute(params![depot, ch.record_type, ch.record_id, change_key(ch), ch.change, now_ms()])? as u64;
                 }
             }
             tx.commit()?;
@@ -363,7 +377,8 @@ impl CloudStore for SqliteStore {
     async fn depots(&self) -> Result<Vec<DepotInfo>, StoreError> {
         self.call(|c| {
             let mut st = c.prepare_cached(
-                "SELECT d.id, d.name, d.secret_hash IS NOT NULL, s.last_sync_ms, s.backlog_entries, s.backlog_bytes, s.oldest_change_ms
+                "SELECT d.id, d.name, d.secret_hash IS NOT NULL, s.last_sync_ms, s.backlog_entries, s.backlog_bytes, s.oldest_change_ms,
+                   (SELECT count(*) FROM quarantine q WHERE q.depot = d.id)
                  FROM depots d LEFT JOIN depot_sync s ON s.depot = d.id ORDER BY d.name, d.id",
             )?;
             let rows = st.query_map([], |r| {
@@ -375,6 +390,7 @@ impl CloudStore for SqliteStore {
                     backlog_entries: r.get(4)?,
                     backlog_bytes: r.get(5)?,
                     oldest_change_ms: r.get(6)?,
+                    quarantined: r.get(7)?,
                 })
             })?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
@@ -434,12 +450,20 @@ impl CloudStore for SqliteStore {
     async fn save_records(
         &self,
         records: &[MaterialRecord],
+        quarantined: &[Quarantined],
         cursor: i64,
     ) -> Result<(), StoreError> {
-        let records = records.to_vec();
+        let (records, quarantined) = (records.to_vec(), quarantined.to_vec());
         self.call(move |c| {
             let tx = c.transaction()?;
             {
+                let mut q = tx.prepare_cached(
+                    "INSERT OR IGNORE INTO quarantine (depot, record_type, record_id, cursor, reason, at_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?;
+                for r in &quarantined {
+                    q.execute(params![r.key.depot, r.key.record_type, r.key.record_id, r.cursor, r.reason, r.at_ms])?;
+                }
                 let mut up = tx.prepare_cached(
                     "INSERT INTO records (rkey, depot, record_type, record_id, doc, fields, updated_ms)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
@@ -465,6 +489,41 @@ impl CloudStore for SqliteStore {
             )?;
             tx.commit()?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn quarantined(&self, depot: &str, limit: i64) -> Result<Vec<Quarantined>, StoreError> {
+        let depot = depot.to_string();
+        self.call(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT depot, record_type, record_id, cursor, reason, at_ms FROM quarantine
+                 WHERE depot = ?1 ORDER BY cursor DESC LIMIT ?2",
+            )?;
+            let rows = st.query_map(params![depot, limit], |r| {
+                Ok(Quarantined {
+                    key: RecordKey {
+                        depot: r.get(0)?,
+                        record_type: r.get(1)?,
+                        record_id: r.get(2)?,
+                    },
+                    cursor: r.get(3)?,
+                    reason: r.get(4)?,
+                    at_ms: r.get(5)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn last_cursor(&self) -> Result<i64, StoreError> {
+        self.call(|c| {
+            Ok(
+                c.query_row("SELECT coalesce(max(cursor), 0) FROM changes", [], |r| {
+                    r.get(0)
+                })?,
+            )
         })
         .await
     }

@@ -187,6 +187,14 @@ pub fn open(
         });
     }
     configure(&conn, role)?;
+    let mut conn = conn;
+    if let Role::Writer = role {
+        // Every write transaction takes the write lock when it begins. A deferred one
+        // that read first and then wrote could not be retried by the busy handler when
+        // another writer (telemetry's batches) committed in between: SQLite answers
+        // "database is locked" at once. Immediate ones wait (busy_timeout) instead.
+        conn.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
+    }
     Ok(conn)
 }
 

@@ -541,3 +541,7 @@ pub fn publish_until(
         }
     })
 }
+
+mod chaos_support;
+#[allow(unused_imports)] // only chaos.rs uses them
+pub use chaos_support::*;

@@ -10,6 +10,11 @@
 //!   the pulled changes.
 //! - Pulled changes are applied by the module that owns the record type, through the
 //!   [`Appliers`] it registered; sync never touches another module's tables.
+//! - A pulled change that cannot be applied (refused by its module, or of a type this
+//!   build lacks) is kept in `sync_dead_letters` and passed over ([`dead_letters`]): the
+//!   pull never stalls on it.
+
+pub mod dead_letters;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -65,6 +70,19 @@ const MIGRATIONS: &[Migration] = &[
             record_id TEXT NOT NULL,
             doc BLOB NOT NULL,
             PRIMARY KEY (record_type, record_id)
+          );",
+    },
+    Migration {
+        version: 4,
+        name: "dead letters of pulled changes",
+        sql: "CREATE TABLE sync_dead_letters (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            record_type TEXT NOT NULL,
+            record_id TEXT NOT NULL,
+            change BLOB NOT NULL,
+            reason TEXT NOT NULL,
+            pull_cursor INTEGER NOT NULL,
+            at_ms INTEGER NOT NULL
           );",
     },
 ];
@@ -425,6 +443,7 @@ struct LinkState {
     stream_rows_thinned: u64,
     stream_rows_dropped: u64,
     unknown_record_changes: u64,
+    dead_letters: u64,
     /// Entries acknowledged per second, smoothed over recent pushes.
     drain_rate: f64,
 }
@@ -436,9 +455,15 @@ struct AppState {
 }
 
 async fn status(State(s): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    let (b, enrolled) = s
+    let (b, enrolled, (dead_kept, dead_newest)) = s
         .store
-        .read(|c| Ok((backlog_estimate(c)?, load_enrolment(c)?.map(|e| e.depot_id))))
+        .read(|c| {
+            Ok((
+                backlog_estimate(c)?,
+                load_enrolment(c)?.map(|e| e.depot_id),
+                dead_letters::summary(c, 5)?,
+            ))
+        })
         .await
         .map_err(ApiError::internal)?;
     let link = s.link.lock().map(|l| l.clone()).unwrap_or_default();
@@ -471,6 +496,11 @@ async fn status(State(s): State<AppState>) -> Result<Json<serde_json::Value>, Ap
             "stream_rows_dropped": link.stream_rows_dropped,
         },
         "unknown_record_changes": link.unknown_record_changes,
+        "dead_letters": {
+            "since_start": link.dead_letters,
+            "kept": dead_kept,
+            "newest": dead_newest,
+        },
     })))
 }
 
@@ -643,15 +673,26 @@ fn backlog_header(b: &Backlog) -> String {
     )
 }
 
+/// What one pull did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Pulled {
+    /// Entries in the batch (a full batch means: pull again).
+    entries: u64,
+    applied: u64,
+    /// Refused by their module: kept in `sync_dead_letters`.
+    dead: u64,
+    /// Of a record type this build does not know (also kept there).
+    unknown: u64,
+}
+
 /// One pull: changes after the durable cursor, applied and the cursor advanced in one
-/// transaction. Returns how many changes were applied.
+/// transaction. A change that cannot be applied is set aside, never allowed to stop it.
 async fn pull_once(
     store: &Store,
     http: &reqwest::Client,
     e: &Enrolment,
     appliers: &Appliers,
-    unknown: &mut u64,
-) -> Result<u64, String> {
+) -> Result<Pulled, String> {
     let (cursor, backlog_now): (i64, Backlog) = store
         .read(|c| {
             let cursor = state_get(c, "pull_cursor")?
@@ -682,13 +723,14 @@ async fn pull_once(
     let bytes = r.bytes().await.map_err(|e| format!("pull: {e}"))?;
     let batch = wire::decode(&bytes).map_err(|e| format!("pull: {e}"))?;
     if batch.entries.is_empty() {
-        return Ok(0);
+        return Ok(Pulled::default());
     }
+    let entries = batch.entries.len() as u64;
     let next =
         i64::try_from(batch.batch_seq).map_err(|_| "pull: cursor out of range".to_string())?;
     // Changes grouped per record, in pull order.
-    type RecordKey = (String, String);
-    let mut by_record: Vec<(RecordKey, Vec<Vec<u8>>)> = Vec::new();
+    let mut order: Vec<(String, String)> = Vec::new();
+    let mut by_record: HashMap<(String, String), Vec<Vec<u8>>> = HashMap::new();
     for entry in batch.entries {
         if let Entry::Change {
             record_type,
@@ -696,43 +738,60 @@ async fn pull_once(
             change,
         } = entry
         {
-            match by_record
-                .iter_mut()
-                .find(|(k, _)| k.0 == record_type && k.1 == record_id)
-            {
-                Some((_, v)) => v.push(change),
-                None => by_record.push(((record_type, record_id), vec![change])),
-            }
+            by_record
+                .entry((record_type, record_id))
+                .or_insert_with_key(|k| {
+                    order.push(k.clone());
+                    Vec::new()
+                })
+                .push(change);
         }
     }
-    let mut plan = Vec::new();
-    for ((record_type, record_id), changes) in by_record {
-        match appliers.get(&record_type) {
-            Some(f) => plan.push((f, record_id, changes)),
-            None => {
-                // Still in the cloud; a newer edge can re-pull it.
-                *unknown += changes.len() as u64;
-                tracing::warn!(
-                    record_type,
-                    "pulled changes of a record type this build does not know; skipped"
-                );
-            }
-        }
-    }
-    let applied = plan.iter().map(|p| p.2.len() as u64).sum();
+    let plan: Vec<_> = order
+        .into_iter()
+        .filter_map(|k| {
+            let changes = by_record.remove(&k)?;
+            Some((appliers.get(&k.0), k, changes))
+        })
+        .collect();
     store
         .write(move |c| {
             let tx = c.transaction()?;
-            for (f, id, changes) in &plan {
-                f(&tx, id, changes)
-                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
+            let mut out = Pulled {
+                entries,
+                ..Pulled::default()
+            };
+            for (f, (record_type, id), changes) in &plan {
+                match f {
+                    Some(f) => {
+                        let a = dead_letters::apply_or_set_aside(
+                            &tx,
+                            f,
+                            record_type,
+                            id,
+                            changes,
+                            next,
+                        )?;
+                        out.applied += a.applied;
+                        out.dead += a.dead;
+                    }
+                    None => {
+                        let reason = format!(
+                            "record type {record_type:?} is not known to this build: upgrade garasi-edge"
+                        );
+                        for ch in changes {
+                            dead_letters::set_aside(&tx, record_type, id, ch, &reason, next)?;
+                        }
+                        out.unknown += changes.len() as u64;
+                    }
+                }
             }
             state_set(&tx, "pull_cursor", &next.to_string())?;
-            tx.commit()
+            tx.commit()?;
+            Ok(out)
         })
         .await
-        .map_err(|e| e.to_string())?;
-    Ok(applied)
+        .map_err(|e| e.to_string())
 }
 
 /// Everything the worker needs.
@@ -852,8 +911,7 @@ impl Worker {
             }
         }
         loop {
-            let mut unknown = 0;
-            let n = pull_once(&self.store, http, e, &self.appliers, &mut unknown)
+            let p = pull_once(&self.store, http, e, &self.appliers)
                 .await
                 .inspect_err(|_| {
                     self.metrics
@@ -861,15 +919,24 @@ impl Worker {
                         .with_label_values(&["pull"])
                         .inc();
                 })?;
-            self.metrics.sync_pulled_total.inc_by(n);
+            self.metrics.sync_pulled_total.inc_by(p.applied);
             self.metrics
                 .sync_unknown_record_changes_total
-                .inc_by(unknown);
+                .inc_by(p.unknown);
+            self.metrics
+                .sync_dead_letters_total
+                .with_label_values(&["refused"])
+                .inc_by(p.dead);
+            self.metrics
+                .sync_dead_letters_total
+                .with_label_values(&["unknown_type"])
+                .inc_by(p.unknown);
             if let Ok(mut l) = self.link.lock() {
-                l.pulled_total += n;
-                l.unknown_record_changes += unknown;
+                l.pulled_total += p.applied;
+                l.unknown_record_changes += p.unknown;
+                l.dead_letters += p.dead + p.unknown;
             }
-            if n + unknown < PULL_LIMIT as u64 || cancel.is_cancelled() {
+            if p.entries < PULL_LIMIT as u64 || cancel.is_cancelled() {
                 return Ok(());
             }
         }

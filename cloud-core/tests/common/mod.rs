@@ -1,0 +1,146 @@
+//! Shared helpers of the cloud's HTTP tests: the real router on a loopback port over a
+//! fresh SQLite store, depots enrolled through the API, push and pull as a depot does.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use garasi_cloud::http::{router, AppState};
+use garasi_cloud::store::sqlite::SqliteStore;
+use garasi_cloud::store::CloudStore;
+use garasi_sync_protocol::actor::{new_actor, Side};
+use garasi_sync_protocol::record::{FieldValue, Record};
+use garasi_sync_protocol::streams::{self, TelemetrySampleV1};
+use garasi_sync_protocol::wire::{self, Batch, Entry};
+
+pub const ADMIN: &str = "admin-test-token";
+
+pub struct Cloud {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub dir: tempfile::TempDir,
+    /// The store behind the API, for writing what no API accepts (legacy data).
+    pub store: Arc<SqliteStore>,
+}
+
+pub async fn start() -> Cloud {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("cloud.db")).unwrap();
+    store.migrate().await.unwrap();
+    let store = Arc::new(store);
+    let app = router(AppState::new(store.clone(), Arc::from(ADMIN)).unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    Cloud {
+        base: format!("http://{addr}"),
+        http: reqwest::Client::new(),
+        dir,
+        store,
+    }
+}
+
+impl Cloud {
+    pub async fn depot(&self, name: &str) -> (String, String) {
+        let r = self
+            .http
+            .post(format!("{}/api/v1/admin/depots", self.base))
+            .bearer_auth(ADMIN)
+            .json(&serde_json::json!({"name": name}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let d: serde_json::Value = r.json().await.unwrap();
+        let token = d["enrolment_token"].as_str().unwrap().to_string();
+        let e: serde_json::Value = self
+            .http
+            .post(format!("{}/api/v1/enroll", self.base))
+            .json(&serde_json::json!({"token": token}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        (
+            e["depot_id"].as_str().unwrap().to_string(),
+            e["secret"].as_str().unwrap().to_string(),
+        )
+    }
+
+    pub async fn push(&self, as_depot: &str, secret: &str, body: Vec<u8>) -> reqwest::Response {
+        self.http
+            .post(format!("{}/api/v1/sync/push", self.base))
+            .header("x-garasi-depot", as_depot)
+            .bearer_auth(secret)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn pull(&self, as_depot: &str, secret: &str) -> Result<Batch, u16> {
+        let r = self
+            .http
+            .get(format!("{}/api/v1/sync/pull?cursor=0", self.base))
+            .header("x-garasi-depot", as_depot)
+            .bearer_auth(secret)
+            .send()
+            .await
+            .unwrap();
+        if !r.status().is_success() {
+            return Err(r.status().as_u16());
+        }
+        Ok(wire::decode(&r.bytes().await.unwrap()).unwrap())
+    }
+}
+
+pub fn change(seq: u64) -> Vec<u8> {
+    let mut r = Record::new(new_actor(Side::Depot));
+    r.set(&[("status", FieldValue::Text(format!("s{seq}")))])
+        .unwrap()
+        .unwrap()
+}
+
+pub fn sample(seq: u64) -> Vec<u8> {
+    TelemetrySampleV1 {
+        vehicle_id: "bus-1".into(),
+        ts_ms: 1_700_000_000_000 + seq as i64,
+        lat: None,
+        lon: None,
+        heading: None,
+        speed_kmh: Some(20.0),
+        soc_pct: Some(80.0),
+        odometer_km: None,
+        battery_temp_c: None,
+        power_w: None,
+        charging: None,
+        extra: None,
+    }
+    .encode()
+}
+
+pub fn batch_of(depot: &str, seq: u64, change: Vec<u8>, payload: Vec<u8>) -> Vec<u8> {
+    wire::encode(&Batch {
+        depot: depot.into(),
+        batch_seq: seq,
+        entries: vec![
+            Entry::Change {
+                record_type: "vehicle_status".into(),
+                record_id: "bus-1".into(),
+                change,
+            },
+            Entry::Stream {
+                stream: streams::TELEMETRY_V1.into(),
+                seq,
+                ts_ms: 1_700_000_000_000,
+                payload,
+            },
+        ],
+    })
+    .unwrap()
+}
+
+pub fn batch(depot: &str, seq: u64) -> Vec<u8> {
+    batch_of(depot, seq, change(seq), sample(seq))
+}

@@ -1,0 +1,95 @@
+//! The replicated record types edge and cloud agree on, who authors each, and the id rule
+//! for records. The cloud refuses a depot's push of any type that is not operational, or
+//! with an id outside [`valid_record_id`], before it stores anything.
+
+/// Operational records: authored at depots (and editable by the cloud).
+pub const VEHICLE_STATUS: &str = "vehicle_status";
+pub const ASSIGNMENT: &str = "assignment";
+pub const SIGNON: &str = "signon";
+pub const DISPATCH_EVENT: &str = "dispatch_event";
+
+/// Master data: authored only by the cloud, flows down to depots.
+pub const VEHICLE: &str = "vehicle";
+pub const DEVICE: &str = "device";
+pub const PERSON: &str = "person";
+pub const BLOCK: &str = "block";
+pub const STOP: &str = "stop";
+pub const SHAPE: &str = "shape";
+
+/// Every operational record type: the only types a depot may push.
+pub const OPERATIONAL: &[&str] = &[VEHICLE_STATUS, ASSIGNMENT, SIGNON, DISPATCH_EVENT];
+/// Every master record type.
+pub const MASTER: &[&str] = &[VEHICLE, DEVICE, PERSON, BLOCK, STOP, SHAPE];
+
+/// Longest record id (a sign-on id is a service date plus a person id).
+pub const MAX_RECORD_ID: usize = 128;
+
+/// What identifies a stored change: its record and its bytes. Two records' first
+/// changes can be byte-identical (same actor, same fields, no timestamp), so content
+/// alone is not an identity; within one record, identical bytes are the same change.
+/// Length-prefixed, so no two (type, id, bytes) triples hash alike by concatenation.
+pub fn change_key(record_type: &str, record_id: &str, change: &[u8]) -> [u8; 32] {
+    use blake2::{Blake2b512, Digest};
+    let mut h = Blake2b512::new();
+    h.update(b"garasi-change-v2");
+    for part in [record_type.as_bytes(), record_id.as_bytes(), change] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part);
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(&h.finalize()[..32]);
+    out
+}
+
+/// Whether a depot may author records of this type.
+pub fn is_operational(record_type: &str) -> bool {
+    OPERATIONAL.contains(&record_type)
+}
+
+/// 1-128 ASCII letters, digits, '-', '_' or '.', starting with a letter or digit: no
+/// separators, control or bidi characters, nothing that changes meaning when printed.
+pub fn valid_record_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_RECORD_ID
+        && id
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        && id.bytes().next().is_some_and(|c| c.is_ascii_alphanumeric())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn change_identity_includes_the_record() {
+        let c = [1u8, 2, 3];
+        assert_ne!(change_key("signon", "a", &c), change_key("signon", "b", &c));
+        assert_ne!(change_key("signon", "a", &c), change_key("signo", "na", &c));
+        assert_eq!(change_key("signon", "a", &c), change_key("signon", "a", &c));
+    }
+
+    #[test]
+    fn types_and_ids() {
+        assert!(is_operational("vehicle_status"));
+        for m in MASTER {
+            assert!(!is_operational(m), "{m} is master data");
+        }
+        assert!(!is_operational("vehicle_status\0"));
+        assert!(valid_record_id("2026-11-29-drv-1"));
+        assert!(valid_record_id("ev-1700000000000-0a1b2c3d"));
+        assert!(valid_record_id(&"a".repeat(MAX_RECORD_ID)));
+        for bad in [
+            "",
+            "-x",
+            "bus 1",
+            "bus\n1",
+            "bus\u{202e}1",
+            "bus/1",
+            "a\0b",
+            &"a".repeat(MAX_RECORD_ID + 1),
+        ] {
+            assert!(!valid_record_id(bad), "{bad:?} must be refused");
+        }
+    }
+}
