@@ -14,13 +14,13 @@ use axum::{Json, Router};
 use garasi_sync_protocol::actor::{new_actor, Side};
 use garasi_sync_protocol::ids::valid_id;
 use garasi_sync_protocol::record::{FieldValue, Record};
+use garasi_sync_protocol::records;
 use garasi_sync_protocol::streams;
 use garasi_sync_protocol::wire::{self, Batch, Entry, WireError};
-use garasi_sync_protocol::{records, rules};
 use serde::Deserialize;
 
 use crate::materialise::{Freshness, MaterialiseError, Materialiser};
-use crate::store::{ChangeIn, CloudStore, RecordKey, StoreError, StreamRowIn, SyncReport};
+use crate::store::{ChangeIn, CloudStore, RecordKey, StoreError, SyncReport};
 
 /// JSON error `{"error": {"status", "message"}}`.
 pub struct ApiError(pub(crate) StatusCode, pub(crate) String);
@@ -51,7 +51,7 @@ impl From<StoreError> for ApiError {
     }
 }
 
-fn wire_error(e: WireError) -> ApiError {
+pub(crate) fn wire_error(e: WireError) -> ApiError {
     let status = match e {
         WireError::TooLarge { .. }
         | WireError::BodyTooLarge { .. }
@@ -144,35 +144,53 @@ impl From<MaterialiseError> for ApiError {
     }
 }
 
-/// How long a read waits for the materialiser before it answers from the last
+/// How long a list waits for the materialiser before it answers from the last
 /// materialised state (and says how far behind that is).
 const READ_FRESHNESS_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// One of a depot's records as last materialised (caught up first, within
-/// [`READ_FRESHNESS_WAIT`]). `None` if it has none.
+/// One of a depot's records up to every stored change: its materialised document plus
+/// the changes stored after the materialised cursor (so neither a read nor an edit
+/// depends on how far behind the materialiser is). `None` if it has none.
 async fn load_record<S: CloudStore>(
     s: &AppState<S>,
     depot: &str,
     record_type: &str,
     record_id: &str,
 ) -> Result<(Option<Record>, Freshness), ApiError> {
-    let fresh = s.materialiser.refresh_for_read(READ_FRESHNESS_WAIT).await;
     let key = RecordKey {
         depot: depot.into(),
         record_type: record_type.into(),
         record_id: record_id.into(),
     };
-    let doc = s.store.load_records(&[key]).await?.pop().flatten();
-    let record = doc
-        .map(|d| Record::load(&d, new_actor(Side::Cloud)))
-        .transpose()
-        .map_err(|e| {
-            ApiError(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("stored record does not load: {e}"),
-            )
-        })?;
-    Ok((record, fresh))
+    // Cursor first: a document saved after it only makes some changes apply twice
+    // (a no-op), never miss.
+    let fresh = s.materialiser.freshness().await?;
+    let doc = s
+        .store
+        .load_records(std::slice::from_ref(&key))
+        .await?
+        .pop()
+        .flatten();
+    let later = s
+        .store
+        .record_changes_after(&key, fresh.materialised_cursor)
+        .await?;
+    let internal = |e: garasi_sync_protocol::record::RecordError| {
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("stored record does not load: {e}"),
+        )
+    };
+    let mut record = match doc {
+        Some(d) => Record::load(&d, new_actor(Side::Cloud)).map_err(internal)?,
+        None if later.is_empty() => return Ok((None, fresh)),
+        None => Record::new(new_actor(Side::Cloud)),
+    };
+    for change in &later {
+        // One that does not apply is the materialiser's to quarantine; the rest count.
+        let _ = record.apply(std::slice::from_ref(change));
+    }
+    Ok((Some(record), fresh))
 }
 
 fn record_json(
@@ -294,7 +312,8 @@ async fn edit_record<S: CloudStore>(
             )
             .await?;
     }
-    let fresh = s.materialiser.refresh_for_read(READ_FRESHNESS_WAIT).await;
+    s.materialiser.wake.notify_one();
+    let fresh = s.materialiser.freshness().await?;
     Ok((record, fresh))
 }
 
@@ -391,118 +410,30 @@ async fn push<S: CloudStore>(
     body: Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let depot = depot_of(&s, &headers).await?;
-    let refused = |reason: &'static str, e: ApiError| {
-        s.metrics.sync_refused.with_label_values(&[reason]).inc();
-        tracing::warn!(depot = %depot, reason, error = %e.1, "sync batch refused");
-        e
-    };
-    let batch = {
+    // Decoding and checking run in the blocking pool, at most CONCURRENT_DECODES at once:
+    // together they bound what hostile batches can make the cloud allocate and compute.
+    let checked = {
         let _permit = s
             .decodes
             .acquire()
             .await
             .map_err(|_| ApiError(StatusCode::SERVICE_UNAVAILABLE, "shutting down".into()))?;
-        let body = body.clone();
-        tokio::task::spawn_blocking(move || wire::decode(&body))
+        let authenticated = depot.clone();
+        tokio::task::spawn_blocking(move || crate::push_check::check(&body, &authenticated))
             .await
             .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-            .map_err(|e| refused("wire", wire_error(e)))?
     };
-    if batch.depot != depot {
-        return Err(ApiError(
-            StatusCode::FORBIDDEN,
-            format!(
-                "batch is for depot {:?}; you are authenticated as {depot}",
-                batch.depot
-            ),
-        ));
-    }
-    let (mut changes, mut rows) = (Vec::new(), Vec::new());
-    for e in batch.entries {
-        match e {
-            Entry::Change {
-                record_type,
-                record_id,
-                change,
-            } => changes.push(ChangeIn {
-                record_type,
-                record_id,
-                change,
-            }),
-            Entry::Stream {
-                stream,
-                seq,
-                ts_ms,
-                payload,
-            } => {
-                let seq = i64::try_from(seq).map_err(|_| {
-                    ApiError(
-                        StatusCode::BAD_REQUEST,
-                        "stream sequence out of range".into(),
-                    )
-                })?;
-                rows.push(StreamRowIn {
-                    stream,
-                    seq,
-                    ts_ms,
-                    payload,
-                });
-            }
+    let crate::push_check::Checked {
+        batch_seq,
+        changes,
+        rows,
+    } = checked.map_err(|r| {
+        if let Some(reason) = r.reason {
+            s.metrics.sync_refused.with_label_values(&[reason]).inc();
+            tracing::warn!(depot = %depot, reason, error = %r.message, "sync batch refused");
         }
-    }
-    let batch_seq = i64::try_from(batch.batch_seq).map_err(|_| {
-        ApiError(
-            StatusCode::BAD_REQUEST,
-            "batch sequence out of range".into(),
-        )
+        ApiError(r.status, r.message)
     })?;
-    // Refuse what a depot may not write or that could never be read back, before
-    // storing anything: a depot pushes only its operational records, with valid ids, in
-    // changes that its own (depot-tagged) actor made and that hold only scalar fields.
-    for (i, c) in changes.iter().enumerate() {
-        let bad = |reason, msg: String| {
-            refused(
-                reason,
-                ApiError(
-                    StatusCode::BAD_REQUEST,
-                    format!("sync batch rejected: change {i}: {msg}"),
-                ),
-            )
-        };
-        if !records::is_operational(&c.record_type) {
-            return Err(bad(
-                "record_type",
-                format!(
-                    "record type {:?} is not one a depot may write (operational types: {:?})",
-                    c.record_type.escape_debug().to_string(),
-                    records::OPERATIONAL
-                ),
-            ));
-        }
-        if !records::valid_record_id(&c.record_id) {
-            return Err(bad(
-                "record_id",
-                format!(
-                    "record id {:?} is not 1-{} letters, digits, '-', '_' or '.'",
-                    c.record_id.chars().take(80).collect::<String>(),
-                    records::MAX_RECORD_ID
-                ),
-            ));
-        }
-        rules::check_authored(&c.change, Side::Depot)
-            .map_err(|e| bad("change", format!("{} {}: {e}", c.record_type, c.record_id)))?;
-    }
-    for r in &rows {
-        garasi_sync_protocol::streams::validate(&r.stream, &r.payload).map_err(|e| {
-            refused(
-                "stream_row",
-                ApiError(
-                    StatusCode::BAD_REQUEST,
-                    format!("sync batch rejected: stream row {}: {e}", r.seq),
-                ),
-            )
-        })?;
-    }
     let out = s.store.push(&depot, batch_seq, &changes, &rows).await?;
     s.store.record_sync(&depot, sync_report(&headers)).await?;
     if out.new_changes > 0 {

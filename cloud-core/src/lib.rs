@@ -11,5 +11,6 @@ pub mod http;
 pub mod materialise;
 pub mod metrics;
 pub mod planning;
+pub mod push_check;
 pub mod store;
 pub mod timetable;

@@ -7,11 +7,12 @@
 //! Documents are loaded only for the records a page touches (automerge documents cost
 //! ~17 KiB each when loaded), and written back once per page.
 //!
-//! A record that cannot be folded (its stored document does not load, a change does not
-//! apply, or its fields are not scalars) never stops the materialiser: the changes that
-//! do apply are kept, the record keeps its last good visible state, and a quarantine row
-//! (depot, record, cursor, reason) is saved with the page, so the cursor moves on and
-//! the ops view shows what needs a look.
+//! A record that cannot be fully folded never stops the materialiser: a change that does
+//! not apply is skipped (the others are kept), a field holding a non-scalar value is
+//! shown without it, changes waiting for dependencies that were never stored are
+//! named; each case saves a quarantine row (depot, record, cursor, reason) with the
+//! page, so the cursor moves on and the ops view shows what needs a look. Only a stored
+//! document that no longer loads keeps the record at its last saved state.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -213,6 +214,7 @@ fn fold(
                 continue;
             }
         };
+        let malformed_before = record.malformed_fields().unwrap_or_default();
         let bytes: Vec<Vec<u8>> = changes.iter().map(|c| c.1.clone()).collect();
         if record.apply(&bytes).is_err() {
             // Start again from the stored document and keep every change that applies.
@@ -224,9 +226,28 @@ fn fold(
                 }
             }
         }
-        if record.missing_deps() > 0 {
-            tracing::warn!(depot = %key.depot, record_type = %key.record_type, record_id = %key.record_id,
-                "record has changes waiting for dependencies; shown without them until they arrive");
+        // Held changes are not part of a saved document: say so rather than lose them
+        // quietly (their dependencies were never stored, or could not be folded).
+        let held = record.missing_deps();
+        if held > 0 {
+            quarantine(
+                first,
+                format!("{held} change(s) wait for dependencies that are not stored; shown without them"),
+            );
+        }
+        // Non-scalar values are passed over by `visible` (the record still folds and
+        // later changes still apply); a field newly holding one is quarantined once.
+        let malformed: Vec<String> = record
+            .malformed_fields()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|f| !malformed_before.contains(f))
+            .collect();
+        if !malformed.is_empty() {
+            quarantine(
+                first,
+                format!("field(s) {malformed:?} hold a nested object; records are flat maps of scalars, so they are shown without it"),
+            );
         }
         let fields = match record.visible() {
             Ok(f) => f,

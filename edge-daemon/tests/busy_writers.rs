@@ -28,26 +28,37 @@ async fn status_edits_never_fail_during_a_telemetry_flood() {
     let published = Arc::new(AtomicU64::new(0));
     let mut floods = Vec::new();
     for (i, id) in ids.iter().take(2).enumerate() {
-        let (c, mut rx) = mqtt_client(edge.mqtt, id, id, &pw[i]).await;
-        connack(&mut rx).await.unwrap();
-        tokio::spawn(async move { while rx.recv().await.is_some() {} });
         let (stop, published, topic) = (
             stop.clone(),
             published.clone(),
             format!("garasi/v1/vehicles/{id}/telemetry"),
         );
+        let (addr, id, pass) = (edge.mqtt, id.to_string(), pw[i].clone());
         floods.push(tokio::spawn(async move {
             let t0 = now_ms() - 3_600_000;
             let mut n = 0i64;
-            while !stop.load(Ordering::Relaxed) {
-                // Distinct timestamps: every sample is a new row.
-                c.publish(&topic, QoS::AtMostOnce, false, sample(t0 + n, 30.0))
-                    .await
-                    .unwrap();
-                n += 1;
-                published.fetch_add(1, Ordering::Relaxed);
-                if n % 200 == 0 {
-                    tokio::task::yield_now().await;
+            // The gate stops reading a flooding device while ingest is behind, so its
+            // client may time out and drop; it reconnects and floods on.
+            'connect: while !stop.load(Ordering::Relaxed) {
+                let (c, mut rx) = mqtt_client(addr, &id, &id, &pass).await;
+                if connack(&mut rx).await.is_err() {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+                tokio::spawn(async move { while rx.recv().await.is_some() {} });
+                while !stop.load(Ordering::Relaxed) {
+                    // Distinct timestamps: every sample is a new row.
+                    if c.publish(&topic, QoS::AtMostOnce, false, sample(t0 + n, 30.0))
+                        .await
+                        .is_err()
+                    {
+                        continue 'connect;
+                    }
+                    n += 1;
+                    published.fetch_add(1, Ordering::Relaxed);
+                    if n % 200 == 0 {
+                        tokio::task::yield_now().await;
+                    }
                 }
             }
         }));

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use automerge::{
-    transaction::Transactable, ActorId, AutoCommit, Change, ChangeHash, ObjType, ReadDoc,
-    ScalarValue, Value, ROOT,
+    transaction::Transactable, ActorId, AutoCommit, Change, ChangeHash, ReadDoc, ScalarValue,
+    Value, ROOT,
 };
 use serde::{Deserialize, Serialize};
 
@@ -33,6 +33,8 @@ pub enum RecordError {
     NotScalar(String),
     #[error("change refused: {0}")]
     Forbidden(String),
+    #[error("{0} change(s) this record depends on are missing (set aside or never stored)")]
+    MissingDeps(usize),
 }
 
 impl From<FieldValue> for ScalarValue {
@@ -164,6 +166,7 @@ impl Record {
         let decoded = changes
             .iter()
             .map(|b| {
+                crate::rules::check_envelope(b)?;
                 Change::from_bytes(b.clone()).map_err(|e| RecordError::BadChange(e.to_string()))
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -173,34 +176,55 @@ impl Record {
 
     /// The visible record: per field, a concurrent cloud-written value wins; among
     /// several (or none from the cloud) automerge's ordering decides, which is the same
-    /// on every replica with the same changes.
+    /// on every replica with the same changes. Values that are not scalars (objects a
+    /// change should never have made: see [`crate::rules`]) are passed over, so such a
+    /// field shows its scalar value, or nothing; [`Record::malformed_fields`] names them.
     pub fn visible(&self) -> Result<BTreeMap<String, FieldValue>, RecordError> {
         let mut out = BTreeMap::new();
         for key in self.doc.keys(ROOT) {
             let all = self.doc.get_all(ROOT, key.as_str())?;
             let pick = |only_cloud: bool| {
                 all.iter()
-                    .filter_map(|(v, id)| match id {
-                        automerge::ObjId::Id(counter, actor, _) => Some((v, *counter, actor)),
-                        automerge::ObjId::Root => None,
+                    .filter_map(|(v, id)| match (v, id) {
+                        (Value::Scalar(s), automerge::ObjId::Id(counter, actor, _)) => {
+                            Some((s, *counter, actor))
+                        }
+                        _ => None,
                     })
                     .filter(|(_, _, actor)| !only_cloud || side_of(actor) == Side::Cloud)
                     // automerge's own winner: the greatest (counter, actor).
                     .max_by(|a, b| (a.1, a.2).cmp(&(b.1, b.2)))
-                    .map(|(v, _, _)| v.clone())
+                    .map(|(s, _, _)| field_value(s))
             };
-            let chosen = pick(true).or_else(|| pick(false));
-            match chosen {
-                Some(Value::Scalar(s)) => {
-                    out.insert(key.clone(), field_value(&s));
-                }
-                Some(Value::Object(
-                    ObjType::Map | ObjType::Table | ObjType::List | ObjType::Text,
-                )) => return Err(RecordError::NotScalar(key.clone())),
-                None => {}
+            if let Some(v) = pick(true).or_else(|| pick(false)) {
+                out.insert(key.clone(), v);
             }
         }
         Ok(out)
+    }
+
+    /// Fields holding a non-scalar value among their current values (nothing a valid
+    /// change makes; kept from before the push check, or made by a foreign library).
+    pub fn malformed_fields(&self) -> Result<Vec<String>, RecordError> {
+        let mut out = Vec::new();
+        for key in self.doc.keys(ROOT) {
+            let all = self.doc.get_all(ROOT, key.as_str())?;
+            if all.iter().any(|(v, _)| matches!(v, Value::Object(_))) {
+                out.push(key);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Applies changes that must be complete: pulled in the cloud's order, each one's
+    /// dependencies came before it. One that would wait for a dependency (set aside, or
+    /// never stored) is an error instead of a change silently dropped on save.
+    pub fn apply_in_order(&mut self, changes: &[Vec<u8>]) -> Result<(), RecordError> {
+        self.apply(changes)?;
+        match self.missing_deps() {
+            0 => Ok(()),
+            n => Err(RecordError::MissingDeps(n)),
+        }
     }
 }
 

@@ -15,6 +15,62 @@ pub const MAX_OPS_PER_CHANGE: usize = 256;
 pub const MAX_FIELD_NAME: usize = 64;
 /// Longest text value, in bytes (notes and labels are far shorter).
 pub const MAX_TEXT_BYTES: usize = 16 * 1024;
+/// Largest change once inflated: automerge DEFLATEs changes over 256 bytes, and DEFLATE
+/// expands up to ~1000x, so a small compressed change could otherwise cost gigabytes.
+pub const MAX_INFLATED_BYTES: usize = 1024 * 1024;
+
+/// automerge chunk header: magic, checksum, then the chunk type.
+const CHUNK_TYPE_AT: usize = 8;
+const CHUNK_CHANGE: u8 = 1;
+const CHUNK_COMPRESSED_CHANGE: u8 = 2;
+
+/// Checks a change chunk's envelope before automerge parses it: a change (plain or
+/// compressed), and a compressed one inflates to at most [`MAX_INFLATED_BYTES`],
+/// measured with a bounded reader (automerge itself inflates without a limit).
+pub fn check_envelope(bytes: &[u8]) -> Result<(), RecordError> {
+    let bad = |what: &str| RecordError::BadChange(what.to_string());
+    match bytes.get(CHUNK_TYPE_AT) {
+        Some(&CHUNK_CHANGE) => Ok(()),
+        Some(&CHUNK_COMPRESSED_CHANGE) => {
+            // Length of the compressed data: unsigned LEB128 after the type byte.
+            let (mut len, mut shift, mut at) = (0u64, 0u32, CHUNK_TYPE_AT + 1);
+            loop {
+                let b = *bytes.get(at).ok_or_else(|| bad("truncated chunk header"))?;
+                at += 1;
+                len |= u64::from(b & 0x7f) << shift;
+                if b & 0x80 == 0 {
+                    break;
+                }
+                shift += 7;
+                if shift > 56 {
+                    return Err(bad("chunk length is malformed"));
+                }
+            }
+            let end = usize::try_from(len)
+                .ok()
+                .and_then(|l| at.checked_add(l))
+                .filter(|e| *e <= bytes.len())
+                .ok_or_else(|| bad("chunk length runs past the change"))?;
+            let mut inflated = Vec::new();
+            let read = std::io::Read::read_to_end(
+                &mut std::io::Read::take(
+                    flate2::read::DeflateDecoder::new(&bytes[at..end]),
+                    MAX_INFLATED_BYTES as u64 + 1,
+                ),
+                &mut inflated,
+            )
+            .map_err(|e| bad(&format!("compressed change does not inflate: {e}")))?;
+            if read > MAX_INFLATED_BYTES {
+                return Err(RecordError::Forbidden(format!(
+                    "the change inflates to more than {MAX_INFLATED_BYTES} bytes"
+                )));
+            }
+            Ok(())
+        }
+        Some(_) => Err(bad("not a change chunk")),
+        None => Err(bad("truncated chunk header")),
+    }
+}
 
 /// What a checked change says about itself.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,6 +85,7 @@ pub struct CheckedChange {
 /// Decodes one change and checks that `side` authored it and that it only holds scalar
 /// puts and deletes on root-map keys. Never panics on hostile bytes.
 pub fn check_authored(bytes: &[u8], side: Side) -> Result<CheckedChange, RecordError> {
+    check_envelope(bytes)?;
     let change =
         Change::from_bytes(bytes.to_vec()).map_err(|e| RecordError::BadChange(e.to_string()))?;
     let actual = side_of(change.actor_id());
@@ -140,6 +197,50 @@ mod tests {
             check_authored(&c, Side::Cloud),
             Err(RecordError::Forbidden(_))
         ));
+    }
+
+    /// Review finding: a 49 KB compressed change inflated to ~160 MiB inside automerge
+    /// before any check. Honest changes over 256 bytes are compressed too and pass.
+    #[test]
+    fn compressed_changes_are_measured_before_automerge_inflates_them() {
+        let mut r = Record::new(new_actor(Side::Depot));
+        let long = r
+            .set(&[("note", FieldValue::Text("lorem ipsum ".repeat(100)))])
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            long[CHUNK_TYPE_AT], CHUNK_COMPRESSED_CHANGE,
+            "automerge compressed it"
+        );
+        check_authored(&long, Side::Depot).unwrap();
+        // A compressed chunk whose data inflates past the cap (checksum irrelevant: the
+        // envelope is refused before automerge reads it).
+        let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+        std::io::Write::write_all(&mut enc, &vec![0u8; 2 * MAX_INFLATED_BYTES]).unwrap();
+        let data = enc.finish().unwrap();
+        let mut bomb = vec![0x85, 0x6f, 0x4a, 0x83, 0, 0, 0, 0, CHUNK_COMPRESSED_CHANGE];
+        let mut n = data.len();
+        loop {
+            let b = (n & 0x7f) as u8;
+            n >>= 7;
+            bomb.push(if n > 0 { b | 0x80 } else { b });
+            if n == 0 {
+                break;
+            }
+        }
+        bomb.extend(&data);
+        assert!(bomb.len() < 4096);
+        assert!(matches!(
+            check_authored(&bomb, Side::Depot),
+            Err(RecordError::Forbidden(_))
+        ));
+        let mut doc_chunk = long.clone();
+        doc_chunk[CHUNK_TYPE_AT] = 0;
+        assert!(matches!(
+            check_authored(&doc_chunk, Side::Depot),
+            Err(RecordError::BadChange(_))
+        ));
+        assert!(check_authored(&long[..12], Side::Depot).is_err());
     }
 
     #[test]

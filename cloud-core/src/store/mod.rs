@@ -231,6 +231,14 @@ pub trait CloudStore: Send + Sync {
         depot: &str,
         limit: i64,
     ) -> impl Future<Output = Result<Vec<Quarantined>, StoreError>> + Send;
+    /// One record's changes stored after `cursor`, in cursor order: with the record's
+    /// materialised document, its state up to every stored change (what a cloud edit
+    /// must build on, however far behind the materialiser is).
+    fn record_changes_after(
+        &self,
+        key: &RecordKey,
+        cursor: i64,
+    ) -> impl Future<Output = Result<Vec<Vec<u8>>, StoreError>> + Send;
     /// The newest change cursor stored (0 = none): with the materialised cursor, how far
     /// behind the materialised records are.
     fn last_cursor(&self) -> impl Future<Output = Result<i64, StoreError>> + Send;

@@ -540,6 +540,23 @@ impl CloudStore for PgStore {
             .collect())
     }
 
+    async fn record_changes_after(
+        &self,
+        key: &RecordKey,
+        cursor: i64,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        let rows = self
+            .client
+            .lock()
+            .await
+            .query(
+                "SELECT change FROM changes WHERE cursor > $1 AND depot = $2 AND record_type = $3 AND record_id = $4 ORDER BY cursor",
+                &[&cursor, &key.depot, &key.record_type, &key.record_id],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
     async fn last_cursor(&self) -> Result<i64, StoreError> {
         let row = self
             .client

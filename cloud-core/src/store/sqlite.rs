@@ -517,6 +517,23 @@ impl CloudStore for SqliteStore {
         .await
     }
 
+    async fn record_changes_after(
+        &self,
+        key: &RecordKey,
+        cursor: i64,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        let key = key.clone();
+        self.call(move |c| {
+            // A range scan of the primary key over what is not folded yet.
+            let mut st = c.prepare_cached(
+                "SELECT change FROM changes WHERE cursor > ?1 AND depot = ?2 AND record_type = ?3 AND record_id = ?4 ORDER BY cursor",
+            )?;
+            let rows = st.query_map(params![cursor, key.depot, key.record_type, key.record_id], |r| r.get(0))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
     async fn last_cursor(&self) -> Result<i64, StoreError> {
         self.call(|c| {
             Ok(

@@ -219,7 +219,7 @@ pub fn apply_remote_status(
     changes: &[Vec<u8>],
 ) -> Result<(), FleetError> {
     let mut record = load_status_doc(tx, actor, vehicle_id)?;
-    record.apply(changes)?;
+    record.apply_in_order(changes)?;
     save_status_doc(tx, vehicle_id, &mut record)?;
     Ok(())
 }

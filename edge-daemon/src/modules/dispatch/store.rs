@@ -75,7 +75,7 @@ pub(super) fn apply_operational(
     changes: &[Vec<u8>],
 ) -> Result<(), String> {
     let mut r = load_doc(tx, actor, record_type, id).map_err(|e| e.to_string())?;
-    r.apply(changes).map_err(|e| e.to_string())?;
+    r.apply_in_order(changes).map_err(|e| e.to_string())?;
     let f = to_json(&r.visible().map_err(|e| e.to_string())?);
     upsert(tx, record_type, id, Some(r.save()), &f).map_err(|e| e.to_string())
 }

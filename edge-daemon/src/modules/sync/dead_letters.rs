@@ -121,3 +121,96 @@ pub fn summary(c: &Connection, newest: i64) -> rusqlite::Result<(i64, Vec<serde_
         .collect::<Result<Vec<_>, _>>()?;
     Ok((count, rows))
 }
+
+/// Tries every kept change again, oldest first, through today's appliers (after an
+/// upgrade a record type may have an owner, after a repair a dependency may have come);
+/// what applies now is removed from the table. Returns how many applied.
+pub fn retry(
+    tx: &Transaction<'_>,
+    applier_of: &dyn Fn(&str) -> Option<Applier>,
+) -> rusqlite::Result<u64> {
+    let rows: Vec<(i64, String, String, Vec<u8>)> = {
+        let mut st = tx.prepare(
+            "SELECT id, record_type, record_id, change FROM sync_dead_letters ORDER BY id",
+        )?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let mut applied = 0;
+    for (id, record_type, record_id, change) in rows {
+        let Some(f) = applier_of(&record_type) else {
+            continue;
+        };
+        if attempt(tx, &f, &record_id, std::slice::from_ref(&change))?.is_ok() {
+            tx.execute("DELETE FROM sync_dead_letters WHERE id = ?1", params![id])?;
+            applied += 1;
+            tracing::info!(
+                record_type,
+                record_id,
+                "a set-aside pulled change applies now"
+            );
+        }
+    }
+    Ok(applied)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn count(c: &Connection) -> i64 {
+        c.query_row("SELECT count(*) FROM sync_dead_letters", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    /// What a module refuses is set aside (one change at a time, the rest applied), and
+    /// a later retry with an applier that now takes it applies and removes it.
+    #[test]
+    fn refused_changes_are_set_aside_then_retried() {
+        let mut c = Connection::open_in_memory().unwrap();
+        super::super::test_schema(&mut c);
+        c.execute_batch("CREATE TABLE applied (change BLOB)")
+            .unwrap();
+        let picky: Applier = Arc::new(|tx, _id, changes| {
+            if changes.iter().any(|ch| ch == b"bad") {
+                return Err("refused".into());
+            }
+            for ch in changes {
+                tx.execute("INSERT INTO applied VALUES (?1)", params![ch])
+                    .map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        });
+        let tx = c.transaction().unwrap();
+        let changes = vec![b"ok1".to_vec(), b"bad".to_vec(), b"ok2".to_vec()];
+        let out = apply_or_set_aside(&tx, &picky, "vehicle_status", "bus-1", &changes, 7).unwrap();
+        assert_eq!(
+            out,
+            Applied {
+                applied: 2,
+                dead: 1
+            }
+        );
+        tx.commit().unwrap();
+        assert_eq!(count(&c), 1);
+        let applied: i64 = c
+            .query_row("SELECT count(*) FROM applied", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(
+            applied, 2,
+            "the refused change's savepoint was rolled back alone"
+        );
+        let (kept, newest) = summary(&c, 5).unwrap();
+        assert_eq!((kept, newest[0]["reason"].as_str()), (1, Some("refused")));
+        // Still refused: stays. Taken now: applied and removed.
+        let tx = c.transaction().unwrap();
+        assert_eq!(retry(&tx, &|_| Some(picky.clone())).unwrap(), 0);
+        let lenient: Applier = Arc::new(|_, _, _| Ok(()));
+        assert_eq!(retry(&tx, &|_| Some(lenient.clone())).unwrap(), 1);
+        tx.commit().unwrap();
+        assert_eq!(count(&c), 0);
+    }
+}

@@ -403,7 +403,7 @@ pub fn apply_master(
         None => Ok(Record::new(actor)),
     }
     .map_err(|e| e.to_string())?;
-    record.apply(changes).map_err(|e| e.to_string())?;
+    record.apply_in_order(changes).map_err(|e| e.to_string())?;
     tx.execute(
         "INSERT INTO sync_master_docs (record_type, record_id, doc) VALUES (?1, ?2, ?3)
          ON CONFLICT(record_type, record_id) DO UPDATE SET doc = excluded.doc",
@@ -813,6 +813,9 @@ impl Worker {
         // One client (and connection pool) per trusted CA: rebuilding it every cycle would
         // cost a TLS handshake per push and pull.
         let mut client: Option<(Option<String>, reqwest::Client)> = None;
+        // Set-aside pulled changes are tried again once per start, after the first good
+        // cycle (every module has registered its applier by then).
+        let mut retried_dead_letters = false;
         loop {
             if last_quota_check.is_none_or(|t| t.elapsed() >= QUOTA_CHECK_EVERY) {
                 last_quota_check = Some(std::time::Instant::now());
@@ -831,6 +834,10 @@ impl Worker {
                         Some((_, http)) => self.cycle(http, &e, &cancel).await,
                         None => Err("the enrolment's CA certificate does not load".to_string()),
                     };
+                    if result.is_ok() && !retried_dead_letters {
+                        retried_dead_letters = true;
+                        self.retry_dead_letters().await;
+                    }
                     let mut l = self.link.lock().unwrap_or_else(|p| p.into_inner());
                     match result {
                         Ok(()) => {
@@ -939,6 +946,24 @@ impl Worker {
             if p.entries < PULL_LIMIT as u64 || cancel.is_cancelled() {
                 return Ok(());
             }
+        }
+    }
+
+    async fn retry_dead_letters(&self) {
+        let appliers = self.appliers.clone();
+        let r = self
+            .store
+            .write(move |c| {
+                let tx = c.transaction()?;
+                let n = dead_letters::retry(&tx, &|t| appliers.get(t))?;
+                tx.commit()?;
+                Ok(n)
+            })
+            .await;
+        match r {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(applied = n, "set-aside pulled changes applied on retry"),
+            Err(e) => tracing::warn!(error = %e, "retrying set-aside pulled changes failed"),
         }
     }
 

@@ -1,0 +1,133 @@
+//! What the cloud checks in a pushed batch before it stores anything: the wire format
+//! and its bounds, that the batch is the authenticated depot's, and that every change is
+//! one a depot may write (an operational record type, a valid id, a change its own
+//! depot-tagged actor made holding only scalar fields) and every stream row decodes.
+//! Runs in the blocking pool under the push semaphore (see `http::push`).
+
+use axum::http::StatusCode;
+use garasi_sync_protocol::actor::Side;
+use garasi_sync_protocol::wire::{self, Entry};
+use garasi_sync_protocol::{records, rules, streams};
+
+use crate::store::{ChangeIn, StreamRowIn};
+
+/// A batch that may be stored.
+pub struct Checked {
+    pub batch_seq: i64,
+    pub changes: Vec<ChangeIn>,
+    pub rows: Vec<StreamRowIn>,
+}
+
+/// Why a batch was refused; `reason` labels the refusal metric (None: not counted, e.g.
+/// a batch for another depot, which is an authorisation matter).
+pub struct Refused {
+    pub status: StatusCode,
+    pub reason: Option<&'static str>,
+    pub message: String,
+}
+
+fn refused(reason: &'static str, message: String) -> Refused {
+    Refused {
+        status: StatusCode::BAD_REQUEST,
+        reason: Some(reason),
+        message: format!("sync batch rejected: {message}"),
+    }
+}
+
+pub fn check(body: &[u8], depot: &str) -> Result<Checked, Refused> {
+    let batch = wire::decode(body).map_err(|e| {
+        let api = crate::http::wire_error(e);
+        Refused {
+            status: api.0,
+            reason: Some("wire"),
+            message: api.1,
+        }
+    })?;
+    if batch.depot != depot {
+        return Err(Refused {
+            status: StatusCode::FORBIDDEN,
+            reason: None,
+            message: format!(
+                "batch is for depot {:?}; you are authenticated as {depot}",
+                batch.depot
+            ),
+        });
+    }
+    let batch_seq = i64::try_from(batch.batch_seq)
+        .map_err(|_| refused("wire", "batch sequence out of range".into()))?;
+    let (mut changes, mut rows) = (Vec::new(), Vec::new());
+    for (i, e) in batch.entries.into_iter().enumerate() {
+        match e {
+            Entry::Change {
+                record_type,
+                record_id,
+                change,
+            } => {
+                check_change(i, &record_type, &record_id, &change)?;
+                changes.push(ChangeIn {
+                    record_type,
+                    record_id,
+                    change,
+                });
+            }
+            Entry::Stream {
+                stream,
+                seq,
+                ts_ms,
+                payload,
+            } => {
+                let seq = i64::try_from(seq)
+                    .map_err(|_| refused("stream_row", "stream sequence out of range".into()))?;
+                streams::validate(&stream, &payload)
+                    .map_err(|e| refused("stream_row", format!("stream row {seq}: {e}")))?;
+                rows.push(StreamRowIn {
+                    stream,
+                    seq,
+                    ts_ms,
+                    payload,
+                });
+            }
+        }
+    }
+    Ok(Checked {
+        batch_seq,
+        changes,
+        rows,
+    })
+}
+
+fn check_change(
+    i: usize,
+    record_type: &str,
+    record_id: &str,
+    change: &[u8],
+) -> Result<(), Refused> {
+    if !records::is_operational(record_type) {
+        return Err(refused(
+            "record_type",
+            format!(
+                "change {i}: record type {:?} is not one a depot may write (operational types: {:?})",
+                record_type.escape_debug().to_string(),
+                records::OPERATIONAL
+            ),
+        ));
+    }
+    if !records::valid_record_id(record_id) {
+        return Err(refused(
+            "record_id",
+            format!(
+                "change {i}: record id {:?} is not 1-{} letters, digits, '-', '_' or '.'",
+                record_id.chars().take(80).collect::<String>(),
+                records::MAX_RECORD_ID
+            ),
+        ));
+    }
+    rules::check_authored(change, Side::Depot)
+        .map(|_| ())
+        .map_err(|e| {
+            refused(
+                "change",
+                format!("change {i}: {record_type} {record_id}: {e}"),
+            )
+        })
+}
