@@ -190,6 +190,9 @@ async fn load_record<S: CloudStore>(
         // One that does not apply is the materialiser's to quarantine; the rest count.
         let _ = record.apply(std::slice::from_ref(change));
     }
+    if record.heads().is_empty() {
+        return Ok((None, fresh));
+    }
     Ok((Some(record), fresh))
 }
 
@@ -412,17 +415,22 @@ async fn push<S: CloudStore>(
     let depot = depot_of(&s, &headers).await?;
     // Decoding and checking run in the blocking pool, at most CONCURRENT_DECODES at once:
     // together they bound what hostile batches can make the cloud allocate and compute.
-    let checked = {
-        let _permit = s
-            .decodes
-            .acquire()
-            .await
-            .map_err(|_| ApiError(StatusCode::SERVICE_UNAVAILABLE, "shutting down".into()))?;
-        let authenticated = depot.clone();
-        tokio::task::spawn_blocking(move || crate::push_check::check(&body, &authenticated))
+    let checked =
+        {
+            // The permit moves into the blocking task: a client that hangs up cannot free
+            // its slot while its batch is still being decoded.
+            let permit =
+                s.decodes.clone().acquire_owned().await.map_err(|_| {
+                    ApiError(StatusCode::SERVICE_UNAVAILABLE, "shutting down".into())
+                })?;
+            let authenticated = depot.clone();
+            tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                crate::push_check::check(&body, &authenticated)
+            })
             .await
             .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-    };
+        };
     let crate::push_check::Checked {
         batch_seq,
         changes,

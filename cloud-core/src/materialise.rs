@@ -215,6 +215,7 @@ fn fold(
             }
         };
         let malformed_before = record.malformed_fields().unwrap_or_default();
+        let held_before = record.missing_deps();
         let bytes: Vec<Vec<u8>> = changes.iter().map(|c| c.1.clone()).collect();
         if record.apply(&bytes).is_err() {
             // Start again from the stored document and keep every change that applies.
@@ -226,13 +227,13 @@ fn fold(
                 }
             }
         }
-        // Held changes are not part of a saved document: say so rather than lose them
-        // quietly (their dependencies were never stored, or could not be folded).
-        let held = record.missing_deps();
-        if held > 0 {
+        // Changes waiting for dependencies that were never stored (or could not be
+        // folded) are kept in the document but not shown: say so once, when it happens.
+        let missing = record.missing_deps();
+        if missing > held_before {
             quarantine(
                 first,
-                format!("{held} change(s) wait for dependencies that are not stored; shown without them"),
+                format!("changes wait for {missing} dependencies that are not stored; shown without them"),
             );
         }
         // Non-scalar values are passed over by `visible` (the record still folds and

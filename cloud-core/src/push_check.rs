@@ -34,6 +34,10 @@ fn refused(reason: &'static str, message: String) -> Refused {
     }
 }
 
+/// Most bytes the changes of one batch may inflate to: compressed changes cost CPU to
+/// inflate (twice: here and when stored changes are folded), so a batch gets a budget.
+pub const MAX_BATCH_INFLATED_BYTES: usize = 64 * 1024 * 1024;
+
 pub fn check(body: &[u8], depot: &str) -> Result<Checked, Refused> {
     let batch = wire::decode(body).map_err(|e| {
         let api = crate::http::wire_error(e);
@@ -56,6 +60,7 @@ pub fn check(body: &[u8], depot: &str) -> Result<Checked, Refused> {
     let batch_seq = i64::try_from(batch.batch_seq)
         .map_err(|_| refused("wire", "batch sequence out of range".into()))?;
     let (mut changes, mut rows) = (Vec::new(), Vec::new());
+    let mut inflated = 0usize;
     for (i, e) in batch.entries.into_iter().enumerate() {
         match e {
             Entry::Change {
@@ -63,7 +68,13 @@ pub fn check(body: &[u8], depot: &str) -> Result<Checked, Refused> {
                 record_id,
                 change,
             } => {
-                check_change(i, &record_type, &record_id, &change)?;
+                inflated += check_change(i, &record_type, &record_id, &change)?;
+                if inflated > MAX_BATCH_INFLATED_BYTES {
+                    return Err(refused(
+                        "change",
+                        format!("the batch's changes inflate to more than {MAX_BATCH_INFLATED_BYTES} bytes: send smaller batches"),
+                    ));
+                }
                 changes.push(ChangeIn {
                     record_type,
                     record_id,
@@ -96,12 +107,13 @@ pub fn check(body: &[u8], depot: &str) -> Result<Checked, Refused> {
     })
 }
 
+/// Returns the change's inflated size.
 fn check_change(
     i: usize,
     record_type: &str,
     record_id: &str,
     change: &[u8],
-) -> Result<(), Refused> {
+) -> Result<usize, Refused> {
     if !records::is_operational(record_type) {
         return Err(refused(
             "record_type",
@@ -123,7 +135,7 @@ fn check_change(
         ));
     }
     rules::check_authored(change, Side::Depot)
-        .map(|_| ())
+        .map(|c| c.inflated)
         .map_err(|e| {
             refused(
                 "change",

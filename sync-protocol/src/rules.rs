@@ -27,10 +27,11 @@ const CHUNK_COMPRESSED_CHANGE: u8 = 2;
 /// Checks a change chunk's envelope before automerge parses it: a change (plain or
 /// compressed), and a compressed one inflates to at most [`MAX_INFLATED_BYTES`],
 /// measured with a bounded reader (automerge itself inflates without a limit).
-pub fn check_envelope(bytes: &[u8]) -> Result<(), RecordError> {
+/// Returns the change's size once inflated.
+pub fn check_envelope(bytes: &[u8]) -> Result<usize, RecordError> {
     let bad = |what: &str| RecordError::BadChange(what.to_string());
     match bytes.get(CHUNK_TYPE_AT) {
-        Some(&CHUNK_CHANGE) => Ok(()),
+        Some(&CHUNK_CHANGE) => Ok(bytes.len()),
         Some(&CHUNK_COMPRESSED_CHANGE) => {
             // Length of the compressed data: unsigned LEB128 after the type byte.
             let (mut len, mut shift, mut at) = (0u64, 0u32, CHUNK_TYPE_AT + 1);
@@ -65,7 +66,7 @@ pub fn check_envelope(bytes: &[u8]) -> Result<(), RecordError> {
                     "the change inflates to more than {MAX_INFLATED_BYTES} bytes"
                 )));
             }
-            Ok(())
+            Ok(read)
         }
         Some(_) => Err(bad("not a change chunk")),
         None => Err(bad("truncated chunk header")),
@@ -80,12 +81,14 @@ pub struct CheckedChange {
     /// are a fork of that actor, which automerge cannot apply.
     pub actor: Vec<u8>,
     pub seq: u64,
+    /// Size once inflated (what a batch's inflate budget counts).
+    pub inflated: usize,
 }
 
 /// Decodes one change and checks that `side` authored it and that it only holds scalar
 /// puts and deletes on root-map keys. Never panics on hostile bytes.
 pub fn check_authored(bytes: &[u8], side: Side) -> Result<CheckedChange, RecordError> {
-    check_envelope(bytes)?;
+    let inflated = check_envelope(bytes)?;
     let change =
         Change::from_bytes(bytes.to_vec()).map_err(|e| RecordError::BadChange(e.to_string()))?;
     let actual = side_of(change.actor_id());
@@ -111,6 +114,7 @@ pub fn check_authored(bytes: &[u8], side: Side) -> Result<CheckedChange, RecordE
         side: actual,
         actor: change.actor_id().to_bytes().to_vec(),
         seq: change.seq(),
+        inflated,
     })
 }
 

@@ -85,6 +85,20 @@ async fn a_refused_pulled_change_is_set_aside_and_the_pull_moves_on() {
         async move { http.get(url).send().await.is_ok_and(|r| r.status() == 200) }
     })
     .await;
+    // The fleet's in-memory registry shows bus-2 while the pull's transaction is still
+    // committing: wait for the committed dead letters and the worker's counters too.
+    eventually("the pull's dead letters are committed and counted", || {
+        let (http, url) = (http.clone(), format!("{base}/api/v1/sync/status"));
+        async move {
+            let Ok(r) = http.get(url).send().await else {
+                return false;
+            };
+            r.json::<serde_json::Value>().await.is_ok_and(|v| {
+                v["dead_letters"]["kept"] == 2 && v["dead_letters"]["since_start"] == 2
+            })
+        }
+    })
+    .await;
     let status: serde_json::Value = http
         .get(format!("{base}/api/v1/sync/status"))
         .send()

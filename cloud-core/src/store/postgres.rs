@@ -76,6 +76,8 @@ CREATE TABLE IF NOT EXISTS quarantine (
   at_ms BIGINT NOT NULL,
   PRIMARY KEY (depot, record_type, record_id, cursor)
 );
+-- One record's changes (cloud edits and reads build on them): not the depot's history.
+CREATE INDEX IF NOT EXISTS changes_by_record ON changes (depot, record_type, record_id, cursor);
 ";
 
 const SCHEMA_2: &str = "

@@ -77,6 +77,8 @@ CREATE TABLE IF NOT EXISTS quarantine (
   at_ms INTEGER NOT NULL,
   PRIMARY KEY (depot, record_type, record_id, cursor)
 ) WITHOUT ROWID;
+-- One record's changes (cloud edits and reads build on them): not the depot's history.
+CREATE INDEX IF NOT EXISTS changes_by_record ON changes (depot, record_type, record_id, cursor);
 ";
 
 const SCHEMA_2: &str = "
@@ -524,7 +526,6 @@ impl CloudStore for SqliteStore {
     ) -> Result<Vec<Vec<u8>>, StoreError> {
         let key = key.clone();
         self.call(move |c| {
-            // A range scan of the primary key over what is not folded yet.
             let mut st = c.prepare_cached(
                 "SELECT change FROM changes WHERE cursor > ?1 AND depot = ?2 AND record_type = ?3 AND record_id = ?4 ORDER BY cursor",
             )?;

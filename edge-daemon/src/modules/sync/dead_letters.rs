@@ -136,20 +136,45 @@ pub fn retry(
         let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
         rows.collect::<Result<_, _>>()?
     };
-    let mut applied = 0;
+    // Per record, oldest first: a refused change and a later one depending on it may
+    // only apply together.
+    let mut order: Vec<(String, String)> = Vec::new();
+    type Kept = Vec<(i64, Vec<u8>)>;
+    let mut groups: std::collections::HashMap<(String, String), Kept> = Default::default();
     for (id, record_type, record_id, change) in rows {
-        let Some(f) = applier_of(&record_type) else {
+        groups
+            .entry((record_type, record_id))
+            .or_insert_with_key(|k| {
+                order.push(k.clone());
+                Vec::new()
+            })
+            .push((id, change));
+    }
+    let mut applied = 0;
+    for key in order {
+        let (Some(f), Some(kept)) = (applier_of(&key.0), groups.remove(&key)) else {
             continue;
         };
-        if attempt(tx, &f, &record_id, std::slice::from_ref(&change))?.is_ok() {
+        let changes: Vec<Vec<u8>> = kept.iter().map(|k| k.1.clone()).collect();
+        let done: Vec<i64> = if attempt(tx, &f, &key.1, &changes)?.is_ok() {
+            kept.iter().map(|k| k.0).collect()
+        } else {
+            let mut done = Vec::new();
+            for (id, change) in &kept {
+                if attempt(tx, &f, &key.1, std::slice::from_ref(change))?.is_ok() {
+                    done.push(*id);
+                }
+            }
+            done
+        };
+        for id in &done {
             tx.execute("DELETE FROM sync_dead_letters WHERE id = ?1", params![id])?;
-            applied += 1;
-            tracing::info!(
-                record_type,
-                record_id,
-                "a set-aside pulled change applies now"
-            );
         }
+        if !done.is_empty() {
+            tracing::info!(record_type = %key.0, record_id = %key.1, changes = done.len(),
+                "set-aside pulled changes apply now");
+        }
+        applied += done.len() as u64;
     }
     Ok(applied)
 }
