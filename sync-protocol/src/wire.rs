@@ -146,6 +146,13 @@ pub fn decode(bytes: &[u8]) -> Result<Batch, WireError> {
             })
         }
     };
+    if batch.entries.len() > MAX_ENTRIES {
+        // Unreachable after the prefix check; kept for any future version's decoder.
+        return Err(WireError::TooManyEntries {
+            count: batch.entries.len(),
+            max: MAX_ENTRIES,
+        });
+    }
     check_entries(&batch.entries)?;
     Ok(batch)
 }
