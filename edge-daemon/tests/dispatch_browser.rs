@@ -207,11 +207,18 @@ async fn board_and_tablet_in_a_browser() {
         wait_text(&d, "#alerts", "not pulled out yet").await;
 
         // Assign a driver and a bay in the edit panel.
-        click(&d, "#row-late button.edit").await;
-        d.find(By::Css("#edit-driver option[value='drv-1']"))
-            .await?
-            .click()
-            .await?;
+        // The board re-renders every 3 s: a click that lands on a row being replaced
+        // opens nothing, so open the panel until its driver list is there.
+        let mut option = None;
+        for _ in 0..10 {
+            click(&d, "#row-late button.edit").await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if let Ok(o) = d.find(By::Css("#edit-driver option[value='drv-1']")).await {
+                option = Some(o);
+                break;
+            }
+        }
+        option.expect("the edit panel lists drv-1").click().await?;
         d.find(By::Id("edit-bay")).await?.send_keys("B7").await?;
         click(&d, "#edit-save").await;
         wait_text(&d, "#row-late td.driver", "Budi").await;
