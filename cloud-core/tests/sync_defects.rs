@@ -35,6 +35,11 @@ fn changes_batch(depot: &str, seq: u64, changes: Vec<(&str, &str, Vec<u8>)>) -> 
 }
 
 impl Cloud {
+    async fn metrics(&self) -> String {
+        let r = self.http.get(format!("{}/metrics", self.base)).send().await;
+        r.unwrap().text().await.unwrap()
+    }
+
     async fn admin(
         &self,
         method: reqwest::Method,
@@ -277,15 +282,7 @@ async fn defect4_a_depot_pushes_only_its_own_operational_records_with_valid_ids(
         0,
         "nothing was stored"
     );
-    let m = c
-        .http
-        .get(format!("{}/metrics", c.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = c.metrics().await;
     assert!(
         m.contains("garasi_cloud_sync_refused_total{reason=\"record_type\"} 5"),
         "{m}"
@@ -429,15 +426,7 @@ async fn defect5_a_non_scalar_change_is_refused_and_legacy_ones_are_quarantined(
             .contains("nested object"),
         "{q}"
     );
-    let m = c
-        .http
-        .get(format!("{}/metrics", c.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = c.metrics().await;
     assert!(
         m.contains("garasi_cloud_records_quarantined_total 1"),
         "{m}"

@@ -10,27 +10,14 @@ use garasi_sync_protocol::actor::{new_actor, Side};
 use garasi_sync_protocol::rules::check_authored;
 use garasi_sync_protocol::wire::{self, Batch, Entry};
 
-/// Peak resident set of this process, in KiB (VmHWM).
-fn hwm_kib() -> usize {
-    let s = std::fs::read_to_string("/proc/self/status").unwrap();
-    let l = s.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
-    l.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
+mod common;
 
-/// Runs in a child process (fresh peak RSS): checks the change in BOMB_PATH.
+/// Runs in a child process (fresh peak RSS): checks the change it is given.
 #[test]
 fn child_check() {
-    let Ok(path) = std::env::var("GARASI_BOMB_PATH") else {
-        return;
-    };
-    let change = std::fs::read(path).unwrap();
-    let before = hwm_kib();
-    let verdict = check_authored(&change, Side::Depot);
-    let after = hwm_kib();
-    println!(
-        "CHILD verdict_is_err={} hwm_before_kib={before} hwm_after_kib={after}",
-        verdict.is_err()
-    );
+    if let Some(change) = common::child_input("GARASI_BOMB_PATH") {
+        common::child_report(|| check_authored(&change, Side::Depot).is_err());
+    }
 }
 
 #[test]
@@ -66,34 +53,8 @@ fn a_small_compressed_change_makes_check_authored_allocate_a_thousand_times_its_
         panic!()
     };
 
-    let dir = std::env::temp_dir().join(format!("garasi-bomb-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("change.bin");
-    std::fs::write(&path, change).unwrap();
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_check", "--nocapture", "--test-threads=1"])
-        .env("GARASI_BOMB_PATH", &path)
-        .output()
-        .unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let line = text
-        .lines()
-        .find_map(|l| l.find("CHILD").map(|i| l[i..].to_string()))
-        .expect(&text);
-    eprintln!("{line}");
-    let num = |k: &str| -> usize {
-        line.split_whitespace()
-            .find_map(|w| w.strip_prefix(k))
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
-    assert!(
-        line.contains("verdict_is_err=true"),
-        "refused in the end (text over 16 KiB)"
-    );
-    let grown_mib = (num("hwm_after_kib=") - num("hwm_before_kib=")) >> 10;
+    let (refused, grown_mib) = common::in_child("child_check", "GARASI_BOMB_PATH", change);
+    assert!(refused, "refused in the end (text over 16 KiB)");
     eprintln!(
         "peak RSS grew by {grown_mib} MiB checking a {} byte change",
         change.len()

@@ -16,34 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use garasi_fleet_tests::{eventually, have_openssl};
-use procs::{publish_samples, CloudProc, EdgeProc, Link};
-
-/// Sample times start three hours ago: inside the edge's raw retention, so the edge's
-/// own table still holds every sample when the test compares it with the cloud.
-fn t0() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-        - 3 * 3_600_000
-}
-
-/// Defines a vehicle and its device in the cloud; returns the device password.
-async fn vehicle(cloud: &CloudProc, depot: &str, id: &str) -> String {
-    cloud
-        .admin_put(
-            &format!("/api/v1/admin/depots/{depot}/vehicles/{id}"),
-            serde_json::json!({"label": id, "battery_kwh": 350.0}),
-        )
-        .await;
-    let d = cloud
-        .admin_post(
-            &format!("/api/v1/admin/depots/{depot}/devices"),
-            serde_json::json!({"id": id}),
-        )
-        .await;
-    d["password"].as_str().unwrap().to_string()
-}
+use procs::{define_vehicle, publish_samples, recent_t0, CloudProc, EdgeProc, Link};
 
 async fn status_at_edge(edge: &EdgeProc, id: &str) -> Option<serde_json::Value> {
     edge.get(&format!("/api/v1/vehicles/{id}/status")).await
@@ -68,7 +41,7 @@ async fn outage_then_everything_converges() {
     if !have_openssl() {
         return;
     }
-    let t0 = t0();
+    let t0 = recent_t0();
     let tmp = tempfile::tempdir().unwrap();
     let mut cloud = CloudProc::start(&tmp.path().join("cloud"));
     let (a_id, a_token) = cloud.add_depot("Depot A");
@@ -88,9 +61,9 @@ async fn outage_then_everything_converges() {
     );
 
     // Master data flows down: vehicles and their device credentials, defined once.
-    let pw_a1 = vehicle(&cloud, &a_id, "bus-a1").await;
-    let pw_a2 = vehicle(&cloud, &a_id, "bus-a2").await;
-    let pw_b1 = vehicle(&cloud, &b_id, "bus-b1").await;
+    let pw_a1 = define_vehicle(&cloud, &a_id, "bus-a1").await;
+    let pw_a2 = define_vehicle(&cloud, &a_id, "bus-a2").await;
+    let pw_b1 = define_vehicle(&cloud, &b_id, "bus-b1").await;
     eventually("vehicles reach their depots", || async {
         a.get("/api/v1/vehicles/bus-a2").await.is_some()
             && b.get("/api/v1/vehicles/bus-b1").await.is_some()
@@ -279,7 +252,7 @@ async fn kill9_of_edge_and_cloud_while_the_backlog_drains() {
     eprintln!("kill points: {points}, seed: {seed}");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
 
-    let t0 = t0();
+    let t0 = recent_t0();
     let tmp = tempfile::tempdir().unwrap();
     let mut cloud = CloudProc::start(&tmp.path().join("cloud"));
     let (depot, token) = cloud.add_depot("Depot K");
@@ -289,7 +262,7 @@ async fn kill9_of_edge_and_cloud_while_the_backlog_drains() {
     let ids = ["bus-1", "bus-2", "bus-3"];
     let mut passwords = Vec::new();
     for id in ids {
-        passwords.push(vehicle(&cloud, &depot, id).await);
+        passwords.push(define_vehicle(&cloud, &depot, id).await);
     }
     eventually("vehicles reach the depot", || async {
         edge.get("/api/v1/vehicles/bus-3").await.is_some()
