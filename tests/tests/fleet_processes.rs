@@ -294,7 +294,7 @@ async fn kill9_of_edge_and_cloud_while_the_backlog_drains() {
             .map(|(id, pw)| publish_samples(edge.mqtt_port, id, pw, t0, backlog)),
     )
     .await;
-    assert!(acks.iter().all(|a| *a == backlog));
+    assert!(acks.iter().all(|a| *a == backlog), "acknowledged {acks:?} of {backlog} each");
     // Acknowledged is not yet committed (README "Durability"): wait for the commit, so
     // the whole backlog is in the outbox before the first kill.
     eventually("the backlog is committed", || async {
