@@ -20,7 +20,7 @@ use std::sync::Arc;
 use garasi_sync_protocol::actor::{new_actor, ActorId, Side};
 use garasi_sync_protocol::record::Record;
 
-use crate::store::{CloudStore, MaterialRecord, Quarantined, RecordKey, StoreError};
+use crate::store::{CloudStore, MaterialRecord, Quarantined, ReadModel, RecordKey, StoreError};
 
 /// Changes folded per transaction. Large pages matter: a record touched by a page is
 /// loaded and saved once per page, however many of its changes the page holds.
@@ -54,6 +54,19 @@ pub struct Freshness {
     pub changes_behind: i64,
 }
 
+/// Reading how far behind the materialiser is needs only the read model (ops views).
+impl<S: ReadModel> Materialiser<S> {
+    pub async fn freshness(&self) -> Result<Freshness, StoreError> {
+        let materialised_cursor = self.store.materialised_cursor().await?;
+        let last_cursor = self.store.last_cursor().await?;
+        Ok(Freshness {
+            materialised_cursor,
+            last_cursor,
+            changes_behind: (last_cursor - materialised_cursor).max(0),
+        })
+    }
+}
+
 impl<S: CloudStore> Materialiser<S> {
     pub fn new(store: Arc<S>) -> Self {
         Materialiser {
@@ -82,16 +95,6 @@ impl<S: CloudStore> Materialiser<S> {
             materialised_cursor: -1,
             last_cursor: -1,
             changes_behind: -1,
-        })
-    }
-
-    pub async fn freshness(&self) -> Result<Freshness, StoreError> {
-        let materialised_cursor = self.store.materialised_cursor().await?;
-        let last_cursor = self.store.last_cursor().await?;
-        Ok(Freshness {
-            materialised_cursor,
-            last_cursor,
-            changes_behind: (last_cursor - materialised_cursor).max(0),
         })
     }
 

@@ -2,11 +2,11 @@
 //! and its bounds, that the batch is the authenticated depot's, and that every change is
 //! one a depot may write (an operational record type, a valid id, a change its own
 //! depot-tagged actor made holding only scalar fields) and every stream row decodes.
-//! Runs in the blocking pool under the push semaphore (see `http::push`).
+//! Runs in the blocking pool under the push semaphore (see `api::sync`).
 
 use axum::http::StatusCode;
 use garasi_sync_protocol::actor::Side;
-use garasi_sync_protocol::wire::{self, Entry};
+use garasi_sync_protocol::wire::{self, Entry, WireError};
 use garasi_sync_protocol::{records, rules, streams};
 
 use crate::store::{ChangeIn, StreamRowIn};
@@ -38,14 +38,27 @@ fn refused(reason: &'static str, message: String) -> Refused {
 /// inflate (twice: here and when stored changes are folded), so a batch gets a budget.
 pub const MAX_BATCH_INFLATED_BYTES: usize = 64 * 1024 * 1024;
 
+/// The status a batch that does not decode (or encode) is answered with: too big is 413,
+/// anything else malformed is 400.
+pub fn wire_status(e: &WireError) -> StatusCode {
+    match e {
+        WireError::TooLarge { .. }
+        | WireError::BodyTooLarge { .. }
+        | WireError::TooManyEntries { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        _ => StatusCode::BAD_REQUEST,
+    }
+}
+
+/// What the client reads about a batch that does not decode (or encode).
+pub fn wire_message(e: &WireError) -> String {
+    format!("sync batch rejected: {e}")
+}
+
 pub fn check(body: &[u8], depot: &str) -> Result<Checked, Refused> {
-    let batch = wire::decode(body).map_err(|e| {
-        let api = crate::http::wire_error(e);
-        Refused {
-            status: api.0,
-            reason: Some("wire"),
-            message: api.1,
-        }
+    let batch = wire::decode(body).map_err(|e| Refused {
+        status: wire_status(&e),
+        reason: Some("wire"),
+        message: wire_message(&e),
     })?;
     if batch.depot != depot {
         return Err(Refused {

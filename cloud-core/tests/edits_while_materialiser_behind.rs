@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use garasi_cloud::http::{router, AppState};
+use garasi_cloud::api::{router, AppState};
 use garasi_cloud::store::sqlite::SqliteStore;
 use garasi_cloud::store::{ChangeIn, CloudStore};
 use garasi_sync_protocol::actor::{new_actor, Side};

@@ -256,16 +256,14 @@ impl Feed {
 /// out of the feed's total (stop_times.txt dominates, so bytes track time well).
 #[derive(Debug, Default)]
 pub struct Progress {
-    phase: std::sync::Mutex<String>,
+    phase: parking_lot::Mutex<String>,
     done_bytes: std::sync::atomic::AtomicU64,
     total_bytes: std::sync::atomic::AtomicU64,
 }
 
 impl Progress {
     fn set_phase(&self, p: &str) {
-        if let Ok(mut g) = self.phase.lock() {
-            *g = p.to_string();
-        }
+        *self.phase.lock() = p.to_string();
     }
     fn parsed(&self, file: &str, bytes: u64) {
         self.done_bytes
@@ -274,7 +272,7 @@ impl Progress {
     }
     /// (phase, bytes parsed, bytes in all).
     pub fn snapshot(&self) -> (String, u64, u64) {
-        let phase = self.phase.lock().map(|g| g.clone()).unwrap_or_default();
+        let phase = self.phase.lock().clone();
         (
             phase,
             self.done_bytes.load(std::sync::atomic::Ordering::Relaxed),

@@ -5,14 +5,22 @@
 //! `garasi_sync_protocol::records::change_key`; stream rows by (depot, stream, seq),
 //! batches by (depot, batch_seq)). Records the materialiser cannot fold are quarantined,
 //! never allowed to stop it.
+//!
+//! [`CloudStore`] is the write side (and the reads sync, the materialiser and publishing
+//! need); the read-only queries views need are its supertrait [`ReadModel`] (`read.rs`).
+//! Each backend is a folder: the trait impl (`mod.rs`), its reads (`read.rs`) and its
+//! schema (`schema.rs`).
 
 pub mod postgres;
+mod read;
 pub mod sqlite;
 
 use std::future::Future;
 
 use blake2::{Blake2b512, Digest};
 use rand::RngCore;
+
+pub use read::ReadModel;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -156,8 +164,10 @@ pub struct TimetableInfo {
     pub report_json: String,
 }
 
-/// One storage backend. Both implementations must pass `tests/conformance.rs`.
-pub trait CloudStore: Send + Sync {
+/// One storage backend: the write side, and the reads that sync, the materialiser and
+/// publishing need; the reads pages need are its [`ReadModel`]. Both implementations
+/// must pass `tests/conformance.rs`.
+pub trait CloudStore: ReadModel {
     /// Creates or upgrades the schema.
     fn migrate(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
     fn create_depot(&self, name: &str)
@@ -201,16 +211,12 @@ pub trait CloudStore: Send + Sync {
         depot: &str,
         report: Option<SyncReport>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Every depot with its enrolment and last sync report, by name.
-    fn depots(&self) -> impl Future<Output = Result<Vec<DepotInfo>, StoreError>> + Send;
     /// Changes of every depot after `cursor`, in cursor order (the materialiser's input).
     fn changes_after(
         &self,
         cursor: i64,
         limit: i64,
     ) -> impl Future<Output = Result<Vec<StoredChange>, StoreError>> + Send;
-    /// How far the materialised records are up to date (a change cursor; 0 = nothing).
-    fn materialised_cursor(&self) -> impl Future<Output = Result<i64, StoreError>> + Send;
     /// The materialised documents of these records (None where there is none yet), in
     /// the order asked.
     fn load_records(
@@ -225,12 +231,6 @@ pub trait CloudStore: Send + Sync {
         quarantined: &[Quarantined],
         cursor: i64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// A depot's quarantined records, newest first (at most `limit`).
-    fn quarantined(
-        &self,
-        depot: &str,
-        limit: i64,
-    ) -> impl Future<Output = Result<Vec<Quarantined>, StoreError>> + Send;
     /// One record's changes stored after `cursor`, in cursor order: with the record's
     /// materialised document, its state up to every stored change (what a cloud edit
     /// must build on, however far behind the materialiser is).
@@ -239,29 +239,6 @@ pub trait CloudStore: Send + Sync {
         key: &RecordKey,
         cursor: i64,
     ) -> impl Future<Output = Result<Vec<Vec<u8>>, StoreError>> + Send;
-    /// The newest change cursor stored (0 = none): with the materialised cursor, how far
-    /// behind the materialised records are.
-    fn last_cursor(&self) -> impl Future<Output = Result<i64, StoreError>> + Send;
-    /// Visible fields (JSON object text) of a depot's records of one type, by id.
-    fn list_records(
-        &self,
-        depot: &str,
-        record_type: &str,
-    ) -> impl Future<Output = Result<Vec<(String, String)>, StoreError>> + Send;
-    /// Rows of one stream of one depot with seq > `after`, in seq order.
-    fn stream_rows(
-        &self,
-        depot: &str,
-        stream: &str,
-        after: i64,
-        limit: i64,
-    ) -> impl Future<Output = Result<Vec<StreamRowIn>, StoreError>> + Send;
-    /// Number of stored rows of one stream of one depot.
-    fn stream_len(
-        &self,
-        depot: &str,
-        stream: &str,
-    ) -> impl Future<Output = Result<i64, StoreError>> + Send;
     /// Stores an imported timetable (the zip as uploaded) and returns its id.
     fn save_timetable(
         &self,
@@ -269,8 +246,6 @@ pub trait CloudStore: Send + Sync {
         zip: &[u8],
         report_json: &str,
     ) -> impl Future<Output = Result<i64, StoreError>> + Send;
-    /// Every timetable, newest first (without the zip).
-    fn timetables(&self) -> impl Future<Output = Result<Vec<TimetableInfo>, StoreError>> + Send;
     /// One timetable's zip.
     fn timetable_zip(
         &self,

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use garasi_cloud::http::{router, AppState};
+use garasi_cloud::api::{router, AppState};
 use garasi_cloud::store::sqlite::SqliteStore;
 use garasi_cloud::store::CloudStore;
 use garasi_sync_protocol::actor::{new_actor, Side};

@@ -1,109 +1,23 @@
 //! SQLite implementation of [`CloudStore`] (the embedded default). One connection behind
-//! a mutex, used from the blocking pool; WAL so readers never wait for the writer.
+//! a mutex, used from the blocking pool; WAL so readers never wait for the writer. The
+//! read-only queries are in `read.rs`, the schema in `schema.rs`.
+
+mod read;
+mod schema;
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
+use parking_lot::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::*;
+use schema::{SCHEMA, SCHEMA_2, SCHEMA_3, SCHEMA_4};
 
 #[derive(Clone)]
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
 }
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS depots (
-  id TEXT PRIMARY KEY,
-  name TEXT NOT NULL,
-  token_hash TEXT UNIQUE,
-  secret_hash TEXT,
-  created_ms INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS batches (
-  depot TEXT NOT NULL,
-  batch_seq INTEGER NOT NULL,
-  received_ms INTEGER NOT NULL,
-  PRIMARY KEY (depot, batch_seq)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS changes (
-  cursor INTEGER PRIMARY KEY AUTOINCREMENT,
-  depot TEXT NOT NULL,
-  record_type TEXT NOT NULL,
-  record_id TEXT NOT NULL,
-  key BLOB NOT NULL,
-  change BLOB NOT NULL,
-  received_ms INTEGER NOT NULL,
-  UNIQUE (depot, key)
-);
-CREATE TABLE IF NOT EXISTS stream_rows (
-  depot TEXT NOT NULL,
-  stream TEXT NOT NULL,
-  seq INTEGER NOT NULL,
-  ts_ms INTEGER NOT NULL,
-  payload BLOB NOT NULL,
-  PRIMARY KEY (depot, stream, seq)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS stream_rows_time ON stream_rows (depot, ts_ms);
-";
-
-/// Added with the ops view and the materialiser (additive: the schema is a list of
-/// idempotent statements; a versioned migration table comes with the first ALTER).
-/// Timetables and what each depot operates (issue 4).
-const SCHEMA_3: &str = "
-CREATE TABLE IF NOT EXISTS timetables (
-  id INTEGER PRIMARY KEY AUTOINCREMENT,
-  name TEXT NOT NULL,
-  created_ms INTEGER NOT NULL,
-  zip BLOB NOT NULL,
-  report TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS depot_plans (
-  depot TEXT PRIMARY KEY REFERENCES depots(id),
-  plan TEXT NOT NULL,
-  updated_ms INTEGER NOT NULL
-);
-";
-
-/// Records the materialiser could not fold (issue 9).
-const SCHEMA_4: &str = "
-CREATE TABLE IF NOT EXISTS quarantine (
-  depot TEXT NOT NULL,
-  record_type TEXT NOT NULL,
-  record_id TEXT NOT NULL,
-  cursor INTEGER NOT NULL,
-  reason TEXT NOT NULL,
-  at_ms INTEGER NOT NULL,
-  PRIMARY KEY (depot, record_type, record_id, cursor)
-) WITHOUT ROWID;
--- One record's changes (cloud edits and reads build on them): not the depot's history.
-CREATE INDEX IF NOT EXISTS changes_by_record ON changes (depot, record_type, record_id, cursor);
-";
-
-const SCHEMA_2: &str = "
-CREATE TABLE IF NOT EXISTS depot_sync (
-  depot TEXT PRIMARY KEY,
-  last_sync_ms INTEGER NOT NULL,
-  backlog_entries INTEGER,
-  backlog_bytes INTEGER,
-  oldest_change_ms INTEGER
-);
-CREATE TABLE IF NOT EXISTS records (
-  rkey TEXT PRIMARY KEY,
-  depot TEXT NOT NULL,
-  record_type TEXT NOT NULL,
-  record_id TEXT NOT NULL,
-  doc BLOB NOT NULL,
-  fields TEXT NOT NULL,
-  updated_ms INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS records_by_type ON records (depot, record_type, record_id);
-CREATE TABLE IF NOT EXISTS materialiser (
-  id INTEGER PRIMARY KEY CHECK (id = 1),
-  cursor INTEGER NOT NULL
-);
-";
 
 impl SqliteStore {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
@@ -123,9 +37,9 @@ impl SqliteStore {
     ) -> Result<T, StoreError> {
         let conn = self.conn.clone();
         tokio::task::spawn_blocking(move || {
-            let mut c = conn
-                .lock()
-                .map_err(|_| StoreError::Task("connection lock poisoned".into()))?;
+            // parking_lot: a panic in an earlier call cannot poison the connection lock
+            // (rusqlite rolls back an unfinished transaction when it is dropped).
+            let mut c = conn.lock();
             f(&mut c)
         })
         .await
@@ -269,18 +183,6 @@ impl CloudStore for SqliteStore {
         .await
     }
 
-    async fn stream_len(&self, depot: &str, stream: &str) -> Result<i64, StoreError> {
-        let (depot, stream) = (depot.to_string(), stream.to_string());
-        self.call(move |c| {
-            Ok(c.query_row(
-                "SELECT count(*) FROM stream_rows WHERE depot = ?1 AND stream = ?2",
-                params![depot, stream],
-                |r| r.get(0),
-            )?)
-        })
-        .await
-    }
-
     async fn save_timetable(
         &self,
         name: &str,
@@ -294,25 +196,6 @@ impl CloudStore for SqliteStore {
                 params![n, now_ms(), z, r],
             )?;
             Ok(c.last_insert_rowid())
-        })
-        .await
-    }
-
-    async fn timetables(&self) -> Result<Vec<TimetableInfo>, StoreError> {
-        self.call(|c| {
-            let mut st = c.prepare_cached(
-                "SELECT id, name, created_ms, length(zip), report FROM timetables ORDER BY id DESC",
-            )?;
-            let rows = st.query_map([], |r| {
-                Ok(TimetableInfo {
-                    id: r.get(0)?,
-                    name: r.get(1)?,
-                    created_ms: r.get(2)?,
-                    bytes: r.get(3)?,
-                    report_json: r.get(4)?,
-                })
-            })?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
         .await
     }
@@ -376,30 +259,6 @@ impl CloudStore for SqliteStore {
         .await
     }
 
-    async fn depots(&self) -> Result<Vec<DepotInfo>, StoreError> {
-        self.call(|c| {
-            let mut st = c.prepare_cached(
-                "SELECT d.id, d.name, d.secret_hash IS NOT NULL, s.last_sync_ms, s.backlog_entries, s.backlog_bytes, s.oldest_change_ms,
-                   (SELECT count(*) FROM quarantine q WHERE q.depot = d.id)
-                 FROM depots d LEFT JOIN depot_sync s ON s.depot = d.id ORDER BY d.name, d.id",
-            )?;
-            let rows = st.query_map([], |r| {
-                Ok(DepotInfo {
-                    id: r.get(0)?,
-                    name: r.get(1)?,
-                    enrolled: r.get(2)?,
-                    last_sync_ms: r.get(3)?,
-                    backlog_entries: r.get(4)?,
-                    backlog_bytes: r.get(5)?,
-                    oldest_change_ms: r.get(6)?,
-                    quarantined: r.get(7)?,
-                })
-            })?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
-        .await
-    }
-
     async fn changes_after(
         &self,
         cursor: i64,
@@ -419,19 +278,6 @@ impl CloudStore for SqliteStore {
                 })
             })?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
-        .await
-    }
-
-    async fn materialised_cursor(&self) -> Result<i64, StoreError> {
-        self.call(|c| {
-            Ok(
-                c.query_row("SELECT cursor FROM materialiser WHERE id = 1", [], |r| {
-                    r.get(0)
-                })
-                .optional()?
-                .unwrap_or(0),
-            )
         })
         .await
     }
@@ -495,30 +341,6 @@ impl CloudStore for SqliteStore {
         .await
     }
 
-    async fn quarantined(&self, depot: &str, limit: i64) -> Result<Vec<Quarantined>, StoreError> {
-        let depot = depot.to_string();
-        self.call(move |c| {
-            let mut st = c.prepare_cached(
-                "SELECT depot, record_type, record_id, cursor, reason, at_ms FROM quarantine
-                 WHERE depot = ?1 ORDER BY cursor DESC LIMIT ?2",
-            )?;
-            let rows = st.query_map(params![depot, limit], |r| {
-                Ok(Quarantined {
-                    key: RecordKey {
-                        depot: r.get(0)?,
-                        record_type: r.get(1)?,
-                        record_id: r.get(2)?,
-                    },
-                    cursor: r.get(3)?,
-                    reason: r.get(4)?,
-                    at_ms: r.get(5)?,
-                })
-            })?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
-        .await
-    }
-
     async fn record_changes_after(
         &self,
         key: &RecordKey,
@@ -530,53 +352,6 @@ impl CloudStore for SqliteStore {
                 "SELECT change FROM changes WHERE cursor > ?1 AND depot = ?2 AND record_type = ?3 AND record_id = ?4 ORDER BY cursor",
             )?;
             let rows = st.query_map(params![cursor, key.depot, key.record_type, key.record_id], |r| r.get(0))?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
-        .await
-    }
-
-    async fn last_cursor(&self) -> Result<i64, StoreError> {
-        self.call(|c| {
-            Ok(
-                c.query_row("SELECT coalesce(max(cursor), 0) FROM changes", [], |r| {
-                    r.get(0)
-                })?,
-            )
-        })
-        .await
-    }
-
-    async fn list_records(
-        &self,
-        depot: &str,
-        record_type: &str,
-    ) -> Result<Vec<(String, String)>, StoreError> {
-        let (d, t) = (depot.to_string(), record_type.to_string());
-        self.call(move |c| {
-            let mut st = c.prepare_cached(
-                "SELECT record_id, fields FROM records WHERE depot = ?1 AND record_type = ?2 ORDER BY record_id",
-            )?;
-            let rows = st.query_map(params![d, t], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
-        .await
-    }
-
-    async fn stream_rows(
-        &self,
-        depot: &str,
-        stream: &str,
-        after: i64,
-        limit: i64,
-    ) -> Result<Vec<StreamRowIn>, StoreError> {
-        let (d, st) = (depot.to_string(), stream.to_string());
-        self.call(move |c| {
-            let mut q = c.prepare_cached(
-                "SELECT stream, seq, ts_ms, payload FROM stream_rows WHERE depot = ?1 AND stream = ?2 AND seq > ?3 ORDER BY seq LIMIT ?4",
-            )?;
-            let rows = q.query_map(params![d, st, after, limit], |r| {
-                Ok(StreamRowIn { stream: r.get(0)?, seq: r.get(1)?, ts_ms: r.get(2)?, payload: r.get(3)? })
-            })?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
         .await

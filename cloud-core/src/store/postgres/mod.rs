@@ -2,107 +2,21 @@
 //! transactions, which also keeps `changes.cursor` commit-ordered (with concurrent
 //! writers a BIGSERIAL cursor can commit out of order and a puller could skip a row;
 //! revisit with a pool). Batches are written with one statement per table (arrays
-//! unnested server-side). Stream rows are indexed by (depot, ts_ms).
+//! unnested server-side). Stream rows are indexed by (depot, ts_ms). The read-only
+//! queries are in `read.rs`, the schema in `schema.rs`.
+
+mod read;
+mod schema;
 
 use tokio::sync::Mutex;
 use tokio_postgres::{Client, NoTls};
 
 use super::*;
+use schema::{SCHEMA, SCHEMA_2, SCHEMA_3, SCHEMA_4};
 
 pub struct PgStore {
     client: Mutex<Client>,
 }
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS depots (
-  id TEXT PRIMARY KEY,
-  name TEXT NOT NULL,
-  token_hash TEXT UNIQUE,
-  secret_hash TEXT,
-  created_ms BIGINT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS batches (
-  depot TEXT NOT NULL,
-  batch_seq BIGINT NOT NULL,
-  received_ms BIGINT NOT NULL,
-  PRIMARY KEY (depot, batch_seq)
-);
-CREATE TABLE IF NOT EXISTS changes (
-  cursor BIGSERIAL PRIMARY KEY,
-  depot TEXT NOT NULL,
-  record_type TEXT NOT NULL,
-  record_id TEXT NOT NULL,
-  key BYTEA NOT NULL,
-  change BYTEA NOT NULL,
-  received_ms BIGINT NOT NULL,
-  UNIQUE (depot, key)
-);
-CREATE TABLE IF NOT EXISTS stream_rows (
-  depot TEXT NOT NULL,
-  stream TEXT NOT NULL,
-  seq BIGINT NOT NULL,
-  ts_ms BIGINT NOT NULL,
-  payload BYTEA NOT NULL,
-  PRIMARY KEY (depot, stream, seq)
-);
-CREATE INDEX IF NOT EXISTS stream_rows_time ON stream_rows (depot, ts_ms);
-";
-
-/// Added with the ops view and the materialiser (additive, idempotent statements).
-/// Timetables and what each depot operates (issue 4).
-const SCHEMA_3: &str = "
-CREATE TABLE IF NOT EXISTS timetables (
-  id BIGSERIAL PRIMARY KEY,
-  name TEXT NOT NULL,
-  created_ms BIGINT NOT NULL,
-  zip BYTEA NOT NULL,
-  report TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS depot_plans (
-  depot TEXT PRIMARY KEY REFERENCES depots(id),
-  plan TEXT NOT NULL,
-  updated_ms BIGINT NOT NULL
-);
-";
-
-/// Records the materialiser could not fold (issue 9).
-const SCHEMA_4: &str = "
-CREATE TABLE IF NOT EXISTS quarantine (
-  depot TEXT NOT NULL,
-  record_type TEXT NOT NULL,
-  record_id TEXT NOT NULL,
-  cursor BIGINT NOT NULL,
-  reason TEXT NOT NULL,
-  at_ms BIGINT NOT NULL,
-  PRIMARY KEY (depot, record_type, record_id, cursor)
-);
--- One record's changes (cloud edits and reads build on them): not the depot's history.
-CREATE INDEX IF NOT EXISTS changes_by_record ON changes (depot, record_type, record_id, cursor);
-";
-
-const SCHEMA_2: &str = "
-CREATE TABLE IF NOT EXISTS depot_sync (
-  depot TEXT PRIMARY KEY,
-  last_sync_ms BIGINT NOT NULL,
-  backlog_entries BIGINT,
-  backlog_bytes BIGINT,
-  oldest_change_ms BIGINT
-);
-CREATE TABLE IF NOT EXISTS records (
-  rkey TEXT PRIMARY KEY,
-  depot TEXT NOT NULL,
-  record_type TEXT NOT NULL,
-  record_id TEXT NOT NULL,
-  doc BYTEA NOT NULL,
-  fields TEXT NOT NULL,
-  updated_ms BIGINT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS records_by_type ON records (depot, record_type, record_id);
-CREATE TABLE IF NOT EXISTS materialiser (
-  id INT PRIMARY KEY CHECK (id = 1),
-  cursor BIGINT NOT NULL
-);
-";
 
 impl PgStore {
     /// Connects with a libpq-style string (`host=127.0.0.1 user=postgres dbname=garasi`)
@@ -276,19 +190,6 @@ impl CloudStore for PgStore {
         Ok(n)
     }
 
-    async fn stream_len(&self, depot: &str, stream: &str) -> Result<i64, StoreError> {
-        let row = self
-            .client
-            .lock()
-            .await
-            .query_one(
-                "SELECT count(*) FROM stream_rows WHERE depot = $1 AND stream = $2",
-                &[&depot, &stream],
-            )
-            .await?;
-        Ok(row.get(0))
-    }
-
     async fn save_timetable(
         &self,
         name: &str,
@@ -305,28 +206,6 @@ impl CloudStore for PgStore {
             )
             .await?;
         Ok(row.get(0))
-    }
-
-    async fn timetables(&self) -> Result<Vec<TimetableInfo>, StoreError> {
-        let rows = self
-            .client
-            .lock()
-            .await
-            .query(
-                "SELECT id, name, created_ms, octet_length(zip)::BIGINT, report FROM timetables ORDER BY id DESC",
-                &[],
-            )
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|r| TimetableInfo {
-                id: r.get(0),
-                name: r.get(1),
-                created_ms: r.get(2),
-                bytes: r.get(3),
-                report_json: r.get(4),
-            })
-            .collect())
     }
 
     async fn timetable_zip(&self, id: i64) -> Result<Option<Vec<u8>>, StoreError> {
@@ -387,33 +266,6 @@ impl CloudStore for PgStore {
         Ok(())
     }
 
-    async fn depots(&self) -> Result<Vec<DepotInfo>, StoreError> {
-        let rows = self
-            .client
-            .lock()
-            .await
-            .query(
-                "SELECT d.id, d.name, d.secret_hash IS NOT NULL, s.last_sync_ms, s.backlog_entries, s.backlog_bytes, s.oldest_change_ms,
-                   (SELECT count(*) FROM quarantine q WHERE q.depot = d.id)
-                 FROM depots d LEFT JOIN depot_sync s ON s.depot = d.id ORDER BY d.name, d.id",
-                &[],
-            )
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|r| DepotInfo {
-                id: r.get(0),
-                name: r.get(1),
-                enrolled: r.get(2),
-                last_sync_ms: r.get(3),
-                backlog_entries: r.get(4),
-                backlog_bytes: r.get(5),
-                oldest_change_ms: r.get(6),
-                quarantined: r.get(7),
-            })
-            .collect())
-    }
-
     async fn changes_after(
         &self,
         cursor: i64,
@@ -438,16 +290,6 @@ impl CloudStore for PgStore {
                 change: r.get(4),
             })
             .collect())
-    }
-
-    async fn materialised_cursor(&self) -> Result<i64, StoreError> {
-        let row = self
-            .client
-            .lock()
-            .await
-            .query_opt("SELECT cursor FROM materialiser WHERE id = 1", &[])
-            .await?;
-        Ok(row.map(|r| r.get(0)).unwrap_or(0))
     }
 
     async fn load_records(&self, keys: &[RecordKey]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
@@ -516,32 +358,6 @@ impl CloudStore for PgStore {
         Ok(())
     }
 
-    async fn quarantined(&self, depot: &str, limit: i64) -> Result<Vec<Quarantined>, StoreError> {
-        let rows = self
-            .client
-            .lock()
-            .await
-            .query(
-                "SELECT depot, record_type, record_id, cursor, reason, at_ms FROM quarantine
-                 WHERE depot = $1 ORDER BY cursor DESC LIMIT $2",
-                &[&depot, &limit],
-            )
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|r| Quarantined {
-                key: RecordKey {
-                    depot: r.get(0),
-                    record_type: r.get(1),
-                    record_id: r.get(2),
-                },
-                cursor: r.get(3),
-                reason: r.get(4),
-                at_ms: r.get(5),
-            })
-            .collect())
-    }
-
     async fn record_changes_after(
         &self,
         key: &RecordKey,
@@ -557,60 +373,6 @@ impl CloudStore for PgStore {
             )
             .await?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
-    }
-
-    async fn last_cursor(&self) -> Result<i64, StoreError> {
-        let row = self
-            .client
-            .lock()
-            .await
-            .query_one("SELECT coalesce(max(cursor), 0)::BIGINT FROM changes", &[])
-            .await?;
-        Ok(row.get(0))
-    }
-
-    async fn list_records(
-        &self,
-        depot: &str,
-        record_type: &str,
-    ) -> Result<Vec<(String, String)>, StoreError> {
-        let rows = self
-            .client
-            .lock()
-            .await
-            .query(
-                "SELECT record_id, fields FROM records WHERE depot = $1 AND record_type = $2 ORDER BY record_id",
-                &[&depot, &record_type],
-            )
-            .await?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
-    }
-
-    async fn stream_rows(
-        &self,
-        depot: &str,
-        stream: &str,
-        after: i64,
-        limit: i64,
-    ) -> Result<Vec<StreamRowIn>, StoreError> {
-        let rows = self
-            .client
-            .lock()
-            .await
-            .query(
-                "SELECT stream, seq, ts_ms, payload FROM stream_rows WHERE depot = $1 AND stream = $2 AND seq > $3 ORDER BY seq LIMIT $4",
-                &[&depot, &stream, &after, &limit],
-            )
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|r| StreamRowIn {
-                stream: r.get(0),
-                seq: r.get(1),
-                ts_ms: r.get(2),
-                payload: r.get(3),
-            })
-            .collect())
     }
 }
 

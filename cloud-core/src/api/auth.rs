@@ -1,0 +1,117 @@
+//! Who a request is, as extractors: a handler that takes [`Admin`] runs only for the
+//! admin bearer token, one that takes [`Depot`] only for an enrolled depot's credentials
+//! (and gets the depot id), and [`KnownDepot`] answers 404 for a depot path segment that
+//! names no depot. Handlers list the extractor after their path and query extractors and
+//! before their body, so a malformed path or query is refused before authentication, as
+//! it was when handlers checked credentials themselves.
+
+use axum::extract::{FromRequestParts, Path};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::{ApiError, AppState};
+use crate::store::{CloudStore, ReadModel, StoreError};
+
+/// The request carries `authorization: Bearer <admin token>`.
+#[derive(Debug, Clone, Copy)]
+pub struct Admin;
+
+impl<S: Send + Sync> FromRequestParts<AppState<S>> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState<S>,
+    ) -> Result<Self, Self::Rejection> {
+        // Constant time: the comparison must not tell a guesser how much it got right.
+        let ok = bearer(&parts.headers).is_some_and(|t| {
+            subtle::ConstantTimeEq::ct_eq(t.as_bytes(), state.admin_token.as_bytes()).into()
+        });
+        if ok {
+            Ok(Admin)
+        } else {
+            Err(ApiError::unauthorized(
+                "admin routes need authorization: Bearer <admin token>",
+            ))
+        }
+    }
+}
+
+/// The enrolled depot a sync request authenticated as (`x-garasi-depot` +
+/// `authorization: Bearer <depot secret>`); routes act only on this depot's data.
+#[derive(Debug, Clone)]
+pub struct Depot(pub String);
+
+impl<S: CloudStore> FromRequestParts<AppState<S>> for Depot {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState<S>,
+    ) -> Result<Self, Self::Rejection> {
+        let unauthorized = || {
+            ApiError::unauthorized(
+                "authenticate with x-garasi-depot and authorization: Bearer <depot secret>",
+            )
+        };
+        let depot = parts
+            .headers
+            .get("x-garasi-depot")
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(unauthorized)?;
+        let secret = bearer(&parts.headers).ok_or_else(unauthorized)?;
+        if state.store.authenticate(depot, secret).await? {
+            Ok(Depot(depot.to_string()))
+        } else {
+            Err(unauthorized())
+        }
+    }
+}
+
+/// The `{depot}` path segment, checked to name an existing depot (404 otherwise).
+#[derive(Debug, Clone)]
+pub struct KnownDepot(pub String);
+
+#[derive(Deserialize)]
+struct DepotSegment {
+    depot: String,
+}
+
+impl KnownDepot {
+    /// The same check for handlers that validate their body first (a bad body is a 400
+    /// even for an unknown depot), so it cannot run as an extractor there.
+    pub async fn check(store: &impl ReadModel, depot: &str) -> Result<KnownDepot, ApiError> {
+        if store.depots().await?.iter().any(|d| d.id == depot) {
+            Ok(KnownDepot(depot.to_string()))
+        } else {
+            Err(StoreError::NoSuchDepot(depot.into()).into())
+        }
+    }
+}
+
+impl<S: ReadModel> FromRequestParts<AppState<S>> for KnownDepot {
+    // A malformed path keeps axum's own answer, as `Path` gives it everywhere else.
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState<S>,
+    ) -> Result<Self, Self::Rejection> {
+        let Path(DepotSegment { depot }) = Path::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        KnownDepot::check(&*state.store, &depot)
+            .await
+            .map_err(IntoResponse::into_response)
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+}

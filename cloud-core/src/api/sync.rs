@@ -1,0 +1,143 @@
+//! The sync routes depots call: enrol (trade the one-time token for credentials), push a
+//! batch, pull changes. Push and pull authenticate one depot ([`Depot`]) and act only on
+//! that depot's data; a bad batch gets a clear error and changes nothing.
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use garasi_sync_protocol::wire::{self, Batch, Entry};
+use serde::Deserialize;
+
+use super::{ApiError, AppState, Depot};
+use crate::push_check::{self, Checked};
+use crate::store::{CloudStore, SyncReport};
+
+pub(super) fn routes<S: CloudStore + 'static>() -> Router<AppState<S>> {
+    Router::new()
+        .route("/api/v1/enroll", post(enroll::<S>))
+        .route("/api/v1/sync/push", post(push::<S>))
+        .route("/api/v1/sync/pull", get(pull::<S>))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnrollBody {
+    token: String,
+}
+
+async fn enroll<S: CloudStore>(
+    State(s): State<AppState<S>>,
+    body: Result<Json<EnrollBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Json(b) =
+        body.map_err(|e| ApiError::bad_request(format!("invalid JSON body: {}", e.body_text())))?;
+    let c = s.store.enroll(&b.token).await?;
+    Ok(Json(
+        serde_json::json!({ "depot_id": c.depot_id, "secret": c.secret }),
+    ))
+}
+
+async fn push<S: CloudStore>(
+    State(s): State<AppState<S>>,
+    headers: HeaderMap,
+    Depot(depot): Depot,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    // Decoding and checking run in the blocking pool, at most CONCURRENT_DECODES at once:
+    // together they bound what hostile batches can make the cloud allocate and compute.
+    let checked = {
+        // The permit moves into the blocking task: a client that hangs up cannot free
+        // its slot while its batch is still being decoded.
+        let permit = s
+            .decodes
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting down"))?;
+        let authenticated = depot.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            push_check::check(&body, &authenticated)
+        })
+        .await?
+    };
+    let Checked {
+        batch_seq,
+        changes,
+        rows,
+    } = checked.map_err(|r| {
+        if let Some(reason) = r.reason {
+            s.metrics.sync_refused.with_label_values(&[reason]).inc();
+            tracing::warn!(depot = %depot, reason, error = %r.message, "sync batch refused");
+        }
+        ApiError::new(r.status, r.message)
+    })?;
+    let out = s.store.push(&depot, batch_seq, &changes, &rows).await?;
+    s.store.record_sync(&depot, sync_report(&headers)).await?;
+    if out.new_changes > 0 {
+        s.materialiser.wake.notify_one();
+    }
+    Ok(Json(
+        serde_json::json!({ "replayed": out.replayed, "new_changes": out.new_changes, "new_rows": out.new_rows }),
+    ))
+}
+
+/// Parses `x-garasi-backlog: entries=N;bytes=N;oldest_change_ms=N` (absent or malformed:
+/// no report; the ops view then keeps the previous one).
+fn sync_report(headers: &HeaderMap) -> Option<SyncReport> {
+    let v = headers.get("x-garasi-backlog")?.to_str().ok()?;
+    let mut r = SyncReport::default();
+    for part in v.split(';') {
+        let (k, n) = part.split_once('=')?;
+        let n: i64 = n.trim().parse().ok()?;
+        match k.trim() {
+            "entries" => r.backlog_entries = n,
+            "bytes" => r.backlog_bytes = n,
+            "oldest_change_ms" => r.oldest_change_ms = (n > 0).then_some(n),
+            _ => {}
+        }
+    }
+    Some(r)
+}
+
+#[derive(Deserialize)]
+struct PullQuery {
+    cursor: Option<i64>,
+    limit: Option<i64>,
+}
+
+/// Returns a wire batch of the depot's changes after `cursor`; `batch_seq` carries the
+/// cursor to ask from next time (unchanged when there is nothing new).
+async fn pull<S: CloudStore>(
+    State(s): State<AppState<S>>,
+    headers: HeaderMap,
+    Query(q): Query<PullQuery>,
+    Depot(depot): Depot,
+) -> Result<Response, ApiError> {
+    let cursor = q.cursor.unwrap_or(0).max(0);
+    let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
+    let changes = s.store.pull(&depot, cursor, limit).await?;
+    s.store.record_sync(&depot, sync_report(&headers)).await?;
+    let next = changes.last().map(|c| c.cursor).unwrap_or(cursor);
+    let batch = Batch {
+        depot,
+        batch_seq: next as u64,
+        entries: changes
+            .into_iter()
+            .map(|c| Entry::Change {
+                record_type: c.record_type,
+                record_id: c.record_id,
+                change: c.change,
+            })
+            .collect(),
+    };
+    let bytes = wire::encode(&batch)?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/vnd.garasi.sync-batch")],
+        bytes,
+    )
+        .into_response())
+}

@@ -1,0 +1,210 @@
+//! The `garasi-cloud` command line: `serve` runs the sync API over TLS on SQLite (default)
+//! or PostgreSQL; `depot add` creates a depot and prints its one-time enrolment token.
+//! It lives in the library so fleet tests can build the same program as a test binary.
+//! `serve.rs` runs the server, `gtfs.rs` the timetable commands.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::store::postgres::PgStore;
+use crate::store::sqlite::SqliteStore;
+use crate::store::CloudStore;
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+
+/// println! that ignores a closed stdout (`| head`) instead of panicking.
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($t)*);
+    }};
+}
+
+// After the macro: `outln!` is visible in these by textual scope.
+mod gtfs;
+mod serve;
+
+#[derive(Parser)]
+#[command(name = "garasi-cloud", version, about = "Garasi fleet cloud")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Serve the sync API over TLS.
+    Serve {
+        /// sqlite://PATH (default store) or postgres://... / a libpq connection string.
+        #[arg(long, env = "GARASI_CLOUD_DATABASE")]
+        database: String,
+        #[arg(long, env = "GARASI_CLOUD_LISTEN", default_value = "127.0.0.1:8443")]
+        listen: String,
+        #[arg(long, env = "GARASI_CLOUD_TLS_CERT")]
+        tls_cert: PathBuf,
+        #[arg(long, env = "GARASI_CLOUD_TLS_KEY")]
+        tls_key: PathBuf,
+        /// File holding the admin bearer token (never passed on the command line).
+        #[arg(long, env = "GARASI_CLOUD_ADMIN_TOKEN_FILE")]
+        admin_token_file: PathBuf,
+    },
+    /// Timetables.
+    Gtfs {
+        #[command(subcommand)]
+        cmd: GtfsCmd,
+    },
+    /// Manage depots.
+    Depot {
+        #[command(subcommand)]
+        cmd: DepotCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum GtfsCmd {
+    /// Validate a GTFS zip: the report (file, line, field, what is wrong), what would be
+    /// imported, and the blocks of one service day (built where the feed has none).
+    Check {
+        #[arg(long)]
+        file: PathBuf,
+        /// Service day to list trips and blocks for (YYYY-MM-DD).
+        #[arg(long)]
+        date: Option<jiff::civil::Date>,
+        /// Minimum layover at a terminal when building blocks, in seconds.
+        #[arg(long, default_value_t = 300)]
+        min_layover_s: u32,
+    },
+    /// Import a GTFS zip into the cloud's store (progress on stderr); prints its id for
+    /// a depot plan. The API equivalent is POST /api/v1/admin/timetables.
+    Import {
+        #[arg(long, env = "GARASI_CLOUD_DATABASE")]
+        database: String,
+        #[arg(long)]
+        file: PathBuf,
+        /// Name shown in listings [default: the file name].
+        #[arg(long)]
+        name: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum DepotCmd {
+    /// Create a depot and print its one-time enrolment token.
+    Add {
+        #[arg(long, env = "GARASI_CLOUD_DATABASE")]
+        database: String,
+        #[arg(long)]
+        name: String,
+    },
+}
+
+pub(crate) enum AnyStore {
+    Sqlite(SqliteStore),
+    Postgres(PgStore),
+}
+
+pub(crate) async fn open(database: &str) -> anyhow::Result<AnyStore> {
+    let store = if let Some(path) = database.strip_prefix("sqlite://") {
+        AnyStore::Sqlite(
+            SqliteStore::open(std::path::Path::new(path))
+                .with_context(|| format!("opening {path}"))?,
+        )
+    } else if database.starts_with("postgres") || database.contains("host=") {
+        AnyStore::Postgres(
+            PgStore::connect(database, None)
+                .await
+                .context("connecting to PostgreSQL")?,
+        )
+    } else {
+        bail!("--database must be sqlite://PATH or a PostgreSQL URL/connection string");
+    };
+    match &store {
+        AnyStore::Sqlite(s) => s.migrate().await?,
+        AnyStore::Postgres(s) => s.migrate().await?,
+    }
+    Ok(store)
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .init();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.cmd {
+        Cmd::Gtfs {
+            cmd:
+                GtfsCmd::Check {
+                    file,
+                    date,
+                    min_layover_s,
+                },
+        } => gtfs::check(&file, date, min_layover_s),
+        Cmd::Gtfs {
+            cmd:
+                GtfsCmd::Import {
+                    database,
+                    file,
+                    name,
+                },
+        } => {
+            let name = name.unwrap_or_else(|| {
+                file.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "timetable".into())
+            });
+            let id = match open(&database).await? {
+                AnyStore::Sqlite(s) => gtfs::import(&s, &file, &name).await?,
+                AnyStore::Postgres(s) => gtfs::import(&s, &file, &name).await?,
+            };
+            outln!("timetable {id} imported ({name})");
+            Ok(())
+        }
+        Cmd::Depot {
+            cmd: DepotCmd::Add { database, name },
+        } => {
+            let d = match open(&database).await? {
+                AnyStore::Sqlite(s) => s.create_depot(&name).await?,
+                AnyStore::Postgres(s) => s.create_depot(&name).await?,
+            };
+            println!(
+                "depot {} created. One-time enrolment token: {}",
+                d.id, d.enrolment_token
+            );
+            Ok(())
+        }
+        Cmd::Serve {
+            database,
+            listen,
+            tls_cert,
+            tls_key,
+            admin_token_file,
+        } => {
+            serve::run(serve::ServeArgs {
+                database,
+                listen,
+                tls_cert,
+                tls_key,
+                admin_token_file,
+            })
+            .await
+        }
+    }
+}

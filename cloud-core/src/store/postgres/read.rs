@@ -1,0 +1,165 @@
+//! The PostgreSQL store's read model: the read-only queries (see `store::read`), as
+//! inherent methods so holders of a concrete store need no trait import.
+
+use super::PgStore;
+use crate::store::{DepotInfo, Quarantined, RecordKey, StoreError, StreamRowIn, TimetableInfo};
+
+impl PgStore {
+    pub async fn depots(&self) -> Result<Vec<DepotInfo>, StoreError> {
+        let rows = self
+            .client
+            .lock()
+            .await
+            .query(
+                "SELECT d.id, d.name, d.secret_hash IS NOT NULL, s.last_sync_ms, s.backlog_entries, s.backlog_bytes, s.oldest_change_ms,
+                   (SELECT count(*) FROM quarantine q WHERE q.depot = d.id)
+                 FROM depots d LEFT JOIN depot_sync s ON s.depot = d.id ORDER BY d.name, d.id",
+                &[],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| DepotInfo {
+                id: r.get(0),
+                name: r.get(1),
+                enrolled: r.get(2),
+                last_sync_ms: r.get(3),
+                backlog_entries: r.get(4),
+                backlog_bytes: r.get(5),
+                oldest_change_ms: r.get(6),
+                quarantined: r.get(7),
+            })
+            .collect())
+    }
+
+    pub async fn materialised_cursor(&self) -> Result<i64, StoreError> {
+        let row = self
+            .client
+            .lock()
+            .await
+            .query_opt("SELECT cursor FROM materialiser WHERE id = 1", &[])
+            .await?;
+        Ok(row.map(|r| r.get(0)).unwrap_or(0))
+    }
+
+    pub async fn last_cursor(&self) -> Result<i64, StoreError> {
+        let row = self
+            .client
+            .lock()
+            .await
+            .query_one("SELECT coalesce(max(cursor), 0)::BIGINT FROM changes", &[])
+            .await?;
+        Ok(row.get(0))
+    }
+
+    pub async fn quarantined(
+        &self,
+        depot: &str,
+        limit: i64,
+    ) -> Result<Vec<Quarantined>, StoreError> {
+        let rows = self
+            .client
+            .lock()
+            .await
+            .query(
+                "SELECT depot, record_type, record_id, cursor, reason, at_ms FROM quarantine
+                 WHERE depot = $1 ORDER BY cursor DESC LIMIT $2",
+                &[&depot, &limit],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Quarantined {
+                key: RecordKey {
+                    depot: r.get(0),
+                    record_type: r.get(1),
+                    record_id: r.get(2),
+                },
+                cursor: r.get(3),
+                reason: r.get(4),
+                at_ms: r.get(5),
+            })
+            .collect())
+    }
+
+    pub async fn list_records(
+        &self,
+        depot: &str,
+        record_type: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = self
+            .client
+            .lock()
+            .await
+            .query(
+                "SELECT record_id, fields FROM records WHERE depot = $1 AND record_type = $2 ORDER BY record_id",
+                &[&depot, &record_type],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    pub async fn stream_rows(
+        &self,
+        depot: &str,
+        stream: &str,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<StreamRowIn>, StoreError> {
+        let rows = self
+            .client
+            .lock()
+            .await
+            .query(
+                "SELECT stream, seq, ts_ms, payload FROM stream_rows WHERE depot = $1 AND stream = $2 AND seq > $3 ORDER BY seq LIMIT $4",
+                &[&depot, &stream, &after, &limit],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| StreamRowIn {
+                stream: r.get(0),
+                seq: r.get(1),
+                ts_ms: r.get(2),
+                payload: r.get(3),
+            })
+            .collect())
+    }
+
+    pub async fn stream_len(&self, depot: &str, stream: &str) -> Result<i64, StoreError> {
+        let row = self
+            .client
+            .lock()
+            .await
+            .query_one(
+                "SELECT count(*) FROM stream_rows WHERE depot = $1 AND stream = $2",
+                &[&depot, &stream],
+            )
+            .await?;
+        Ok(row.get(0))
+    }
+
+    pub async fn timetables(&self) -> Result<Vec<TimetableInfo>, StoreError> {
+        let rows = self
+            .client
+            .lock()
+            .await
+            .query(
+                "SELECT id, name, created_ms, octet_length(zip)::BIGINT, report FROM timetables ORDER BY id DESC",
+                &[],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| TimetableInfo {
+                id: r.get(0),
+                name: r.get(1),
+                created_ms: r.get(2),
+                bytes: r.get(3),
+                report_json: r.get(4),
+            })
+            .collect())
+    }
+}
+
+crate::store::read::forward_read_model!(PgStore);

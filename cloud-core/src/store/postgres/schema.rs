@@ -1,0 +1,92 @@
+//! The PostgreSQL store's schema: idempotent statements run in order by `migrate`.
+
+pub(super) const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS depots (
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL,
+  token_hash TEXT UNIQUE,
+  secret_hash TEXT,
+  created_ms BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS batches (
+  depot TEXT NOT NULL,
+  batch_seq BIGINT NOT NULL,
+  received_ms BIGINT NOT NULL,
+  PRIMARY KEY (depot, batch_seq)
+);
+CREATE TABLE IF NOT EXISTS changes (
+  cursor BIGSERIAL PRIMARY KEY,
+  depot TEXT NOT NULL,
+  record_type TEXT NOT NULL,
+  record_id TEXT NOT NULL,
+  key BYTEA NOT NULL,
+  change BYTEA NOT NULL,
+  received_ms BIGINT NOT NULL,
+  UNIQUE (depot, key)
+);
+CREATE TABLE IF NOT EXISTS stream_rows (
+  depot TEXT NOT NULL,
+  stream TEXT NOT NULL,
+  seq BIGINT NOT NULL,
+  ts_ms BIGINT NOT NULL,
+  payload BYTEA NOT NULL,
+  PRIMARY KEY (depot, stream, seq)
+);
+CREATE INDEX IF NOT EXISTS stream_rows_time ON stream_rows (depot, ts_ms);
+";
+
+/// Added with the ops view and the materialiser (additive, idempotent statements).
+/// Timetables and what each depot operates (issue 4).
+pub(super) const SCHEMA_3: &str = "
+CREATE TABLE IF NOT EXISTS timetables (
+  id BIGSERIAL PRIMARY KEY,
+  name TEXT NOT NULL,
+  created_ms BIGINT NOT NULL,
+  zip BYTEA NOT NULL,
+  report TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS depot_plans (
+  depot TEXT PRIMARY KEY REFERENCES depots(id),
+  plan TEXT NOT NULL,
+  updated_ms BIGINT NOT NULL
+);
+";
+
+/// Records the materialiser could not fold (issue 9).
+pub(super) const SCHEMA_4: &str = "
+CREATE TABLE IF NOT EXISTS quarantine (
+  depot TEXT NOT NULL,
+  record_type TEXT NOT NULL,
+  record_id TEXT NOT NULL,
+  cursor BIGINT NOT NULL,
+  reason TEXT NOT NULL,
+  at_ms BIGINT NOT NULL,
+  PRIMARY KEY (depot, record_type, record_id, cursor)
+);
+-- One record's changes (cloud edits and reads build on them): not the depot's history.
+CREATE INDEX IF NOT EXISTS changes_by_record ON changes (depot, record_type, record_id, cursor);
+";
+
+pub(super) const SCHEMA_2: &str = "
+CREATE TABLE IF NOT EXISTS depot_sync (
+  depot TEXT PRIMARY KEY,
+  last_sync_ms BIGINT NOT NULL,
+  backlog_entries BIGINT,
+  backlog_bytes BIGINT,
+  oldest_change_ms BIGINT
+);
+CREATE TABLE IF NOT EXISTS records (
+  rkey TEXT PRIMARY KEY,
+  depot TEXT NOT NULL,
+  record_type TEXT NOT NULL,
+  record_id TEXT NOT NULL,
+  doc BYTEA NOT NULL,
+  fields TEXT NOT NULL,
+  updated_ms BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS records_by_type ON records (depot, record_type, record_id);
+CREATE TABLE IF NOT EXISTS materialiser (
+  id INT PRIMARY KEY CHECK (id = 1),
+  cursor BIGINT NOT NULL
+);
+";

@@ -1,0 +1,51 @@
+//! template module: the module every new one is copied from (`cargo xtask new-module
+//! NAME`). It is compiled and tested with the rest, so the copy starts from code that
+//! builds and passes: a table, a typed service, a write route attributed to the
+//! signed-in person, a read route, a page and a bus reaction.
+
+pub mod api;
+mod pages;
+pub mod service;
+mod store;
+mod watch;
+
+use std::sync::Arc;
+
+use crate::modules::auth::service::People;
+use crate::modules::framework::{Module, ModuleContext, ModuleError, Started};
+use crate::store::migrate::Migration;
+use service::TemplateApi;
+
+pub struct TemplateModule;
+
+impl Module for TemplateModule {
+    fn name(&self) -> &'static str {
+        "template"
+    }
+    fn depends_on(&self) -> &'static [&'static str] {
+        &["auth"]
+    }
+    fn migrations(&self) -> &'static [Migration] {
+        store::MIGRATIONS
+    }
+    fn openapi(&self) -> Option<&'static str> {
+        Some(include_str!("openapi.json"))
+    }
+    fn start(&self, ctx: &ModuleContext) -> Result<Started, ModuleError> {
+        // Dependencies are looked up once, here, never per request.
+        let people = ctx
+            .services
+            .get::<People>()
+            .ok_or_else(|| ModuleError::start("template", "the auth module is not running"))?;
+        let api = Arc::new(TemplateApi::new(ctx.store.clone()));
+        ctx.services.provide(api.clone());
+        ctx.tracker.spawn(watch::watch(
+            api.clone(),
+            ctx.bus.subscribe(),
+            ctx.cancel.clone(),
+        ));
+        Ok(Started {
+            routes: Some(api::routes(api, people)),
+        })
+    }
+}
