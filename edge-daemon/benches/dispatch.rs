@@ -13,7 +13,8 @@
 use std::time::{Duration, Instant};
 
 use garasi_edge::config::Settings;
-use garasi_edge::modules::dispatch::{self, plan, LocalBlock};
+use garasi_edge::modules::dispatch::service::LocalBlock;
+use garasi_edge::modules::dispatch::{self, plan};
 use garasi_edge::modules::{auth, fleet};
 use garasi_edge::node::{self, Node};
 use garasi_edge::store::{DataDir, Store};
@@ -106,7 +107,7 @@ async fn main() {
     let now = garasi_edge::util::now_ms();
     let mut vehicles = Vec::new();
     for i in 0..VEHICLES {
-        let v = fleet::Vehicle {
+        let v = fleet::service::Vehicle {
             id: format!("bus-{i:03}"),
             label: format!("Bus {i}"),
             plate: None,
@@ -114,7 +115,7 @@ async fn main() {
             kwh_per_km: Some(1.1 + rng.next() * 0.3),
             vehicle_type: Some(if i % 5 == 0 { "18m" } else { "12m" }.into()),
         };
-        fleet::upsert_vehicle(&store, &v).unwrap();
+        fleet::service::upsert_vehicle(&store, &v).unwrap();
         vehicles.push((v, 30.0 + rng.next() * 70.0));
     }
     // Live state as telemetry would leave it (the bench's fixture: writing 600 samples
@@ -131,9 +132,9 @@ async fn main() {
             tx.commit()
         })
         .unwrap();
-    auth::people::upsert_local(
+    auth::service::upsert_local(
         &store,
-        &auth::people::NewPerson {
+        &auth::service::NewPerson {
             id: "disp",
             name: "Dispatcher",
             roles: &["dispatcher".to_string()],
@@ -155,8 +156,8 @@ async fn main() {
     };
     let b1 = blocks(&d1.to_string(), mid(d1), &mut Lcg(7));
     let b2 = blocks(&d2.to_string(), mid(d2), &mut Lcg(7));
-    dispatch::import_local_blocks(&store, &b1).unwrap();
-    dispatch::import_local_blocks(&store, &b2).unwrap();
+    dispatch::service::import_local_blocks(&store, &b1).unwrap();
+    dispatch::service::import_local_blocks(&store, &b2).unwrap();
     drop(store);
 
     // The pure planning function on the same inputs.

@@ -142,9 +142,9 @@ async fn embedded(total: usize) -> EmbeddedResult {
     }
     let mut creds = Vec::new();
     for id in ids() {
-        fleet::upsert_vehicle(
+        fleet::service::upsert_vehicle(
             &store,
-            &fleet::Vehicle {
+            &fleet::service::Vehicle {
                 id: id.clone(),
                 label: id.clone(),
                 plate: None,
@@ -156,7 +156,7 @@ async fn embedded(total: usize) -> EmbeddedResult {
         .unwrap();
         creds.push((
             id.clone(),
-            auth::add_device(&store, &id, "vehicle").unwrap(),
+            auth::service::add_device(&store, &id, "vehicle").unwrap(),
         ));
     }
     drop(store);

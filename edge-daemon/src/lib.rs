@@ -5,6 +5,7 @@ pub mod broker;
 pub mod bus;
 pub mod cli;
 pub mod config;
+pub mod front;
 pub mod http;
 pub mod metrics;
 pub mod modules;

@@ -10,17 +10,16 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::broker::gate::{self, Gate};
 use crate::broker::{BrokerError, BrokerHandle};
 use crate::bus::Bus;
 use crate::config::Config;
+use crate::front::mqtt::Gate;
+use crate::front::tls;
 use crate::http::{self, Readiness};
 use crate::metrics::Metrics;
-use crate::modules::auth::{AuthModule, DeviceAuth};
-use crate::modules::fleet::FleetModule;
-use crate::modules::sync::SyncModule;
-use crate::modules::telemetry::TelemetryModule;
-use crate::modules::{self, Module, ModuleError, Runner, Services, Shared};
+use crate::modules;
+use crate::modules::auth::service::DeviceAuth;
+use crate::modules::framework::{self, Module, ModuleError, Runner, Services, Shared};
 use crate::store::{DataDir, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -48,15 +47,9 @@ pub enum NodeError {
     Task(String),
 }
 
-/// Every module of this build, in declaration order.
+/// Every module of this build, in declaration order (the list is `modules::all`).
 pub fn all_modules() -> Vec<Box<dyn Module>> {
-    vec![
-        Box::new(AuthModule),
-        Box::new(SyncModule),
-        Box::new(FleetModule),
-        Box::new(TelemetryModule),
-        Box::new(crate::modules::dispatch::DispatchModule),
-    ]
+    modules::all()
 }
 
 /// Listeners bound before anything else starts.
@@ -87,7 +80,7 @@ pub fn bind(cfg: &Config) -> Result<Bound, NodeError> {
     let mqtts = match &cfg.tls {
         None => None,
         Some(t) => {
-            let acceptor = gate::tls_acceptor(&t.cert, &t.key).map_err(NodeError::Tls)?;
+            let acceptor = tls::tls_acceptor(&t.cert, &t.key).map_err(NodeError::Tls)?;
             Some((
                 bind_one(t.listen, "MQTT over TLS", "--mqtts-listen")?,
                 acceptor,
@@ -119,6 +112,15 @@ pub struct Node {
 
 impl Node {
     pub async fn start(cfg: Config, bound: Bound) -> Result<Node, NodeError> {
+        Self::start_with(cfg, bound, all_modules()).await
+    }
+
+    /// Starts a node with these modules (tests add the template module this way).
+    pub async fn start_with(
+        cfg: Config,
+        bound: Bound,
+        modules: Vec<Box<dyn Module>>,
+    ) -> Result<Node, NodeError> {
         let t0 = std::time::Instant::now();
         let cfg = Arc::new(cfg);
         let local = |l: &TcpListener, a: SocketAddr| l.local_addr().unwrap_or(a);
@@ -144,7 +146,7 @@ impl Node {
             broker: Some(broker.clone()),
             shutdown: shutdown.clone(),
         };
-        let ordered = modules::order(all_modules(), &cfg.disabled_modules).map_err(Box::new)?;
+        let ordered = framework::order(modules, &cfg.disabled_modules).map_err(Box::new)?;
         let runner = Runner::start(ordered, &shared, &root).map_err(Box::new)?;
         {
             let (b, m) = (broker.clone(), metrics.clone());
@@ -178,7 +180,13 @@ impl Node {
             });
         }
         let ready = Readiness::default();
-        let app = http::router(runner.routes.clone(), metrics.clone(), ready.clone());
+        let openapi: Arc<str> = http::merged_openapi(&runner.openapi).into();
+        let app = http::router(
+            runner.routes.clone(),
+            openapi,
+            metrics.clone(),
+            ready.clone(),
+        );
         {
             let s = shutdown.clone();
             let l = bound.http;

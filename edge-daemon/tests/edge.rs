@@ -20,8 +20,8 @@ async fn samples_of(edge: &Edge, id: &str) -> Vec<serde_json::Value> {
 }
 
 /// Collects SSE `telemetry` events (vehicle ids) in the background.
-fn sse_collector(edge: &Edge) -> std::sync::Arc<std::sync::Mutex<Vec<String>>> {
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+fn sse_collector(edge: &Edge) -> std::sync::Arc<parking_lot::Mutex<Vec<String>>> {
+    let seen = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
     let (url, seen2) = (
         format!("{}/api/v1/telemetry/stream", edge.http),
         seen.clone(),
@@ -39,7 +39,6 @@ fn sse_collector(edge: &Edge) -> std::sync::Arc<std::sync::Mutex<Vec<String>>> {
                         let v: serde_json::Value = serde_json::from_str(data).unwrap();
                         seen2
                             .lock()
-                            .unwrap()
                             .push(v["vehicle_id"].as_str().unwrap().to_string());
                     }
                 }
@@ -135,11 +134,11 @@ async fn telemetry_from_rumqttc_and_mosquitto_pub_reaches_rest_and_sse() {
         assert_eq!(v["live"]["sample"]["soc_pct"], 77.5);
     }
     let all_seen = eventually(Duration::from_secs(5), || async {
-        let s = seen.lock().unwrap().clone();
+        let s = seen.lock().clone();
         ids.iter().all(|id| s.iter().any(|x| x == id)).then_some(s)
     })
     .await;
-    assert!(all_seen.is_some(), "SSE saw {:?}", seen.lock().unwrap());
+    assert!(all_seen.is_some(), "SSE saw {:?}", seen.lock());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

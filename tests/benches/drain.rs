@@ -3,7 +3,7 @@
 //!
 //! 1. Drain: an enrolled depot whose outbox holds SAMPLES telemetry rows (default
 //!    1,000,000) and 10,000 operational changes (vehicle status edits through the real
-//!    `fleet::set_status` path) starts its node; the time until the outbox is empty is the
+//!    `fleet::service::set_status` path) starts its node; the time until the outbox is empty is the
 //!    drain (push over HTTPS to the real cloud router, stored, acknowledged, deleted).
 //!    Reference: raw batched INSERT of the same rows into the same backend's table.
 //! 2. Apply: 100,000 record changes (10,000 records x 10) stored at the cloud and folded
@@ -117,9 +117,9 @@ async fn drain<S: CloudStore + 'static>(
     }
     for v in 0..VEHICLES {
         let id = format!("bus-{v:03}");
-        fleet::upsert_vehicle(
+        fleet::service::upsert_vehicle(
             &es,
-            &fleet::Vehicle {
+            &fleet::service::Vehicle {
                 id: id.clone(),
                 label: id,
                 plate: None,
@@ -130,7 +130,7 @@ async fn drain<S: CloudStore + 'static>(
         )
         .unwrap();
     }
-    let depot = sync::enroll(&es, &format!("https://{addr}"), &token, Some(ca_pem))
+    let depot = sync::service::enroll(&es, &format!("https://{addr}"), &token, Some(ca_pem))
         .await
         .unwrap();
     let t = Instant::now();
@@ -138,26 +138,26 @@ async fn drain<S: CloudStore + 'static>(
     es.write_blocking(|c| {
         let statuses = ["in_service", "out_of_service", "in_maintenance"];
         for i in 0..CHANGES {
-            let body = fleet::StatusBody {
+            let body = fleet::service::StatusBody {
                 status: statuses[i % 3].into(),
                 note: Some(format!("change {i}")),
                 set_by: "bench".into(),
             };
-            fleet::set_status(c, &actor, &format!("bus-{:03}", i % VEHICLES), &body)
+            fleet::service::set_status(c, &actor, &format!("bus-{:03}", i % VEHICLES), &body)
                 .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.to_string().into()))?;
         }
         for chunk in (0..samples).collect::<Vec<_>>().chunks(50_000) {
             let tx = c.transaction()?;
             for &i in chunk {
                 let (ts, p) = payload(i);
-                sync::append_stream_row(&tx, TELEMETRY_V1, ts, &p)?;
+                sync::service::append_stream_row(&tx, TELEMETRY_V1, ts, &p)?;
             }
             tx.commit()?;
         }
         Ok(())
     })
     .unwrap();
-    let backlog = es.read_blocking(sync::backlog).unwrap();
+    let backlog = es.read_blocking(sync::service::backlog).unwrap();
     eprintln!(
         "  backlog built in {:.1} s: {backlog:?}",
         t.elapsed().as_secs_f64()
@@ -176,7 +176,11 @@ async fn drain<S: CloudStore + 'static>(
     let t = Instant::now();
     let node = Node::start(cfg, bound).await.unwrap();
     loop {
-        let b = node.store.read(sync::backlog_estimate).await.unwrap();
+        let b = node
+            .store
+            .read(sync::service::backlog_estimate)
+            .await
+            .unwrap();
         if b.entries() == 0 {
             break;
         }
@@ -193,7 +197,7 @@ async fn drain<S: CloudStore + 'static>(
         .await
         .unwrap()
         .iter()
-        .filter(|c| c.record_type == fleet::STATUS_RECORD)
+        .filter(|c| c.record_type == fleet::service::STATUS_RECORD)
         .count();
     assert_eq!(changes_at_cloud, CHANGES, "every change at the cloud");
     node.stop(Duration::from_secs(10)).await;

@@ -43,7 +43,7 @@ pub struct Cloud {
     pub admin_base: String,
     /// HTTPS client trusting the test CA.
     pub https: reqwest::Client,
-    link: std::sync::Mutex<Option<CancellationToken>>,
+    link: parking_lot::Mutex<Option<CancellationToken>>,
     _admin: CancellationToken,
 }
 
@@ -83,7 +83,7 @@ impl Cloud {
             link_addr,
             admin_base,
             https,
-            link: std::sync::Mutex::new(Some(link)),
+            link: parking_lot::Mutex::new(Some(link)),
             _admin: admin,
         }
     }
@@ -98,14 +98,14 @@ impl Cloud {
     }
 
     pub fn cut_link(&self) {
-        if let Some(c) = self.link.lock().unwrap().take() {
+        if let Some(c) = self.link.lock().take() {
             c.cancel();
         }
     }
 
     pub async fn restore_link(&self) {
         let listener = tokio::net::TcpListener::bind(self.link_addr).await.unwrap();
-        *self.link.lock().unwrap() = Some(serve(listener, self.state.clone(), self.tls.clone()));
+        *self.link.lock() = Some(serve(listener, self.state.clone(), self.tls.clone()));
     }
 }
 
@@ -132,9 +132,9 @@ pub async fn depot(
             .unwrap();
     }
     for id in vehicles {
-        fleet::upsert_vehicle(
+        fleet::service::upsert_vehicle(
             &store,
-            &fleet::Vehicle {
+            &fleet::service::Vehicle {
                 id: (*id).into(),
                 label: (*id).into(),
                 plate: None,
@@ -145,7 +145,7 @@ pub async fn depot(
         )
         .unwrap();
     }
-    let depot_id = sync::enroll(
+    let depot_id = sync::service::enroll(
         &store,
         &format!("https://{}", cloud.link_addr),
         token,

@@ -622,8 +622,8 @@ async fn a_depot_day_with_the_cloud_stopped_then_synced() {
             .collect();
         let want_events = at_edge["events"].as_array().unwrap().len();
         let want_signons = at_edge["signons"].as_array().unwrap().len();
-        let last = std::sync::Mutex::new(String::new());
-        let seen = |s: String| *last.lock().unwrap() = s;
+        let last = parking_lot::Mutex::new(String::new());
+        let seen = |s: String| *last.lock() = s;
         let shown = eventually_ok(|| async {
             let Some(c) = cloud
                 .admin_get(&format!("/api/v1/admin/depots/{depot}/days/{date}"))
@@ -651,7 +651,7 @@ async fn a_depot_day_with_the_cloud_stopped_then_synced() {
         assert!(
             shown,
             "the cloud never showed the depot's {date}.\nedge: {at_edge}\n{}",
-            last.lock().unwrap()
+            last.lock()
         );
     }
     let c = cloud

@@ -294,7 +294,10 @@ async fn kill9_of_edge_and_cloud_while_the_backlog_drains() {
             .map(|(id, pw)| publish_samples(edge.mqtt_port, id, pw, t0, backlog)),
     )
     .await;
-    assert!(acks.iter().all(|a| *a == backlog), "acknowledged {acks:?} of {backlog} each");
+    assert!(
+        acks.iter().all(|a| *a == backlog),
+        "acknowledged {acks:?} of {backlog} each"
+    );
     // Acknowledged is not yet committed (README "Durability"): wait for the commit, so
     // the whole backlog is in the outbox before the first kill.
     eventually("the backlog is committed", || async {
@@ -339,7 +342,7 @@ async fn kill9_of_edge_and_cloud_while_the_backlog_drains() {
                     .json(&serde_json::json!({"status": "in_service", "note": format!("live {i}"), "set_by": "disp"}))
                     .send()
                     .await;
-                if i % 4 == 0 {
+                if i.is_multiple_of(4) {
                     let _ = cloud_https
                         .put(format!(
                             "{cloud_base}/api/v1/admin/depots/{depot}/records/vehicle_status/{id}"

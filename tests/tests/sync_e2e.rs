@@ -21,7 +21,7 @@ async fn depot_and_cloud_converge_and_the_cloud_wins_a_conflict() {
     let token = cloud.new_depot_token("Depot A").await;
     let (edge, depot_id) = depot(&tmp.path().join("edge"), &cloud, &token, &["bus-1"]).await;
     assert!(
-        garasi_edge::modules::sync::enroll(
+        garasi_edge::modules::sync::service::enroll(
             &edge.store,
             &format!("https://{}", cloud.link_addr),
             &token,

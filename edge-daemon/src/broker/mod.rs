@@ -7,14 +7,13 @@
 //! store, and forwards only packets whose topics lie in the device's own namespace to
 //! rumqttd's internal listeners on loopback, which accept nothing but a per-process secret.
 
-pub mod gate;
-
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener as StdListener, TcpStream as StdStream};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use parking_lot::Mutex;
 use rand::RngCore;
 use rumqttd::local::{LinkRx, LinkTx};
 use rumqttd::{Broker, Config as RumqttdConfig, ConnectionSettings, RouterConfig, ServerSettings};
@@ -199,10 +198,7 @@ impl BrokerHandle {
 
     /// Opens an in-process link (before [`BrokerHandle::start`]).
     pub fn link(&self, client_id: &str) -> Result<(LinkTx, LinkRx), BrokerError> {
-        let guard = self
-            .inner
-            .lock()
-            .map_err(|_| BrokerError::Link("broker lock poisoned".into()))?;
+        let guard = self.inner.lock();
         let broker = guard.as_ref().ok_or(BrokerError::AlreadyStarted)?;
         broker
             .link(client_id)
@@ -212,13 +208,11 @@ impl BrokerHandle {
     /// Starts rumqttd's internal listeners on their own thread and waits until they accept.
     /// Cursor-jump alerts (ingest fell behind the router log) are counted.
     pub fn start(&self, metrics: Arc<Metrics>) -> Result<(), BrokerError> {
-        let mut broker = {
-            let mut guard = self
-                .inner
-                .lock()
-                .map_err(|_| BrokerError::Link("broker lock poisoned".into()))?;
-            guard.take().ok_or(BrokerError::AlreadyStarted)?
-        };
+        let mut broker = self
+            .inner
+            .lock()
+            .take()
+            .ok_or(BrokerError::AlreadyStarted)?;
         let alerts = broker
             .alerts()
             .map_err(|e| BrokerError::Link(e.to_string()))?;

@@ -89,6 +89,7 @@ impl Readiness {
 struct CoreState {
     metrics: Arc<Metrics>,
     ready: Readiness,
+    openapi: Arc<str>,
 }
 
 async fn healthz() -> &'static str {
@@ -111,8 +112,34 @@ async fn metrics(State(s): State<CoreState>) -> Response {
         .into_response()
 }
 
-async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+/// `schemas/openapi.json` with the paths of every module that documents its routes in
+/// its own folder (`Module::openapi`), so a new module never edits the shared file.
+pub fn merged_openapi(fragments: &[&str]) -> String {
+    let Ok(mut doc) = serde_json::from_str::<serde_json::Value>(OPENAPI) else {
+        return OPENAPI.to_string();
+    };
+    for f in fragments {
+        match serde_json::from_str::<serde_json::Value>(f) {
+            Ok(serde_json::Value::Object(mut frag)) => {
+                if let (Some(serde_json::Value::Object(paths)), Some(all)) = (
+                    frag.remove("paths"),
+                    doc.get_mut("paths").and_then(|p| p.as_object_mut()),
+                ) {
+                    all.extend(paths);
+                }
+            }
+            _ => tracing::error!("a module's openapi.json is not a JSON object; left out"),
+        }
+    }
+    doc.to_string()
+}
+
+async fn openapi(State(s): State<CoreState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        s.openapi.to_string(),
+    )
+        .into_response()
 }
 
 async fn not_found() -> ApiError {
@@ -120,13 +147,17 @@ async fn not_found() -> ApiError {
 }
 
 /// Core routes merged with the modules' routes.
-pub fn router(modules: Router, metrics: Arc<Metrics>, ready: Readiness) -> Router {
+pub fn router(modules: Router, spec: Arc<str>, metrics: Arc<Metrics>, ready: Readiness) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(self::metrics))
         .route("/api/openapi.json", get(openapi))
-        .with_state(CoreState { metrics, ready })
+        .with_state(CoreState {
+            metrics,
+            ready,
+            openapi: spec,
+        })
         .merge(modules)
         .fallback(not_found)
         // A request body is never legitimately large here.

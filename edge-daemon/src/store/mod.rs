@@ -401,8 +401,8 @@ pub struct Store {
 struct StoreInner {
     dd: DataDir,
     key: DbKey,
-    writer: std::sync::Mutex<Connection>,
-    readers: std::sync::Mutex<Vec<Connection>>,
+    writer: parking_lot::Mutex<Connection>,
+    readers: parking_lot::Mutex<Vec<Connection>>,
 }
 
 /// Failure of a store call made from async code.
@@ -426,8 +426,8 @@ impl Store {
             inner: std::sync::Arc::new(StoreInner {
                 dd: dd.clone(),
                 key,
-                writer: std::sync::Mutex::new(writer),
-                readers: std::sync::Mutex::new(Vec::new()),
+                writer: parking_lot::Mutex::new(writer),
+                readers: parking_lot::Mutex::new(Vec::new()),
             }),
         })
     }
@@ -446,11 +446,7 @@ impl Store {
         &self,
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
     ) -> Result<T, StoreCallError> {
-        let mut guard = self
-            .inner
-            .writer
-            .lock()
-            .map_err(|_| StoreCallError::Task("writer lock poisoned".into()))?;
+        let mut guard = self.inner.writer.lock();
         Ok(f(&mut guard)?)
     }
 
@@ -482,13 +478,14 @@ impl Store {
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
     ) -> Result<T, StoreCallError> {
-        let pooled = self.inner.readers.lock().ok().and_then(|mut v| v.pop());
+        let pooled = self.inner.readers.lock().pop();
         let conn = match pooled {
             Some(c) => c,
             None => self.connect(Role::Reader)?,
         };
         let out = f(&conn);
-        if let Ok(mut v) = self.inner.readers.lock() {
+        {
+            let mut v = self.inner.readers.lock();
             if v.len() < MAX_IDLE_READERS {
                 v.push(conn);
             }

@@ -6,8 +6,10 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_garasi-edge")
@@ -168,7 +170,7 @@ impl Edge {
             std::thread::spawn(move || {
                 for line in BufReader::new(pipe).lines().map_while(Result::ok) {
                     // Log first, then signal, so the log always holds the ready line.
-                    log.lock().unwrap().push_str(&format!("{line}\n"));
+                    log.lock().push_str(&format!("{line}\n"));
                     if line.contains("garasi-edge ready") {
                         let _ = tx.send(line);
                     }
@@ -191,17 +193,17 @@ impl Edge {
             }
             if let Ok(Some(status)) = child.try_wait() {
                 std::thread::sleep(Duration::from_millis(200));
-                return Err(format!("exited with {status}:\n{}", log.lock().unwrap()));
+                return Err(format!("exited with {status}:\n{}", log.lock()));
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                return Err(log.lock().unwrap().clone());
+                return Err(log.lock().clone());
             }
         }
     }
 
     pub fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
+        self.log.lock().clone()
     }
 
     pub async fn get_json(&self, path: &str) -> serde_json::Value {

@@ -6,9 +6,10 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
 pub const ADMIN: &str = garasi_fleet_tests::ADMIN;
@@ -46,7 +47,7 @@ impl Proc {
             let (log, tx) = (log.clone(), tx.clone());
             std::thread::spawn(move || {
                 for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                    log.lock().unwrap().push_str(&format!("{line}\n"));
+                    log.lock().push_str(&format!("{line}\n"));
                     if line.contains(ready) {
                         let _ = tx.send(());
                     }
@@ -60,12 +61,12 @@ impl Proc {
             }
             if let Ok(Some(status)) = child.try_wait() {
                 std::thread::sleep(Duration::from_millis(200));
-                panic!("{bin} exited with {status}:\n{}", log.lock().unwrap());
+                panic!("{bin} exited with {status}:\n{}", log.lock());
             }
             assert!(
                 Instant::now() < deadline,
                 "{bin} not ready:\n{}",
-                log.lock().unwrap()
+                log.lock()
             );
         }
     }
@@ -92,7 +93,7 @@ impl Proc {
     }
 
     pub fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
+        self.log.lock().clone()
     }
 }
 
@@ -300,7 +301,7 @@ impl Link {
     }
 
     pub fn cut(&self) {
-        if let Some(c) = self.cancel.lock().unwrap().take() {
+        if let Some(c) = self.cancel.lock().take() {
             c.cancel();
         }
     }
@@ -313,7 +314,7 @@ impl Link {
             }
         };
         let cancel = CancellationToken::new();
-        *self.cancel.lock().unwrap() = Some(cancel.clone());
+        *self.cancel.lock() = Some(cancel.clone());
         let upstream = self.upstream;
         tokio::spawn(async move {
             loop {

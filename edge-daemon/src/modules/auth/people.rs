@@ -6,31 +6,26 @@
 //! minutes, so a PIN cannot be guessed at a tablet.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use argon2::password_hash::PasswordHash;
-use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::http::{HeaderMap, StatusCode};
 use garasi_sync_protocol::people as rules;
-use garasi_sync_protocol::record::FieldValue;
+use parking_lot::Mutex;
 use rand::RngCore;
 use rusqlite::{params, OptionalExtension};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::http::ApiError;
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreCallError};
+use super::api::token_of;
+use super::people_store::{load, row};
 
-/// Master data record type of a person.
-pub const PERSON_RECORD: &str = "person";
-const LOCK_AFTER: u32 = 5;
-const LOCK_FOR: Duration = Duration::from_secs(300);
+pub(super) const LOCK_AFTER: u32 = 5;
+pub(super) const LOCK_FOR: Duration = Duration::from_secs(300);
 /// A dispatcher's shift plus margin.
-const SESSION_TTL: Duration = Duration::from_secs(14 * 3600);
+pub(super) const SESSION_TTL: Duration = Duration::from_secs(14 * 3600);
 pub const SESSION_COOKIE: &str = "garasi_session";
 
 /// A person as other modules see them (never the hashes).
@@ -93,165 +88,6 @@ impl Refusal {
             _ => StatusCode::UNAUTHORIZED,
         }
     }
-}
-
-struct Row {
-    person: Person,
-    password_hash: Option<String>,
-    pin_hash: Option<String>,
-    disabled: bool,
-}
-
-fn load(c: &rusqlite::Connection, id: &str) -> rusqlite::Result<Option<Row>> {
-    c.query_row(
-        "SELECT id, name, roles, password_hash, pin_hash, badge_digest, disabled FROM auth_people WHERE id = ?1",
-        params![id],
-        row,
-    )
-    .optional()
-}
-
-fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
-    let roles: String = r.get(2)?;
-    let password_hash: Option<String> = r.get(3)?;
-    let pin_hash: Option<String> = r.get(4)?;
-    let badge: Option<String> = r.get(5)?;
-    Ok(Row {
-        person: Person {
-            id: r.get(0)?,
-            name: r.get(1)?,
-            roles: roles
-                .split(',')
-                .filter(|s| !s.is_empty())
-                .map(String::from)
-                .collect(),
-            has_password: password_hash.is_some(),
-            has_pin: pin_hash.is_some(),
-            has_badge: badge.is_some(),
-        },
-        password_hash,
-        pin_hash,
-        disabled: r.get(6)?,
-    })
-}
-
-/// Writes one person (the cloud's master data or a local edit). A badge belongs to one
-/// person: giving it to someone else takes it from its former holder (cards are
-/// reissued), so a duplicate never blocks sync.
-fn write(c: &rusqlite::Connection, p: &PersonIn) -> rusqlite::Result<usize> {
-    if let Some(d) = &p.badge_digest {
-        c.execute(
-            "UPDATE auth_people SET badge_digest = NULL WHERE badge_digest = ?1 AND id != ?2",
-            params![d, p.id],
-        )?;
-    }
-    c.execute(
-        "INSERT INTO auth_people (id, name, roles, password_hash, pin_hash, badge_digest, disabled, updated_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-         ON CONFLICT(id) DO UPDATE SET name = excluded.name, roles = excluded.roles,
-           password_hash = coalesce(excluded.password_hash, auth_people.password_hash),
-           pin_hash = coalesce(excluded.pin_hash, auth_people.pin_hash),
-           badge_digest = coalesce(excluded.badge_digest, auth_people.badge_digest),
-           disabled = excluded.disabled, updated_ms = excluded.updated_ms",
-        params![
-            p.id,
-            p.name,
-            p.roles.join(","),
-            p.password_hash,
-            p.pin_hash,
-            p.badge_digest,
-            p.disabled,
-            crate::util::now_ms()
-        ],
-    )
-}
-
-/// A person to store, credentials already hashed.
-#[derive(Debug, Clone, Default)]
-pub struct PersonIn {
-    pub id: String,
-    pub name: String,
-    pub roles: Vec<String>,
-    pub password_hash: Option<String>,
-    pub pin_hash: Option<String>,
-    pub badge_digest: Option<String>,
-    pub disabled: bool,
-}
-
-/// Applies the cloud's master data for one person (sync transaction).
-pub(super) fn apply_master_person(
-    tx: &rusqlite::Transaction<'_>,
-    id: &str,
-    changes: &[Vec<u8>],
-) -> Result<(), String> {
-    let f = super::super::sync::apply_master(tx, PERSON_RECORD, id, changes)?;
-    let text = |k: &str| match f.get(k) {
-        Some(FieldValue::Text(t)) => Some(t.clone()),
-        _ => None,
-    };
-    let roles: Vec<String> = text("roles")
-        .unwrap_or_default()
-        .split(',')
-        .filter(|r| rules::valid_role(r))
-        .map(String::from)
-        .collect();
-    let Some(name) = text("name") else {
-        tracing::warn!(
-            person = id,
-            "cloud person record has no name yet; not usable"
-        );
-        return Ok(());
-    };
-    if !super::valid_id(id) || roles.is_empty() {
-        tracing::warn!(person = id, "cloud person record is invalid; ignored");
-        return Ok(());
-    }
-    let hash_ok = |h: Option<String>| h.filter(|h| PasswordHash::new(h).is_ok());
-    write(
-        tx,
-        &PersonIn {
-            id: id.into(),
-            name,
-            roles,
-            password_hash: hash_ok(text("password_hash")),
-            pin_hash: hash_ok(text("pin_hash")),
-            badge_digest: text("badge_digest").filter(|d| d.len() == 64),
-            disabled: matches!(f.get("disabled"), Some(FieldValue::Bool(true))),
-        },
-    )
-    .map_err(|e| e.to_string())?;
-    Ok(())
-}
-
-/// A person given in clear at this depot (CLI, demo): checked and hashed here.
-pub struct NewPerson<'a> {
-    pub id: &'a str,
-    pub name: &'a str,
-    pub roles: &'a [String],
-    pub password: Option<&'a str>,
-    pub pin: Option<&'a str>,
-    pub badge: Option<&'a str>,
-}
-
-/// Adds or updates a person locally (depots that are not enrolled with a cloud).
-pub fn upsert_local(store: &Store, p: &NewPerson<'_>) -> Result<(), String> {
-    let problems = rules::problems(p.id, p.name, p.roles, p.password, p.pin, p.badge);
-    if !problems.is_empty() {
-        return Err(problems.join("; "));
-    }
-    let person = PersonIn {
-        id: p.id.into(),
-        name: p.name.trim().into(),
-        roles: p.roles.to_vec(),
-        password_hash: p.password.map(rules::hash_secret).transpose()?,
-        pin_hash: p.pin.map(rules::hash_secret).transpose()?,
-        badge_digest: p.badge.map(rules::badge_digest),
-        disabled: false,
-    };
-    store
-        .write_blocking(move |c| write(c, &person))
-        .map_err(|e| e.to_string())?;
-    Ok(())
 }
 
 #[derive(Debug, Clone)]
@@ -318,16 +154,14 @@ impl People {
     }
 
     fn locked(&self, id: &str) -> Option<u64> {
-        let m = self.failures.lock().ok()?;
+        let m = self.failures.lock();
         let (_, until) = m.get(id)?;
         let left = until.as_ref()?.checked_duration_since(Instant::now())?;
         Some(left.as_secs().max(1))
     }
 
     fn failed(&self, id: &str) -> u32 {
-        let Ok(mut m) = self.failures.lock() else {
-            return 0;
-        };
+        let mut m = self.failures.lock();
         if m.len() > 10_000 {
             m.clear();
         }
@@ -374,9 +208,8 @@ impl People {
             ));
         };
         let (secret, memory) = (secret.to_string(), self.memory.clone());
-        let ok = tokio::task::spawn_blocking(move || match memory.lock() {
-            Ok(mut m) => super::verify_with_memory(&hash, &secret, &mut m),
-            Err(_) => false,
+        let ok = tokio::task::spawn_blocking(move || {
+            super::devices::verify_with_memory(&hash, &secret, &mut memory.lock())
         })
         .await
         .unwrap_or(false);
@@ -389,9 +222,7 @@ impl People {
             };
             return Err(self.refuse(method, r));
         }
-        if let Ok(mut m) = self.failures.lock() {
-            m.remove(id);
-        }
+        self.failures.lock().remove(id);
         Ok(row.person)
     }
 
@@ -440,7 +271,8 @@ impl People {
         let mut raw = [0u8; 32];
         rand::rng().fill_bytes(&mut raw);
         let token = hex::encode(raw);
-        if let Ok(mut m) = self.sessions.lock() {
+        {
+            let mut m = self.sessions.lock();
             let now = Instant::now();
             m.retain(|_, s| s.expires > now);
             m.insert(
@@ -455,14 +287,12 @@ impl People {
     }
 
     pub fn session(&self, token: &str) -> Option<Session> {
-        let m = self.sessions.lock().ok()?;
+        let m = self.sessions.lock();
         m.get(token).filter(|s| s.expires > Instant::now()).cloned()
     }
 
-    fn end_session(&self, token: &str) {
-        if let Ok(mut m) = self.sessions.lock() {
-            m.remove(token);
-        }
+    pub(super) fn end_session(&self, token: &str) {
+        self.sessions.lock().remove(token);
     }
 
     /// The session a request carries (cookie, or `authorization: Bearer`).
@@ -487,110 +317,5 @@ impl People {
                 format!("this needs one of the roles: {}", roles.join(", ")),
             ))
         }
-    }
-}
-
-fn token_of(headers: &HeaderMap) -> Option<String> {
-    if let Some(t) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-    {
-        return Some(t.trim().to_string());
-    }
-    let cookies = headers.get(header::COOKIE)?.to_str().ok()?;
-    cookies.split(';').find_map(|c| {
-        let (k, v) = c.trim().split_once('=')?;
-        (k == SESSION_COOKIE).then(|| v.to_string())
-    })
-}
-
-/// `Set-Cookie` for a session: not readable by scripts, same-site only, a shift long.
-pub fn session_cookie(token: &str) -> String {
-    format!(
-        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
-        SESSION_TTL.as_secs()
-    )
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LoginBody {
-    person: String,
-    password: String,
-}
-
-async fn login(
-    State(p): State<Arc<People>>,
-    body: Result<Json<LoginBody>, axum::extract::rejection::JsonRejection>,
-) -> Result<Response, ApiError> {
-    let Json(b) = body.map_err(ApiError::from_json_rejection)?;
-    let person = p
-        .verify_password(b.person.trim(), &b.password)
-        .await
-        .map_err(|r| ApiError::new(r.status(), r.to_string()))?;
-    let token = p.open_session(person.clone());
-    Ok((
-        [(header::SET_COOKIE, session_cookie(&token))],
-        Json(serde_json::json!({ "person": person, "token": token })),
-    )
-        .into_response())
-}
-
-async fn whoami(
-    State(p): State<Arc<People>>,
-    headers: HeaderMap,
-) -> Result<Json<Person>, ApiError> {
-    p.session_of(&headers)
-        .map(|s| Json(s.person))
-        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "not signed in"))
-}
-
-async fn logout(State(p): State<Arc<People>>, headers: HeaderMap) -> Response {
-    if let Some(t) = token_of(&headers) {
-        p.end_session(&t);
-    }
-    (
-        [(
-            header::SET_COOKIE,
-            format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
-        )],
-        StatusCode::NO_CONTENT,
-    )
-        .into_response()
-}
-
-async fn list(
-    State(p): State<Arc<People>>,
-    headers: HeaderMap,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    p.require(&headers, &["dispatcher", "depot_manager"])?;
-    let people = p.list().await.map_err(ApiError::internal)?;
-    Ok(Json(serde_json::json!({ "people": people })))
-}
-
-pub(super) fn routes(people: Arc<People>) -> Router {
-    Router::new()
-        .route("/api/v1/session", get(whoami).post(login).delete(logout))
-        .route("/api/v1/people", get(list))
-        .with_state(people)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokens_come_from_cookie_or_bearer() {
-        let mut h = HeaderMap::new();
-        h.insert(
-            header::COOKIE,
-            "a=b; garasi_session=abc123; c=d".parse().unwrap(),
-        );
-        assert_eq!(token_of(&h).as_deref(), Some("abc123"));
-        let mut h = HeaderMap::new();
-        h.insert(header::AUTHORIZATION, "Bearer t0k".parse().unwrap());
-        assert_eq!(token_of(&h).as_deref(), Some("t0k"));
-        assert_eq!(token_of(&HeaderMap::new()), None);
     }
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::Dispatch;
+use super::service::Dispatch;
 
 /// Longest line kept; a reader that never sends a line end is noise past this.
 const MAX_LINE: usize = 256;
@@ -69,7 +69,7 @@ pub fn spawn_reader(
             let outcome = match line {
                 Ok(text) => d.badge_scanned(&terminal, &text).await,
                 Err(()) => {
-                    let r = super::Refusal::Garbage("(an over-long or non-text line)".into());
+                    let r = crate::modules::auth::service::Refusal::Garbage("(an over-long or non-text line)".into());
                     Err(match people {
                         Some(p) => p.count_refusal("badge", r),
                         None => r,

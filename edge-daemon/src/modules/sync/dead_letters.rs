@@ -8,7 +8,7 @@
 
 use rusqlite::{params, Connection, Transaction};
 
-use super::Applier;
+use super::service::Applier;
 
 /// Rows kept at most; the oldest go first (they are for inspection, the cloud keeps
 /// every change).
@@ -196,7 +196,7 @@ mod tests {
     #[test]
     fn refused_changes_are_set_aside_then_retried() {
         let mut c = Connection::open_in_memory().unwrap();
-        super::super::test_schema(&mut c);
+        crate::modules::sync::service::test_schema(&mut c);
         c.execute_batch("CREATE TABLE applied (change BLOB)")
             .unwrap();
         let picky: Applier = Arc::new(|tx, _id, changes| {

@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::response::Html;
 
 use super::AppState;
-use crate::modules::fleet::{with_live, FleetApi, VehicleView};
+use crate::modules::fleet::service::{with_live, FleetApi, VehicleView};
 use crate::util::now_ms;
 
 const PAGE: &str = include_str!("board.html");

@@ -14,7 +14,7 @@ use rumqttd::Notification;
 use serde_json::Value;
 
 use crate::metrics::Metrics;
-use crate::modules::fleet::FleetApi;
+use crate::modules::fleet::service::FleetApi;
 
 pub const TELEMETRY_SCHEMA: &str = include_str!("../../../../schemas/mqtt/telemetry.schema.json");
 pub const STATUS_SCHEMA: &str = include_str!("../../../../schemas/mqtt/status.schema.json");

@@ -2,8 +2,8 @@
 //! memory (loaded from `telemetry_latest` at start) so the board and API never scan samples.
 
 use std::collections::HashMap;
-use std::sync::RwLock;
 
+use parking_lot::RwLock;
 use rusqlite::Connection;
 use serde::Serialize;
 
@@ -158,29 +158,25 @@ impl Live {
             map.entry(id).or_default().faults.push(f);
         }
         let n = map.len();
-        if let Ok(mut m) = self.map.write() {
-            *m = map;
-        }
+        *self.map.write() = map;
         Ok(n)
     }
 
     pub fn apply_sample(&self, u: &TelemetryUpdate) {
-        if let Ok(mut m) = self.map.write() {
-            let v = m.entry(u.vehicle_id.clone()).or_default();
-            if v.last.as_ref().is_none_or(|l| u.ts_ms >= l.ts_ms) {
-                v.last = Some(u.clone());
-            }
+        let mut m = self.map.write();
+        let v = m.entry(u.vehicle_id.clone()).or_default();
+        if v.last.as_ref().is_none_or(|l| u.ts_ms >= l.ts_ms) {
+            v.last = Some(u.clone());
         }
     }
 
     pub fn apply_status(&self, id: &str, online: bool, ts_ms: i64, firmware: Option<String>) {
-        if let Ok(mut m) = self.map.write() {
-            let v = m.entry(id.to_string()).or_default();
-            v.announced_online = Some(online);
-            v.status_ms = Some(ts_ms);
-            if firmware.is_some() {
-                v.firmware = firmware;
-            }
+        let mut m = self.map.write();
+        let v = m.entry(id.to_string()).or_default();
+        v.announced_online = Some(online);
+        v.status_ms = Some(ts_ms);
+        if firmware.is_some() {
+            v.firmware = firmware;
         }
     }
 
@@ -201,14 +197,12 @@ impl Live {
             .filter(|f| f.severity.as_deref() == Some("critical"))
             .count();
         let n = active.len();
-        if let Ok(mut m) = self.map.write() {
-            m.entry(id.to_string()).or_default().faults = active;
-        }
+        self.map.write().entry(id.to_string()).or_default().faults = active;
         (n, critical)
     }
 
     pub fn get(&self, id: &str) -> Option<VehicleLive> {
-        self.map.read().ok()?.get(id).cloned()
+        self.map.read().get(id).cloned()
     }
 
     pub fn status_of(&self, v: &VehicleLive, now_ms: i64) -> Status {

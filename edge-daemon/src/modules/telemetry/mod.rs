@@ -21,8 +21,8 @@ use futures::Stream;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use super::fleet::{FleetApi, LiveState, LiveStateSource};
-use super::{Module, ModuleContext, ModuleError, Services, Started};
+use crate::modules::fleet::service::{FleetApi, LiveState, LiveStateSource};
+use crate::modules::framework::{Module, ModuleContext, ModuleError, Services, Started};
 use crate::bus::{Bus, Event};
 use crate::http::ApiError;
 use crate::store::migrate::Migration;

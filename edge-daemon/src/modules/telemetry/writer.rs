@@ -175,7 +175,7 @@ impl Writer {
                         }
                         // The sample also becomes a stream row for the cloud, in the same
                         // transaction: stored once locally means uploaded once.
-                        crate::modules::sync::append_stream_row(
+                        crate::modules::sync::service::append_stream_row(
                             &tx,
                             streams::TELEMETRY_V1,
                             s.ts_ms,

@@ -13,7 +13,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
-use super::{driver_card, Dispatch};
+use super::service::{driver_card, Dispatch};
 use crate::http::ApiError;
 use crate::util::esc;
 
@@ -192,7 +192,7 @@ fn fragment(d: &Dispatch, view: &serde_json::Value) -> String {
 fn date_or_today(d: &Dispatch, q: &DateQuery) -> Result<String, ApiError> {
     match &q.date {
         Some(date) => {
-            super::check_date(date)?;
+            super::api::check_date(date)?;
             Ok(date.clone())
         }
         None => Ok(d.today()),
@@ -225,7 +225,7 @@ async fn board_fragment(
 
 /// The driver's card as HTML (or the PIN form when nobody is signed in here).
 async fn card_html(d: &Dispatch, headers: &HeaderMap) -> Result<String, ApiError> {
-    let people = d.people()?;
+    let people = d.people.clone();
     let Some(session) = people
         .session_of(headers)
         .filter(|s| s.person.has_role("driver"))

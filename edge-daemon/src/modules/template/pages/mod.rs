@@ -15,8 +15,14 @@ const PAGE: &str = include_str!("page.html");
 
 /// The page's words, one entry per language (Indonesian first: the depot's language).
 const WORDS: &[(&str, [&str; 4])] = &[
-    ("id", ["Contoh", "Butir", "Diubah oleh", "Silakan masuk dulu."]),
-    ("en", ["Template", "Item", "Changed by", "Please sign in first."]),
+    (
+        "id",
+        ["Contoh", "Butir", "Diubah oleh", "Silakan masuk dulu."],
+    ),
+    (
+        "en",
+        ["Template", "Item", "Changed by", "Please sign in first."],
+    ),
 ];
 
 #[derive(serde::Deserialize)]
@@ -39,7 +45,13 @@ async fn page(
             Ok(items) => {
                 let rows: String = items
                     .iter()
-                    .map(|i| format!("<tr><td>{}</td><td>{}</td></tr>", esc(&i.label), esc(&i.set_by)))
+                    .map(|i| {
+                        format!(
+                            "<tr><td>{}</td><td>{}</td></tr>",
+                            esc(&i.label),
+                            esc(&i.set_by)
+                        )
+                    })
                     .collect();
                 format!("<table><thead><tr><th>{}</th><th>{}</th></tr></thead><tbody>{rows}</tbody></table>", w[1], w[2])
             }

@@ -1,0 +1,293 @@
+//! The MQTT gate: device-facing listeners (plain and TLS, MQTT 3.1.1 and 5) in front of
+//! rumqttd. It authenticates CONNECT against the store, then forwards the connection to
+//! rumqttd's internal listener for that protocol version, inspecting every packet the
+//! device sends: a PUBLISH or SUBSCRIBE outside `garasi/v1/vehicles/{own id}/` (and a
+//! last-will topic outside it) closes the connection and is counted. Bytes from the
+//! broker to the device are copied untouched.
+//!
+//! Trade-off (see ARCHITECTURE.md): one extra loopback hop per connection, in exchange
+//! for ACLs that hold for password-authenticated devices on every listener, which
+//! rumqttd's certificate-only tenant prefixes cannot give.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use rumqttd::protocol::{v4::V4, v5::V5, Login, Packet, Protocol};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::mqtt_packets::{check_packet, connack_refused, frame_len, GateError, Refusal};
+use super::mqtt_packets::{read_u16, topic_allowed};
+use crate::broker::BrokerHandle;
+use crate::metrics::Metrics;
+use crate::modules::auth::service::{DeviceAuth, DeviceIdentity};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Shared state of all gate listeners.
+pub struct Gate {
+    pub auth: Arc<DeviceAuth>,
+    pub broker: BrokerHandle,
+    pub metrics: Arc<Metrics>,
+    pub max_packet_bytes: usize,
+    pub shutdown: CancellationToken,
+    pub tracker: TaskTracker,
+}
+
+impl Gate {
+    /// Accepts device connections on an already-bound listener until shutdown.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: std::net::TcpListener,
+        tls: Option<TlsAcceptor>,
+    ) -> std::io::Result<()> {
+        listener.set_nonblocking(true)?;
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        loop {
+            let (stream, peer) = tokio::select! {
+                _ = self.shutdown.cancelled() => return Ok(()),
+                r = listener.accept() => match r {
+                    Ok(x) => x,
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = stream.set_nodelay(true);
+            let gate = self.clone();
+            let tls = tls.clone();
+            self.tracker.spawn(async move {
+                gate.metrics.mqtt_connections.inc();
+                let result = match tls {
+                    None => gate.clone().handle(stream, peer).await,
+                    Some(acc) => {
+                        match tokio::time::timeout(CONNECT_TIMEOUT, acc.accept(stream)).await {
+                            Ok(Ok(s)) => gate.clone().handle(s, peer).await,
+                            Ok(Err(e)) => Err(GateError::Io(e)),
+                            Err(_) => Err(GateError::Timeout),
+                        }
+                    }
+                };
+                gate.metrics.mqtt_connections.dec();
+                if let Err(e) = result {
+                    let reason = match &e {
+                        GateError::Malformed | GateError::Reconnect => Some("malformed"),
+                        GateError::Oversized(_) => Some("oversized"),
+                        GateError::Timeout => Some("timeout"),
+                        GateError::Acl(_) => None,
+                        GateError::Io(_) => None,
+                    };
+                    if let Some(r) = reason {
+                        gate.metrics
+                            .mqtt_protocol_errors_total
+                            .with_label_values(&[r])
+                            .inc();
+                    }
+                    tracing::debug!(%peer, error = %e, "device connection closed");
+                }
+            });
+        }
+    }
+
+    async fn handle<S>(self: Arc<Self>, stream: S, peer: SocketAddr) -> Result<(), GateError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let (mut rd, mut wr) = tokio::io::split(stream);
+        let mut buf = BytesMut::with_capacity(8 * 1024);
+        // 1. Read one complete CONNECT.
+        let (hdr, total) = tokio::time::timeout(CONNECT_TIMEOUT, async {
+            loop {
+                // The first packet must be CONNECT (0x10): anything else (an HTTP
+                // request, a PUBLISH) is refused at once, not after the timeout.
+                if buf.first().is_some_and(|b| *b != 0x10) {
+                    return Err(GateError::Malformed);
+                }
+                if let Some((h, rl)) = frame_len(&buf)? {
+                    let total = h + rl;
+                    if total > self.max_packet_bytes {
+                        return Err(GateError::Oversized(total));
+                    }
+                    if buf.len() >= total {
+                        return Ok((h, total));
+                    }
+                }
+                if rd.read_buf(&mut buf).await? == 0 {
+                    return Err(GateError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+                }
+            }
+        })
+        .await
+        .map_err(|_| GateError::Timeout)??;
+        if buf[0] >> 4 != 1 {
+            return Err(GateError::Malformed);
+        }
+        // Variable header: protocol name (u16 length + bytes), then the level byte.
+        let name_len = read_u16(&buf, hdr)? as usize;
+        let level = *buf.get(hdr + 2 + name_len).ok_or(GateError::Malformed)?;
+        let v5 = match (
+            &buf[hdr + 2..hdr + 2 + name_len.min(buf.len() - hdr - 2)],
+            level,
+        ) {
+            (b"MQTT", 4) => false,
+            (b"MQTT", 5) => true,
+            _ => {
+                // MQTT 3.1 ("MQIsdp") or garbage: answer in 3.1.1 form, then close.
+                let _ = wr.write_all(&[0x20, 0x02, 0x00, 0x01]).await;
+                self.count("unsupported_protocol");
+                return Ok(());
+            }
+        };
+        let mut frame = buf.split_to(total);
+        let packet = if v5 {
+            V5.read_mut(&mut frame, self.max_packet_bytes)
+        } else {
+            V4.read_mut(&mut frame, self.max_packet_bytes)
+        }
+        .map_err(|_| GateError::Malformed)?;
+        let Packet::Connect(mut connect, props, will, will_props, login) = packet else {
+            return Err(GateError::Malformed);
+        };
+        // 2. Authenticate.
+        let identity = match &login {
+            Some(Login { username, password }) => self.auth.verify(username, password).await,
+            None => None,
+        };
+        let Some(identity) = identity else {
+            let user = login.as_ref().map(|l| l.username.as_str()).unwrap_or("");
+            tracing::warn!(%peer, username = user, "device authentication failed");
+            self.count("bad_credentials");
+            let _ = wr
+                .write_all(&connack_refused(v5, Refusal::BadCredentials))
+                .await;
+            return Ok(());
+        };
+        let ns = identity.namespace();
+        if let Some(w) = &will {
+            let topic = std::str::from_utf8(&w.topic).unwrap_or("");
+            if !topic_allowed(&ns, topic) {
+                tracing::warn!(%peer, device = %identity.id, topic, "last will outside namespace refused");
+                self.count("not_authorized");
+                self.metrics.mqtt_acl_denied_total.inc();
+                let _ = wr
+                    .write_all(&connack_refused(v5, Refusal::NotAuthorized))
+                    .await;
+                return Ok(());
+            }
+        }
+        // 3. Rewrite credentials for the internal listener; namespace the client id so
+        //    two devices can never take over each other's session (device ids have no dots).
+        if !connect.client_id.is_empty() {
+            connect.client_id = format!("{}.{}", identity.id, connect.client_id);
+        }
+        let login = Some(Login {
+            username: identity.id.clone(),
+            password: self.broker.secret().to_string(),
+        });
+        let mut out = BytesMut::with_capacity(total + 64);
+        let packet = Packet::Connect(connect, props, will, will_props, login);
+        if v5 {
+            V5.write(packet, &mut out)
+        } else {
+            V4.write(packet, &mut out)
+        }
+        .map_err(|_| GateError::Malformed)?;
+        let upstream_addr = if v5 {
+            self.broker.internal_v5
+        } else {
+            self.broker.internal_v4
+        };
+        let upstream = match TcpStream::connect(upstream_addr).await {
+            Ok(s) => s,
+            Err(e) => {
+                self.count("broker_unavailable");
+                let _ = wr
+                    .write_all(&connack_refused(v5, Refusal::Unavailable))
+                    .await;
+                return Err(e.into());
+            }
+        };
+        let _ = upstream.set_nodelay(true);
+        let (mut up_rd, mut up_wr) = upstream.into_split();
+        up_wr.write_all(&out).await?;
+        self.count("accepted");
+        tracing::info!(%peer, device = %identity.id, protocol = if v5 { "5" } else { "3.1.1" }, "device connected");
+        // 4. Pump both ways until either side closes, a rule is broken, or shutdown.
+        let down = async {
+            tokio::io::copy(&mut up_rd, &mut wr).await?;
+            let _ = wr.shutdown().await;
+            Ok::<(), GateError>(())
+        };
+        let up = self.pump_up(&mut rd, &mut up_wr, buf, &identity, v5);
+        let result = tokio::select! {
+            r = up => r,
+            r = down => r,
+            _ = self.shutdown.cancelled() => Ok(()),
+        };
+        if let Err(GateError::Acl(topic)) = &result {
+            self.metrics.mqtt_acl_denied_total.inc();
+            tracing::warn!(%peer, device = %identity.id, topic, "publish/subscribe outside the device namespace: connection closed");
+        }
+        result
+    }
+
+    /// Device -> broker: forwards whole packets after checking their topics.
+    async fn pump_up<R, W>(
+        &self,
+        rd: &mut R,
+        wr: &mut W,
+        mut buf: BytesMut,
+        id: &DeviceIdentity,
+        v5: bool,
+    ) -> Result<(), GateError>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let ns = id.namespace();
+        let bp = &self.broker.backpressure;
+        let mut publishes = 0u64;
+        loop {
+            let mut end = 0;
+            while let Some((h, rl)) = frame_len(&buf[end..])? {
+                let total = h + rl;
+                if total > self.max_packet_bytes {
+                    return Err(GateError::Oversized(total));
+                }
+                if buf.len() - end < total {
+                    break;
+                }
+                if check_packet(&buf[end..end + total], h, &ns, v5)? {
+                    publishes += 1;
+                }
+                end += total;
+            }
+            if end > 0 {
+                let chunk = buf.split_to(end);
+                wr.write_all(&chunk).await?;
+                bp.forwarded(publishes);
+                publishes = 0;
+            }
+            // Flow control: read no more from this device while ingest is behind.
+            bp.wait_for_room().await;
+            if rd.read_buf(&mut buf).await? == 0 {
+                return Ok(());
+            }
+        }
+    }
+
+    fn count(&self, result: &str) {
+        self.metrics
+            .mqtt_connects_total
+            .with_label_values(&[result])
+            .inc();
+    }
+}

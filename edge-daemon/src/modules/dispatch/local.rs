@@ -1,0 +1,55 @@
+//! Blocks given locally (a depot without a cloud, the demo, tests and benchmarks),
+//! stored as the cloud's master data would be.
+
+
+use super::plan::Trip;
+use super::service::BLOCK_RECORD;
+use super::store::upsert;
+
+/// A block given locally (a depot without a cloud, the demo, tests and benchmarks).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct LocalBlock {
+    pub id: String,
+    pub service_date: String,
+    pub block: String,
+    pub routes: String,
+    pub pull_out_ms: i64,
+    pub pull_in_ms: i64,
+    pub distance_km: f64,
+    #[serde(default)]
+    pub vehicle_type: Option<String>,
+    #[serde(default)]
+    pub trips: Vec<Trip>,
+}
+
+/// Stores blocks given locally, as the cloud's master data would (not synced: on an
+/// enrolled depot the cloud's records replace them).
+pub fn import_local_blocks(
+    store: &crate::store::Store,
+    blocks: &[LocalBlock],
+) -> Result<usize, crate::store::StoreCallError> {
+    let blocks = blocks.to_vec();
+    store.write_blocking(move |c| {
+        let tx = c.transaction()?;
+        for b in &blocks {
+            let first = b.trips.first().map(|t| t.start_ms).unwrap_or(b.pull_out_ms);
+            let last = b.trips.last().map(|t| t.end_ms).unwrap_or(b.pull_in_ms);
+            let f = serde_json::json!({
+                "service_date": b.service_date,
+                "block": b.block,
+                "built": false,
+                "routes": b.routes,
+                "pull_out_ms": b.pull_out_ms,
+                "pull_in_ms": b.pull_in_ms,
+                "first_departure_ms": first,
+                "last_arrival_ms": last,
+                "distance_km": b.distance_km,
+                "vehicle_type": b.vehicle_type,
+                "trips": serde_json::to_string(&b.trips).unwrap_or_else(|_| "[]".into()),
+            });
+            upsert(&tx, BLOCK_RECORD, &b.id, None, &f)?;
+        }
+        tx.commit()?;
+        Ok(blocks.len())
+    })
+}

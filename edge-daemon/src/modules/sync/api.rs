@@ -1,0 +1,93 @@
+//! sync's HTTP route: `/api/v1/sync/status` (link state, backlog, dead letters).
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use parking_lot::Mutex;
+
+use crate::http::ApiError;
+use crate::store::Store;
+use super::dead_letters;
+use super::enrol::load_enrolment;
+use super::outbox::backlog_estimate;
+
+/// What `/api/v1/sync/status` reports about the link.
+#[derive(Default, Clone, serde::Serialize)]
+pub(super) struct LinkState {
+    pub(super) online: bool,
+    pub(super) last_success_ms: Option<i64>,
+    pub(super) last_error: Option<String>,
+    pub(super) pushed_total: u64,
+    pub(super) pulled_total: u64,
+    pub(super) stream_rows_thinned: u64,
+    pub(super) stream_rows_dropped: u64,
+    pub(super) unknown_record_changes: u64,
+    pub(super) dead_letters: u64,
+    /// Entries acknowledged per second, smoothed over recent pushes.
+    pub(super) drain_rate: f64,
+}
+
+#[derive(Clone)]
+pub(super) struct AppState {
+    pub(super) store: Store,
+    pub(super) link: Arc<Mutex<LinkState>>,
+}
+
+pub(super) async fn status(State(s): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let (b, enrolled, (dead_kept, dead_newest)) = s
+        .store
+        .read(|c| {
+            Ok((
+                backlog_estimate(c)?,
+                load_enrolment(c)?.map(|e| e.depot_id),
+                dead_letters::summary(c, 5)?,
+            ))
+        })
+        .await
+        .map_err(ApiError::internal)?;
+    let link = s.link.lock().clone();
+    let state = match (&enrolled, link.online) {
+        (None, _) => "not_enrolled",
+        (Some(_), true) => "online",
+        (Some(_), false) => "offline",
+    };
+    // ETA only while draining: offline, nothing drains.
+    let eta_s = (link.online && b.entries() > 0 && link.drain_rate > 0.0)
+        .then(|| (b.entries() as f64 / link.drain_rate).ceil());
+    Ok(Json(serde_json::json!({
+        "link": state,
+        "depot_id": enrolled,
+        "last_success": link.last_success_ms.map(crate::util::rfc3339),
+        "last_error": link.last_error,
+        "backlog": {
+            "entries": b.entries(),
+            "bytes": b.bytes(),
+            "changes": b.changes,
+            "stream_rows": b.stream_rows,
+            "oldest_change": b.oldest_change_ms.map(crate::util::rfc3339),
+        },
+        "drain_rate_per_s": (link.drain_rate * 10.0).round() / 10.0,
+        "eta_s": eta_s,
+        "pushed_total": link.pushed_total,
+        "pulled_total": link.pulled_total,
+        "quota": {
+            "stream_rows_thinned": link.stream_rows_thinned,
+            "stream_rows_dropped": link.stream_rows_dropped,
+        },
+        "unknown_record_changes": link.unknown_record_changes,
+        "dead_letters": {
+            "since_start": link.dead_letters,
+            "kept": dead_kept,
+            "newest": dead_newest,
+        },
+    })))
+}
+
+/// The status route.
+pub(super) fn routes(store: Store, link: Arc<Mutex<LinkState>>) -> Router {
+    Router::new()
+        .route("/api/v1/sync/status", get(status))
+        .with_state(AppState { store, link })
+}
