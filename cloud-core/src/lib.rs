@@ -6,6 +6,9 @@
 //! importer (timetables in, blocks built where the feed has none) and the publisher that
 //! sends each depot its blocks for a rolling window as master data (`timetable`).
 
+// Long functions hide several concerns; tests may be long (see clippy.toml).
+#![cfg_attr(not(test), warn(clippy::too_many_lines))]
+
 pub mod api;
 pub mod cli;
 pub mod gtfs;

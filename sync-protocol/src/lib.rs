@@ -6,6 +6,9 @@
 //! Both sides compute the visible state of a record with [`record::Record::visible`], so
 //! every replica that has the same changes shows the same values.
 
+// Long functions hide several concerns; tests may be long (see clippy.toml).
+#![cfg_attr(not(test), warn(clippy::too_many_lines))]
+
 pub mod actor;
 pub mod ids;
 pub mod people;

@@ -21,6 +21,18 @@ pub const OPERATIONAL: &[&str] = &[VEHICLE_STATUS, ASSIGNMENT, SIGNON, DISPATCH_
 /// Every master record type.
 pub const MASTER: &[&str] = &[VEHICLE, DEVICE, PERSON, BLOCK, STOP, SHAPE];
 
+/// Field rules of the `vehicle` master record that the cloud's API and the depot's
+/// registry both apply (one definition, so they cannot drift apart).
+pub mod vehicle {
+    /// Highest plausible energy use of a bus, kWh per km (exclusive).
+    pub const MAX_KWH_PER_KM: f64 = 20.0;
+
+    /// Energy use per km: above 0 and below [`MAX_KWH_PER_KM`] (NaN is refused).
+    pub fn valid_kwh_per_km(k: f64) -> bool {
+        k > 0.0 && k < MAX_KWH_PER_KM
+    }
+}
+
 /// Longest record id (a sign-on id is a service date plus a person id).
 pub const MAX_RECORD_ID: usize = 128;
 

@@ -22,7 +22,11 @@ const MAX_LINES: usize = 600;
 /// Issue 10, acceptance 2: the median `.rs` file of the workspace is at most this long.
 const MAX_MEDIAN: usize = 180;
 /// The axum method routers the route check reads HTTP methods from.
-const ROUTER_METHODS: &[&str] = &["get", "post", "put", "delete", "patch"];
+const ROUTER_METHODS: &[&str] = &[
+    "get", "post", "put", "delete", "patch", "head", "options", "trace", "connect", "any",
+];
+/// Router calls whose routes the literal-path check cannot see: refused outright.
+const HIDDEN_ROUTERS: &[&str] = &["nest", "nest_service", "route_service", "fallback_service"];
 /// Keys of an OpenAPI path item that are not operations; every other key is one.
 const NOT_OPERATIONS: &[&str] = &["parameters", "summary", "description", "servers"];
 
@@ -48,8 +52,11 @@ fn walk(dir: &Path, root: &Path, out: &mut Vec<(String, String)>) {
     let entries = fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
     for path in entries.map(|e| e.expect("directory entry").path()) {
         let name = path.file_name().unwrap_or_default().to_string_lossy();
-        // Build output, vendored JS and hidden directories (.git, .ci) are not our source.
-        if name == "target" || name == "node_modules" || name.starts_with('.') {
+        // Build output (only the workspace's own `target/`), vendored JS and hidden
+        // directories (.git, .ci) are not our source; a module folder named `target`
+        // deeper down is.
+        let top = dir == root;
+        if (top && (name == "target" || name == "node_modules")) || name.starts_with('.') {
             continue;
         }
         if path.is_dir() {
@@ -259,6 +266,14 @@ fn extract_routes(file: &str, text: &str) -> (Vec<Route>, Vec<String>) {
     let t = without_test_items(&lex(text));
     let (mut routes, mut problems) = (Vec::new(), Vec::new());
     for i in 0..t.len().saturating_sub(3) {
+        let hidden = HIDDEN_ROUTERS.iter().find(|h| t[i + 1].is(h));
+        if let Some(h) = hidden.filter(|_| t[i].is(".") && t[i + 2].is("(")) {
+            let at = format!("{file}:{}", t[i + 1].line);
+            problems.push(format!(
+                "{at}: `.{h}(..)` hides routes from this check; use `.route(\"/full/path\", ..)`"
+            ));
+            continue;
+        }
         if !(t[i].is(".") && t[i + 1].is("route") && t[i + 2].is("(")) {
             continue;
         }
@@ -422,6 +437,22 @@ fn check_module_imports(path: &str, text: &str, modules: &BTreeSet<String>) -> V
         } else {
             None
         };
+        // `use crate::modules as m;` (or `super::super as m`) would let `m::y::x` past.
+        let mut alias = t[i].is("modules") && is_at(&t, i + 1, "as");
+        if t[i].is("super") && path_start {
+            let chain = (i..t.len())
+                .step_by(2)
+                .take_while(|&k| t[k].is("super"))
+                .count();
+            let mut here = segs.clone();
+            here.extend(inline.iter().map(|(name, _)| name.clone()));
+            here.truncate(here.len().saturating_sub(chain));
+            alias |= here == ["modules"] && is_at(&t, i + 2 * chain - 1, "as");
+        }
+        if alias {
+            let msg = "aliases the modules tree; name other modules' `service` directly";
+            problems.push(format!("{path}:{}: {msg}", t[i].line));
+        }
         for (y, z) in start.map_or(vec![], |s| named_after(&t, s)) {
             let (y, line, z) = (&y.text, y.line, z.map(|z| z.text.as_str()));
             if *y != own && modules.contains(y) && z != Some("service") {
@@ -491,7 +522,20 @@ fn modules_use_only_each_others_service() {
     let modules = edge_modules();
     let files = rust_files();
     let check = |(p, t): &(String, String)| check_module_imports(p, t, &modules);
-    let found = files.iter().flat_map(check);
+    let mut found: Vec<String> = files.iter().flat_map(check).collect();
+    // A module's own openapi.json counts for the route check only if the node serves it.
+    for m in &modules {
+        let dir = format!("edge-daemon/src/modules/{m}");
+        let served = files
+            .iter()
+            .any(|(p, t)| p == &format!("{dir}/mod.rs") && t.contains("fn openapi("));
+        if repo_root().join(&dir).join("openapi.json").exists() && !served {
+            found.push(format!(
+                "{dir}/openapi.json is not served: return it from `fn openapi` in {dir}/mod.rs"
+            ));
+        }
+    }
+    let found = found.into_iter();
     let fix = "Go through the other module's typed public API, \
                `modules::<name>::service::...`; move what is needed into its service.rs.";
     let what = "modules reaching into another module's internals";

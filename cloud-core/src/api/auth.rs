@@ -3,7 +3,11 @@
 //! (and gets the depot id), and [`KnownDepot`] answers 404 for a depot path segment that
 //! names no depot. Handlers list the extractor after their path and query extractors and
 //! before their body, so a malformed path or query is refused before authentication, as
-//! it was when handlers checked credentials themselves.
+//! it was when handlers checked credentials themselves. Two exceptions, where `KnownDepot`
+//! (which parses the `{depot}` segment itself) follows `Admin`: the quarantine and
+//! telemetry routes now answer an unauthenticated request with a malformed depot segment
+//! 401 where they answered 400. Push and timetable upload authenticate before reading
+//! the body (401 before 413), so nobody unauthenticated makes the cloud buffer it.
 
 use axum::extract::{FromRequestParts, Path};
 use axum::http::request::Parts;

@@ -120,7 +120,9 @@ async fn put_vehicle<S: CloudStore>(
             "a vehicle needs a label and a battery_kwh between 0 and 10000",
         ));
     }
-    if v.kwh_per_km.is_some_and(|k| !(k > 0.0 && k < 20.0)) {
+    if v.kwh_per_km
+        .is_some_and(|k| !garasi_sync_protocol::records::vehicle::valid_kwh_per_km(k))
+    {
         return Err(ApiError::bad_request("kwh_per_km must be between 0 and 20"));
     }
     if v.vehicle_type.as_deref().is_some_and(|t| !valid_id(t)) {

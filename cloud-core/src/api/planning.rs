@@ -12,6 +12,7 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use garasi_sync_protocol::people;
 use garasi_sync_protocol::record::FieldValue;
+use garasi_sync_protocol::records;
 use serde::Deserialize;
 
 use super::{Admin, ApiError, AppState, KnownDepot};
@@ -238,11 +239,11 @@ async fn day<S: CloudStore>(
     };
     let blocks = of_day(store.list_records(&depot, timetable::BLOCK_RECORD).await?);
     let assignments: std::collections::HashMap<String, serde_json::Value> =
-        of_day(store.list_records(&depot, "assignment").await?)
+        of_day(store.list_records(&depot, records::ASSIGNMENT).await?)
             .into_iter()
             .collect();
-    let signons = of_day(store.list_records(&depot, "signon").await?);
-    let mut events = of_day(store.list_records(&depot, "dispatch_event").await?);
+    let signons = of_day(store.list_records(&depot, records::SIGNON).await?);
+    let mut events = of_day(store.list_records(&depot, records::DISPATCH_EVENT).await?);
     events.sort_by_key(|(_, v)| v["at_ms"].as_i64().unwrap_or(0));
     let blocks: Vec<serde_json::Value> = blocks
         .into_iter()

@@ -28,11 +28,11 @@ pub use publish::{apply_edits, publish, publish_all, publisher, Published};
 pub use records::plan_records;
 
 /// Record types the publisher writes (the depot's dispatch module applies them).
-pub const BLOCK_RECORD: &str = "block";
-pub const STOP_RECORD: &str = "stop";
-pub const SHAPE_RECORD: &str = "shape";
+pub const BLOCK_RECORD: &str = garasi_sync_protocol::records::BLOCK;
+pub const STOP_RECORD: &str = garasi_sync_protocol::records::STOP;
+pub const SHAPE_RECORD: &str = garasi_sync_protocol::records::SHAPE;
 /// Record type of a person (master data; the depot's auth module applies it).
-pub const PERSON_RECORD: &str = "person";
+pub const PERSON_RECORD: &str = garasi_sync_protocol::records::PERSON;
 /// Longest rolling window: two weeks of blocks is plenty to plan with.
 pub const MAX_WINDOW_DAYS: u32 = 14;
 

@@ -115,6 +115,9 @@ async fn metrics(State(s): State<CoreState>) -> Response {
 /// `schemas/openapi.json` with the paths of every module that documents its routes in
 /// its own folder (`Module::openapi`), so a new module never edits the shared file.
 pub fn merged_openapi(fragments: &[&str]) -> String {
+    if fragments.is_empty() {
+        return OPENAPI.to_string();
+    }
     let Ok(mut doc) = serde_json::from_str::<serde_json::Value>(OPENAPI) else {
         return OPENAPI.to_string();
     };
@@ -125,7 +128,17 @@ pub fn merged_openapi(fragments: &[&str]) -> String {
                     frag.remove("paths"),
                     doc.get_mut("paths").and_then(|p| p.as_object_mut()),
                 ) {
-                    all.extend(paths);
+                    for (path, item) in paths {
+                        // A module may add paths, never replace another's.
+                        if all.contains_key(&path) {
+                            tracing::error!(
+                                path,
+                                "a module's openapi.json repeats a documented path; left out"
+                            );
+                        } else {
+                            all.insert(path, item);
+                        }
+                    }
                 }
             }
             _ => tracing::error!("a module's openapi.json is not a JSON object; left out"),

@@ -43,27 +43,69 @@ fn camel(name: &str) -> String {
         .collect()
 }
 
-fn valid(name: &str) -> bool {
-    let mut c = name.chars();
-    c.next().is_some_and(|f| f.is_ascii_lowercase())
+/// Rust keywords (strict, reserved and 2018+), which cannot name a module.
+const KEYWORDS: &[&str] = &[
+    "as", "async", "await", "break", "const", "continue", "crate", "dyn", "else", "enum", "extern",
+    "false", "fn", "for", "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut", "pub",
+    "ref", "return", "self", "static", "struct", "super", "trait", "true", "type", "unsafe", "use",
+    "where", "while", "abstract", "become", "box", "do", "final", "gen", "macro", "override",
+    "priv", "try", "typeof", "unsized", "virtual", "yield", "union",
+];
+
+/// Why `name` cannot be a module, if it cannot. `routes` are the edge's route literals:
+/// the module's page is `/NAME`, so a name an existing route starts with would make axum
+/// refuse the router at start.
+fn refusal(name: &str, routes: &[String]) -> Option<String> {
+    let shape = name.chars().next().is_some_and(|f| f.is_ascii_lowercase())
         && name.len() <= 32
         && name
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
         && !name.ends_with('_')
-        && !matches!(
-            name,
-            "template"
-                | "framework"
-                | "mod"
-                | "self"
-                | "super"
-                | "crate"
-                | "type"
-                | "match"
-                | "move"
-                | "static"
-        )
+        && !name.contains("__");
+    if !shape {
+        return Some(
+            "use 1-32 lowercase letters, digits and single '_', starting with a letter".into(),
+        );
+    }
+    if KEYWORDS.contains(&name) {
+        return Some("it is a Rust keyword".into());
+    }
+    if ["template", "framework", "mod", "target", "node_modules"].contains(&name) {
+        return Some("the name is taken by the project's own files".into());
+    }
+    if name.starts_with("sqlite") {
+        return Some("SQLite reserves table names starting with sqlite".into());
+    }
+    let page = format!("/{name}");
+    if let Some(r) = routes.iter().find(|r| {
+        let api = format!("/api/v1/{name}");
+        **r == page
+            || r.starts_with(&format!("{page}/"))
+            || **r == api
+            || r.starts_with(&format!("{api}/"))
+    }) {
+        return Some(format!("the edge already serves {r}"));
+    }
+    None
+}
+
+/// Every `.route("...")` literal under `dir`.
+fn route_literals(dir: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            route_literals(&path, out)?;
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            let text = std::fs::read_to_string(&path)?;
+            for part in text.split(".route(\"").skip(1) {
+                if let Some(end) = part.find('"') {
+                    out.push(part[..end].to_string());
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn copy_renamed(from: &Path, to: &Path, name: &str) -> std::io::Result<()> {
@@ -91,10 +133,12 @@ fn copy_renamed(from: &Path, to: &Path, name: &str) -> std::io::Result<()> {
 }
 
 fn new_module(root: &Path, name: &str) -> Result<PathBuf, String> {
-    if !valid(name) {
-        return Err(format!("{name:?} is not a module name: use lowercase letters, digits and '_', starting with a letter"));
-    }
     let modules = root.join("edge-daemon/src/modules");
+    let mut routes = Vec::new();
+    route_literals(&root.join("edge-daemon/src"), &mut routes).map_err(|e| e.to_string())?;
+    if let Some(why) = refusal(name, &routes) {
+        return Err(format!("{name:?} cannot name a module: {why}"));
+    }
     let dir = modules.join(name);
     if dir.exists() {
         return Err(format!("{} already exists", dir.display()));
@@ -102,18 +146,67 @@ fn new_module(root: &Path, name: &str) -> Result<PathBuf, String> {
     let registry = modules.join("mod.rs");
     let text =
         std::fs::read_to_string(&registry).map_err(|e| format!("{}: {e}", registry.display()))?;
-    // The one registration line goes at the end of the `modules! { ... }` list.
-    let start = text
-        .find("modules! {\n")
-        .ok_or("modules/mod.rs has no `modules! {` list")?;
-    let end = start
-        + text[start..]
-            .find("\n}\n")
-            .ok_or("the `modules!` list is not closed")?;
-    let line = format!("\n    {name} => {}Module,", camel(name));
-    let updated = format!("{}{line}{}", &text[..end], &text[end..]);
-    copy_renamed(&modules.join("template"), &dir, name)
-        .map_err(|e| format!("copying the template: {e}"))?;
+    // Registration: the `pub mod NAME;` rustfmt needs, after the last module declaration,
+    // and the entry at the end of `all()`.
+    let decl = text
+        .rfind("\npub mod ")
+        .and_then(|i| text[i + 1..].find('\n').map(|j| i + 1 + j))
+        .ok_or("modules/mod.rs declares no module")?;
+    let list = text
+        .find("\n    ]\n}")
+        .filter(|&i| i > decl)
+        .ok_or("modules/mod.rs has no `all()` list after its declarations")?;
+    let updated = format!(
+        "{}\npub mod {name};{}\n        Box::new({name}::{}Module),{}",
+        &text[..decl],
+        &text[decl..list],
+        camel(name),
+        &text[list..]
+    );
+    // Copied beside the target first, then renamed: a failed copy leaves nothing behind.
+    let staging = modules.join(format!(".{name}.new"));
+    let _ = std::fs::remove_dir_all(&staging);
+    if let Err(e) = copy_renamed(&modules.join("template"), &staging, name) {
+        let _ = std::fs::remove_dir_all(&staging);
+        return Err(format!("copying the template: {e}"));
+    }
+    std::fs::rename(&staging, &dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     std::fs::write(&registry, updated).map_err(|e| format!("{}: {e}", registry.display()))?;
     Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_would_break_the_build_or_the_node_are_refused() {
+        let routes = vec![
+            "/metrics".to_string(),
+            "/tablet/card".to_string(),
+            "/api/v1/vehicles".to_string(),
+        ];
+        for bad in [
+            "fn",
+            "async",
+            "loop",
+            "Parts",
+            "9x",
+            "a__b",
+            "x_",
+            "",
+            "sqlite_stat",
+            "target",
+            "template",
+            "metrics",
+            "tablet",
+            "vehicles",
+            &"a".repeat(33),
+        ] {
+            assert!(refusal(bad, &routes).is_some(), "{bad:?} accepted");
+        }
+        for good in ["parts", "charging", "passenger_info", "incidents2"] {
+            assert_eq!(refusal(good, &routes), None, "{good:?} refused");
+        }
+    }
 }

@@ -116,3 +116,35 @@ fn module_service_and_own_paths_pass() {
     assert_eq!(imports("node.rs", wiring), [""; 0]);
     assert_eq!(imports("modules/framework.rs", wiring), [""; 0]);
 }
+
+#[test]
+fn bypasses_found_in_review_are_caught() {
+    let modules: BTreeSet<String> = ["dispatch", "fleet"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let file = "edge-daemon/src/modules/dispatch/x.rs";
+    for bad in [
+        "//! x\nuse crate::modules as m;\nfn f() { m::fleet::store::load_all(); }\n",
+        "//! x\nuse super::super as m;\n",
+    ] {
+        assert!(
+            !check_module_imports(file, bad, &modules).is_empty(),
+            "{bad}"
+        );
+    }
+    let (routes, problems) = extract_routes(
+        "a.rs",
+        r#"fn r() { R::new().route("/a", get(h).options(o)) }"#,
+    );
+    assert!(routes.iter().any(|r| r.method == "OPTIONS"), "{routes:?}");
+    assert!(problems.is_empty(), "{problems:?}");
+    for hidden in [
+        r#"fn r() { R::new().nest("/p", inner()) }"#,
+        r#"fn r() { R::new().route_service("/p", svc) }"#,
+        r#"fn r() { R::new().nest_service("/p", svc) }"#,
+    ] {
+        let (_, problems) = extract_routes("a.rs", hidden);
+        assert!(!problems.is_empty(), "{hidden}");
+    }
+}

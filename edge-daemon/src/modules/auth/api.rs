@@ -10,8 +10,8 @@ use axum::{Json, Router};
 use serde::Deserialize;
 
 use super::people::{People, SESSION_COOKIE};
-use crate::http::ApiError;
 use super::people::{Person, SESSION_TTL};
+use crate::http::ApiError;
 
 pub(super) fn token_of(headers: &HeaderMap) -> Option<String> {
     if let Some(t) = headers

@@ -70,7 +70,7 @@ use garasi_sync_protocol::ids::valid_id;
 
 /// Master data: a device credential as the cloud defines it (kind, argon2id hash of the
 /// password, disabled). The password itself never leaves the cloud's one response.
-pub const DEVICE_RECORD: &str = "device";
+pub const DEVICE_RECORD: &str = garasi_sync_protocol::records::DEVICE;
 
 /// Applies the cloud's master data for one device (sync transaction).
 pub(super) fn apply_master_device(
@@ -182,7 +182,11 @@ pub struct DeviceAuth {
 }
 
 /// Verifies `password` against a PHC-format argon2 hash using `memory` as working space.
-pub(super) fn verify_with_memory(hash: &str, password: &str, memory: &mut Vec<argon2::Block>) -> bool {
+pub(super) fn verify_with_memory(
+    hash: &str,
+    password: &str,
+    memory: &mut Vec<argon2::Block>,
+) -> bool {
     let Ok(parsed) = PasswordHash::new(hash) else {
         return false;
     };

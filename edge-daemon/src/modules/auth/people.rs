@@ -16,11 +16,11 @@ use rand::RngCore;
 use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
+use super::api::token_of;
+use super::people_store::{load, row};
 use crate::http::ApiError;
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreCallError};
-use super::api::token_of;
-use super::people_store::{load, row};
 
 pub(super) const LOCK_AFTER: u32 = 5;
 pub(super) const LOCK_FOR: Duration = Duration::from_secs(300);

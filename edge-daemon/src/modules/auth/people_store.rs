@@ -11,7 +11,7 @@ use crate::modules::sync::service::apply_master;
 use crate::store::Store;
 
 /// Master data record type of a person.
-pub const PERSON_RECORD: &str = "person";
+pub const PERSON_RECORD: &str = garasi_sync_protocol::records::PERSON;
 
 pub(super) struct Row {
     pub(super) person: Person,

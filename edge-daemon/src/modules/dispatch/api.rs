@@ -297,7 +297,9 @@ pub(super) async fn set_vehicle_service(
         )
         .await
         .map_err(|e| match e {
-            crate::modules::fleet::service::FleetError::UnknownVehicle(_) => ApiError::not_found(e.to_string()),
+            crate::modules::fleet::service::FleetError::UnknownVehicle(_) => {
+                ApiError::not_found(e.to_string())
+            }
             other => ApiError::internal(other),
         })?;
     Ok(Json(serde_json::json!({ "status": v })))

@@ -69,7 +69,9 @@ pub fn spawn_reader(
             let outcome = match line {
                 Ok(text) => d.badge_scanned(&terminal, &text).await,
                 Err(()) => {
-                    let r = crate::modules::auth::service::Refusal::Garbage("(an over-long or non-text line)".into());
+                    let r = crate::modules::auth::service::Refusal::Garbage(
+                        "(an over-long or non-text line)".into(),
+                    );
                     Err(match people {
                         Some(p) => p.count_refusal("badge", r),
                         None => r,

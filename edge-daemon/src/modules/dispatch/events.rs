@@ -1,14 +1,13 @@
 //! The day's operational events in dispatch's table: pull-out and pull-in records,
 //! disruption of a vehicle's blocks, and swaps.
 
-
 use garasi_sync_protocol::actor::ActorId;
 use rusqlite::{Connection, Transaction};
 
 use super::plan::{Assignment, Block};
+use super::service::BLOCK_RECORD;
 use super::service::{ASSIGNMENT_RECORD, EVENT_RECORD};
 use super::store::{block_of, edit, fields, rows_of_day};
-use super::service::BLOCK_RECORD;
 use garasi_sync_protocol::record::FieldValue;
 
 /// What every dispatch event says.

@@ -1,7 +1,6 @@
 //! Blocks given locally (a depot without a cloud, the demo, tests and benchmarks),
 //! stored as the cloud's master data would be.
 
-
 use super::plan::Trip;
 use super::service::BLOCK_RECORD;
 use super::store::upsert;

@@ -25,15 +25,16 @@ use std::sync::Arc;
 
 use garasi_sync_protocol::actor::{new_actor, Side};
 
-use config::DispatchConfig;
-use crate::modules::framework::{Module, ModuleContext, ModuleError, Started};
-use crate::modules::sync::service::Appliers;
 use crate::modules::auth::service::People;
 use crate::modules::fleet::service::FleetApi;
+use crate::modules::framework::{Module, ModuleContext, ModuleError, Started};
+use crate::modules::sync::service::Appliers;
 use crate::store::migrate::Migration;
-use service::{Dispatch, ASSIGNMENT_RECORD, BLOCK_RECORD, EVENT_RECORD, SHAPE_RECORD, SIGNON_RECORD, STOP_RECORD};
-
-
+use config::DispatchConfig;
+use service::{
+    Dispatch, ASSIGNMENT_RECORD, BLOCK_RECORD, EVENT_RECORD, SHAPE_RECORD, SIGNON_RECORD,
+    STOP_RECORD,
+};
 
 pub struct DispatchModule;
 
@@ -55,24 +56,23 @@ impl Module for DispatchModule {
             }
             None => jiff::tz::TimeZone::system(),
         };
-        let d = Arc::new(Dispatch {
-            store: ctx.store.clone(),
-            bus: ctx.bus.clone(),
-            metrics: ctx.metrics.clone(),
-            services: ctx.services.clone(),
-            people: ctx
-                .services
-                .get::<People>()
-                .ok_or_else(|| ModuleError::start("dispatch", "the auth module is not running"))?,
-            fleet: ctx
-                .services
-                .get::<FleetApi>()
-                .ok_or_else(|| ModuleError::start("dispatch", "the fleet module is not running"))?,
-            actor: new_actor(Side::Depot),
-            params: cfg.params,
-            tz,
-            geofence: cfg.geofence,
-        });
+        let d =
+            Arc::new(Dispatch {
+                store: ctx.store.clone(),
+                bus: ctx.bus.clone(),
+                metrics: ctx.metrics.clone(),
+                services: ctx.services.clone(),
+                people: ctx.services.get::<People>().ok_or_else(|| {
+                    ModuleError::start("dispatch", "the auth module is not running")
+                })?,
+                fleet: ctx.services.get::<FleetApi>().ok_or_else(|| {
+                    ModuleError::start("dispatch", "the fleet module is not running")
+                })?,
+                actor: new_actor(Side::Depot),
+                params: cfg.params,
+                tz,
+                geofence: cfg.geofence,
+            });
         if let Some(appliers) = ctx.services.get::<Appliers>() {
             for t in [BLOCK_RECORD, STOP_RECORD, SHAPE_RECORD] {
                 appliers.register(
@@ -96,8 +96,11 @@ impl Module for DispatchModule {
                 );
             }
         }
-        ctx.tracker
-            .spawn(watch::watch(d.clone(), d.bus.subscribe(), ctx.cancel.clone()));
+        ctx.tracker.spawn(watch::watch(
+            d.clone(),
+            d.bus.subscribe(),
+            ctx.cancel.clone(),
+        ));
         for path in &cfg.badge_readers {
             badge::spawn_reader(
                 d.clone(),

@@ -20,13 +20,13 @@ use crate::store::Store;
 pub use super::local::{import_local_blocks, LocalBlock};
 
 /// Operational record types dispatch writes (they sync to the cloud).
-pub const ASSIGNMENT_RECORD: &str = "assignment";
-pub const SIGNON_RECORD: &str = "signon";
-pub const EVENT_RECORD: &str = "dispatch_event";
+pub const ASSIGNMENT_RECORD: &str = garasi_sync_protocol::records::ASSIGNMENT;
+pub const SIGNON_RECORD: &str = garasi_sync_protocol::records::SIGNON;
+pub const EVENT_RECORD: &str = garasi_sync_protocol::records::DISPATCH_EVENT;
 /// Master data record types dispatch applies.
-pub const BLOCK_RECORD: &str = "block";
-pub const STOP_RECORD: &str = "stop";
-pub const SHAPE_RECORD: &str = "shape";
+pub const BLOCK_RECORD: &str = garasi_sync_protocol::records::BLOCK;
+pub const STOP_RECORD: &str = garasi_sync_protocol::records::STOP;
+pub const SHAPE_RECORD: &str = garasi_sync_protocol::records::SHAPE;
 
 /// Who may change the day.
 pub(super) const PLANNERS: &[&str] = &["dispatcher", "depot_manager"];

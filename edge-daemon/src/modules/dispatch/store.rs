@@ -69,7 +69,12 @@ pub(super) fn apply_master(
     upsert(tx, record_type, id, None, &to_json(&f)).map_err(|e| e.to_string())
 }
 
-pub(super) fn load_doc(tx: &Connection, actor: &ActorId, t: &str, id: &str) -> rusqlite::Result<Record> {
+pub(super) fn load_doc(
+    tx: &Connection,
+    actor: &ActorId,
+    t: &str,
+    id: &str,
+) -> rusqlite::Result<Record> {
     let doc: Option<Option<Vec<u8>>> = tx
         .query_row(
             "SELECT doc FROM dispatch_records WHERE record_type = ?1 AND record_id = ?2",

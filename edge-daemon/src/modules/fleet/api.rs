@@ -7,7 +7,9 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 
-use super::service::{with_live, FleetApi, FleetError, StatusBody, Vehicle, VehicleStatus, VehicleView};
+use super::service::{
+    with_live, FleetApi, FleetError, StatusBody, Vehicle, VehicleStatus, VehicleView,
+};
 use super::status::get_status;
 use crate::http::ApiError;
 use crate::modules::framework::Services;

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use garasi_sync_protocol::actor::{new_actor, ActorId, Side};
 use garasi_sync_protocol::record::{FieldValue, RecordError};
+use garasi_sync_protocol::records;
 
 use super::status::text;
 use super::store::{load_all, vehicle_row, write_vehicle, VEHICLE_SELECT};
@@ -20,7 +21,9 @@ use crate::modules::framework::Services;
 use crate::modules::sync::service::apply_master;
 use crate::store::{Store, StoreCallError};
 
-pub use super::status::{get_status, set_status, StatusBody, VehicleStatus, STATUS_RECORD, VEHICLE_RECORD};
+pub use super::status::{
+    get_status, set_status, StatusBody, VehicleStatus, STATUS_RECORD, VEHICLE_RECORD,
+};
 pub use super::store::upsert_vehicle;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -120,7 +123,7 @@ impl FleetApi {
                 _ => 0.0,
             },
             kwh_per_km: match f.get("kwh_per_km") {
-                Some(FieldValue::Float(x)) if *x > 0.0 && *x < 20.0 => Some(*x),
+                Some(FieldValue::Float(x)) if records::vehicle::valid_kwh_per_km(*x) => Some(*x),
                 _ => None,
             },
             vehicle_type: text(f.get("vehicle_type")).filter(|t| valid_id(t)),

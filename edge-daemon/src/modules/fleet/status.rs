@@ -11,9 +11,9 @@ use super::service::FleetError;
 use crate::modules::sync::service::append_change;
 
 /// Replicated record type name of a vehicle's operational status.
-pub const STATUS_RECORD: &str = "vehicle_status";
+pub const STATUS_RECORD: &str = garasi_sync_protocol::records::VEHICLE_STATUS;
 /// Master data: a vehicle as the cloud defines it.
-pub const VEHICLE_RECORD: &str = "vehicle";
+pub const VEHICLE_RECORD: &str = garasi_sync_protocol::records::VEHICLE;
 const STATUSES: [&str; 3] = ["in_service", "out_of_service", "in_maintenance"];
 
 /// A vehicle's operational status as every replica shows it.

@@ -53,7 +53,7 @@ pub fn upsert_vehicle(store: &Store, v: &Vehicle) -> Result<(), FleetError> {
         return Err(FleetError::EmptyLabel);
     }
     if let Some(k) = v.kwh_per_km {
-        if !(k > 0.0 && k < 20.0) {
+        if !garasi_sync_protocol::records::vehicle::valid_kwh_per_km(k) {
             return Err(FleetError::BadConsumption(k));
         }
     }

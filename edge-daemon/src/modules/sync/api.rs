@@ -7,11 +7,11 @@ use axum::routing::get;
 use axum::{Json, Router};
 use parking_lot::Mutex;
 
-use crate::http::ApiError;
-use crate::store::Store;
 use super::dead_letters;
 use super::enrol::load_enrolment;
 use super::outbox::backlog_estimate;
+use crate::http::ApiError;
+use crate::store::Store;
 
 /// What `/api/v1/sync/status` reports about the link.
 #[derive(Default, Clone, serde::Serialize)]

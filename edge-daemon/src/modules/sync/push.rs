@@ -5,10 +5,10 @@ use garasi_sync_protocol::wire::{self, Batch, Entry};
 use rusqlite::{params, Connection};
 
 use super::enrol::Enrolment;
+use super::outbox::backlog_estimate;
 use super::outbox::Backlog;
 use super::store::{state_get, state_set};
 use crate::store::Store;
-use super::outbox::backlog_estimate;
 
 /// Changes per push batch (automerge changes are ~100 B to a few KiB).
 pub(super) const PUSH_LIMIT: i64 = 1000;
@@ -48,7 +48,10 @@ pub(super) fn read_changes(c: &Connection, upto: Option<i64>) -> rusqlite::Resul
     rows.collect()
 }
 
-pub(super) fn read_stream_rows(c: &Connection, upto: Option<i64>) -> rusqlite::Result<Vec<StreamRow>> {
+pub(super) fn read_stream_rows(
+    c: &Connection,
+    upto: Option<i64>,
+) -> rusqlite::Result<Vec<StreamRow>> {
     let mut st = c.prepare_cached(
         "SELECT seq, stream, ts_ms, payload FROM sync_stream_outbox WHERE seq <= ?1 ORDER BY seq LIMIT ?2",
     )?;
@@ -69,7 +72,11 @@ pub(super) struct Pushed {
 
 /// One push: the pending batch if a previous attempt did not finish, else the next up
 /// to `PUSH_LIMIT` changes and `STREAM_PUSH_LIMIT` stream rows.
-pub(super) async fn push_once(store: &Store, http: &reqwest::Client, e: &Enrolment) -> Result<Pushed, String> {
+pub(super) async fn push_once(
+    store: &Store,
+    http: &reqwest::Client,
+    e: &Enrolment,
+) -> Result<Pushed, String> {
     let (pending, changes, rows, backlog_now) = store
         .write(|c| {
             let tx = c.transaction()?;

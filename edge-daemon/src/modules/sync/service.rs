@@ -9,7 +9,10 @@ use parking_lot::RwLock;
 use rusqlite::{params, OptionalExtension, Transaction};
 
 pub use super::enrol::{cloud_client, enroll, load_enrolment, Enrolment};
-pub use super::outbox::{append_change, append_stream_row, backlog, backlog_estimate, enforce_quota, Backlog, QuotaOutcome};
+pub use super::outbox::{
+    append_change, append_stream_row, backlog, backlog_estimate, enforce_quota, Backlog,
+    QuotaOutcome,
+};
 
 /// Applies pulled changes to a master-data record (cloud-authored: vehicles, devices) and
 /// returns its visible fields; the owning module then writes its own table from them in

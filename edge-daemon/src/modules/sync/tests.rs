@@ -6,103 +6,102 @@ use super::enrol::*;
 use super::outbox::*;
 use super::service::test_schema;
 
+#[test]
+fn enrolment_round_trip_and_secret_redacted() {
+    let mut c = Connection::open_in_memory().unwrap();
+    test_schema(&mut c);
+    assert!(load_enrolment(&c).unwrap().is_none());
+    let e = Enrolment {
+        cloud_url: "https://cloud".into(),
+        depot_id: "depot-1".into(),
+        secret: "s3cr3t-value".into(),
+        ca_pem: None,
+    };
+    save_enrolment(&c, &e).unwrap();
+    let back = load_enrolment(&c).unwrap().unwrap();
+    assert_eq!(
+        (
+            back.cloud_url.as_str(),
+            back.depot_id.as_str(),
+            back.secret.as_str()
+        ),
+        ("https://cloud", "depot-1", "s3cr3t-value")
+    );
+    assert!(!format!("{back:?}").contains("s3cr3t"));
+}
 
-    #[test]
-    fn enrolment_round_trip_and_secret_redacted() {
-        let mut c = Connection::open_in_memory().unwrap();
-        test_schema(&mut c);
-        assert!(load_enrolment(&c).unwrap().is_none());
-        let e = Enrolment {
-            cloud_url: "https://cloud".into(),
-            depot_id: "depot-1".into(),
-            secret: "s3cr3t-value".into(),
-            ca_pem: None,
-        };
-        save_enrolment(&c, &e).unwrap();
-        let back = load_enrolment(&c).unwrap().unwrap();
-        assert_eq!(
-            (
-                back.cloud_url.as_str(),
-                back.depot_id.as_str(),
-                back.secret.as_str()
-            ),
-            ("https://cloud", "depot-1", "s3cr3t-value")
-        );
-        assert!(!format!("{back:?}").contains("s3cr3t"));
+#[test]
+fn quota_thins_then_drops_stream_rows_and_never_changes() {
+    let mut c = Connection::open_in_memory().unwrap();
+    test_schema(&mut c);
+    let tx = c.transaction().unwrap();
+    for i in 0..10 {
+        append_change(&tx, "vehicle_status", &format!("bus-{i}"), &[7u8; 100]).unwrap();
     }
-
-    #[test]
-    fn quota_thins_then_drops_stream_rows_and_never_changes() {
-        let mut c = Connection::open_in_memory().unwrap();
-        test_schema(&mut c);
-        let tx = c.transaction().unwrap();
-        for i in 0..10 {
-            append_change(&tx, "vehicle_status", &format!("bus-{i}"), &[7u8; 100]).unwrap();
-        }
-        for i in 0..1000 {
-            append_stream_row(&tx, "telemetry.v1", i, &[1u8; 100]).unwrap();
-        }
-        tx.commit().unwrap();
-        let before = backlog(&c).unwrap();
-        assert_eq!((before.changes, before.stream_rows), (10, 1000));
-        assert_eq!(before.bytes(), 10 * 100 + 1000 * 100);
-        assert_eq!(
-            backlog_estimate(&c).unwrap(),
-            before,
-            "exact while nothing was thinned"
-        );
-
-        // Under quota: nothing happens.
-        assert_eq!(
-            enforce_quota(&mut c, 1 << 30).unwrap(),
-            QuotaOutcome::default()
-        );
-        // Over by a little: thinning the oldest half is enough.
-        let q = enforce_quota(&mut c, 90_000).unwrap();
-        assert_eq!((q.thinned, q.dropped), (250, 0));
-        let after = backlog(&c).unwrap();
-        assert_eq!((after.changes, after.stream_rows), (10, 750));
-        let est = backlog_estimate(&c).unwrap();
-        // Thinning removed seq 1 and the odd seqs up to 500: the span is 2..=1000.
-        assert_eq!(
-            est.stream_rows, 999,
-            "after thinning: the seq span, an upper bound"
-        );
-        assert!(est.stream_rows >= after.stream_rows);
-        // Far over: thin again, then drop the oldest until it fits.
-        let q = enforce_quota(&mut c, 20_000).unwrap();
-        assert!(q.dropped > 0, "{q:?}");
-        let after = backlog(&c).unwrap();
-        assert!(after.bytes() <= 20_000, "{after:?}");
-        assert_eq!(after.changes, 10, "operational changes are never removed");
-        // The newest rows survive.
-        let newest: i64 = c
-            .query_row("SELECT max(ts_ms) FROM sync_stream_outbox", [], |r| {
-                r.get(0)
-            })
-            .unwrap();
-        assert_eq!(newest, 999);
-        // Only changes left and still over quota: they stay.
-        c.execute("DELETE FROM sync_stream_outbox", []).unwrap();
-        assert_eq!(enforce_quota(&mut c, 10).unwrap(), QuotaOutcome::default());
-        assert_eq!(backlog(&c).unwrap().changes, 10);
+    for i in 0..1000 {
+        append_stream_row(&tx, "telemetry.v1", i, &[1u8; 100]).unwrap();
     }
+    tx.commit().unwrap();
+    let before = backlog(&c).unwrap();
+    assert_eq!((before.changes, before.stream_rows), (10, 1000));
+    assert_eq!(before.bytes(), 10 * 100 + 1000 * 100);
+    assert_eq!(
+        backlog_estimate(&c).unwrap(),
+        before,
+        "exact while nothing was thinned"
+    );
 
-    #[test]
-    fn stream_seq_is_never_reused() {
-        let mut c = Connection::open_in_memory().unwrap();
-        test_schema(&mut c);
-        let tx = c.transaction().unwrap();
-        append_stream_row(&tx, "telemetry.v1", 1, b"a").unwrap();
-        append_stream_row(&tx, "telemetry.v1", 2, b"b").unwrap();
-        tx.commit().unwrap();
-        // Everything acknowledged and deleted: the next row still gets a new seq.
-        c.execute("DELETE FROM sync_stream_outbox", []).unwrap();
-        let tx = c.transaction().unwrap();
-        append_stream_row(&tx, "telemetry.v1", 3, b"c").unwrap();
-        tx.commit().unwrap();
-        let seq: i64 = c
-            .query_row("SELECT seq FROM sync_stream_outbox", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(seq, 3);
-    }
+    // Under quota: nothing happens.
+    assert_eq!(
+        enforce_quota(&mut c, 1 << 30).unwrap(),
+        QuotaOutcome::default()
+    );
+    // Over by a little: thinning the oldest half is enough.
+    let q = enforce_quota(&mut c, 90_000).unwrap();
+    assert_eq!((q.thinned, q.dropped), (250, 0));
+    let after = backlog(&c).unwrap();
+    assert_eq!((after.changes, after.stream_rows), (10, 750));
+    let est = backlog_estimate(&c).unwrap();
+    // Thinning removed seq 1 and the odd seqs up to 500: the span is 2..=1000.
+    assert_eq!(
+        est.stream_rows, 999,
+        "after thinning: the seq span, an upper bound"
+    );
+    assert!(est.stream_rows >= after.stream_rows);
+    // Far over: thin again, then drop the oldest until it fits.
+    let q = enforce_quota(&mut c, 20_000).unwrap();
+    assert!(q.dropped > 0, "{q:?}");
+    let after = backlog(&c).unwrap();
+    assert!(after.bytes() <= 20_000, "{after:?}");
+    assert_eq!(after.changes, 10, "operational changes are never removed");
+    // The newest rows survive.
+    let newest: i64 = c
+        .query_row("SELECT max(ts_ms) FROM sync_stream_outbox", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(newest, 999);
+    // Only changes left and still over quota: they stay.
+    c.execute("DELETE FROM sync_stream_outbox", []).unwrap();
+    assert_eq!(enforce_quota(&mut c, 10).unwrap(), QuotaOutcome::default());
+    assert_eq!(backlog(&c).unwrap().changes, 10);
+}
+
+#[test]
+fn stream_seq_is_never_reused() {
+    let mut c = Connection::open_in_memory().unwrap();
+    test_schema(&mut c);
+    let tx = c.transaction().unwrap();
+    append_stream_row(&tx, "telemetry.v1", 1, b"a").unwrap();
+    append_stream_row(&tx, "telemetry.v1", 2, b"b").unwrap();
+    tx.commit().unwrap();
+    // Everything acknowledged and deleted: the next row still gets a new seq.
+    c.execute("DELETE FROM sync_stream_outbox", []).unwrap();
+    let tx = c.transaction().unwrap();
+    append_stream_row(&tx, "telemetry.v1", 3, b"c").unwrap();
+    tx.commit().unwrap();
+    let seq: i64 = c
+        .query_row("SELECT seq FROM sync_stream_outbox", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(seq, 3);
+}

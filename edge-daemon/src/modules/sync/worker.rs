@@ -8,14 +8,14 @@ use parking_lot::Mutex;
 use rand::Rng;
 
 use super::api::LinkState;
-use super::service::Appliers;
-use crate::metrics::Metrics;
-use crate::store::Store;
 use super::dead_letters;
 use super::enrol::{cloud_client, load_enrolment, Enrolment};
 use super::outbox::{backlog_estimate, enforce_quota};
 use super::pull::{pull_once, PULL_LIMIT};
 use super::push::push_once;
+use super::service::Appliers;
+use crate::metrics::Metrics;
+use crate::store::Store;
 
 /// How often the outbox quota is checked (it scans the stream outbox).
 pub(super) const QUOTA_CHECK_EVERY: Duration = Duration::from_secs(30);

@@ -5,8 +5,8 @@
 use axum::extract::State;
 use axum::response::Html;
 
-use super::AppState;
-use crate::modules::fleet::service::{with_live, FleetApi, VehicleView};
+use super::api::AppState;
+use crate::modules::fleet::service::{with_live, VehicleView};
 use crate::util::now_ms;
 
 const PAGE: &str = include_str!("board.html");
@@ -62,8 +62,8 @@ fn row(v: &VehicleView) -> String {
 }
 
 pub(crate) async fn page(State(s): State<AppState>) -> Html<String> {
-    let fleet = s.services.get::<FleetApi>();
-    let vehicles = tokio::task::spawn_blocking(move || fleet.map(|f| f.list()).unwrap_or_default())
+    let fleet = s.fleet.clone();
+    let vehicles = tokio::task::spawn_blocking(move || fleet.list())
         .await
         .unwrap_or_default();
     let views = with_live(&s.services, vehicles);

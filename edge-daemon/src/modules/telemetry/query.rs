@@ -177,7 +177,7 @@ mod tests {
 
     fn db() -> Connection {
         let mut c = Connection::open_in_memory().unwrap();
-        crate::store::migrate::run(&mut c, "telemetry", super::super::MIGRATIONS).unwrap();
+        crate::store::migrate::run(&mut c, "telemetry", super::super::store::MIGRATIONS).unwrap();
         c
     }
 

@@ -5,7 +5,10 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use super::{taken_by_existing, available_kwh, energy_kwh, forecast_soc, overlaps, Assignment, Block, Params, VehicleState};
+use super::{
+    available_kwh, energy_kwh, forecast_soc, overlaps, taken_by_existing, Assignment, Block,
+    Params, VehicleState,
+};
 
 /// A problem on one block's row.
 #[derive(Debug, Clone, Serialize, PartialEq)]

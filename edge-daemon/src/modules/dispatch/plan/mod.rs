@@ -211,7 +211,13 @@ pub(super) fn taken_by_existing(
 
 /// Energy a vehicle has left for a block pulling out at `at`, after the blocks it runs
 /// earlier that day.
-pub(super) fn available_kwh(v: &VehicleState, at: i64, now: i64, taken: &Taken, p: &Params) -> Option<f64> {
+pub(super) fn available_kwh(
+    v: &VehicleState,
+    at: i64,
+    now: i64,
+    taken: &Taken,
+    p: &Params,
+) -> Option<f64> {
     let soc = forecast_soc(v, at, now, p)?;
     let used: f64 = taken
         .get(&v.id)
