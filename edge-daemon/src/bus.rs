@@ -7,7 +7,9 @@ use std::sync::Arc;
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-/// Latest known values of one vehicle after a telemetry commit.
+/// One telemetry sample of a vehicle: what ingest validated, what the writer stores and
+/// announces after its commit, what the live view keeps. The edge's one sample type
+/// (the sync stream's `TelemetrySampleV1` is the versioned wire form of it).
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct TelemetryUpdate {
     pub vehicle_id: String,
@@ -22,6 +24,10 @@ pub struct TelemetryUpdate {
     pub battery_temp_c: Option<f64>,
     pub power_w: Option<f64>,
     pub charging: Option<bool>,
+    /// Other VSS signals, as a JSON object text. Stored and synced, not repeated in the
+    /// live view or the event stream (so their JSON is what it always was).
+    #[serde(skip)]
+    pub extra: Option<String>,
 }
 
 #[derive(Debug, Clone)]

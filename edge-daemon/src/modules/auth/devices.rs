@@ -12,6 +12,7 @@ use rand::RngCore;
 use rusqlite::{params, OptionalExtension};
 
 use crate::modules::sync::service::apply_master;
+use crate::modules::sync::service::ApplyError;
 use crate::store::{Store, StoreCallError};
 
 /// What a device is, which decides its MQTT namespace.
@@ -77,7 +78,7 @@ pub(super) fn apply_master_device(
     tx: &rusqlite::Transaction<'_>,
     id: &str,
     changes: &[Vec<u8>],
-) -> Result<(), String> {
+) -> Result<(), ApplyError> {
     use garasi_sync_protocol::record::FieldValue;
     let f = apply_master(tx, DEVICE_RECORD, id, changes)?;
     let text = |k: &str| match f.get(k) {
@@ -102,7 +103,7 @@ pub(super) fn apply_master_device(
            disabled = excluded.disabled",
         params![id, kind, hash, crate::util::now_ms(), disabled],
     )
-    .map_err(|e| e.to_string())?;
+    .map_err(ApplyError::from)?;
     Ok(())
 }
 

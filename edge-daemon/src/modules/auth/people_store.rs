@@ -8,6 +8,7 @@ use rusqlite::{params, OptionalExtension};
 
 use super::people::Person;
 use crate::modules::sync::service::apply_master;
+use crate::modules::sync::service::ApplyError;
 use crate::store::Store;
 
 /// Master data record type of a person.
@@ -101,7 +102,7 @@ pub(super) fn apply_master_person(
     tx: &rusqlite::Transaction<'_>,
     id: &str,
     changes: &[Vec<u8>],
-) -> Result<(), String> {
+) -> Result<(), ApplyError> {
     let f = apply_master(tx, PERSON_RECORD, id, changes)?;
     let text = |k: &str| match f.get(k) {
         Some(FieldValue::Text(t)) => Some(t.clone()),
@@ -137,7 +138,7 @@ pub(super) fn apply_master_person(
             disabled: matches!(f.get("disabled"), Some(FieldValue::Bool(true))),
         },
     )
-    .map_err(|e| e.to_string())?;
+    .map_err(ApplyError::from)?;
     Ok(())
 }
 

@@ -76,16 +76,11 @@ impl Dispatch {
             .into_iter()
             .map(|v| {
                 let l = live.as_ref().and_then(|l| l.0.live(&v.id));
-                let sample = l.as_ref().and_then(|l| l.get("sample"));
+                let sample = l.as_ref().and_then(|l| l.sample.as_ref());
                 VehicleState {
                     status: statuses.get(&v.id).and_then(|s| s.status.clone()),
-                    soc_pct: sample
-                        .and_then(|s| s.get("soc_pct"))
-                        .and_then(|x| x.as_f64()),
-                    charging: sample
-                        .and_then(|s| s.get("charging"))
-                        .and_then(|x| x.as_bool())
-                        .unwrap_or(false),
+                    soc_pct: sample.and_then(|s| s.soc_pct),
+                    charging: sample.and_then(|s| s.charging).unwrap_or(false),
                     id: v.id,
                     label: v.label,
                     battery_kwh: v.battery_kwh,

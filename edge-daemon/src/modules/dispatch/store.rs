@@ -13,6 +13,7 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use super::plan::{Assignment, Block, Trip};
 use super::service::{ASSIGNMENT_RECORD, BLOCK_RECORD, EVENT_RECORD, SIGNON_RECORD, STOP_RECORD};
 
+use crate::modules::sync::service::ApplyError;
 use crate::store::migrate::Migration;
 
 pub(super) const MIGRATIONS: &[Migration] = &[Migration {
@@ -64,9 +65,9 @@ pub(super) fn apply_master(
     record_type: &str,
     id: &str,
     changes: &[Vec<u8>],
-) -> Result<(), String> {
+) -> Result<(), ApplyError> {
     let f = crate::modules::sync::service::apply_master(tx, record_type, id, changes)?;
-    upsert(tx, record_type, id, None, &to_json(&f)).map_err(|e| e.to_string())
+    upsert(tx, record_type, id, None, &to_json(&f)).map_err(ApplyError::from)
 }
 
 pub(super) fn load_doc(
@@ -95,11 +96,11 @@ pub(super) fn apply_operational(
     record_type: &str,
     id: &str,
     changes: &[Vec<u8>],
-) -> Result<(), String> {
-    let mut r = load_doc(tx, actor, record_type, id).map_err(|e| e.to_string())?;
-    r.apply_in_order(changes).map_err(|e| e.to_string())?;
-    let f = to_json(&r.visible().map_err(|e| e.to_string())?);
-    upsert(tx, record_type, id, Some(r.save()), &f).map_err(|e| e.to_string())
+) -> Result<(), ApplyError> {
+    let mut r = load_doc(tx, actor, record_type, id).map_err(ApplyError::from)?;
+    r.apply_in_order(changes).map_err(ApplyError::from)?;
+    let f = to_json(&r.visible().map_err(ApplyError::from)?);
+    upsert(tx, record_type, id, Some(r.save()), &f).map_err(ApplyError::from)
 }
 
 /// Edits an operational record: document, visible fields and outbox in the caller's

@@ -12,7 +12,7 @@ mod watch;
 use std::sync::Arc;
 
 use crate::modules::framework::{Module, ModuleContext, ModuleError, Started};
-use crate::modules::sync::service::Appliers;
+use crate::modules::sync::service::{Appliers, ApplyError};
 use crate::store::migrate::Migration;
 use service::{FleetApi, STATUS_RECORD, VEHICLE_RECORD};
 use status::apply_remote_status;
@@ -37,7 +37,7 @@ impl Module for FleetModule {
                 STATUS_RECORD,
                 Arc::new(
                     move |tx: &rusqlite::Transaction<'_>, id: &str, changes: &[Vec<u8>]| {
-                        apply_remote_status(tx, &a, id, changes).map_err(|e| e.to_string())
+                        apply_remote_status(tx, &a, id, changes).map_err(ApplyError::refused)
                     },
                 ),
             );

@@ -15,10 +15,11 @@ use garasi_sync_protocol::records;
 
 use super::status::text;
 use super::store::{load_all, vehicle_row, write_vehicle, VEHICLE_SELECT};
-use crate::bus::{Bus, Event};
+use crate::bus::{Bus, Event, TelemetryUpdate};
 use crate::modules::auth::service::valid_id;
 use crate::modules::framework::Services;
 use crate::modules::sync::service::apply_master;
+use crate::modules::sync::service::ApplyError;
 use crate::store::{Store, StoreCallError};
 
 pub use super::status::{
@@ -68,8 +69,31 @@ pub enum FleetError {
 
 /// Live state of vehicles, provided by another module (telemetry) at start.
 pub trait LiveState: Send + Sync {
-    /// JSON object describing the vehicle's latest state, if any is known.
-    fn live(&self, vehicle_id: &str) -> Option<serde_json::Value>;
+    /// The vehicle's latest state, if any is known.
+    fn live(&self, vehicle_id: &str) -> Option<LiveView>;
+}
+
+/// A vehicle's latest state as the live-state provider knows it. Serialised as the
+/// `live` object of `/api/v1/vehicles` (field order kept as the API always had it).
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct LiveView {
+    /// `online`, `stale`, `offline` or `unknown`.
+    pub status: &'static str,
+    /// `last_seen_ms` as RFC 3339.
+    pub last_seen: Option<String>,
+    pub last_seen_ms: Option<i64>,
+    pub sample: Option<TelemetryUpdate>,
+    pub firmware: Option<String>,
+    pub active_faults: Vec<ActiveFault>,
+}
+
+/// One active fault (J1939 SPN/FMI) of a vehicle.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct ActiveFault {
+    pub spn: i64,
+    pub fmi: i64,
+    pub severity: Option<String>,
+    pub description: Option<String>,
 }
 
 /// Wrapper so the trait object can live in [`Services`] (keyed by concrete type).
@@ -111,7 +135,7 @@ impl FleetApi {
         tx: &rusqlite::Transaction<'_>,
         id: &str,
         changes: &[Vec<u8>],
-    ) -> Result<(), String> {
+    ) -> Result<(), ApplyError> {
         let f = apply_master(tx, VEHICLE_RECORD, id, changes)?;
         let v = Vehicle {
             id: id.to_string(),
@@ -133,7 +157,7 @@ impl FleetApi {
             tracing::warn!(vehicle = %v.id, "cloud vehicle record is incomplete; not registered yet");
             return Ok(());
         }
-        write_vehicle(tx, &v).map_err(|e| e.to_string())?;
+        write_vehicle(tx, &v).map_err(ApplyError::from)?;
         // The cache may run ahead of a transaction that then fails; the next pull applies
         // the same changes again, so it converges.
         self.vehicles.write().insert(v.id.clone(), v.clone());
@@ -263,7 +287,7 @@ impl FleetApi {
 pub struct VehicleView {
     #[serde(flatten)]
     pub vehicle: Vehicle,
-    pub live: Option<serde_json::Value>,
+    pub live: Option<LiveView>,
 }
 
 pub fn with_live(services: &Services, vehicles: Vec<Vehicle>) -> Vec<VehicleView> {

@@ -8,7 +8,7 @@
 
 use rusqlite::{params, Connection, Transaction};
 
-use super::service::Applier;
+use super::service::{Applier, ApplyError};
 
 /// Rows kept at most; the oldest go first (they are for inspection, the cloud keeps
 /// every change).
@@ -43,7 +43,14 @@ pub fn apply_or_set_aside(
         match attempt(tx, applier, record_id, std::slice::from_ref(change))? {
             Ok(()) => out.applied += 1,
             Err(reason) => {
-                set_aside(tx, record_type, record_id, change, &reason, cursor)?;
+                set_aside(
+                    tx,
+                    record_type,
+                    record_id,
+                    change,
+                    &reason.to_string(),
+                    cursor,
+                )?;
                 out.dead += 1;
             }
         }
@@ -57,7 +64,7 @@ fn attempt(
     applier: &Applier,
     record_id: &str,
     changes: &[Vec<u8>],
-) -> rusqlite::Result<Result<(), String>> {
+) -> rusqlite::Result<Result<(), ApplyError>> {
     tx.execute_batch("SAVEPOINT pulled_record")?;
     match applier(tx, record_id, changes) {
         Ok(()) => {

@@ -23,7 +23,7 @@ pub fn apply_master(
     record_type: &str,
     record_id: &str,
     changes: &[Vec<u8>],
-) -> Result<std::collections::BTreeMap<String, FieldValue>, String> {
+) -> Result<std::collections::BTreeMap<String, FieldValue>, ApplyError> {
     let actor = garasi_sync_protocol::actor::new_actor(garasi_sync_protocol::actor::Side::Depot);
     let doc: Option<Vec<u8>> = tx
         .query_row(
@@ -31,26 +31,55 @@ pub fn apply_master(
             params![record_type, record_id],
             |r| r.get(0),
         )
-        .optional()
-        .map_err(|e| e.to_string())?;
+        .optional()?;
     let mut record = match doc {
         Some(b) => Record::load(&b, actor),
         None => Ok(Record::new(actor)),
-    }
-    .map_err(|e| e.to_string())?;
-    record.apply_in_order(changes).map_err(|e| e.to_string())?;
+    }?;
+    record.apply_in_order(changes)?;
     tx.execute(
         "INSERT INTO sync_master_docs (record_type, record_id, doc) VALUES (?1, ?2, ?3)
          ON CONFLICT(record_type, record_id) DO UPDATE SET doc = excluded.doc",
         params![record_type, record_id, record.save()],
-    )
-    .map_err(|e| e.to_string())?;
-    record.visible().map_err(|e| e.to_string())
+    )?;
+    Ok(record.visible()?)
+}
+
+/// Why pulled changes could not be applied. Each variant displays exactly as the error
+/// it wraps, so dead letters and logs read as they always did.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    Record(#[from] garasi_sync_protocol::record::RecordError),
+    #[error(transparent)]
+    Sql(#[from] rusqlite::Error),
+    /// The owning module refused the record, with its own error.
+    #[error(transparent)]
+    Refused(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl From<String> for ApplyError {
+    fn from(reason: String) -> Self {
+        ApplyError::Refused(reason.into())
+    }
+}
+
+impl From<&str> for ApplyError {
+    fn from(reason: &str) -> Self {
+        ApplyError::Refused(reason.into())
+    }
+}
+
+impl ApplyError {
+    /// The owning module's own refusal.
+    pub fn refused(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        ApplyError::Refused(Box::new(e))
+    }
 }
 
 /// Applies pulled changes of one record inside the sync transaction.
 pub type Applier =
-    Arc<dyn Fn(&Transaction<'_>, &str, &[Vec<u8>]) -> Result<(), String> + Send + Sync>;
+    Arc<dyn Fn(&Transaction<'_>, &str, &[Vec<u8>]) -> Result<(), ApplyError> + Send + Sync>;
 
 /// Record type -> the owning module's applier. Modules register at start.
 #[derive(Default)]

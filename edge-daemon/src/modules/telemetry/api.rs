@@ -138,7 +138,7 @@ async fn stream(
             match ev {
                 Ok(Event::TelemetryCommitted(batch)) => {
                     for u in batch.iter().filter(|u| wanted(&u.vehicle_id)) {
-                        let data = serde_json::json!({ "vehicle_id": u.vehicle_id, "sample": u, "status": live.view(&u.vehicle_id, now_ms())["status"] });
+                        let data = serde_json::json!({ "vehicle_id": u.vehicle_id, "sample": u, "status": live.view(&u.vehicle_id, now_ms()).status });
                         if yield_
                             .send(
                                 SseEvent::default()

@@ -14,29 +14,19 @@ const SCRIPT: &str = include_str!("board.js");
 
 use crate::util::esc;
 
-fn num(v: &serde_json::Value, key: &str) -> Option<f64> {
-    v.get("sample")?.get(key)?.as_f64()
-}
-
 fn row(v: &VehicleView) -> String {
     let live = v.live.clone().unwrap_or_default();
-    let status = live
-        .get("status")
-        .and_then(|s| s.as_str())
-        .unwrap_or("unknown");
-    let soc = num(&live, "soc_pct");
-    let speed = num(&live, "speed_kmh");
-    let charging = live
-        .get("sample")
-        .and_then(|s| s.get("charging"))
-        .and_then(|c| c.as_bool())
-        .unwrap_or(false);
-    let faults = live
-        .get("active_faults")
-        .and_then(|f| f.as_array())
-        .map(|a| a.len())
-        .unwrap_or(0);
-    let seen = live.get("last_seen_ms").and_then(|x| x.as_i64());
+    let status = if live.status.is_empty() {
+        "unknown"
+    } else {
+        live.status
+    };
+    let sample = live.sample.as_ref();
+    let soc = sample.and_then(|s| s.soc_pct);
+    let speed = sample.and_then(|s| s.speed_kmh);
+    let charging = sample.and_then(|s| s.charging).unwrap_or(false);
+    let faults = live.active_faults.len();
+    let seen = live.last_seen_ms;
     format!(
         concat!(
             "<tr data-vehicle=\"{id}\" data-last-seen=\"{seen}\">",

@@ -45,23 +45,8 @@ impl Reason {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct Sample {
-    pub vehicle_id: String,
-    pub ts_ms: i64,
-    pub received_ms: i64,
-    pub lat: Option<f64>,
-    pub lon: Option<f64>,
-    pub heading: Option<f64>,
-    pub speed_kmh: Option<f64>,
-    pub soc_pct: Option<f64>,
-    pub odometer_km: Option<f64>,
-    pub battery_temp_c: Option<f64>,
-    pub power_w: Option<f64>,
-    pub charging: Option<bool>,
-    /// Other VSS signals, as a JSON object text.
-    pub extra: Option<String>,
-}
+/// A validated sample: the edge's one sample type.
+pub type Sample = crate::bus::TelemetryUpdate;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Fault {

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::ingest::Fault;
 use crate::bus::TelemetryUpdate;
+use crate::modules::fleet::service::{ActiveFault, LiveView};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -28,14 +29,6 @@ impl Status {
             Status::Unknown => "unknown",
         }
     }
-}
-
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct ActiveFault {
-    pub spn: i64,
-    pub fmi: i64,
-    pub severity: Option<String>,
-    pub description: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -122,6 +115,7 @@ impl Live {
                     battery_temp_c: r.get(9)?,
                     power_w: r.get(10)?,
                     charging: r.get(11)?,
+                    extra: None,
                 }),
             };
             Ok((
@@ -210,17 +204,17 @@ impl Live {
     }
 
     /// JSON view used by the API and the board.
-    pub fn view(&self, id: &str, now_ms: i64) -> serde_json::Value {
+    pub fn view(&self, id: &str, now_ms: i64) -> LiveView {
         let v = self.get(id).unwrap_or_default();
         let status = self.status_of(&v, now_ms);
-        serde_json::json!({
-            "status": status,
-            "last_seen": v.last_seen_ms().map(crate::util::rfc3339),
-            "last_seen_ms": v.last_seen_ms(),
-            "sample": v.last,
-            "firmware": v.firmware,
-            "active_faults": v.faults,
-        })
+        LiveView {
+            status: status.as_str(),
+            last_seen: v.last_seen_ms().map(crate::util::rfc3339),
+            last_seen_ms: v.last_seen_ms(),
+            sample: v.last,
+            firmware: v.firmware,
+            active_faults: v.faults,
+        }
     }
 }
 
@@ -243,6 +237,7 @@ mod tests {
                 battery_temp_c: None,
                 power_w: None,
                 charging: None,
+                extra: None,
             }),
             ..Default::default()
         }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::live;
-use crate::modules::fleet::service::LiveState;
+use crate::modules::fleet::service::{LiveState, LiveView};
 use crate::util::now_ms;
 
 /// Telemetry's public API: the live view (fleet shows it next to each vehicle).
@@ -12,7 +12,7 @@ pub struct TelemetryApi {
 }
 
 impl LiveState for TelemetryApi {
-    fn live(&self, vehicle_id: &str) -> Option<serde_json::Value> {
+    fn live(&self, vehicle_id: &str) -> Option<LiveView> {
         Some(self.live.view(vehicle_id, now_ms()))
     }
 }

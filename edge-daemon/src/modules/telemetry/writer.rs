@@ -29,23 +29,6 @@ pub struct Writer {
     pub interval: Duration,
 }
 
-fn update_of(s: &Sample) -> TelemetryUpdate {
-    TelemetryUpdate {
-        vehicle_id: s.vehicle_id.clone(),
-        ts_ms: s.ts_ms,
-        received_ms: s.received_ms,
-        lat: s.lat,
-        lon: s.lon,
-        heading: s.heading,
-        speed_kmh: s.speed_kmh,
-        soc_pct: s.soc_pct,
-        odometer_km: s.odometer_km,
-        battery_temp_c: s.battery_temp_c,
-        power_w: s.power_w,
-        charging: s.charging,
-    }
-}
-
 fn stream_payload(s: &Sample) -> Vec<u8> {
     streams::TelemetrySampleV1 {
         vehicle_id: s.vehicle_id.clone(),
@@ -181,7 +164,12 @@ impl Writer {
                             s.ts_ms,
                             &stream_payload(s),
                         )?;
-                        c.updates.push(update_of(s));
+                        // The live view and the bus do not carry the extra signals (stored and
+                        // synced above), so memory per vehicle stays what it was.
+                        c.updates.push(TelemetryUpdate {
+                            extra: None,
+                            ..s.clone()
+                        });
                         let e = newest.entry(&s.vehicle_id).or_insert(s);
                         if s.ts_ms >= e.ts_ms {
                             *e = s;
