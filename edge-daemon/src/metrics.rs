@@ -28,8 +28,6 @@ pub struct Metrics {
     pub sync_unknown_record_changes_total: IntCounter,
     pub sync_dead_letters_total: IntCounterVec,
     pub auth_refusals_total: IntCounterVec,
-    pub dispatch_signons_total: IntCounterVec,
-    pub dispatch_events_total: IntCounterVec,
 }
 
 fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
@@ -64,8 +62,6 @@ impl Metrics {
             sync_unknown_record_changes_total: reg(&r, IntCounter::new("sync_unknown_record_changes_total", "Pulled changes of record types this build does not know (kept in sync_dead_letters)")?),
             sync_dead_letters_total: reg(&r, IntCounterVec::new(Opts::new("sync_dead_letters_total", "Pulled changes set aside in sync_dead_letters, by reason (refused, unknown_type)"), &["reason"])?),
             auth_refusals_total: reg(&r, IntCounterVec::new(Opts::new("auth_refusals_total", "Refused logins and sign-ons, by method (password, pin, badge) and reason"), &["method", "reason"])?),
-            dispatch_signons_total: reg(&r, IntCounterVec::new(Opts::new("dispatch_signons_total", "Driver sign-ons recorded, by method (badge, pin)"), &["method"])?),
-            dispatch_events_total: reg(&r, IntCounterVec::new(Opts::new("dispatch_events_total", "Dispatch events recorded, by kind (assign, pull_out, pull_in, swap, out_of_service)"), &["kind"])?),
             registry: r,
         })
     }

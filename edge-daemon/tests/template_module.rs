@@ -7,6 +7,7 @@
 use futures::FutureExt;
 use garasi_edge::config::Settings;
 use garasi_edge::modules::auth::service::{upsert_local, NewPerson};
+use garasi_edge::modules::framework::{CliContext, Module, StoreArgs};
 use garasi_edge::modules::template::TemplateModule;
 use garasi_edge::node::{self, Node};
 use garasi_edge::store::{DataDir, Store};
@@ -63,6 +64,20 @@ async fn template_module_runs_with_auth_attribution_and_limits() {
     if let Err(p) = checks {
         std::panic::resume_unwind(p);
     }
+
+    // Its own command, as `garasi-edge template list --data-dir DIR` parses it.
+    let command = TemplateModule.commands().remove(0);
+    let dir = tmp.path().to_string_lossy().into_owned();
+    let args = command.get_matches_from(["template", "list", "--data-dir", dir.as_str()]);
+    let open = |s: &StoreArgs| {
+        Ok(Store::open(&DataDir::new(
+            &s.data_dir,
+            s.key_file.as_deref(),
+        ))?)
+    };
+    TemplateModule
+        .run_command("template", &args, &CliContext { open: &open })
+        .unwrap();
 }
 
 async fn checks(base: String) {
@@ -190,4 +205,18 @@ async fn checks(base: String) {
         .unwrap();
     assert!(spec["paths"]["/api/v1/template/items/{id}"]["put"].is_object());
     assert!(spec["paths"]["/api/v1/vehicles"]["get"].is_object());
+
+    // Its own metric, registered at start: the two stored writes, not the refusals.
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("garasi_template_items_written_total 2"),
+        "{metrics}"
+    );
 }

@@ -8,14 +8,15 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::config::{Settings, EXIT_CONFIG};
-use crate::modules::{auth, dispatch, fleet};
+use crate::modules::framework::{CliContext, StoreArgs};
+use crate::modules::{dispatch, fleet};
 use crate::node::{self, Node};
 use crate::sim;
 use crate::store::{self, DataDir, Store};
 use anyhow::Context;
 
 mod demo;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use demo::{demo_dispatch, demo_fleet};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -56,16 +57,6 @@ enum Cmd {
         #[command(flatten)]
         settings: Settings,
     },
-    /// Manage device credentials.
-    Device {
-        #[command(subcommand)]
-        cmd: DeviceCmd,
-    },
-    /// Manage the vehicle registry.
-    Vehicle {
-        #[command(subcommand)]
-        cmd: VehicleCmd,
-    },
     /// Enrol this depot with the cloud (one-time token from the fleet admin); the
     /// credentials are stored in the encrypted database.
     Enroll {
@@ -83,109 +74,10 @@ enum Cmd {
         #[arg(long)]
         ca_file: Option<PathBuf>,
     },
-    /// Manage people at a depot that is not enrolled with a cloud (an enrolled depot
-    /// gets its people from the cloud).
-    Person {
-        #[command(subcommand)]
-        cmd: PersonCmd,
-    },
-    /// Dispatch data for a depot without a cloud.
-    Dispatch {
-        #[command(subcommand)]
-        cmd: DispatchCmd,
-    },
     /// Database maintenance.
     Db {
         #[command(subcommand)]
         cmd: DbCmd,
-    },
-}
-
-#[derive(Subcommand)]
-enum PersonCmd {
-    /// Add or update a person. Secrets come from the environment, never the command line.
-    Add {
-        #[arg(long, env = "GARASI_DATA_DIR")]
-        data_dir: PathBuf,
-        #[arg(long, env = "GARASI_DB_KEY_FILE")]
-        key_file: Option<PathBuf>,
-        #[arg(long)]
-        id: String,
-        #[arg(long)]
-        name: String,
-        /// Comma-separated: dispatcher, driver, mechanic, depot_manager.
-        #[arg(long, value_delimiter = ',')]
-        roles: Vec<String>,
-        /// Badge number (barcode or RFID UID).
-        #[arg(long)]
-        badge: Option<String>,
-        /// Password (dispatchers, managers), at least 10 characters.
-        #[arg(
-            long = "password-from-env",
-            env = "GARASI_PERSON_PASSWORD",
-            hide_env_values = true
-        )]
-        password: Option<String>,
-        /// PIN (drivers), 4-8 digits.
-        #[arg(
-            long = "pin-from-env",
-            env = "GARASI_PERSON_PIN",
-            hide_env_values = true
-        )]
-        pin: Option<String>,
-    },
-}
-
-#[derive(Subcommand)]
-enum DispatchCmd {
-    /// Import blocks from a JSON file (an array of blocks, see README "Dispatch").
-    ImportBlocks {
-        #[arg(long, env = "GARASI_DATA_DIR")]
-        data_dir: PathBuf,
-        #[arg(long, env = "GARASI_DB_KEY_FILE")]
-        key_file: Option<PathBuf>,
-        #[arg(long)]
-        file: PathBuf,
-    },
-}
-
-#[derive(Subcommand)]
-enum DeviceCmd {
-    /// Add a device; prints its generated MQTT password once.
-    Add {
-        #[arg(long, env = "GARASI_DATA_DIR")]
-        data_dir: PathBuf,
-        #[arg(long, env = "GARASI_DB_KEY_FILE")]
-        key_file: Option<PathBuf>,
-        #[arg(long)]
-        id: String,
-        #[arg(long, default_value = "vehicle")]
-        kind: String,
-    },
-}
-
-#[derive(Subcommand)]
-enum VehicleCmd {
-    /// Add or update a vehicle.
-    Add {
-        #[arg(long, env = "GARASI_DATA_DIR")]
-        data_dir: PathBuf,
-        #[arg(long, env = "GARASI_DB_KEY_FILE")]
-        key_file: Option<PathBuf>,
-        #[arg(long)]
-        id: String,
-        #[arg(long)]
-        label: Option<String>,
-        #[arg(long)]
-        plate: Option<String>,
-        #[arg(long)]
-        battery_kwh: f64,
-        /// Energy use in kWh per km (dispatch's default when not given).
-        #[arg(long)]
-        kwh_per_km: Option<f64>,
-        /// Vehicle type a block may require, e.g. 12m.
-        #[arg(long)]
-        vehicle_type: Option<String>,
     },
 }
 
@@ -215,8 +107,30 @@ fn init_logging() {
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Modules add their own subcommands (e.g. `dispatch`, `person`); the node's own are
+    // the `Cmd` enum.
+    let modules = node::all_modules();
+    let mut command = Cli::command();
+    for m in &modules {
+        for c in m.commands() {
+            command = command.subcommand(c);
+        }
+    }
+    let matches = command.get_matches();
     init_logging();
+    if let Some((name, args)) = matches.subcommand() {
+        let owner = modules
+            .iter()
+            .find(|m| m.commands().iter().any(|c| c.get_name() == name));
+        if let Some(m) = owner {
+            let open = |s: &StoreArgs| open_migrated(&s.data_dir, s.key_file.as_deref());
+            return exit_code(m.run_command(name, args, &CliContext { open: &open }));
+        }
+    }
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let result = match cli.cmd {
         Cmd::Init { data_dir, key_file } => cmd_init(&data_dir, key_file.as_deref()),
         Cmd::Run { data_dir, settings } => return cmd_run(&data_dir, &settings, None),
@@ -226,39 +140,6 @@ pub fn main() -> ExitCode {
             rate_hz,
             settings,
         } => return cmd_run(&data_dir, &settings, Some((buses, rate_hz))),
-        Cmd::Device {
-            cmd:
-                DeviceCmd::Add {
-                    data_dir,
-                    key_file,
-                    id,
-                    kind,
-                },
-        } => cmd_device_add(&data_dir, key_file.as_deref(), &id, &kind),
-        Cmd::Vehicle {
-            cmd:
-                VehicleCmd::Add {
-                    data_dir,
-                    key_file,
-                    id,
-                    label,
-                    plate,
-                    battery_kwh,
-                    kwh_per_km,
-                    vehicle_type,
-                },
-        } => cmd_vehicle_add(
-            &data_dir,
-            key_file.as_deref(),
-            fleet::service::Vehicle {
-                label: label.unwrap_or_else(|| id.clone()),
-                id,
-                plate,
-                battery_kwh,
-                kwh_per_km,
-                vehicle_type,
-            },
-        ),
         Cmd::Enroll {
             data_dir,
             key_file,
@@ -272,58 +153,6 @@ pub fn main() -> ExitCode {
             &token,
             ca_file.as_deref(),
         ),
-        Cmd::Person {
-            cmd:
-                PersonCmd::Add {
-                    data_dir,
-                    key_file,
-                    id,
-                    name,
-                    roles,
-                    badge,
-                    password,
-                    pin,
-                },
-        } => open_migrated(&data_dir, key_file.as_deref()).and_then(|store| {
-            auth::service::upsert_local(
-                &store,
-                &auth::service::NewPerson {
-                    id: &id,
-                    name: &name,
-                    roles: &roles,
-                    password: password.as_deref(),
-                    pin: pin.as_deref(),
-                    badge: badge.as_deref(),
-                },
-            )
-            .map_err(anyhow::Error::msg)?;
-            println!("person {id} saved");
-            Ok(())
-        }),
-        Cmd::Dispatch {
-            cmd:
-                DispatchCmd::ImportBlocks {
-                    data_dir,
-                    key_file,
-                    file,
-                },
-        } => (|| {
-            let store = open_migrated(&data_dir, key_file.as_deref())?;
-            let text = std::fs::read_to_string(&file)
-                .with_context(|| format!("reading {}", file.display()))?;
-            let blocks: Vec<dispatch::service::LocalBlock> = serde_json::from_str(&text)
-                .with_context(|| format!("{} is not a JSON array of blocks", file.display()))?;
-            for b in &blocks {
-                anyhow::ensure!(
-                    auth::service::valid_id(&b.id) && b.service_date.parse::<jiff::civil::Date>().is_ok(),
-                    "block {:?}: id must be 1-64 letters, digits, '-' or '_' and service_date YYYY-MM-DD",
-                    b.id
-                );
-            }
-            let n = dispatch::service::import_local_blocks(&store, &blocks)?;
-            println!("{n} blocks imported");
-            Ok(())
-        })(),
         Cmd::Db {
             cmd: DbCmd::Rekey { data_dir, key_file },
         } => DataDir::new(&data_dir, key_file.as_deref())
@@ -331,6 +160,10 @@ pub fn main() -> ExitCode {
             .map(|()| println!("database re-encrypted; the new key is in the key file"))
             .map_err(Into::into),
     };
+    exit_code(result)
+}
+
+fn exit_code(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -383,24 +216,6 @@ fn cmd_enroll(
         ))
         .map_err(anyhow::Error::msg)?;
     println!("enrolled as depot {depot}; the node syncs with the cloud from its next start");
-    Ok(())
-}
-
-fn cmd_device_add(dir: &Path, key_file: Option<&Path>, id: &str, kind: &str) -> anyhow::Result<()> {
-    let store = open_migrated(dir, key_file)?;
-    let password = auth::service::add_device(&store, id, kind)?;
-    println!("device {id} added. MQTT username: {id}\nMQTT password (shown once, store it in the device now): {password}");
-    Ok(())
-}
-
-fn cmd_vehicle_add(
-    dir: &Path,
-    key_file: Option<&Path>,
-    v: fleet::service::Vehicle,
-) -> anyhow::Result<()> {
-    let store = open_migrated(dir, key_file)?;
-    fleet::service::upsert_vehicle(&store, &v)?;
-    println!("vehicle {} saved", v.id);
     Ok(())
 }
 

@@ -38,6 +38,35 @@ pub trait Module: Send + Sync + 'static {
     fn openapi(&self) -> Option<&'static str> {
         None
     }
+    /// The module's own top-level subcommands of `garasi-edge` (e.g. `dispatch ...`),
+    /// added to the command line by `cli` so a new module never edits it.
+    fn commands(&self) -> Vec<clap::Command> {
+        Vec::new()
+    }
+    /// Runs the subcommand `name` (one of [`Module::commands`]) with its arguments.
+    fn run_command(
+        &self,
+        name: &str,
+        _args: &clap::ArgMatches,
+        _ctx: &CliContext<'_>,
+    ) -> anyhow::Result<()> {
+        anyhow::bail!("module {} has no command {name}", self.name())
+    }
+}
+
+/// Where a module command's store is: the same flags and environment as every command.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StoreArgs {
+    #[arg(long, env = "GARASI_DATA_DIR")]
+    pub data_dir: std::path::PathBuf,
+    #[arg(long, env = "GARASI_DB_KEY_FILE")]
+    pub key_file: Option<std::path::PathBuf>,
+}
+
+/// What the command line gives a module command.
+pub struct CliContext<'a> {
+    /// Opens the store with every module's schema up to date.
+    pub open: &'a dyn Fn(&StoreArgs) -> anyhow::Result<Store>,
 }
 
 /// What a started module hands back to the node.

@@ -74,6 +74,14 @@ fn refusal(name: &str, routes: &[String]) -> Option<String> {
     if ["template", "framework", "mod", "target", "node_modules"].contains(&name) {
         return Some("the name is taken by the project's own files".into());
     }
+    // The module's command is `garasi-edge NAME`: the node's own commands are taken.
+    if [
+        "init", "run", "demo", "enroll", "db", "device", "person", "vehicle", "help",
+    ]
+    .contains(&name)
+    {
+        return Some(format!("`garasi-edge {name}` is already a command"));
+    }
     if name.starts_with("sqlite") {
         return Some("SQLite reserves table names starting with sqlite".into());
     }
@@ -187,6 +195,8 @@ mod tests {
             "/api/v1/vehicles".to_string(),
         ];
         for bad in [
+            "run",
+            "person",
             "fn",
             "async",
             "loop",

@@ -4,6 +4,7 @@
 //! person is (password, PIN, badge) and who is signed in.
 
 pub mod api;
+mod cli;
 mod devices;
 mod people;
 mod people_store;
@@ -12,7 +13,7 @@ mod store;
 
 use std::sync::Arc;
 
-use crate::modules::framework::{Module, ModuleContext, ModuleError, Started};
+use crate::modules::framework::{CliContext, Module, ModuleContext, ModuleError, Started};
 use crate::modules::sync::service::Appliers;
 use crate::store::migrate::Migration;
 use devices::{apply_master_device, DeviceAuth, DEVICE_RECORD};
@@ -30,6 +31,17 @@ impl Module for AuthModule {
     }
     fn depends_on(&self) -> &'static [&'static str] {
         &["sync"]
+    }
+    fn commands(&self) -> Vec<clap::Command> {
+        cli::commands()
+    }
+    fn run_command(
+        &self,
+        name: &str,
+        args: &clap::ArgMatches,
+        ctx: &CliContext<'_>,
+    ) -> anyhow::Result<()> {
+        cli::run(name, args, ctx)
     }
     fn start(&self, ctx: &ModuleContext) -> Result<Started, ModuleError> {
         ctx.services

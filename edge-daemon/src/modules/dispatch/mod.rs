@@ -17,7 +17,9 @@ pub mod plan;
 mod store;
 
 mod api;
+mod cli;
 pub mod config;
+mod metrics;
 pub mod service;
 mod watch;
 
@@ -27,10 +29,11 @@ use garasi_sync_protocol::actor::{new_actor, Side};
 
 use crate::modules::auth::service::People;
 use crate::modules::fleet::service::FleetApi;
-use crate::modules::framework::{Module, ModuleContext, ModuleError, Started};
+use crate::modules::framework::{CliContext, Module, ModuleContext, ModuleError, Started};
 use crate::modules::sync::service::Appliers;
 use crate::store::migrate::Migration;
 use config::DispatchConfig;
+use metrics::DispatchMetrics;
 use service::{
     Dispatch, ASSIGNMENT_RECORD, BLOCK_RECORD, EVENT_RECORD, SHAPE_RECORD, SIGNON_RECORD,
     STOP_RECORD,
@@ -48,6 +51,17 @@ impl Module for DispatchModule {
     fn migrations(&self) -> &'static [Migration] {
         store::MIGRATIONS
     }
+    fn commands(&self) -> Vec<clap::Command> {
+        cli::commands()
+    }
+    fn run_command(
+        &self,
+        _name: &str,
+        args: &clap::ArgMatches,
+        ctx: &CliContext<'_>,
+    ) -> anyhow::Result<()> {
+        cli::run(args, ctx)
+    }
     fn start(&self, ctx: &ModuleContext) -> Result<Started, ModuleError> {
         let cfg: &DispatchConfig = &ctx.config.dispatch;
         let tz = match &cfg.timezone {
@@ -60,7 +74,8 @@ impl Module for DispatchModule {
             Arc::new(Dispatch {
                 store: ctx.store.clone(),
                 bus: ctx.bus.clone(),
-                metrics: ctx.metrics.clone(),
+                metrics: DispatchMetrics::register(&ctx.metrics.registry)
+                    .map_err(|e| ModuleError::start("dispatch", e))?,
                 services: ctx.services.clone(),
                 people: ctx.services.get::<People>().ok_or_else(|| {
                     ModuleError::start("dispatch", "the auth module is not running")

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use garasi_sync_protocol::actor::ActorId;
 use garasi_sync_protocol::record::FieldValue;
 
+use super::metrics::DispatchMetrics;
 use super::plan::{self, Assignment, Params, VehicleState};
 use super::{events, store};
 use crate::bus::Bus;
 use crate::http::ApiError;
-use crate::metrics::Metrics;
 use crate::modules::auth::service::{People, Person, Refusal};
 use crate::modules::fleet::service::{FleetApi, LiveStateSource};
 use crate::modules::framework::Services;
@@ -35,7 +35,7 @@ pub(super) const PLANNERS: &[&str] = &["dispatcher", "depot_manager"];
 pub struct Dispatch {
     pub(super) store: Store,
     pub(super) bus: Bus,
-    pub(super) metrics: Arc<Metrics>,
+    pub(super) metrics: DispatchMetrics,
     pub(super) services: Services,
     /// Dependencies, looked up once at start.
     pub(super) people: Arc<People>,
@@ -208,7 +208,7 @@ impl Dispatch {
             .await
             .map_err(ApiError::internal)?;
         self.metrics
-            .dispatch_signons_total
+            .signons_total
             .with_label_values(&[method])
             .inc();
         tracing::info!(person = %person.id, method, "driver signed on");
@@ -226,10 +226,7 @@ impl Dispatch {
     }
 
     pub(super) fn count_event(&self, kind: &str) {
-        self.metrics
-            .dispatch_events_total
-            .with_label_values(&[kind])
-            .inc();
+        self.metrics.events_total.with_label_values(&[kind]).inc();
     }
 
     /// A vehicle left (`out == true`) or entered the depot geofence at `ts_ms`.

@@ -4,6 +4,7 @@
 //! by whichever module registers a [`LiveStateSource`] (telemetry does).
 
 pub mod api;
+mod cli;
 pub mod service;
 mod status;
 mod store;
@@ -11,7 +12,7 @@ mod watch;
 
 use std::sync::Arc;
 
-use crate::modules::framework::{Module, ModuleContext, ModuleError, Started};
+use crate::modules::framework::{CliContext, Module, ModuleContext, ModuleError, Started};
 use crate::modules::sync::service::{Appliers, ApplyError};
 use crate::store::migrate::Migration;
 use service::{FleetApi, STATUS_RECORD, VEHICLE_RECORD};
@@ -28,6 +29,17 @@ impl Module for FleetModule {
     }
     fn migrations(&self) -> &'static [Migration] {
         store::MIGRATIONS
+    }
+    fn commands(&self) -> Vec<clap::Command> {
+        cli::commands()
+    }
+    fn run_command(
+        &self,
+        _name: &str,
+        args: &clap::ArgMatches,
+        ctx: &CliContext<'_>,
+    ) -> anyhow::Result<()> {
+        cli::run(args, ctx)
     }
     fn start(&self, ctx: &ModuleContext) -> Result<Started, ModuleError> {
         let api = Arc::new(FleetApi::new(ctx.store.clone(), ctx.bus.clone())?);

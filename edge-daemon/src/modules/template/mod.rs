@@ -1,9 +1,11 @@
 //! template module: the module every new one is copied from (`cargo xtask new-module
 //! NAME`). It is compiled and tested with the rest, so the copy starts from code that
 //! builds and passes: a table, a typed service, a write route attributed to the
-//! signed-in person, a read route, a page and a bus reaction.
+//! signed-in person, a read route, a page, a bus reaction, its own metric and command.
 
 pub mod api;
+mod cli;
+mod metrics;
 mod pages;
 pub mod service;
 mod store;
@@ -12,8 +14,9 @@ mod watch;
 use std::sync::Arc;
 
 use crate::modules::auth::service::People;
-use crate::modules::framework::{Module, ModuleContext, ModuleError, Started};
+use crate::modules::framework::{CliContext, Module, ModuleContext, ModuleError, Started};
 use crate::store::migrate::Migration;
+use metrics::TemplateMetrics;
 use service::TemplateApi;
 
 pub struct TemplateModule;
@@ -31,13 +34,26 @@ impl Module for TemplateModule {
     fn openapi(&self) -> Option<&'static str> {
         Some(include_str!("openapi.json"))
     }
+    fn commands(&self) -> Vec<clap::Command> {
+        cli::commands()
+    }
+    fn run_command(
+        &self,
+        _name: &str,
+        args: &clap::ArgMatches,
+        ctx: &CliContext<'_>,
+    ) -> anyhow::Result<()> {
+        cli::run(args, ctx)
+    }
     fn start(&self, ctx: &ModuleContext) -> Result<Started, ModuleError> {
         // Dependencies are looked up once, here, never per request.
         let people = ctx
             .services
             .get::<People>()
             .ok_or_else(|| ModuleError::start("template", "the auth module is not running"))?;
-        let api = Arc::new(TemplateApi::new(ctx.store.clone()));
+        let metrics = TemplateMetrics::register(&ctx.metrics.registry)
+            .map_err(|e| ModuleError::start("template", e))?;
+        let api = Arc::new(TemplateApi::new(ctx.store.clone(), metrics));
         ctx.services.provide(api.clone());
         ctx.tracker.spawn(watch::watch(
             api.clone(),

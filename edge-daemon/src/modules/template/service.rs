@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::metrics::TemplateMetrics;
 use super::store;
 use crate::store::{Store, StoreCallError};
 
@@ -28,11 +29,12 @@ pub enum TemplateError {
 
 pub struct TemplateApi {
     store: Store,
+    metrics: TemplateMetrics,
 }
 
 impl TemplateApi {
-    pub(super) fn new(store: Store) -> Self {
-        TemplateApi { store }
+    pub(super) fn new(store: Store, metrics: TemplateMetrics) -> Self {
+        TemplateApi { store, metrics }
     }
 
     pub async fn list(&self) -> Result<Vec<Item>, TemplateError> {
@@ -59,6 +61,7 @@ impl TemplateApi {
         };
         let it = item.clone();
         self.store.write(move |c| store::put(c, &it)).await?;
+        self.metrics.items_written_total.inc();
         Ok(item)
     }
 }
