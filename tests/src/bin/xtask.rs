@@ -55,7 +55,7 @@ const KEYWORDS: &[&str] = &[
 /// Why `name` cannot be a module, if it cannot. `routes` are the edge's route literals:
 /// the module's page is `/NAME`, so a name an existing route starts with would make axum
 /// refuse the router at start.
-fn refusal(name: &str, routes: &[String]) -> Option<String> {
+fn refusal(name: &str, routes: &[String], deps: &[String]) -> Option<String> {
     let shape = name.chars().next().is_some_and(|f| f.is_ascii_lowercase())
         && name.len() <= 32
         && name
@@ -71,8 +71,24 @@ fn refusal(name: &str, routes: &[String]) -> Option<String> {
     if KEYWORDS.contains(&name) {
         return Some("it is a Rust keyword".into());
     }
-    if ["template", "framework", "mod", "target", "node_modules"].contains(&name) {
+    if [
+        "template",
+        "framework",
+        "mod",
+        "modules",
+        "all",
+        "target",
+        "node_modules",
+    ]
+    .contains(&name)
+    {
         return Some("the name is taken by the project's own files".into());
+    }
+    // A module named like a crate (`std`, `tokio`, ...) would shadow it in `use` paths.
+    if ["std", "core", "alloc", "proc_macro", "test"].contains(&name)
+        || deps.iter().any(|d| d == name)
+    {
+        return Some("it is the name of a crate the edge uses".into());
     }
     // The module's command is `garasi-edge NAME`: the node's own commands are taken.
     if [
@@ -96,6 +112,22 @@ fn refusal(name: &str, routes: &[String]) -> Option<String> {
         return Some(format!("the edge already serves {r}"));
     }
     None
+}
+
+/// The dependency names of a Cargo manifest, as Rust paths (`-` becomes `_`).
+fn dependencies(manifest: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut in_deps = false;
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_deps = line.ends_with("dependencies]");
+        } else if in_deps {
+            if let Some((key, _)) = line.split_once('=') {
+                out.push(key.trim().split('.').next().unwrap_or("").replace('-', "_"));
+            }
+        }
+    }
+    out
 }
 
 /// Every `.route("...")` literal under `dir`.
@@ -144,7 +176,8 @@ fn new_module(root: &Path, name: &str) -> Result<PathBuf, String> {
     let modules = root.join("edge-daemon/src/modules");
     let mut routes = Vec::new();
     route_literals(&root.join("edge-daemon/src"), &mut routes).map_err(|e| e.to_string())?;
-    if let Some(why) = refusal(name, &routes) {
+    let manifest = std::fs::read_to_string(root.join("edge-daemon/Cargo.toml")).unwrap_or_default();
+    if let Some(why) = refusal(name, &routes, &dependencies(&manifest)) {
         return Err(format!("{name:?} cannot name a module: {why}"));
     }
     let dir = modules.join(name);
@@ -154,11 +187,25 @@ fn new_module(root: &Path, name: &str) -> Result<PathBuf, String> {
     let registry = modules.join("mod.rs");
     let text =
         std::fs::read_to_string(&registry).map_err(|e| format!("{}: {e}", registry.display()))?;
-    // Registration: the `pub mod NAME;` rustfmt needs, after the last module declaration,
-    // and the entry at the end of `all()`.
-    let decl = text
-        .rfind("\npub mod ")
-        .and_then(|i| text[i + 1..].find('\n').map(|j| i + 1 + j))
+    // Registration: the `pub mod NAME;` rustfmt needs, in its sorted place among the
+    // module declarations (rustfmt sorts them), and the entry at the end of `all()`.
+    let block = text
+        .find("// Registration")
+        .ok_or("modules/mod.rs has no `// Registration` block")?;
+    // Positions of the newline before each `pub mod` line of the block.
+    let decls: Vec<usize> = text[block..]
+        .match_indices("\npub mod ")
+        .map(|(i, _)| block + i)
+        .collect();
+    let decl = decls
+        .iter()
+        .copied()
+        .find(|&i| text[i + 9..].split(';').next().is_some_and(|m| m > name))
+        .or_else(|| {
+            decls
+                .last()
+                .and_then(|&i| text[i + 1..].find('\n').map(|j| i + 1 + j))
+        })
         .ok_or("modules/mod.rs declares no module")?;
     let list = text
         .find("\n    ]\n}")
@@ -180,6 +227,15 @@ fn new_module(root: &Path, name: &str) -> Result<PathBuf, String> {
     }
     std::fs::rename(&staging, &dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     std::fs::write(&registry, updated).map_err(|e| format!("{}: {e}", registry.display()))?;
+    // The renamed copy may have longer lines than the template: format it as CI checks it.
+    let formatted = std::process::Command::new("rustfmt")
+        .args(["--edition", "2021"])
+        .arg(dir.join("mod.rs"))
+        .arg(&registry)
+        .status();
+    if !formatted.is_ok_and(|s| s.success()) {
+        eprintln!("note: rustfmt did not run; run `cargo fmt --all` before committing");
+    }
     Ok(dir)
 }
 
@@ -194,9 +250,16 @@ mod tests {
             "/tablet/card".to_string(),
             "/api/v1/vehicles".to_string(),
         ];
+        let deps = dependencies("[package]\nname = \"x\"\n[dependencies]\ntokio.workspace = true\nserde = \"1\"\ntokio-util = { workspace = true }\n[dev-dependencies]\ntempfile = \"3\"\n");
+        assert_eq!(deps, ["tokio", "serde", "tokio_util", "tempfile"]);
         for bad in [
             "run",
             "person",
+            "std",
+            "tokio",
+            "tokio_util",
+            "all",
+            "modules",
             "fn",
             "async",
             "loop",
@@ -213,10 +276,10 @@ mod tests {
             "vehicles",
             &"a".repeat(33),
         ] {
-            assert!(refusal(bad, &routes).is_some(), "{bad:?} accepted");
+            assert!(refusal(bad, &routes, &deps).is_some(), "{bad:?} accepted");
         }
         for good in ["parts", "charging", "passenger_info", "incidents2"] {
-            assert_eq!(refusal(good, &routes), None, "{good:?} refused");
+            assert_eq!(refusal(good, &routes, &deps), None, "{good:?} refused");
         }
     }
 }

@@ -58,12 +58,14 @@ pub(super) fn commands() -> Vec<Command> {
         DeviceCmd::augment_subcommands(
             Command::new("device")
                 .about("Manage device credentials")
-                .subcommand_required(true),
+                .subcommand_required(true)
+            .arg_required_else_help(true),
         ),
         PersonCmd::augment_subcommands(
             Command::new("person")
                 .about("Manage people at a depot that is not enrolled with a cloud (an enrolled depot gets its people from the cloud)")
-                .subcommand_required(true),
+                .subcommand_required(true)
+            .arg_required_else_help(true),
         ),
     ]
 }

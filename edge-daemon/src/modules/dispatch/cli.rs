@@ -25,7 +25,8 @@ pub(super) fn commands() -> Vec<Command> {
     vec![DispatchCmd::augment_subcommands(
         Command::new("dispatch")
             .about("Dispatch data for a depot without a cloud")
-            .subcommand_required(true),
+            .subcommand_required(true)
+            .arg_required_else_help(true),
     )]
 }
 

@@ -90,7 +90,7 @@ pub(crate) fn resolve(c: &mut Collect, s: &Settings, f: &FileDispatch) -> Dispat
             "dispatch reserve {reserve_pct}% is out of range: use 0 to 50"
         ));
     }
-    if !(default_kwh_per_km > 0.0 && default_kwh_per_km < 20.0) {
+    if !garasi_sync_protocol::records::vehicle::valid_kwh_per_km(default_kwh_per_km) {
         c.0.push(format!(
             "dispatch default kWh/km {default_kwh_per_km} is out of range: use 0 to 20"
         ));

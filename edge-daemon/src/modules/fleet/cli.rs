@@ -33,7 +33,8 @@ pub(super) fn commands() -> Vec<Command> {
     vec![VehicleCmd::augment_subcommands(
         Command::new("vehicle")
             .about("Manage the vehicle registry")
-            .subcommand_required(true),
+            .subcommand_required(true)
+            .arg_required_else_help(true),
     )]
 }
 

@@ -73,8 +73,9 @@ pub trait LiveState: Send + Sync {
     fn live(&self, vehicle_id: &str) -> Option<LiveView>;
 }
 
-/// A vehicle's latest state as the live-state provider knows it. Serialised as the
-/// `live` object of `/api/v1/vehicles` (field order kept as the API always had it).
+/// A vehicle's latest state as the live-state provider knows it; the `live` object of
+/// `/api/v1/vehicles[/{id}]`, always serialised through a `serde_json::Value` (see
+/// `VehicleView`) so its key order is what the API always gave.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct LiveView {
     /// `online`, `stale`, `offline` or `unknown`.
@@ -287,7 +288,16 @@ impl FleetApi {
 pub struct VehicleView {
     #[serde(flatten)]
     pub vehicle: Vehicle,
+    /// Through a JSON value, as when the live view was built with `json!`: without
+    /// serde_json's `preserve_order` (production builds) its keys come out sorted.
+    #[serde(serialize_with = "as_json_value")]
     pub live: Option<LiveView>,
+}
+
+fn as_json_value<S: serde::Serializer>(live: &Option<LiveView>, s: S) -> Result<S::Ok, S::Error> {
+    serde_json::to_value(live)
+        .map_err(serde::ser::Error::custom)?
+        .serialize(s)
 }
 
 pub fn with_live(services: &Services, vehicles: Vec<Vehicle>) -> Vec<VehicleView> {

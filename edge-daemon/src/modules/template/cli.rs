@@ -19,7 +19,8 @@ pub(super) fn commands() -> Vec<Command> {
     vec![TemplateCmd::augment_subcommands(
         Command::new("template")
             .about("The template module's items")
-            .subcommand_required(true),
+            .subcommand_required(true)
+            .arg_required_else_help(true),
     )]
 }
 
