@@ -1,6 +1,7 @@
 //! Node configuration: flags over `GARASI_*` environment variables over a TOML file over
 //! defaults. Parsing has no side effects and reports every problem at once.
 
+use std::collections::BTreeMap;
 use std::fmt::Display;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -24,6 +25,8 @@ pub struct Config {
     pub mqtt5_listen: SocketAddr,
     pub tls: Option<TlsConfig>,
     pub disabled_modules: Vec<String>,
+    /// `[modules.NAME]` sections, already checked by their modules (`Config::module`).
+    pub module_sections: BTreeMap<String, toml::Table>,
     pub shutdown_grace_secs: u64,
     /// How often the sync worker pushes and pulls while the link is up.
     pub sync_interval_ms: u64,
@@ -186,10 +189,43 @@ struct FileMqtt {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct FileModules {
     #[serde(default)]
     disabled: Vec<String>,
+    /// `[modules.NAME]`: a module's own settings, checked by that module
+    /// (`Module::check_config`). Any other key is refused: it must be a table, and its
+    /// name a module of this build.
+    #[serde(flatten)]
+    sections: BTreeMap<String, toml::Table>,
+}
+
+/// Each `[modules.NAME]` section goes to its module's check; a section for no module
+/// of this build is an error (a typo must never silently keep defaults).
+fn check_module_sections(c: &mut Collect, sections: &BTreeMap<String, toml::Table>) {
+    let modules = crate::modules::all();
+    for (name, table) in sections {
+        match modules.iter().find(|m| m.name() == name) {
+            Some(m) => c.0.extend(
+                m.check_config(table)
+                    .into_iter()
+                    .map(|e| format!("[modules.{name}]: {e}")),
+            ),
+            None => {
+                let known: Vec<&str> = modules.iter().map(|m| m.name()).collect();
+                c.0.push(format!(
+                    "[modules.{name}]: no module {name:?} in this build: known modules are {}",
+                    known.join(", ")
+                ));
+            }
+        }
+    }
+}
+
+impl Config {
+    /// A module's own `[modules.NAME]` section (empty when the file has none).
+    pub fn module(&self, name: &str) -> toml::Table {
+        self.module_sections.get(name).cloned().unwrap_or_default()
+    }
 }
 
 /// All configuration problems found, one per line.
@@ -355,6 +391,8 @@ impl Settings {
             );
         }
         let dispatch = crate::modules::dispatch::config::resolve(&mut c, self, &file.dispatch);
+        let module_sections = file.modules.sections.clone();
+        check_module_sections(&mut c, &module_sections);
         let mut disabled_modules = file.modules.disabled.clone();
         disabled_modules.extend(
             self.disable_module
@@ -378,6 +416,7 @@ impl Settings {
                 mqtt5_listen,
                 tls,
                 disabled_modules,
+                module_sections,
                 shutdown_grace_secs,
                 sync_interval_ms,
                 sync_outbox_quota_mb,
@@ -443,5 +482,35 @@ mod tests {
         ] {
             assert!(text.contains(needle), "missing {needle} in {text}");
         }
+    }
+
+    #[test]
+    fn module_sections_are_checked_by_their_modules() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(
+            &f,
+            "[modules]\ndisabled = []\n[modules.nosuch]\nx = 1\n[modules.dispatch]\ngeofence = \"1,2,3\"\n",
+        )
+        .unwrap();
+        let s = Settings {
+            config: Some(f.clone()),
+            ..Default::default()
+        };
+        let text = s.resolve(dir.path()).unwrap_err().to_string();
+        assert!(
+            text.contains("[modules.nosuch]: no module \"nosuch\""),
+            "{text}"
+        );
+        // dispatch takes its settings from [dispatch], not [modules.dispatch].
+        assert!(
+            text.contains("[modules.dispatch]: module dispatch takes no settings here"),
+            "{text}"
+        );
+        // A key under [modules] that is not a table is refused too.
+        std::fs::write(&f, "[modules]\ndisbled = [\"x\"]\n").unwrap();
+        assert!(s.resolve(dir.path()).is_err());
+        std::fs::write(&f, "[modules]\ndisabled = []\n").unwrap();
+        assert!(s.resolve(dir.path()).is_ok());
     }
 }

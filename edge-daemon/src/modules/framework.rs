@@ -38,6 +38,16 @@ pub trait Module: Send + Sync + 'static {
     fn openapi(&self) -> Option<&'static str> {
         None
     }
+    /// Checks the module's `[modules.NAME]` section of the config file; each problem is
+    /// one message saying what to write instead (all are reported at once, exit 64). A
+    /// module that takes no settings refuses any, so a typo never keeps a default.
+    fn check_config(&self, section: &toml::Table) -> Vec<String> {
+        section
+            .keys()
+            .take(1)
+            .map(|_| format!("module {} takes no settings here", self.name()))
+            .collect()
+    }
     /// The module's own top-level subcommands of `garasi-edge` (e.g. `dispatch ...`),
     /// added to the command line by `cli` so a new module never edits it.
     fn commands(&self) -> Vec<clap::Command> {

@@ -1,10 +1,12 @@
 //! template module: the module every new one is copied from (`cargo xtask new-module
 //! NAME`). It is compiled and tested with the rest, so the copy starts from code that
 //! builds and passes: a table, a typed service, a write route attributed to the
-//! signed-in person, a read route, a page, a bus reaction, its own metric and command.
+//! signed-in person, a read route, a page, a bus reaction, its own metric, command and
+//! settings (`[modules.template]`).
 
 pub mod api;
 mod cli;
+pub mod config;
 mod metrics;
 mod pages;
 pub mod service;
@@ -34,6 +36,9 @@ impl Module for TemplateModule {
     fn openapi(&self) -> Option<&'static str> {
         Some(include_str!("openapi.json"))
     }
+    fn check_config(&self, section: &toml::Table) -> Vec<String> {
+        config::parse(section).err().unwrap_or_default()
+    }
     fn commands(&self) -> Vec<clap::Command> {
         cli::commands()
     }
@@ -53,7 +58,10 @@ impl Module for TemplateModule {
             .ok_or_else(|| ModuleError::start("template", "the auth module is not running"))?;
         let metrics = TemplateMetrics::register(&ctx.metrics.registry)
             .map_err(|e| ModuleError::start("template", e))?;
-        let api = Arc::new(TemplateApi::new(ctx.store.clone(), metrics));
+        // Checked when the configuration was read; parsed again here to get the values.
+        let cfg = config::parse(&ctx.config.module(self.name()))
+            .map_err(|e| ModuleError::start("template", e.join("; ")))?;
+        let api = Arc::new(TemplateApi::new(ctx.store.clone(), metrics, cfg));
         ctx.services.provide(api.clone());
         ctx.tracker.spawn(watch::watch(
             api.clone(),

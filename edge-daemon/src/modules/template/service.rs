@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::config::TemplateConfig;
 use super::metrics::TemplateMetrics;
 use super::store;
 use crate::store::{Store, StoreCallError};
@@ -21,8 +22,8 @@ pub struct Item {
 pub enum TemplateError {
     #[error("item id {0:?} is invalid: use 1-64 letters, digits, '-' or '_'")]
     BadId(String),
-    #[error("label must be 1-120 characters without control or bidi-override characters")]
-    BadLabel,
+    #[error("label must be 1-{0} characters without control or bidi-override characters")]
+    BadLabel(usize),
     #[error(transparent)]
     Store(#[from] StoreCallError),
 }
@@ -30,11 +31,16 @@ pub enum TemplateError {
 pub struct TemplateApi {
     store: Store,
     metrics: TemplateMetrics,
+    cfg: TemplateConfig,
 }
 
 impl TemplateApi {
-    pub(super) fn new(store: Store, metrics: TemplateMetrics) -> Self {
-        TemplateApi { store, metrics }
+    pub(super) fn new(store: Store, metrics: TemplateMetrics, cfg: TemplateConfig) -> Self {
+        TemplateApi {
+            store,
+            metrics,
+            cfg,
+        }
     }
 
     pub async fn list(&self) -> Result<Vec<Item>, TemplateError> {
@@ -50,8 +56,11 @@ impl TemplateApi {
         let hostile = |c: char| {
             c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
         };
-        if label.is_empty() || label.chars().count() > 120 || label.chars().any(hostile) {
-            return Err(TemplateError::BadLabel);
+        if label.is_empty()
+            || label.chars().count() > self.cfg.max_label_chars
+            || label.chars().any(hostile)
+        {
+            return Err(TemplateError::BadLabel(self.cfg.max_label_chars));
         }
         let item = Item {
             id: id.to_string(),
