@@ -435,3 +435,11 @@ pub async fn browser() -> (Driver, thirtyfour::WebDriver) {
     let d = chrome(port).await;
     (driver, d)
 }
+
+/// The vehicle's stored samples, as `GET /api/v1/vehicles/{id}/telemetry` returns them.
+pub async fn samples_of(edge: &Edge, id: &str) -> Vec<serde_json::Value> {
+    let j = edge
+        .get_json(&format!("/api/v1/vehicles/{id}/telemetry?from=0"))
+        .await;
+    j["samples"].as_array().cloned().unwrap_or_default()
+}
