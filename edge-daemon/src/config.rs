@@ -193,17 +193,29 @@ struct FileModules {
     #[serde(default)]
     disabled: Vec<String>,
     /// `[modules.NAME]`: a module's own settings, checked by that module
-    /// (`Module::check_config`). Any other key is refused: it must be a table, and its
-    /// name a module of this build.
+    /// (`Module::check_config`). Any other key is refused by `check_module_sections`:
+    /// it must be a table, and its name a module of this build.
     #[serde(flatten)]
-    sections: BTreeMap<String, toml::Table>,
+    sections: BTreeMap<String, toml::Value>,
 }
 
-/// Each `[modules.NAME]` section goes to its module's check; a section for no module
-/// of this build is an error (a typo must never silently keep defaults).
-fn check_module_sections(c: &mut Collect, sections: &BTreeMap<String, toml::Table>) {
+/// Each `[modules.NAME]` section goes to its module's check; a key that is not a table,
+/// or a section for no module of this build, is an error (a typo must never silently
+/// keep defaults). Returns the sections.
+fn check_module_sections(
+    c: &mut Collect,
+    sections: &BTreeMap<String, toml::Value>,
+) -> BTreeMap<String, toml::Table> {
     let modules = crate::modules::all();
-    for (name, table) in sections {
+    let mut out = BTreeMap::new();
+    for (name, value) in sections {
+        let toml::Value::Table(table) = value else {
+            c.0.push(format!(
+                "[modules] {name}: neither `disabled` nor a module's section ([modules.NAME] table)"
+            ));
+            continue;
+        };
+        out.insert(name.clone(), table.clone());
         match modules.iter().find(|m| m.name() == name) {
             Some(m) => c.0.extend(
                 m.check_config(table)
@@ -219,6 +231,7 @@ fn check_module_sections(c: &mut Collect, sections: &BTreeMap<String, toml::Tabl
             }
         }
     }
+    out
 }
 
 impl Config {
@@ -391,8 +404,7 @@ impl Settings {
             );
         }
         let dispatch = crate::modules::dispatch::config::resolve(&mut c, self, &file.dispatch);
-        let module_sections = file.modules.sections.clone();
-        check_module_sections(&mut c, &module_sections);
+        let module_sections = check_module_sections(&mut c, &file.modules.sections);
         let mut disabled_modules = file.modules.disabled.clone();
         disabled_modules.extend(
             self.disable_module
@@ -507,9 +519,18 @@ mod tests {
             text.contains("[modules.dispatch]: module dispatch takes no settings here"),
             "{text}"
         );
-        // A key under [modules] that is not a table is refused too.
-        std::fs::write(&f, "[modules]\ndisbled = [\"x\"]\n").unwrap();
-        assert!(s.resolve(dir.path()).is_err());
+        // A key under [modules] that is not a table is refused too, and named.
+        std::fs::write(&f, "[modules]\ndisbled = [\"x\"]\n[modules.auth]\n").unwrap();
+        let text = s.resolve(dir.path()).unwrap_err().to_string();
+        assert!(
+            text.contains("[modules] disbled: neither `disabled`"),
+            "{text}"
+        );
+        // An empty section of a module that takes no settings is refused as well.
+        assert!(
+            text.contains("[modules.auth]: module auth takes no settings here"),
+            "{text}"
+        );
         std::fs::write(&f, "[modules]\ndisabled = []\n").unwrap();
         assert!(s.resolve(dir.path()).is_ok());
     }

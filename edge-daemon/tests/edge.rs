@@ -1,6 +1,6 @@
 //! End-to-end tests of the real `garasi-edge` binary: MQTT in (rumqttc and mosquitto_pub),
-//! REST and SSE out, encryption at rest, device auth and ACLs, dead letters, module
-//! dependencies and migrations, crash safety (kill -9) and graceful drain (SIGTERM).
+//! REST and SSE out, encryption at rest, device auth and ACLs, dead letters (its
+//! lifecycle is in `edge_lifecycle.rs`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;

@@ -38,15 +38,13 @@ pub trait Module: Send + Sync + 'static {
     fn openapi(&self) -> Option<&'static str> {
         None
     }
-    /// Checks the module's `[modules.NAME]` section of the config file; each problem is
-    /// one message saying what to write instead (all are reported at once, exit 64). A
-    /// module that takes no settings refuses any, so a typo never keeps a default.
-    fn check_config(&self, section: &toml::Table) -> Vec<String> {
-        section
-            .keys()
-            .take(1)
-            .map(|_| format!("module {} takes no settings here", self.name()))
-            .collect()
+    /// Checks the module's `[modules.NAME]` section of the config file (called only when
+    /// the file has one); each problem is one message saying what to write instead, all
+    /// reported at once (exit 64). Messages name keys, never values: a setting may be a
+    /// secret. A module that takes no settings refuses the section, so a typo never
+    /// keeps a default.
+    fn check_config(&self, _section: &toml::Table) -> Vec<String> {
+        vec![format!("module {} takes no settings here", self.name())]
     }
     /// The module's own top-level subcommands of `garasi-edge` (e.g. `dispatch ...`),
     /// added to the command line by `cli` so a new module never edits it.

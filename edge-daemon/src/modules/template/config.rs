@@ -28,7 +28,9 @@ impl Default for TemplateConfig {
 pub(super) fn parse(section: &toml::Table) -> Result<TemplateConfig, Vec<String>> {
     let cfg: TemplateConfig = toml::Value::Table(section.clone())
         .try_into()
-        .map_err(|e: toml::de::Error| vec![e.message().to_string()])?;
+        // The message names the key (`... in `max_label_chars``); the value is not echoed
+        // for a mistyped key, and settings holding secrets must not echo them either.
+        .map_err(|e: toml::de::Error| vec![e.to_string().trim().replace('\n', " ")])?;
     if !(1..=1000).contains(&cfg.max_label_chars) {
         return Err(vec![format!(
             "max_label_chars = {} is out of range: use 1 to 1000",

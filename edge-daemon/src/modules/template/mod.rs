@@ -73,3 +73,20 @@ impl Module for TemplateModule {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn its_section_is_checked_through_the_framework_hook() {
+        let ok: toml::Table = "max_label_chars = 40".parse().unwrap();
+        assert!(TemplateModule.check_config(&ok).is_empty());
+        let bad: toml::Table = "max_label_chars = 0\n".parse().unwrap();
+        let e = TemplateModule.check_config(&bad);
+        assert!(e.len() == 1 && e[0].contains("out of range"), "{e:?}");
+        let typo: toml::Table = "max_lable_chars = 40\n".parse().unwrap();
+        let e = TemplateModule.check_config(&typo);
+        assert!(e.len() == 1 && e[0].contains("max_lable_chars"), "{e:?}");
+    }
+}
