@@ -91,18 +91,7 @@ async fn main() {
     let dd = DataDir::new(dir, None);
     dd.init().unwrap();
     let store = Store::open(&dd).unwrap();
-    for m in node::all_modules() {
-        store
-            .write_blocking(|c| {
-                Ok(garasi_edge::store::migrate::run(
-                    c,
-                    m.name(),
-                    m.migrations(),
-                ))
-            })
-            .unwrap()
-            .unwrap();
-    }
+    node::migrate_all(&store).unwrap();
     let mut rng = Lcg(42);
     let now = garasi_edge::util::now_ms();
     let mut vehicles = Vec::new();

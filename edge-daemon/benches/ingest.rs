@@ -134,12 +134,7 @@ async fn embedded(total: usize) -> EmbeddedResult {
     let dd = DataDir::new(tmp.path(), None);
     dd.init().unwrap();
     let store = Store::open(&dd).unwrap();
-    for m in garasi_edge::node::all_modules() {
-        store
-            .write_blocking(|c| Ok(migrate::run(c, m.name(), m.migrations())))
-            .unwrap()
-            .unwrap();
-    }
+    garasi_edge::node::migrate_all(&store).unwrap();
     let mut creds = Vec::new();
     for id in ids() {
         fleet::service::upsert_vehicle(

@@ -20,7 +20,7 @@ use crate::metrics::Metrics;
 use crate::modules;
 use crate::modules::auth::service::DeviceAuth;
 use crate::modules::framework::{self, Module, ModuleError, Runner, Services, Shared};
-use crate::store::{DataDir, Store, StoreError};
+use crate::store::{DataDir, Store, StoreCallError, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -50,6 +50,18 @@ pub enum NodeError {
 /// Every module of this build, in declaration order (the list is `modules::all`).
 pub fn all_modules() -> Vec<Box<dyn Module>> {
     modules::all()
+}
+
+/// Brings every module's schema up to date without starting anything: for CLI writes,
+/// and for tests and benchmarks that prepare a data directory before a node starts (a
+/// starting node migrates each module itself, just before starting it).
+pub fn migrate_all(store: &Store) -> Result<(), StoreCallError> {
+    for m in all_modules() {
+        store
+            .write_blocking(|c| Ok(crate::store::migrate::run(c, m.name(), m.migrations())))?
+            .map_err(StoreError::from)?;
+    }
+    Ok(())
 }
 
 /// Listeners bound before anything else starts.

@@ -18,18 +18,7 @@ async fn template_module_runs_with_auth_attribution_and_limits() {
     let dd = DataDir::new(tmp.path(), None);
     dd.init().unwrap();
     let store = Store::open(&dd).unwrap();
-    for m in node::all_modules() {
-        store
-            .write_blocking(|c| {
-                Ok(garasi_edge::store::migrate::run(
-                    c,
-                    m.name(),
-                    m.migrations(),
-                ))
-            })
-            .unwrap()
-            .unwrap();
-    }
+    node::migrate_all(&store).unwrap();
     upsert_local(
         &store,
         &NewPerson {

@@ -104,17 +104,7 @@ async fn drain<S: CloudStore + 'static>(
     let dd = DataDir::new(&edge_dir, None);
     dd.init().unwrap();
     let es = Store::open(&dd).unwrap();
-    for m in node::all_modules() {
-        es.write_blocking(|c| {
-            Ok(garasi_edge::store::migrate::run(
-                c,
-                m.name(),
-                m.migrations(),
-            ))
-        })
-        .unwrap()
-        .unwrap();
-    }
+    node::migrate_all(&es).unwrap();
     for v in 0..VEHICLES {
         let id = format!("bus-{v:03}");
         fleet::service::upsert_vehicle(

@@ -119,18 +119,7 @@ pub async fn depot(
     let dd = DataDir::new(dir, None);
     dd.init().unwrap();
     let store = Store::open(&dd).unwrap();
-    for m in node::all_modules() {
-        store
-            .write_blocking(|c| {
-                Ok(garasi_edge::store::migrate::run(
-                    c,
-                    m.name(),
-                    m.migrations(),
-                ))
-            })
-            .unwrap()
-            .unwrap();
-    }
+    node::migrate_all(&store).unwrap();
     for id in vehicles {
         fleet::service::upsert_vehicle(
             &store,

@@ -187,11 +187,7 @@ fn cmd_init(dir: &Path, key_file: Option<&Path>) -> anyhow::Result<()> {
 /// Opens the store and brings every module's schema up to date (for CLI writes).
 fn open_migrated(dir: &Path, key_file: Option<&Path>) -> anyhow::Result<Store> {
     let store = Store::open(&DataDir::new(dir, key_file))?;
-    for m in node::all_modules() {
-        store
-            .write_blocking(|c| Ok(store::migrate::run(c, m.name(), m.migrations())))?
-            .map_err(store::StoreError::from)?;
-    }
+    node::migrate_all(&store)?;
     Ok(store)
 }
 
