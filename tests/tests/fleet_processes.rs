@@ -64,10 +64,16 @@ async fn outage_then_everything_converges() {
     let pw_a1 = define_vehicle(&cloud, &a_id, "bus-a1").await;
     let pw_a2 = define_vehicle(&cloud, &a_id, "bus-a2").await;
     let pw_b1 = define_vehicle(&cloud, &b_id, "bus-b1").await;
-    eventually("vehicles reach their depots", || async {
-        a.get("/api/v1/vehicles/bus-a2").await.is_some()
-            && b.get("/api/v1/vehicles/bus-b1").await.is_some()
-    })
+    eventually(
+        "vehicles and their device credentials reach their depots",
+        || async {
+            a.get("/api/v1/vehicles/bus-a2").await.is_some()
+                && b.get("/api/v1/vehicles/bus-b1").await.is_some()
+                && procs::device_accepted(a.mqtt_port, "bus-a1", &pw_a1).await
+                && procs::device_accepted(a.mqtt_port, "bus-a2", &pw_a2).await
+                && procs::device_accepted(b.mqtt_port, "bus-b1", &pw_b1).await
+        },
+    )
     .await;
     assert!(
         b.get("/api/v1/vehicles/bus-a1").await.is_none(),
@@ -264,9 +270,16 @@ async fn kill9_of_edge_and_cloud_while_the_backlog_drains() {
     for id in ids {
         passwords.push(define_vehicle(&cloud, &depot, id).await);
     }
-    eventually("vehicles reach the depot", || async {
-        edge.get("/api/v1/vehicles/bus-3").await.is_some()
-    })
+    eventually(
+        "vehicles and their device credentials reach the depot",
+        || async {
+            let mut all = edge.get("/api/v1/vehicles/bus-3").await.is_some();
+            for (id, pw) in ids.iter().zip(&passwords) {
+                all = all && procs::device_accepted(edge.mqtt_port, id, pw).await;
+            }
+            all
+        },
+    )
     .await;
 
     // A backlog built offline: telemetry and status edits at the depot, edits at the cloud.

@@ -295,8 +295,9 @@ impl Fleet {
             || async {
                 let mut all = true;
                 for (e, mine) in f.edges.iter().zip(&f.vehicles) {
-                    for (v, _) in mine {
-                        all &= e.get(&format!("/api/v1/vehicles/{v}")).await.is_some();
+                    for (v, pw) in mine {
+                        all &= e.get(&format!("/api/v1/vehicles/{v}")).await.is_some()
+                            && super::device_accepted(e.mqtt_port, v, pw).await;
                     }
                 }
                 all

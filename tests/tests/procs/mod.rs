@@ -510,6 +510,31 @@ pub async fn publish_samples(
     acks
 }
 
+/// Whether the edge accepts `vehicle`'s device credentials now (one MQTT CONNECT, up to
+/// 5 s). The vehicle record and its device record are separate master records that can
+/// arrive in different pulls, so "the vehicle is there" does not mean "it can connect".
+pub async fn device_accepted(mqtt_port: u16, vehicle: &str, password: &str) -> bool {
+    use rumqttc::{AsyncClient, ConnectReturnCode, Event, MqttOptions, Packet};
+    let mut opts = MqttOptions::new(format!("{vehicle}-probe"), "127.0.0.1", mqtt_port);
+    opts.set_credentials(vehicle, password);
+    let (client, mut events) = AsyncClient::new(opts, 4);
+    let accepted = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match events.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(a))) => {
+                    return a.code == ConnectReturnCode::Success
+                }
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+    })
+    .await
+    .unwrap_or(false);
+    let _ = client.try_disconnect();
+    accepted
+}
+
 /// Publishes samples for `vehicle` (ts from `first_ts`, 1 s apart) as fast as the edge
 /// takes them until `cancel`, reconnecting whenever the edge restarts.
 pub fn publish_until(
