@@ -18,6 +18,7 @@ pub mod dead_letters;
 
 pub mod api;
 mod enrol;
+pub mod error;
 mod outbox;
 mod pull;
 mod push;

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use garasi_sync_protocol::wire::Entry;
 
 use super::dead_letters;
+use super::error::SyncError;
 use super::outbox::{backlog_estimate, Backlog};
 use super::push::backlog_header;
 
@@ -36,7 +37,7 @@ pub(super) async fn pull_once(
     http: &reqwest::Client,
     e: &Enrolment,
     appliers: &Appliers,
-) -> Result<Pulled, String> {
+) -> Result<Pulled, SyncError> {
     let (cursor, backlog_now): (i64, Backlog) = store
         .read(|c| {
             let cursor = state_get(c, "pull_cursor")?
@@ -44,8 +45,7 @@ pub(super) async fn pull_once(
                 .unwrap_or(0);
             Ok((cursor, backlog_estimate(c)?))
         })
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     let r = http
         .get(format!(
             "{}/api/v1/sync/pull?cursor={cursor}&limit={PULL_LIMIT}",
@@ -56,22 +56,24 @@ pub(super) async fn pull_once(
         .bearer_auth(&e.secret)
         .send()
         .await
-        .map_err(|e| format!("pull: {e}"))?;
+        .map_err(|source| SyncError::Http { op: "pull", source })?;
     if !r.status().is_success() {
-        return Err(format!(
-            "pull refused: {} {}",
-            r.status(),
-            r.text().await.unwrap_or_default()
-        ));
+        return Err(SyncError::Refused {
+            op: "pull",
+            status: r.status(),
+            body: r.text().await.unwrap_or_default(),
+        });
     }
-    let bytes = r.bytes().await.map_err(|e| format!("pull: {e}"))?;
-    let batch = wire::decode(&bytes).map_err(|e| format!("pull: {e}"))?;
+    let bytes = r
+        .bytes()
+        .await
+        .map_err(|source| SyncError::Http { op: "pull", source })?;
+    let batch = wire::decode(&bytes).map_err(SyncError::Decode)?;
     if batch.entries.is_empty() {
         return Ok(Pulled::default());
     }
     let entries = batch.entries.len() as u64;
-    let next =
-        i64::try_from(batch.batch_seq).map_err(|_| "pull: cursor out of range".to_string())?;
+    let next = i64::try_from(batch.batch_seq).map_err(|_| SyncError::Cursor)?;
     // Changes grouped per record, in pull order.
     let mut order: Vec<(String, String)> = Vec::new();
     let mut by_record: HashMap<(String, String), Vec<Vec<u8>>> = HashMap::new();
@@ -135,5 +137,5 @@ pub(super) async fn pull_once(
             Ok(out)
         })
         .await
-        .map_err(|e| e.to_string())
+        .map_err(SyncError::from)
 }

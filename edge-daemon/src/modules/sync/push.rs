@@ -5,6 +5,7 @@ use garasi_sync_protocol::wire::{self, Batch, Entry};
 use rusqlite::{params, Connection};
 
 use super::enrol::Enrolment;
+use super::error::SyncError;
 use super::outbox::backlog_estimate;
 use super::outbox::Backlog;
 use super::store::{state_get, state_set};
@@ -76,7 +77,7 @@ pub(super) async fn push_once(
     store: &Store,
     http: &reqwest::Client,
     e: &Enrolment,
-) -> Result<Pushed, String> {
+) -> Result<Pushed, SyncError> {
     let (pending, changes, rows, backlog_now) = store
         .write(|c| {
             let tx = c.transaction()?;
@@ -109,8 +110,7 @@ pub(super) async fn push_once(
             tx.commit()?;
             Ok((pending, changes, rows, b))
         })
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     let Some(pending) = pending else {
         return Ok(Pushed::default());
     };
@@ -143,7 +143,7 @@ pub(super) async fn push_once(
         batch_seq: pending.batch_seq as u64,
         entries,
     };
-    let body = wire::encode(&batch).map_err(|e| e.to_string())?;
+    let body = wire::encode(&batch).map_err(SyncError::Encode)?;
     let r = http
         .post(format!("{}/api/v1/sync/push", e.cloud_url))
         .header("x-garasi-depot", &e.depot_id)
@@ -152,13 +152,13 @@ pub(super) async fn push_once(
         .body(body)
         .send()
         .await
-        .map_err(|e| format!("push: {e}"))?;
+        .map_err(|source| SyncError::Http { op: "push", source })?;
     if !r.status().is_success() {
-        return Err(format!(
-            "push refused: {} {}",
-            r.status(),
-            r.text().await.unwrap_or_default()
-        ));
+        return Err(SyncError::Refused {
+            op: "push",
+            status: r.status(),
+            body: r.text().await.unwrap_or_default(),
+        });
     }
     // Acknowledged: now, and only now, drop what was sent and clear the pending batch.
     store
@@ -175,8 +175,7 @@ pub(super) async fn push_once(
             tx.execute("DELETE FROM sync_state WHERE key = 'push_pending'", [])?;
             tx.commit()
         })
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     Ok(out)
 }
 

@@ -10,6 +10,7 @@ use rand::Rng;
 use super::api::LinkState;
 use super::dead_letters;
 use super::enrol::{cloud_client, load_enrolment, Enrolment};
+use super::error::SyncError;
 use super::outbox::{backlog_estimate, enforce_quota};
 use super::pull::{pull_once, PULL_LIMIT};
 use super::push::push_once;
@@ -58,7 +59,7 @@ impl Worker {
                     }
                     let result = match client.as_ref() {
                         Some((_, http)) => self.cycle(http, &e, &cancel).await,
-                        None => Err("the enrolment's CA certificate does not load".to_string()),
+                        None => Err(SyncError::CaCertificate),
                     };
                     if result.is_ok() && !retried_dead_letters {
                         retried_dead_letters = true;
@@ -83,7 +84,7 @@ impl Worker {
                             failures = failures.saturating_add(1);
                             l.online = false;
                             l.drain_rate = 0.0;
-                            l.last_error = Some(err);
+                            l.last_error = Some(err.to_string());
                             let base = Duration::from_millis(500)
                                 .saturating_mul(1 << failures.min(7))
                                 .min(Duration::from_secs(60));
@@ -108,7 +109,7 @@ impl Worker {
         http: &reqwest::Client,
         e: &Enrolment,
         cancel: &tokio_util::sync::CancellationToken,
-    ) -> Result<(), String> {
+    ) -> Result<(), SyncError> {
         loop {
             let t0 = std::time::Instant::now();
             let p = push_once(&self.store, http, e).await.inspect_err(|_| {
