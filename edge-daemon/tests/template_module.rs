@@ -81,11 +81,7 @@ async fn checks(base: String) {
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
-    let r = http
-        .get(format!("{base}/api/v1/template/items"))
-        .send()
-        .await
-        .unwrap();
+    let r = get(&http, format!("{base}/api/v1/template/items"), None).await;
     assert_eq!(r.status(), 401);
 
     let login: serde_json::Value = http
@@ -135,12 +131,8 @@ async fn checks(base: String) {
             .unwrap();
         assert_eq!(r.status(), 400, "id {id:?} label {label:?}");
     }
-    let list: serde_json::Value = http
-        .get(format!("{base}/api/v1/template/items"))
-        .bearer_auth(&token)
-        .send()
+    let list: serde_json::Value = get(&http, format!("{base}/api/v1/template/items"), Some(&token))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -154,12 +146,9 @@ async fn checks(base: String) {
     )
     .await
     .unwrap();
-    let page = |lang: &'static str| {
-        http.get(format!("{base}/template?lang={lang}"))
-            .bearer_auth(&token)
-            .send()
-    };
-    let id_page = page("id").await.unwrap().text().await.unwrap();
+    let page =
+        |lang: &'static str| get(&http, format!("{base}/template?lang={lang}"), Some(&token));
+    let id_page = page("id").await.text().await.unwrap();
     assert!(
         id_page.contains("Diubah oleh") && id_page.contains("Bay one"),
         "{id_page}"
@@ -168,13 +157,10 @@ async fn checks(base: String) {
         id_page.contains("&lt;script&gt;") && !id_page.contains("<script>x"),
         "{id_page}"
     );
-    let en_page = page("en").await.unwrap().text().await.unwrap();
+    let en_page = page("en").await.text().await.unwrap();
     assert!(en_page.contains("Changed by"), "{en_page}");
-    let anon = http
-        .get(format!("{base}/template"))
-        .send()
+    let anon = get(&http, format!("{base}/template"), None)
         .await
-        .unwrap()
         .text()
         .await
         .unwrap();
@@ -184,11 +170,8 @@ async fn checks(base: String) {
     );
 
     // The module's own OpenAPI fragment is served with the shared document.
-    let spec: serde_json::Value = http
-        .get(format!("{base}/api/openapi.json"))
-        .send()
+    let spec: serde_json::Value = get(&http, format!("{base}/api/openapi.json"), None)
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -196,11 +179,8 @@ async fn checks(base: String) {
     assert!(spec["paths"]["/api/v1/vehicles"]["get"].is_object());
 
     // Its own metric, registered at start: the two stored writes, not the refusals.
-    let metrics = http
-        .get(format!("{base}/metrics"))
-        .send()
+    let metrics = get(&http, format!("{base}/metrics"), None)
         .await
-        .unwrap()
         .text()
         .await
         .unwrap();
@@ -208,4 +188,13 @@ async fn checks(base: String) {
         metrics.contains("garasi_template_items_written_total 2"),
         "{metrics}"
     );
+}
+
+/// GET `url`, signed in when `token` is given.
+async fn get(http: &reqwest::Client, url: String, token: Option<&str>) -> reqwest::Response {
+    let mut request = http.get(url);
+    if let Some(t) = token {
+        request = request.bearer_auth(t);
+    }
+    request.send().await.unwrap()
 }
