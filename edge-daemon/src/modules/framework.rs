@@ -77,6 +77,13 @@ pub struct CliContext<'a> {
     pub open: &'a dyn Fn(&StoreArgs) -> anyhow::Result<Store>,
 }
 
+/// One module of this build. A module registers itself in its own `mod.rs` with
+/// `inventory::submit! { Registration(|| Box::new(FooModule)) }`, so adding a module
+/// touches no shared list; `modules::all()` collects them.
+pub struct Registration(pub fn() -> Box<dyn Module>);
+
+inventory::collect!(Registration);
+
 /// What a started module hands back to the node.
 #[derive(Default)]
 pub struct Started {

@@ -148,6 +148,9 @@ fn route_literals(dir: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The template's registration, commented out so the template itself never runs.
+const UNREGISTERED: &str = "// The template is never registered; `cargo xtask new-module` uncomments this in the copy.\n// inventory::submit!";
+
 fn copy_renamed(from: &Path, to: &Path, name: &str) -> std::io::Result<()> {
     std::fs::create_dir_all(to)?;
     for entry in std::fs::read_dir(from)? {
@@ -162,6 +165,12 @@ fn copy_renamed(from: &Path, to: &Path, name: &str) -> std::io::Result<()> {
                 // developer a first line to write.
                 let body = text.find("\n\n").map_or("", |i| &text[i..]);
                 text = format!("//! {name} module: say what it owns (its tables, routes and service API).{body}");
+                if !text.contains(UNREGISTERED) {
+                    return Err(std::io::Error::other(
+                        "the template's commented registration line is missing",
+                    ));
+                }
+                text = text.replace(UNREGISTERED, "inventory::submit!");
             }
             let text = text
                 .replace("Template", &camel(name))
@@ -187,8 +196,8 @@ fn new_module(root: &Path, name: &str) -> Result<PathBuf, String> {
     let registry = modules.join("mod.rs");
     let text =
         std::fs::read_to_string(&registry).map_err(|e| format!("{}: {e}", registry.display()))?;
-    // Registration: the `pub mod NAME;` rustfmt needs, in its sorted place among the
-    // module declarations (rustfmt sorts them), and the entry at the end of `all()`.
+    // Registration outside the folder is the `pub mod NAME;` rustfmt needs, in its sorted
+    // place among the module declarations; the copy registers itself in its `mod.rs`.
     let block = text
         .find("// Registration")
         .ok_or("modules/mod.rs has no `// Registration` block")?;
@@ -207,17 +216,7 @@ fn new_module(root: &Path, name: &str) -> Result<PathBuf, String> {
                 .and_then(|&i| text[i + 1..].find('\n').map(|j| i + 1 + j))
         })
         .ok_or("modules/mod.rs declares no module")?;
-    let list = text
-        .find("\n    ]\n}")
-        .filter(|&i| i > decl)
-        .ok_or("modules/mod.rs has no `all()` list after its declarations")?;
-    let updated = format!(
-        "{}\npub mod {name};{}\n        Box::new({name}::{}Module),{}",
-        &text[..decl],
-        &text[decl..list],
-        camel(name),
-        &text[list..]
-    );
+    let updated = format!("{}\npub mod {name};{}", &text[..decl], &text[decl..]);
     // Copied beside the target first, then renamed: a failed copy leaves nothing behind.
     let staging = modules.join(format!(".{name}.new"));
     let _ = std::fs::remove_dir_all(&staging);
@@ -280,6 +279,70 @@ mod tests {
         }
         for good in ["parts", "charging", "passenger_info", "incidents2"] {
             assert_eq!(refusal(good, &routes, &deps), None, "{good:?} refused");
+        }
+    }
+
+    /// Scaffolds into a copy of the edge's sources: outside the new folder exactly one line
+    /// changes, and the copy registers itself.
+    #[test]
+    fn scaffold_adds_one_line_outside_its_folder() {
+        let real = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let tmp = std::env::temp_dir().join(format!("garasi-xtask-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        copy_tree(&real.join("edge-daemon/src"), &tmp.join("edge-daemon/src"));
+        std::fs::copy(
+            real.join("edge-daemon/Cargo.toml"),
+            tmp.join("edge-daemon/Cargo.toml"),
+        )
+        .unwrap();
+        let before = std::fs::read_to_string(tmp.join("edge-daemon/src/modules/mod.rs")).unwrap();
+        let dir = new_module(&tmp, "parts").unwrap();
+        let after = std::fs::read_to_string(tmp.join("edge-daemon/src/modules/mod.rs")).unwrap();
+        let (b, a): (Vec<&str>, Vec<&str>) = (before.lines().collect(), after.lines().collect());
+        assert_eq!(a.len(), b.len() + 1, "one line added");
+        let added: Vec<&&str> = a.iter().filter(|l| !b.contains(l)).collect();
+        assert_eq!(added, [&"pub mod parts;"]);
+        let module = std::fs::read_to_string(dir.join("mod.rs")).unwrap();
+        assert!(module.contains("\ninventory::submit! { crate::modules::framework::Registration(|| Box::new(PartsModule)) }"), "{module}");
+        assert!(!module.contains("template") && !module.contains("Template"));
+        // Nothing else in the copied tree changed.
+        let mut files = Vec::new();
+        list(&tmp.join("edge-daemon/src"), &mut files);
+        for f in files
+            .iter()
+            .filter(|f| !f.starts_with(&dir) && !f.ends_with("modules/mod.rs"))
+        {
+            let rel = f.strip_prefix(&tmp).unwrap();
+            assert_eq!(
+                std::fs::read(f).unwrap(),
+                std::fs::read(real.join(rel)).unwrap(),
+                "{}",
+                rel.display()
+            );
+        }
+        std::fs::remove_dir_all(&tmp).unwrap();
+    }
+
+    fn copy_tree(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                copy_tree(&e.path(), &to.join(e.file_name()));
+            } else {
+                std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+            }
+        }
+    }
+
+    fn list(dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                list(&p, out);
+            } else {
+                out.push(p);
+            }
         }
     }
 }

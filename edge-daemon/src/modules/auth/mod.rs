@@ -22,6 +22,8 @@ use people_store::{apply_master_person, PERSON_RECORD};
 
 pub struct AuthModule;
 
+inventory::submit! { crate::modules::framework::Registration(|| Box::new(AuthModule)) }
+
 impl Module for AuthModule {
     fn name(&self) -> &'static str {
         "auth"

@@ -41,6 +41,8 @@ use service::{
 
 pub struct DispatchModule;
 
+inventory::submit! { crate::modules::framework::Registration(|| Box::new(DispatchModule)) }
+
 impl Module for DispatchModule {
     fn name(&self) -> &'static str {
         "dispatch"

@@ -20,6 +20,8 @@ use status::apply_remote_status;
 
 pub struct FleetModule;
 
+inventory::submit! { crate::modules::framework::Registration(|| Box::new(FleetModule)) }
+
 impl Module for FleetModule {
     fn name(&self) -> &'static str {
         "fleet"

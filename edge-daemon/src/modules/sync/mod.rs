@@ -41,6 +41,8 @@ use worker::Worker;
 
 pub struct SyncModule;
 
+inventory::submit! { crate::modules::framework::Registration(|| Box::new(SyncModule)) }
+
 impl Module for SyncModule {
     fn name(&self) -> &'static str {
         "sync"

@@ -30,6 +30,8 @@ pub const QUEUE_CAPACITY: usize = 8192;
 
 pub struct TelemetryModule;
 
+inventory::submit! { crate::modules::framework::Registration(|| Box::new(TelemetryModule)) }
+
 impl Module for TelemetryModule {
     fn name(&self) -> &'static str {
         "telemetry"

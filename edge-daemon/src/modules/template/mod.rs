@@ -23,6 +23,9 @@ use service::TemplateApi;
 
 pub struct TemplateModule;
 
+// The template is never registered; `cargo xtask new-module` uncomments this in the copy.
+// inventory::submit! { crate::modules::framework::Registration(|| Box::new(TemplateModule)) }
+
 impl Module for TemplateModule {
     fn name(&self) -> &'static str {
         "template"
