@@ -194,7 +194,10 @@ async fn main() {
         http_listen: Some("127.0.0.1:0".into()),
         mqtt_listen: Some("127.0.0.1:0".into()),
         mqtt5_listen: Some("127.0.0.1:0".into()),
-        depot_timezone: Some("UTC".into()),
+        dispatch: garasi_edge::modules::dispatch::config::DispatchFlags {
+            depot_timezone: Some("UTC".into()),
+            ..Default::default()
+        },
         ..Default::default()
     };
     let cfg = settings.resolve(dir).unwrap();

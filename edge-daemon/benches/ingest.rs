@@ -299,7 +299,10 @@ fn raw_insert(total: usize) -> f64 {
 async fn external(total: usize, addr: SocketAddr) -> ExternalResult {
     let tmp = tempfile::tempdir().unwrap();
     let conn = bench_conn(tmp.path());
-    let metrics = Arc::new(garasi_edge::metrics::Metrics::new().unwrap());
+    let registry = prometheus::Registry::new();
+    let metrics = Arc::new(
+        garasi_edge::modules::telemetry::metrics::TelemetryMetrics::register(&registry).unwrap(),
+    );
     let w = writer::Writer {
         conn,
         live: Arc::new(live::Live::new(30_000, 120_000)),
@@ -356,7 +359,7 @@ async fn external(total: usize, addr: SocketAddr) -> ExternalResult {
     let last = consumer.await.unwrap();
     writer_thread.join().unwrap();
     let elapsed = (last - started).as_secs_f64();
-    let committed = metrics.telemetry_rows_committed_total.get() as f64;
+    let committed = metrics.rows_committed_total.get() as f64;
     ExternalResult {
         rate: committed / elapsed,
         lost: expect as f64 - committed,

@@ -110,49 +110,12 @@ pub struct Settings {
     /// the oldest dropped; operational changes never are [default: 2048].
     #[arg(long, env = "GARASI_SYNC_OUTBOX_QUOTA_MB")]
     pub sync_outbox_quota_mb: Option<String>,
-    /// Telemetry batch commit interval in ms [default: 100, max 250].
-    #[arg(long, env = "GARASI_TELEMETRY_COMMIT_INTERVAL_MS")]
-    pub telemetry_commit_interval_ms: Option<String>,
-    /// A vehicle is "stale" after this many seconds without data [default: 30].
-    #[arg(long, env = "GARASI_TELEMETRY_STALE_AFTER_SECS")]
-    pub telemetry_stale_after_secs: Option<String>,
-    /// A vehicle is "offline" after this many seconds without data [default: 120].
-    #[arg(long, env = "GARASI_TELEMETRY_OFFLINE_AFTER_SECS")]
-    pub telemetry_offline_after_secs: Option<String>,
-    /// Days raw samples are kept [default: 7].
-    #[arg(long, env = "GARASI_TELEMETRY_RAW_RETENTION_DAYS")]
-    pub telemetry_raw_retention_days: Option<String>,
-    /// Days per-minute rollups are kept [default: 400].
-    #[arg(long, env = "GARASI_TELEMETRY_ROLLUP_RETENTION_DAYS")]
-    pub telemetry_rollup_retention_days: Option<String>,
-    /// Depot yard geofence "LAT,LON,RADIUS_M": leaving it is a pull-out, entering a pull-in.
-    #[arg(long, env = "GARASI_DEPOT_GEOFENCE", allow_hyphen_values = true)]
-    pub depot_geofence: Option<String>,
-    /// IANA time zone of the depot, e.g. Asia/Jakarta [default: the system's].
-    #[arg(long, env = "GARASI_DEPOT_TIMEZONE")]
-    pub depot_timezone: Option<String>,
-    /// Serial line of a badge reader (repeatable), e.g. /dev/ttyUSB0.
-    #[arg(
-        long = "badge-reader",
-        env = "GARASI_BADGE_READERS",
-        value_delimiter = ','
-    )]
-    pub badge_reader: Vec<PathBuf>,
-    /// Battery reserve kept on every block, % of capacity [default: 10].
-    #[arg(long, env = "GARASI_DISPATCH_RESERVE_PCT")]
-    pub dispatch_reserve_pct: Option<String>,
-    /// kWh/km for vehicles without their own figure [default: 1.3].
-    #[arg(long, env = "GARASI_DISPATCH_DEFAULT_KWH_PER_KM")]
-    pub dispatch_default_kwh_per_km: Option<String>,
-    /// Charger power assumed for a charging vehicle's forecast, kW [default: 60].
-    #[arg(long, env = "GARASI_DISPATCH_CHARGER_KW")]
-    pub dispatch_charger_kw: Option<String>,
-    /// Minutes after the pull-out time a pull-out counts as late [default: 5].
-    #[arg(long, env = "GARASI_DISPATCH_LATE_GRACE_MIN")]
-    pub dispatch_late_grace_min: Option<String>,
-    /// Most hours a driver may be assigned in a service day [default: 10].
-    #[arg(long, env = "GARASI_DISPATCH_MAX_DRIVER_HOURS")]
-    pub dispatch_max_driver_hours: Option<String>,
+    /// telemetry's flags (`modules/telemetry/config.rs`).
+    #[command(flatten)]
+    pub telemetry: crate::modules::telemetry::config::TelemetryFlags,
+    /// dispatch's flags (`modules/dispatch/config.rs`).
+    #[command(flatten)]
+    pub dispatch: crate::modules::dispatch::config::DispatchFlags,
 }
 
 /// The TOML file. Unknown keys are errors, so a typo never silently keeps a default.
@@ -367,7 +330,8 @@ impl Settings {
                 }
             }
         };
-        let telemetry = crate::modules::telemetry::config::resolve(&mut c, self, &file.telemetry);
+        let telemetry =
+            crate::modules::telemetry::config::resolve(&mut c, &self.telemetry, &file.telemetry);
         let b = BrokerConfig::default();
         let broker = BrokerConfig {
             max_connections: file.mqtt.max_connections.unwrap_or(b.max_connections),
@@ -403,7 +367,8 @@ impl Settings {
                 "sync outbox quota 0 MiB leaves no room to work offline: use at least 1".into(),
             );
         }
-        let dispatch = crate::modules::dispatch::config::resolve(&mut c, self, &file.dispatch);
+        let dispatch =
+            crate::modules::dispatch::config::resolve(&mut c, &self.dispatch, &file.dispatch);
         let module_sections = check_module_sections(&mut c, &file.modules.sections);
         let mut disabled_modules = file.modules.disabled.clone();
         disabled_modules.extend(
@@ -474,10 +439,16 @@ mod tests {
             config: Some(f),
             http_listen: Some("nonsense".into()),
             mqtt_listen: Some("also:bad".into()),
-            telemetry_commit_interval_ms: Some("5000".into()),
+            telemetry: crate::modules::telemetry::config::TelemetryFlags {
+                telemetry_commit_interval_ms: Some("5000".into()),
+                ..Default::default()
+            },
             mqtts_listen: Some("127.0.0.1:8883".into()),
-            depot_geofence: Some("north of here".into()),
-            depot_timezone: Some("Mars/Olympus".into()),
+            dispatch: crate::modules::dispatch::config::DispatchFlags {
+                depot_geofence: Some("north of here".into()),
+                depot_timezone: Some("Mars/Olympus".into()),
+                ..Default::default()
+            },
             ..Default::default()
         };
         let e = s.resolve(dir.path()).unwrap_err();

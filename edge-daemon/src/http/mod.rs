@@ -60,6 +60,14 @@ impl ApiError {
     }
 }
 
+/// A failed store call in a handler is the node's fault, never the client's: 500, with
+/// the detail in the log only.
+impl From<crate::store::StoreCallError> for ApiError {
+    fn from(e: crate::store::StoreCallError) -> Self {
+        ApiError::internal(e)
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody {

@@ -92,12 +92,9 @@ pub struct Started {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModuleError {
-    #[error("module {module} depends on {missing}, which is {why}: enable {missing} or disable {module}")]
-    MissingDependency {
-        module: &'static str,
-        missing: String,
-        why: &'static str,
-    },
+    /// Every missing dependency at once, like every configuration error.
+    #[error("{}", .0.join("; "))]
+    MissingDependencies(Vec<String>),
     #[error("modules depend on each other in a cycle: {0}")]
     Cycle(String),
     #[error("module {0} is listed twice")]
@@ -184,6 +181,7 @@ pub fn order(
         .copied()
         .filter(|n| !disabled.iter().any(|d| d == n))
         .collect();
+    let mut missing = Vec::new();
     for name in &enabled {
         let Some(m) = by_name.get(name) else { continue };
         for dep in m.depends_on() {
@@ -195,13 +193,14 @@ pub fn order(
                 None
             };
             if let Some(why) = why {
-                return Err(ModuleError::MissingDependency {
-                    module: name,
-                    missing: (*dep).to_string(),
-                    why,
-                });
+                missing.push(format!(
+                    "module {name} depends on {dep}, which is {why}: enable {dep} or disable {name}"
+                ));
             }
         }
+    }
+    if !missing.is_empty() {
+        return Err(ModuleError::MissingDependencies(missing));
     }
     // Depth-first topological sort in declaration order, so start order is stable.
     #[derive(Clone, Copy, PartialEq)]

@@ -6,6 +6,7 @@
 pub mod api;
 mod cli;
 mod devices;
+mod metrics;
 mod people;
 mod people_store;
 pub mod service;
@@ -17,6 +18,7 @@ use crate::modules::framework::{CliContext, Module, ModuleContext, ModuleError, 
 use crate::modules::sync::service::Appliers;
 use crate::store::migrate::Migration;
 use devices::{apply_master_device, DeviceAuth, DEVICE_RECORD};
+use metrics::AuthMetrics;
 use people::People;
 use people_store::{apply_master_person, PERSON_RECORD};
 
@@ -48,7 +50,9 @@ impl Module for AuthModule {
     fn start(&self, ctx: &ModuleContext) -> Result<Started, ModuleError> {
         ctx.services
             .provide(Arc::new(DeviceAuth::new(ctx.store.clone())));
-        let people = Arc::new(People::new(ctx.store.clone(), ctx.metrics.clone()));
+        let metrics = AuthMetrics::register(&ctx.metrics.registry)
+            .map_err(|e| ModuleError::start("auth", e))?;
+        let people = Arc::new(People::new(ctx.store.clone(), Arc::new(metrics)));
         ctx.services.provide(people.clone());
         if let Some(appliers) = ctx.services.get::<Appliers>() {
             appliers.register(

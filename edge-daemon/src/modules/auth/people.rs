@@ -17,9 +17,9 @@ use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
 use super::api::token_of;
+use super::metrics::AuthMetrics;
 use super::people_store::{load, row};
 use crate::http::ApiError;
-use crate::metrics::Metrics;
 use crate::store::{Store, StoreCallError};
 
 pub(super) const LOCK_AFTER: u32 = 5;
@@ -99,14 +99,14 @@ pub struct Session {
 /// The people API other modules use (dispatch: sign-on, attribution).
 pub struct People {
     store: Store,
-    metrics: Arc<Metrics>,
+    metrics: Arc<AuthMetrics>,
     failures: Mutex<HashMap<String, (u32, Option<Instant>)>>,
     sessions: Mutex<HashMap<String, Session>>,
     memory: Arc<Mutex<Vec<argon2::Block>>>,
 }
 
 impl People {
-    pub fn new(store: Store, metrics: Arc<Metrics>) -> Self {
+    pub fn new(store: Store, metrics: Arc<AuthMetrics>) -> Self {
         People {
             store,
             metrics,
@@ -118,7 +118,7 @@ impl People {
 
     fn refuse(&self, method: &str, r: Refusal) -> Refusal {
         self.metrics
-            .auth_refusals_total
+            .refusals_total
             .with_label_values(&[method, r.reason()])
             .inc();
         tracing::info!(method, reason = r.reason(), "login or sign-on refused");

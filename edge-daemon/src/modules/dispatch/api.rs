@@ -295,13 +295,7 @@ pub(super) async fn set_vehicle_service(
                 set_by: who.id,
             },
         )
-        .await
-        .map_err(|e| match e {
-            crate::modules::fleet::service::FleetError::UnknownVehicle(_) => {
-                ApiError::not_found(e.to_string())
-            }
-            other => ApiError::internal(other),
-        })?;
+        .await?;
     Ok(Json(serde_json::json!({ "status": v })))
 }
 

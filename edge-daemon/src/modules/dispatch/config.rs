@@ -1,12 +1,12 @@
 //! dispatch's configuration section: `[dispatch]` in the TOML file, `--dispatch-*` and
-//! `--depot-*` flags (declared in `config::Settings`), checked with every problem
+//! `--depot-*` flags (`DispatchFlags`, flattened into `config::Settings`), checked with every problem
 //! reported at once through the node's collector.
 
 use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::config::{Collect, Settings};
+use crate::config::Collect;
 
 /// Dispatch: energy figures, time limits, the depot's geofence and badge readers.
 #[derive(Debug, Clone)]
@@ -34,6 +34,40 @@ impl Default for DispatchConfig {
     }
 }
 
+/// dispatch's command-line flags and environment variables; `None` means "not given".
+/// Kept as strings so every bad value is reported, not just the first.
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct DispatchFlags {
+    /// Depot yard geofence "LAT,LON,RADIUS_M": leaving it is a pull-out, entering a pull-in.
+    #[arg(long, env = "GARASI_DEPOT_GEOFENCE", allow_hyphen_values = true)]
+    pub depot_geofence: Option<String>,
+    /// IANA time zone of the depot, e.g. Asia/Jakarta [default: the system's].
+    #[arg(long, env = "GARASI_DEPOT_TIMEZONE")]
+    pub depot_timezone: Option<String>,
+    /// Serial line of a badge reader (repeatable), e.g. /dev/ttyUSB0.
+    #[arg(
+        long = "badge-reader",
+        env = "GARASI_BADGE_READERS",
+        value_delimiter = ','
+    )]
+    pub badge_reader: Vec<PathBuf>,
+    /// Battery reserve kept on every block, % of capacity [default: 10].
+    #[arg(long, env = "GARASI_DISPATCH_RESERVE_PCT")]
+    pub dispatch_reserve_pct: Option<String>,
+    /// kWh/km for vehicles without their own figure [default: 1.3].
+    #[arg(long, env = "GARASI_DISPATCH_DEFAULT_KWH_PER_KM")]
+    pub dispatch_default_kwh_per_km: Option<String>,
+    /// Charger power assumed for a charging vehicle's forecast, kW [default: 60].
+    #[arg(long, env = "GARASI_DISPATCH_CHARGER_KW")]
+    pub dispatch_charger_kw: Option<String>,
+    /// Minutes after the pull-out time a pull-out counts as late [default: 5].
+    #[arg(long, env = "GARASI_DISPATCH_LATE_GRACE_MIN")]
+    pub dispatch_late_grace_min: Option<String>,
+    /// Most hours a driver may be assigned in a service day [default: 10].
+    #[arg(long, env = "GARASI_DISPATCH_MAX_DRIVER_HOURS")]
+    pub dispatch_max_driver_hours: Option<String>,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileDispatch {
@@ -50,7 +84,7 @@ pub struct FileDispatch {
 }
 
 /// Resolves the section: flags over the file over defaults.
-pub(crate) fn resolve(c: &mut Collect, s: &Settings, f: &FileDispatch) -> DispatchConfig {
+pub(crate) fn resolve(c: &mut Collect, s: &DispatchFlags, f: &FileDispatch) -> DispatchConfig {
     let d = super::plan::Params::default();
     let reserve_pct = c.pick(
         "--dispatch-reserve-pct",

@@ -15,6 +15,25 @@ use crate::http::ApiError;
 use crate::modules::framework::Services;
 use crate::store::Store;
 
+/// One HTTP mapping for fleet's errors, wherever a route meets them (dispatch's too):
+/// an unknown vehicle is 404, what the request got wrong 400, the store 500.
+impl From<FleetError> for ApiError {
+    fn from(e: FleetError) -> Self {
+        match e {
+            FleetError::UnknownVehicle(_) => ApiError::not_found(e.to_string()),
+            FleetError::Sql(_) | FleetError::Store(_) => ApiError::internal(e),
+            FleetError::BadId(_)
+            | FleetError::BadCapacity(_)
+            | FleetError::EmptyLabel
+            | FleetError::BadConsumption(_)
+            | FleetError::BadType(_)
+            | FleetError::BadStatus(_)
+            | FleetError::NoSetter
+            | FleetError::Record(_) => ApiError::bad_request(e.to_string()),
+        }
+    }
+}
+
 #[derive(Clone)]
 struct AppState {
     api: Arc<FleetApi>,
@@ -27,12 +46,7 @@ async fn get_vehicle_status(
     Path(id): Path<String>,
 ) -> Result<Json<VehicleStatus>, ApiError> {
     let id2 = id.clone();
-    match s
-        .store
-        .read(move |c| get_status(c, &id2))
-        .await
-        .map_err(ApiError::internal)?
-    {
+    match s.store.read(move |c| get_status(c, &id2)).await? {
         Some(v) => Ok(Json(v)),
         None => Err(ApiError::not_found(format!(
             "vehicle {id} has no operational status yet: PUT one"
@@ -46,14 +60,7 @@ async fn put_vehicle_status(
     body: Result<Json<StatusBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<VehicleStatus>, ApiError> {
     let Json(b) = body.map_err(ApiError::from_json_rejection)?;
-    match s.api.set_status(&id, b).await {
-        Ok(v) => Ok(Json(v)),
-        Err(e @ FleetError::UnknownVehicle(_)) => Err(ApiError::not_found(e.to_string())),
-        Err(e @ (FleetError::BadStatus(_) | FleetError::NoSetter)) => {
-            Err(ApiError::bad_request(e.to_string()))
-        }
-        Err(e) => Err(ApiError::internal(e)),
-    }
+    Ok(Json(s.api.set_status(&id, b).await?))
 }
 
 async fn list(State(s): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
@@ -94,11 +101,8 @@ async fn put(
         kwh_per_km: b.kwh_per_km,
         vehicle_type: b.vehicle_type,
     };
-    match s.api.upsert(v.clone()).await {
-        Ok(()) => Ok(Json(v)),
-        Err(FleetError::Store(e)) => Err(ApiError::internal(e.to_string())),
-        Err(e) => Err(ApiError::bad_request(e.to_string())),
-    }
+    s.api.upsert(v.clone()).await?;
+    Ok(Json(v))
 }
 
 #[derive(Debug, Deserialize)]

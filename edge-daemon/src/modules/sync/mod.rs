@@ -19,6 +19,7 @@ pub mod dead_letters;
 pub mod api;
 mod enrol;
 pub mod error;
+mod metrics;
 mod outbox;
 mod pull;
 mod push;
@@ -36,6 +37,7 @@ use parking_lot::Mutex;
 use crate::modules::framework::{Module, ModuleContext, ModuleError, Started};
 use crate::store::migrate::Migration;
 use api::LinkState;
+use metrics::SyncMetrics;
 use service::Appliers;
 use worker::Worker;
 
@@ -58,7 +60,10 @@ impl Module for SyncModule {
             store: ctx.store.clone(),
             appliers,
             link: link.clone(),
-            metrics: ctx.metrics.clone(),
+            metrics: Arc::new(
+                SyncMetrics::register(&ctx.metrics.registry)
+                    .map_err(|e| ModuleError::start("sync", e))?,
+            ),
             interval: Duration::from_millis(ctx.config.sync_interval_ms),
             quota_bytes: i64::try_from(ctx.config.sync_outbox_quota_mb.saturating_mul(1 << 20))
                 .unwrap_or(i64::MAX),

@@ -11,11 +11,11 @@ use super::api::LinkState;
 use super::dead_letters;
 use super::enrol::{cloud_client, load_enrolment, Enrolment};
 use super::error::SyncError;
+use super::metrics::SyncMetrics;
 use super::outbox::{backlog_estimate, enforce_quota};
 use super::pull::{pull_once, PULL_LIMIT};
 use super::push::push_once;
 use super::service::Appliers;
-use crate::metrics::Metrics;
 use crate::store::Store;
 
 /// How often the outbox quota is checked (it scans the stream outbox).
@@ -26,7 +26,7 @@ pub(super) struct Worker {
     pub(super) store: Store,
     pub(super) appliers: Arc<Appliers>,
     pub(super) link: Arc<Mutex<LinkState>>,
-    pub(super) metrics: Arc<Metrics>,
+    pub(super) metrics: Arc<SyncMetrics>,
     pub(super) interval: Duration,
     pub(super) quota_bytes: i64,
 }
@@ -114,17 +114,17 @@ impl Worker {
             let t0 = std::time::Instant::now();
             let p = push_once(&self.store, http, e).await.inspect_err(|_| {
                 self.metrics
-                    .sync_failures_total
+                    .failures_total
                     .with_label_values(&["push"])
                     .inc();
             })?;
             let n = p.changes + p.stream_rows;
             self.metrics
-                .sync_pushed_total
+                .pushed_total
                 .with_label_values(&["change"])
                 .inc_by(p.changes);
             self.metrics
-                .sync_pushed_total
+                .pushed_total
                 .with_label_values(&["stream_row"])
                 .inc_by(p.stream_rows);
             {
@@ -150,20 +150,18 @@ impl Worker {
                 .await
                 .inspect_err(|_| {
                     self.metrics
-                        .sync_failures_total
+                        .failures_total
                         .with_label_values(&["pull"])
                         .inc();
                 })?;
-            self.metrics.sync_pulled_total.inc_by(p.applied);
+            self.metrics.pulled_total.inc_by(p.applied);
+            self.metrics.unknown_record_changes_total.inc_by(p.unknown);
             self.metrics
-                .sync_unknown_record_changes_total
-                .inc_by(p.unknown);
-            self.metrics
-                .sync_dead_letters_total
+                .dead_letters_total
                 .with_label_values(&["refused"])
                 .inc_by(p.dead);
             self.metrics
-                .sync_dead_letters_total
+                .dead_letters_total
                 .with_label_values(&["unknown_type"])
                 .inc_by(p.unknown);
             {
@@ -206,7 +204,7 @@ impl Worker {
                     quota_bytes = quota,
                     "sync outbox over quota: unsent stream rows removed (operational changes kept)"
                 );
-                let m = &self.metrics.sync_stream_rows_dropped_total;
+                let m = &self.metrics.stream_rows_dropped_total;
                 m.with_label_values(&["thinned"]).inc_by(q.thinned);
                 m.with_label_values(&["dropped"]).inc_by(q.dropped);
                 let mut l = self.link.lock();
@@ -220,7 +218,7 @@ impl Worker {
 
     async fn update_backlog_gauges(&self) {
         if let Ok(b) = self.store.read(backlog_estimate).await {
-            let g = &self.metrics.sync_backlog_entries;
+            let g = &self.metrics.backlog_entries;
             g.with_label_values(&["change"]).set(b.changes);
             g.with_label_values(&["stream_row"]).set(b.stream_rows);
         }

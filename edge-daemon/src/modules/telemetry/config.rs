@@ -1,10 +1,10 @@
 //! telemetry's configuration section: `[telemetry]` in the TOML file and the
-//! `--telemetry-*` flags (declared in `config::Settings`), checked with every problem
-//! reported at once through the node's collector.
+//! `--telemetry-*` flags (`TelemetryFlags`, flattened into `config::Settings`), checked
+//! with every problem reported at once through the node's collector.
 
 use serde::Deserialize;
 
-use crate::config::{Collect, Settings};
+use crate::config::Collect;
 
 #[derive(Debug, Clone)]
 pub struct TelemetryConfig {
@@ -35,6 +35,27 @@ impl Default for TelemetryConfig {
     }
 }
 
+/// telemetry's command-line flags and environment variables; `None` means "not given".
+/// Kept as strings so every bad value is reported, not just the first.
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct TelemetryFlags {
+    /// Telemetry batch commit interval in ms [default: 100, max 250].
+    #[arg(long, env = "GARASI_TELEMETRY_COMMIT_INTERVAL_MS")]
+    pub telemetry_commit_interval_ms: Option<String>,
+    /// A vehicle is "stale" after this many seconds without data [default: 30].
+    #[arg(long, env = "GARASI_TELEMETRY_STALE_AFTER_SECS")]
+    pub telemetry_stale_after_secs: Option<String>,
+    /// A vehicle is "offline" after this many seconds without data [default: 120].
+    #[arg(long, env = "GARASI_TELEMETRY_OFFLINE_AFTER_SECS")]
+    pub telemetry_offline_after_secs: Option<String>,
+    /// Days raw samples are kept [default: 7].
+    #[arg(long, env = "GARASI_TELEMETRY_RAW_RETENTION_DAYS")]
+    pub telemetry_raw_retention_days: Option<String>,
+    /// Days per-minute rollups are kept [default: 400].
+    #[arg(long, env = "GARASI_TELEMETRY_ROLLUP_RETENTION_DAYS")]
+    pub telemetry_rollup_retention_days: Option<String>,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileTelemetry {
@@ -48,7 +69,7 @@ pub struct FileTelemetry {
 }
 
 /// Resolves the section: flags over the file over defaults.
-pub(crate) fn resolve(c: &mut Collect, s: &Settings, f: &FileTelemetry) -> TelemetryConfig {
+pub(crate) fn resolve(c: &mut Collect, s: &TelemetryFlags, f: &FileTelemetry) -> TelemetryConfig {
     let d = TelemetryConfig::default();
     let t = f;
     let telemetry = TelemetryConfig {

@@ -13,7 +13,7 @@ use rumqttd::local::{LinkError, LinkRx};
 use rumqttd::Notification;
 use serde_json::Value;
 
-use crate::metrics::Metrics;
+use super::metrics::TelemetryMetrics;
 use crate::modules::fleet::service::FleetApi;
 
 pub const TELEMETRY_SCHEMA: &str = include_str!("../../../../schemas/mqtt/telemetry.schema.json");
@@ -247,7 +247,7 @@ pub fn classify(
 pub struct Ingest {
     pub schemas: Schemas,
     pub fleet: Arc<FleetApi>,
-    pub metrics: Arc<Metrics>,
+    pub metrics: Arc<TelemetryMetrics>,
     pub max_payload: usize,
     pub draining: Arc<AtomicBool>,
     pub backpressure: Arc<crate::broker::Backpressure>,
@@ -264,7 +264,7 @@ pub fn run(mut link: LinkRx, out: SyncSender<Item>, ctx: Ingest) {
     } = ctx;
     let is_known = |id: &str| fleet.is_known(id);
     // Resolved once: a labelled lookup per message is a hash and a lock.
-    let by_kind = |k: &str| metrics.telemetry_messages_total.with_label_values(&[k]);
+    let by_kind = |k: &str| metrics.messages_total.with_label_values(&[k]);
     let (count_telemetry, count_status, count_faults, count_dead) = (
         by_kind("telemetry"),
         by_kind("status"),
@@ -292,13 +292,13 @@ pub fn run(mut link: LinkRx, out: SyncSender<Item>, ctx: Ingest) {
                     Item::Faults { .. } => count_faults.inc(),
                     Item::Dead { reason, .. } => {
                         metrics
-                            .telemetry_dead_letters_total
+                            .dead_letters_total
                             .with_label_values(&[reason.as_str()])
                             .inc();
                         count_dead.inc();
                     }
                 }
-                metrics.telemetry_queue_depth.inc();
+                metrics.queue_depth.inc();
                 if out.send(item).is_err() {
                     tracing::error!("telemetry writer is gone; ingest stops");
                     return;

@@ -6,6 +6,7 @@ mod board;
 pub mod config;
 pub mod ingest;
 pub mod live;
+pub mod metrics;
 pub mod query;
 pub mod writer;
 
@@ -23,6 +24,7 @@ use crate::store::migrate::Migration;
 use crate::store::Role;
 use crate::util::now_ms;
 use api::AppState;
+use metrics::TelemetryMetrics;
 use service::TelemetryApi;
 
 /// Items between ingest and the writer.
@@ -62,6 +64,10 @@ impl Module for TelemetryModule {
             cfg.stale_after_secs as i64 * 1000,
             cfg.offline_after_secs as i64 * 1000,
         ));
+        let metrics = Arc::new(
+            TelemetryMetrics::register(&ctx.metrics.registry)
+                .map_err(|e| ModuleError::start(name, e))?,
+        );
         let conn = ctx.store.connect(Role::Writer)?;
         let known = live.load(&conn).map_err(|e| ModuleError::start(name, e))?;
         tracing::info!(vehicles = known, "telemetry live state loaded");
@@ -81,7 +87,7 @@ impl Module for TelemetryModule {
             conn,
             live: live.clone(),
             bus: ctx.bus.clone(),
-            metrics: ctx.metrics.clone(),
+            metrics: metrics.clone(),
             interval: Duration::from_millis(cfg.commit_interval_ms),
         };
         ctx.tracker.spawn_blocking(move || writer.run(rx));
@@ -89,7 +95,7 @@ impl Module for TelemetryModule {
             let ingest = ingest::Ingest {
                 schemas,
                 fleet,
-                metrics: ctx.metrics.clone(),
+                metrics: metrics.clone(),
                 max_payload: cfg.max_payload_bytes,
                 draining: draining.clone(),
                 backpressure: broker.backpressure.clone(),
@@ -114,7 +120,7 @@ impl Module for TelemetryModule {
                 ctx.store.clone(),
                 ctx.cancel.clone(),
                 cfg.clone(),
-                ctx.metrics.clone(),
+                metrics.clone(),
                 live.clone(),
                 fleet_for_gauges,
             );
@@ -186,7 +192,7 @@ impl Module for TelemetryModule {
 }
 
 /// Sets the `garasi_vehicles{status}` gauges over registered vehicles.
-fn update_status_gauges(live: &live::Live, fleet: &FleetApi, metrics: &crate::metrics::Metrics) {
+fn update_status_gauges(live: &live::Live, fleet: &FleetApi, metrics: &TelemetryMetrics) {
     let now = now_ms();
     let mut counts = std::collections::HashMap::new();
     for v in fleet.list() {

@@ -14,8 +14,8 @@ use rusqlite::{params, Connection};
 
 use super::ingest::{Fault, Item, Sample};
 use super::live::Live;
+use super::metrics::TelemetryMetrics;
 use crate::bus::{Bus, Event, TelemetryUpdate};
-use crate::metrics::Metrics;
 
 pub const MAX_BATCH: usize = 20_000;
 /// Dead letters keep at most this much of the payload for inspection.
@@ -25,7 +25,7 @@ pub struct Writer {
     pub conn: Connection,
     pub live: Arc<Live>,
     pub bus: Bus,
-    pub metrics: Arc<Metrics>,
+    pub metrics: Arc<TelemetryMetrics>,
     pub interval: Duration,
 }
 
@@ -104,9 +104,9 @@ impl Writer {
             match self.commit(batch) {
                 Ok(c) => {
                     self.metrics
-                        .telemetry_commit_seconds
+                        .commit_seconds
                         .observe(t0.elapsed().as_secs_f64());
-                    self.metrics.telemetry_queue_depth.sub(batch.len() as i64);
+                    self.metrics.queue_depth.sub(batch.len() as i64);
                     batch.clear();
                     self.after_commit(c);
                     return;
@@ -264,9 +264,9 @@ impl Writer {
 
     fn after_commit(&self, c: Committed) {
         self.metrics
-            .telemetry_rows_committed_total
+            .rows_committed_total
             .inc_by(c.updates.len() as u64);
-        self.metrics.telemetry_duplicates_total.inc_by(c.duplicates);
+        self.metrics.duplicates_total.inc_by(c.duplicates);
         for u in &c.updates {
             self.live.apply_sample(u);
         }
