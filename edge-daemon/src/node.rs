@@ -47,7 +47,7 @@ pub enum NodeError {
     Task(String),
 }
 
-/// Every module of this build, in declaration order (the list is `modules::all`).
+/// Every module of this build, by name (the list is `modules::all`).
 pub fn all_modules() -> Vec<Box<dyn Module>> {
     modules::all()
 }

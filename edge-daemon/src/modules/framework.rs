@@ -202,7 +202,8 @@ pub fn order(
     if !missing.is_empty() {
         return Err(ModuleError::MissingDependencies(missing));
     }
-    // Depth-first topological sort in declaration order, so start order is stable.
+    // Depth-first topological sort in the given order (by name from `modules::all`), so
+    // start order is stable: dependencies first, independent modules by name.
     #[derive(Clone, Copy, PartialEq)]
     enum Mark {
         Visiting,
