@@ -491,7 +491,7 @@ mod tests {
             "{text}"
         );
         // A key under [modules] that is not a table is refused too, and named.
-        std::fs::write(&f, "[modules]\ndisbled = [\"x\"]\n[modules.auth]\n").unwrap();
+        std::fs::write(&f, "[modules]\ndisbled = [\"x\"]\n[modules.fleet]\n").unwrap();
         let text = s.resolve(dir.path()).unwrap_err().to_string();
         assert!(
             text.contains("[modules] disbled: neither `disabled`"),
@@ -499,7 +499,7 @@ mod tests {
         );
         // An empty section of a module that takes no settings is refused as well.
         assert!(
-            text.contains("[modules.auth]: module auth takes no settings here"),
+            text.contains("[modules.fleet]: module fleet takes no settings here"),
             "{text}"
         );
         std::fs::write(&f, "[modules]\ndisabled = []\n").unwrap();

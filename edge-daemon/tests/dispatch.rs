@@ -169,19 +169,17 @@ async fn bad_badges_wrong_pins_and_unknown_drivers_are_refused_counted_and_write
     }
     let (st, msg, no_session) = signon(serde_json::json!({"person": "drv-1", "pin": "1111"})).await;
     assert_eq!(st, 401);
-    assert!(
-        msg.contains("wrong PIN") && msg.contains("4 attempt"),
-        "{msg}"
-    );
+    assert!(msg.contains("wrong person id or PIN"), "{msg}");
     assert!(no_session);
+    // Unknown people, malformed PINs and people without a PIN get the very same answer:
+    // the route never tells who exists.
+    let wrong = msg;
     let (st, msg, _) = signon(serde_json::json!({"person": "ghost", "pin": "1234"})).await;
-    assert_eq!(st, 401);
-    assert!(msg.contains("no person \"ghost\""), "{msg}");
+    assert_eq!((st, &msg), (401, &wrong));
     let (st, msg, _) = signon(serde_json::json!({"person": "drv-1", "pin": "12ab"})).await;
-    assert_eq!(st, 401, "{msg}");
+    assert_eq!((st, &msg), (401, &wrong));
     let (st, msg, _) = signon(serde_json::json!({"person": "mech-1", "pin": "1234"})).await;
-    assert_eq!(st, 401);
-    assert!(msg.contains("no PIN set"), "{msg}");
+    assert_eq!((st, &msg), (401, &wrong));
     let r = client
         .post(format!("{}/api/v1/signon", edge.http))
         .body("{not json")
@@ -196,7 +194,8 @@ async fn bad_badges_wrong_pins_and_unknown_drivers_are_refused_counted_and_write
     );
     let m = edge.metrics().await;
     assert!(
-        m.contains("garasi_auth_refusals_total{method=\"pin\",reason=\"wrong_secret\"} 2"),
+        m.contains("garasi_auth_refusals_total{method=\"pin\",reason=\"wrong_secret\"} 1")
+            && m.contains("garasi_auth_refusals_total{method=\"pin\",reason=\"bad_format\"} 1"),
         "{m}"
     );
     assert!(
@@ -217,8 +216,9 @@ async fn bad_badges_wrong_pins_and_unknown_drivers_are_refused_counted_and_write
         "refusals write nothing (no record, no outbox entry)"
     );
 
-    // Five wrong PINs in a row lock the person, even with the right PIN after.
-    for _ in 0..3 {
+    // Five wrong PINs in a row lock the person, even with the right PIN after (a
+    // malformed PIN is refused before the person is looked up, so it does not count).
+    for _ in 0..4 {
         signon(serde_json::json!({"person": "drv-1", "pin": "0000"})).await;
     }
     let (st, msg, _) = signon(serde_json::json!({"person": "drv-1", "pin": "2468"})).await;
@@ -321,7 +321,7 @@ async fn a_standalone_depot_plans_its_day_over_http() {
     assert_eq!(r.status().as_u16(), 401, "a driver has no password");
     let login: serde_json::Value = c
         .post(format!("{}/api/v1/session", edge.http))
-        .json(&serde_json::json!({"person": "disp", "password": "dispatcher password"}))
+        .json(&serde_json::json!({"person": "disp", "password": "dispatcher password", "token": true}))
         .send()
         .await
         .unwrap()

@@ -453,6 +453,11 @@ async fn vehicle_status_is_a_replicated_record_with_an_outbox_entry() {
         bad.text().await.unwrap().contains("in_service"),
         "the error says what is allowed"
     );
+    // Text is bounded: a 240 KB note (issue 11: 120 of them grew the DB to 107 MB).
+    let long_note =
+        serde_json::json!({"status": "in_service", "note": "x".repeat(240_000), "set_by": "x"});
+    let r = http.put(&url).json(&long_note).send().await.unwrap();
+    assert_eq!(r.status(), 400, "a 240 KB note is refused");
     let unknown = http
         .put(format!("{}/api/v1/vehicles/bus-9/status", edge.http))
         .json(&body)

@@ -188,7 +188,7 @@ async fn a_depot_day_with_the_cloud_stopped_then_synced() {
         reqwest::Method::POST,
         "/api/v1/session",
         None,
-        Some(serde_json::json!({"person": "disp-1", "password": "correct horse battery"})),
+        Some(serde_json::json!({"person": "disp-1", "password": "correct horse battery", "token": true})),
     )
     .await;
     assert_eq!(st, 200, "{login}");

@@ -14,6 +14,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
 
+mod client;
+pub use client::ClientIp;
+
 /// The OpenAPI document; the file in `schemas/` is the single source.
 pub const OPENAPI: &str = include_str!("../../../schemas/openapi.json");
 
@@ -193,7 +196,10 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     listener.set_nonblocking(true)?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { cancel.cancelled().await })
-        .await
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { cancel.cancelled().await })
+    .await
 }

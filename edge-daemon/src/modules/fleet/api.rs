@@ -21,15 +21,18 @@ impl From<FleetError> for ApiError {
     fn from(e: FleetError) -> Self {
         match e {
             FleetError::UnknownVehicle(_) => ApiError::not_found(e.to_string()),
-            FleetError::Sql(_) | FleetError::Store(_) => ApiError::internal(e),
+            // A status document that no longer loads is the node's fault, not the client's.
+            FleetError::Sql(_) | FleetError::Store(_) | FleetError::Record(_) => {
+                ApiError::internal(e)
+            }
             FleetError::BadId(_)
             | FleetError::BadCapacity(_)
             | FleetError::EmptyLabel
+            | FleetError::BadText(_)
             | FleetError::BadConsumption(_)
             | FleetError::BadType(_)
             | FleetError::BadStatus(_)
-            | FleetError::NoSetter
-            | FleetError::Record(_) => ApiError::bad_request(e.to_string()),
+            | FleetError::NoSetter => ApiError::bad_request(e.to_string()),
         }
     }
 }

@@ -228,6 +228,7 @@ async fn card_html(d: &Dispatch, headers: &HeaderMap) -> Result<String, ApiError
     let people = d.people.clone();
     let Some(session) = people
         .session_of(headers)
+        .await
         .filter(|s| s.person.has_role("driver"))
     else {
         return Ok(String::from(
