@@ -347,6 +347,9 @@ pub struct EdgeProc {
     mqtt5_port: u16,
     /// More `run` flags (dispatch settings, badge readers).
     pub extra: Vec<String>,
+    /// A dispatcher's session ([`EdgeProc::sign_in`]); sent with every request. Sessions
+    /// live in the depot's database, so it survives restarts and kill -9.
+    pub token: Option<String>,
 }
 
 impl EdgeProc {
@@ -392,6 +395,7 @@ impl EdgeProc {
             mqtt_port: free_port(),
             mqtt5_port: free_port(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            token: None,
         };
         e.restart();
         e
@@ -422,8 +426,30 @@ impl EdgeProc {
         format!("http://127.0.0.1:{}", self.http_port)
     }
 
+    /// A request to the edge's API, signed in when [`EdgeProc::sign_in`] was called.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let r = reqwest::Client::new().request(method, format!("{}{path}", self.http()));
+        match &self.token {
+            Some(t) => r.bearer_auth(t),
+            None => r,
+        }
+    }
+
+    /// Defines dispatcher `id` at the cloud and signs them in here once synced.
+    pub async fn sign_in(&mut self, cloud: &CloudProc, depot: &str, id: &str) {
+        let token = garasi_fleet_tests::dispatcher_token(
+            &cloud.https,
+            &cloud.base(),
+            depot,
+            &self.http(),
+            id,
+        )
+        .await;
+        self.token = Some(token);
+    }
+
     pub async fn get(&self, path: &str) -> Option<serde_json::Value> {
-        let r = reqwest::get(format!("{}{path}", self.http())).await.ok()?;
+        let r = self.request(reqwest::Method::GET, path).send().await.ok()?;
         if !r.status().is_success() {
             return None;
         }
@@ -431,8 +457,8 @@ impl EdgeProc {
     }
 
     pub async fn put(&self, path: &str, body: serde_json::Value) -> bool {
-        match reqwest::Client::new()
-            .put(format!("{}{path}", self.http()))
+        match self
+            .request(reqwest::Method::PUT, path)
             .json(&body)
             .send()
             .await
