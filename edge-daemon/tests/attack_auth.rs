@@ -312,3 +312,69 @@ async fn a_device_password_flood_does_not_hold_up_a_real_device() {
     let evaluated = results.iter().filter(|r| r.is_some()).count();
     println!("device password flood: {evaluated} of 300 answered with a refusal");
 }
+
+/// Item 1: writes and reads that show people need a session; the wall board's routes
+/// answer without one and show no person.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_and_personal_reads_need_a_session() {
+    let tmp = tempfile::tempdir().unwrap();
+    depot(tmp.path(), &["bus-1"]);
+    let edge = Edge::start(tmp.path(), &["--depot-timezone", "UTC"]);
+    let c = reqwest::Client::new();
+    let url = |p: &str| format!("{}{p}", edge.http);
+    let anon = |method: reqwest::Method, p: &str| c.request(method, url(p));
+    // Forged writes: no session, any name in the body.
+    let forged = serde_json::json!({"status": "out_of_service", "set_by": "depot-manager"});
+    let r = anon(reqwest::Method::PUT, "/api/v1/vehicles/bus-1/status")
+        .json(&forged)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let vehicle = serde_json::json!({"label": "Bus 1", "battery_kwh": 1.0});
+    let r = anon(reqwest::Method::PUT, "/api/v1/vehicles/bus-1")
+        .json(&vehicle)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    // GPS history, dead letters, the day's data and the people list.
+    for p in [
+        "/api/v1/vehicles/bus-1/telemetry?from=0",
+        "/api/v1/telemetry/dead-letters",
+        "/api/v1/dispatch/days/2026-11-30",
+        "/api/v1/people",
+    ] {
+        let r = anon(reqwest::Method::GET, p).send().await.unwrap();
+        assert_eq!(r.status(), 401, "{p}");
+        assert_eq!(edge.staff_get(p).await.unwrap().status(), 200, "{p}");
+    }
+    // Open: health, readiness, metrics, the board and its live data.
+    for p in [
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/",
+        "/api/v1/vehicles",
+        "/dispatch",
+    ] {
+        let r = anon(reqwest::Method::GET, p).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{p}");
+    }
+    // The sync banner's status answers without a session but shows no dead letters.
+    let s: serde_json::Value = anon(reqwest::Method::GET, "/api/v1/sync/status")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(s["link"], "not_enrolled");
+    assert_eq!(s["dead_letters"]["newest"], serde_json::json!([]), "{s}");
+    // Nothing was written by the refused requests.
+    let r = anon(reqwest::Method::GET, "/api/v1/vehicles/bus-1/status")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}

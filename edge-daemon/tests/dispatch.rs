@@ -229,13 +229,13 @@ async fn bad_badges_wrong_pins_and_unknown_drivers_are_refused_counted_and_write
     // The real badge still signs on (a lock is per PIN guesser, the badge is physical).
     tty.write_all(b"04a1b2c3\r\n").unwrap();
     let got = eventually(Duration::from_secs(15), || async {
-        let d: serde_json::Value =
-            reqwest::get(format!("{}/api/v1/dispatch/days/{}", edge.http, today()))
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
+        let d: serde_json::Value = edge
+            .staff_get(&format!("/api/v1/dispatch/days/{}", today()))
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
         d["signons"]
             .as_array()?
             .iter()
@@ -388,7 +388,8 @@ async fn a_standalone_depot_plans_its_day_over_http() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 404);
-    let day: serde_json::Value = reqwest::get(format!("{}/api/v1/dispatch/days/{date}", edge.http))
+    let day: serde_json::Value = edge
+        .staff_get(&format!("/api/v1/dispatch/days/{date}"))
         .await
         .unwrap()
         .json()
@@ -432,7 +433,8 @@ async fn a_standalone_depot_plans_its_day_over_http() {
             && html.contains("double_vehicle"),
         "{html}"
     );
-    let bad = reqwest::get(format!("{}/api/v1/dispatch/days/tomorrow", edge.http))
+    let bad = edge
+        .staff_get("/api/v1/dispatch/days/tomorrow")
         .await
         .unwrap();
     assert_eq!(bad.status().as_u16(), 400);

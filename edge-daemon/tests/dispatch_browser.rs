@@ -141,13 +141,13 @@ async fn board_and_tablet_in_a_browser() {
         .unwrap();
     }
     let known = eventually(Duration::from_secs(10), || async {
-        let v: serde_json::Value =
-            reqwest::get(format!("{}/api/v1/dispatch/days/{date}", edge.http))
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
+        let v: serde_json::Value = edge
+            .staff_get(&format!("/api/v1/dispatch/days/{date}"))
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
         v["vehicles"]
             .as_array()?
             .iter()

@@ -23,10 +23,16 @@ pub(super) fn check_date(date: &str) -> Result<(), ApiError> {
         .map_err(|_| ApiError::bad_request(format!("date {date:?} is not a date: use YYYY-MM-DD")))
 }
 
+/// Who may read the day as data (sign-on times, drivers, forecasts); the wall board
+/// (`/dispatch`) shows the day without a session.
+const DAY_READERS: &[&str] = &["dispatcher", "depot_manager", "mechanic"];
+
 pub(super) async fn get_day(
     State(d): State<Arc<Dispatch>>,
+    headers: HeaderMap,
     Path(date): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    d.people.require(&headers, DAY_READERS).await?;
     check_date(&date)?;
     Ok(Json(d.day_view(&date).await?))
 }
