@@ -21,6 +21,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub key_file: Option<PathBuf>,
     pub http_listen: SocketAddr,
+    /// Host names the HTTP API answers to besides IP addresses and `localhost`.
+    pub http_hosts: Vec<String>,
     pub mqtt_listen: SocketAddr,
     pub mqtt5_listen: SocketAddr,
     pub tls: Option<TlsConfig>,
@@ -78,6 +80,11 @@ pub struct Settings {
     /// HTTP API and pages [default: 127.0.0.1:8080].
     #[arg(long, env = "GARASI_HTTP_LISTEN")]
     pub http_listen: Option<String>,
+    /// A host name tablets and consoles use for this node, e.g. garasi.depot (repeatable;
+    /// IP addresses and localhost always work; any other name is refused, which stops
+    /// DNS rebinding).
+    #[arg(long = "http-host", env = "GARASI_HTTP_HOSTS", value_delimiter = ',')]
+    pub http_host: Vec<String>,
     /// MQTT 3.1.1 listener for devices [default: 127.0.0.1:1884].
     #[arg(long, env = "GARASI_MQTT_LISTEN")]
     pub mqtt_listen: Option<String>,
@@ -124,6 +131,8 @@ pub struct Settings {
 struct FileConfig {
     key_file: Option<PathBuf>,
     http_listen: Option<String>,
+    #[serde(default)]
+    http_hosts: Vec<String>,
     shutdown_grace_secs: Option<u64>,
     sync_interval_ms: Option<u64>,
     sync_outbox_quota_mb: Option<u64>,
@@ -290,6 +299,23 @@ impl Settings {
             &file.http_listen,
             "127.0.0.1:8080",
         );
+        let mut http_hosts = Vec::new();
+        for h in file.http_hosts.iter().chain(&self.http_host) {
+            let name = h.trim().to_ascii_lowercase();
+            let ok = !name.is_empty()
+                && name.len() <= 253
+                && name
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '.');
+            if ok {
+                http_hosts.push(name);
+            } else {
+                c.0.push(format!(
+                    "http host {:?} is not a host name: use letters, digits, '-' and '.'",
+                    h.chars().take(80).collect::<String>()
+                ));
+            }
+        }
         let mqtt = c.addr(
             "--mqtt-listen",
             &self.mqtt_listen,
@@ -389,6 +415,7 @@ impl Settings {
                 data_dir: data_dir.to_path_buf(),
                 key_file: self.key_file.clone().or(file.key_file),
                 http_listen,
+                http_hosts,
                 mqtt_listen,
                 mqtt5_listen,
                 tls,

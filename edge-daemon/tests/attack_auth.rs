@@ -378,3 +378,67 @@ async fn writes_and_personal_reads_need_a_session() {
         .unwrap();
     assert_eq!(r.status(), 404);
 }
+
+/// Item 5 (in part): DNS rebinding, cross-site requests and form posts are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebinding_cross_site_and_non_json_writes_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    depot(tmp.path(), &["bus-1"]);
+    let edge = Edge::start(tmp.path(), &["--http-host", "garasi.depot"]);
+    let c = reqwest::Client::new();
+    let port = edge.http.rsplit(':').next().unwrap().to_string();
+    // A page on attacker.example whose name now resolves to the node.
+    let r = c
+        .get(format!("{}/api/v1/vehicles", edge.http))
+        .header("host", format!("attacker.example:{port}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 421);
+    let r = c
+        .get(format!("{}/api/v1/vehicles", edge.http))
+        .header("host", format!("garasi.depot:{port}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "a configured name works");
+    // A sign-in posted from another site's page.
+    let login = serde_json::json!({"person": STAFF_ID, "password": STAFF_PASSWORD});
+    let r = c
+        .post(format!("{}/api/v1/session", edge.http))
+        .header("origin", "http://attacker.example")
+        .json(&login)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    // The node's own origin is fine.
+    let r = c
+        .post(format!("{}/api/v1/session", edge.http))
+        .header("origin", edge.http.clone())
+        .json(&login)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // A form post (what a cross-site HTML form can send) is not JSON.
+    let r = c
+        .post(format!("{}/api/v1/session", edge.http))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("person=test-staff&password=x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
+    let tok = edge.staff_token().await.unwrap();
+    let r = c
+        .post(format!(
+            "{}/api/v1/dispatch/days/2026-11-30/auto-assign",
+            edge.http
+        ))
+        .bearer_auth(&tok)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415, "a POST without a JSON content type");
+}

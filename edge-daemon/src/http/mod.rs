@@ -15,7 +15,9 @@ use tokio_util::sync::CancellationToken;
 use crate::metrics::Metrics;
 
 mod client;
+mod guard;
 pub use client::ClientIp;
+pub use guard::{check as guard_check, Hosts};
 
 /// The OpenAPI document; the file in `schemas/` is the single source.
 pub const OPENAPI: &str = include_str!("../../../schemas/openapi.json");
