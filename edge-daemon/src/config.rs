@@ -206,6 +206,28 @@ fn check_module_sections(
     out
 }
 
+/// The configured host names (file and flags), lower case; a malformed one is an error.
+fn http_hosts(c: &mut Collect, file: &[String], flags: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for h in file.iter().chain(flags) {
+        let name = h.trim().to_ascii_lowercase();
+        let ok = !name.is_empty()
+            && name.len() <= 253
+            && name
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '.');
+        if ok {
+            out.push(name);
+        } else {
+            c.0.push(format!(
+                "http host {:?} is not a host name: use letters, digits, '-' and '.'",
+                h.chars().take(80).collect::<String>()
+            ));
+        }
+    }
+    out
+}
+
 impl Config {
     /// A module's own `[modules.NAME]` section (empty when the file has none).
     pub fn module(&self, name: &str) -> toml::Table {
@@ -299,23 +321,7 @@ impl Settings {
             &file.http_listen,
             "127.0.0.1:8080",
         );
-        let mut http_hosts = Vec::new();
-        for h in file.http_hosts.iter().chain(&self.http_host) {
-            let name = h.trim().to_ascii_lowercase();
-            let ok = !name.is_empty()
-                && name.len() <= 253
-                && name
-                    .chars()
-                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '.');
-            if ok {
-                http_hosts.push(name);
-            } else {
-                c.0.push(format!(
-                    "http host {:?} is not a host name: use letters, digits, '-' and '.'",
-                    h.chars().take(80).collect::<String>()
-                ));
-            }
-        }
+        let http_hosts = http_hosts(&mut c, &file.http_hosts, &self.http_host);
         let mqtt = c.addr(
             "--mqtt-listen",
             &self.mqtt_listen,
