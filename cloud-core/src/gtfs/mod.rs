@@ -14,11 +14,13 @@
 //! - Blocks come from `block_id` where the feed has it; otherwise see [`blocks`].
 
 pub mod blocks;
+pub mod limits;
 mod parse;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-pub use parse::{format_time, parse_time};
+pub use limits::{LimitHit, LimitKind, Limits};
+pub use parse::{format_time, parse_time, ReadSeek};
 
 /// Files a feed must have (plus calendar.txt or calendar_dates.txt).
 const REQUIRED: &[&str] = &[
@@ -28,7 +30,8 @@ const REQUIRED: &[&str] = &[
     "trips.txt",
     "stop_times.txt",
 ];
-/// Largest feed accepted (uncompressed, all files): a zip bomb guard.
+/// Largest feed accepted by default (uncompressed, all files): a zip bomb guard
+/// ([`Limits::max_unpacked_bytes`]).
 pub const MAX_FEED_BYTES: u64 = 1 << 30;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -140,6 +143,8 @@ pub enum GtfsError {
     NotZip(String),
     #[error("the feed cannot be used: {reason}")]
     Unusable { reason: String, report: Box<Report> },
+    #[error("the feed is refused: {0}")]
+    Limit(#[from] LimitHit),
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -262,7 +267,7 @@ pub struct Progress {
 }
 
 impl Progress {
-    fn set_phase(&self, p: &str) {
+    pub(crate) fn set_phase(&self, p: &str) {
         *self.phase.lock() = p.to_string();
     }
     fn parsed(&self, file: &str, bytes: u64) {
@@ -281,39 +286,43 @@ impl Progress {
     }
 }
 
-/// Imports a GTFS zip. Returns the usable feed and the report, or why nothing is usable.
+/// Imports a GTFS zip with the default [`Limits`]. Returns the usable feed and the
+/// report, or why nothing is usable.
 pub fn import_zip(bytes: &[u8]) -> Result<(Feed, Report), GtfsError> {
-    import_zip_with(bytes, None)
+    import_reader(
+        Box::new(std::io::Cursor::new(bytes)),
+        &Limits::default(),
+        None,
+    )
 }
 
-/// [`import_zip`], reporting progress as it goes.
-pub fn import_zip_with(
-    bytes: &[u8],
-    progress: Option<&Progress>,
+/// Imports a GTFS zip from a file or memory within `limits`, reporting progress as it
+/// goes. Files are streamed out of the zip one at a time, never unpacked whole.
+pub fn import_reader<'a>(
+    zip: Box<dyn parse::ReadSeek + 'a>,
+    limits: &Limits,
+    progress: Option<&'a Progress>,
 ) -> Result<(Feed, Report), GtfsError> {
     if let Some(p) = progress {
         p.set_phase("unzipping");
     }
-    let files = parse::read_zip(bytes)?;
-    if let Some(p) = progress {
-        let total = files.values().map(|f| f.len() as u64).sum();
-        p.total_bytes
-            .store(total, std::sync::atomic::Ordering::Relaxed);
-    }
-    let out = parse::import(&parse::Files {
-        map: &files,
-        progress,
-    });
+    let mut files = parse::Files::zip(zip, *limits, progress)?;
+    let out = parse::import(&mut files);
     if let Some(p) = progress {
         p.set_phase("done");
     }
     out
 }
 
-/// Imports from file name -> contents (the zip's text files).
+/// Imports from file name -> contents (the zip's text files), with the default limits.
 pub fn import_files(files: &BTreeMap<String, Vec<u8>>) -> Result<(Feed, Report), GtfsError> {
-    parse::import(&parse::Files {
-        map: files,
-        progress: None,
-    })
+    import_files_with(files, &Limits::default())
+}
+
+/// [`import_files`] within `limits`.
+pub fn import_files_with(
+    files: &BTreeMap<String, Vec<u8>>,
+    limits: &Limits,
+) -> Result<(Feed, Report), GtfsError> {
+    parse::import(&mut parse::Files::map(files, *limits))
 }
