@@ -69,9 +69,22 @@ impl ClientLimiter {
         }
     }
 
+    /// One client: an IPv4 address, or an IPv6 /64 (one host on a LAN can take any
+    /// number of addresses in its /64); IPv4-mapped IPv6 counts as the IPv4 address.
+    fn client(ip: IpAddr) -> IpAddr {
+        match ip {
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+            },
+            v4 => v4,
+        }
+    }
+
     /// The client's slot, after refilling its budget; `Wait` when the budget is spent or
     /// no more clients can be tracked.
     fn slot(&self, ip: IpAddr) -> Result<Arc<tokio::sync::Mutex<()>>, Held> {
+        let ip = Self::client(ip);
         let now = Instant::now();
         let burst = f64::from(self.policy.burst);
         let refill = self.policy.refill.as_secs_f64();
@@ -136,7 +149,7 @@ impl Attempt {
     /// The attempt failed: it costs the client one failure.
     pub fn failed(self) {
         let mut m = self.limiter.clients.lock();
-        if let Some(c) = m.get_mut(&self.ip) {
+        if let Some(c) = m.get_mut(&ClientLimiter::client(self.ip)) {
             c.tokens -= 1.0;
         }
     }

@@ -21,7 +21,18 @@ pub struct Hosts(pub Arc<[String]>);
 /// The host part of a `Host` value or an origin's authority (no port, no brackets).
 fn host_name(authority: &str) -> &str {
     if let Some(rest) = authority.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or("");
+        // "[v6]" or "[v6]:port", nothing else after the bracket.
+        return match rest.split_once(']') {
+            Some((h, tail))
+                if tail.is_empty()
+                    || tail
+                        .strip_prefix(':')
+                        .is_some_and(|p| p.chars().all(|c| c.is_ascii_digit())) =>
+            {
+                h
+            }
+            _ => "",
+        };
     }
     authority.rsplit_once(':').map_or(authority, |(h, port)| {
         if port.chars().all(|c| c.is_ascii_digit()) {
@@ -42,6 +53,13 @@ fn refuse(status: StatusCode, message: &str) -> Response {
 }
 
 pub async fn check(State(hosts): State<Hosts>, req: Request, next: Next) -> Response {
+    // Probes (load balancers' health checks often send no Host) stay open; they show
+    // nothing personal and change nothing.
+    if matches!(req.uri().path(), "/healthz" | "/readyz" | "/metrics")
+        && req.method() == Method::GET
+    {
+        return next.run(req).await;
+    }
     let h = req.headers();
     let authority = h
         .get(header::HOST)
@@ -59,7 +77,7 @@ pub async fn check(State(hosts): State<Hosts>, req: Request, next: Next) -> Resp
         let cross_site = h
             .get("sec-fetch-site")
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v == "cross-site");
+            .is_some_and(|v| v.eq_ignore_ascii_case("cross-site"));
         let foreign_origin = h.get(header::ORIGIN).is_some_and(|o| {
             let o = o.to_str().unwrap_or("");
             let own = o
@@ -106,7 +124,12 @@ mod tests {
         ] {
             assert!(known_host(&hosts, ok), "{ok}");
         }
-        for bad in ["attacker.example:8080", "garasi.depot.attacker.example", ""] {
+        for bad in [
+            "attacker.example:8080",
+            "garasi.depot.attacker.example",
+            "",
+            "[::1]evil.example",
+        ] {
             assert!(!known_host(&hosts, bad), "{bad}");
         }
     }

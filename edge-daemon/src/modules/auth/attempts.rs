@@ -18,6 +18,15 @@ struct Entry {
     failures: u32,
     locked_until: Option<Instant>,
     in_flight: bool,
+    /// Locks since the last right answer: each lock lasts twice the one before.
+    locks: u32,
+}
+
+/// The `n`th lock in a row (from 0): 5 min, 10, 20, ... at most a day.
+fn lock_for(n: u32) -> Duration {
+    LOCK_FOR
+        .saturating_mul(1 << n.min(9))
+        .min(Duration::from_secs(24 * 3600))
 }
 
 /// Why a person's secret is not checked now.
@@ -48,7 +57,10 @@ impl Attempts {
             if until > now {
                 return Err(NotNow::Locked(until.duration_since(now).as_secs().max(1)));
             }
-            *e = Entry::default();
+            // The lock is over but the count is not: until a right answer, one more
+            // wrong one locks again, for longer.
+            e.locked_until = None;
+            e.failures = LOCK_AFTER - 1;
         }
         if e.in_flight {
             return Err(NotNow::Busy);
@@ -78,7 +90,8 @@ impl Reserved {
         let e = m.entry(self.id.clone()).or_default();
         e.failures += 1;
         if e.failures >= LOCK_AFTER {
-            e.locked_until = Some(Instant::now() + LOCK_FOR);
+            e.locked_until = Some(Instant::now() + lock_for(e.locks));
+            e.locks += 1;
             true
         } else {
             false
@@ -92,7 +105,7 @@ impl Drop for Reserved {
         let forget = match m.get_mut(&self.id) {
             Some(e) => {
                 e.in_flight = false;
-                e.failures == 0 && e.locked_until.is_none()
+                e.failures == 0 && e.locked_until.is_none() && e.locks == 0
             }
             None => false,
         };
@@ -117,6 +130,12 @@ mod tests {
         }
         assert!(a.reserve("ani").unwrap().failed());
         assert!(matches!(a.reserve("ani"), Err(NotNow::Locked(s)) if s > 290));
+        assert_eq!(
+            lock_for(1),
+            Duration::from_secs(600),
+            "the next lock is longer"
+        );
+        assert_eq!(lock_for(30), Duration::from_secs(24 * 3600));
         // Others are unaffected; a success forgets the person.
         a.reserve("budi").unwrap().succeeded();
         assert_eq!(a.tracked(), 1);

@@ -52,8 +52,13 @@ pub(super) fn fingerprint(r: &Row) -> String {
     hex::encode(&h.finalize()[..16])
 }
 
-/// Opens a session for a person just verified as `row`; returns the token.
-pub(super) async fn open(store: &Store, r: &Row) -> Result<String, StoreCallError> {
+/// Opens a session for a person just verified as `row`, limited to the role `scope` when
+/// given (a PIN opens a driver's session only); returns the token.
+pub(super) async fn open(
+    store: &Store,
+    r: &Row,
+    scope: Option<&'static str>,
+) -> Result<String, StoreCallError> {
     let mut raw = [0u8; 32];
     rand::rng().fill_bytes(&mut raw);
     let token = hex::encode(raw);
@@ -67,8 +72,8 @@ pub(super) async fn open(store: &Store, r: &Row) -> Result<String, StoreCallErro
                 params![now - ms(ABSOLUTE), now - ms(IDLE)],
             )?;
             tx.execute(
-                "INSERT INTO auth_sessions (token_hash, person_id, fingerprint, created_ms, seen_ms) VALUES (?1, ?2, ?3, ?4, ?4)",
-                params![hash, person, fp, now],
+                "INSERT INTO auth_sessions (token_hash, person_id, fingerprint, created_ms, seen_ms, scope) VALUES (?1, ?2, ?3, ?4, ?4, ?5)",
+                params![hash, person, fp, now, scope],
             )?;
             tx.execute(
                 "DELETE FROM auth_sessions WHERE person_id = ?1 AND token_hash NOT IN
@@ -94,7 +99,7 @@ pub(super) async fn check(store: &Store, token: &str) -> Result<Option<Person>, 
         .read(move |c| {
             c.query_row(
                 "SELECT p.id, p.name, p.roles, p.password_hash, p.pin_hash, p.badge_digest, p.disabled,
-                        s.fingerprint, s.created_ms, s.seen_ms
+                        s.fingerprint, s.created_ms, s.seen_ms, s.scope
                    FROM auth_sessions s LEFT JOIN auth_people p ON p.id = s.person_id
                   WHERE s.token_hash = ?1",
                 params![h2],
@@ -103,13 +108,19 @@ pub(super) async fn check(store: &Store, token: &str) -> Result<Option<Person>, 
                         Some(_) => Some(row(r)?),
                         None => None,
                     };
-                    Ok((person, r.get::<_, String>(7)?, r.get::<_, i64>(8)?, r.get::<_, i64>(9)?))
+                    Ok((
+                        person,
+                        r.get::<_, String>(7)?,
+                        r.get::<_, i64>(8)?,
+                        r.get::<_, i64>(9)?,
+                        r.get::<_, Option<String>>(10)?,
+                    ))
                 },
             )
             .optional()
         })
         .await?;
-    let Some((person, fp, created, seen)) = found else {
+    let Some((person, fp, created, seen, scope)) = found else {
         return Ok(None);
     };
     let now = now_ms();
@@ -126,7 +137,11 @@ pub(super) async fn check(store: &Store, token: &str) -> Result<Option<Person>, 
                     })
                     .await?;
             }
-            Ok(Some(p.person))
+            let mut person = p.person;
+            if let Some(scope) = scope {
+                person.roles.retain(|r| *r == scope);
+            }
+            Ok(Some(person))
         }
         _ => {
             end(store, token).await?;

@@ -38,7 +38,8 @@ pub(super) const MIGRATIONS: &[Migration] = &[
             person_id TEXT NOT NULL,
             fingerprint TEXT NOT NULL,
             created_ms INTEGER NOT NULL,
-            seen_ms INTEGER NOT NULL
+            seen_ms INTEGER NOT NULL,
+            scope TEXT
           );
           CREATE INDEX auth_sessions_person ON auth_sessions (person_id, created_ms);",
     },
