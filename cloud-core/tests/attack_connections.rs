@@ -218,3 +218,119 @@ async fn the_plain_http_listener_has_the_same_limits() {
     }
     cancel.cancel();
 }
+
+/// One enrolment whose body (declared 4,000 bytes) trickles in a byte every 500 ms.
+async fn slow_enrolment(from: Ipv4Addr, to: std::net::SocketAddr, ca: Vec<u8>) {
+    let Ok(tcp) = connect_from(from, to).await else {
+        return;
+    };
+    let name = tokio_rustls::rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let Ok(Ok(mut s)) =
+        tokio::time::timeout(Duration::from_secs(3), tls_client(&ca).connect(name, tcp)).await
+    else {
+        return;
+    };
+    let head = "POST /api/v1/enroll HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 4000\r\n\r\n{\"token\":\"";
+    if s.write_all(head.as_bytes()).await.is_err() {
+        return;
+    }
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if s.write_all(b"a").await.is_err() || s.flush().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Enrolment is unauthenticated until its body is read: a slow enrolment body must not
+/// make its connection busy (never evicted) for the whole body timeout. With a cap of 8
+/// connections, two clients' 16 slow enrolments used to hold every place for 30 s and
+/// the depot's push and pull were refused (0, 0); now their connections make room and
+/// their bodies time out after 3 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_enrolment_bodies_cannot_stop_a_depot() {
+    if !attack::have_openssl() {
+        return;
+    }
+    let cloud = Cloud::start(Opts {
+        env: vec![("GARASI_CLOUD_MAX_CONNECTIONS", "8".into())],
+        ..Opts::default()
+    });
+    let (depot, secret) = cloud.depot("real").await;
+    let mut attackers = Vec::new();
+    for i in 0..16u8 {
+        let (to, ca) = (cloud.addr, cloud.ca_pem.clone());
+        attackers.push(tokio::spawn(slow_enrolment(
+            Ipv4Addr::new(127, 0, 0, 2 + i % 2),
+            to,
+            ca,
+        )));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (push, pull, took) = cloud.sync_once(&depot, &secret, 1).await;
+    eprintln!("16 slow enrolments, cap 8: real depot push {push}, pull {pull} in {took:?}");
+    for t in &attackers {
+        t.abort();
+    }
+    assert_eq!((push, pull), (200, 200), "the depot must sync");
+    assert!(took < Duration::from_secs(3), "the depot waited {took:?}");
+}
+
+/// A response being sent keeps its connection busy until its body is out: a client
+/// reading a large response slowly is not closed to make room for new connections
+/// (before, the request stopped counting once the response head was ready, and the
+/// body was cut off by the next connection over the cap).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_body_being_sent_is_not_evicted() {
+    use garasi_cloud::net::{serve, ConnLimits};
+    use tokio::io::AsyncReadExt;
+    const BIG: usize = 16 << 20;
+    // The route authenticates its client, as the depot and admin extractors do.
+    let app = axum::Router::new().route(
+        "/big",
+        axum::routing::get(
+            |a: axum::Extension<garasi_cloud::net::ConnActivity>| async move {
+                a.authenticated();
+                vec![b'x'; BIG]
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let limits = ConnLimits {
+        max_connections: 2,
+        ..ConnLimits::default()
+    };
+    tokio::spawn(serve(listener, None, app, cancel.clone(), limits, None));
+    let mut s = connect_from(Ipv4Addr::new(127, 0, 0, 2), addr)
+        .await
+        .unwrap();
+    s.write_all(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut first = [0u8; 1024];
+    let mut got = s.read(&mut first).await.unwrap();
+    // Three more connections (an idle one each) while the body waits to be read.
+    let mut others = Vec::new();
+    for i in 0..3u8 {
+        let o = connect_from(Ipv4Addr::new(127, 0, 0, 3 + i), addr)
+            .await
+            .unwrap();
+        others.push(o);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Ok(Ok(n)) => got += n,
+        }
+        if got >= BIG {
+            break;
+        }
+    }
+    eprintln!("read {got} bytes of a {BIG}-byte body while 3 connections arrived (cap 2)");
+    assert!(got >= BIG, "the response was cut off after {got} bytes");
+    cancel.cancel();
+}

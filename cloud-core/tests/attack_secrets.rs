@@ -295,3 +295,78 @@ async fn leaked_secrets_can_be_rotated_and_revoked() {
         assert!(took < Duration::from_secs(3), "{took:?}");
     }
 }
+
+/// A push authenticates before its body is read; a depot revoked while its body was
+/// still arriving used to land the batch anyway (the secret was not checked again).
+/// Now the secret is checked again before the batch is stored: 401. A push without a
+/// declared length is refused (411): its budget share must be known up front.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_in_flight_when_its_depot_is_revoked_does_not_land() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if !attack::have_openssl() {
+        return;
+    }
+    let cloud = Cloud::start(Opts::default());
+    let (depot, secret) = cloud.depot("lost").await;
+    let open = || async {
+        let tcp = attack::connect_from(std::net::Ipv4Addr::LOCALHOST, cloud.addr)
+            .await
+            .unwrap();
+        let name = tokio_rustls::rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        attack::tls_client(&cloud.ca_pem)
+            .connect(name, tcp)
+            .await
+            .unwrap()
+    };
+    let status_of = |resp: &[u8]| -> u16 {
+        String::from_utf8_lossy(resp)
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0)
+    };
+
+    let body = attack::batch(&depot, 1);
+    let mut s = open().await;
+    let head = format!(
+        "POST /api/v1/sync/push HTTP/1.1\r\nHost: localhost\r\nx-garasi-depot: {depot}\r\nAuthorization: Bearer {secret}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(&body[..body.len() / 2]).await.unwrap();
+    s.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let revoke = cloud
+        .client()
+        .delete(format!("{}/api/v1/admin/depots/{depot}/secret", cloud.base))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16();
+    s.write_all(&body[body.len() / 2..]).await.unwrap();
+    s.flush().await.unwrap();
+    let mut resp = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut resp)).await;
+    let in_flight = status_of(&resp);
+
+    // Chunked, no Content-Length.
+    let (depot2, secret2) = cloud.depot("chunked").await;
+    let body = attack::batch(&depot2, 1);
+    let mut s = open().await;
+    let head = format!(
+        "POST /api/v1/sync/push HTTP/1.1\r\nHost: localhost\r\nx-garasi-depot: {depot2}\r\nAuthorization: Bearer {secret2}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(&body).await.unwrap();
+    s.write_all(b"\r\n0\r\n\r\n").await.unwrap();
+    let mut resp = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut resp)).await;
+    let chunked = status_of(&resp);
+    eprintln!("revoke {revoke} while the push arrived: push {in_flight}; chunked push {chunked}");
+    assert_eq!(revoke, 200);
+    assert_eq!(in_flight, 401, "a revoked depot's push landed");
+    assert_eq!(chunked, 411);
+}

@@ -148,3 +148,99 @@ fn a_zip_claiming_too_many_entries_is_refused_first() {
         Err(GtfsError::Unusable { .. })
     ));
 }
+
+/// A feed's findings cannot grow the report: 200,000 invalid-UTF-8 rows, 20,000 rows
+/// whose ids carry quotes and numbers (each a distinct message), 20,000 untimed trips
+/// (whole-file findings) give a report of a few hundred KB. Before, the summary had a
+/// key per row (csv error text with record/line/byte numbers; ids with a quote broke
+/// the id stripping) and every whole-file finding was listed: tens of MB here.
+#[test]
+fn the_report_stays_small_whatever_the_feed() {
+    let mut files = feed(2);
+    let st = files.get_mut("stop_times.txt").unwrap();
+    for _ in 0..200_000 {
+        st.extend_from_slice(b"\xff\n");
+    }
+    for i in 0..20_000 {
+        st.extend_from_slice(
+            format!("x\"{i}{}\"z,6:00:00,6:00:00,a,1\n", "y".repeat(200)).as_bytes(),
+        );
+    }
+    let trips = files.get_mut("trips.txt").unwrap();
+    for i in 0..20_000 {
+        trips.extend_from_slice(format!("r,w,u{i}{}\n", "v".repeat(200)).as_bytes());
+    }
+    let limits = Limits::default();
+    let (feed, report) = import_files_with(&files, &limits).unwrap();
+    assert_eq!(feed.trips.len(), 1);
+    let bytes = serde_json::to_vec(&report).unwrap().len();
+    assert!(bytes < 400_000, "report is {bytes} bytes");
+    assert!(
+        report.summary.len() <= garasi_cloud::gtfs::MAX_SUMMARY_KEYS + 1,
+        "{}",
+        report.summary.len()
+    );
+    let counted: u64 = report.summary.values().sum();
+    assert!(counted >= 240_000, "every finding is counted: {counted}");
+    let utf8 = report
+        .summary
+        .iter()
+        .find(|(k, _)| k.contains("invalid UTF-8"))
+        .map(|(_, n)| *n);
+    assert_eq!(
+        utf8,
+        Some(200_000),
+        "{:?}",
+        report.summary.keys().take(5).collect::<Vec<_>>()
+    );
+}
+
+/// The zip library reads as many entries as its end record's "entries on this disk" (or
+/// the zip64 record) says; a check of the "total entries" field alone let a zip claiming
+/// 1 entry there hand the library 50 (any number, up to the upload size). Entries are
+/// now counted in the file itself.
+#[test]
+fn a_zip_lying_about_its_entry_count_is_still_refused() {
+    let mut out = std::io::Cursor::new(Vec::new());
+    let mut z = zip::ZipWriter::new(&mut out);
+    for i in 0..50 {
+        z.start_file(
+            format!("f{i}.txt"),
+            zip::write::SimpleFileOptions::default(),
+        )
+        .unwrap();
+        z.write_all(b"x").unwrap();
+    }
+    z.finish().unwrap();
+    let mut bytes = out.into_inner();
+    let at = bytes.windows(4).rposition(|w| w == b"PK\x05\x06").unwrap();
+    bytes[at + 10..at + 12].copy_from_slice(&1u16.to_le_bytes());
+    let limits = Limits {
+        max_files: 49,
+        ..Limits::default()
+    };
+    match import_reader(Box::new(std::io::Cursor::new(&bytes[..])), &limits, None) {
+        Err(GtfsError::Limit(hit)) => assert_eq!(hit.kind, LimitKind::Files),
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+    // Long names count too: 10 entries of 60,000-byte names against 10 files allowed.
+    let mut out = std::io::Cursor::new(Vec::new());
+    let mut z = zip::ZipWriter::new(&mut out);
+    for i in 0..10 {
+        z.start_file(
+            format!("{i}{}.txt", "n".repeat(60_000)),
+            zip::write::SimpleFileOptions::default(),
+        )
+        .unwrap();
+    }
+    z.finish().unwrap();
+    let bytes = out.into_inner();
+    let limits = Limits {
+        max_files: 10,
+        ..Limits::default()
+    };
+    match import_reader(Box::new(std::io::Cursor::new(&bytes[..])), &limits, None) {
+        Err(GtfsError::Limit(hit)) => assert_eq!(hit.kind, LimitKind::Files),
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+}

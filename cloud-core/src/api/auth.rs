@@ -35,6 +35,7 @@ impl<S: Send + Sync> FromRequestParts<AppState<S>> for Admin {
         // Constant time (`AdminToken::matches`).
         let ok = bearer(&parts.headers).is_some_and(|t| state.admin_token.matches(t));
         if ok {
+            authenticated(parts);
             Ok(Admin)
         } else {
             state.metrics.refused("unauthenticated");
@@ -42,6 +43,14 @@ impl<S: Send + Sync> FromRequestParts<AppState<S>> for Admin {
                 "admin routes need authorization: Bearer <admin token>",
             ))
         }
+    }
+}
+
+/// Tells the connection layer that this request's connection carries an authenticated
+/// client: its responses keep it busy until they are written out.
+fn authenticated(parts: &Parts) {
+    if let Some(a) = parts.extensions.get::<crate::net::ConnActivity>() {
+        a.authenticated();
     }
 }
 
@@ -70,6 +79,7 @@ impl<S: CloudStore> FromRequestParts<AppState<S>> for Depot {
             .ok_or_else(unauthorized)?;
         let secret = bearer(&parts.headers).ok_or_else(unauthorized)?;
         if state.store.authenticate(depot, secret).await? {
+            authenticated(parts);
             Ok(Depot(depot.to_string()))
         } else {
             Err(unauthorized())
@@ -115,7 +125,7 @@ impl<S: ReadModel> FromRequestParts<AppState<S>> for KnownDepot {
     }
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
+pub(super) fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(header::AUTHORIZATION)?
         .to_str()

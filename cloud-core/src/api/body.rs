@@ -20,6 +20,9 @@ use tokio::io::AsyncWriteExt;
 use super::limits::{kib, ENROL_BODY_BYTES, PUSH_BODY_BYTES};
 use super::{ApiError, AppState};
 
+/// How long an enrolment body (4 KiB at most, unauthenticated) may take to arrive.
+pub(super) const ENROL_BODY_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// How long a JSON request waits for its share of the body budget.
 const BUDGET_WAIT: Duration = Duration::from_secs(5);
 
@@ -91,11 +94,20 @@ pub(super) async fn guard<S: Send + Sync + 'static>(
         .into_response();
     };
     let (parts, body) = req.into_parts();
-    let body = Body::new(Deadline::new(
-        body,
-        s.limits.body_timeout,
-        s.metrics.clone(),
-    ));
+    // An enrolment body is read before anything is authenticated: a short deadline for
+    // its few bytes, and its connection stays evictable while it arrives.
+    let (after, unauthenticated) = if class == Class::Enrol {
+        let guard = parts
+            .extensions
+            .get::<crate::net::ConnActivity>()
+            .map(crate::net::ConnActivity::unauthenticated_body);
+        (s.limits.body_timeout.min(ENROL_BODY_TIMEOUT), guard)
+    } else {
+        (s.limits.body_timeout, None)
+    };
+    let mut deadline = Deadline::new(body, after, s.metrics.clone());
+    deadline.unauthenticated = unauthenticated;
+    let body = Body::new(deadline);
     let response = next.run(Request::from_parts(parts, body)).await;
     drop(permit);
     response
@@ -112,6 +124,8 @@ struct Deadline {
     sleep: Pin<Box<tokio::time::Sleep>>,
     after: Duration,
     metrics: std::sync::Arc<crate::metrics::CloudMetrics>,
+    /// Held while an unauthenticated body arrives (see [`crate::net::ConnActivity`]).
+    unauthenticated: Option<crate::net::UnauthenticatedBody>,
 }
 
 impl Deadline {
@@ -125,6 +139,7 @@ impl Deadline {
             sleep: Box::pin(tokio::time::sleep(after)),
             after,
             metrics,
+            unauthenticated: None,
         }
     }
 }
@@ -139,6 +154,9 @@ impl HttpBody for Deadline {
     ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, axum::Error>>> {
         let this = &mut *self;
         if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            if !matches!(frame, Some(Ok(_))) {
+                this.unauthenticated = None;
+            }
             return Poll::Ready(frame);
         }
         if this.sleep.as_mut().poll(cx).is_ready() {

@@ -50,10 +50,16 @@ async fn push<S: CloudStore>(
     Depot(depot): Depot,
     body: Body,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    // The body's share of the push budget (its declared length, or the most a push may
-    // be), held until the batch is stored, then the body within the timeout.
-    let want = body::content_length(&headers)
-        .map_or(PUSH_BODY_BYTES as u64, |n| n.min(PUSH_BODY_BYTES as u64));
+    // A push declares its length (depots always do): its share of the push budget is
+    // known before a byte is read, and held until the batch is stored; then the body
+    // within the timeout.
+    let Some(declared) = body::content_length(&headers) else {
+        return Err(ApiError::new(
+            StatusCode::LENGTH_REQUIRED,
+            "a push must declare its Content-Length",
+        ));
+    };
+    let want = declared.min(PUSH_BODY_BYTES as u64);
     let weight = kib(want).min(kib(s.limits.push_budget_bytes as u64));
     let _budget = tokio::time::timeout(
         s.limits.body_timeout,
@@ -98,6 +104,18 @@ async fn push<S: CloudStore>(
         }
         ApiError::new(r.status, r.message)
     })?;
+    // The secret again, now that the body is in: a depot revoked (or re-enrolled) while
+    // its push was arriving or being checked must not land it.
+    let still = match super::auth::bearer(&headers) {
+        Some(secret) => s.store.authenticate(&depot, secret).await?,
+        None => false,
+    };
+    if !still {
+        s.metrics.refused("unauthenticated");
+        return Err(ApiError::unauthorized(
+            "the depot's secret was revoked or replaced while the push arrived: enrol again",
+        ));
+    }
     let out = s.store.push(&depot, batch_seq, &changes, &rows).await?;
     s.store.record_sync(&depot, sync_report(&headers)).await?;
     if out.new_changes > 0 {

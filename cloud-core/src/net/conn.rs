@@ -53,7 +53,11 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
         r
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        let r = Pin::new(&mut self.inner).poll_flush(cx);
+        if matches!(r, Poll::Ready(Ok(()))) {
+            self.state.unflushed.store(false, Ordering::Release);
+        }
+        r
     }
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
@@ -75,6 +79,79 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.touch();
         self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// In every request's extensions: lets a route say that its body is still arriving and
+/// nothing has authenticated it yet (enrolment), so that the connection stays evictable
+/// meanwhile (a slow unauthenticated body must not hold a place a depot needs).
+#[derive(Clone)]
+pub struct ConnActivity(Arc<ConnState>);
+
+impl ConnActivity {
+    /// Marks the connection as carrying an authenticated client (a depot, the admin):
+    /// its responses keep it busy until they are written to the socket.
+    pub fn authenticated(&self) {
+        self.0.authenticated.store(true, Ordering::Release);
+    }
+
+    /// Until the guard is dropped, this request does not make its connection busy.
+    pub fn unauthenticated_body(&self) -> UnauthenticatedBody {
+        self.0.unauthenticated.fetch_add(1, Ordering::AcqRel);
+        UnauthenticatedBody(self.0.clone())
+    }
+}
+
+/// See [`ConnActivity::unauthenticated_body`].
+pub struct UnauthenticatedBody(Arc<ConnState>);
+
+impl Drop for UnauthenticatedBody {
+    fn drop(&mut self) {
+        self.0.unauthenticated.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A response body that keeps its request in flight until it is sent (or dropped), and
+/// for an authenticated client until the connection has flushed it: a depot's large
+/// pull is busy while its body goes out, never evicted as idle.
+struct HeldBody {
+    inner: axum::body::Body,
+    busy: Option<InFlight>,
+}
+
+impl hyper::body::Body for HeldBody {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        let r = Pin::new(&mut self.inner).poll_frame(cx);
+        let last = match &r {
+            Poll::Ready(None | Some(Err(_))) => true,
+            Poll::Ready(Some(Ok(_))) => self.inner.is_end_stream(),
+            Poll::Pending => false,
+        };
+        if last {
+            if let Some(busy) = self.busy.take() {
+                // The connection still has to write what it was handed: an
+                // authenticated client's connection stays busy until it is flushed
+                // (an unauthenticated one cannot hold a place by reading slowly).
+                if busy.0.authenticated.load(Ordering::Acquire) {
+                    busy.0.unflushed.store(true, Ordering::Release);
+                }
+            }
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -142,14 +219,22 @@ where
 {
     let svc = TowerToHyperService::new(ctx.app.clone());
     let st = state.clone();
-    let service = hyper::service::service_fn(move |req| {
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<_>| {
         use hyper::service::Service as _;
         let busy = InFlight::enter(&st);
+        req.extensions_mut().insert(ConnActivity(st.clone()));
         let fut = svc.call(req);
         async move {
             let r = fut.await;
-            drop(busy);
-            r
+            // In flight until the response body is sent, not just its head.
+            r.map(|resp| {
+                resp.map(|inner| {
+                    axum::body::Body::new(HeldBody {
+                        inner,
+                        busy: Some(busy),
+                    })
+                })
+            })
         }
     });
     let builder = builder(&ctx.limits);

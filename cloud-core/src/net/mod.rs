@@ -9,6 +9,8 @@
 mod conn;
 mod registry;
 
+pub use conn::{ConnActivity, UnauthenticatedBody};
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -2,14 +2,15 @@
 //! request in flight, and when it last moved a byte. Admitting a connection past the
 //! per-client cap closes that client's oldest idle connection (or refuses the new one
 //! when all of them are busy); past the total cap, the oldest idle connection of anyone
-//! makes room. Idle means no request in flight: a slow client that never finishes its
-//! headers is always idle, a depot whose push is being served never is, so new
-//! connections push out stalled ones, never requests being served. A client is its IPv4
+//! makes room. Idle means no request in flight (a response still being sent is in
+//! flight), or only unauthenticated bodies arriving: a slow client that never finishes
+//! its headers or its enrolment body is idle, a depot whose push or pull is being served
+//! never is, so new connections push out stalled ones, never requests being served. A client is its IPv4
 //! address, or its IPv6 /64 (one host can hold a whole /64).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -20,8 +21,16 @@ use crate::metrics::CloudMetrics;
 
 /// One connection's state, shared by its task, its I/O and its requests.
 pub(super) struct ConnState {
-    /// Requests being served now.
+    /// Requests being served now (until their response body is sent).
     pub in_flight: AtomicUsize,
+    /// Of those, requests whose body is still arriving before anything authenticated
+    /// them (enrolment): they do not make the connection busy.
+    pub unauthenticated: AtomicUsize,
+    /// A request on this connection authenticated (a depot or the admin).
+    pub authenticated: AtomicBool,
+    /// An authenticated response's last bytes are handed to the connection but not yet
+    /// flushed to the socket (the client reads slowly): busy until they are.
+    pub unflushed: AtomicBool,
     /// Requests started on this connection.
     pub requests: AtomicU64,
     /// When the connection last read or wrote a byte (ms since the registry started).
@@ -50,8 +59,14 @@ impl ConnState {
         self.started.elapsed()
     }
 
+    /// No request being served but, perhaps, unauthenticated bodies still arriving.
     fn idle(&self) -> bool {
-        self.in_flight.load(Ordering::Acquire) == 0
+        let unauthenticated = self.unauthenticated.load(Ordering::Acquire);
+        self.in_flight
+            .load(Ordering::Acquire)
+            .saturating_sub(unauthenticated)
+            == 0
+            && !self.unflushed.load(Ordering::Acquire)
     }
 }
 
@@ -180,6 +195,9 @@ impl Registry {
         let id = g.next;
         let state = Arc::new(ConnState {
             in_flight: AtomicUsize::new(0),
+            unauthenticated: AtomicUsize::new(0),
+            authenticated: AtomicBool::new(false),
+            unflushed: AtomicBool::new(false),
             requests: AtomicU64::new(0),
             last_io_ms: AtomicU64::new(self.epoch.elapsed().as_millis() as u64),
             evicted: CancellationToken::new(),
@@ -264,6 +282,17 @@ mod tests {
         let d1 = r6.admit(ip("2001:db8:0:2::1")).unwrap();
         assert!(c1.state.evicted.is_cancelled());
         assert!(!c2.state.evicted.is_cancelled() && !d1.state.evicted.is_cancelled());
+        // A request whose unauthenticated body is still arriving does not make its
+        // connection busy: it makes room like an idle one.
+        let r2 = Registry::new(1, 0, None);
+        let e1 = r2.admit(ip("10.0.0.9")).unwrap();
+        e1.state.in_flight.store(1, Ordering::Release);
+        e1.state.unauthenticated.store(1, Ordering::Release);
+        let e2 = r2.admit(ip("10.0.0.8")).unwrap();
+        assert!(e1.state.evicted.is_cancelled());
+        e2.state.in_flight.store(1, Ordering::Release);
+        assert_eq!(r2.admit(ip("10.0.0.7")).err(), Some("connection_cap"));
+        drop((e1, e2));
         let b3 = c2;
         drop((a1, a2, a3, b1, b2, b3));
         assert!(r.inner.lock().conns.is_empty() && r.inner.lock().per_client.is_empty());

@@ -32,7 +32,7 @@ pub(super) fn frequencies(
                     t.name,
                     Some(line),
                     Some("trip_id"),
-                    format!("trip \"{id}\" is not an imported trip"),
+                    format!("trip {id:?} is not an imported trip"),
                 );
                 continue;
             };
@@ -42,7 +42,7 @@ pub(super) fn frequencies(
                 t.get(r, "headway_secs").and_then(|v| v.parse::<u32>().ok()),
             );
             let (Some(start), Some(end), Some(headway)) = (start, end, headway) else {
-                report.error(t.name, Some(line), None, format!("trip \"{id}\": start_time, end_time (H:MM:SS) and headway_secs (seconds) are required"));
+                report.error(t.name, Some(line), None, format!("trip {id:?}: start_time, end_time (H:MM:SS) and headway_secs (seconds) are required"));
                 continue;
             };
             if headway == 0 || end <= start {
@@ -50,7 +50,7 @@ pub(super) fn frequencies(
                     t.name,
                     Some(line),
                     Some("headway_secs"),
-                    format!("trip \"{id}\": needs headway_secs > 0 and end_time after start_time"),
+                    format!("trip {id:?}: needs headway_secs > 0 and end_time after start_time"),
                 );
                 continue;
             }

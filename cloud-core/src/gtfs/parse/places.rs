@@ -72,7 +72,7 @@ pub(super) fn stops(
                         t.name,
                         Some(line),
                         Some("stop_lat/stop_lon"),
-                        format!("stop \"{id}\" has no valid coordinates"),
+                        format!("stop {id:?} has no valid coordinates"),
                     );
                     (f64::NAN, f64::NAN)
                 }
@@ -84,9 +84,23 @@ pub(super) fn stops(
                         && (s.lon == lon || (s.lon.is_nan() && lon.is_nan()))
                 });
                 if same {
-                    report.warning(t.name, Some(line), Some("stop_id"), format!("stop \"{id}\" is listed twice with the same values; second copy ignored"));
+                    report.warning(
+                        t.name,
+                        Some(line),
+                        Some("stop_id"),
+                        format!(
+                            "stop {id:?} is listed twice with the same values; second copy ignored"
+                        ),
+                    );
                 } else {
-                    report.error(t.name, Some(line), Some("stop_id"), format!("duplicate stop_id \"{id}\" with different values; the first one is kept"));
+                    report.error(
+                        t.name,
+                        Some(line),
+                        Some("stop_id"),
+                        format!(
+                            "duplicate stop_id {id:?} with different values; the first one is kept"
+                        ),
+                    );
                 }
                 continue;
             }
@@ -135,7 +149,7 @@ pub(super) fn routes(
                     t.name,
                     Some(line),
                     Some("route_type"),
-                    format!("route \"{id}\": route_type is not a number"),
+                    format!("route {id:?}: route_type is not a number"),
                 );
                 continue;
             };
@@ -144,7 +158,7 @@ pub(super) fn routes(
                     t.name,
                     Some(line),
                     Some("route_id"),
-                    format!("duplicate route_id \"{id}\""),
+                    format!("duplicate route_id {id:?}"),
                 );
                 continue;
             }

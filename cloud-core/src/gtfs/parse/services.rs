@@ -61,7 +61,7 @@ pub(super) fn calendar(
                     t.name,
                     Some(line),
                     Some(d),
-                    format!("service \"{id}\": must be 0 or 1"),
+                    format!("service {id:?}: must be 0 or 1"),
                 );
                 continue;
             }
@@ -72,7 +72,7 @@ pub(super) fn calendar(
                     t.name,
                     Some(line),
                     Some("start_date/end_date"),
-                    format!("service \"{id}\": dates must be YYYYMMDD"),
+                    format!("service {id:?}: dates must be YYYYMMDD"),
                 );
                 continue;
             }

@@ -1,8 +1,9 @@
 //! Where a feed's files come from (a zip on disk or in memory, or a map of file name to
 //! contents) and the reader every file is parsed through: it streams the file out of
 //! the zip (never unpacked whole) and stops, naming the limit, when the feed unpacks to
-//! too much or a row grows too long. The zip's entry count is read from its end record
-//! before the zip library builds its directory in memory.
+//! too much or a row grows too long. The zip's central directory headers are counted
+//! (with their name bytes) over the whole file before the zip library builds its
+//! directory in memory, so no end record can make it read more than the limit.
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
@@ -11,6 +12,10 @@ use std::rc::Rc;
 
 use crate::gtfs::limits::{LimitHit, LimitKind, Limits};
 use crate::gtfs::{GtfsError, Progress};
+
+/// Directory bytes (names, extra fields, comments) allowed per allowed file: 1 MiB for
+/// the default 1,000 files.
+const MAX_NAME_BYTES_PER_FILE: u64 = 1024;
 
 /// A zip's reader: a file or bytes in memory.
 pub trait ReadSeek: Read + Seek {}
@@ -50,8 +55,9 @@ impl<'a> Files<'a> {
         limits: Limits,
         progress: Option<&'a Progress>,
     ) -> Result<Self, GtfsError> {
-        if let Some(n) = claimed_entries(&mut reader) {
-            if n > limits.max_files {
+        let max_name_bytes = limits.max_files.saturating_mul(MAX_NAME_BYTES_PER_FILE);
+        if let Some((n, names)) = directory_size(&mut reader, limits.max_files, max_name_bytes) {
+            if n > limits.max_files || names > max_name_bytes {
                 return Err(LimitHit::new(LimitKind::Files, "the feed", &limits).into());
             }
         }
@@ -214,40 +220,49 @@ impl Read for Guarded<'_> {
     }
 }
 
-/// The entry count a zip's end record claims (zip64 included), or None when it cannot
-/// be read (the zip library then says what is wrong).
-fn claimed_entries(r: &mut dyn ReadSeek) -> Option<u64> {
-    let len = r.seek(SeekFrom::End(0)).ok()?;
-    // The end record is 22 bytes plus a comment of at most 65,535.
-    let tail_len = len.min(22 + 65_535);
-    r.seek(SeekFrom::Start(len - tail_len)).ok()?;
-    let mut tail = vec![0u8; tail_len as usize];
-    r.read_exact(&mut tail).ok()?;
-    let at = (0..tail.len().saturating_sub(21))
-        .rev()
-        .find(|&i| tail[i..i + 4] == *b"PK\x05\x06")?;
-    let entries = u16::from_le_bytes([tail[at + 10], tail[at + 11]]);
-    let result = if entries != u16::MAX {
-        Some(u64::from(entries))
-    } else {
-        // zip64: the locator (20 bytes) just before the end record points at the
-        // zip64 end record, whose total entry count is at offset 32.
-        let loc = at.checked_sub(20)?;
-        if tail[loc..loc + 4] != *b"PK\x06\x07" {
-            return None;
-        }
-        let mut off = [0u8; 8];
-        off.copy_from_slice(&tail[loc + 8..loc + 16]);
-        r.seek(SeekFrom::Start(u64::from_le_bytes(off))).ok()?;
-        let mut rec = [0u8; 40];
-        r.read_exact(&mut rec).ok()?;
-        if rec[..4] != *b"PK\x06\x06" {
-            return None;
-        }
-        let mut n = [0u8; 8];
-        n.copy_from_slice(&rec[32..40]);
-        Some(u64::from_le_bytes(n))
-    };
+/// Central directory headers in the whole zip, and the bytes of their names, extra
+/// fields and comments: what the zip library would hold in memory at most, whatever the
+/// end records (zip32 or zip64, on this disk or in total, the last or an earlier one)
+/// claim. Every entry the library reads starts with this signature at its own place, so
+/// counting the signatures bounds it. Stops early once past `max_entries` or
+/// `max_name_bytes`; None when the zip cannot be read (the zip library then says why).
+fn directory_size(
+    r: &mut dyn ReadSeek,
+    max_entries: u64,
+    max_name_bytes: u64,
+) -> Option<(u64, u64)> {
+    const SIG: &[u8; 4] = b"PK\x01\x02";
+    /// A central directory header's fixed part.
+    const HEADER: usize = 46;
     r.seek(SeekFrom::Start(0)).ok()?;
-    result
+    let (mut entries, mut name_bytes) = (0u64, 0u64);
+    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024 + HEADER);
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let n = match r.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return None,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        // Headers that start here fit in the buffer; later starts wait for more bytes.
+        let complete = buf.len().saturating_sub(HEADER - 1);
+        let mut i = 0;
+        while i < complete {
+            if buf[i] == b'P' && buf[i..i + 4] == *SIG {
+                let u16_at = |o: usize| u64::from(u16::from_le_bytes([buf[i + o], buf[i + o + 1]]));
+                entries += 1;
+                name_bytes += u16_at(28) + u16_at(30) + u16_at(32);
+                if entries > max_entries || name_bytes > max_name_bytes {
+                    r.seek(SeekFrom::Start(0)).ok()?;
+                    return Some((entries, name_bytes));
+                }
+            }
+            i += 1;
+        }
+        buf.drain(..complete);
+    }
+    r.seek(SeekFrom::Start(0)).ok()?;
+    Some((entries, name_bytes))
 }

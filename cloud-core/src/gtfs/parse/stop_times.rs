@@ -53,7 +53,7 @@ pub(super) fn stop_times(
                     t.name,
                     Some(line),
                     Some("trip_id"),
-                    format!("trip \"{trip}\" is not in trips.txt (or was rejected)"),
+                    format!("trip {trip:?} is not in trips.txt (or was rejected)"),
                 );
                 continue;
             }
@@ -62,7 +62,7 @@ pub(super) fn stop_times(
                     t.name,
                     Some(line),
                     Some("stop_id"),
-                    format!("stop \"{stop}\" is not in stops.txt"),
+                    format!("stop {stop:?} is not in stops.txt"),
                 );
                 continue;
             };
@@ -140,7 +140,7 @@ pub(super) fn stop_times(
                     "stop_times.txt",
                     Some(line),
                     Some("arrival_time/departure_time"),
-                    format!("trip \"{id}\" rejected: {msg}"),
+                    format!("trip {id:?} rejected: {msg}"),
                 );
             }
         }
@@ -158,7 +158,7 @@ pub(super) fn stop_times(
                 "trips.txt",
                 None,
                 Some("trip_id"),
-                format!("trip \"{id}\" has no stop times; not imported"),
+                format!("trip {id:?} has no stop times; not imported"),
             );
         }
     }

@@ -70,7 +70,12 @@ impl Rows<'_> {
                     read_failure(&self.budget, self.name, &e)?;
                     self.budget.mark_row();
                     self.rows += 1;
-                    report.error(self.name, Some(line), None, format!("not valid CSV: {e}"));
+                    report.error(
+                        self.name,
+                        Some(line),
+                        None,
+                        format!("not valid CSV: {}", csv_problem(&e)),
+                    );
                 }
             }
         }
@@ -83,6 +88,17 @@ impl Rows<'_> {
 
 fn over(budget: &Budget, kind: LimitKind, name: &str) -> GtfsError {
     LimitHit::new(kind, name, &budget.limits).into()
+}
+
+/// What is wrong with a row that is not CSV, from the error's kind alone: the csv
+/// crate's text carries record, line and byte numbers (the line is in the issue already).
+fn csv_problem(e: &csv::Error) -> &'static str {
+    match e.kind() {
+        csv::ErrorKind::Utf8 { .. } => "invalid UTF-8 (save the file as UTF-8)",
+        csv::ErrorKind::UnequalLengths { .. } => "the row has a different number of fields",
+        csv::ErrorKind::Io(_) => "the file could not be read",
+        _ => "the row cannot be read",
+    }
 }
 
 /// A read error that ends the import (a limit, a damaged zip); Ok for a row that is
@@ -125,7 +141,12 @@ pub(super) fn table<'f>(
             .collect(),
         Err(e) => {
             read_failure(&budget, name, &e)?;
-            report.error(name, Some(1), None, format!("header is not CSV: {e}"));
+            report.error(
+                name,
+                Some(1),
+                None,
+                format!("header is not CSV: {}", csv_problem(&e)),
+            );
             return Ok(None);
         }
     };

@@ -40,12 +40,12 @@ pub(super) fn trips(
                     t.name,
                     Some(line),
                     Some("route_id"),
-                    format!("trip \"{id}\": route \"{route}\" is not in routes.txt"),
+                    format!("trip {id:?}: route {route:?} is not in routes.txt"),
                 );
                 continue;
             }
             if !feed.services.contains_key(service) {
-                report.error(t.name, Some(line), Some("service_id"), format!("trip \"{id}\": service \"{service}\" is not in calendar.txt or calendar_dates.txt"));
+                report.error(t.name, Some(line), Some("service_id"), format!("trip {id:?}: service {service:?} is not in calendar.txt or calendar_dates.txt"));
                 continue;
             }
             if trips.contains_key(id) {
@@ -53,7 +53,7 @@ pub(super) fn trips(
                     t.name,
                     Some(line),
                     Some("trip_id"),
-                    format!("duplicate trip_id \"{id}\""),
+                    format!("duplicate trip_id {id:?}"),
                 );
                 continue;
             }
