@@ -10,7 +10,6 @@ pub mod cli;
 pub mod config;
 pub mod front;
 pub mod http;
-pub mod limit;
 pub mod metrics;
 pub mod modules;
 pub mod node;

@@ -1,17 +1,12 @@
 //! `calendar.txt` (weekly patterns in a date range) and `calendar_dates.txt` (added and
 //! removed days): when each service runs.
 
-use super::{heap, parse_date, table, Files, MAP_ENTRY};
-use crate::gtfs::{Feed, GtfsError, Report, Service};
+use super::{parse_date, table, Files};
+use crate::gtfs::{Feed, Report, Service};
 
 /// `calendar.txt`: each service's weekdays and date range.
-pub(super) fn calendar(
-    files: &mut Files<'_>,
-    feed: &mut Feed,
-    report: &mut Report,
-) -> Result<(), GtfsError> {
-    let budget = files.budget();
-    if let Some((t, mut rows)) = table(
+pub(super) fn calendar(files: &Files<'_>, feed: &mut Feed, report: &mut Report) {
+    if let Some(t) = table(
         files,
         "calendar.txt",
         &[
@@ -27,12 +22,12 @@ pub(super) fn calendar(
             "end_date",
         ],
         report,
-    )? {
-        while let Some((line, r)) = rows.next(report)? {
+    ) {
+        for (line, r) in &t.rows {
             let Some(id) = t.get(r, "service_id") else {
                 report.error(
                     t.name,
-                    Some(line),
+                    Some(*line),
                     Some("service_id"),
                     "empty service_id".into(),
                 );
@@ -59,9 +54,9 @@ pub(super) fn calendar(
             if let Some(d) = bad {
                 report.error(
                     t.name,
-                    Some(line),
+                    Some(*line),
                     Some(d),
-                    format!("service {id:?}: must be 0 or 1"),
+                    format!("service \"{id}\": must be 0 or 1"),
                 );
                 continue;
             }
@@ -70,60 +65,40 @@ pub(super) fn calendar(
             if s.start.is_none() || s.end.is_none() {
                 report.error(
                     t.name,
-                    Some(line),
+                    Some(*line),
                     Some("start_date/end_date"),
-                    format!("service {id:?}: dates must be YYYYMMDD"),
+                    format!("service \"{id}\": dates must be YYYYMMDD"),
                 );
                 continue;
             }
-            budget.hold(
-                size_of::<(String, Service)>() + MAP_ENTRY + heap(id),
-                t.name,
-            )?;
             feed.services.insert(id.into(), s);
         }
     }
-    Ok(())
 }
 
 /// `calendar_dates.txt`: days added to or removed from a service (a service may be
 /// defined by its exceptions alone).
-pub(super) fn calendar_dates(
-    files: &mut Files<'_>,
-    feed: &mut Feed,
-    report: &mut Report,
-) -> Result<(), GtfsError> {
-    let budget = files.budget();
-    if let Some((t, mut rows)) = table(
+pub(super) fn calendar_dates(files: &Files<'_>, feed: &mut Feed, report: &mut Report) {
+    if let Some(t) = table(
         files,
         "calendar_dates.txt",
         &["service_id", "date", "exception_type"],
         report,
-    )? {
-        while let Some((line, r)) = rows.next(report)? {
+    ) {
+        for (line, r) in &t.rows {
             let (Some(id), Some(date)) = (
                 t.get(r, "service_id"),
                 t.get(r, "date").and_then(parse_date),
             ) else {
                 report.error(
                     t.name,
-                    Some(line),
+                    Some(*line),
                     Some("date"),
                     "needs a service_id and a YYYYMMDD date".into(),
                 );
                 continue;
             };
-            if !feed.services.contains_key(id) {
-                budget.hold(
-                    size_of::<(String, Service)>() + MAP_ENTRY + heap(id),
-                    t.name,
-                )?;
-                feed.services.insert(id.to_string(), Default::default());
-            }
-            budget.hold(size_of::<jiff::civil::Date>() + MAP_ENTRY, t.name)?;
-            let Some(s) = feed.services.get_mut(id) else {
-                continue;
-            };
+            let s = feed.services.entry(id.into()).or_default();
             match t.get(r, "exception_type") {
                 Some("1") => {
                     s.added.insert(date);
@@ -133,12 +108,11 @@ pub(super) fn calendar_dates(
                 }
                 _ => report.error(
                     t.name,
-                    Some(line),
+                    Some(*line),
                     Some("exception_type"),
                     "must be 1 (added) or 2 (removed)".into(),
                 ),
             }
         }
     }
-    Ok(())
 }

@@ -4,15 +4,12 @@
 //! person is (password, PIN, badge) and who is signed in.
 
 pub mod api;
-mod attempts;
 mod cli;
-pub mod config;
 mod devices;
 mod metrics;
 mod people;
 mod people_store;
 pub mod service;
-mod sessions;
 mod store;
 
 use std::sync::Arc;
@@ -39,9 +36,6 @@ impl Module for AuthModule {
     fn depends_on(&self) -> &'static [&'static str] {
         &["sync"]
     }
-    fn check_config(&self, section: &toml::Table) -> Vec<String> {
-        config::parse(section).err().unwrap_or_default()
-    }
     fn commands(&self) -> Vec<clap::Command> {
         cli::commands()
     }
@@ -58,10 +52,7 @@ impl Module for AuthModule {
             .provide(Arc::new(DeviceAuth::new(ctx.store.clone())));
         let metrics = AuthMetrics::register(&ctx.metrics.registry)
             .map_err(|e| ModuleError::start("auth", e))?;
-        // Checked when the configuration was read; parsed again here to get the values.
-        let cfg = config::parse(&ctx.config.module(self.name()))
-            .map_err(|e| ModuleError::start("auth", e.join("; ")))?;
-        let people = Arc::new(People::new(ctx.store.clone(), Arc::new(metrics), cfg));
+        let people = Arc::new(People::new(ctx.store.clone(), Arc::new(metrics)));
         ctx.services.provide(people.clone());
         if let Some(appliers) = ctx.services.get::<Appliers>() {
             appliers.register(

@@ -69,7 +69,7 @@ impl Module for SyncModule {
                 .unwrap_or(i64::MAX),
         };
         ctx.tracker.spawn(worker.run(ctx.cancel.clone()));
-        let routes = api::routes(ctx.store.clone(), link, ctx.services.clone());
+        let routes = api::routes(ctx.store.clone(), link);
         Ok(Started {
             routes: Some(routes),
         })

@@ -9,9 +9,8 @@
     const r = await fetch(url, {
       method,
       credentials: "same-origin",
-      // POST and PUT always declare JSON (the node refuses anything else).
-      headers: body || method === "POST" || method === "PUT" ? { "content-type": "application/json" } : {},
-      body: body ? JSON.stringify(body) : method === "POST" || method === "PUT" ? "{}" : undefined,
+      headers: body ? { "content-type": "application/json" } : {},
+      body: body ? JSON.stringify(body) : undefined,
     });
     const text = await r.text();
     let json = null;
