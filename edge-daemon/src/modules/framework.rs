@@ -265,6 +265,9 @@ pub struct Runner {
     pub openapi: Vec<&'static str>,
 }
 
+/// In [`Services`] once every module has started (and registered what it provides).
+pub struct AllStarted;
+
 /// Shared pieces every module context is built from.
 pub struct Shared {
     pub config: Arc<Config>,
@@ -334,6 +337,9 @@ impl Runner {
                 tracker: ctx.tracker,
             });
         }
+        // Published last: a module waiting for its peers (sync's worker, whose pulled
+        // changes need every module's applier) knows they are all registered now.
+        shared.services.provide(Arc::new(AllStarted));
         Ok(Runner {
             running,
             routes,

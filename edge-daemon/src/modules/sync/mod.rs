@@ -60,6 +60,7 @@ impl Module for SyncModule {
             store: ctx.store.clone(),
             appliers,
             link: link.clone(),
+            services: ctx.services.clone(),
             metrics: Arc::new(
                 SyncMetrics::register(&ctx.metrics.registry)
                     .map_err(|e| ModuleError::start("sync", e))?,

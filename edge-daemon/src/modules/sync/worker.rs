@@ -1,6 +1,7 @@
 //! The sync worker: push then pull on an interval, back off while the cloud is away,
 //! run the outbox quota, retry dead letters, keep the link state and gauges.
 
+use crate::modules::framework::{AllStarted, Services};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,6 +30,8 @@ pub(super) struct Worker {
     pub(super) metrics: Arc<SyncMetrics>,
     pub(super) interval: Duration,
     pub(super) quota_bytes: i64,
+    /// Where [`AllStarted`] appears once every module has registered its applier.
+    pub(super) services: Services,
 }
 
 impl Worker {
@@ -41,8 +44,17 @@ impl Worker {
         // cost a TLS handshake per push and pull.
         let mut client: Option<(Option<String>, reqwest::Client)> = None;
         // Set-aside pulled changes are tried again once per start, after the first good
-        // cycle (every module has registered its applier by then).
+        // cycle (every module has registered its applier by then: see below).
         let mut retried_dead_letters = false;
+        // Nothing is pulled before every module has started: a change pulled while its
+        // module's applier is not registered yet would be set aside as an unknown type,
+        // and every later change of that record would wait for it.
+        while self.services.get::<AllStarted>().is_none() {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+            }
+        }
         loop {
             if last_quota_check.is_none_or(|t| t.elapsed() >= QUOTA_CHECK_EVERY) {
                 last_quota_check = Some(std::time::Instant::now());
