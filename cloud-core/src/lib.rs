@@ -9,12 +9,14 @@
 // Long functions hide several concerns; tests may be long (see clippy.toml).
 #![cfg_attr(not(test), warn(clippy::too_many_lines))]
 
+pub mod admin_token;
 pub mod api;
 pub mod cli;
 pub mod gtfs;
 pub mod http;
 pub mod materialise;
 pub mod metrics;
+pub mod net;
 pub mod push_check;
 pub mod store;
 pub mod timetable;

@@ -1,13 +1,22 @@
-//! The cloud's Prometheus metrics: what sync refused (by reason) and what the
-//! materialiser quarantined. Labels are low-cardinality (no depot or record ids).
+//! The cloud's Prometheus metrics: what sync refused (by reason), what the materialiser
+//! quarantined, what the server's limits refused (by reason) and its open connections.
+//! Labels are low-cardinality (no depot or record ids, no addresses).
 
-use prometheus::{Encoder, IntCounter, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 
 pub struct CloudMetrics {
     registry: Registry,
     /// Sync batches refused, by reason (wire, record_type, record_id, change, stream_row).
     pub sync_refused: IntCounterVec,
     quarantined: IntCounter,
+    /// Requests refused, and connections refused or closed, by a limit or for their
+    /// credentials, by reason (unauthenticated, body_too_large, body_timeout, busy,
+    /// connection_cap and client_connection_cap (the oldest idle connection closed to
+    /// make room, or the new one refused), header_timeout, idle_timeout,
+    /// tls_handshake_timeout, gtfs_* (a feed past an import limit)).
+    refusals: IntCounterVec,
+    /// Connections open now.
+    pub connections: IntGauge,
 }
 
 impl CloudMetrics {
@@ -24,13 +33,30 @@ impl CloudMetrics {
             "garasi_cloud_records_quarantined_total",
             "Records (changes) the materialiser could not fold since start",
         )?;
+        let refusals = IntCounterVec::new(
+            Opts::new(
+                "garasi_cloud_refusals_total",
+                "Requests and connections refused by a limit or for their credentials, by reason",
+            ),
+            &["reason"],
+        )?;
+        let connections = IntGauge::new("garasi_cloud_connections", "Connections open now")?;
         registry.register(Box::new(sync_refused.clone()))?;
         registry.register(Box::new(quarantined.clone()))?;
+        registry.register(Box::new(refusals.clone()))?;
+        registry.register(Box::new(connections.clone()))?;
         Ok(CloudMetrics {
             registry,
             sync_refused,
             quarantined,
+            refusals,
+            connections,
         })
+    }
+
+    /// Counts one refusal (`reason` must be one of a fixed few: it is a label).
+    pub fn refused(&self, reason: &'static str) {
+        self.refusals.with_label_values(&[reason]).inc();
     }
 
     /// The text exposition, with the materialiser's running quarantine count.

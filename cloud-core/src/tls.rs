@@ -1,5 +1,5 @@
-//! Serving the API over TLS: a rustls acceptor from PEM files (h2 and http/1.1 by ALPN)
-//! and an accept loop that hands each connection to hyper and ends them all on cancel.
+//! Serving the API over TLS: a rustls acceptor from PEM files (h2 and http/1.1 by ALPN);
+//! the accept loop and its connection limits are `net`'s.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -66,71 +66,21 @@ pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<tokio_rustls::TlsAcceptor
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
-/// Serves `app` over TLS on an already-bound listener until `cancel` fires.
+/// Serves `app` over TLS on an already-bound listener until `cancel` fires, with the
+/// default connection limits ([`crate::net::ConnLimits`]).
 pub async fn serve_tls(
     listener: tokio::net::TcpListener,
     acceptor: tokio_rustls::TlsAcceptor,
     app: Router,
     cancel: tokio_util::sync::CancellationToken,
 ) -> std::io::Result<()> {
-    loop {
-        let (tcp, peer) = tokio::select! {
-            _ = cancel.cancelled() => return Ok(()),
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        tokio::spawn(serve_connection(
-            tcp,
-            peer,
-            acceptor.clone(),
-            app.clone(),
-            cancel.clone(),
-        ));
-    }
-}
-
-/// One connection: the TLS handshake (10 s at most), then HTTP until the client is done
-/// or `cancel` fires.
-async fn serve_connection(
-    tcp: tokio::net::TcpStream,
-    peer: std::net::SocketAddr,
-    acceptor: tokio_rustls::TlsAcceptor,
-    app: Router,
-    cancel: tokio_util::sync::CancellationToken,
-) {
-    use hyper_util::rt::{TokioExecutor, TokioIo};
-    use hyper_util::server::conn::auto::Builder;
-    use hyper_util::service::TowerToHyperService;
-    let tls = match tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp))
-        .await
-    {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-            return;
-        }
-        Err(_) => return,
-    };
-    let service = TowerToHyperService::new(app);
-    let builder = Builder::new(TokioExecutor::new());
-    let conn = builder.serve_connection(TokioIo::new(tls), service);
-    tokio::pin!(conn);
-    // Stopping the server also ends its open (keep-alive) connections: requests in
-    // flight finish, idle connections close.
-    let result = tokio::select! {
-        r = conn.as_mut() => r,
-        _ = cancel.cancelled() => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
-        }
-    };
-    if let Err(e) = result {
-        tracing::debug!(%peer, error = %e, "connection ended with an error");
-    }
+    crate::net::serve(
+        listener,
+        Some(acceptor),
+        app,
+        cancel,
+        crate::net::ConnLimits::default(),
+        None,
+    )
+    .await
 }

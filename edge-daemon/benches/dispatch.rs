@@ -207,7 +207,9 @@ async fn main() {
     let c = reqwest::Client::new();
     let login: serde_json::Value = c
         .post(format!("{base}/api/v1/session"))
-        .json(&serde_json::json!({"person": "disp", "password": "benchmark password"}))
+        .json(
+            &serde_json::json!({"person": "disp", "password": "benchmark password", "token": true}),
+        )
         .send()
         .await
         .unwrap()
@@ -216,9 +218,10 @@ async fn main() {
         .unwrap();
     let tok = login["token"].as_str().unwrap().to_string();
     let get = |path: String| {
-        let c = c.clone();
+        let (c, tok) = (c.clone(), tok.clone());
         async move {
-            let r = c.get(path).send().await.unwrap();
+            // Signed in, as a dispatcher's console is (the day's data needs a session).
+            let r = c.get(path).bearer_auth(tok).send().await.unwrap();
             assert!(r.status().is_success());
             r.bytes().await.unwrap().len()
         }

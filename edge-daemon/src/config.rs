@@ -21,6 +21,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub key_file: Option<PathBuf>,
     pub http_listen: SocketAddr,
+    /// Host names the HTTP API answers to besides IP addresses and `localhost`.
+    pub http_hosts: Vec<String>,
     pub mqtt_listen: SocketAddr,
     pub mqtt5_listen: SocketAddr,
     pub tls: Option<TlsConfig>,
@@ -78,6 +80,11 @@ pub struct Settings {
     /// HTTP API and pages [default: 127.0.0.1:8080].
     #[arg(long, env = "GARASI_HTTP_LISTEN")]
     pub http_listen: Option<String>,
+    /// A host name tablets and consoles use for this node, e.g. garasi.depot (repeatable;
+    /// IP addresses and localhost always work; any other name is refused, which stops
+    /// DNS rebinding).
+    #[arg(long = "http-host", env = "GARASI_HTTP_HOSTS", value_delimiter = ',')]
+    pub http_host: Vec<String>,
     /// MQTT 3.1.1 listener for devices [default: 127.0.0.1:1884].
     #[arg(long, env = "GARASI_MQTT_LISTEN")]
     pub mqtt_listen: Option<String>,
@@ -124,6 +131,8 @@ pub struct Settings {
 struct FileConfig {
     key_file: Option<PathBuf>,
     http_listen: Option<String>,
+    #[serde(default)]
+    http_hosts: Vec<String>,
     shutdown_grace_secs: Option<u64>,
     sync_interval_ms: Option<u64>,
     sync_outbox_quota_mb: Option<u64>,
@@ -192,6 +201,28 @@ fn check_module_sections(
                     known.join(", ")
                 ));
             }
+        }
+    }
+    out
+}
+
+/// The configured host names (file and flags), lower case; a malformed one is an error.
+fn http_hosts(c: &mut Collect, file: &[String], flags: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for h in file.iter().chain(flags) {
+        let name = h.trim().to_ascii_lowercase();
+        let ok = !name.is_empty()
+            && name.len() <= 253
+            && name
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '.');
+        if ok {
+            out.push(name);
+        } else {
+            c.0.push(format!(
+                "http host {:?} is not a host name: use letters, digits, '-' and '.'",
+                h.chars().take(80).collect::<String>()
+            ));
         }
     }
     out
@@ -290,6 +321,7 @@ impl Settings {
             &file.http_listen,
             "127.0.0.1:8080",
         );
+        let http_hosts = http_hosts(&mut c, &file.http_hosts, &self.http_host);
         let mqtt = c.addr(
             "--mqtt-listen",
             &self.mqtt_listen,
@@ -389,6 +421,7 @@ impl Settings {
                 data_dir: data_dir.to_path_buf(),
                 key_file: self.key_file.clone().or(file.key_file),
                 http_listen,
+                http_hosts,
                 mqtt_listen,
                 mqtt5_listen,
                 tls,
@@ -491,7 +524,7 @@ mod tests {
             "{text}"
         );
         // A key under [modules] that is not a table is refused too, and named.
-        std::fs::write(&f, "[modules]\ndisbled = [\"x\"]\n[modules.auth]\n").unwrap();
+        std::fs::write(&f, "[modules]\ndisbled = [\"x\"]\n[modules.fleet]\n").unwrap();
         let text = s.resolve(dir.path()).unwrap_err().to_string();
         assert!(
             text.contains("[modules] disbled: neither `disabled`"),
@@ -499,7 +532,7 @@ mod tests {
         );
         // An empty section of a module that takes no settings is refused as well.
         assert!(
-            text.contains("[modules.auth]: module auth takes no settings here"),
+            text.contains("[modules.fleet]: module fleet takes no settings here"),
             "{text}"
         );
         std::fs::write(&f, "[modules]\ndisabled = []\n").unwrap();

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod front;
 pub mod http;
+pub mod limit;
 pub mod metrics;
 pub mod modules;
 pub mod node;

@@ -198,7 +198,11 @@ impl Node {
             openapi,
             metrics.clone(),
             ready.clone(),
-        );
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            http::Hosts(cfg.http_hosts.clone().into()),
+            http::guard_check,
+        ));
         {
             let s = shutdown.clone();
             let l = bound.http;

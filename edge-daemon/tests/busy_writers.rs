@@ -71,17 +71,21 @@ async fn status_edits_never_fail_during_a_telemetry_flood() {
     }
     let before = committed().await;
     let http = reqwest::Client::new();
+    // Edits are made by a signed-in dispatcher (the staff member `init` adds).
+    let token = edge.staff_token().await.expect("staff signs in");
     let statuses = ["out_of_service", "in_service", "in_maintenance"];
     let results: Vec<(u16, String)> = futures::stream::iter(0..400usize)
         .map(|i| {
-            let (http, url) = (
+            let (http, token, url) = (
                 http.clone(),
+                token.clone(),
                 format!("{}/api/v1/vehicles/{}/status", edge.http, ids[i % ids.len()]),
             );
             async move {
                 let r = http
                     .put(url)
-                    .json(&serde_json::json!({"status": statuses[i % 3], "note": format!("edit {i}"), "set_by": "dispatcher-1"}))
+                    .bearer_auth(token)
+                    .json(&serde_json::json!({"status": statuses[i % 3], "note": format!("edit {i}")}))
                     .send()
                     .await
                     .unwrap();

@@ -169,19 +169,17 @@ async fn bad_badges_wrong_pins_and_unknown_drivers_are_refused_counted_and_write
     }
     let (st, msg, no_session) = signon(serde_json::json!({"person": "drv-1", "pin": "1111"})).await;
     assert_eq!(st, 401);
-    assert!(
-        msg.contains("wrong PIN") && msg.contains("4 attempt"),
-        "{msg}"
-    );
+    assert!(msg.contains("wrong person id or PIN"), "{msg}");
     assert!(no_session);
+    // Unknown people, malformed PINs and people without a PIN get the very same answer:
+    // the route never tells who exists.
+    let wrong = msg;
     let (st, msg, _) = signon(serde_json::json!({"person": "ghost", "pin": "1234"})).await;
-    assert_eq!(st, 401);
-    assert!(msg.contains("no person \"ghost\""), "{msg}");
+    assert_eq!((st, &msg), (401, &wrong));
     let (st, msg, _) = signon(serde_json::json!({"person": "drv-1", "pin": "12ab"})).await;
-    assert_eq!(st, 401, "{msg}");
+    assert_eq!((st, &msg), (401, &wrong));
     let (st, msg, _) = signon(serde_json::json!({"person": "mech-1", "pin": "1234"})).await;
-    assert_eq!(st, 401);
-    assert!(msg.contains("no PIN set"), "{msg}");
+    assert_eq!((st, &msg), (401, &wrong));
     let r = client
         .post(format!("{}/api/v1/signon", edge.http))
         .body("{not json")
@@ -195,18 +193,14 @@ async fn bad_badges_wrong_pins_and_unknown_drivers_are_refused_counted_and_write
         "a body that is not JSON is a clear 400"
     );
     let m = edge.metrics().await;
+    // One label for every denial (metrics are open); the log names each cause.
     assert!(
-        m.contains("garasi_auth_refusals_total{method=\"pin\",reason=\"wrong_secret\"} 2"),
+        m.contains("garasi_auth_refusals_total{method=\"pin\",reason=\"denied\"} 4"),
         "{m}"
     );
-    assert!(
-        m.contains("garasi_auth_refusals_total{method=\"pin\",reason=\"unknown_person\"} 1"),
-        "{m}"
-    );
-    assert!(
-        m.contains("garasi_auth_refusals_total{method=\"pin\",reason=\"no_credential\"} 1"),
-        "{m}"
-    );
+    for cause in ["WrongSecret", "UnknownPerson", "BadFormat", "NotADriver"] {
+        assert!(edge.log().contains(cause), "{cause} logged");
+    }
     assert!(
         !m.contains("garasi_dispatch_signons_total"),
         "no sign-on counted yet:\n{m}"
@@ -217,25 +211,30 @@ async fn bad_badges_wrong_pins_and_unknown_drivers_are_refused_counted_and_write
         "refusals write nothing (no record, no outbox entry)"
     );
 
-    // Five wrong PINs in a row lock the person, even with the right PIN after.
-    for _ in 0..3 {
+    // Five wrong PINs in a row lock the person, even with the right PIN after (a
+    // malformed PIN is refused before the person is looked up, so it does not count).
+    for _ in 0..4 {
         signon(serde_json::json!({"person": "drv-1", "pin": "0000"})).await;
     }
     let (st, msg, _) = signon(serde_json::json!({"person": "drv-1", "pin": "2468"})).await;
-    assert_eq!(st, 429, "{msg}");
-    assert!(msg.contains("too many wrong attempts"), "{msg}");
+    assert_eq!(
+        (st, &msg),
+        (401, &wrong),
+        "locked, answered like a wrong PIN"
+    );
+    assert!(edge.log().contains("Locked"));
     assert_eq!(written(&dir), before);
 
     // The real badge still signs on (a lock is per PIN guesser, the badge is physical).
     tty.write_all(b"04a1b2c3\r\n").unwrap();
     let got = eventually(Duration::from_secs(15), || async {
-        let d: serde_json::Value =
-            reqwest::get(format!("{}/api/v1/dispatch/days/{}", edge.http, today()))
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
+        let d: serde_json::Value = edge
+            .staff_get(&format!("/api/v1/dispatch/days/{}", today()))
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
         d["signons"]
             .as_array()?
             .iter()
@@ -321,7 +320,7 @@ async fn a_standalone_depot_plans_its_day_over_http() {
     assert_eq!(r.status().as_u16(), 401, "a driver has no password");
     let login: serde_json::Value = c
         .post(format!("{}/api/v1/session", edge.http))
-        .json(&serde_json::json!({"person": "disp", "password": "dispatcher password"}))
+        .json(&serde_json::json!({"person": "disp", "password": "dispatcher password", "token": true}))
         .send()
         .await
         .unwrap()
@@ -388,7 +387,8 @@ async fn a_standalone_depot_plans_its_day_over_http() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 404);
-    let day: serde_json::Value = reqwest::get(format!("{}/api/v1/dispatch/days/{date}", edge.http))
+    let day: serde_json::Value = edge
+        .staff_get(&format!("/api/v1/dispatch/days/{date}"))
         .await
         .unwrap()
         .json()
@@ -432,7 +432,8 @@ async fn a_standalone_depot_plans_its_day_over_http() {
             && html.contains("double_vehicle"),
         "{html}"
     );
-    let bad = reqwest::get(format!("{}/api/v1/dispatch/days/tomorrow", edge.http))
+    let bad = edge
+        .staff_get("/api/v1/dispatch/days/tomorrow")
         .await
         .unwrap();
     assert_eq!(bad.status().as_u16(), 400);

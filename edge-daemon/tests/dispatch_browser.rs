@@ -141,13 +141,13 @@ async fn board_and_tablet_in_a_browser() {
         .unwrap();
     }
     let known = eventually(Duration::from_secs(10), || async {
-        let v: serde_json::Value =
-            reqwest::get(format!("{}/api/v1/dispatch/days/{date}", edge.http))
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
+        let v: serde_json::Value = edge
+            .staff_get(&format!("/api/v1/dispatch/days/{date}"))
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
         v["vehicles"]
             .as_array()?
             .iter()
@@ -182,7 +182,7 @@ async fn board_and_tablet_in_a_browser() {
             .send_keys("wrong password")
             .await?;
         d.find(By::Css("#login button")).await?.click().await?;
-        wait_text(&d, "#login-error", "wrong password").await;
+        wait_text(&d, "#login-error", "wrong person id or password").await;
         d.find(By::Id("login-password")).await?.clear().await?;
         d.find(By::Id("login-password"))
             .await?
@@ -263,7 +263,7 @@ async fn board_and_tablet_in_a_browser() {
             .await?;
         d.find(By::Id("pin-pin")).await?.send_keys("1111").await?;
         d.find(By::Css("#pin-form button")).await?.click().await?;
-        wait_text(&d, "#pin-error", "wrong PIN").await;
+        wait_text(&d, "#pin-error", "wrong person id or PIN").await;
         d.find(By::Id("pin-pin")).await?.send_keys("2468").await?;
         d.find(By::Css("#pin-form button")).await?.click().await?;
         wait_text(&d, "#driver", "Budi").await;

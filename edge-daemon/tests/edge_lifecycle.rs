@@ -426,17 +426,68 @@ async fn malformed_mqtt_closes_only_that_connection_and_is_counted() {
 async fn vehicle_status_is_a_replicated_record_with_an_outbox_entry() {
     let tmp = tempfile::tempdir().unwrap();
     depot(tmp.path(), &["bus-1"]);
+    add_person(
+        tmp.path(),
+        "dispatcher-7",
+        "Dewi",
+        "dispatcher",
+        None,
+        None,
+        Some("dispatcher password 7"),
+    );
     let edge = Edge::start(tmp.path(), &[]);
     let http = reqwest::Client::new();
     let url = format!("{}/api/v1/vehicles/bus-1/status", edge.http);
     assert_eq!(http.get(&url).send().await.unwrap().status(), 404);
-    let body = serde_json::json!({"status": "out_of_service", "note": "door fault", "set_by": "dispatcher-7"});
+    // A write needs a signed-in person (issue 11: anyone could set a vehicle out of
+    // service under any name).
+    let body = serde_json::json!({"status": "out_of_service", "note": "door fault"});
     let r = http.put(&url).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let login: serde_json::Value = http
+        .post(format!("{}/api/v1/session", edge.http))
+        .json(&serde_json::json!({"person": "dispatcher-7", "password": "dispatcher password 7", "token": true}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let tok = login["token"].as_str().unwrap().to_string();
+    // A body naming someone else is refused: the record names the signed-in person.
+    let forged = serde_json::json!({"status": "out_of_service", "set_by": "someone-else"});
+    let r = http
+        .put(&url)
+        .bearer_auth(&tok)
+        .json(&forged)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = http
+        .put(&url)
+        .bearer_auth(&tok)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert!(r.status().is_success(), "{}", r.text().await.unwrap());
-    let got: serde_json::Value = http.get(&url).send().await.unwrap().json().await.unwrap();
+    let got: serde_json::Value = http
+        .get(&url)
+        .bearer_auth(&tok)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(got["status"], "out_of_service");
     assert_eq!(got["note"], "door fault");
     assert_eq!(got["set_by"], "dispatcher-7");
+    // Without a session (the wall board) the status shows, the person does not.
+    let public: serde_json::Value = http.get(&url).send().await.unwrap().json().await.unwrap();
+    assert_eq!(public["status"], "out_of_service");
+    assert!(public["set_by"].is_null(), "{public}");
     let sync = edge.get_json("/api/v1/sync/status").await;
     assert_eq!(sync["backlog"]["entries"], 1, "{sync}");
     assert!(sync["backlog"]["bytes"].as_i64().unwrap() > 0);
@@ -444,7 +495,8 @@ async fn vehicle_status_is_a_replicated_record_with_an_outbox_entry() {
     // Refusals write nothing.
     let bad = http
         .put(&url)
-        .json(&serde_json::json!({"status": "flying", "set_by": "x"}))
+        .bearer_auth(&tok)
+        .json(&serde_json::json!({"status": "flying"}))
         .send()
         .await
         .unwrap();
@@ -453,8 +505,19 @@ async fn vehicle_status_is_a_replicated_record_with_an_outbox_entry() {
         bad.text().await.unwrap().contains("in_service"),
         "the error says what is allowed"
     );
+    // Text is bounded: a 240 KB note (issue 11: 120 of them grew the DB to 107 MB).
+    let long_note = serde_json::json!({"status": "in_service", "note": "x".repeat(240_000)});
+    let r = http
+        .put(&url)
+        .bearer_auth(&tok)
+        .json(&long_note)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "a 240 KB note is refused");
     let unknown = http
         .put(format!("{}/api/v1/vehicles/bus-9/status", edge.http))
+        .bearer_auth(&tok)
         .json(&body)
         .send()
         .await
@@ -462,6 +525,7 @@ async fn vehicle_status_is_a_replicated_record_with_an_outbox_entry() {
     assert_eq!(unknown.status(), 404);
     let garbage = http
         .put(&url)
+        .bearer_auth(&tok)
         .header("content-type", "application/json")
         .body("{not json")
         .send()

@@ -86,7 +86,9 @@ async fn checks(base: String) {
 
     let login: serde_json::Value = http
         .post(format!("{base}/api/v1/session"))
-        .json(&serde_json::json!({"person": "disp-1", "password": "correct horse 42"}))
+        .json(
+            &serde_json::json!({"person": "disp-1", "password": "correct horse 42", "token": true}),
+        )
         .send()
         .await
         .unwrap()

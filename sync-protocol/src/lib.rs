@@ -16,4 +16,5 @@ pub mod record;
 pub mod records;
 pub mod rules;
 pub mod streams;
+pub mod text;
 pub mod wire;

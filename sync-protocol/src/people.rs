@@ -53,6 +53,9 @@ pub fn problems(
     if name.trim().is_empty() {
         out.push("name must not be empty".into());
     }
+    if let Some(p) = crate::text::problem("name", name, crate::text::NAME_CHARS, false) {
+        out.push(p);
+    }
     if roles.is_empty() || !roles.iter().all(|r| valid_role(r)) {
         out.push(format!("roles must be one or more of {}", ROLES.join(", ")));
     }

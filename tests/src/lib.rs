@@ -243,3 +243,46 @@ pub fn test_pki(
         dir.join("key.pem"),
     ))
 }
+
+/// Defines a dispatcher for `depot` through the cloud's admin API (`admin_base`, an HTTPS
+/// client trusting the cloud) and signs them in at the depot's HTTP address once the
+/// person has arrived by sync: edge writes need a signed-in person. Returns the token.
+pub async fn dispatcher_token(
+    https: &reqwest::Client,
+    admin_base: &str,
+    depot: &str,
+    edge_http: &str,
+    id: &str,
+) -> String {
+    let password = format!("{id} password for tests");
+    let r = https
+        .put(format!(
+            "{admin_base}/api/v1/admin/depots/{depot}/people/{id}"
+        ))
+        .bearer_auth(ADMIN)
+        .json(&serde_json::json!({"name": id, "roles": ["dispatcher"], "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "person {id}: {}", r.status());
+    let http = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = http
+            .post(format!("{edge_http}/api/v1/session"))
+            .json(&serde_json::json!({"person": id, "password": password, "token": true}))
+            .send()
+            .await;
+        if let Ok(r) = r {
+            if r.status().is_success() {
+                let v: serde_json::Value = r.json().await.unwrap();
+                return v["token"].as_str().unwrap().to_string();
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{id} never reached the depot"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

@@ -53,7 +53,7 @@ async fn board_shows_offline_banner_and_drain_progress() {
     let tmp = tempfile::tempdir().unwrap();
     let cloud = Cloud::start(tmp.path()).await;
     let token = cloud.new_depot_token("Depot A").await;
-    let (edge, _) = depot(
+    let (edge, depot_id) = depot(
         &tmp.path().join("edge"),
         &cloud,
         &token,
@@ -77,6 +77,14 @@ async fn board_shows_offline_banner_and_drain_progress() {
     };
     eventually("link up", || link_is("online")).await;
 
+    let tok = garasi_fleet_tests::dispatcher_token(
+        &cloud.https,
+        &cloud.admin_base,
+        &depot_id,
+        &format!("http://{}", edge.http_addr),
+        "dispatcher",
+    )
+    .await;
     cloud.cut_link();
     for bus in ["bus-1", "bus-2", "bus-3"] {
         let r = http
@@ -84,6 +92,7 @@ async fn board_shows_offline_banner_and_drain_progress() {
                 "http://{}/api/v1/vehicles/{bus}/status",
                 edge.http_addr
             ))
+            .bearer_auth(&tok)
             .json(&serde_json::json!({"status": "in_maintenance", "set_by": "dispatcher"}))
             .send()
             .await

@@ -177,7 +177,8 @@ impl Chaos {
 
     async fn depot_write(&mut self, d: usize, v: &str, status: &str) {
         let note = self.rng.random_bool(0.7).then(|| format!("n{}", self.id()));
-        let set_by = format!("disp-{}-{}", NAMES[d], self.round);
+        // set_by is the signed-in dispatcher, never a body field (issue 11).
+        let set_by = procs::dispatcher_of(d);
         let body = json!({"status": status, "note": note, "set_by": set_by});
         let path = format!("/api/v1/vehicles/{v}/status");
         let answer = self.f.edges[d].try_put(&path, &body).await;

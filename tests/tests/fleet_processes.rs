@@ -80,6 +80,9 @@ async fn outage_then_everything_converges() {
         "B never gets A's vehicles"
     );
     assert!(a.get("/api/v1/vehicles/bus-b1").await.is_none());
+    // Status edits are made by signed-in dispatchers (set_by is the session's person).
+    a.sign_in(&cloud, &a_id, "disp-a").await;
+    b.sign_in(&cloud, &b_id, "disp-b").await;
     // A base state seen by both sides.
     assert!(
         a.put(
@@ -281,6 +284,7 @@ async fn kill9_of_edge_and_cloud_while_the_backlog_drains() {
         },
     )
     .await;
+    edge.sign_in(&cloud, &depot, "disp").await;
 
     // A backlog built offline: telemetry and status edits at the depot, edits at the cloud.
     link.cut();
@@ -335,6 +339,7 @@ async fn kill9_of_edge_and_cloud_while_the_backlog_drains() {
         ));
     }
     let edits = {
+        let token = edge.token.clone().unwrap_or_default();
         let (stop, http, edge_url, cloud_https, cloud_base) = (
             stop_load.clone(),
             reqwest::Client::builder()
@@ -352,6 +357,7 @@ async fn kill9_of_edge_and_cloud_while_the_backlog_drains() {
                 let id = ["bus-1", "bus-2", "bus-3"][i % 3];
                 let _ = http
                     .put(format!("{edge_url}/api/v1/vehicles/{id}/status"))
+                    .bearer_auth(&token)
                     .json(&serde_json::json!({"status": "in_service", "note": format!("live {i}"), "set_by": "disp"}))
                     .send()
                     .await;

@@ -99,8 +99,18 @@ async fn a_refused_pulled_change_is_set_aside_and_the_pull_moves_on() {
         }
     })
     .await;
+    // What was set aside is shown to signed-in staff only (issue 11).
+    let tok = garasi_fleet_tests::dispatcher_token(
+        &cloud.https,
+        &cloud.admin_base,
+        &depot_id,
+        &base,
+        "disp-1",
+    )
+    .await;
     let status: serde_json::Value = http
         .get(format!("{base}/api/v1/sync/status"))
+        .bearer_auth(&tok)
         .send()
         .await
         .unwrap()

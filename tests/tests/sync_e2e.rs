@@ -65,10 +65,21 @@ async fn depot_and_cloud_converge_and_the_cloud_wins_a_conflict() {
         }
     };
 
+    // Edits at the depot are made by a signed-in dispatcher: set_by is that person.
+    let tok = garasi_fleet_tests::dispatcher_token(
+        &cloud.https,
+        &cloud.admin_base,
+        &depot_id,
+        &format!("http://{}", edge.http_addr),
+        "dispatcher-2",
+    )
+    .await;
+
     // 1. Depot -> cloud.
     let r = http
         .put(&edge_url)
-        .json(&serde_json::json!({"status": "in_service", "set_by": "dispatcher-1"}))
+        .bearer_auth(&tok)
+        .json(&serde_json::json!({"status": "in_service"}))
         .send()
         .await
         .unwrap();
@@ -99,7 +110,12 @@ async fn depot_and_cloud_converge_and_the_cloud_wins_a_conflict() {
     // 3. Partition: the depot's link to the cloud is cut; both sides edit.
     cloud.cut_link();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    http.put(&edge_url).json(&serde_json::json!({"status": "out_of_service", "note": "door fault", "set_by": "dispatcher-2"})).send().await.unwrap();
+    http.put(&edge_url)
+        .bearer_auth(&tok)
+        .json(&serde_json::json!({"status": "out_of_service", "note": "door fault"}))
+        .send()
+        .await
+        .unwrap();
     cloud
         .https
         .put(&cloud_url)

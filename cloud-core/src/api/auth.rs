@@ -6,8 +6,11 @@
 //! it was when handlers checked credentials themselves. Two exceptions, where `KnownDepot`
 //! (which parses the `{depot}` segment itself) follows `Admin`: the quarantine and
 //! telemetry routes now answer an unauthenticated request with a malformed depot segment
-//! 401 where they answered 400. Push and timetable upload authenticate before reading
-//! the body (401 before 413), so nobody unauthenticated makes the cloud buffer it.
+//! 401 where they answered 400. Every handler with a body authenticates before reading
+//! it (axum runs the parts extractors first), so nobody unauthenticated makes the cloud
+//! buffer one; a body declared longer than its route takes is refused even before that
+//! (413, `body.rs`). Refusals are counted (`garasi_cloud_refusals_total{reason=
+//! "unauthenticated"}`).
 
 use axum::extract::{FromRequestParts, Path};
 use axum::http::request::Parts;
@@ -29,17 +32,25 @@ impl<S: Send + Sync> FromRequestParts<AppState<S>> for Admin {
         parts: &mut Parts,
         state: &AppState<S>,
     ) -> Result<Self, Self::Rejection> {
-        // Constant time: the comparison must not tell a guesser how much it got right.
-        let ok = bearer(&parts.headers).is_some_and(|t| {
-            subtle::ConstantTimeEq::ct_eq(t.as_bytes(), state.admin_token.as_bytes()).into()
-        });
+        // Constant time (`AdminToken::matches`).
+        let ok = bearer(&parts.headers).is_some_and(|t| state.admin_token.matches(t));
         if ok {
+            authenticated(parts);
             Ok(Admin)
         } else {
+            state.metrics.refused("unauthenticated");
             Err(ApiError::unauthorized(
                 "admin routes need authorization: Bearer <admin token>",
             ))
         }
+    }
+}
+
+/// Tells the connection layer that this request's connection carries an authenticated
+/// client: its responses keep it busy until they are written out.
+fn authenticated(parts: &Parts) {
+    if let Some(a) = parts.extensions.get::<crate::net::ConnActivity>() {
+        a.authenticated();
     }
 }
 
@@ -56,6 +67,7 @@ impl<S: CloudStore> FromRequestParts<AppState<S>> for Depot {
         state: &AppState<S>,
     ) -> Result<Self, Self::Rejection> {
         let unauthorized = || {
+            state.metrics.refused("unauthenticated");
             ApiError::unauthorized(
                 "authenticate with x-garasi-depot and authorization: Bearer <depot secret>",
             )
@@ -67,6 +79,7 @@ impl<S: CloudStore> FromRequestParts<AppState<S>> for Depot {
             .ok_or_else(unauthorized)?;
         let secret = bearer(&parts.headers).ok_or_else(unauthorized)?;
         if state.store.authenticate(depot, secret).await? {
+            authenticated(parts);
             Ok(Depot(depot.to_string()))
         } else {
             Err(unauthorized())
@@ -112,7 +125,7 @@ impl<S: ReadModel> FromRequestParts<AppState<S>> for KnownDepot {
     }
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
+pub(super) fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(header::AUTHORIZATION)?
         .to_str()

@@ -69,7 +69,7 @@ impl IntoResponse for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::BadToken => Self::unauthorized(e.to_string()),
+            StoreError::BadToken | StoreError::TokenExpired => Self::unauthorized(e.to_string()),
             StoreError::NoSuchDepot(_) => Self::not_found(e.to_string()),
             other => Self::logged("store error", &other),
         }

@@ -35,6 +35,8 @@ pub(super) fn routes<S: CloudStore + 'static>() -> Router<AppState<S>> {
 #[serde(deny_unknown_fields)]
 struct NewDepotBody {
     name: String,
+    /// Seconds its enrolment token works [default: the cloud's --enrolment-ttl-hours].
+    enrolment_ttl_s: Option<u64>,
 }
 
 async fn create_depot<S: CloudStore>(
@@ -44,10 +46,15 @@ async fn create_depot<S: CloudStore>(
 ) -> Result<Response, ApiError> {
     let Json(b) =
         body.map_err(|e| ApiError::bad_request(format!("invalid JSON body: {}", e.body_text())))?;
-    let d = s.store.create_depot(&b.name).await?;
+    let expires_ms = super::credentials::expiry(&s, b.enrolment_ttl_s)?;
+    let d = s.store.create_depot_until(&b.name, expires_ms).await?;
     Ok((
         StatusCode::CREATED,
-        Json(serde_json::json!({ "id": d.id, "enrolment_token": d.enrolment_token })),
+        Json(serde_json::json!({
+            "id": d.id,
+            "enrolment_token": d.enrolment_token,
+            "enrolment_expires_ms": d.expires_ms,
+        })),
     )
         .into_response())
 }

@@ -1,13 +1,18 @@
 //! The cloud's HTTP API, one file per area around one router: `sync` (enrolment, push,
 //! pull: depots), `records` (any depot record, quarantine: admin), `master` (depots,
 //! vehicles, devices: admin), `planning` (timetables, plans, people, a depot's day:
+//! admin), `credentials` (rotating and revoking depot, device and admin credentials:
 //! admin), `ops` (health, metrics, telemetry). `auth` holds the extractors that
-//! authenticate a request (`Admin`, `Depot`, `KnownDepot`); `error` the one error type.
+//! authenticate a request (`Admin`, `Depot`, `KnownDepot`); `error` the one error type;
+//! `body` what a request body may be before a handler reads it; `limits` the settings.
 //! Route paths stay string literals in `.route` calls (no nesting): the tidy test checks
 //! them against `schemas/cloud-openapi.json`.
 
 mod auth;
+mod body;
+mod credentials;
 mod error;
+mod limits;
 mod master;
 mod ops;
 mod planning;
@@ -18,13 +23,14 @@ use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
-use garasi_sync_protocol::wire;
 
+use crate::admin_token::AdminToken;
 use crate::materialise::Materialiser;
 use crate::store::CloudStore;
 
 pub use auth::{Admin, Depot, KnownDepot};
 pub use error::ApiError;
+pub use limits::{ApiLimits, ENROL_BODY_BYTES, PUSH_BODY_BYTES};
 
 /// Batches decoded at once: a decode may hold its 64 MiB body and entries in memory, so
 /// the number in flight bounds what hostile batches can make the cloud allocate.
@@ -37,8 +43,8 @@ pub struct AppState<S> {
     pub store: Arc<S>,
     /// Keeps the `records` table (merged documents, visible fields) up to date.
     pub materialiser: Arc<Materialiser<S>>,
-    /// Bearer token for admin routes (from the cloud's configuration).
-    pub admin_token: Arc<str>,
+    /// Bearer token for admin routes (from the cloud's configuration; rotatable).
+    pub admin_token: Arc<AdminToken>,
     /// Timetable imports in flight and parsed feeds (planning API, publisher).
     pub timetables: Arc<crate::timetable::Timetables>,
     /// Bounds concurrent batch decodes ([`CONCURRENT_DECODES`]).
@@ -46,22 +52,53 @@ pub struct AppState<S> {
     /// Serialises edits of one record ([`EDIT_STRIPES`]).
     pub edit_locks: Arc<Vec<tokio::sync::Mutex<()>>>,
     pub metrics: Arc<crate::metrics::CloudMetrics>,
+    /// Request limits.
+    pub limits: Arc<ApiLimits>,
+    /// JSON bodies buffered at once (KiB permits, [`ApiLimits::json_budget_bytes`]).
+    pub bodies: Arc<tokio::sync::Semaphore>,
+    /// Push bodies buffered at once (KiB permits, [`ApiLimits::push_budget_bytes`]).
+    pub push_bodies: Arc<tokio::sync::Semaphore>,
+    /// Timetable uploads being received (one at a time).
+    pub uploads: Arc<tokio::sync::Semaphore>,
 }
 
 impl<S: CloudStore> AppState<S> {
+    /// Default limits and a fixed admin token (tests, embedding).
     pub fn new(store: Arc<S>, admin_token: Arc<str>) -> Result<Self, prometheus::Error> {
+        Self::with_limits(
+            store,
+            AdminToken::fixed(admin_token),
+            ApiLimits::default(),
+            crate::gtfs::Limits::default(),
+        )
+    }
+
+    pub fn with_limits(
+        store: Arc<S>,
+        admin_token: AdminToken,
+        limits: ApiLimits,
+        gtfs: crate::gtfs::Limits,
+    ) -> Result<Self, prometheus::Error> {
+        let metrics = Arc::new(crate::metrics::CloudMetrics::new()?);
         Ok(AppState {
             materialiser: Arc::new(Materialiser::new(store.clone())),
             store,
-            admin_token,
-            timetables: Arc::default(),
+            admin_token: Arc::new(admin_token),
+            timetables: Arc::new(crate::timetable::Timetables::new(
+                gtfs,
+                Some(metrics.clone()),
+            )),
             decodes: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_DECODES)),
             edit_locks: Arc::new(
                 (0..EDIT_STRIPES)
                     .map(|_| tokio::sync::Mutex::new(()))
                     .collect(),
             ),
-            metrics: Arc::new(crate::metrics::CloudMetrics::new()?),
+            metrics,
+            bodies: Arc::new(limits::budget(limits.json_budget_bytes)),
+            push_bodies: Arc::new(limits::budget(limits.push_budget_bytes)),
+            uploads: Arc::new(tokio::sync::Semaphore::new(1)),
+            limits: Arc::new(limits),
         })
     }
 }
@@ -76,19 +113,27 @@ impl<S> Clone for AppState<S> {
             decodes: self.decodes.clone(),
             edit_locks: self.edit_locks.clone(),
             metrics: self.metrics.clone(),
+            limits: self.limits.clone(),
+            bodies: self.bodies.clone(),
+            push_bodies: self.push_bodies.clone(),
+            uploads: self.uploads.clone(),
         }
     }
 }
 
-/// The whole API: every area's routes, with the sync body limit on all of them (the
-/// timetable upload raises its own).
+/// The whole API: every area's routes, the JSON body limit on all of them (enrolment
+/// lowers it; push and timetable upload read their own bodies), and the body guard in
+/// front of them all.
 pub fn router<S: CloudStore + 'static>(state: AppState<S>) -> Router {
+    let guard = axum::middleware::from_fn_with_state(state.clone(), body::guard::<S>);
     Router::new()
         .merge(ops::routes::<S>())
         .merge(records::routes::<S>())
         .merge(master::routes::<S>())
+        .merge(credentials::routes::<S>())
         .merge(planning::routes::<S>())
         .merge(sync::routes::<S>())
-        .layer(DefaultBodyLimit::max(wire::MAX_WIRE_BYTES))
+        .layer(DefaultBodyLimit::max(state.limits.json_body_bytes))
+        .layer(guard)
         .with_state(state)
 }

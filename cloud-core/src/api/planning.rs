@@ -4,8 +4,8 @@
 //! depot's day as the depot recorded it (blocks, assignments, sign-ons, events). The
 //! importing and publishing themselves are `timetable`'s.
 
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -15,22 +15,15 @@ use garasi_sync_protocol::record::FieldValue;
 use garasi_sync_protocol::records;
 use serde::Deserialize;
 
-use super::{Admin, ApiError, AppState, KnownDepot};
+use super::{body, Admin, ApiError, AppState, KnownDepot};
 use crate::store::{CloudStore, ReadModel};
-use crate::timetable::{self, Plan};
-
-/// Largest timetable upload (a big city's zipped feed is well under this).
-const MAX_UPLOAD: usize = 512 * 1024 * 1024;
+use crate::timetable::{self, ImportZip, Plan};
 
 pub(super) fn routes<S: CloudStore + 'static>() -> Router<AppState<S>> {
-    // Outside the `.route` call: keeps each route's methods readable by the tidy test.
-    let upload_limit = DefaultBodyLimit::max(MAX_UPLOAD);
     Router::new()
         .route(
             "/api/v1/admin/timetables",
-            post(upload::<S>)
-                .get(list_timetables::<S>)
-                .layer(upload_limit),
+            post(upload::<S>).get(list_timetables::<S>),
         )
         .route("/api/v1/admin/imports/{id}", get(get_import::<S>))
         .route("/api/v1/admin/depots/{depot}/plan", put(put_plan::<S>))
@@ -49,24 +42,49 @@ struct UploadQuery {
     wait: bool,
 }
 
-/// `POST /api/v1/admin/timetables?name=..`: the body is the GTFS zip. The import runs in
-/// the background; the answer names where to follow it.
+/// `POST /api/v1/admin/timetables?name=..`: the body is the GTFS zip, streamed to a
+/// temporary file (one upload at a time). The import runs in the background, after the
+/// imports before it; the answer names where to follow it.
 async fn upload<S: CloudStore + 'static>(
     State(s): State<AppState<S>>,
     Query(q): Query<UploadQuery>,
     _: Admin,
-    body: Bytes,
+    body: Body,
 ) -> Result<Response, ApiError> {
-    if body.is_empty() {
-        return Err(ApiError::bad_request(
-            "the request body must be the GTFS zip (Content-Type: application/zip)",
-        ));
-    }
     let name = q.name.unwrap_or_else(|| "timetable".into());
     if name.trim().is_empty() || name.len() > 200 {
         return Err(ApiError::bad_request("name must be 1-200 characters"));
     }
-    let (id, task) = s.timetables.clone().run_import(s.store.clone(), name, body);
+    let busy = |what: &str| {
+        s.metrics.refused("busy");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{what}: retry when an import has finished (GET /api/v1/admin/imports/{{id}})"),
+        )
+    };
+    let Some(slot) = s.timetables.reserve() else {
+        return Err(busy(&format!(
+            "{} imports are already waiting or running",
+            timetable::MAX_QUEUED_IMPORTS
+        )));
+    };
+    let receiving =
+        tokio::time::timeout(s.limits.upload_timeout, s.uploads.clone().acquire_owned())
+            .await
+            .map_err(|_| busy("another upload is still being received"))?
+            .map_err(|_| busy("shutting down"))?;
+    let (zip, bytes) =
+        body::read_to_file(&s, body, s.limits.upload_bytes, s.limits.upload_timeout).await?;
+    drop(receiving);
+    if bytes == 0 {
+        return Err(ApiError::bad_request(
+            "the request body must be the GTFS zip (Content-Type: application/zip)",
+        ));
+    }
+    let (id, task) =
+        s.timetables
+            .clone()
+            .run_import(s.store.clone(), name, ImportZip::Temp(zip), slot);
     if q.wait {
         let _ = task.await;
         return Ok(import_view(&s, id)?.into_response());

@@ -37,7 +37,7 @@ pub(super) fn routes<S: CloudStore + 'static>() -> Router<AppState<S>> {
 /// One of a depot's records up to every stored change: its materialised document plus
 /// the changes stored after the materialised cursor (so neither a read nor an edit
 /// depends on how far behind the materialiser is). `None` if it has none.
-async fn load_record<S: CloudStore>(
+pub(super) async fn load_record<S: CloudStore>(
     s: &AppState<S>,
     depot: &str,
     record_type: &str,

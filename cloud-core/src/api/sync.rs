@@ -1,9 +1,10 @@
 //! The sync routes depots call: enrol (trade the one-time token for credentials), push a
 //! batch, pull changes. Push and pull authenticate one depot ([`Depot`]) and act only on
-//! that depot's data; a bad batch gets a clear error and changes nothing.
+//! that depot's data; a bad batch gets a clear error and changes nothing. A push body is
+//! read only after authentication, within the push budget and the body timeout.
 
-use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -11,13 +12,16 @@ use axum::{Json, Router};
 use garasi_sync_protocol::wire::{self, Batch, Entry};
 use serde::Deserialize;
 
-use super::{ApiError, AppState, Depot};
+use super::limits::{kib, ENROL_BODY_BYTES, PUSH_BODY_BYTES};
+use super::{body, ApiError, AppState, Depot};
 use crate::push_check::{self, Checked};
 use crate::store::{CloudStore, SyncReport};
 
 pub(super) fn routes<S: CloudStore + 'static>() -> Router<AppState<S>> {
+    // Outside the `.route` call: keeps each route's methods readable by the tidy test.
+    let enrol_limit = DefaultBodyLimit::max(ENROL_BODY_BYTES);
     Router::new()
-        .route("/api/v1/enroll", post(enroll::<S>))
+        .route("/api/v1/enroll", post(enroll::<S>).layer(enrol_limit))
         .route("/api/v1/sync/push", post(push::<S>))
         .route("/api/v1/sync/pull", get(pull::<S>))
 }
@@ -44,8 +48,33 @@ async fn push<S: CloudStore>(
     State(s): State<AppState<S>>,
     headers: HeaderMap,
     Depot(depot): Depot,
-    body: Bytes,
+    body: Body,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    // A push declares its length (depots always do): its share of the push budget is
+    // known before a byte is read, and held until the batch is stored; then the body
+    // within the timeout.
+    let Some(declared) = body::content_length(&headers) else {
+        return Err(ApiError::new(
+            StatusCode::LENGTH_REQUIRED,
+            "a push must declare its Content-Length",
+        ));
+    };
+    let want = declared.min(PUSH_BODY_BYTES as u64);
+    let weight = kib(want).min(kib(s.limits.push_budget_bytes as u64));
+    let _budget = tokio::time::timeout(
+        s.limits.body_timeout,
+        s.push_bodies.clone().acquire_many_owned(weight),
+    )
+    .await
+    .map_err(|_| {
+        s.metrics.refused("busy");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the cloud is receiving too many pushes: retry in a few seconds",
+        )
+    })?
+    .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting down"))?;
+    let body = body::read_limited(&s, body, PUSH_BODY_BYTES, s.limits.body_timeout).await?;
     // Decoding and checking run in the blocking pool, at most CONCURRENT_DECODES at once:
     // together they bound what hostile batches can make the cloud allocate and compute.
     let checked = {
@@ -75,6 +104,18 @@ async fn push<S: CloudStore>(
         }
         ApiError::new(r.status, r.message)
     })?;
+    // The secret again, now that the body is in: a depot revoked (or re-enrolled) while
+    // its push was arriving or being checked must not land it.
+    let still = match super::auth::bearer(&headers) {
+        Some(secret) => s.store.authenticate(&depot, secret).await?,
+        None => false,
+    };
+    if !still {
+        s.metrics.refused("unauthenticated");
+        return Err(ApiError::unauthorized(
+            "the depot's secret was revoked or replaced while the push arrived: enrol again",
+        ));
+    }
     let out = s.store.push(&depot, batch_seq, &changes, &rows).await?;
     s.store.record_sync(&depot, sync_report(&headers)).await?;
     if out.new_changes > 0 {

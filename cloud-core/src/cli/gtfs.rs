@@ -6,24 +6,30 @@ use anyhow::{bail, Context};
 use crate::gtfs::{self, blocks};
 use crate::store::CloudStore;
 
-/// Imports a GTFS zip with a progress line on stderr; refuses an unusable feed with the
-/// report.
+/// Opens a feed for reading (streamed: files are unpacked one at a time as parsed).
+fn open_zip(file: &std::path::Path) -> anyhow::Result<Box<dyn gtfs::ReadSeek>> {
+    let f = std::fs::File::open(file).with_context(|| format!("reading {}", file.display()))?;
+    Ok(Box::new(std::io::BufReader::new(f)))
+}
+
+/// Imports a GTFS zip with a progress line on stderr, within `limits`; refuses an
+/// unusable feed with the report.
 pub(super) async fn import<S: CloudStore>(
     store: &S,
     file: &std::path::Path,
     name: &str,
+    limits: gtfs::Limits,
 ) -> anyhow::Result<i64> {
-    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let progress = std::sync::Arc::new(gtfs::Progress::default());
     let p = progress.clone();
-    let job = tokio::task::spawn_blocking(move || {
-        let r = gtfs::import_zip_with(&bytes, Some(&p));
-        (r, bytes)
+    let path = file.to_path_buf();
+    let job = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        Ok(gtfs::import_reader(open_zip(&path)?, &limits, Some(&p)))
     });
     tokio::pin!(job);
-    let (result, bytes) = loop {
+    let result = loop {
         tokio::select! {
-            r = &mut job => break r?,
+            r = &mut job => break r??,
             _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {
                 let (phase, done, total) = progress.snapshot();
                 eprintln!("importing: {phase} ({}%)", (done * 100).checked_div(total).unwrap_or(0));
@@ -43,6 +49,8 @@ pub(super) async fn import<S: CloudStore>(
                 outln!("{i}");
             }
             let json = serde_json::to_string(&report)?;
+            let bytes =
+                std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
             Ok(store.save_timetable(name, &bytes, &json).await?)
         }
     }
@@ -52,8 +60,9 @@ pub(super) fn check(
     file: &std::path::Path,
     date: Option<jiff::civil::Date>,
     min_layover_s: u32,
+    limits: gtfs::Limits,
 ) -> anyhow::Result<()> {
-    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let zip = open_zip(file)?;
     let print = |r: &gtfs::Report| {
         for i in &r.issues {
             outln!("{i}");
@@ -65,7 +74,7 @@ pub(super) fn check(
             }
         }
     };
-    match gtfs::import_zip(&bytes) {
+    match gtfs::import_reader(zip, &limits, None) {
         Err(gtfs::GtfsError::Unusable { reason, report }) => {
             print(&report);
             bail!("{}: {reason}", file.display())

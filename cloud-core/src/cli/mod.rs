@@ -1,7 +1,8 @@
 //! The `garasi-cloud` command line: `serve` runs the sync API over TLS on SQLite (default)
-//! or PostgreSQL; `depot add` creates a depot and prints its one-time enrolment token.
-//! It lives in the library so fleet tests can build the same program as a test binary.
-//! `serve.rs` runs the server, `gtfs.rs` the timetable commands.
+//! or PostgreSQL; `depot add` creates a depot and prints its one-time enrolment token;
+//! `admin-token new` writes a new admin token file (0600). It lives in the library so
+//! fleet tests can build the same program as a test binary. `serve.rs` runs the server,
+//! `gtfs.rs` the timetable commands, `limits.rs` the limit settings.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,7 +23,10 @@ macro_rules! outln {
 
 // After the macro: `outln!` is visible in these by textual scope.
 mod gtfs;
+mod limits;
 mod serve;
+
+use limits::{GtfsLimitArgs, ServeLimitArgs};
 
 #[derive(Parser)]
 #[command(name = "garasi-cloud", version, about = "Garasi fleet cloud")]
@@ -44,9 +48,19 @@ enum Cmd {
         tls_cert: PathBuf,
         #[arg(long, env = "GARASI_CLOUD_TLS_KEY")]
         tls_key: PathBuf,
-        /// File holding the admin bearer token (never passed on the command line).
+        /// File holding the admin bearer token (never passed on the command line; made
+        /// 0600 if others can read it; read again on SIGHUP).
         #[arg(long, env = "GARASI_CLOUD_ADMIN_TOKEN_FILE")]
         admin_token_file: PathBuf,
+        #[command(flatten)]
+        limits: ServeLimitArgs,
+        #[command(flatten)]
+        gtfs: GtfsLimitArgs,
+    },
+    /// The admin token.
+    AdminToken {
+        #[command(subcommand)]
+        cmd: AdminTokenCmd,
     },
     /// Timetables.
     Gtfs {
@@ -73,6 +87,8 @@ enum GtfsCmd {
         /// Minimum layover at a terminal when building blocks, in seconds.
         #[arg(long, default_value_t = 300)]
         min_layover_s: u32,
+        #[command(flatten)]
+        limits: GtfsLimitArgs,
     },
     /// Import a GTFS zip into the cloud's store (progress on stderr); prints its id for
     /// a depot plan. The API equivalent is POST /api/v1/admin/timetables.
@@ -84,6 +100,18 @@ enum GtfsCmd {
         /// Name shown in listings [default: the file name].
         #[arg(long)]
         name: Option<String>,
+        #[command(flatten)]
+        limits: GtfsLimitArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminTokenCmd {
+    /// Write a new random admin token to FILE (0600, replacing it atomically). A running
+    /// cloud reads it on SIGHUP; `POST /api/v1/admin/admin-token` does both at once.
+    New {
+        #[arg(long, env = "GARASI_CLOUD_ADMIN_TOKEN_FILE")]
+        file: PathBuf,
     },
 }
 
@@ -155,14 +183,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     file,
                     date,
                     min_layover_s,
+                    limits,
                 },
-        } => gtfs::check(&file, date, min_layover_s),
+        } => gtfs::check(&file, date, min_layover_s, limits.limits()),
         Cmd::Gtfs {
             cmd:
                 GtfsCmd::Import {
                     database,
                     file,
                     name,
+                    limits,
                 },
         } => {
             let name = name.unwrap_or_else(|| {
@@ -171,8 +201,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .unwrap_or_else(|| "timetable".into())
             });
             let id = match open(&database).await? {
-                AnyStore::Sqlite(s) => gtfs::import(&s, &file, &name).await?,
-                AnyStore::Postgres(s) => gtfs::import(&s, &file, &name).await?,
+                AnyStore::Sqlite(s) => gtfs::import(&s, &file, &name, limits.limits()).await?,
+                AnyStore::Postgres(s) => gtfs::import(&s, &file, &name, limits.limits()).await?,
             };
             outln!("timetable {id} imported ({name})");
             Ok(())
@@ -184,9 +214,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 AnyStore::Sqlite(s) => s.create_depot(&name).await?,
                 AnyStore::Postgres(s) => s.create_depot(&name).await?,
             };
+            let hours = (d.expires_ms - crate::store::now_ms()) / 3_600_000;
             println!(
-                "depot {} created. One-time enrolment token: {}",
+                "depot {} created. One-time enrolment token (works for {hours} h): {}",
                 d.id, d.enrolment_token
+            );
+            Ok(())
+        }
+        Cmd::AdminToken {
+            cmd: AdminTokenCmd::New { file },
+        } => {
+            let token = crate::store::random_token();
+            crate::admin_token::write_private(&file, &token)
+                .with_context(|| format!("writing {}", file.display()))?;
+            outln!(
+                "a new admin token is in {} (0600); a running cloud takes it on SIGHUP",
+                file.display()
             );
             Ok(())
         }
@@ -196,6 +239,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             tls_cert,
             tls_key,
             admin_token_file,
+            limits,
+            gtfs,
         } => {
             serve::run(serve::ServeArgs {
                 database,
@@ -203,6 +248,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 tls_cert,
                 tls_key,
                 admin_token_file,
+                limits,
+                gtfs: gtfs.limits(),
             })
             .await
         }

@@ -1,6 +1,7 @@
 //! `garasi-cloud serve`: checks the configuration (every problem reported at once), binds,
 //! then serves the API over TLS with the materialiser and the publisher beside it until
-//! SIGTERM or Ctrl-C.
+//! SIGTERM or Ctrl-C, within the connection, request and timetable limits; SIGHUP reads
+//! the admin token file again.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,10 +10,11 @@ use anyhow::{bail, Context};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{open, AnyStore};
+use super::{open, AnyStore, ServeLimitArgs};
+use crate::admin_token::AdminToken;
 use crate::api::{router, AppState};
 use crate::store::CloudStore;
-use crate::tls::{serve_tls, tls_acceptor};
+use crate::tls::tls_acceptor;
 
 /// The `serve` command's options.
 pub(super) struct ServeArgs {
@@ -21,6 +23,16 @@ pub(super) struct ServeArgs {
     pub tls_cert: PathBuf,
     pub tls_key: PathBuf,
     pub admin_token_file: PathBuf,
+    pub limits: ServeLimitArgs,
+    pub gtfs: crate::gtfs::Limits,
+}
+
+/// Everything `serve` runs with once checked.
+struct Checked {
+    admin: AdminToken,
+    acceptor: tokio_rustls::TlsAcceptor,
+    limits: ServeLimitArgs,
+    gtfs: crate::gtfs::Limits,
 }
 
 pub(super) async fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -30,23 +42,19 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         tls_cert,
         tls_key,
         admin_token_file,
+        limits,
+        gtfs,
     } = args;
     // Check everything first and report every problem at once.
-    let mut errors = Vec::new();
-    let admin = match std::fs::read_to_string(&admin_token_file) {
-        Ok(t) if t.trim().len() >= 16 => Some(Arc::<str>::from(t.trim())),
-        Ok(_) => {
-            errors.push(format!(
-                "the admin token in {} is shorter than 16 characters: use a long random token",
-                admin_token_file.display()
-            ));
+    let mut errors = limits.problems();
+    let admin = match AdminToken::from_file(&admin_token_file) {
+        Ok(t) => Some(t),
+        Err(e @ crate::admin_token::AdminTokenError::TooShort { .. }) => {
+            errors.push(e.to_string());
             None
         }
         Err(e) => {
-            errors.push(format!(
-                "--admin-token-file {}: {e}",
-                admin_token_file.display()
-            ));
+            errors.push(format!("--admin-token-file {e}"));
             None
         }
     };
@@ -76,22 +84,55 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
         c.cancel();
     });
+    let checked = Checked {
+        admin,
+        acceptor,
+        limits,
+        gtfs,
+    };
     match open(&database).await? {
-        AnyStore::Sqlite(s) => serve(s, admin, listener, acceptor, cancel).await,
-        AnyStore::Postgres(s) => serve(s, admin, listener, acceptor, cancel).await,
+        AnyStore::Sqlite(s) => serve(s, checked, listener, cancel).await,
+        AnyStore::Postgres(s) => serve(s, checked, listener, cancel).await,
     }
+}
+
+/// Reads the admin token file again on every SIGHUP (a file that cannot be used leaves
+/// the token in force, and says why).
+fn reload_on_sighup(token: Arc<AdminToken>, cancel: CancellationToken) -> anyhow::Result<()> {
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                r = hup.recv() => if r.is_none() { return },
+            }
+            match token.reload() {
+                Ok(()) => tracing::warn!("SIGHUP: admin token read again from its file"),
+                Err(e) => {
+                    tracing::error!(error = %e, "SIGHUP: the admin token file cannot be used; the token in force is kept")
+                }
+            }
+        }
+    });
+    Ok(())
 }
 
 /// Serves until `cancel`, with the materialiser running beside the API.
 async fn serve<S: CloudStore + 'static>(
     store: S,
-    admin: Arc<str>,
+    checked: Checked,
     listener: tokio::net::TcpListener,
-    acceptor: tokio_rustls::TlsAcceptor,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
-    let state = AppState::new(Arc::new(store), admin)?;
+    let Checked {
+        admin,
+        acceptor,
+        limits,
+        gtfs,
+    } = checked;
+    let state = AppState::with_limits(Arc::new(store), admin, limits.api(), gtfs)?;
+    reload_on_sighup(state.admin_token.clone(), cancel.clone())?;
     let tracker = TaskTracker::new();
     tracker.spawn(state.materialiser.clone().run(cancel.clone()));
     // Every 10 minutes: cheap when nothing changed (no change is written), and the window
@@ -103,8 +144,23 @@ async fn serve<S: CloudStore + 'static>(
         std::time::Duration::from_secs(600),
         cancel.clone(),
     ));
-    tracing::info!(listen = %addr, "garasi-cloud ready");
-    serve_tls(listener, acceptor, router(state), cancel).await?;
+    let conn = limits.conn();
+    tracing::info!(
+        listen = %addr,
+        max_connections = conn.effective_max(),
+        max_per_client = conn.max_per_client,
+        "garasi-cloud ready"
+    );
+    let metrics = Some(state.metrics.clone());
+    crate::net::serve(
+        listener,
+        Some(acceptor),
+        router(state),
+        cancel,
+        conn,
+        metrics,
+    )
+    .await?;
     tracker.close();
     tracker.wait().await;
     Ok(())

@@ -14,11 +14,13 @@
 //! - Blocks come from `block_id` where the feed has it; otherwise see [`blocks`].
 
 pub mod blocks;
+pub mod limits;
 mod parse;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-pub use parse::{format_time, parse_time};
+pub use limits::{LimitHit, LimitKind, Limits};
+pub use parse::{format_time, parse_time, ReadSeek};
 
 /// Files a feed must have (plus calendar.txt or calendar_dates.txt).
 const REQUIRED: &[&str] = &[
@@ -28,7 +30,8 @@ const REQUIRED: &[&str] = &[
     "trips.txt",
     "stop_times.txt",
 ];
-/// Largest feed accepted (uncompressed, all files): a zip bomb guard.
+/// Largest feed accepted by default (uncompressed, all files): a zip bomb guard
+/// ([`Limits::max_unpacked_bytes`]).
 pub const MAX_FEED_BYTES: u64 = 1 << 30;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -68,26 +71,62 @@ impl std::fmt::Display for Issue {
     }
 }
 
-/// Everything the import found; `issues` lists row findings up to [`MAX_ISSUES`] (and
-/// every whole-file finding); `summary` counts all of them per file and message.
+/// Everything the import found; `issues` lists row findings up to [`MAX_ISSUES`] and
+/// whole-file findings up to [`MAX_FILE_ISSUES`]; `summary` counts all of them per file
+/// and kind of finding (at most [`MAX_SUMMARY_KEYS`] kinds, the rest under
+/// [`OTHER_FINDINGS`]). The report's size does not depend on the feed's.
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct Report {
     pub issues: Vec<Issue>,
-    /// (file, message) -> how many rows had it (all of them, including listed ones).
+    /// "file: kind of finding" -> how many rows had it (all of them, including listed
+    /// ones). The kind is the message with quoted ids and numbers taken out.
     pub summary: BTreeMap<String, u64>,
     pub imported: BTreeMap<&'static str, u64>,
+    #[serde(skip)]
+    row_issues: usize,
+    #[serde(skip)]
+    file_issues: usize,
 }
 
+/// Row findings listed in full (the rest are only counted in the summary).
 pub const MAX_ISSUES: usize = 200;
+/// Whole-file findings listed in full (one per unknown file or untimed trip at most).
+pub const MAX_FILE_ISSUES: usize = 200;
+/// Distinct summary keys; findings of further kinds are counted under [`OTHER_FINDINGS`].
+pub const MAX_SUMMARY_KEYS: usize = 1_000;
+/// The summary key for findings beyond [`MAX_SUMMARY_KEYS`] kinds.
+pub const OTHER_FINDINGS: &str = "other findings";
+/// Longest message (bytes) kept in a listed issue, and longest summary key.
+const MAX_MESSAGE_BYTES: usize = 512;
+const MAX_KEY_BYTES: usize = 160;
 
 impl Report {
-    fn push(&mut self, i: Issue) {
-        *self
-            .summary
-            .entry(format!("{}: {}", i.file, strip_ids(&i.message)))
-            .or_default() += 1;
-        // Whole-file findings are few and explain the most: always listed.
-        if self.issues.len() < MAX_ISSUES || i.line.is_none() {
+    fn push(&mut self, mut i: Issue) {
+        let key = truncate(
+            format!("{}: {}", i.file, strip_ids(&i.message)),
+            MAX_KEY_BYTES,
+        );
+        let key = if self.summary.len() < MAX_SUMMARY_KEYS || self.summary.contains_key(&key) {
+            key
+        } else {
+            OTHER_FINDINGS.to_string()
+        };
+        *self.summary.entry(key).or_default() += 1;
+        // Whole-file findings explain the most: listed apart from the row findings.
+        let listed = if i.line.is_none() {
+            &mut self.file_issues
+        } else {
+            &mut self.row_issues
+        };
+        let cap = if i.line.is_none() {
+            MAX_FILE_ISSUES
+        } else {
+            MAX_ISSUES
+        };
+        if *listed < cap {
+            *listed += 1;
+            i.message = truncate(i.message, MAX_MESSAGE_BYTES);
+            i.file = truncate(i.file, MAX_KEY_BYTES);
             self.issues.push(i);
         }
     }
@@ -117,21 +156,56 @@ impl Report {
     }
 }
 
-/// Summary keys group messages that differ only in quoted ids.
+/// The kind of a finding: its message with quoted ids (Debug-formatted, so a quote in an
+/// id is escaped) and numbers taken out, so that keys come from the message templates and
+/// not from the feed's data. An unterminated quote drops the rest of the message.
 fn strip_ids(m: &str) -> String {
     let mut out = String::new();
     let mut quoted = false;
+    let mut escaped = false;
+    let mut in_number = false;
     for c in m.chars() {
-        if c == '"' {
-            quoted = !quoted;
-            if quoted {
-                out.push_str("\"…\"");
+        if quoted {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                quoted = false;
             }
-        } else if !quoted {
+            continue;
+        }
+        if c == '"' {
+            quoted = true;
+            in_number = false;
+            out.push_str("\"…\"");
+        } else if c.is_ascii_digit()
+            && (in_number || !out.ends_with(|p: char| p.is_alphanumeric() || p == '-'))
+        {
+            // A count or position ("none of the 12845 rows"), not part of a word (UTF-8).
+            if !in_number {
+                out.push('N');
+            }
+            in_number = true;
+        } else {
+            in_number = false;
             out.push(c);
         }
     }
     out
+}
+
+/// `s` cut to at most `max` bytes (on a character boundary), marked with an ellipsis.
+fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut at = max.saturating_sub('…'.len_utf8());
+        while !s.is_char_boundary(at) {
+            at -= 1;
+        }
+        s.truncate(at);
+        s.push('…');
+    }
+    s
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -140,6 +214,8 @@ pub enum GtfsError {
     NotZip(String),
     #[error("the feed cannot be used: {reason}")]
     Unusable { reason: String, report: Box<Report> },
+    #[error("the feed is refused: {0}")]
+    Limit(#[from] LimitHit),
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -262,7 +338,7 @@ pub struct Progress {
 }
 
 impl Progress {
-    fn set_phase(&self, p: &str) {
+    pub(crate) fn set_phase(&self, p: &str) {
         *self.phase.lock() = p.to_string();
     }
     fn parsed(&self, file: &str, bytes: u64) {
@@ -281,39 +357,43 @@ impl Progress {
     }
 }
 
-/// Imports a GTFS zip. Returns the usable feed and the report, or why nothing is usable.
+/// Imports a GTFS zip with the default [`Limits`]. Returns the usable feed and the
+/// report, or why nothing is usable.
 pub fn import_zip(bytes: &[u8]) -> Result<(Feed, Report), GtfsError> {
-    import_zip_with(bytes, None)
+    import_reader(
+        Box::new(std::io::Cursor::new(bytes)),
+        &Limits::default(),
+        None,
+    )
 }
 
-/// [`import_zip`], reporting progress as it goes.
-pub fn import_zip_with(
-    bytes: &[u8],
-    progress: Option<&Progress>,
+/// Imports a GTFS zip from a file or memory within `limits`, reporting progress as it
+/// goes. Files are streamed out of the zip one at a time, never unpacked whole.
+pub fn import_reader<'a>(
+    zip: Box<dyn parse::ReadSeek + 'a>,
+    limits: &Limits,
+    progress: Option<&'a Progress>,
 ) -> Result<(Feed, Report), GtfsError> {
     if let Some(p) = progress {
         p.set_phase("unzipping");
     }
-    let files = parse::read_zip(bytes)?;
-    if let Some(p) = progress {
-        let total = files.values().map(|f| f.len() as u64).sum();
-        p.total_bytes
-            .store(total, std::sync::atomic::Ordering::Relaxed);
-    }
-    let out = parse::import(&parse::Files {
-        map: &files,
-        progress,
-    });
+    let mut files = parse::Files::zip(zip, *limits, progress)?;
+    let out = parse::import(&mut files);
     if let Some(p) = progress {
         p.set_phase("done");
     }
     out
 }
 
-/// Imports from file name -> contents (the zip's text files).
+/// Imports from file name -> contents (the zip's text files), with the default limits.
 pub fn import_files(files: &BTreeMap<String, Vec<u8>>) -> Result<(Feed, Report), GtfsError> {
-    parse::import(&parse::Files {
-        map: files,
-        progress: None,
-    })
+    import_files_with(files, &Limits::default())
+}
+
+/// [`import_files`] within `limits`.
+pub fn import_files_with(
+    files: &BTreeMap<String, Vec<u8>>,
+    limits: &Limits,
+) -> Result<(Feed, Report), GtfsError> {
+    parse::import(&mut parse::Files::map(files, *limits))
 }

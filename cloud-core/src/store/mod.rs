@@ -26,6 +26,8 @@ pub use read::ReadModel;
 pub enum StoreError {
     #[error("enrolment token is unknown or already used: ask the fleet admin for a new one")]
     BadToken,
+    #[error("enrolment token has expired: ask the fleet admin for a new one")]
+    TokenExpired,
     #[error("depot {0} does not exist")]
     NoSuchDepot(String),
     #[error("SQLite: {0}")]
@@ -41,7 +43,13 @@ pub enum StoreError {
 pub struct NewDepot {
     pub id: String,
     pub enrolment_token: String,
+    /// When the token stops working (ms since the epoch).
+    pub expires_ms: i64,
 }
+
+/// How long an enrolment token works unless the caller says otherwise (tokens issued
+/// before expiry existed count from their depot's creation).
+pub const DEFAULT_ENROLMENT_TTL_MS: i64 = 7 * 24 * 3600 * 1000;
 
 /// What an enrolled edge keeps (in its encrypted store) to authenticate every request.
 #[derive(Debug, Clone)]
@@ -170,13 +178,37 @@ pub struct TimetableInfo {
 pub trait CloudStore: ReadModel {
     /// Creates or upgrades the schema.
     fn migrate(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
-    fn create_depot(&self, name: &str)
-        -> impl Future<Output = Result<NewDepot, StoreError>> + Send;
-    /// Trades a one-time enrolment token for the depot's credentials.
+    /// Creates a depot with an enrolment token that works for [`DEFAULT_ENROLMENT_TTL_MS`].
+    fn create_depot(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<NewDepot, StoreError>> + Send {
+        self.create_depot_until(name, now_ms() + DEFAULT_ENROLMENT_TTL_MS)
+    }
+    /// Creates a depot with an enrolment token that works until `expires_ms`.
+    fn create_depot_until(
+        &self,
+        name: &str,
+        expires_ms: i64,
+    ) -> impl Future<Output = Result<NewDepot, StoreError>> + Send;
+    /// Trades a one-time enrolment token (before it expires) for the depot's
+    /// credentials; a depot that had a secret gets a new one and the old one stops
+    /// working (rotation).
     fn enroll(
         &self,
         token: &str,
     ) -> impl Future<Output = Result<DepotCredentials, StoreError>> + Send;
+    /// A new one-time enrolment token for an existing depot, working until `expires_ms`;
+    /// it replaces any unused one. The depot's secret keeps working until the token is
+    /// used.
+    fn issue_enrolment_token(
+        &self,
+        depot: &str,
+        expires_ms: i64,
+    ) -> impl Future<Output = Result<String, StoreError>> + Send;
+    /// Revokes the depot's secret and any unused enrolment token at once (a lost or
+    /// stolen depot box): it cannot sync until it enrols with a new token.
+    fn revoke_depot(&self, depot: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Whether `secret` is the depot's current secret.
     fn authenticate(
         &self,

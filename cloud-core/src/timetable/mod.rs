@@ -22,7 +22,7 @@ use crate::gtfs::blocks;
 use crate::materialise::MaterialiseError;
 use crate::store::StoreError;
 
-pub use imports::{ImportJob, ImportOutcome, Timetables};
+pub use imports::{ImportJob, ImportOutcome, ImportZip, QueueSlot, Timetables, MAX_QUEUED_IMPORTS};
 pub use prepared::{record_id, Prepared};
 pub use publish::{apply_edits, publish, publish_all, publisher, Published};
 pub use records::plan_records;

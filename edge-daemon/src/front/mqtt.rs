@@ -158,11 +158,19 @@ impl Gate {
         };
         // 2. Authenticate.
         let identity = match &login {
-            Some(Login { username, password }) => self.auth.verify(username, password).await,
+            Some(Login { username, password }) => {
+                self.auth.verify(peer.ip(), username, password).await
+            }
             None => None,
         };
         let Some(identity) = identity else {
-            let user = login.as_ref().map(|l| l.username.as_str()).unwrap_or("");
+            // The username is logged only when it could be a device id: an attacker's
+            // 64 KiB of garbage never reaches the log.
+            let user = login
+                .as_ref()
+                .map(|l| l.username.as_str())
+                .filter(|u| crate::modules::auth::service::valid_id(u))
+                .unwrap_or("(not a device id)");
             tracing::warn!(%peer, username = user, "device authentication failed");
             self.count("bad_credentials");
             let _ = wr

@@ -14,6 +14,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
 
+mod client;
+mod guard;
+pub use client::ClientIp;
+pub use guard::{check as guard_check, Hosts};
+
 /// The OpenAPI document; the file in `schemas/` is the single source.
 pub const OPENAPI: &str = include_str!("../../../schemas/openapi.json");
 
@@ -193,7 +198,10 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     listener.set_nonblocking(true)?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { cancel.cancelled().await })
-        .await
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { cancel.cancelled().await })
+    .await
 }

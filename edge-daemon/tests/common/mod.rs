@@ -31,7 +31,21 @@ pub fn init(dir: &Path) {
         "init failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Reads of GPS history, dead letters, sync errors and the day's data need a
+    // signed-in member of staff (issue 11); tests read as this one (`Edge::staff_get`).
+    add_person(
+        dir,
+        STAFF_ID,
+        "Test Staff",
+        "dispatcher,mechanic",
+        None,
+        None,
+        Some(STAFF_PASSWORD),
+    );
 }
+
+pub const STAFF_ID: &str = "test-staff";
+pub const STAFF_PASSWORD: &str = "test staff password";
 
 pub fn add_vehicle(dir: &Path, id: &str) {
     let out = cli(&[
@@ -126,6 +140,8 @@ pub struct Edge {
     pub mqtt5: SocketAddr,
     pub dir: PathBuf,
     pub log: Arc<Mutex<String>>,
+    /// The test staff member's session, signed in on first use.
+    staff: tokio::sync::OnceCell<Option<String>>,
 }
 
 fn field(line: &str, key: &str) -> Option<String> {
@@ -189,6 +205,7 @@ impl Edge {
                     mqtt5: field(&line, "mqtt5=").unwrap().parse().unwrap(),
                     dir: dir.to_path_buf(),
                     log,
+                    staff: tokio::sync::OnceCell::new(),
                 });
             }
             if let Ok(Some(status)) = child.try_wait() {
@@ -206,10 +223,35 @@ impl Edge {
         self.log.lock().clone()
     }
 
-    pub async fn get_json(&self, path: &str) -> serde_json::Value {
-        let r = reqwest::get(format!("{}{}", self.http, path))
+    /// The session token of the staff member `init` adds (None if this data dir has
+    /// no such person).
+    pub async fn staff_token(&self) -> Option<String> {
+        self.staff
+            .get_or_init(|| async {
+                let r = reqwest::Client::new()
+                    .post(format!("{}/api/v1/session", self.http))
+                    .json(&serde_json::json!({"person": STAFF_ID, "password": STAFF_PASSWORD, "token": true}))
+                    .send()
+                    .await
+                    .ok()?;
+                let v: serde_json::Value = r.json().await.ok()?;
+                v["token"].as_str().map(String::from)
+            })
             .await
-            .expect("GET");
+            .clone()
+    }
+
+    /// A GET as the signed-in staff member.
+    pub async fn staff_get(&self, path: &str) -> reqwest::Result<reqwest::Response> {
+        let mut r = reqwest::Client::new().get(format!("{}{path}", self.http));
+        if let Some(t) = self.staff_token().await {
+            r = r.bearer_auth(t);
+        }
+        r.send().await
+    }
+
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        let r = self.staff_get(path).await.expect("GET");
         assert!(r.status().is_success(), "GET {path}: {}", r.status());
         r.json().await.expect("json")
     }

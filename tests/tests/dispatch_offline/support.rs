@@ -173,12 +173,16 @@ pub(crate) async fn call(
     token: Option<&str>,
     body: Option<serde_json::Value>,
 ) -> (u16, serde_json::Value, String) {
+    let writes = method == reqwest::Method::POST || method == reqwest::Method::PUT;
     let mut rq = reqwest::Client::new().request(method, format!("{}{path}", edge.http()));
     if let Some(t) = token {
         rq = rq.bearer_auth(t);
     }
-    if let Some(b) = body {
-        rq = rq.json(&b);
+    match body {
+        Some(b) => rq = rq.json(&b),
+        // The node takes POST and PUT only as JSON, even without fields.
+        None if writes => rq = rq.json(&serde_json::json!({})),
+        None => {}
     }
     let r = rq.send().await.unwrap();
     let status = r.status().as_u16();

@@ -82,8 +82,8 @@ impl CloudProc {
 impl EdgeProc {
     /// A PUT to the edge's API that reports failure (status and body) instead of a bool.
     pub async fn try_put(&self, path: &str, body: &serde_json::Value) -> Result<(), String> {
-        let r = reqwest::Client::new()
-            .put(format!("{}{path}", self.http()))
+        let r = self
+            .request(reqwest::Method::PUT, path)
             .json(body)
             .send()
             .await
@@ -258,6 +258,11 @@ pub struct Fleet {
     pub vehicles: Vec<Vec<(String, String)>>,
 }
 
+/// The dispatcher who edits at depot `d` (the `set_by` of its status edits).
+pub fn dispatcher_of(d: usize) -> String {
+    format!("disp-{d}")
+}
+
 impl Fleet {
     /// Starts the cloud and one enrolled depot per (name, vehicles), defines the
     /// vehicles and devices in the cloud and waits (30 s at most) until they arrive.
@@ -307,6 +312,12 @@ impl Fleet {
             arrived.await.is_some(),
             "vehicles did not reach their depots in 30 s"
         );
+        // Status edits at the depots are made by a signed-in dispatcher per depot.
+        for d in 0..f.edges.len() {
+            let (cloud, depot) = (&f.cloud, f.depots[d].clone());
+            let person = dispatcher_of(d);
+            f.edges[d].sign_in(cloud, &depot, &person).await;
+        }
         f
     }
 

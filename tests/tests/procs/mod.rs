@@ -347,6 +347,9 @@ pub struct EdgeProc {
     mqtt5_port: u16,
     /// More `run` flags (dispatch settings, badge readers).
     pub extra: Vec<String>,
+    /// A dispatcher's session ([`EdgeProc::sign_in`]); sent with every request. Sessions
+    /// live in the depot's database, so it survives restarts and kill -9.
+    pub token: Option<String>,
 }
 
 impl EdgeProc {
@@ -392,6 +395,7 @@ impl EdgeProc {
             mqtt_port: free_port(),
             mqtt5_port: free_port(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            token: None,
         };
         e.restart();
         e
@@ -420,26 +424,6 @@ impl EdgeProc {
 
     pub fn http(&self) -> String {
         format!("http://127.0.0.1:{}", self.http_port)
-    }
-
-    pub async fn get(&self, path: &str) -> Option<serde_json::Value> {
-        let r = reqwest::get(format!("{}{path}", self.http())).await.ok()?;
-        if !r.status().is_success() {
-            return None;
-        }
-        r.json().await.ok()
-    }
-
-    pub async fn put(&self, path: &str, body: serde_json::Value) -> bool {
-        match reqwest::Client::new()
-            .put(format!("{}{path}", self.http()))
-            .json(&body)
-            .send()
-            .await
-        {
-            Ok(r) => r.status().is_success(),
-            Err(_) => false,
-        }
     }
 
     pub fn kill9(&mut self) {
@@ -575,5 +559,6 @@ pub fn publish_until(
 }
 
 mod chaos_support;
+mod edge_http;
 #[allow(unused_imports)] // only chaos.rs uses them
 pub use chaos_support::*;

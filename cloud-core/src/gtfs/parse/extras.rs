@@ -3,34 +3,36 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use super::{format_time, parse_time, table, Files};
-use crate::gtfs::{Feed, Report, Trip};
+use super::trips::trip_bytes;
+use super::{format_time, heap, parse_time, table, Files, MAP_ENTRY};
+use crate::gtfs::{Feed, GtfsError, Report, StopTime, Trip};
 
 /// `frequencies.txt`: each template trip becomes `{trip_id}@{HH:MM:SS}` trips from
 /// start_time (inclusive) to end_time (exclusive) every headway_secs.
 pub(super) fn frequencies(
-    files: &Files<'_>,
+    files: &mut Files<'_>,
     trips: &mut BTreeMap<String, Trip>,
     report: &mut Report,
-) {
-    if let Some(t) = table(
+) -> Result<(), GtfsError> {
+    let budget = files.budget();
+    if let Some((t, mut rows)) = table(
         files,
         "frequencies.txt",
         &["trip_id", "start_time", "end_time", "headway_secs"],
         report,
-    ) {
+    )? {
         let mut expanded: Vec<Trip> = Vec::new();
         let mut templates = HashSet::new();
-        for (line, r) in &t.rows {
+        while let Some((line, r)) = rows.next(report)? {
             let Some(id) = t.get(r, "trip_id") else {
                 continue;
             };
             let Some(template) = trips.get(id) else {
                 report.error(
                     t.name,
-                    Some(*line),
+                    Some(line),
                     Some("trip_id"),
-                    format!("trip \"{id}\" is not an imported trip"),
+                    format!("trip {id:?} is not an imported trip"),
                 );
                 continue;
             };
@@ -40,22 +42,32 @@ pub(super) fn frequencies(
                 t.get(r, "headway_secs").and_then(|v| v.parse::<u32>().ok()),
             );
             let (Some(start), Some(end), Some(headway)) = (start, end, headway) else {
-                report.error(t.name, Some(*line), None, format!("trip \"{id}\": start_time, end_time (H:MM:SS) and headway_secs (seconds) are required"));
+                report.error(t.name, Some(line), None, format!("trip {id:?}: start_time, end_time (H:MM:SS) and headway_secs (seconds) are required"));
                 continue;
             };
             if headway == 0 || end <= start {
                 report.error(
                     t.name,
-                    Some(*line),
+                    Some(line),
                     Some("headway_secs"),
-                    format!("trip \"{id}\": needs headway_secs > 0 and end_time after start_time"),
+                    format!("trip {id:?}: needs headway_secs > 0 and end_time after start_time"),
                 );
                 continue;
             }
             templates.insert(id.to_string());
             let base = template.start_s();
+            // Each copy costs its trip and its stop times: counted before it is made, so
+            // a tiny headway over a long span is refused, not expanded.
+            let copy_bytes = trip_bytes(template)
+                + heap(id)
+                + template
+                    .stop_times
+                    .iter()
+                    .map(|s| size_of::<StopTime>() + heap(&s.stop_id))
+                    .sum::<usize>();
             let mut dep = start;
             while dep < end {
+                budget.hold(copy_bytes, t.name)?;
                 let shift = dep as i64 - base as i64;
                 let mut trip = template.clone();
                 trip.id = format!("{id}@{}", format_time(dep));
@@ -75,11 +87,17 @@ pub(super) fn frequencies(
             trips.insert(trip.id.clone(), trip);
         }
     }
+    Ok(())
 }
 
 /// `shapes.txt` (optional): each shape's points in sequence.
-pub(super) fn shapes(files: &Files<'_>, feed: &mut Feed, report: &mut Report) {
-    if let Some(t) = table(
+pub(super) fn shapes(
+    files: &mut Files<'_>,
+    feed: &mut Feed,
+    report: &mut Report,
+) -> Result<(), GtfsError> {
+    let budget = files.budget();
+    if let Some((t, mut rows)) = table(
         files,
         "shapes.txt",
         &[
@@ -89,9 +107,9 @@ pub(super) fn shapes(files: &Files<'_>, feed: &mut Feed, report: &mut Report) {
             "shape_pt_sequence",
         ],
         report,
-    ) {
+    )? {
         let mut pts: HashMap<String, Vec<(u32, f64, f64)>> = HashMap::new();
-        for (line, r) in &t.rows {
+        while let Some((line, r)) = rows.next(report)? {
             let p = (
                 t.get(r, "shape_id"),
                 t.get(r, "shape_pt_sequence")
@@ -101,11 +119,25 @@ pub(super) fn shapes(files: &Files<'_>, feed: &mut Feed, report: &mut Report) {
             );
             match p {
                 (Some(id), Some(seq), Some(lat), Some(lon)) => {
-                    pts.entry(id.into()).or_default().push((seq, lat, lon))
+                    // Each point is counted twice: read with its sequence, then kept.
+                    budget.hold(
+                        size_of::<(u32, f64, f64)>() + size_of::<(f64, f64)>(),
+                        t.name,
+                    )?;
+                    match pts.get_mut(id) {
+                        Some(v) => v.push((seq, lat, lon)),
+                        None => {
+                            budget.hold(
+                                2 * (size_of::<(String, Vec<(f64, f64)>)>() + MAP_ENTRY + heap(id)),
+                                t.name,
+                            )?;
+                            pts.insert(id.to_string(), vec![(seq, lat, lon)]);
+                        }
+                    }
                 }
                 _ => report.error(
                     t.name,
-                    Some(*line),
+                    Some(line),
                     None,
                     "shape point needs shape_id, numeric sequence, lat and lon".into(),
                 ),
@@ -117,4 +149,5 @@ pub(super) fn shapes(files: &Files<'_>, feed: &mut Feed, report: &mut Report) {
                 .insert(id, v.into_iter().map(|(_, a, o)| (a, o)).collect());
         }
     }
+    Ok(())
 }

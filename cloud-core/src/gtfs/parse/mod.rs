@@ -1,16 +1,20 @@
-//! Reading a GTFS zip: CSV files with tolerant headers (BOM, stray spaces, quotes),
+//! Reading a GTFS feed: CSV files with tolerant headers (BOM, stray spaces, quotes),
 //! times past 24:00, and the checks that decide what is usable. One file per group of
-//! GTFS files (`places`, `services`, `trips`, `stop_times`, `extras`); this one reads
-//! the zip and the CSV and runs them in order.
+//! GTFS files (`places`, `services`, `trips`, `stop_times`, `extras`); `source` streams
+//! the files out of the zip within the import's limits, `table` reads one file's rows;
+//! this one runs them in order.
 
 mod extras;
 mod places;
 mod services;
+mod source;
 mod stop_times;
+mod table;
 mod trips;
 
-use std::collections::{BTreeMap, HashMap};
-use std::io::Read;
+pub(super) use source::Files;
+pub use source::ReadSeek;
+use table::table;
 
 use super::*;
 
@@ -47,39 +51,17 @@ const KNOWN: &[&str] = &[
     "booking_rules.txt",
 ];
 
-pub(super) fn read_zip(bytes: &[u8]) -> Result<BTreeMap<String, Vec<u8>>, GtfsError> {
-    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes))
-        .map_err(|e| GtfsError::NotZip(e.to_string()))?;
-    let mut files = BTreeMap::new();
-    let mut total = 0u64;
-    for i in 0..zip.len() {
-        let mut f = zip
-            .by_index(i)
-            .map_err(|e| GtfsError::NotZip(e.to_string()))?;
-        if f.is_dir() {
-            continue;
-        }
-        // Feeds zipped from a folder keep the folder in the name: use the file name.
-        let name = f.name().rsplit('/').next().unwrap_or_default().to_string();
-        if name.starts_with('.') || name.is_empty() {
-            continue;
-        }
-        let mut buf = Vec::new();
-        let limit = MAX_FEED_BYTES.saturating_sub(total) + 1;
-        (&mut f)
-            .take(limit)
-            .read_to_end(&mut buf)
-            .map_err(|e| GtfsError::NotZip(format!("{name}: {e}")))?;
-        total += buf.len() as u64;
-        if total > MAX_FEED_BYTES {
-            return Err(GtfsError::NotZip(format!(
-                "the feed unpacks to more than {MAX_FEED_BYTES} bytes"
-            )));
-        }
-        files.insert(name, buf);
+/// Estimated heap bytes of a kept string (its buffer and the allocator's overhead).
+pub(super) fn heap(s: &str) -> usize {
+    if s.is_empty() {
+        0
+    } else {
+        s.len().next_multiple_of(8) + 16
     }
-    Ok(files)
 }
+
+/// Estimated bytes of a hash map or set entry besides its key and value.
+pub(super) const MAP_ENTRY: usize = 16;
 
 /// "HH:MM:SS" (hours may be one digit and may exceed 23) -> seconds.
 pub fn parse_time(s: &str) -> Option<u32> {
@@ -109,87 +91,6 @@ fn parse_date(s: &str) -> Option<jiff::civil::Date> {
     jiff::civil::Date::new(y, m, d).ok()
 }
 
-/// One CSV file: header -> column index, rows with their line numbers.
-struct Table {
-    name: &'static str,
-    cols: HashMap<String, usize>,
-    rows: Vec<(u64, csv::StringRecord)>,
-}
-
-impl Table {
-    fn get<'a>(&self, row: &'a csv::StringRecord, col: &str) -> Option<&'a str> {
-        let v = row.get(*self.cols.get(col)?)?.trim();
-        (!v.is_empty()).then_some(v)
-    }
-    fn has(&self, col: &str) -> bool {
-        self.cols.contains_key(col)
-    }
-}
-
-/// The feed's files and where to report progress as each one is parsed.
-pub(super) struct Files<'a> {
-    pub map: &'a BTreeMap<String, Vec<u8>>,
-    pub progress: Option<&'a Progress>,
-}
-
-impl std::ops::Deref for Files<'_> {
-    type Target = BTreeMap<String, Vec<u8>>;
-    fn deref(&self) -> &Self::Target {
-        self.map
-    }
-}
-
-fn table(
-    files: &Files<'_>,
-    name: &'static str,
-    required_cols: &[&str],
-    report: &mut Report,
-) -> Option<Table> {
-    let bytes = files.get(name)?;
-    let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
-    let mut r = csv::ReaderBuilder::new()
-        .flexible(true)
-        .trim(csv::Trim::All)
-        .from_reader(bytes);
-    let cols: HashMap<String, usize> = match r.headers() {
-        Ok(h) => h
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (c.trim().to_ascii_lowercase(), i))
-            .collect(),
-        Err(e) => {
-            report.error(name, Some(1), None, format!("header is not CSV: {e}"));
-            return None;
-        }
-    };
-    let missing: Vec<&str> = required_cols
-        .iter()
-        .copied()
-        .filter(|c| !cols.contains_key(*c))
-        .collect();
-    if !missing.is_empty() {
-        report.error(
-            name,
-            Some(1),
-            None,
-            format!("required column(s) missing: {}", missing.join(", ")),
-        );
-        return None;
-    }
-    let mut rows = Vec::new();
-    for (i, rec) in r.records().enumerate() {
-        let line = i as u64 + 2;
-        match rec {
-            Ok(rec) => rows.push((rec.position().map_or(line, |p| p.line()), rec)),
-            Err(e) => report.error(name, Some(line), None, format!("not valid CSV: {e}")),
-        }
-    }
-    if let Some(p) = files.progress {
-        p.parsed(name, bytes.len() as u64);
-    }
-    Some(Table { name, cols, rows })
-}
-
 fn closest_known(name: &str) -> Option<&'static str> {
     KNOWN
         .iter()
@@ -197,7 +98,7 @@ fn closest_known(name: &str) -> Option<&'static str> {
         .find(|k| name.ends_with(*k) || name.contains(k.trim_end_matches(".txt")))
 }
 
-pub(super) fn import(files: &Files<'_>) -> Result<(Feed, Report), GtfsError> {
+pub(super) fn import(files: &mut Files<'_>) -> Result<(Feed, Report), GtfsError> {
     let mut report = Report::default();
     let unusable = |reason: String, report: Report| GtfsError::Unusable {
         reason,
@@ -219,7 +120,7 @@ pub(super) fn import(files: &Files<'_>) -> Result<(Feed, Report), GtfsError> {
     let mut missing: Vec<&str> = REQUIRED
         .iter()
         .copied()
-        .filter(|f| !files.contains_key(*f))
+        .filter(|f| !files.contains_key(f))
         .collect();
     if !files.contains_key("calendar.txt") && !files.contains_key("calendar_dates.txt") {
         missing.push("calendar.txt or calendar_dates.txt");
@@ -238,15 +139,15 @@ pub(super) fn import(files: &Files<'_>) -> Result<(Feed, Report), GtfsError> {
     }
     let mut feed = Feed::default();
     // In dependency order: each file is checked against what the ones before it kept.
-    places::agency(files, &mut feed, &mut report);
-    let stop_ids = places::stops(files, &mut feed, &mut report);
-    let route_ids = places::routes(files, &mut feed, &mut report);
-    services::calendar(files, &mut feed, &mut report);
-    services::calendar_dates(files, &mut feed, &mut report);
-    let mut trips = trips::trips(files, &feed, &route_ids, &mut report);
-    stop_times::stop_times(files, &mut trips, &stop_ids, &mut report);
-    extras::frequencies(files, &mut trips, &mut report);
-    extras::shapes(files, &mut feed, &mut report);
+    places::agency(files, &mut feed, &mut report)?;
+    let stop_ids = places::stops(files, &mut feed, &mut report)?;
+    let route_ids = places::routes(files, &mut feed, &mut report)?;
+    services::calendar(files, &mut feed, &mut report)?;
+    services::calendar_dates(files, &mut feed, &mut report)?;
+    let mut trips = trips::trips(files, &feed, &route_ids, &mut report)?;
+    stop_times::stop_times(files, &mut trips, &stop_ids, &feed.stops, &mut report)?;
+    extras::frequencies(files, &mut trips, &mut report)?;
+    extras::shapes(files, &mut feed, &mut report)?;
 
     if trips.is_empty() {
         return Err(unusable(

@@ -1,24 +1,30 @@
 //! `agency.txt` (names, the feed's time zone), `stops.txt` and `routes.txt`: what trips
 //! refer to.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
-use super::{table, Files};
-use crate::gtfs::{Feed, Report, Route, Stop};
+use super::{heap, table, Files, MAP_ENTRY};
+use crate::gtfs::{Feed, GtfsError, Report, Route, Stop};
 
 /// `agency.txt`: the agencies' names and the one time zone the feed's times are on.
-pub(super) fn agency(files: &Files<'_>, feed: &mut Feed, report: &mut Report) {
-    if let Some(t) = table(files, "agency.txt", &["agency_name"], report) {
-        feed.agency_names = t
-            .rows
-            .iter()
-            .filter_map(|(_, r)| t.get(r, "agency_name").map(String::from))
-            .collect();
-        // Every agency of a feed must share one timezone (GTFS rule); times are local to it.
-        feed.timezone = t
-            .rows
-            .iter()
-            .find_map(|(_, r)| t.get(r, "agency_timezone").map(String::from));
+pub(super) fn agency(
+    files: &mut Files<'_>,
+    feed: &mut Feed,
+    report: &mut Report,
+) -> Result<(), GtfsError> {
+    let budget = files.budget();
+    if let Some((t, mut rows)) = table(files, "agency.txt", &["agency_name"], report)? {
+        while let Some((_, r)) = rows.next(report)? {
+            if let Some(name) = t.get(r, "agency_name") {
+                budget.hold(size_of::<String>() + heap(name), t.name)?;
+                feed.agency_names.push(name.to_string());
+            }
+            // Every agency of a feed must share one timezone (GTFS rule); times are local
+            // to it.
+            if feed.timezone.is_none() {
+                feed.timezone = t.get(r, "agency_timezone").map(String::from);
+            }
+        }
         match &feed.timezone {
             None => report.warning(
                 t.name,
@@ -35,15 +41,21 @@ pub(super) fn agency(files: &Files<'_>, feed: &mut Feed, report: &mut Report) {
             Some(_) => {}
         }
     }
+    Ok(())
 }
 
-/// `stops.txt`: returns the ids of the stops kept (for stop_times.txt's checks).
-pub(super) fn stops(files: &Files<'_>, feed: &mut Feed, report: &mut Report) -> HashSet<String> {
-    let mut stop_ids = HashSet::new();
-    if let Some(t) = table(files, "stops.txt", &["stop_id"], report) {
-        for (line, r) in &t.rows {
+/// `stops.txt`: returns the stops kept, id -> index in `feed.stops` (for stop_times.txt).
+pub(super) fn stops(
+    files: &mut Files<'_>,
+    feed: &mut Feed,
+    report: &mut Report,
+) -> Result<HashMap<String, u32>, GtfsError> {
+    let mut stop_ids: HashMap<String, u32> = HashMap::new();
+    let budget = files.budget();
+    if let Some((t, mut rows)) = table(files, "stops.txt", &["stop_id"], report)? {
+        while let Some((line, r)) = rows.next(report)? {
             let Some(id) = t.get(r, "stop_id") else {
-                report.error(t.name, Some(*line), Some("stop_id"), "empty stop_id".into());
+                report.error(t.name, Some(line), Some("stop_id"), "empty stop_id".into());
                 continue;
             };
             let coord = |c: &str| t.get(r, c).and_then(|v| v.parse::<f64>().ok());
@@ -58,47 +70,75 @@ pub(super) fn stops(files: &Files<'_>, feed: &mut Feed, report: &mut Report) -> 
                     // Stations' children may lack coordinates; keep the stop, say so.
                     report.warning(
                         t.name,
-                        Some(*line),
+                        Some(line),
                         Some("stop_lat/stop_lon"),
-                        format!("stop \"{id}\" has no valid coordinates"),
+                        format!("stop {id:?} has no valid coordinates"),
                     );
                     (f64::NAN, f64::NAN)
                 }
             };
-            if !stop_ids.insert(id.to_string()) {
-                let same = feed.stops.iter().any(|s| {
-                    s.id == id
-                        && s.name == t.get(r, "stop_name").unwrap_or(id)
+            if let Some(&kept) = stop_ids.get(id) {
+                let same = feed.stops.get(kept as usize).is_some_and(|s| {
+                    s.name == t.get(r, "stop_name").unwrap_or(id)
                         && (s.lat == lat || (s.lat.is_nan() && lat.is_nan()))
                         && (s.lon == lon || (s.lon.is_nan() && lon.is_nan()))
                 });
                 if same {
-                    report.warning(t.name, Some(*line), Some("stop_id"), format!("stop \"{id}\" is listed twice with the same values; second copy ignored"));
+                    report.warning(
+                        t.name,
+                        Some(line),
+                        Some("stop_id"),
+                        format!(
+                            "stop {id:?} is listed twice with the same values; second copy ignored"
+                        ),
+                    );
                 } else {
-                    report.error(t.name, Some(*line), Some("stop_id"), format!("duplicate stop_id \"{id}\" with different values; the first one is kept"));
+                    report.error(
+                        t.name,
+                        Some(line),
+                        Some("stop_id"),
+                        format!(
+                            "duplicate stop_id {id:?} with different values; the first one is kept"
+                        ),
+                    );
                 }
                 continue;
             }
+            let name = t.get(r, "stop_name").unwrap_or(id);
+            budget.hold(
+                size_of::<Stop>()
+                    + size_of::<(String, u32)>()
+                    + MAP_ENTRY
+                    + 2 * heap(id)
+                    + heap(name),
+                t.name,
+            )?;
+            stop_ids.insert(id.to_string(), feed.stops.len() as u32);
             feed.stops.push(Stop {
                 id: id.into(),
-                name: t.get(r, "stop_name").unwrap_or(id).into(),
+                name: name.into(),
                 lat,
                 lon,
             });
         }
     }
-    stop_ids
+    Ok(stop_ids)
 }
 
 /// `routes.txt`: returns the ids of the routes kept (for trips.txt's checks).
-pub(super) fn routes(files: &Files<'_>, feed: &mut Feed, report: &mut Report) -> HashSet<String> {
+pub(super) fn routes(
+    files: &mut Files<'_>,
+    feed: &mut Feed,
+    report: &mut Report,
+) -> Result<HashSet<String>, GtfsError> {
     let mut route_ids = HashSet::new();
-    if let Some(t) = table(files, "routes.txt", &["route_id", "route_type"], report) {
-        for (line, r) in &t.rows {
+    let budget = files.budget();
+    if let Some((t, mut rows)) = table(files, "routes.txt", &["route_id", "route_type"], report)? {
+        while let Some((line, r)) = rows.next(report)? {
             let Some(id) = t.get(r, "route_id") else {
                 report.error(
                     t.name,
-                    Some(*line),
+                    Some(line),
                     Some("route_id"),
                     "empty route_id".into(),
                 );
@@ -107,28 +147,41 @@ pub(super) fn routes(files: &Files<'_>, feed: &mut Feed, report: &mut Report) ->
             let Some(rt) = t.get(r, "route_type").and_then(|v| v.parse().ok()) else {
                 report.error(
                     t.name,
-                    Some(*line),
+                    Some(line),
                     Some("route_type"),
-                    format!("route \"{id}\": route_type is not a number"),
+                    format!("route {id:?}: route_type is not a number"),
                 );
                 continue;
             };
             if !route_ids.insert(id.to_string()) {
                 report.error(
                     t.name,
-                    Some(*line),
+                    Some(line),
                     Some("route_id"),
-                    format!("duplicate route_id \"{id}\""),
+                    format!("duplicate route_id {id:?}"),
                 );
                 continue;
             }
+            let (short_name, long_name) = (
+                t.get(r, "route_short_name").unwrap_or(""),
+                t.get(r, "route_long_name").unwrap_or(""),
+            );
+            budget.hold(
+                size_of::<Route>()
+                    + size_of::<String>()
+                    + MAP_ENTRY
+                    + 2 * heap(id)
+                    + heap(short_name)
+                    + heap(long_name),
+                t.name,
+            )?;
             feed.routes.push(Route {
                 id: id.into(),
-                short_name: t.get(r, "route_short_name").unwrap_or("").into(),
-                long_name: t.get(r, "route_long_name").unwrap_or("").into(),
+                short_name: short_name.into(),
+                long_name: long_name.into(),
                 route_type: rt,
             });
         }
     }
-    route_ids
+    Ok(route_ids)
 }

@@ -1,12 +1,17 @@
 //! `calendar.txt` (weekly patterns in a date range) and `calendar_dates.txt` (added and
 //! removed days): when each service runs.
 
-use super::{parse_date, table, Files};
-use crate::gtfs::{Feed, Report, Service};
+use super::{heap, parse_date, table, Files, MAP_ENTRY};
+use crate::gtfs::{Feed, GtfsError, Report, Service};
 
 /// `calendar.txt`: each service's weekdays and date range.
-pub(super) fn calendar(files: &Files<'_>, feed: &mut Feed, report: &mut Report) {
-    if let Some(t) = table(
+pub(super) fn calendar(
+    files: &mut Files<'_>,
+    feed: &mut Feed,
+    report: &mut Report,
+) -> Result<(), GtfsError> {
+    let budget = files.budget();
+    if let Some((t, mut rows)) = table(
         files,
         "calendar.txt",
         &[
@@ -22,12 +27,12 @@ pub(super) fn calendar(files: &Files<'_>, feed: &mut Feed, report: &mut Report) 
             "end_date",
         ],
         report,
-    ) {
-        for (line, r) in &t.rows {
+    )? {
+        while let Some((line, r)) = rows.next(report)? {
             let Some(id) = t.get(r, "service_id") else {
                 report.error(
                     t.name,
-                    Some(*line),
+                    Some(line),
                     Some("service_id"),
                     "empty service_id".into(),
                 );
@@ -54,9 +59,9 @@ pub(super) fn calendar(files: &Files<'_>, feed: &mut Feed, report: &mut Report) 
             if let Some(d) = bad {
                 report.error(
                     t.name,
-                    Some(*line),
+                    Some(line),
                     Some(d),
-                    format!("service \"{id}\": must be 0 or 1"),
+                    format!("service {id:?}: must be 0 or 1"),
                 );
                 continue;
             }
@@ -65,40 +70,60 @@ pub(super) fn calendar(files: &Files<'_>, feed: &mut Feed, report: &mut Report) 
             if s.start.is_none() || s.end.is_none() {
                 report.error(
                     t.name,
-                    Some(*line),
+                    Some(line),
                     Some("start_date/end_date"),
-                    format!("service \"{id}\": dates must be YYYYMMDD"),
+                    format!("service {id:?}: dates must be YYYYMMDD"),
                 );
                 continue;
             }
+            budget.hold(
+                size_of::<(String, Service)>() + MAP_ENTRY + heap(id),
+                t.name,
+            )?;
             feed.services.insert(id.into(), s);
         }
     }
+    Ok(())
 }
 
 /// `calendar_dates.txt`: days added to or removed from a service (a service may be
 /// defined by its exceptions alone).
-pub(super) fn calendar_dates(files: &Files<'_>, feed: &mut Feed, report: &mut Report) {
-    if let Some(t) = table(
+pub(super) fn calendar_dates(
+    files: &mut Files<'_>,
+    feed: &mut Feed,
+    report: &mut Report,
+) -> Result<(), GtfsError> {
+    let budget = files.budget();
+    if let Some((t, mut rows)) = table(
         files,
         "calendar_dates.txt",
         &["service_id", "date", "exception_type"],
         report,
-    ) {
-        for (line, r) in &t.rows {
+    )? {
+        while let Some((line, r)) = rows.next(report)? {
             let (Some(id), Some(date)) = (
                 t.get(r, "service_id"),
                 t.get(r, "date").and_then(parse_date),
             ) else {
                 report.error(
                     t.name,
-                    Some(*line),
+                    Some(line),
                     Some("date"),
                     "needs a service_id and a YYYYMMDD date".into(),
                 );
                 continue;
             };
-            let s = feed.services.entry(id.into()).or_default();
+            if !feed.services.contains_key(id) {
+                budget.hold(
+                    size_of::<(String, Service)>() + MAP_ENTRY + heap(id),
+                    t.name,
+                )?;
+                feed.services.insert(id.to_string(), Default::default());
+            }
+            budget.hold(size_of::<jiff::civil::Date>() + MAP_ENTRY, t.name)?;
+            let Some(s) = feed.services.get_mut(id) else {
+                continue;
+            };
             match t.get(r, "exception_type") {
                 Some("1") => {
                     s.added.insert(date);
@@ -108,11 +133,12 @@ pub(super) fn calendar_dates(files: &Files<'_>, feed: &mut Feed, report: &mut Re
                 }
                 _ => report.error(
                     t.name,
-                    Some(*line),
+                    Some(line),
                     Some("exception_type"),
                     "must be 1 (added) or 2 (removed)".into(),
                 ),
             }
         }
     }
+    Ok(())
 }

@@ -3,8 +3,10 @@
 //! writers a BIGSERIAL cursor can commit out of order and a puller could skip a row;
 //! revisit with a pool). Batches are written with one statement per table (arrays
 //! unnested server-side). Stream rows are indexed by (depot, ts_ms). The read-only
-//! queries are in `read.rs`, the schema in `schema.rs`.
+//! queries are in `read.rs`, the schema in `schema.rs`, depot credentials in
+//! `depots.rs`.
 
+mod depots;
 mod read;
 mod schema;
 
@@ -12,7 +14,7 @@ use tokio::sync::Mutex;
 use tokio_postgres::{Client, NoTls};
 
 use super::*;
-use schema::{SCHEMA, SCHEMA_2, SCHEMA_3, SCHEMA_4};
+use schema::{SCHEMA, SCHEMA_2, SCHEMA_3, SCHEMA_4, SCHEMA_5, SCHEMA_5_COLUMN};
 
 pub struct PgStore {
     client: Mutex<Client>,
@@ -61,46 +63,23 @@ impl CloudStore for PgStore {
         client.batch_execute(SCHEMA_2).await?;
         client.batch_execute(SCHEMA_3).await?;
         client.batch_execute(SCHEMA_4).await?;
+        client.batch_execute(SCHEMA_5_COLUMN).await?;
+        client
+            .execute(SCHEMA_5, &[&DEFAULT_ENROLMENT_TTL_MS])
+            .await?;
         Ok(())
     }
 
-    async fn create_depot(&self, name: &str) -> Result<NewDepot, StoreError> {
-        let (id, token) = (new_depot_id(), random_token());
-        self.client
-            .lock()
-            .await
-            .execute(
-                "INSERT INTO depots (id, name, token_hash, created_ms) VALUES ($1, $2, $3, $4)",
-                &[&id, &name, &hash_secret(&token), &now_ms()],
-            )
-            .await?;
-        Ok(NewDepot {
-            id,
-            enrolment_token: token,
-        })
+    async fn create_depot_until(
+        &self,
+        name: &str,
+        expires_ms: i64,
+    ) -> Result<NewDepot, StoreError> {
+        depots::create(&*self.client.lock().await, name, expires_ms).await
     }
 
     async fn enroll(&self, token: &str) -> Result<DepotCredentials, StoreError> {
-        let mut client = self.client.lock().await;
-        let tx = client.transaction().await?;
-        let row = tx
-            .query_opt(
-                "SELECT id FROM depots WHERE token_hash = $1 FOR UPDATE",
-                &[&hash_secret(token)],
-            )
-            .await?;
-        let Some(row) = row else {
-            return Err(StoreError::BadToken);
-        };
-        let depot_id: String = row.get(0);
-        let secret = random_token();
-        tx.execute(
-            "UPDATE depots SET token_hash = NULL, secret_hash = $1 WHERE id = $2",
-            &[&hash_secret(&secret), &depot_id],
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(DepotCredentials { depot_id, secret })
+        depots::enroll(&mut *self.client.lock().await, token).await
     }
 
     async fn authenticate(&self, depot_id: &str, secret: &str) -> Result<bool, StoreError> {
@@ -113,6 +92,18 @@ impl CloudStore for PgStore {
         Ok(row
             .and_then(|r| r.get::<_, Option<String>>(0))
             .is_some_and(|s| s == hash_secret(secret)))
+    }
+
+    async fn issue_enrolment_token(
+        &self,
+        depot: &str,
+        expires_ms: i64,
+    ) -> Result<String, StoreError> {
+        depots::issue_token(&*self.client.lock().await, depot, expires_ms).await
+    }
+
+    async fn revoke_depot(&self, depot: &str) -> Result<(), StoreError> {
+        depots::revoke(&*self.client.lock().await, depot).await
     }
 
     async fn push(

@@ -90,3 +90,14 @@ CREATE TABLE IF NOT EXISTS materialiser (
   cursor BIGINT NOT NULL
 );
 ";
+
+/// Enrolment tokens expire (issue 11): the column, and tokens issued before it count
+/// from their depot's creation ($1: the default lifetime in ms). Run with `execute`
+/// (one statement per call): the column first, in its own call.
+pub(super) const SCHEMA_5: &str = "
+UPDATE depots SET token_expires_ms = created_ms + $1
+WHERE token_hash IS NOT NULL AND token_expires_ms IS NULL
+";
+
+pub(super) const SCHEMA_5_COLUMN: &str =
+    "ALTER TABLE depots ADD COLUMN IF NOT EXISTS token_expires_ms BIGINT";

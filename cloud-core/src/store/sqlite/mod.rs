@@ -1,7 +1,9 @@
 //! SQLite implementation of [`CloudStore`] (the embedded default). One connection behind
 //! a mutex, used from the blocking pool; WAL so readers never wait for the writer. The
-//! read-only queries are in `read.rs`, the schema in `schema.rs`.
+//! read-only queries are in `read.rs`, the schema in `schema.rs`, depot credentials in
+//! `depots.rs`.
 
+mod depots;
 mod read;
 mod schema;
 
@@ -53,50 +55,25 @@ impl CloudStore for SqliteStore {
             c.execute_batch(SCHEMA)?;
             c.execute_batch(SCHEMA_2)?;
             c.execute_batch(SCHEMA_3)?;
-            Ok(c.execute_batch(SCHEMA_4)?)
+            c.execute_batch(SCHEMA_4)?;
+            schema::token_expiry(c)
         })
         .await
     }
 
-    async fn create_depot(&self, name: &str) -> Result<NewDepot, StoreError> {
+    async fn create_depot_until(
+        &self,
+        name: &str,
+        expires_ms: i64,
+    ) -> Result<NewDepot, StoreError> {
         let name = name.to_string();
-        self.call(move |c| {
-            let (id, token) = (new_depot_id(), random_token());
-            c.execute(
-                "INSERT INTO depots (id, name, token_hash, created_ms) VALUES (?1, ?2, ?3, ?4)",
-                params![id, name, hash_secret(&token), now_ms()],
-            )?;
-            Ok(NewDepot {
-                id,
-                enrolment_token: token,
-            })
-        })
-        .await
+        self.call(move |c| depots::create(c, &name, expires_ms))
+            .await
     }
 
     async fn enroll(&self, token: &str) -> Result<DepotCredentials, StoreError> {
         let th = hash_secret(token);
-        self.call(move |c| {
-            let tx = c.transaction()?;
-            let id: Option<String> = tx
-                .query_row(
-                    "SELECT id FROM depots WHERE token_hash = ?1",
-                    params![th],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            let Some(depot_id) = id else {
-                return Err(StoreError::BadToken);
-            };
-            let secret = random_token();
-            tx.execute(
-                "UPDATE depots SET token_hash = NULL, secret_hash = ?1 WHERE id = ?2",
-                params![hash_secret(&secret), depot_id],
-            )?;
-            tx.commit()?;
-            Ok(DepotCredentials { depot_id, secret })
-        })
-        .await
+        self.call(move |c| depots::enroll(c, &th)).await
     }
 
     async fn authenticate(&self, depot_id: &str, secret: &str) -> Result<bool, StoreError> {
@@ -112,6 +89,21 @@ impl CloudStore for SqliteStore {
             Ok(stored.flatten().is_some_and(|s| s == sh))
         })
         .await
+    }
+
+    async fn issue_enrolment_token(
+        &self,
+        depot: &str,
+        expires_ms: i64,
+    ) -> Result<String, StoreError> {
+        let depot = depot.to_string();
+        self.call(move |c| depots::issue_token(c, &depot, expires_ms))
+            .await
+    }
+
+    async fn revoke_depot(&self, depot: &str) -> Result<(), StoreError> {
+        let depot = depot.to_string();
+        self.call(move |c| depots::revoke(c, &depot)).await
     }
 
     async fn push(

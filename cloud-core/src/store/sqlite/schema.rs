@@ -92,3 +92,19 @@ CREATE TABLE IF NOT EXISTS materialiser (
   cursor INTEGER NOT NULL
 );
 ";
+
+/// Enrolment tokens expire (issue 11): the column, added once, and tokens issued before
+/// it count from their depot's creation.
+pub(super) fn token_expiry(c: &rusqlite::Connection) -> Result<(), super::StoreError> {
+    let has = c
+        .prepare("SELECT 1 FROM pragma_table_info('depots') WHERE name = 'token_expires_ms'")?
+        .exists([])?;
+    if !has {
+        c.execute_batch("ALTER TABLE depots ADD COLUMN token_expires_ms INTEGER")?;
+    }
+    c.execute(
+        "UPDATE depots SET token_expires_ms = created_ms + ?1 WHERE token_hash IS NOT NULL AND token_expires_ms IS NULL",
+        [super::DEFAULT_ENROLMENT_TTL_MS],
+    )?;
+    Ok(())
+}

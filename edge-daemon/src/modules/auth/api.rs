@@ -9,9 +9,10 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 
+use super::people::Person;
 use super::people::{People, SESSION_COOKIE};
-use super::people::{Person, SESSION_TTL};
-use crate::http::ApiError;
+use super::sessions::ABSOLUTE;
+use crate::http::{ApiError, ClientIp};
 
 pub(super) fn token_of(headers: &HeaderMap) -> Option<String> {
     if let Some(t) = headers
@@ -32,7 +33,7 @@ pub(super) fn token_of(headers: &HeaderMap) -> Option<String> {
 pub fn session_cookie(token: &str) -> String {
     format!(
         "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
-        SESSION_TTL.as_secs()
+        ABSOLUTE.as_secs()
     )
 }
 
@@ -41,23 +42,28 @@ pub fn session_cookie(token: &str) -> String {
 pub(super) struct LoginBody {
     person: String,
     password: String,
+    /// A program that sends `authorization: Bearer` asks for the token in the body; a
+    /// browser gets it only as an HttpOnly cookie, out of reach of scripts.
+    #[serde(default)]
+    token: bool,
 }
 
 pub(super) async fn login(
     State(p): State<Arc<People>>,
+    ClientIp(ip): ClientIp,
     body: Result<Json<LoginBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(b) = body.map_err(ApiError::from_json_rejection)?;
-    let person = p
-        .verify_password(b.person.trim(), &b.password)
+    let (person, token) = p
+        .sign_in_password(ip, b.person.trim(), &b.password)
         .await
         .map_err(|r| ApiError::new(r.status(), r.to_string()))?;
-    let token = p.open_session(person.clone());
-    Ok((
-        [(header::SET_COOKIE, session_cookie(&token))],
-        Json(serde_json::json!({ "person": person, "token": token })),
-    )
-        .into_response())
+    let body = if b.token {
+        serde_json::json!({ "person": person, "token": token })
+    } else {
+        serde_json::json!({ "person": person })
+    };
+    Ok(([(header::SET_COOKIE, session_cookie(&token))], Json(body)).into_response())
 }
 
 pub(super) async fn whoami(
@@ -65,13 +71,14 @@ pub(super) async fn whoami(
     headers: HeaderMap,
 ) -> Result<Json<Person>, ApiError> {
     p.session_of(&headers)
+        .await
         .map(|s| Json(s.person))
         .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "not signed in"))
 }
 
 pub(super) async fn logout(State(p): State<Arc<People>>, headers: HeaderMap) -> Response {
     if let Some(t) = token_of(&headers) {
-        p.end_session(&t);
+        p.end_session(&t).await;
     }
     (
         [(
@@ -87,7 +94,8 @@ pub(super) async fn list(
     State(p): State<Arc<People>>,
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    p.require(&headers, &["dispatcher", "depot_manager"])?;
+    p.require(&headers, &["dispatcher", "depot_manager"])
+        .await?;
     let people = p.list().await.map_err(ApiError::internal)?;
     Ok(Json(serde_json::json!({ "people": people })))
 }

@@ -2,7 +2,9 @@
 //! master data, and `DeviceAuth`, which the MQTT gate asks who a connecting device is.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
 use argon2::Argon2;
@@ -11,6 +13,7 @@ use parking_lot::Mutex;
 use rand::RngCore;
 use rusqlite::{params, OptionalExtension};
 
+use crate::limit::{ClientLimiter, LimitPolicy};
 use crate::modules::sync::service::apply_master;
 use crate::modules::sync::service::ApplyError;
 use crate::store::{Store, StoreCallError};
@@ -180,7 +183,16 @@ pub struct DeviceAuth {
     /// verification was kept by the allocator per thread (measured: ~2 MiB of RSS per
     /// connected device with 19 MiB parameters). Verifications take turns on it.
     memory: Arc<Mutex<Vec<argon2::Block>>>,
+    /// Verifications waiting or running at once, in arrival order: with one per client
+    /// address (`clients`), an attacker holds one place in this queue, never all of it.
+    running: Arc<tokio::sync::Semaphore>,
+    clients: ClientLimiter,
+    /// Verified for an unknown or disabled device, so it takes as long as a known one.
+    decoy: String,
 }
+
+/// Argon2 verifications of device passwords run at once (the machine's cores).
+const VERIFY_AT_ONCE: usize = 2;
 
 /// Verifies `password` against a PHC-format argon2 hash using `memory` as working space.
 pub(super) fn verify_with_memory(
@@ -231,6 +243,15 @@ impl DeviceAuth {
             pepper,
             verified: Mutex::new(HashMap::new()),
             memory: Arc::new(Mutex::new(Vec::new())),
+            running: Arc::new(tokio::sync::Semaphore::new(VERIFY_AT_ONCE)),
+            // A device with a wrong password is misconfigured or an attacker: 20 tries,
+            // then one every 3 s per address. Devices with the right one never wait.
+            clients: ClientLimiter::new(LimitPolicy {
+                burst: 20,
+                refill: Duration::from_secs(3),
+                ..LimitPolicy::default()
+            }),
+            decoy: hash_password(&hex::encode(pepper)).unwrap_or_default(),
         }
     }
 
@@ -241,9 +262,15 @@ impl DeviceAuth {
         h.finalize().into()
     }
 
-    /// Checks a username (device id) and password. `None` for unknown, disabled or wrong.
-    pub async fn verify(&self, username: &str, password: &str) -> Option<DeviceIdentity> {
-        if !valid_id(username) {
+    /// Checks a username (device id) and password from a client at `peer`. `None` for
+    /// unknown, disabled or wrong, or a client over its failure budget.
+    pub async fn verify(
+        &self,
+        peer: IpAddr,
+        username: &str,
+        password: &str,
+    ) -> Option<DeviceIdentity> {
+        if !valid_id(username) || password.len() > 1024 {
             return None;
         }
         let id = username.to_string();
@@ -260,32 +287,41 @@ impl DeviceAuth {
             .await
             .ok()
             .flatten();
-        let (kind, hash) = row?;
-        let kind = DeviceKind::parse(&kind)?;
+        let known = row.and_then(|(kind, hash)| Some((DeviceKind::parse(&kind)?, hash)));
+        let digest = self.digest(password);
+        if let Some((kind, hash)) = &known {
+            let cached = self.verified.lock().get(username).cloned();
+            if let Some((cached_hash, cached_digest)) = cached {
+                if &cached_hash == hash
+                    && subtle::ConstantTimeEq::ct_eq(&cached_digest[..], &digest[..]).into()
+                {
+                    return Some(DeviceIdentity {
+                        id: username.to_string(),
+                        kind: *kind,
+                    });
+                }
+            }
+        }
+        // The slow path: one argon2 run, queued per client address and capped overall.
+        let attempt = self.clients.begin_queued(peer).await.ok()?;
+        let hash = known
+            .as_ref()
+            .map_or(self.decoy.clone(), |(_, h)| h.clone());
+        let ok = {
+            let _running = self.running.acquire().await.ok()?;
+            let (pw, hash2, memory) = (password.to_string(), hash.clone(), self.memory.clone());
+            tokio::task::spawn_blocking(move || verify_with_memory(&hash2, &pw, &mut memory.lock()))
+                .await
+                .unwrap_or(false)
+        };
+        let Some((kind, hash)) = known.filter(|_| ok) else {
+            attempt.failed();
+            return None;
+        };
         let identity = DeviceIdentity {
             id: username.to_string(),
             kind,
         };
-        let digest = self.digest(password);
-        let cached = self.verified.lock().get(username).cloned();
-        if let Some((cached_hash, cached_digest)) = cached {
-            if cached_hash == hash
-                && subtle::ConstantTimeEq::ct_eq(&cached_digest[..], &digest[..]).into()
-            {
-                return Some(identity);
-            }
-        }
-        let pw = password.to_string();
-        let hash2 = hash.clone();
-        let memory = self.memory.clone();
-        let ok = tokio::task::spawn_blocking(move || {
-            verify_with_memory(&hash2, &pw, &mut memory.lock())
-        })
-        .await
-        .unwrap_or(false);
-        if !ok {
-            return None;
-        }
         self.verified
             .lock()
             .insert(username.to_string(), (hash, digest));

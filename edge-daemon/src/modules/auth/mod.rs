@@ -4,12 +4,15 @@
 //! person is (password, PIN, badge) and who is signed in.
 
 pub mod api;
+mod attempts;
 mod cli;
+pub mod config;
 mod devices;
 mod metrics;
 mod people;
 mod people_store;
 pub mod service;
+mod sessions;
 mod store;
 
 use std::sync::Arc;
@@ -36,6 +39,9 @@ impl Module for AuthModule {
     fn depends_on(&self) -> &'static [&'static str] {
         &["sync"]
     }
+    fn check_config(&self, section: &toml::Table) -> Vec<String> {
+        config::parse(section).err().unwrap_or_default()
+    }
     fn commands(&self) -> Vec<clap::Command> {
         cli::commands()
     }
@@ -52,7 +58,10 @@ impl Module for AuthModule {
             .provide(Arc::new(DeviceAuth::new(ctx.store.clone())));
         let metrics = AuthMetrics::register(&ctx.metrics.registry)
             .map_err(|e| ModuleError::start("auth", e))?;
-        let people = Arc::new(People::new(ctx.store.clone(), Arc::new(metrics)));
+        // Checked when the configuration was read; parsed again here to get the values.
+        let cfg = config::parse(&ctx.config.module(self.name()))
+            .map_err(|e| ModuleError::start("auth", e.join("; ")))?;
+        let people = Arc::new(People::new(ctx.store.clone(), Arc::new(metrics), cfg));
         ctx.services.provide(people.clone());
         if let Some(appliers) = ctx.services.get::<Appliers>() {
             appliers.register(

@@ -121,9 +121,17 @@ pub(super) fn apply_master_person(
         );
         return Ok(());
     };
-    if !crate::modules::auth::service::valid_id(id) || roles.is_empty() {
+    if !crate::modules::auth::service::valid_id(id) {
         tracing::warn!(person = id, "cloud person record is invalid; ignored");
         return Ok(());
+    }
+    if roles.is_empty() {
+        // Stored with no roles rather than skipped: skipping would leave the old roles,
+        // and the sessions that rely on them, in force.
+        tracing::warn!(
+            person = id,
+            "cloud person record has no role this build knows; stored with none"
+        );
     }
     let hash_ok = |h: Option<String>| h.filter(|h| PasswordHash::new(h).is_ok());
     write(

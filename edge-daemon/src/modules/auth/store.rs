@@ -1,4 +1,5 @@
-//! auth's tables: devices and people (argon2id hashes only).
+//! auth's tables: devices and people (argon2id hashes only), and sessions (token hashes
+//! only).
 
 use crate::store::migrate::Migration;
 
@@ -28,5 +29,18 @@ pub(super) const MIGRATIONS: &[Migration] = &[
             updated_ms INTEGER NOT NULL
           );
           CREATE UNIQUE INDEX auth_people_badge ON auth_people (badge_digest);",
+    },
+    Migration {
+        version: 3,
+        name: "sessions",
+        sql: "CREATE TABLE auth_sessions (
+            token_hash TEXT PRIMARY KEY,
+            person_id TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            created_ms INTEGER NOT NULL,
+            seen_ms INTEGER NOT NULL,
+            scope TEXT
+          );
+          CREATE INDEX auth_sessions_person ON auth_sessions (person_id, created_ms);",
     },
 ];

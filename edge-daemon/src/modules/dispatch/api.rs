@@ -13,7 +13,7 @@ use serde::Deserialize;
 use super::plan;
 use super::service::{driver_card, Dispatch, PLANNERS};
 use super::{events, store};
-use crate::http::ApiError;
+use crate::http::{ApiError, ClientIp};
 use crate::modules::fleet::service::StatusBody;
 use garasi_sync_protocol::record::FieldValue;
 
@@ -23,10 +23,16 @@ pub(super) fn check_date(date: &str) -> Result<(), ApiError> {
         .map_err(|_| ApiError::bad_request(format!("date {date:?} is not a date: use YYYY-MM-DD")))
 }
 
+/// Who may read the day as data (sign-on times, drivers, forecasts); the wall board
+/// (`/dispatch`) shows the day without a session.
+const DAY_READERS: &[&str] = &["dispatcher", "depot_manager", "mechanic"];
+
 pub(super) async fn get_day(
     State(d): State<Arc<Dispatch>>,
+    headers: HeaderMap,
     Path(date): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    d.people.require(&headers, DAY_READERS).await?;
     check_date(&date)?;
     Ok(Json(d.day_view(&date).await?))
 }
@@ -46,7 +52,7 @@ pub(super) async fn put_assignment(
     Path((date, block)): Path<(String, String)>,
     body: Result<Json<AssignBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let who = d.people.require(&headers, PLANNERS)?;
+    let who = d.people.require(&headers, PLANNERS).await?;
     let Json(b) = body.map_err(ApiError::from_json_rejection)?;
     check_date(&date)?;
     if let Some(v) = b.vehicle.as_deref().filter(|v| !v.is_empty()) {
@@ -117,7 +123,7 @@ pub(super) async fn auto_assign(
     Path(date): Path<String>,
     body: Option<Json<AutoBody>>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let who = d.people.require(&headers, PLANNERS)?;
+    let who = d.people.require(&headers, PLANNERS).await?;
     check_date(&date)?;
     let apply = body.map(|b| b.0.apply).unwrap_or(false);
     let d2 = date.clone();
@@ -216,7 +222,7 @@ pub(super) async fn swap(
     Path((date, block)): Path<(String, String)>,
     body: Result<Json<SwapBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let who = d.people.require(&headers, PLANNERS)?;
+    let who = d.people.require(&headers, PLANNERS).await?;
     let Json(b) = body.map_err(ApiError::from_json_rejection)?;
     check_date(&date)?;
     let states = d.vehicle_states().await?;
@@ -278,7 +284,8 @@ pub(super) async fn set_vehicle_service(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let who = d
         .people
-        .require(&headers, &["dispatcher", "depot_manager", "mechanic"])?;
+        .require(&headers, &["dispatcher", "depot_manager", "mechanic"])
+        .await?;
     let status = match action.as_str() {
         "out-of-service" => "out_of_service",
         "in-service" => "in_service",
@@ -310,17 +317,17 @@ pub(super) struct SignOnBody {
 /// PIN sign-on at a tablet: signs the driver on for today and opens their session.
 pub(super) async fn sign_on_pin(
     State(d): State<Arc<Dispatch>>,
+    ClientIp(ip): ClientIp,
     body: Result<Json<SignOnBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(b) = body.map_err(ApiError::from_json_rejection)?;
     let people = d.people.clone();
-    let person = people
-        .verify_pin(b.person.trim(), &b.pin)
+    let (person, token) = people
+        .sign_in_pin(ip, b.person.trim(), &b.pin)
         .await
         .map_err(|r| ApiError::new(r.status(), r.to_string()))?;
     let terminal = b.terminal.map(|t| t.chars().take(64).collect());
     let signon = d.sign_on(&person, "pin", terminal).await?;
-    let token = people.open_session(person.clone());
     Ok((
         [(
             header::SET_COOKIE,
@@ -335,7 +342,7 @@ pub(super) async fn tablet_api(
     State(d): State<Arc<Dispatch>>,
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let p = d.people.require(&headers, &["driver"])?;
+    let p = d.people.require(&headers, &["driver"]).await?;
     Ok(Json(driver_card(&d, &p).await?))
 }
 

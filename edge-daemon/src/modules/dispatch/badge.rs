@@ -70,7 +70,7 @@ pub fn spawn_reader(
                 Ok(text) => d.badge_scanned(&terminal, &text).await,
                 Err(()) => {
                     let r = crate::modules::auth::service::Refusal::Garbage(
-                        "(an over-long or non-text line)".into(),
+                        "an over-long or non-text line".into(),
                     );
                     Err(match people {
                         Some(p) => p.count_refusal("badge", r),

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
+use axum::http::HeaderMap;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -12,6 +13,7 @@ use super::service::{
 };
 use super::status::get_status;
 use crate::http::ApiError;
+use crate::modules::auth::service::People;
 use crate::modules::framework::Services;
 use crate::store::Store;
 
@@ -21,15 +23,18 @@ impl From<FleetError> for ApiError {
     fn from(e: FleetError) -> Self {
         match e {
             FleetError::UnknownVehicle(_) => ApiError::not_found(e.to_string()),
-            FleetError::Sql(_) | FleetError::Store(_) => ApiError::internal(e),
+            // A status document that no longer loads is the node's fault, not the client's.
+            FleetError::Sql(_) | FleetError::Store(_) | FleetError::Record(_) => {
+                ApiError::internal(e)
+            }
             FleetError::BadId(_)
             | FleetError::BadCapacity(_)
             | FleetError::EmptyLabel
+            | FleetError::BadText(_)
             | FleetError::BadConsumption(_)
             | FleetError::BadType(_)
             | FleetError::BadStatus(_)
-            | FleetError::NoSetter
-            | FleetError::Record(_) => ApiError::bad_request(e.to_string()),
+            | FleetError::NoSetter => ApiError::bad_request(e.to_string()),
         }
     }
 }
@@ -39,15 +44,41 @@ struct AppState {
     api: Arc<FleetApi>,
     services: Services,
     store: Store,
+    people: Arc<People>,
+}
+
+/// Who may change the registry (a standalone depot's vehicles).
+const REGISTRARS: &[&str] = &["depot_manager", "dispatcher"];
+/// Who may set a vehicle's operational status.
+const STATUS_SETTERS: &[&str] = &["dispatcher", "depot_manager", "mechanic"];
+/// Who sees who set a status; the wall board (no session) sees the status and note only.
+const STAFF: &[&str] = &["dispatcher", "depot_manager", "mechanic", "driver"];
+
+/// A status change as a client sends it. `set_by` is always the signed-in person; a
+/// body naming someone else is refused rather than silently corrected.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatusRequest {
+    status: String,
+    note: Option<String>,
+    #[serde(default)]
+    set_by: Option<String>,
 }
 
 async fn get_vehicle_status(
     State(s): State<AppState>,
     Path(id): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Json<VehicleStatus>, ApiError> {
+    let staff = s.people.require(&headers, STAFF).await.is_ok();
     let id2 = id.clone();
     match s.store.read(move |c| get_status(c, &id2)).await? {
-        Some(v) => Ok(Json(v)),
+        Some(mut v) => {
+            if !staff {
+                v.set_by = None;
+            }
+            Ok(Json(v))
+        }
         None => Err(ApiError::not_found(format!(
             "vehicle {id} has no operational status yet: PUT one"
         ))),
@@ -57,10 +88,22 @@ async fn get_vehicle_status(
 async fn put_vehicle_status(
     State(s): State<AppState>,
     Path(id): Path<String>,
-    body: Result<Json<StatusBody>, axum::extract::rejection::JsonRejection>,
+    headers: HeaderMap,
+    body: Result<Json<StatusRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<VehicleStatus>, ApiError> {
+    let who = s.people.require(&headers, STATUS_SETTERS).await?;
     let Json(b) = body.map_err(ApiError::from_json_rejection)?;
-    Ok(Json(s.api.set_status(&id, b).await?))
+    if b.set_by.as_ref().is_some_and(|by| by != &who.id) {
+        return Err(ApiError::bad_request(
+            "set_by is taken from your session: leave it out",
+        ));
+    }
+    let body = StatusBody {
+        status: b.status,
+        note: b.note,
+        set_by: who.id,
+    };
+    Ok(Json(s.api.set_status(&id, body).await?))
 }
 
 async fn list(State(s): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
@@ -90,8 +133,10 @@ async fn get_one(
 async fn put(
     State(s): State<AppState>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     body: Result<Json<VehicleBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<Vehicle>, ApiError> {
+    s.people.require(&headers, REGISTRARS).await?;
     let Json(b) = body.map_err(ApiError::from_json_rejection)?;
     let v = Vehicle {
         id,
@@ -118,7 +163,12 @@ struct VehicleBody {
 }
 
 /// The registry and status routes.
-pub(super) fn routes(api: Arc<FleetApi>, services: Services, store: Store) -> Router {
+pub(super) fn routes(
+    api: Arc<FleetApi>,
+    services: Services,
+    store: Store,
+    people: Arc<People>,
+) -> Router {
     Router::new()
         .route("/api/v1/vehicles", get(list))
         .route("/api/v1/vehicles/{id}", get(get_one).put(put))
@@ -130,5 +180,6 @@ pub(super) fn routes(api: Arc<FleetApi>, services: Services, store: Store) -> Ro
             api,
             services,
             store,
+            people,
         })
 }

@@ -12,6 +12,7 @@ mod watch;
 
 use std::sync::Arc;
 
+use crate::modules::auth::service::People;
 use crate::modules::framework::{CliContext, Module, ModuleContext, ModuleError, Started};
 use crate::modules::sync::service::{Appliers, ApplyError};
 use crate::store::migrate::Migration;
@@ -27,7 +28,7 @@ impl Module for FleetModule {
         "fleet"
     }
     fn depends_on(&self) -> &'static [&'static str] {
-        &["sync"]
+        &["sync", "auth"]
     }
     fn migrations(&self) -> &'static [Migration] {
         store::MIGRATIONS
@@ -45,6 +46,10 @@ impl Module for FleetModule {
     }
     fn start(&self, ctx: &ModuleContext) -> Result<Started, ModuleError> {
         let api = Arc::new(FleetApi::new(ctx.store.clone(), ctx.bus.clone())?);
+        let people = ctx
+            .services
+            .get::<People>()
+            .ok_or_else(|| ModuleError::start("fleet", "the auth module is not running"))?;
         if let Some(appliers) = ctx.services.get::<Appliers>() {
             let a = api.actor.clone();
             appliers.register(
@@ -69,7 +74,7 @@ impl Module for FleetModule {
         }
         tracing::info!(vehicles = api.list().len(), "vehicle registry loaded");
         ctx.services.provide(api.clone());
-        let routes = api::routes(api.clone(), ctx.services.clone(), ctx.store.clone());
+        let routes = api::routes(api.clone(), ctx.services.clone(), ctx.store.clone(), people);
         ctx.tracker.spawn(watch::take_faulty_out_of_service(
             api,
             ctx.bus.subscribe(),

@@ -49,6 +49,8 @@ pub enum FleetError {
     BadCapacity(f64),
     #[error("label must not be empty")]
     EmptyLabel,
+    #[error("{0}")]
+    BadText(String),
     #[error("kwh_per_km must be between 0 and 20, got {0}")]
     BadConsumption(f64),
     #[error("vehicle_type {0:?} is invalid: use 1-64 letters, digits, '-' or '_'")]
@@ -170,6 +172,11 @@ impl FleetApi {
 
     /// Whether the vehicle is registered. Blocking on a cache miss (one indexed query).
     pub fn is_known(&self, id: &str) -> bool {
+        // Checked before any bookkeeping: the miss cache holds only well-formed ids (at
+        // most 64 bytes each, 10,000 of them), whatever a client sends.
+        if !garasi_sync_protocol::ids::valid_id(id) {
+            return false;
+        }
         if self.vehicles.read().contains_key(id) {
             return true;
         }

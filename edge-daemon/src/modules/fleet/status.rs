@@ -55,6 +55,12 @@ pub fn set_status(
     if body.set_by.trim().is_empty() {
         return Err(FleetError::NoSetter);
     }
+    if let Some(p) = body.note.as_deref().and_then(|n| {
+        use garasi_sync_protocol::text;
+        text::problem("note", n, text::NOTE_CHARS, true)
+    }) {
+        return Err(FleetError::BadText(p));
+    }
     let tx = c.transaction()?;
     let known: bool = tx.query_row(
         "SELECT count(*) > 0 FROM fleet_vehicles WHERE id = ?1",

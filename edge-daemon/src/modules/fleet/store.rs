@@ -52,6 +52,13 @@ pub fn upsert_vehicle(store: &Store, v: &Vehicle) -> Result<(), FleetError> {
     if v.label.trim().is_empty() {
         return Err(FleetError::EmptyLabel);
     }
+    use garasi_sync_protocol::text;
+    let plate = v.plate.as_deref().unwrap_or("");
+    if let Some(p) = text::problem("label", &v.label, text::NAME_CHARS, false)
+        .or_else(|| text::problem("plate", plate, text::PLATE_CHARS, false))
+    {
+        return Err(FleetError::BadText(p));
+    }
     if let Some(k) = v.kwh_per_km {
         if !garasi_sync_protocol::records::vehicle::valid_kwh_per_km(k) {
             return Err(FleetError::BadConsumption(k));

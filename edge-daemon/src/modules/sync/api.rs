@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::routing::get;
 use axum::{Json, Router};
 use parking_lot::Mutex;
@@ -11,6 +12,8 @@ use super::dead_letters;
 use super::enrol::load_enrolment;
 use super::outbox::backlog_estimate;
 use crate::http::ApiError;
+use crate::modules::auth::service::People;
+use crate::modules::framework::Services;
 use crate::store::Store;
 
 /// What `/api/v1/sync/status` reports about the link.
@@ -33,9 +36,23 @@ pub(super) struct LinkState {
 pub(super) struct AppState {
     pub(super) store: Store,
     pub(super) link: Arc<Mutex<LinkState>>,
+    /// People (auth) is looked up per request, not at start: auth depends on sync, so
+    /// it starts after this module.
+    pub(super) services: Services,
 }
 
-pub(super) async fn status(State(s): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+/// Who sees the error texts and dead letters; the wall board's banner (no session) sees
+/// the link state, backlog and counts only.
+const STAFF: &[&str] = &["dispatcher", "depot_manager", "mechanic"];
+
+pub(super) async fn status(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let staff = match s.services.get::<People>() {
+        Some(p) => p.require(&headers, STAFF).await.is_ok(),
+        None => false,
+    };
     let (b, enrolled, (dead_kept, dead_newest)) = s
         .store
         .read(|c| {
@@ -47,7 +64,14 @@ pub(super) async fn status(State(s): State<AppState>) -> Result<Json<serde_json:
         })
         .await
         .map_err(ApiError::internal)?;
-    let link = s.link.lock().clone();
+    let mut link = s.link.lock().clone();
+    let mut dead_newest = dead_newest;
+    if !staff {
+        link.last_error = link
+            .last_error
+            .map(|_| "sign in to see the error".to_string());
+        dead_newest = Default::default();
+    }
     let state = match (&enrolled, link.online) {
         (None, _) => "not_enrolled",
         (Some(_), true) => "online",
@@ -86,8 +110,12 @@ pub(super) async fn status(State(s): State<AppState>) -> Result<Json<serde_json:
 }
 
 /// The status route.
-pub(super) fn routes(store: Store, link: Arc<Mutex<LinkState>>) -> Router {
+pub(super) fn routes(store: Store, link: Arc<Mutex<LinkState>>, services: Services) -> Router {
     Router::new()
         .route("/api/v1/sync/status", get(status))
-        .with_state(AppState { store, link })
+        .with_state(AppState {
+            store,
+            link,
+            services,
+        })
 }

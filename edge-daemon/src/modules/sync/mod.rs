@@ -70,7 +70,7 @@ impl Module for SyncModule {
                 .unwrap_or(i64::MAX),
         };
         ctx.tracker.spawn(worker.run(ctx.cancel.clone()));
-        let routes = api::routes(ctx.store.clone(), link);
+        let routes = api::routes(ctx.store.clone(), link, ctx.services.clone());
         Ok(Started {
             routes: Some(routes),
         })

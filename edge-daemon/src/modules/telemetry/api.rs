@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -16,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::{board, live, query};
 use crate::bus::{Bus, Event};
 use crate::http::ApiError;
+use crate::modules::auth::service::People;
 use crate::modules::fleet::service::FleetApi;
 use crate::modules::framework::Services;
 use crate::store::Store;
@@ -31,7 +33,12 @@ pub(crate) struct AppState {
     pub(crate) live: Arc<live::Live>,
     pub(crate) raw_retention_ms: i64,
     pub(crate) shutdown: CancellationToken,
+    /// Looked up once at start: GPS history and dead letters need a session.
+    pub(crate) people: Arc<People>,
 }
+
+/// Who may read GPS history and rejected messages.
+const STAFF: &[&str] = &["dispatcher", "depot_manager", "mechanic"];
 
 #[derive(Debug, Deserialize)]
 struct HistoryQuery {
@@ -43,8 +50,10 @@ struct HistoryQuery {
 async fn history(
     State(s): State<AppState>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     Query(q): Query<HistoryQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    s.people.require(&headers, STAFF).await?;
     let fleet = s.fleet.clone();
     let known = {
         let (fleet, id) = (fleet.clone(), id.clone());
@@ -216,8 +225,10 @@ struct DeadQuery {
 
 async fn dead_letters(
     State(s): State<AppState>,
+    headers: HeaderMap,
     Query(q): Query<DeadQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    s.people.require(&headers, STAFF).await?;
     let limit = q.limit.unwrap_or(100).min(1000);
     let (rows, counts) = s
         .store

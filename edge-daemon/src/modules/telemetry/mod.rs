@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::modules::auth::service::People;
 use crate::modules::fleet::service::{FleetApi, LiveStateSource};
 use crate::modules::framework::{Module, ModuleContext, ModuleError, Started};
 use crate::store::migrate::Migration;
@@ -39,7 +40,7 @@ impl Module for TelemetryModule {
         "telemetry"
     }
     fn depends_on(&self) -> &'static [&'static str] {
-        &["fleet", "sync"]
+        &["fleet", "sync", "auth"]
     }
     fn migrations(&self) -> &'static [Migration] {
         store::MIGRATIONS
@@ -183,6 +184,10 @@ impl Module for TelemetryModule {
             live,
             raw_retention_ms: cfg.raw_retention_days as i64 * query::DAY_MS,
             shutdown: ctx.shutdown.clone(),
+            people: ctx
+                .services
+                .get::<People>()
+                .ok_or_else(|| ModuleError::start(name, "the auth module is not running"))?,
         };
         let routes = api::routes(state);
         Ok(Started {

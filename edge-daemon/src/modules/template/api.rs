@@ -31,7 +31,7 @@ impl From<TemplateError> for ApiError {
 }
 
 async fn list(State(s): State<AppState>, headers: HeaderMap) -> Result<Json<Vec<Item>>, ApiError> {
-    s.people.require(&headers, WRITERS)?;
+    s.people.require(&headers, WRITERS).await?;
     Ok(Json(s.api.list().await?))
 }
 
@@ -47,7 +47,7 @@ async fn put_item(
     Path(id): Path<String>,
     body: Result<Json<ItemBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<Item>, ApiError> {
-    let who = s.people.require(&headers, WRITERS)?;
+    let who = s.people.require(&headers, WRITERS).await?;
     let Json(b) = body.map_err(ApiError::from_json_rejection)?;
     Ok(Json(s.api.put(&id, &b.label, &who.id).await?))
 }

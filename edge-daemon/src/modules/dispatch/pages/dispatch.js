@@ -9,8 +9,9 @@
     const r = await fetch(url, {
       method,
       credentials: "same-origin",
-      headers: body ? { "content-type": "application/json" } : {},
-      body: body ? JSON.stringify(body) : undefined,
+      // POST and PUT always declare JSON (the node refuses anything else).
+      headers: body || method === "POST" || method === "PUT" ? { "content-type": "application/json" } : {},
+      body: body ? JSON.stringify(body) : method === "POST" || method === "PUT" ? "{}" : undefined,
     });
     const text = await r.text();
     let json = null;

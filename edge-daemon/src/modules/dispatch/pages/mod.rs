@@ -46,7 +46,7 @@ fn s<'a>(v: &'a serde_json::Value, k: &str) -> &'a str {
 }
 
 /// The board's table rows for a day view.
-pub(super) fn rows(d: &Dispatch, view: &serde_json::Value) -> String {
+pub(super) fn rows(d: &Dispatch, view: &serde_json::Value, staff: bool) -> String {
     let date = s(view, "date");
     let mut out = String::new();
     let empty = Vec::new();
@@ -129,7 +129,8 @@ pub(super) fn rows(d: &Dispatch, view: &serde_json::Value) -> String {
             id = esc(s(b, "id")),
             state = esc(s(b, "state")),
             veh = esc(vehicle.unwrap_or("")),
-            drv = esc(a["driver"].as_str().unwrap_or("")),
+            // The wall board (no session) shows names, never the ids people sign in with.
+            drv = if staff { esc(a["driver"].as_str().unwrap_or("")) } else { String::new() },
             bay = esc(a["bay"].as_str().unwrap_or("")),
             block = esc(s(b, "block")),
             routes = esc(s(b, "routes")),
@@ -181,12 +182,33 @@ fn alerts(view: &serde_json::Value) -> String {
     out
 }
 
-fn fragment(d: &Dispatch, view: &serde_json::Value) -> String {
+fn fragment(d: &Dispatch, view: &serde_json::Value, staff: bool) -> String {
     format!(
         "<ul id=\"alerts\">{}</ul><table id=\"blocks\"><thead><tr><th>Block</th><th>Pull-out</th><th>Pull-in</th><th>Distance · energy</th><th>Vehicle · SoC now → at pull-out</th><th>Driver</th><th>Bay</th><th>State</th><th></th></tr></thead><tbody>{}</tbody></table>",
         alerts(view),
-        rows(d, view)
+        rows(d, view, staff)
     )
+}
+
+/// Who sees any day and the drivers' ids; without a session the board shows today only.
+const STAFF: &[&str] = &["dispatcher", "depot_manager", "mechanic"];
+
+/// The date asked for, and whether the viewer is signed-in staff; other days than today
+/// need a session.
+async fn viewable(
+    d: &Dispatch,
+    q: &DateQuery,
+    headers: &HeaderMap,
+) -> Result<(String, bool), ApiError> {
+    let date = date_or_today(d, q)?;
+    let staff = d.people.require(headers, STAFF).await.is_ok();
+    if !staff && date != d.today() {
+        return Err(ApiError::new(
+            axum::http::StatusCode::UNAUTHORIZED,
+            "sign in to see another day than today",
+        ));
+    }
+    Ok((date, staff))
 }
 
 fn date_or_today(d: &Dispatch, q: &DateQuery) -> Result<String, ApiError> {
@@ -201,26 +223,28 @@ fn date_or_today(d: &Dispatch, q: &DateQuery) -> Result<String, ApiError> {
 
 async fn board(
     State(d): State<Arc<Dispatch>>,
+    headers: HeaderMap,
     Query(q): Query<DateQuery>,
 ) -> Result<Html<String>, ApiError> {
-    let date = date_or_today(&d, &q)?;
+    let (date, staff) = viewable(&d, &q, &headers).await?;
     let view = d.day_view(&date).await?;
     let count = view["blocks"].as_array().map_or(0, Vec::len);
     Ok(Html(
         BOARD
             .replace("{{DATE}}", &esc(&date))
             .replace("{{COUNT}}", &count.to_string())
-            .replace("{{DAY}}", &fragment(&d, &view)),
+            .replace("{{DAY}}", &fragment(&d, &view, staff)),
     ))
 }
 
 async fn board_fragment(
     State(d): State<Arc<Dispatch>>,
+    headers: HeaderMap,
     Query(q): Query<DateQuery>,
 ) -> Result<Html<String>, ApiError> {
-    let date = date_or_today(&d, &q)?;
+    let (date, staff) = viewable(&d, &q, &headers).await?;
     let view = d.day_view(&date).await?;
-    Ok(Html(fragment(&d, &view)))
+    Ok(Html(fragment(&d, &view, staff)))
 }
 
 /// The driver's card as HTML (or the PIN form when nobody is signed in here).
@@ -228,6 +252,7 @@ async fn card_html(d: &Dispatch, headers: &HeaderMap) -> Result<String, ApiError
     let people = d.people.clone();
     let Some(session) = people
         .session_of(headers)
+        .await
         .filter(|s| s.person.has_role("driver"))
     else {
         return Ok(String::from(

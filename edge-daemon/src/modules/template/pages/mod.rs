@@ -39,7 +39,7 @@ async fn page(
         .iter()
         .find(|(l, _)| Some(*l) == q.lang.as_deref())
         .unwrap_or(&WORDS[0]);
-    let body = match s.people.require(&headers, super::api::WRITERS) {
+    let body = match s.people.require(&headers, super::api::WRITERS).await {
         Err(_) => format!("<p>{}</p>", w[3]),
         Ok(_) => match s.api.list().await {
             Ok(items) => {
