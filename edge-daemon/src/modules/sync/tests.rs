@@ -105,3 +105,83 @@ fn stream_seq_is_never_reused() {
         .unwrap();
     assert_eq!(seq, 3);
 }
+
+/// The start-up race behind the chaos divergence: a change pulled before the module that
+/// applies it has registered its applier is set aside as an unknown type. The worker must
+/// not reach the cloud at all until the framework says every module has started.
+#[tokio::test]
+async fn worker_waits_for_every_module_before_reaching_the_cloud() {
+    use crate::modules::framework::{AllStarted, Services};
+    use crate::store::{migrate, DataDir, Store};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use tokio::io::AsyncWriteExt;
+
+    // A "cloud" that counts connections (and answers each with garbage).
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let h = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            h.fetch_add(1, Ordering::SeqCst);
+            let _ = s
+                .write_all(b"HTTP/1.1 503 Busy\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                .await;
+        }
+    });
+
+    let tmp = tempfile::tempdir().unwrap();
+    let dd = DataDir::new(&tmp.path().join("data"), None);
+    dd.init().unwrap();
+    let store = Store::open(&dd).unwrap();
+    store
+        .write_blocking(|c| {
+            migrate::run(c, "sync", super::store::MIGRATIONS).unwrap();
+            save_enrolment(
+                c,
+                &Enrolment {
+                    // https: the client refuses plain http; a TLS handshake that fails still
+                    // counts as reaching the cloud here.
+                    cloud_url: format!("https://127.0.0.1:{port}"),
+                    depot_id: "depot-1".into(),
+                    secret: "s".into(),
+                    ca_pem: None,
+                },
+            )?;
+            Ok(())
+        })
+        .unwrap();
+    let services = Services::default();
+    let link: Arc<parking_lot::Mutex<super::api::LinkState>> = Default::default();
+    let worker = super::worker::Worker {
+        store,
+        appliers: Arc::new(super::service::Appliers::default()),
+        link: link.clone(),
+        metrics: Arc::new(
+            super::metrics::SyncMetrics::register(&prometheus::Registry::new()).unwrap(),
+        ),
+        interval: std::time::Duration::from_millis(50),
+        quota_bytes: i64::MAX,
+        services: services.clone(),
+    };
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(worker.run(cancel.clone()));
+
+    // Modules are still starting: nothing may reach the cloud, however long that takes.
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert_eq!(hits.load(Ordering::SeqCst), 0, "worker reached the cloud early");
+
+    services.provide(Arc::new(AllStarted));
+    let t0 = std::time::Instant::now();
+    while hits.load(Ordering::SeqCst) == 0 {
+        assert!(
+            t0.elapsed().as_secs() < 10,
+            "worker never reached the cloud: {:?}",
+            link.lock().last_error
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    cancel.cancel();
+    task.await.unwrap();
+}
