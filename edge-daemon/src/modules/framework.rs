@@ -286,16 +286,36 @@ impl Runner {
         shared: &Shared,
         parent: &CancellationToken,
     ) -> Result<Runner, ModuleError> {
-        let mut running = Vec::new();
+        let mut running: Vec<Running> = Vec::new();
         let mut routes = axum::Router::new();
         let mut openapi = Vec::new();
+        // A module that fails to start stops those started before it (and its own tasks):
+        // left running, the sync worker would go on pulling for a node that never started.
+        let abort = |running: &[Running], ctx: Option<&ModuleContext>| {
+            for r in running
+                .iter()
+                .map(|r| (&r.cancel, &r.tracker))
+                .chain(ctx.map(|c| (&c.cancel, &c.tracker)))
+            {
+                r.0.cancel();
+                r.1.close();
+            }
+        };
         for m in modules {
             let name = m.name();
             let t0 = Instant::now();
-            let outcome = shared
+            let outcome: Result<_, ModuleError> = shared
                 .store
-                .write_blocking(|conn| Ok(migrate::run(conn, name, m.migrations())))?
-                .map_err(StoreError::from)?;
+                .write_blocking(|conn| Ok(migrate::run(conn, name, m.migrations())))
+                .map_err(ModuleError::from)
+                .and_then(|r| Ok(r.map_err(StoreError::from)?));
+            let outcome = match outcome {
+                Ok(o) => o,
+                Err(e) => {
+                    abort(&running, None);
+                    return Err(e);
+                }
+            };
             match outcome {
                 Outcome::UpToDate { version } => {
                     tracing::info!(module = name, version, "schema up to date")
@@ -315,7 +335,13 @@ impl Runner {
                 cancel: parent.child_token(),
                 tracker: TaskTracker::new(),
             };
-            let started = m.start(&ctx)?;
+            let started = match m.start(&ctx) {
+                Ok(s) => s,
+                Err(e) => {
+                    abort(&running, Some(&ctx));
+                    return Err(e);
+                }
+            };
             openapi.extend(m.openapi());
             if let Some(r) = started.routes {
                 routes = routes.merge(r);

@@ -4,14 +4,18 @@
 //!
 //! Each record's changes are applied inside a savepoint of the pull transaction; if the
 //! owning module refuses them, the savepoint is rolled back and the changes are tried one
-//! at a time, so only the ones that fail are set aside.
+//! at a time, so only the ones that fail are set aside. A record with kept changes is
+//! retried with them whenever a new change of it arrives: every later change of a record
+//! depends on the earlier ones, so without that the record would stay frozen until the
+//! next start. A failure of the database itself (disk full, I/O, busy) is not a refusal:
+//! it fails the whole pull, which is tried again with the cursor where it was.
 
 use rusqlite::{params, Connection, Transaction};
 
 use super::service::{Applier, ApplyError};
 
-/// Rows kept at most; the oldest go first (they are for inspection, the cloud keeps
-/// every change).
+/// Rows kept at most; past it the oldest go first, with an error in the log (a record
+/// that lost a kept change cannot apply its later ones until it is synced anew).
 pub const MAX_DEAD_LETTERS: i64 = 10_000;
 /// Longest reason kept.
 const MAX_REASON: usize = 500;
@@ -32,6 +36,26 @@ pub fn apply_or_set_aside(
     changes: &[Vec<u8>],
     cursor: i64,
 ) -> rusqlite::Result<Applied> {
+    let kept = kept_of(tx, record_type, record_id)?;
+    if !kept.is_empty() {
+        let mut all: Vec<Vec<u8>> = kept.iter().map(|k| k.1.clone()).collect();
+        all.extend_from_slice(changes);
+        if attempt(tx, applier, record_id, &all)?.is_ok() {
+            for (id, _) in &kept {
+                tx.execute("DELETE FROM sync_dead_letters WHERE id = ?1", params![id])?;
+            }
+            tracing::info!(
+                record_type,
+                record_id,
+                kept = kept.len(),
+                "set-aside pulled changes apply now, with the record's newer changes"
+            );
+            return Ok(Applied {
+                applied: all.len() as u64,
+                dead: 0,
+            });
+        }
+    }
     if attempt(tx, applier, record_id, changes)?.is_ok() {
         return Ok(Applied {
             applied: changes.len() as u64,
@@ -58,7 +82,44 @@ pub fn apply_or_set_aside(
     Ok(out)
 }
 
-/// Runs the applier in a savepoint; on refusal the savepoint is rolled back.
+/// A record's kept changes, oldest first.
+fn kept_of(
+    tx: &Transaction<'_>,
+    record_type: &str,
+    record_id: &str,
+) -> rusqlite::Result<Vec<(i64, Vec<u8>)>> {
+    let mut st = tx.prepare_cached(
+        "SELECT id, change FROM sync_dead_letters
+         WHERE record_type = ?1 AND record_id = ?2 ORDER BY id",
+    )?;
+    let rows = st.query_map(params![record_type, record_id], |r| {
+        Ok((r.get(0)?, r.get(1)?))
+    })?;
+    rows.collect()
+}
+
+/// Whether a database error is the store's trouble rather than the change's: those fail
+/// the pull (retried later), they never set a change aside.
+fn store_failure(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode::*;
+    matches!(
+        e.sqlite_error_code(),
+        Some(
+            DiskFull
+                | SystemIoFailure
+                | DatabaseBusy
+                | DatabaseLocked
+                | OutOfMemory
+                | ReadOnly
+                | CannotOpen
+                | DatabaseCorrupt
+                | NotADatabase
+        )
+    )
+}
+
+/// Runs the applier in a savepoint; on refusal the savepoint is rolled back. A failure
+/// of the store itself is returned as an error (the whole pull fails).
 fn attempt(
     tx: &Transaction<'_>,
     applier: &Applier,
@@ -70,6 +131,10 @@ fn attempt(
         Ok(()) => {
             tx.execute_batch("RELEASE pulled_record")?;
             Ok(Ok(()))
+        }
+        Err(ApplyError::Sql(e)) if store_failure(&e) => {
+            let _ = tx.execute_batch("ROLLBACK TO pulled_record; RELEASE pulled_record");
+            Err(e)
         }
         Err(reason) => {
             tx.execute_batch("ROLLBACK TO pulled_record; RELEASE pulled_record")?;
@@ -102,10 +167,18 @@ pub fn set_aside(
             crate::util::now_ms()
         ],
     )?;
-    tx.execute(
+    let trimmed = tx.execute(
         "DELETE FROM sync_dead_letters WHERE id <= (SELECT max(id) FROM sync_dead_letters) - ?1",
         params![MAX_DEAD_LETTERS],
     )?;
+    if trimmed > 0 {
+        tracing::error!(
+            trimmed,
+            max = MAX_DEAD_LETTERS,
+            "too many set-aside pulled changes: the oldest were dropped, and later cloud \
+             changes of their records may be set aside too (see the sync status)"
+        );
+    }
     Ok(())
 }
 
@@ -242,6 +315,73 @@ mod tests {
         assert_eq!(retry(&tx, &|_| Some(picky.clone())).unwrap(), 0);
         let lenient: Applier = Arc::new(|_, _, _| Ok(()));
         assert_eq!(retry(&tx, &|_| Some(lenient.clone())).unwrap(), 1);
+        tx.commit().unwrap();
+        assert_eq!(count(&c), 0);
+    }
+
+    /// A record whose change was set aside is not frozen until the next start: its next
+    /// pulled change brings the kept one along, and both apply.
+    #[test]
+    fn a_records_next_change_brings_its_kept_changes_along() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let mut c = Connection::open_in_memory().unwrap();
+        crate::modules::sync::service::test_schema(&mut c);
+        c.execute_batch("CREATE TABLE applied (change BLOB)")
+            .unwrap();
+        let root_ok = Arc::new(AtomicBool::new(false));
+        let r = root_ok.clone();
+        // "child" depends on "root" (like an automerge change on its predecessor).
+        let dependent: Applier = Arc::new(move |tx, _id, changes| {
+            let has_root: i64 = tx
+                .query_row(
+                    "SELECT count(*) FROM applied WHERE change = X'726f6f74'",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(|e| e.to_string())?;
+            let mut root = has_root > 0;
+            for ch in changes {
+                match ch.as_slice() {
+                    b"root" if !r.load(Ordering::SeqCst) => return Err("refused".into()),
+                    b"root" => root = true,
+                    _ if !root => return Err("waits for changes it depends on".into()),
+                    _ => {}
+                }
+                tx.execute("INSERT INTO applied VALUES (?1)", params![ch])
+                    .map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        });
+        let tx = c.transaction().unwrap();
+        let out = apply_or_set_aside(&tx, &dependent, "t", "r1", &[b"root".to_vec()], 1).unwrap();
+        assert_eq!(out.dead, 1);
+        root_ok.store(true, Ordering::SeqCst);
+        let out = apply_or_set_aside(&tx, &dependent, "t", "r1", &[b"child".to_vec()], 2).unwrap();
+        assert_eq!(
+            out,
+            Applied {
+                applied: 2,
+                dead: 0
+            }
+        );
+        tx.commit().unwrap();
+        assert_eq!(count(&c), 0, "the kept change applied and was removed");
+    }
+
+    /// A full disk is the store's trouble, not the change's: the pull fails (and is
+    /// tried again from the same cursor), nothing is set aside.
+    #[test]
+    fn a_store_failure_fails_the_pull_instead_of_setting_aside() {
+        let mut c = Connection::open_in_memory().unwrap();
+        crate::modules::sync::service::test_schema(&mut c);
+        let full: Applier = Arc::new(|_, _, _| {
+            Err(ApplyError::Sql(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+                None,
+            )))
+        });
+        let tx = c.transaction().unwrap();
+        assert!(apply_or_set_aside(&tx, &full, "t", "r1", &[b"x".to_vec()], 1).is_err());
         tx.commit().unwrap();
         assert_eq!(count(&c), 0);
     }

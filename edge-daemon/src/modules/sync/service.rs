@@ -86,6 +86,9 @@ pub type Applier =
 pub struct Appliers(RwLock<HashMap<String, Applier>>);
 
 impl Appliers {
+    /// Call this from `Module::start` itself, not from a task it spawns: the sync worker
+    /// pulls once every module's `start` has returned, and a change of a type with no
+    /// applier then is set aside as unknown.
     pub fn register(&self, record_type: &str, f: Applier) {
         self.0.write().insert(record_type.to_string(), f);
     }

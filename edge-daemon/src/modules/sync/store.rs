@@ -56,6 +56,14 @@ pub(super) const MIGRATIONS: &[Migration] = &[
             at_ms INTEGER NOT NULL
           );",
     },
+    Migration {
+        version: 5,
+        name: "dead letters by record",
+        // Every pulled change of a record first looks for that record's kept changes
+        // (they may apply together now), so this lookup must not scan the table.
+        sql: "CREATE INDEX sync_dead_letters_record
+            ON sync_dead_letters (record_type, record_id, id);",
+    },
 ];
 
 pub(super) fn state_get(c: &Connection, key: &str) -> rusqlite::Result<Option<String>> {

@@ -43,9 +43,6 @@ impl Worker {
         // One client (and connection pool) per trusted CA: rebuilding it every cycle would
         // cost a TLS handshake per push and pull.
         let mut client: Option<(Option<String>, reqwest::Client)> = None;
-        // Set-aside pulled changes are tried again once per start, after the first good
-        // cycle (every module has registered its applier by then: see below).
-        let mut retried_dead_letters = false;
         // Nothing is pulled before every module has started: a change pulled while its
         // module's applier is not registered yet would be set aside as an unknown type,
         // and every later change of that record would wait for it.
@@ -55,6 +52,11 @@ impl Worker {
                 _ = tokio::time::sleep(Duration::from_millis(20)) => {}
             }
         }
+        // Set-aside pulled changes are tried again once per start, now that every
+        // module's applier is registered (a record's kept changes are also tried again
+        // whenever a newer change of it is pulled); if the store failed, after the
+        // first good cycle.
+        let mut retried_dead_letters = self.retry_dead_letters().await;
         loop {
             if last_quota_check.is_none_or(|t| t.elapsed() >= QUOTA_CHECK_EVERY) {
                 last_quota_check = Some(std::time::Instant::now());
@@ -69,13 +71,19 @@ impl Worker {
                             .ok()
                             .map(|c| (e.ca_pem.clone(), c));
                     }
+                    // Raced against stop: a cloud that accepts and never answers must not
+                    // hold the node past its grace period. Dropping a cycle is safe: a pull
+                    // applies in one blocking transaction that finishes on its own, and a
+                    // push records its batch before sending it.
                     let result = match client.as_ref() {
-                        Some((_, http)) => self.cycle(http, &e, &cancel).await,
+                        Some((_, http)) => tokio::select! {
+                            r = self.cycle(http, &e, &cancel) => r,
+                            _ = cancel.cancelled() => return,
+                        },
                         None => Err(SyncError::CaCertificate),
                     };
                     if result.is_ok() && !retried_dead_letters {
-                        retried_dead_letters = true;
-                        self.retry_dead_letters().await;
+                        retried_dead_letters = self.retry_dead_letters().await;
                     }
                     let mut l = self.link.lock();
                     match result {
@@ -188,7 +196,8 @@ impl Worker {
         }
     }
 
-    async fn retry_dead_letters(&self) {
+    /// Whether the retry ran (false: the store failed; try again later).
+    async fn retry_dead_letters(&self) -> bool {
         let appliers = self.appliers.clone();
         let r = self
             .store
@@ -200,9 +209,15 @@ impl Worker {
             })
             .await;
         match r {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(applied = n, "set-aside pulled changes applied on retry"),
-            Err(e) => tracing::warn!(error = %e, "retrying set-aside pulled changes failed"),
+            Ok(0) => true,
+            Ok(n) => {
+                tracing::info!(applied = n, "set-aside pulled changes applied on retry");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "retrying set-aside pulled changes failed");
+                false
+            }
         }
     }
 
