@@ -251,7 +251,7 @@ pub(super) async fn read_to_file<S>(
         .clone()
         .unwrap_or_else(std::env::temp_dir);
     let tmp = tempfile::Builder::new()
-        .prefix("garasi-upload-")
+        .prefix(super::upload_sweep::UPLOAD_PREFIX)
         .tempfile_in(&dir)
         .map_err(|e| {
             tracing::error!(dir = %dir.display(), error = %e, "cannot create an upload file");

@@ -18,6 +18,7 @@ mod ops;
 mod planning;
 mod records;
 mod sync;
+pub mod upload_sweep;
 
 use std::sync::Arc;
 

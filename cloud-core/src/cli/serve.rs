@@ -131,7 +131,13 @@ async fn serve<S: CloudStore + 'static>(
         limits,
         gtfs,
     } = checked;
-    let state = AppState::with_limits(Arc::new(store), admin, limits.api(), gtfs)?;
+    let api_limits = limits.api();
+    let upload_dir = api_limits
+        .upload_dir
+        .clone()
+        .unwrap_or_else(std::env::temp_dir);
+    crate::api::upload_sweep::sweep(&upload_dir, crate::api::upload_sweep::STALE_AFTER);
+    let state = AppState::with_limits(Arc::new(store), admin, api_limits, gtfs)?;
     reload_on_sighup(state.admin_token.clone(), cancel.clone())?;
     let tracker = TaskTracker::new();
     tracker.spawn(state.materialiser.clone().run(cancel.clone()));
