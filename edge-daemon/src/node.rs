@@ -70,6 +70,7 @@ pub struct Bound {
     pub mqtt: TcpListener,
     pub mqtt5: TcpListener,
     pub mqtts: Option<(TcpListener, TlsAcceptor)>,
+    pub https: Option<(TcpListener, TlsAcceptor)>,
 }
 
 fn bind_one(
@@ -99,11 +100,21 @@ pub fn bind(cfg: &Config) -> Result<Bound, NodeError> {
             ))
         }
     };
+    let https = match &cfg.http.https {
+        None => None,
+        // The same loading code as MQTT over TLS (often the same files).
+        Some(t) => {
+            let acceptor = tls::tls_acceptor(&t.cert, &t.key)
+                .map_err(|e| NodeError::Tls(format!("HTTPS: {e}")))?;
+            Some((bind_one(t.listen, "HTTPS", "--https-listen")?, acceptor))
+        }
+    };
     Ok(Bound {
         http,
         mqtt,
         mqtt5,
         mqtts,
+        https,
     })
 }
 
@@ -113,6 +124,7 @@ pub struct Node {
     pub mqtt_addr: SocketAddr,
     pub mqtt5_addr: SocketAddr,
     pub mqtts_addr: Option<SocketAddr>,
+    pub https_addr: Option<SocketAddr>,
     pub store: Store,
     pub services: Services,
     shutdown: CancellationToken,
@@ -140,6 +152,7 @@ impl Node {
         let mqtt_addr = local(&bound.mqtt, cfg.mqtt_listen);
         let mqtt5_addr = local(&bound.mqtt5, cfg.mqtt5_listen);
         let mqtts_addr = bound.mqtts.as_ref().and_then(|(l, _)| l.local_addr().ok());
+        let https_addr = bound.https.as_ref().and_then(|(l, _)| l.local_addr().ok());
 
         let dd = DataDir::new(&cfg.data_dir, cfg.key_file.as_deref());
         let store = tokio::task::spawn_blocking(move || Store::open(&dd))
@@ -171,11 +184,15 @@ impl Node {
             .get::<DeviceAuth>()
             .ok_or(NodeError::NoAuth)?;
         let front = TaskTracker::new();
+        let gate_caps =
+            crate::front::admit::Caps::from_config(&cfg.broker, cfg.http.limits.fd_reserve);
         let gate = Arc::new(Gate {
             auth,
             broker,
             metrics: metrics.clone(),
             max_packet_bytes: cfg.broker.max_packet_bytes,
+            admission: crate::front::admit::Admission::new(gate_caps, &metrics.registry)
+                .map_err(|e| NodeError::Metrics(e.to_string()))?,
             shutdown: shutdown.clone(),
             tracker: front.clone(),
         });
@@ -203,11 +220,26 @@ impl Node {
             http::Hosts(cfg.http_hosts.clone().into()),
             http::guard_check,
         ));
+        let http_metrics = http::limits::HttpMetrics::register(&metrics.registry)
+            .map_err(|e| NodeError::Metrics(e.to_string()))?;
+        let streams = http::limits::Streams::new(
+            cfg.http.max_streams,
+            cfg.http.max_streams_per_client,
+            http_metrics.clone(),
+        );
+        let app = http::protect(app, streams);
         {
             let s = shutdown.clone();
-            let l = bound.http;
+            let mut listeners = vec![(bound.http, None)];
+            if let Some((l, acc)) = bound.https {
+                listeners.push((l, Some(acc)));
+            }
+            // HTTP and the gate share the process's descriptors: HTTP leaves the gate
+            // what its cap needs (three per device), so neither can starve the other.
+            let mut limits = cfg.http.limits;
+            limits.fd_reserve += crate::front::admit::FDS_PER_DEVICE * gate_caps.total;
             front.spawn(async move {
-                if let Err(e) = http::serve(l, app, s).await {
+                if let Err(e) = http::serve(listeners, app, s, limits, http_metrics).await {
                     tracing::error!(error = %e, "HTTP server failed");
                 }
             });
@@ -215,6 +247,7 @@ impl Node {
         ready.set(true);
         tracing::info!(
             http = %http_addr, mqtt = %mqtt_addr, mqtt5 = %mqtt5_addr, mqtts = ?mqtts_addr,
+            https = ?https_addr, http_max_connections = cfg.http.limits.effective_max(),
             startup_ms = t0.elapsed().as_millis() as u64, "garasi-edge ready"
         );
         Ok(Node {
@@ -222,6 +255,7 @@ impl Node {
             mqtt_addr,
             mqtt5_addr,
             mqtts_addr,
+            https_addr,
             store,
             services: shared.services,
             shutdown,

@@ -30,12 +30,20 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Create a data directory: a random 256-bit key (DIR/db.key, mode 0600) and the encrypted database.
+    /// Create a data directory: a random 256-bit key (DIR/db.key, mode 0600), the encrypted
+    /// database and a self-signed HTTPS certificate (DIR/https-cert.pem, its key 0600).
     Init {
         #[arg(long, env = "GARASI_DATA_DIR")]
         data_dir: PathBuf,
         #[arg(long, env = "GARASI_DB_KEY_FILE")]
         key_file: Option<PathBuf>,
+        /// A host name or IP address tablets use for this node, put in the HTTPS
+        /// certificate (repeatable; localhost, 127.0.0.1 and ::1 are always in it).
+        #[arg(long = "https-host", value_delimiter = ',')]
+        https_host: Vec<String>,
+        /// Make no HTTPS certificate (e.g. a certificate from your own CA is used).
+        #[arg(long)]
+        no_https_cert: bool,
     },
     /// Run the node.
     Run {
@@ -93,6 +101,9 @@ enum DbCmd {
 }
 
 fn init_logging() {
+    crate::lograte::set_every_line(
+        std::env::var("GARASI_LOG_EVERY_LINE").is_ok_and(|v| v == "1" || v == "true"),
+    );
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(
             "info,rumqttd=warn,rumqttd::server::broker=off,rumqttc=warn",
@@ -132,7 +143,16 @@ pub fn main() -> ExitCode {
         Err(e) => e.exit(),
     };
     let result = match cli.cmd {
-        Cmd::Init { data_dir, key_file } => cmd_init(&data_dir, key_file.as_deref()),
+        Cmd::Init {
+            data_dir,
+            key_file,
+            https_host,
+            no_https_cert,
+        } => cmd_init(
+            &data_dir,
+            key_file.as_deref(),
+            (!no_https_cert).then_some(&https_host[..]),
+        ),
         Cmd::Run { data_dir, settings } => return cmd_run(&data_dir, &settings, None),
         Cmd::Demo {
             data_dir,
@@ -173,7 +193,12 @@ fn exit_code(result: anyhow::Result<()>) -> ExitCode {
     }
 }
 
-fn cmd_init(dir: &Path, key_file: Option<&Path>) -> anyhow::Result<()> {
+/// `https_hosts`: make a self-signed HTTPS certificate for these names (None: none).
+fn cmd_init(
+    dir: &Path,
+    key_file: Option<&Path>,
+    https_hosts: Option<&[String]>,
+) -> anyhow::Result<()> {
     let dd = DataDir::new(dir, key_file);
     dd.init()?;
     println!(
@@ -181,6 +206,18 @@ fn cmd_init(dir: &Path, key_file: Option<&Path>) -> anyhow::Result<()> {
         dd.db.display(),
         dd.key.display()
     );
+    if let Some(hosts) = https_hosts {
+        let made = crate::http::tls::make_self_signed(dir, hosts)?;
+        println!(
+            "HTTPS certificate {} for {} (key {}); serve it with --https-listen. \
+             Check on each tablet that the certificate's SHA-256 fingerprint is\n  {}",
+            made.cert.display(),
+            made.names.join(", "),
+            made.key.display(),
+            made.fingerprint
+        );
+        tracing::info!(cert = %made.cert.display(), fingerprint = %made.fingerprint, "HTTPS certificate made");
+    }
     Ok(())
 }
 
@@ -224,7 +261,7 @@ fn cmd_run(data_dir: &Path, settings: &Settings, demo: Option<(usize, f64)>) -> 
         }
     };
     if demo.is_some() && !cfg.data_dir.join(store::DB_FILE).exists() {
-        if let Err(e) = cmd_init(&cfg.data_dir, cfg.key_file.as_deref()) {
+        if let Err(e) = cmd_init(&cfg.data_dir, cfg.key_file.as_deref(), Some(&[])) {
             eprintln!("error: {e:#}");
             return ExitCode::FAILURE;
         }

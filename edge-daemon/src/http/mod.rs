@@ -1,5 +1,6 @@
 //! The HTTP surface: health, readiness, metrics, the OpenAPI document, JSON errors, and
-//! the server loop that serves every module's routes on an already-bound listener.
+//! serving every module's routes on already-bound listeners (plain HTTP and, when
+//! configured, HTTPS) through `garasi-net`'s loop with its caps and timeouts.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -15,7 +16,10 @@ use tokio_util::sync::CancellationToken;
 use crate::metrics::Metrics;
 
 mod client;
+pub mod config;
 mod guard;
+pub mod limits;
+pub mod tls;
 pub use client::ClientIp;
 pub use guard::{check as guard_check, Hosts};
 
@@ -190,18 +194,29 @@ pub fn router(modules: Router, spec: Arc<str>, metrics: Arc<Metrics>, ready: Rea
         .layer(axum::extract::DefaultBodyLimit::max(256 * 1024))
 }
 
-/// Serves `app` on a listener bound earlier, until `cancel` fires; open streams end then.
+/// The layers every request passes besides the host guard: live-stream caps and
+/// `Secure` cookies over TLS.
+pub fn protect(app: Router, streams: Arc<limits::Streams>) -> Router {
+    app.layer(axum::middleware::from_fn_with_state(
+        streams,
+        limits::cap_streams,
+    ))
+    .layer(axum::middleware::from_fn(tls::secure_cookies))
+}
+
+/// Serves `app` on listeners bound earlier (each with its TLS acceptor, if any) under
+/// one set of connection limits, until `cancel` fires; open streams end then.
 pub async fn serve(
-    listener: std::net::TcpListener,
+    listeners: Vec<(std::net::TcpListener, Option<tokio_rustls::TlsAcceptor>)>,
     app: Router,
     cancel: CancellationToken,
+    limits: garasi_net::ConnLimits,
+    metrics: Arc<limits::HttpMetrics>,
 ) -> std::io::Result<()> {
-    listener.set_nonblocking(true)?;
-    let listener = tokio::net::TcpListener::from_std(listener)?;
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move { cancel.cancelled().await })
-    .await
+    let mut bound = Vec::with_capacity(listeners.len());
+    for (l, tls) in listeners {
+        l.set_nonblocking(true)?;
+        bound.push((tokio::net::TcpListener::from_std(l)?, tls));
+    }
+    garasi_net::serve_all(bound, app, cancel, limits, Some(metrics)).await
 }

@@ -5,8 +5,8 @@
 //! makes room. Idle means no request in flight (a response still being sent is in
 //! flight), or only unauthenticated bodies arriving: a slow client that never finishes
 //! its headers or its enrolment body is idle, a depot whose push or pull is being served
-//! never is, so new connections push out stalled ones, never requests being served. A client is its IPv4
-//! address, or its IPv6 /64 (one host can hold a whole /64).
+//! never is, so new connections push out stalled ones, never requests being served. A
+//! client is its IPv4 address, or its IPv6 /64 (one host can hold a whole /64).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -17,7 +17,7 @@ use std::time::Instant;
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::CloudMetrics;
+use crate::ConnMetrics;
 
 /// One connection's state, shared by its task, its I/O and its requests.
 pub(super) struct ConnState {
@@ -113,8 +113,8 @@ impl Inner {
 }
 
 /// The address a per-client cap counts: IPv4 (also when mapped into IPv6), or the /64
-/// of an IPv6 address.
-fn client(ip: IpAddr) -> IpAddr {
+/// of an IPv6 address (for programs' own per-client caps too).
+pub fn client_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
@@ -133,7 +133,7 @@ pub(super) struct Registry {
     max_total: usize,
     max_per_client: usize,
     epoch: Instant,
-    metrics: Option<Arc<CloudMetrics>>,
+    metrics: Option<Arc<dyn ConnMetrics>>,
     last_warning_ms: AtomicU64,
 }
 
@@ -148,7 +148,7 @@ impl Drop for Slot {
     fn drop(&mut self) {
         self.registry.inner.lock().remove(self.id);
         if let Some(m) = &self.registry.metrics {
-            m.connections.dec();
+            m.closed();
         }
     }
 }
@@ -158,7 +158,7 @@ impl Registry {
     pub fn new(
         max_total: usize,
         max_per_client: usize,
-        metrics: Option<Arc<CloudMetrics>>,
+        metrics: Option<Arc<dyn ConnMetrics>>,
     ) -> Arc<Self> {
         Arc::new(Registry {
             inner: Mutex::default(),
@@ -173,7 +173,7 @@ impl Registry {
     /// Admits a connection from `ip`, closing an idle one to make room if a cap is
     /// reached; Err(reason) when there is no room (the caller closes the new one).
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, &'static str> {
-        let ip = client(ip);
+        let ip = client_key(ip);
         let mut g = self.inner.lock();
         if self.max_per_client > 0
             && g.per_client.get(&ip).copied().unwrap_or(0) >= self.max_per_client
@@ -214,7 +214,7 @@ impl Registry {
         *g.per_client.entry(ip).or_default() += 1;
         drop(g);
         if let Some(m) = &self.metrics {
-            m.connections.inc();
+            m.opened();
         }
         Ok(Slot {
             registry: self.clone(),
@@ -248,7 +248,7 @@ impl Registry {
                 max_total = self.max_total,
                 max_per_client = self.max_per_client,
                 "connection limit reached: idle connections are closed to make room \
-                 (logged at most once a minute; see garasi_cloud_refusals_total)"
+                 (logged at most once a minute; counted by reason in the refusal metric)"
             );
         }
     }

@@ -83,8 +83,9 @@ impl Drop for InFlight {
 }
 
 /// In every request's extensions: lets a route say that its body is still arriving and
-/// nothing has authenticated it yet (enrolment), so that the connection stays evictable
-/// meanwhile (a slow unauthenticated body must not hold a place a depot needs).
+/// nothing has authenticated it yet (the cloud's enrolment), so that the connection
+/// stays evictable meanwhile (a slow unauthenticated body must not hold a place a
+/// client being served needs).
 #[derive(Clone)]
 pub struct ConnActivity(Arc<ConnState>);
 
@@ -112,8 +113,8 @@ impl Drop for UnauthenticatedBody {
 }
 
 /// A response body that keeps its request in flight until it is sent (or dropped), and
-/// for an authenticated client until the connection has flushed it: a depot's large
-/// pull is busy while its body goes out, never evicted as idle.
+/// for an authenticated client until the connection has flushed it: a large response
+/// (a depot's pull) is busy while its body goes out, never evicted as idle.
 struct HeldBody {
     inner: axum::body::Body,
     busy: Option<InFlight>,
@@ -155,6 +156,14 @@ impl hyper::body::Body for HeldBody {
     }
 }
 
+/// In every request's extensions: the connection it came on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnInfo {
+    pub peer: std::net::SocketAddr,
+    /// The request came over TLS (so, e.g., cookies may be marked `Secure`).
+    pub tls: bool,
+}
+
 /// Everything one connection needs from the server.
 pub(super) struct Ctx {
     pub tls: Option<tokio_rustls::TlsAcceptor>,
@@ -178,7 +187,7 @@ pub(super) async fn run(
         state: state.clone(),
     };
     match &ctx.tls {
-        None => serve_http(io, peer, &state, &ctx).await,
+        None => serve_http(io, peer, false, &state, &ctx).await,
         Some(acceptor) => {
             let handshake =
                 tokio::time::timeout(ctx.limits.tls_handshake_timeout, acceptor.accept(io));
@@ -188,7 +197,7 @@ pub(super) async fn run(
                 _ = ctx.cancel.cancelled() => return,
             };
             match tls {
-                Ok(Ok(s)) => serve_http(s, peer, &state, &ctx).await,
+                Ok(Ok(s)) => serve_http(s, peer, true, &state, &ctx).await,
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => ctx.registry.closed("tls_handshake_timeout"),
             }
@@ -213,8 +222,13 @@ fn builder(limits: &ConnLimits) -> Builder<TokioExecutor> {
     b
 }
 
-async fn serve_http<I>(io: I, peer: std::net::SocketAddr, state: &Arc<ConnState>, ctx: &Ctx)
-where
+async fn serve_http<I>(
+    io: I,
+    peer: std::net::SocketAddr,
+    tls: bool,
+    state: &Arc<ConnState>,
+    ctx: &Ctx,
+) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let svc = TowerToHyperService::new(ctx.app.clone());
@@ -222,7 +236,12 @@ where
     let service = hyper::service::service_fn(move |mut req: hyper::Request<_>| {
         use hyper::service::Service as _;
         let busy = InFlight::enter(&st);
-        req.extensions_mut().insert(ConnActivity(st.clone()));
+        let ext = req.extensions_mut();
+        ext.insert(ConnActivity(st.clone()));
+        ext.insert(ConnInfo { peer, tls });
+        // What axum's `ConnectInfo` extractor reads, as `into_make_service_with_connect_info`
+        // would insert it.
+        ext.insert(axum::extract::ConnectInfo(peer));
         let fut = svc.call(req);
         async move {
             let r = fut.await;
