@@ -9,6 +9,8 @@ use std::str::FromStr;
 
 use serde::Deserialize;
 
+use crate::http::config::HttpConfig;
+
 use crate::modules::dispatch::config::{DispatchConfig, FileDispatch};
 use crate::modules::telemetry::config::{FileTelemetry, TelemetryConfig};
 
@@ -26,6 +28,8 @@ pub struct Config {
     pub mqtt_listen: SocketAddr,
     pub mqtt5_listen: SocketAddr,
     pub tls: Option<TlsConfig>,
+    /// Connection caps, timeouts, stream caps and HTTPS (`http/config.rs`).
+    pub http: HttpConfig,
     pub disabled_modules: Vec<String>,
     /// `[modules.NAME]` sections, already checked by their modules (`Config::module`).
     pub module_sections: BTreeMap<String, toml::Table>,
@@ -48,12 +52,22 @@ pub struct TlsConfig {
 
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
+    /// Device connections at most, through the gate (pending ones included, lowered to
+    /// what the open-files limit allows) and in rumqttd (plus its modules' links).
     pub max_connections: usize,
     /// Router log segment size; memory bound is size x count per topic filter.
     pub segment_bytes: usize,
     pub segment_count: usize,
     /// MQTT packets above this close the connection.
     pub max_packet_bytes: usize,
+    /// Gate connections that have not sent a complete CONNECT yet, at most; when full, the
+    /// oldest of the client holding the most is closed (`front/admit.rs`).
+    pub max_pending_connects: usize,
+    /// The same per client (IPv4 address or IPv6 /64).
+    pub max_pending_per_client: usize,
+    /// Open files the gate never uses: SQLite, the HTTP server, the broker and logs keep
+    /// them. The gate's cap is lowered to fit the rest (3 descriptors per device).
+    pub fd_reserve: usize,
 }
 
 impl Default for BrokerConfig {
@@ -63,6 +77,9 @@ impl Default for BrokerConfig {
             segment_bytes: 1024 * 1024,
             segment_count: 8,
             max_packet_bytes: 256 * 1024,
+            max_pending_connects: 256,
+            max_pending_per_client: 64,
+            fd_reserve: 256,
         }
     }
 }
@@ -123,6 +140,9 @@ pub struct Settings {
     /// dispatch's flags (`modules/dispatch/config.rs`).
     #[command(flatten)]
     pub dispatch: crate::modules::dispatch::config::DispatchFlags,
+    /// The HTTP server's flags (`http/config.rs`).
+    #[command(flatten)]
+    pub http: crate::http::config::HttpFlags,
 }
 
 /// The TOML file. Unknown keys are errors, so a typo never silently keeps a default.
@@ -138,6 +158,8 @@ struct FileConfig {
     sync_outbox_quota_mb: Option<u64>,
     #[serde(default)]
     mqtt: FileMqtt,
+    #[serde(default)]
+    http: crate::http::config::FileHttp,
     #[serde(default)]
     telemetry: FileTelemetry,
     #[serde(default)]
@@ -158,6 +180,9 @@ struct FileMqtt {
     segment_bytes: Option<usize>,
     segment_count: Option<usize>,
     max_packet_bytes: Option<usize>,
+    max_pending_connects: Option<usize>,
+    max_pending_per_client: Option<usize>,
+    fd_reserve: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -334,34 +359,8 @@ impl Settings {
             &file.mqtt.listen_v5,
             "127.0.0.1:1885",
         );
-        let tls_listen = self
-            .mqtts_listen
-            .as_ref()
-            .or(file.mqtt.tls_listen.as_ref())
-            .cloned();
-        let tls = match tls_listen {
-            None => None,
-            Some(raw) => {
-                let listen = c.addr("--mqtts-listen", &Some(raw), &None, "");
-                let cert = self.tls_cert.clone().or(file.mqtt.tls_cert.clone());
-                let key = self.tls_key.clone().or(file.mqtt.tls_key.clone());
-                for (name, p) in [("--tls-cert", &cert), ("--tls-key", &key)] {
-                    match p {
-                        None => c.0.push(format!(
-                            "{name} is required when the TLS listener is enabled"
-                        )),
-                        Some(p) if !p.is_file() => {
-                            c.0.push(format!("{name} {}: file not found", p.display()))
-                        }
-                        Some(_) => {}
-                    }
-                }
-                match (listen, cert, key) {
-                    (Some(listen), Some(cert), Some(key)) => Some(TlsConfig { listen, cert, key }),
-                    _ => None,
-                }
-            }
-        };
+        let tls = self.mqtt_tls(&mut c, &file);
+        let http_config = self.http_section(&mut c, &file, data_dir);
         let telemetry =
             crate::modules::telemetry::config::resolve(&mut c, &self.telemetry, &file.telemetry);
         let b = BrokerConfig::default();
@@ -370,7 +369,27 @@ impl Settings {
             segment_bytes: file.mqtt.segment_bytes.unwrap_or(b.segment_bytes),
             segment_count: file.mqtt.segment_count.unwrap_or(b.segment_count),
             max_packet_bytes: file.mqtt.max_packet_bytes.unwrap_or(b.max_packet_bytes),
+            max_pending_connects: file
+                .mqtt
+                .max_pending_connects
+                .unwrap_or(b.max_pending_connects),
+            max_pending_per_client: file
+                .mqtt
+                .max_pending_per_client
+                .unwrap_or(b.max_pending_per_client),
+            fd_reserve: file.mqtt.fd_reserve.unwrap_or(b.fd_reserve),
         };
+        for (key, v) in [
+            ("max_connections", broker.max_connections),
+            ("max_pending_connects", broker.max_pending_connects),
+            ("max_pending_per_client", broker.max_pending_per_client),
+        ] {
+            if v == 0 {
+                c.0.push(format!(
+                    "[mqtt] {key} = 0 lets no device connect: use at least 1"
+                ));
+            }
+        }
         let shutdown_grace_secs = c.pick(
             "--shutdown-grace-secs",
             &self.shutdown_grace_secs,
@@ -425,6 +444,7 @@ impl Settings {
                 mqtt_listen,
                 mqtt5_listen,
                 tls,
+                http: http_config,
                 disabled_modules,
                 module_sections,
                 shutdown_grace_secs,
@@ -436,6 +456,39 @@ impl Settings {
             }),
             _ => Err(ConfigErrors(c.0)),
         }
+    }
+}
+
+impl Settings {
+    /// MQTT over TLS: its address and the certificate and key it needs.
+    fn mqtt_tls(&self, c: &mut Collect, file: &FileConfig) -> Option<TlsConfig> {
+        let raw = self.mqtts_listen.clone().or(file.mqtt.tls_listen.clone())?;
+        let listen = c.addr("--mqtts-listen", &Some(raw), &None, "");
+        let cert = self.tls_cert.clone().or(file.mqtt.tls_cert.clone());
+        let key = self.tls_key.clone().or(file.mqtt.tls_key.clone());
+        for (name, p) in [("--tls-cert", &cert), ("--tls-key", &key)] {
+            match p {
+                None => c.0.push(format!(
+                    "{name} is required when the TLS listener is enabled"
+                )),
+                Some(p) if !p.is_file() => {
+                    c.0.push(format!("{name} {}: file not found", p.display()))
+                }
+                Some(_) => {}
+            }
+        }
+        match (listen, cert, key) {
+            (Some(listen), Some(cert), Some(key)) => Some(TlsConfig { listen, cert, key }),
+            _ => None,
+        }
+    }
+
+    /// `[http]` and its flags; HTTPS falls back to MQTT's TLS files.
+    fn http_section(&self, c: &mut Collect, f: &FileConfig, dir: &Path) -> HttpConfig {
+        let cert = self.tls_cert.clone().or(f.mqtt.tls_cert.clone());
+        let key = self.tls_key.clone().or(f.mqtt.tls_key.clone());
+        let mqtt = crate::http::config::MqttTlsFiles { cert, key };
+        crate::http::config::resolve(c, &self.http, &f.http, dir, mqtt)
     }
 }
 

@@ -11,6 +11,7 @@ pub mod config;
 pub mod front;
 pub mod http;
 pub mod limit;
+pub mod lograte;
 pub mod metrics;
 pub mod modules;
 pub mod node;

@@ -2,7 +2,8 @@
 //! passwords): each client address may have one verification in flight and a budget of
 //! failures that refills slowly. Shared by the HTTP sign-in routes and the MQTT gate, so
 //! one attacker cannot guess fast, cannot run many guesses at once, and cannot queue
-//! ahead of other clients.
+//! ahead of other clients. Also what counts as one client for the gate's connection caps
+//! (`front/admit.rs`).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -10,6 +11,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+
+/// One client: an IPv4 address, or an IPv6 /64 (one host on a LAN can take any number of
+/// addresses in its /64); IPv4-mapped IPv6 counts as the IPv4 address. Also the MQTT
+/// gate's unit for per-client connection caps.
+pub fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+        },
+        v4 => v4,
+    }
+}
 
 /// Failures a client may make in a burst, then one more per `refill`.
 #[derive(Debug, Clone, Copy)]
@@ -69,16 +83,8 @@ impl ClientLimiter {
         }
     }
 
-    /// One client: an IPv4 address, or an IPv6 /64 (one host on a LAN can take any
-    /// number of addresses in its /64); IPv4-mapped IPv6 counts as the IPv4 address.
     fn client(ip: IpAddr) -> IpAddr {
-        match ip {
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => IpAddr::V4(v4),
-                None => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
-            },
-            v4 => v4,
-        }
+        client_key(ip)
     }
 
     /// The client's slot, after refilling its budget; `Wait` when the budget is spent or

@@ -5,7 +5,9 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
+
+use parking_lot::Mutex;
 
 use garasi_edge::config::Settings;
 use garasi_edge::modules::framework::{
@@ -26,7 +28,7 @@ impl Module for SlowLast {
     fn start(&self, ctx: &ModuleContext) -> Result<Started, ModuleError> {
         std::thread::sleep(std::time::Duration::from_millis(300));
         let during = ctx.services.get::<AllStarted>().is_some();
-        *SEEN.get_or_init(Default::default).lock().unwrap() = Some((during, ctx.services.clone()));
+        *SEEN.get_or_init(Default::default).lock() = Some((during, ctx.services.clone()));
         Ok(Started::default())
     }
 }
@@ -46,7 +48,7 @@ async fn all_started_is_published_after_the_last_module() {
     let mut modules = node::all_modules();
     modules.push(Box::new(SlowLast));
     let node = Node::start_with(cfg, bound, modules).await.unwrap();
-    let (during, services) = SEEN.get().unwrap().lock().unwrap().take().unwrap();
+    let (during, services) = SEEN.get().unwrap().lock().take().unwrap();
     let after = services.get::<AllStarted>().is_some();
     assert!(node.stop(std::time::Duration::from_secs(10)).await);
     assert!(

@@ -3,7 +3,9 @@
 //! rumqttd's internal listener for that protocol version, inspecting every packet the
 //! device sends: a PUBLISH or SUBSCRIBE outside `garasi/v1/vehicles/{own id}/` (and a
 //! last-will topic outside it) closes the connection and is counted. Bytes from the
-//! broker to the device are copied untouched.
+//! broker to the device are copied untouched. Slow and idle strangers are bounded:
+//! one deadline from accept to CONNECT, caps on connections (`admit.rs`) that close the
+//! oldest pending connection to make room, and rate-limited log lines.
 //!
 //! Trade-off (see ARCHITECTURE.md): one extra loopback hop per connection, in exchange
 //! for ACLs that hold for password-authenticated devices on every listener, which
@@ -15,19 +17,35 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use rumqttd::protocol::{v4::V4, v5::V5, Login, Packet, Protocol};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::{timeout_at, Instant};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::mqtt_packets::{check_packet, connack_refused, frame_len, GateError, Refusal};
+use super::admit::{Admission, Slot};
+use super::mqtt_io::read_connect;
+use super::mqtt_packets::{connack_refused, GateError, Refusal};
 use super::mqtt_packets::{read_u16, topic_allowed};
 use crate::broker::BrokerHandle;
+use crate::lograte::LogRate;
 use crate::metrics::Metrics;
-use crate::modules::auth::service::{DeviceAuth, DeviceIdentity};
+use crate::modules::auth::service::DeviceAuth;
 
+/// From accept to a complete CONNECT, TLS handshake included: one deadline, so a slow
+/// client cannot take 10 s for each step. Generous for a device on a poor cellular link
+/// (a CONNECT is one small packet); pending connections are also closed earlier when
+/// newer ones need their place (`admit.rs`).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// From a complete CONNECT to the credentials' verdict. The verdict waits behind the
+/// client address's earlier attempts; past this the device is told to come back.
+const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
+
+// Lines any stranger can cause at will: a few a minute, then one summary (`lograte.rs`).
+static AUTH_FAILED: LogRate = LogRate::warn("mqtt.device_auth_failed", 10);
+static ACL_REFUSED: LogRate = LogRate::warn("mqtt.acl_refused", 10);
+static ACCEPT_FAILED: LogRate = LogRate::warn("mqtt.accept_failed", 5);
 
 /// Shared state of all gate listeners.
 pub struct Gate {
@@ -35,6 +53,8 @@ pub struct Gate {
     pub broker: BrokerHandle,
     pub metrics: Arc<Metrics>,
     pub max_packet_bytes: usize,
+    /// Connection caps shared by all listeners (`admit.rs`).
+    pub admission: Arc<Admission>,
     pub shutdown: CancellationToken,
     pub tracker: TaskTracker,
 }
@@ -55,37 +75,31 @@ impl Gate {
                     Ok(x) => x,
                     Err(e) => {
                         // EMFILE and friends: back off instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
+                        if ACCEPT_FAILED.allow() {
+                            tracing::warn!(error = %e, "accept failed");
+                        }
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
                 },
+            };
+            // Every place is held by a connected device: closed at once (counted).
+            let Some(slot) = self.admission.admit(peer.ip()) else {
+                continue;
             };
             let _ = stream.set_nodelay(true);
             let gate = self.clone();
             let tls = tls.clone();
             self.tracker.spawn(async move {
                 gate.metrics.mqtt_connections.inc();
-                let result = match tls {
-                    None => gate.clone().handle(stream, peer).await,
-                    Some(acc) => {
-                        match tokio::time::timeout(CONNECT_TIMEOUT, acc.accept(stream)).await {
-                            Ok(Ok(s)) => gate.clone().handle(s, peer).await,
-                            Ok(Err(e)) => Err(GateError::Io(e)),
-                            Err(_) => Err(GateError::Timeout),
-                        }
-                    }
+                let result = tokio::select! {
+                    r = gate.clone().open(stream, peer, tls, &slot) => r,
+                    () = slot.evicted() => Err(GateError::Evicted),
                 };
+                drop(slot);
                 gate.metrics.mqtt_connections.dec();
                 if let Err(e) = result {
-                    let reason = match &e {
-                        GateError::Malformed | GateError::Reconnect => Some("malformed"),
-                        GateError::Oversized(_) => Some("oversized"),
-                        GateError::Timeout => Some("timeout"),
-                        GateError::Acl(_) => None,
-                        GateError::Io(_) => None,
-                    };
-                    if let Some(r) = reason {
+                    if let Some(r) = e.protocol_reason() {
                         gate.metrics
                             .mqtt_protocol_errors_total
                             .with_label_values(&[r])
@@ -94,39 +108,48 @@ impl Gate {
                     tracing::debug!(%peer, error = %e, "device connection closed");
                 }
             });
+            // Let the new connection read a CONNECT that is already there before the
+            // next accept (tokio runs a just-spawned task next): in a burst, devices
+            // leave the pending set before newer connections could push them out.
+            tokio::task::yield_now().await;
         }
     }
 
-    async fn handle<S>(self: Arc<Self>, stream: S, peer: SocketAddr) -> Result<(), GateError>
+    /// One connection: the TLS handshake (if any) and CONNECT within one deadline.
+    async fn open(
+        self: Arc<Self>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        tls: Option<TlsAcceptor>,
+        slot: &Slot,
+    ) -> Result<(), GateError> {
+        let deadline = Instant::now() + CONNECT_TIMEOUT;
+        match tls {
+            None => self.handle(stream, peer, slot, deadline).await,
+            Some(acc) => match timeout_at(deadline, acc.accept(stream)).await {
+                Ok(Ok(s)) => self.handle(s, peer, slot, deadline).await,
+                Ok(Err(e)) => Err(GateError::Io(e)),
+                Err(_) => Err(GateError::Timeout),
+            },
+        }
+    }
+
+    async fn handle<S>(
+        self: Arc<Self>,
+        stream: S,
+        peer: SocketAddr,
+        slot: &Slot,
+        deadline: Instant,
+    ) -> Result<(), GateError>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let (mut rd, mut wr) = tokio::io::split(stream);
         let mut buf = BytesMut::with_capacity(8 * 1024);
         // 1. Read one complete CONNECT.
-        let (hdr, total) = tokio::time::timeout(CONNECT_TIMEOUT, async {
-            loop {
-                // The first packet must be CONNECT (0x10): anything else (an HTTP
-                // request, a PUBLISH) is refused at once, not after the timeout.
-                if buf.first().is_some_and(|b| *b != 0x10) {
-                    return Err(GateError::Malformed);
-                }
-                if let Some((h, rl)) = frame_len(&buf)? {
-                    let total = h + rl;
-                    if total > self.max_packet_bytes {
-                        return Err(GateError::Oversized(total));
-                    }
-                    if buf.len() >= total {
-                        return Ok((h, total));
-                    }
-                }
-                if rd.read_buf(&mut buf).await? == 0 {
-                    return Err(GateError::Io(std::io::ErrorKind::UnexpectedEof.into()));
-                }
-            }
-        })
-        .await
-        .map_err(|_| GateError::Timeout)??;
+        let (hdr, total) = read_connect(&mut rd, &mut buf, self.max_packet_bytes, deadline).await?;
+        // A complete CONNECT: from now on this connection is never closed to make room.
+        slot.connected();
         if buf[0] >> 4 != 1 {
             return Err(GateError::Malformed);
         }
@@ -159,7 +182,15 @@ impl Gate {
         // 2. Authenticate.
         let identity = match &login {
             Some(Login { username, password }) => {
-                self.auth.verify(peer.ip(), username, password).await
+                let verdict = self.auth.verify(peer.ip(), username, password);
+                let Ok(identity) = tokio::time::timeout(AUTH_TIMEOUT, verdict).await else {
+                    self.count("auth_timeout");
+                    let _ = wr
+                        .write_all(&connack_refused(v5, Refusal::Unavailable))
+                        .await;
+                    return Ok(());
+                };
+                identity
             }
             None => None,
         };
@@ -171,7 +202,9 @@ impl Gate {
                 .map(|l| l.username.as_str())
                 .filter(|u| crate::modules::auth::service::valid_id(u))
                 .unwrap_or("(not a device id)");
-            tracing::warn!(%peer, username = user, "device authentication failed");
+            if AUTH_FAILED.allow() {
+                tracing::warn!(%peer, username = user, "device authentication failed");
+            }
             self.count("bad_credentials");
             let _ = wr
                 .write_all(&connack_refused(v5, Refusal::BadCredentials))
@@ -182,7 +215,9 @@ impl Gate {
         if let Some(w) = &will {
             let topic = std::str::from_utf8(&w.topic).unwrap_or("");
             if !topic_allowed(&ns, topic) {
-                tracing::warn!(%peer, device = %identity.id, topic, "last will outside namespace refused");
+                if ACL_REFUSED.allow() {
+                    tracing::warn!(%peer, device = %identity.id, topic, "last will outside namespace refused");
+                }
                 self.count("not_authorized");
                 self.metrics.mqtt_acl_denied_total.inc();
                 let _ = wr
@@ -242,54 +277,11 @@ impl Gate {
         };
         if let Err(GateError::Acl(topic)) = &result {
             self.metrics.mqtt_acl_denied_total.inc();
-            tracing::warn!(%peer, device = %identity.id, topic, "publish/subscribe outside the device namespace: connection closed");
+            if ACL_REFUSED.allow() {
+                tracing::warn!(%peer, device = %identity.id, topic, "publish/subscribe outside the device namespace: connection closed");
+            }
         }
         result
-    }
-
-    /// Device -> broker: forwards whole packets after checking their topics.
-    async fn pump_up<R, W>(
-        &self,
-        rd: &mut R,
-        wr: &mut W,
-        mut buf: BytesMut,
-        id: &DeviceIdentity,
-        v5: bool,
-    ) -> Result<(), GateError>
-    where
-        R: AsyncRead + Unpin,
-        W: AsyncWrite + Unpin,
-    {
-        let ns = id.namespace();
-        let bp = &self.broker.backpressure;
-        let mut publishes = 0u64;
-        loop {
-            let mut end = 0;
-            while let Some((h, rl)) = frame_len(&buf[end..])? {
-                let total = h + rl;
-                if total > self.max_packet_bytes {
-                    return Err(GateError::Oversized(total));
-                }
-                if buf.len() - end < total {
-                    break;
-                }
-                if check_packet(&buf[end..end + total], h, &ns, v5)? {
-                    publishes += 1;
-                }
-                end += total;
-            }
-            if end > 0 {
-                let chunk = buf.split_to(end);
-                wr.write_all(&chunk).await?;
-                bp.forwarded(publishes);
-                publishes = 0;
-            }
-            // Flow control: read no more from this device while ingest is behind.
-            bp.wait_for_room().await;
-            if rd.read_buf(&mut buf).await? == 0 {
-                return Ok(());
-            }
-        }
     }
 
     fn count(&self, result: &str) {

@@ -13,8 +13,24 @@ pub(super) enum GateError {
     Acl(String),
     #[error("second CONNECT on one connection")]
     Reconnect,
+    #[error("closed before CONNECT to make room for a newer connection")]
+    Evicted,
     #[error(transparent)]
     Io(#[from] std::io::Error),
+}
+
+impl GateError {
+    /// The `mqtt_protocol_errors_total` reason, for errors that are the device's fault.
+    pub(super) fn protocol_reason(&self) -> Option<&'static str> {
+        match self {
+            GateError::Malformed | GateError::Reconnect => Some("malformed"),
+            GateError::Oversized(_) => Some("oversized"),
+            GateError::Timeout => Some("timeout"),
+            // Evictions are counted by the admission registry; ACL breaches and I/O
+            // errors have their own counts or none.
+            GateError::Evicted | GateError::Acl(_) | GateError::Io(_) => None,
+        }
+    }
 }
 
 pub(super) enum Refusal {

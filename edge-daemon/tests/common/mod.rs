@@ -157,8 +157,18 @@ impl Edge {
             .unwrap_or_else(|log| panic!("node did not become ready:\n{log}"))
     }
 
+    /// Like `start`, with these environment variables too.
+    pub fn start_env(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Edge {
+        Self::try_start_env(dir, extra, env)
+            .unwrap_or_else(|log| panic!("node did not become ready:\n{log}"))
+    }
+
     /// Like `start`, but returns the log if the process exits or never gets ready.
     pub fn try_start(dir: &Path, extra: &[&str]) -> Result<Edge, String> {
+        Self::try_start_env(dir, extra, &[])
+    }
+
+    fn try_start_env(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Result<Edge, String> {
         let mut child = Command::new(bin())
             .args(["run", "--data-dir", dir.to_str().unwrap()])
             .args([
@@ -172,6 +182,7 @@ impl Edge {
             .args(extra)
             .env("NO_COLOR", "1")
             .env("RUST_LOG", "info,rumqttd=warn,rumqttd::server::broker=off")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

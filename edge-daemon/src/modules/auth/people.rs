@@ -155,16 +155,22 @@ impl People {
             .refusals_total
             .with_label_values(&[method, r.reason()])
             .inc();
-        let cause = match &r {
-            Refusal::Denied { why, .. } => format!("{why:?}"),
-            _ => String::new(),
-        };
-        tracing::info!(
-            method,
-            reason = r.reason(),
-            cause,
-            "login or sign-on refused"
-        );
+        // Anyone can cause this line at will (guessing): a few a minute, then a summary;
+        // the metric above still counts every refusal.
+        static REFUSED: crate::lograte::LogRate =
+            crate::lograte::LogRate::info("auth.signin_refused", 10);
+        if REFUSED.allow() {
+            let cause = match &r {
+                Refusal::Denied { why, .. } => format!("{why:?}"),
+                _ => String::new(),
+            };
+            tracing::info!(
+                method,
+                reason = r.reason(),
+                cause,
+                "login or sign-on refused"
+            );
+        }
         r
     }
 

@@ -17,6 +17,11 @@ use super::service::Dispatch;
 /// Longest line kept; a reader that never sends a line end is noise past this.
 const MAX_LINE: usize = 256;
 
+static BADGE_REFUSED: crate::lograte::LogRate =
+    crate::lograte::LogRate::warn("dispatch.badge_refused", 10);
+static BADGE_DROPPED: crate::lograte::LogRate =
+    crate::lograte::LogRate::warn("dispatch.badge_dropped", 5);
+
 /// Splits a byte stream into lines (CR, LF or CRLF); over-long lines come out as
 /// `Err(())` once, then are skipped up to their end.
 #[derive(Default)]
@@ -80,9 +85,12 @@ pub fn spawn_reader(
             };
             match outcome {
                 Ok(p) => tracing::info!(terminal = %terminal, person = %p.id, "badge sign-on"),
-                Err(r) => {
+                // A reader sending noise (or someone scanning junk) repeats this at will;
+                // the refusal describes a garbage line by length and classes only.
+                Err(r) if BADGE_REFUSED.allow() => {
                     tracing::warn!(terminal = %terminal, reason = r.reason(), "badge refused: {r}")
                 }
+                Err(_) => {}
             }
         }
     });
@@ -127,7 +135,7 @@ fn read_loop(
                 Ok(n) => split.push(&buf[..n], |line| {
                     // Full queue: a person scanning 64 badges faster than we check
                     // them. Dropping is the only option; it is logged.
-                    if tx.try_send(line).is_err() {
+                    if tx.try_send(line).is_err() && BADGE_DROPPED.allow() {
                         tracing::warn!(
                             "badge lines arrive faster than they are checked; one dropped"
                         );

@@ -170,7 +170,11 @@ async fn worker_waits_for_every_module_before_reaching_the_cloud() {
 
     // Modules are still starting: nothing may reach the cloud, however long that takes.
     tokio::time::sleep(std::time::Duration::from_millis(600)).await;
-    assert_eq!(hits.load(Ordering::SeqCst), 0, "worker reached the cloud early");
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "worker reached the cloud early"
+    );
 
     services.provide(Arc::new(AllStarted));
     let t0 = std::time::Instant::now();
