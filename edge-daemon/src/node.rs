@@ -186,6 +186,10 @@ impl Node {
         let front = TaskTracker::new();
         let gate_caps =
             crate::front::admit::Caps::from_config(&cfg.broker, cfg.http.limits.fd_reserve);
+        // HTTP and the gate share the process's descriptors: HTTP leaves the gate what its
+        // cap needs (three per device), so neither can starve the other.
+        let mut http_limits = cfg.http.limits;
+        http_limits.fd_reserve += crate::front::admit::FDS_PER_DEVICE * gate_caps.total;
         let gate = Arc::new(Gate {
             auth,
             broker,
@@ -234,10 +238,7 @@ impl Node {
             if let Some((l, acc)) = bound.https {
                 listeners.push((l, Some(acc)));
             }
-            // HTTP and the gate share the process's descriptors: HTTP leaves the gate
-            // what its cap needs (three per device), so neither can starve the other.
-            let mut limits = cfg.http.limits;
-            limits.fd_reserve += crate::front::admit::FDS_PER_DEVICE * gate_caps.total;
+            let limits = http_limits;
             front.spawn(async move {
                 if let Err(e) = http::serve(listeners, app, s, limits, http_metrics).await {
                     tracing::error!(error = %e, "HTTP server failed");
@@ -247,7 +248,7 @@ impl Node {
         ready.set(true);
         tracing::info!(
             http = %http_addr, mqtt = %mqtt_addr, mqtt5 = %mqtt5_addr, mqtts = ?mqtts_addr,
-            https = ?https_addr, http_max_connections = cfg.http.limits.effective_max(),
+            https = ?https_addr, http_max_connections = http_limits.effective_max(),
             startup_ms = t0.elapsed().as_millis() as u64, "garasi-edge ready"
         );
         Ok(Node {
