@@ -328,7 +328,8 @@ pub fn batch(depot: &str, seq: u64) -> Vec<u8> {
 pub fn tls_client(ca_pem: &[u8]) -> tokio_rustls::TlsConnector {
     use tokio_rustls::rustls;
     let mut roots = rustls::RootCertStore::empty();
-    for c in rustls_pemfile::certs(&mut &ca_pem[..]) {
+    use tokio_rustls::rustls::pki_types::{pem::PemObject, CertificateDer};
+    for c in CertificateDer::pem_slice_iter(ca_pem) {
         roots.add(c.unwrap()).unwrap();
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());

@@ -145,10 +145,8 @@ mod tests {
             make_self_signed(dir.path(), &["garasi.depot".into(), "10.0.0.5".into()]).unwrap();
         assert!(made.names.contains(&"garasi.depot".to_string()));
         let pem = std::fs::read(&made.cert).unwrap();
-        let der = rustls_pemfile::certs(&mut &pem[..])
-            .next()
-            .unwrap()
-            .unwrap();
+        use tokio_rustls::rustls::pki_types::{pem::PemObject, CertificateDer};
+        let der = CertificateDer::pem_slice_iter(&pem).next().unwrap().unwrap();
         assert_eq!(fingerprint(&der), made.fingerprint);
         #[cfg(unix)]
         for p in [&made.cert, &made.key] {

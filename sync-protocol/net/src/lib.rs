@@ -12,6 +12,7 @@
 
 mod conn;
 mod registry;
+pub mod tls;
 
 pub use conn::{ConnActivity, ConnInfo, UnauthenticatedBody};
 pub use registry::client_key;
