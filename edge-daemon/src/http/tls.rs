@@ -146,7 +146,10 @@ mod tests {
         assert!(made.names.contains(&"garasi.depot".to_string()));
         let pem = std::fs::read(&made.cert).unwrap();
         use tokio_rustls::rustls::pki_types::{pem::PemObject, CertificateDer};
-        let der = CertificateDer::pem_slice_iter(&pem).next().unwrap().unwrap();
+        let der = CertificateDer::pem_slice_iter(&pem)
+            .next()
+            .unwrap()
+            .unwrap();
         assert_eq!(fingerprint(&der), made.fingerprint);
         #[cfg(unix)]
         for p in [&made.cert, &made.key] {

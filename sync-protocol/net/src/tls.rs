@@ -86,7 +86,10 @@ mod tests {
         let empty = d.join("empty.pem");
         std::fs::write(&empty, b"").unwrap();
         let e = acceptor(&empty, &empty, &[]).err().unwrap().to_string();
-        assert!(e.contains("empty.pem") && e.contains("no certificate"), "{e}");
+        assert!(
+            e.contains("empty.pem") && e.contains("no certificate"),
+            "{e}"
+        );
         let missing = d.join("missing.pem");
         let e = acceptor(&missing, &missing, &[]).err().unwrap().to_string();
         assert!(e.contains("missing.pem"), "{e}");
