@@ -103,6 +103,15 @@ pub fn check_authored(bytes: &[u8], side: Side) -> Result<CheckedChange, RecordE
             change.len()
         )));
     }
+    // An actor's later change always depends on its earlier one; one that claims a
+    // later sequence number with no dependencies cannot be real, and automerge panicked
+    // applying such a change (found by the fuzz harness).
+    if change.seq() > 1 && change.deps().is_empty() {
+        return Err(RecordError::BadChange(format!(
+            "change {} of its actor names no change it depends on",
+            change.seq()
+        )));
+    }
     // Expanding a change is automerge's own code on bytes it has already parsed; a panic
     // there must still not take the server down with it.
     let expanded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| change.decode()))

@@ -71,7 +71,9 @@ pub fn parse_time(s: &str) -> Option<u32> {
         return None;
     }
     let (h, m, sec): (u32, u32, u32) = (h.parse().ok()?, m.parse().ok()?, sec.parse().ok()?);
-    (h < 200 && m < 60 && sec < 60).then_some(h * 3600 + m * 60 + sec)
+    // Lazily: `then_some` would compute h * 3600 first and overflow on a huge hour
+    // (a debug-build panic; found by tests/fuzz_gtfs.rs).
+    (h < 200 && m < 60 && sec < 60).then(|| h * 3600 + m * 60 + sec)
 }
 
 pub fn format_time(s: u32) -> String {
