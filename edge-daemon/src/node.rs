@@ -226,8 +226,13 @@ impl Node {
         ));
         let http_metrics = http::limits::HttpMetrics::register(&metrics.registry)
             .map_err(|e| NodeError::Metrics(e.to_string()))?;
+        // Streams are busy connections, never evicted: at most half the connection cap,
+        // so the board's streams cannot take every place a request needs.
         let streams = http::limits::Streams::new(
-            cfg.http.max_streams,
+            cfg.http
+                .max_streams
+                .min(http_limits.effective_max() / 2)
+                .max(1),
             cfg.http.max_streams_per_client,
             http_metrics.clone(),
         );

@@ -108,6 +108,9 @@ impl ServeLimitArgs {
             header_read_timeout: Duration::from_secs(self.header_read_timeout_s),
             idle_timeout: Duration::from_secs(self.idle_timeout_s),
             h2_max_streams: self.h2_max_streams,
+            // The cloud's routes time and budget their bodies themselves once the
+            // client authenticated; these hold before that.
+            ..ConnLimits::default()
         }
     }
 

@@ -148,8 +148,6 @@ impl Gate {
         let mut buf = BytesMut::with_capacity(8 * 1024);
         // 1. Read one complete CONNECT.
         let (hdr, total) = read_connect(&mut rd, &mut buf, self.max_packet_bytes, deadline).await?;
-        // A complete CONNECT: from now on this connection is never closed to make room.
-        slot.connected();
         if buf[0] >> 4 != 1 {
             return Err(GateError::Malformed);
         }
@@ -211,6 +209,10 @@ impl Gate {
                 .await;
             return Ok(());
         };
+        // An authenticated device: from now on this connection is never closed to make
+        // room. (Until here it stayed pending, so connections queued for a password
+        // check cannot fill the gate's places with nobody's devices.)
+        slot.connected();
         let ns = identity.namespace();
         if let Some(w) = &will {
             let topic = std::str::from_utf8(&w.topic).unwrap_or("");

@@ -41,7 +41,11 @@ pub fn default_limits() -> garasi_net::ConnLimits {
         tls_handshake_timeout: Duration::from_secs(10),
         header_read_timeout: Duration::from_secs(10),
         idle_timeout: Duration::from_secs(60),
-        h2_max_streams: 16,
+        // HTTP/1.1 only: tablets and boards need nothing more, and HTTP/2 on the plain
+        // port (h2c) let one connection hold 16 half-sent bodies.
+        h2_max_streams: 0,
+        body_timeout: Duration::from_secs(20),
+        body_budget_bytes: 16 << 20,
     }
 }
 
@@ -67,7 +71,11 @@ pub struct HttpFlags {
     /// Seconds an idle connection is kept open [default: 60].
     #[arg(long, env = "GARASI_HTTP_IDLE_TIMEOUT_SECS")]
     pub http_idle_timeout_secs: Option<String>,
-    /// Live streams (board, telemetry events) open at once [default: 256].
+    /// Seconds a request body from someone not signed in has to arrive [default: 20].
+    #[arg(long, env = "GARASI_HTTP_BODY_TIMEOUT_SECS")]
+    pub http_body_timeout_secs: Option<String>,
+    /// Live streams (board, telemetry events) open at once; at most half the
+    /// connection cap [default: 256].
     #[arg(long, env = "GARASI_HTTP_MAX_STREAMS")]
     pub http_max_streams: Option<String>,
     /// Live streams per client address [default: 8].
@@ -94,6 +102,7 @@ pub struct FileHttp {
     header_timeout_secs: Option<u64>,
     idle_timeout_secs: Option<u64>,
     tls_handshake_timeout_secs: Option<u64>,
+    body_timeout_secs: Option<u64>,
     max_streams: Option<usize>,
     max_streams_per_client: Option<usize>,
     https_listen: Option<String>,
@@ -166,6 +175,14 @@ pub(crate) fn resolve(
             d.idle_timeout,
         ),
         h2_max_streams: d.h2_max_streams,
+        body_timeout: secs(
+            c,
+            "--http-body-timeout-secs",
+            &s.http_body_timeout_secs,
+            f.body_timeout_secs,
+            d.body_timeout,
+        ),
+        body_budget_bytes: d.body_budget_bytes,
     };
     if limits.max_connections < 16 {
         c.0.push(format!(

@@ -171,6 +171,8 @@ pub(super) struct Ctx {
     pub cancel: CancellationToken,
     pub limits: ConnLimits,
     pub registry: Arc<Registry>,
+    /// Shared by every listener of the server (see `arriving`).
+    pub body_budget: Arc<super::arriving::BodyBudget>,
 }
 
 /// Serves one accepted connection until it ends, is closed by a limit, or the server
@@ -214,6 +216,9 @@ fn builder(limits: &ConnLimits) -> Builder<TokioExecutor> {
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(64 * 1024);
+    if limits.h2_max_streams == 0 {
+        return b.http1_only();
+    }
     b.http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(limits.h2_max_streams)
@@ -233,9 +238,26 @@ async fn serve_http<I>(
 {
     let svc = TowerToHyperService::new(ctx.app.clone());
     let st = state.clone();
-    let service = hyper::service::service_fn(move |mut req: hyper::Request<_>| {
+    let (body_timeout, budget) = (ctx.limits.body_timeout, ctx.body_budget.clone());
+    let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
         use hyper::service::Service as _;
         let busy = InFlight::enter(&st);
+        // A body still to come from a client nothing has authenticated: evictable,
+        // timed and budgeted until it is complete (`arriving`).
+        let mut req = req.map(|b| {
+            if hyper::body::Body::is_end_stream(&b) || st.authenticated.load(Ordering::Acquire) {
+                axum::body::Body::new(b)
+            } else {
+                let guard = ConnActivity(st.clone()).unauthenticated_body();
+                axum::body::Body::new(super::arriving::ArrivingBody::new(
+                    b,
+                    st.clone(),
+                    guard,
+                    body_timeout,
+                    budget.clone(),
+                ))
+            }
+        });
         let ext = req.extensions_mut();
         ext.insert(ConnActivity(st.clone()));
         ext.insert(ConnInfo { peer, tls });
@@ -270,7 +292,10 @@ async fn serve_http<I>(
             }
             _ = state.evicted.cancelled() => return,
             _ = tick.tick() => {
-                if state.in_flight.load(Ordering::Acquire) > 0 {
+                // Busy with a request (not just a body still arriving unauthenticated,
+                // which its own deadline ends): no timeout applies.
+                let arriving = state.unauthenticated.load(Ordering::Acquire);
+                if state.in_flight.load(Ordering::Acquire) > arriving {
                     continue;
                 }
                 let limits = &ctx.limits;

@@ -10,6 +10,7 @@
 //! Every request carries [`ConnInfo`] (peer address, TLS or not), axum's
 //! `ConnectInfo<SocketAddr>` and a [`ConnActivity`] in its extensions.
 
+mod arriving;
 mod conn;
 mod registry;
 pub mod tls;
@@ -51,8 +52,14 @@ pub struct ConnLimits {
     pub header_read_timeout: Duration,
     /// A connection with no request in flight and no byte moving is closed after this.
     pub idle_timeout: Duration,
-    /// Concurrent HTTP/2 streams per connection.
+    /// Concurrent HTTP/2 streams per connection (0: HTTP/1.1 only).
     pub h2_max_streams: u32,
+    /// A request body from a connection nothing has authenticated yet must arrive
+    /// within this (it does not make its connection busy meanwhile).
+    pub body_timeout: Duration,
+    /// Bytes of such bodies held at most, all connections together (then refused with
+    /// "try again").
+    pub body_budget_bytes: usize,
 }
 
 impl Default for ConnLimits {
@@ -65,6 +72,8 @@ impl Default for ConnLimits {
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             h2_max_streams: 16,
+            body_timeout: Duration::from_secs(20),
+            body_budget_bytes: 16 << 20,
         }
     }
 }
@@ -127,6 +136,7 @@ pub async fn serve_all(
         );
     }
     let registry = registry::Registry::new(max, limits.max_per_client, metrics);
+    let body_budget = arriving::BodyBudget::new(limits.body_budget_bytes);
     let mut loops = tokio::task::JoinSet::new();
     for (listener, tls) in listeners {
         let ctx = Arc::new(conn::Ctx {
@@ -135,6 +145,7 @@ pub async fn serve_all(
             cancel: cancel.clone(),
             limits,
             registry: registry.clone(),
+            body_budget: body_budget.clone(),
         });
         loops.spawn(accept_loop(listener, ctx));
     }

@@ -289,7 +289,17 @@ impl People {
             return Ok(row);
         }
         attempt.failed();
-        let why = if slot.failed() { Denied::Locked } else { why };
+        let why = if slot.failed() {
+            // Outside the log limit (at most one line per person per lock, and the id
+            // is a real person's, not attacker text): a manager must be able to see
+            // why a dispatcher or driver cannot sign in, and from where it was tried.
+            tracing::warn!(person = %row.person.id, cause = "Locked", client = %ip, method,
+                "wrong answers in a row: this person is locked for a while (a right answer \
+                 after the lock ends clears it)");
+            Denied::Locked
+        } else {
+            why
+        };
         Err(self.refuse(method, Refusal::Denied { what, why }))
     }
 
