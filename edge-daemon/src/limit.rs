@@ -44,6 +44,9 @@ impl Default for LimitPolicy {
     }
 }
 
+/// Attempts of one client waiting behind its running one in `begin_queued` at most.
+pub const MAX_QUEUED: usize = 8;
+
 /// Why a client may not try now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Held {
@@ -135,8 +138,15 @@ impl ClientLimiter {
 
     /// Waits for the client's slot in arrival order (devices: many may share one
     /// address), then checks the budget again: what failed meanwhile counts.
+    /// At most `MAX_QUEUED` wait per client; more are refused at once (`Busy`), so one
+    /// address cannot park hundreds of connections in the queue.
     pub async fn begin_queued(&self, ip: IpAddr) -> Result<Attempt, Held> {
-        let guard = self.slot(ip)?.lock_owned().await;
+        let slot = self.slot(ip)?;
+        // The map holds one reference, each waiting or running attempt one more.
+        if Arc::strong_count(&slot) > MAX_QUEUED + 2 {
+            return Err(Held::Busy);
+        }
+        let guard = slot.lock_owned().await;
         self.slot(ip)?;
         Ok(Attempt {
             limiter: self.clone(),
@@ -164,6 +174,7 @@ impl Attempt {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures::FutureExt;
 
     fn ip(n: u8) -> IpAddr {
         IpAddr::from([10, 0, 0, n])
@@ -190,6 +201,31 @@ mod tests {
         // Successes cost nothing.
         for _ in 0..10 {
             drop(l.begin(ip(2)).unwrap());
+        }
+    }
+
+    #[tokio::test]
+    async fn one_address_queues_at_most_max_queued() {
+        let l = ClientLimiter::new(LimitPolicy::default());
+        let running = l.begin_queued(ip(3)).await.unwrap();
+        let mut waiting = Vec::new();
+        for _ in 0..MAX_QUEUED {
+            let l2 = l.clone();
+            waiting.push(tokio::spawn(async move {
+                l2.begin_queued(ip(3)).await.map(drop)
+            }));
+        }
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(matches!(l.begin_queued(ip(3)).await, Err(Held::Busy)));
+        assert!(
+            l.begin_queued(ip(4)).now_or_never().is_some(),
+            "others unaffected"
+        );
+        drop(running);
+        for w in waiting {
+            assert_eq!(w.await.unwrap(), Ok(()));
         }
     }
 

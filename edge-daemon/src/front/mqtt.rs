@@ -180,6 +180,11 @@ impl Gate {
         // 2. Authenticate.
         let identity = match &login {
             Some(Login { username, password }) => {
+                // A device that connected before with this password is protected at
+                // once; others stay evictable until their password is checked.
+                if self.auth.recognised(username, password) {
+                    slot.connected();
+                }
                 let verdict = self.auth.verify(peer.ip(), username, password);
                 let Ok(identity) = tokio::time::timeout(AUTH_TIMEOUT, verdict).await else {
                     self.count("auth_timeout");

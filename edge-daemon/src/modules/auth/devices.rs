@@ -181,8 +181,9 @@ pub struct DeviceAuth {
     verified: Mutex<HashMap<String, (String, [u8; 64])>>,
     /// argon2 working memory, allocated once and reused: a fresh allocation per
     /// verification was kept by the allocator per thread (measured: ~2 MiB of RSS per
-    /// connected device with 19 MiB parameters). Verifications take turns on it.
-    memory: Arc<Mutex<Vec<argon2::Block>>>,
+    /// connected device with 19 MiB parameters). One buffer per verification that may
+    /// run at once (`running`), so two really run in parallel.
+    memory: Arc<[Mutex<Vec<argon2::Block>>; VERIFY_AT_ONCE]>,
     /// Verifications waiting or running at once, in arrival order: with one per client
     /// address (`clients`), an attacker holds one place in this queue, never all of it.
     running: Arc<tokio::sync::Semaphore>,
@@ -242,7 +243,7 @@ impl DeviceAuth {
             store,
             pepper,
             verified: Mutex::new(HashMap::new()),
-            memory: Arc::new(Mutex::new(Vec::new())),
+            memory: Arc::new(std::array::from_fn(|_| Mutex::new(Vec::new()))),
             running: Arc::new(tokio::sync::Semaphore::new(VERIFY_AT_ONCE)),
             // A device with a wrong password is misconfigured or an attacker: 20 tries,
             // then one every 3 s per address. Devices with the right one never wait.
@@ -260,6 +261,20 @@ impl DeviceAuth {
         h.update(self.pepper);
         h.update(password.as_bytes());
         h.finalize().into()
+    }
+
+    /// Whether this username and password are the ones a device connected with before
+    /// (in memory only, no argon2, constant time): the gate then protects the connection
+    /// at once. `verify` still decides (the device may be disabled since).
+    pub fn recognised(&self, username: &str, password: &str) -> bool {
+        if password.len() > 1024 {
+            return false;
+        }
+        let digest = self.digest(password);
+        self.verified
+            .lock()
+            .get(username)
+            .is_some_and(|(_, d)| subtle::ConstantTimeEq::ct_eq(&d[..], &digest[..]).into())
     }
 
     /// Checks a username (device id) and password from a client at `peer`. `None` for
@@ -310,9 +325,16 @@ impl DeviceAuth {
         let ok = {
             let _running = self.running.acquire().await.ok()?;
             let (pw, hash2, memory) = (password.to_string(), hash.clone(), self.memory.clone());
-            tokio::task::spawn_blocking(move || verify_with_memory(&hash2, &pw, &mut memory.lock()))
-                .await
-                .unwrap_or(false)
+            tokio::task::spawn_blocking(move || {
+                // A free buffer: the semaphore lets at most VERIFY_AT_ONCE in, so one is.
+                let mut buf = memory
+                    .iter()
+                    .find_map(|m| m.try_lock())
+                    .unwrap_or_else(|| memory[0].lock());
+                verify_with_memory(&hash2, &pw, &mut buf)
+            })
+            .await
+            .unwrap_or(false)
         };
         let Some((kind, hash)) = known.filter(|_| ok) else {
             attempt.failed();
