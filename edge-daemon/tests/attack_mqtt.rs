@@ -365,3 +365,55 @@ async fn connections_waiting_for_a_password_check_cannot_fill_the_gate() {
         "{took:?}"
     );
 }
+
+/// A standalone depot rotates and disables a device credential with the CLI while the
+/// node runs: the old password stops working at the next connect (also the one the gate
+/// recognised from before), a disabled device is refused, an enabled one accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_credentials_rotate_and_disable_while_running() {
+    let tmp = tempfile::tempdir().unwrap();
+    let old = depot(tmp.path(), &["bus-1"]).remove(0);
+    let edge = {
+        let _g = SPAWN.lock();
+        Edge::start(tmp.path(), &[])
+    };
+    let dir = tmp.path().to_str().unwrap();
+    let src = "127.0.9.1";
+    assert_eq!(try_connect(src, edge.mqtt, "bus-1", &old).await, Some(0));
+    let out = cli(&["device", "rotate", "--data-dir", dir, "--id", "bus-1"]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let new = text
+        .split("now): ")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        try_connect(src, edge.mqtt, "bus-1", &old).await,
+        Some(4),
+        "old password"
+    );
+    assert_eq!(
+        try_connect(src, edge.mqtt, "bus-1", &new).await,
+        Some(0),
+        "new password"
+    );
+    let out = cli(&["device", "disable", "--data-dir", dir, "--id", "bus-1"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        try_connect(src, edge.mqtt, "bus-1", &new).await,
+        Some(4),
+        "disabled"
+    );
+    let out = cli(&["device", "enable", "--data-dir", dir, "--id", "bus-1"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        try_connect(src, edge.mqtt, "bus-1", &new).await,
+        Some(0),
+        "enabled"
+    );
+    let out = cli(&["device", "rotate", "--data-dir", dir, "--id", "no-such-bus"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no device no-such-bus"));
+}

@@ -1,8 +1,10 @@
-//! auth's subcommands: `garasi-edge device add` (credentials of a vehicle's unit or a
-//! scanner) and `garasi-edge person add` (people of a depot without a cloud).
+//! auth's subcommands: `garasi-edge device add|rotate|disable|enable` (credentials of a
+//! vehicle's unit or a scanner) and `garasi-edge person add` (people of a depot without
+//! a cloud).
 
 use clap::{ArgMatches, Command, FromArgMatches, Subcommand};
 
+use super::device_admin;
 use super::devices::add_device;
 use super::people_store::{upsert_local, NewPerson};
 use crate::modules::framework::{CliContext, StoreArgs};
@@ -18,7 +20,33 @@ enum DeviceCmd {
         #[arg(long, default_value = "vehicle")]
         kind: String,
     },
+    /// Give a device a new password (printed once); the old one stops working at the
+    /// device's next connect.
+    Rotate {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[arg(long)]
+        id: String,
+    },
+    /// Refuse every connection with this device's credential.
+    Disable {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[arg(long)]
+        id: String,
+    },
+    /// Allow the device's credential again.
+    Enable {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[arg(long)]
+        id: String,
+    },
 }
+
+/// Said after a local change: on an enrolled depot the cloud's device record is master.
+const CLOUD_NOTE: &str = "(on a depot enrolled with a cloud, change devices in the cloud: \
+its device record replaces this one at its next change)";
 
 #[derive(Subcommand)]
 enum PersonCmd {
@@ -72,10 +100,25 @@ pub(super) fn commands() -> Vec<Command> {
 
 pub(super) fn run(name: &str, args: &ArgMatches, ctx: &CliContext<'_>) -> anyhow::Result<()> {
     if name == "device" {
-        let DeviceCmd::Add { store, id, kind } = DeviceCmd::from_arg_matches(args)?;
-        let store = (ctx.open)(&store)?;
-        let password = add_device(&store, &id, &kind)?;
-        println!("device {id} added. MQTT username: {id}\nMQTT password (shown once, store it in the device now): {password}");
+        match DeviceCmd::from_arg_matches(args)? {
+            DeviceCmd::Add { store, id, kind } => {
+                let store = (ctx.open)(&store)?;
+                let password = add_device(&store, &id, &kind)?;
+                println!("device {id} added. MQTT username: {id}\nMQTT password (shown once, store it in the device now): {password}");
+            }
+            DeviceCmd::Rotate { store, id } => {
+                let password = device_admin::rotate(&(ctx.open)(&store)?, &id)?;
+                println!("device {id}: new MQTT password (shown once, store it in the device now): {password}\n{CLOUD_NOTE}");
+            }
+            DeviceCmd::Disable { store, id } => {
+                device_admin::set_disabled(&(ctx.open)(&store)?, &id, true)?;
+                println!("device {id} disabled: its next connection is refused\n{CLOUD_NOTE}");
+            }
+            DeviceCmd::Enable { store, id } => {
+                device_admin::set_disabled(&(ctx.open)(&store)?, &id, false)?;
+                println!("device {id} enabled\n{CLOUD_NOTE}");
+            }
+        }
         return Ok(());
     }
     let PersonCmd::Add {

@@ -62,6 +62,8 @@ pub enum DeviceError {
     BadKind(String),
     #[error("device {0} already exists")]
     Exists(String),
+    #[error("no device {0}: list them with the cloud's device API, or add it with `device add`")]
+    Unknown(String),
     #[error("could not hash the password: {0}")]
     Hash(String),
     #[error(transparent)]

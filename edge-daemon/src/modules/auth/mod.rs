@@ -7,6 +7,7 @@ pub mod api;
 mod attempts;
 mod cli;
 pub mod config;
+mod device_admin;
 mod devices;
 mod metrics;
 mod people;
