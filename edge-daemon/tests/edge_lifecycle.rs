@@ -392,12 +392,28 @@ async fn malformed_mqtt_closes_only_that_connection_and_is_counted() {
             &buf[..n]
         );
     }
-    let malformed = edge
-        .metric("garasi_mqtt_protocol_errors_total{reason=\"malformed\"}")
-        .await;
-    let oversized = edge
-        .metric("garasi_mqtt_protocol_errors_total{reason=\"oversized\"}")
-        .await;
+    // Counted by the connection's task just after it closed the socket: wait for it.
+    let counted = |reason: &'static str| {
+        let edge = &edge;
+        async move {
+            let name = format!("garasi_mqtt_protocol_errors_total{{reason=\"{reason}\"}}");
+            eventually(Duration::from_secs(5), || async {
+                let n = edge.metric(&name).await;
+                (n >= 1.0).then_some(n)
+            })
+            .await
+            .unwrap_or(0.0)
+        }
+    };
+    let oversized = counted("oversized").await;
+    let malformed = eventually(Duration::from_secs(5), || async {
+        let n = edge
+            .metric("garasi_mqtt_protocol_errors_total{reason=\"malformed\"}")
+            .await;
+        (n >= 2.0).then_some(n)
+    })
+    .await
+    .unwrap_or(0.0);
     assert!(malformed >= 2.0, "malformed counted: {malformed}");
     assert!(oversized >= 1.0, "oversized counted: {oversized}");
 
