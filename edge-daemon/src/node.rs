@@ -236,7 +236,7 @@ impl Node {
             cfg.http.max_streams_per_client,
             http_metrics.clone(),
         );
-        let app = http::protect(app, streams);
+        let app = http::protect(app, streams, shared.services.get::<http::SessionCheck>());
         {
             let s = shutdown.clone();
             let mut listeners = vec![(bound.http, None)];

@@ -196,12 +196,52 @@ pub fn router(modules: Router, spec: Arc<str>, metrics: Arc<Metrics>, ready: Rea
 
 /// The layers every request passes besides the host guard: live-stream caps and
 /// `Secure` cookies over TLS.
-pub fn protect(app: Router, streams: Arc<limits::Streams>) -> Router {
+pub fn protect(
+    app: Router,
+    streams: Arc<limits::Streams>,
+    sessions: Option<Arc<SessionCheck>>,
+) -> Router {
     app.layer(axum::middleware::from_fn_with_state(
         streams,
         limits::cap_streams,
     ))
     .layer(axum::middleware::from_fn(tls::secure_cookies))
+    .layer(axum::middleware::from_fn_with_state(
+        sessions,
+        mark_signed_in,
+    ))
+}
+
+/// Whether a request's headers carry a live session (the auth module provides it in
+/// `Services`; the HTTP layer does not know how sessions are kept).
+pub type SignedInFn = dyn Fn(axum::http::HeaderMap) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>
+    + Send
+    + Sync;
+
+/// See [`SignedInFn`].
+pub struct SessionCheck(pub Box<SignedInFn>);
+
+/// Tells the connection layer that a request comes from a signed-in person before any
+/// handler reads its body: their body is then not a stranger's (no shared budget, no
+/// eviction while it arrives) and their responses are written out even under a flood.
+async fn mark_signed_in(
+    State(sessions): State<Option<Arc<SessionCheck>>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let h = req.headers();
+    let carries = h.contains_key(header::AUTHORIZATION)
+        || h.get(header::COOKIE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|c| c.contains("garasi_session="));
+    if let (true, Some(check)) = (carries, sessions) {
+        if (check.0)(h.clone()).await {
+            if let Some(a) = req.extensions().get::<garasi_net::ConnActivity>() {
+                a.authenticated();
+            }
+        }
+    }
+    next.run(req).await
 }
 
 /// Serves `app` on listeners bound earlier (each with its TLS acceptor, if any) under

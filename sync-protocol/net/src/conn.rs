@@ -255,6 +255,7 @@ async fn serve_http<I>(
                     guard,
                     body_timeout,
                     budget.clone(),
+                    super::registry::client_key(peer.ip()),
                 ))
             }
         });

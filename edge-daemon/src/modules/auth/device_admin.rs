@@ -1,8 +1,8 @@
 //! A standalone depot's own device credential changes (`garasi-edge device rotate`,
 //! `disable`, `enable`): on an enrolled depot devices are cloud master data and are
-//! changed there. The gate reads the credential at every new connection and its
-//! in-memory recognition is keyed by the stored hash, so a rotation or a disable takes
-//! effect at the device's next connect, also while the node runs.
+//! changed there. The gate reads the credential at every new connection (and forgets
+//! what it remembered of a device whose credential changed), so a rotation or a disable
+//! takes effect at the device's next connect, also while the node runs.
 
 use rusqlite::params;
 

@@ -267,7 +267,9 @@ impl DeviceAuth {
 
     /// Whether this username and password are the ones a device connected with before
     /// (in memory only, no argon2, constant time): the gate then protects the connection
-    /// at once. `verify` still decides (the device may be disabled since).
+    /// at once. `verify` still decides (the device may be disabled since; the first
+    /// `verify` that sees it forgets the device, so its old password is recognised at
+    /// most until then).
     pub fn recognised(&self, username: &str, password: &str) -> bool {
         if password.len() > 1024 {
             return false;
@@ -306,6 +308,18 @@ impl DeviceAuth {
             .flatten();
         let known = row.and_then(|(kind, hash)| Some((DeviceKind::parse(&kind)?, hash)));
         let digest = self.digest(password);
+        {
+            // A device disabled, removed or given a new password since it was verified
+            // (here, by the cloud, or by the CLI in another process) is forgotten, so its
+            // old password is not `recognised` any more either.
+            let mut v = self.verified.lock();
+            let stale = v
+                .get(username)
+                .is_some_and(|(h, _)| known.as_ref().is_none_or(|(_, now)| now != h));
+            if stale {
+                v.remove(username);
+            }
+        }
         if let Some((kind, hash)) = &known {
             let cached = self.verified.lock().get(username).cloned();
             if let Some((cached_hash, cached_digest)) = cached {

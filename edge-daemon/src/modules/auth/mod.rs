@@ -64,6 +64,12 @@ impl Module for AuthModule {
             .map_err(|e| ModuleError::start("auth", e.join("; ")))?;
         let people = Arc::new(People::new(ctx.store.clone(), Arc::new(metrics), cfg));
         ctx.services.provide(people.clone());
+        let p = people.clone();
+        ctx.services
+            .provide(Arc::new(crate::http::SessionCheck(Box::new(move |h| {
+                let p = p.clone();
+                Box::pin(async move { p.session_of(&h).await.is_some() })
+            }))));
         if let Some(appliers) = ctx.services.get::<Appliers>() {
             appliers.register(
                 PERSON_RECORD,
