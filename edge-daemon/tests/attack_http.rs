@@ -7,46 +7,11 @@
 
 mod common;
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// A connection from a chosen loopback address (each counts as another client).
-async fn connect_from(from: Ipv4Addr, to: SocketAddr) -> std::io::Result<tokio::net::TcpStream> {
-    let s = tokio::net::TcpSocket::new_v4()?;
-    s.bind(SocketAddr::new(from.into(), 0))?;
-    s.connect(to).await
-}
-
-fn http_addr(edge: &Edge) -> SocketAddr {
-    edge.http.trim_start_matches("http://").parse().unwrap()
-}
-
-fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
-}
-
-fn soft_nofile(pid: u32) -> String {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
-    let line = text
-        .lines()
-        .find(|l| l.starts_with("Max open files"))
-        .unwrap();
-    line.split_whitespace().nth(3).unwrap().to_string()
-}
-
-/// Sets this process's soft open-files limit (children inherit it; the hard limit stays,
-/// so it can be raised again).
-fn set_soft_nofile(n: &str) {
-    let st = std::process::Command::new("prlimit")
-        .args(["--pid", &std::process::id().to_string()])
-        .arg(format!("--nofile={n}:"))
-        .status()
-        .expect("prlimit (util-linux)");
-    assert!(st.success());
-}
 
 /// (a) 1,100 connections that send half a header and stall, at a 1,024-descriptor
 /// limit: a fresh client is still served, MQTT still accepts, and every slow connection
@@ -56,14 +21,9 @@ async fn slow_connections_cannot_take_the_node_down() {
     let dir = tempfile::tempdir().unwrap();
     init(dir.path());
     // The node inherits a 1,024 soft limit, as on a default Linux box.
-    let ours = soft_nofile(std::process::id());
-    set_soft_nofile("1024");
-    let edge = Edge::try_start(dir.path(), &["--http-header-timeout-secs", "3"]);
-    set_soft_nofile(&ours);
-    let edge = edge.unwrap_or_else(|log| panic!("node did not start:\n{log}"));
+    let edge = Edge::start_nofile(dir.path(), &["--http-header-timeout-secs", "3"], 1024);
     let pid = edge.child.id();
-    assert_eq!(soft_nofile(pid), "1024");
-    let addr = http_addr(&edge);
+    let addr = edge.http_socket();
     let fds_before = open_fds(pid);
 
     const SLOW: usize = 1_100;
@@ -180,7 +140,7 @@ async fn idle_keep_alive_connections_are_closed() {
             "30",
         ],
     );
-    let mut s = tokio::net::TcpStream::connect(http_addr(&edge))
+    let mut s = tokio::net::TcpStream::connect(edge.http_socket())
         .await
         .unwrap();
     s.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")

@@ -7,53 +7,11 @@
 
 mod common;
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-async fn connect_from(from: Ipv4Addr, to: SocketAddr) -> std::io::Result<tokio::net::TcpStream> {
-    let s = tokio::net::TcpSocket::new_v4()?;
-    s.bind(SocketAddr::new(from.into(), 0))?;
-    s.connect(to).await
-}
-
-fn http_addr(edge: &Edge) -> SocketAddr {
-    edge.http.trim_start_matches("http://").parse().unwrap()
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    s.lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap()
-}
-
-/// Starts the node under a 1,024 soft open-files limit (as on a default Linux box).
-fn start_at_1024(dir: &std::path::Path, extra: &[&str]) -> Edge {
-    let ours = std::fs::read_to_string("/proc/self/limits").unwrap();
-    let soft = ours
-        .lines()
-        .find(|l| l.starts_with("Max open files"))
-        .and_then(|l| l.split_whitespace().nth(3))
-        .unwrap()
-        .to_string();
-    let set = |n: &str| {
-        let st = std::process::Command::new("prlimit")
-            .args(["--pid", &std::process::id().to_string()])
-            .arg(format!("--nofile={n}:"))
-            .status()
-            .expect("prlimit (util-linux)");
-        assert!(st.success());
-    };
-    set("1024");
-    let edge = Edge::try_start(dir, extra);
-    set(&soft);
-    edge.unwrap_or_else(|log| panic!("node did not start:\n{log}"))
-}
 
 async fn fresh_status(edge: &Edge, from: Ipv4Addr, path: &str) -> (Option<u16>, u128) {
     let c = reqwest::Client::builder()
@@ -74,8 +32,8 @@ async fn fresh_status(edge: &Edge, from: Ipv4Addr, path: &str) -> (Option<u16>, 
 async fn half_sent_bodies_cannot_hold_the_node() {
     let dir = tempfile::tempdir().unwrap();
     init(dir.path());
-    let edge = start_at_1024(dir.path(), &["--http-body-timeout-secs", "3"]);
-    let addr = http_addr(&edge);
+    let edge = Edge::start_nofile(dir.path(), &["--http-body-timeout-secs", "3"], 1024);
+    let addr = edge.http_socket();
     let pid = edge.child.id();
     let rss0 = rss_kib(pid);
     const SLOW: usize = 300;
@@ -138,7 +96,7 @@ async fn no_http2_on_the_plain_port() {
     let dir = tempfile::tempdir().unwrap();
     init(dir.path());
     let edge = Edge::start(dir.path(), &[]);
-    let mut s = tokio::net::TcpStream::connect(http_addr(&edge))
+    let mut s = tokio::net::TcpStream::connect(edge.http_socket())
         .await
         .unwrap();
     s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
@@ -164,8 +122,8 @@ async fn no_http2_on_the_plain_port() {
 async fn streams_cannot_take_every_place() {
     let dir = tempfile::tempdir().unwrap();
     init(dir.path());
-    let edge = start_at_1024(dir.path(), &[]);
-    let addr = http_addr(&edge);
+    let edge = Edge::start_nofile(dir.path(), &[], 1024);
+    let addr = edge.http_socket();
     let mut held = Vec::new();
     let mut ok = 0;
     for i in 0..200 {
@@ -201,7 +159,7 @@ async fn trickled_bodies_do_not_grow_memory() {
     let dir = tempfile::tempdir().unwrap();
     init(dir.path());
     let edge = Edge::start(dir.path(), &[]);
-    let (addr, pid) = (http_addr(&edge), edge.child.id());
+    let (addr, pid) = (edge.http_socket(), edge.child.id());
     let rss0 = rss_kib(pid);
     let t0 = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
@@ -250,7 +208,7 @@ async fn a_full_body_budget_does_not_stop_signed_in_writes() {
     let dir = tempfile::tempdir().unwrap();
     depot(dir.path(), &["bus-1"]);
     let edge = Edge::start(dir.path(), &[]);
-    let addr = http_addr(&edge);
+    let addr = edge.http_socket();
     let token = edge.staff_token().await.unwrap();
     let mut held = Vec::new();
     for a in 0..9u8 {
@@ -354,8 +312,8 @@ async fn a_full_body_budget_does_not_stop_signed_in_writes() {
 async fn a_signed_in_save_is_not_evicted_while_its_body_arrives() {
     let dir = tempfile::tempdir().unwrap();
     depot(dir.path(), &["bus-1"]);
-    let edge = start_at_1024(dir.path(), &[]);
-    let addr = http_addr(&edge);
+    let edge = Edge::start_nofile(dir.path(), &[], 1024);
+    let addr = edge.http_socket();
     let token = edge.staff_token().await.unwrap();
     let body = br#"{"status": "in_maintenance"}"#;
     let mut save = connect_from(Ipv4Addr::new(127, 0, 13, 1), addr)

@@ -15,51 +15,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// Held while an edge is spawned: the open-files limit is lowered for this test process
-/// only while its child starts (the child inherits it), so no other start may overlap.
-static SPAWN: parking_lot::Mutex<()> = parking_lot::const_mutex(());
-
-fn soft_nofile(pid: u32) -> usize {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
-    let line = text
-        .lines()
-        .find(|l| l.starts_with("Max open files"))
-        .unwrap();
-    line.split_whitespace().nth(3).unwrap().parse().unwrap()
-}
-
-fn set_soft_nofile(n: usize) {
-    let ok = Command::new("prlimit")
-        .args([
-            "--pid",
-            &std::process::id().to_string(),
-            &format!("--nofile={n}:"),
-        ])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "prlimit failed");
-}
-
-/// Starts the edge with a soft open-files limit of `nofile` (util-linux `prlimit` on this
-/// process around the spawn; `unsafe` pre_exec is forbidden in this workspace).
-fn start_with_nofile(dir: &std::path::Path, nofile: usize) -> Edge {
-    let _g = SPAWN.lock();
-    let before = soft_nofile(std::process::id());
-    set_soft_nofile(nofile);
-    let edge = Edge::try_start(dir, &[]);
-    set_soft_nofile(before);
-    let edge = edge.unwrap_or_else(|log| panic!("node did not start:\n{log}"));
-    assert_eq!(soft_nofile(edge.child.id()), nofile);
-    edge
-}
-
-fn fd_count(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .count()
-}
-
 fn connect_packet(client: &str, user: &str, pass: &str) -> Vec<u8> {
     let s = |v: &str| {
         let mut out = (v.len() as u16).to_be_bytes().to_vec();
@@ -132,9 +87,9 @@ const SLOW_SOCKETS: usize = 1300;
 async fn slow_sockets_at_1024_open_files_do_not_stop_devices_or_http() {
     let tmp = tempfile::tempdir().unwrap();
     let passwords = depot(tmp.path(), &["bus-1", "bus-2"]);
-    let edge = start_with_nofile(tmp.path(), 1024);
+    let edge = Edge::start_nofile(tmp.path(), &[], 1024);
     let pid = edge.child.id();
-    let idle_fds = fd_count(pid);
+    let idle_fds = open_fds(pid);
     let stop = Arc::new(AtomicBool::new(false));
     // Slow sockets from ten addresses, one in seven sending half a CONNECT.
     let t0 = Instant::now();
@@ -150,7 +105,7 @@ async fn slow_sockets_at_1024_open_files_do_not_stop_devices_or_http() {
         })
         .collect();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let fds_under_attack = fd_count(pid);
+    let fds_under_attack = open_fds(pid);
     // A real device from its own address, then one sharing an attacker's address.
     let t1 = Instant::now();
     let own = try_connect("127.0.0.200", edge.mqtt, "bus-1", &passwords[0]).await;
@@ -169,7 +124,7 @@ async fn slow_sockets_at_1024_open_files_do_not_stop_devices_or_http() {
         .await
         .map(|r| r.status().as_u16());
     let health_wait = t3.elapsed();
-    let peak_fds = fd_count(pid);
+    let peak_fds = open_fds(pid);
     let alive = Command::new("kill")
         .args(["-0", &pid.to_string()])
         .status()
@@ -217,10 +172,7 @@ async fn slow_sockets_at_1024_open_files_do_not_stop_devices_or_http() {
 async fn password_guessing_from_many_sources_writes_few_log_lines() {
     let tmp = tempfile::tempdir().unwrap();
     depot(tmp.path(), &["bus-1"]);
-    let edge = {
-        let _g = SPAWN.lock();
-        Edge::start(tmp.path(), &[])
-    };
+    let edge = Edge::start(tmp.path(), &[]);
     let warn_lines = |log: &str| log.lines().filter(|l| l.contains(" WARN ")).count();
     let warns_before = warn_lines(&edge.log());
     let stop = Arc::new(AtomicBool::new(false));
@@ -299,10 +251,7 @@ async fn connections_waiting_for_a_password_check_cannot_fill_the_gate() {
     let pw = depot(tmp.path(), &["bus-1"]).remove(0);
     let cfg = tmp.path().join("edge.toml");
     std::fs::write(&cfg, "[mqtt]\nmax_connections = 10\n").unwrap();
-    let edge = {
-        let _g = SPAWN.lock();
-        Edge::start(tmp.path(), &["--config", cfg.to_str().unwrap()])
-    };
+    let edge = Edge::start(tmp.path(), &["--config", cfg.to_str().unwrap()]);
     // The device connected before: the gate knows its password without argon2.
     assert_eq!(
         try_connect("127.0.8.1", edge.mqtt, "bus-1", &pw).await,
@@ -373,10 +322,7 @@ async fn connections_waiting_for_a_password_check_cannot_fill_the_gate() {
 async fn device_credentials_rotate_and_disable_while_running() {
     let tmp = tempfile::tempdir().unwrap();
     let old = depot(tmp.path(), &["bus-1"]).remove(0);
-    let edge = {
-        let _g = SPAWN.lock();
-        Edge::start(tmp.path(), &[])
-    };
+    let edge = Edge::start(tmp.path(), &[]);
     let dir = tmp.path().to_str().unwrap();
     let src = "127.0.9.1";
     assert_eq!(try_connect(src, edge.mqtt, "bus-1", &old).await, Some(0));
@@ -427,10 +373,7 @@ async fn a_disabled_devices_old_password_gets_no_protected_place() {
     let pws = depot(tmp.path(), &["bus-1", "bus-2"]);
     let cfg = tmp.path().join("edge.toml");
     std::fs::write(&cfg, "[mqtt]\nmax_connections = 10\n").unwrap();
-    let edge = {
-        let _g = SPAWN.lock();
-        Edge::start(tmp.path(), &["--config", cfg.to_str().unwrap()])
-    };
+    let edge = Edge::start(tmp.path(), &["--config", cfg.to_str().unwrap()]);
     assert_eq!(
         try_connect("127.0.17.1", edge.mqtt, "bus-1", &pws[0]).await,
         Some(0)

@@ -11,6 +11,13 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+mod attack;
+pub use attack::*;
+
+/// Held while a node is spawned: a test may lower this process's open-files limit for
+/// its child (`Edge::start_nofile`), and no other child may inherit that by accident.
+static SPAWN: Mutex<()> = parking_lot::const_mutex(());
+
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_garasi-edge")
 }
@@ -169,7 +176,22 @@ impl Edge {
     }
 
     fn try_start_env(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Result<Edge, String> {
-        let mut child = Command::new(bin())
+        Self::try_start_with(dir, extra, env, None)
+    }
+
+    fn try_start_with(
+        dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        nofile: Option<usize>,
+    ) -> Result<Edge, String> {
+        let spawning = SPAWN.lock();
+        let ours = nofile.map(|n| {
+            let ours = soft_nofile(std::process::id());
+            attack::set_soft_nofile(n);
+            ours
+        });
+        let child = Command::new(bin())
             .args(["run", "--data-dir", dir.to_str().unwrap()])
             .args([
                 "--http-listen",
@@ -185,8 +207,12 @@ impl Edge {
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn garasi-edge");
+            .spawn();
+        if let Some(n) = ours {
+            attack::set_soft_nofile(n);
+        }
+        drop(spawning);
+        let mut child = child.expect("spawn garasi-edge");
         let log = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = std::sync::mpsc::channel();
         for pipe in [
