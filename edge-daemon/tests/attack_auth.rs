@@ -522,3 +522,60 @@ async fn rebinding_cross_site_and_non_json_writes_are_refused() {
         .unwrap();
     assert_eq!(r.status(), 415, "a POST without a JSON content type");
 }
+
+/// Wrong sign-ins from 250 addresses keep the node's 8 sign-in checks busy: a stranger
+/// is told "busy, try again" (429), and so was every real dispatcher. A dispatcher at a
+/// tablet someone signed in from before now gets one of the checks kept for such
+/// addresses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_known_tablet_signs_in_while_strangers_fill_the_queue() {
+    let tmp = tempfile::tempdir().unwrap();
+    init(tmp.path());
+    let edge = Edge::start(tmp.path(), &[]);
+    let tablet = from([127, 0, 31, 1]);
+    let sign_in = |c: reqwest::Client, base: String| async move {
+        c.post(format!("{base}/api/v1/session"))
+            .json(&serde_json::json!({"person": STAFF_ID, "password": STAFF_PASSWORD}))
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+    };
+    assert_eq!(sign_in(tablet.clone(), edge.http.clone()).await, 200);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut flood = Vec::new();
+    for i in 0..250u32 {
+        let (stop, base) = (stop.clone(), edge.http.clone());
+        let c = from([127, 0, 32 + (i / 200) as u8, 1 + (i % 200) as u8]);
+        flood.push(tokio::spawn(async move {
+            let mut busy = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let r = c
+                    .post(format!("{base}/api/v1/session"))
+                    .json(&serde_json::json!({"person": "nobody", "password": "wrong password"}))
+                    .send()
+                    .await;
+                busy += u32::from(r.is_ok_and(|r| r.status() == 429));
+            }
+            busy
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut known = Vec::new();
+    for _ in 0..3 {
+        known.push(sign_in(tablet.clone(), edge.http.clone()).await);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let stranger = sign_in(from([127, 0, 31, 2]), edge.http.clone()).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut busy = 0;
+    for f in flood {
+        busy += f.await.unwrap();
+    }
+    println!(
+        "flood of 250 addresses ({busy} answered 429): known tablet {known:?}, \
+         a new address {stranger}"
+    );
+    assert!(busy > 100, "the flood did not fill the queue: {busy}");
+    assert_eq!(known, [200, 200, 200]);
+}

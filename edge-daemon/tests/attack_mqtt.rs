@@ -408,11 +408,17 @@ async fn a_disabled_devices_old_password_gets_no_protected_place() {
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Like a real client, the device tries again at once if a try was closed.
     let mut took = Vec::new();
     for k in 0..5 {
         let t = Instant::now();
-        let code = try_connect(&format!("127.0.17.{}", 2 + k), edge.mqtt, "bus-1", &pws[0]).await;
-        took.push((code, t.elapsed().as_millis()));
+        let (mut code, mut tries) = (None, 0);
+        while code.is_none() && tries < 3 {
+            tries += 1;
+            let from = format!("127.0.17.{}", 2 + k);
+            code = try_connect(&from, edge.mqtt, "bus-1", &pws[0]).await;
+        }
+        took.push((code, tries, t.elapsed().as_millis()));
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     stop.store(true, Ordering::Relaxed);
@@ -420,10 +426,11 @@ async fn a_disabled_devices_old_password_gets_no_protected_place() {
         a.abort();
     }
     println!(
-        "real device while 40 addresses repeat a disabled device's password (cap 10): {took:?}"
+        "real device while 40 addresses repeat a disabled device's password (cap 10): \
+         (code, tries, ms) {took:?}"
     );
     assert!(
-        took.iter().all(|(c, ms)| *c == Some(0) && *ms < 3_000),
+        took.iter().all(|(c, _, ms)| *c == Some(0) && *ms < 3_000),
         "{took:?}"
     );
 }

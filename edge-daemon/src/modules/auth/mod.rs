@@ -9,6 +9,7 @@ mod cli;
 pub mod config;
 mod device_admin;
 mod devices;
+mod known_clients;
 mod metrics;
 mod people;
 mod people_store;

@@ -128,6 +128,8 @@ pub struct People {
     /// Checks waiting or running at once, node-wide: past it, a sign-in is told to retry
     /// at once instead of queueing behind a flood from many addresses.
     checking: Arc<tokio::sync::Semaphore>,
+    /// Addresses someone signed in from, with checks kept for them (`known_clients`).
+    known: super::known_clients::KnownClients,
 }
 
 /// Password and PIN checks in the node's queue at once (each is ~40 ms of argon2).
@@ -147,6 +149,7 @@ impl People {
             memory: Arc::new(Mutex::new(Vec::new())),
             decoy,
             checking: Arc::new(tokio::sync::Semaphore::new(CHECKS_AT_ONCE)),
+            known: Default::default(),
         }
     }
 
@@ -225,7 +228,9 @@ impl People {
             .checking
             .clone()
             .try_acquire_owned()
-            .map_err(|_| self.refuse(method, Refusal::Busy))?;
+            .ok()
+            .or_else(|| self.known.spare_check(ip))
+            .ok_or_else(|| self.refuse(method, Refusal::Busy))?;
         let attempt = self.clients.begin(ip).map_err(|h| {
             self.refuse(
                 method,
@@ -286,6 +291,7 @@ impl People {
         };
         if self.argon2(hash, secret).await {
             slot.succeeded();
+            self.known.remember(ip);
             return Ok(row);
         }
         attempt.failed();
