@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::admit::{Admission, Slot};
-use super::mqtt_io::read_connect;
+use super::mqtt_io::{read_connect, relay_connack};
 use super::mqtt_packets::{connack_refused, GateError, Refusal};
 use super::mqtt_packets::{read_u16, topic_allowed};
 use crate::broker::BrokerHandle;
@@ -238,6 +238,13 @@ impl Gate {
         if !connect.client_id.is_empty() {
             connect.client_id = format!("{}.{}", identity.id, connect.client_id);
         }
+        // Keepalive 0 ("no keepalive") is allowed by MQTT, but the broker refuses it and
+        // would close without a CONNACK: it gets the longest keepalive instead (the device
+        // is taken for gone after ~27 h without a packet; its telemetry age says offline
+        // long before that).
+        if connect.keep_alive == 0 {
+            connect.keep_alive = u16::MAX;
+        }
         let login = Some(Login {
             username: identity.id.clone(),
             password: self.broker.secret().to_string(),
@@ -268,6 +275,22 @@ impl Gate {
         let _ = upstream.set_nodelay(true);
         let (mut up_rd, mut up_wr) = upstream.into_split();
         up_wr.write_all(&out).await?;
+        // Counted and logged as connected only once the broker accepted: a connection
+        // the broker refused or dropped is not a device.
+        match relay_connack(&mut up_rd, &mut wr, CONNECT_TIMEOUT).await? {
+            Some(true) => {}
+            Some(false) => {
+                self.count("broker_refused");
+                return Ok(());
+            }
+            None => {
+                self.count("broker_unavailable");
+                let _ = wr
+                    .write_all(&connack_refused(v5, Refusal::Unavailable))
+                    .await;
+                return Ok(());
+            }
+        }
         self.count("accepted");
         tracing::info!(%peer, device = %identity.id, protocol = if v5 { "5" } else { "3.1.1" }, "device connected");
         // 4. Pump both ways until either side closes, a rule is broken, or shutdown.

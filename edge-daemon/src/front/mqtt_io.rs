@@ -89,3 +89,41 @@ impl Gate {
         }
     }
 }
+
+/// Relays the broker's answer to a forwarded CONNECT to the device and says whether it
+/// accepted (CONNACK with code 0, on 3.1.1 and 5 alike: the code is its fourth byte).
+/// None: the broker closed or sent something else first, or took longer than `within`;
+/// then nothing was sent to the device.
+pub(super) async fn relay_connack<R, W>(
+    up: &mut R,
+    down: &mut W,
+    within: std::time::Duration,
+) -> Result<Option<bool>, GateError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buf = BytesMut::with_capacity(64);
+    let read = tokio::time::timeout(within, async {
+        loop {
+            if let Some((h, rl)) = frame_len(&buf)? {
+                if buf.len() >= h + rl {
+                    return Ok::<_, GateError>(Some(h + rl));
+                }
+            }
+            if buf.len() > 1024 || up.read_buf(&mut buf).await? == 0 {
+                return Ok(None);
+            }
+        }
+    })
+    .await;
+    let Ok(Ok(Some(total))) = read else {
+        return Ok(None);
+    };
+    if buf.first().map(|b| b >> 4) != Some(2) || total < 4 {
+        return Ok(None);
+    }
+    // The CONNACK and anything the broker sent right after it.
+    down.write_all(&buf).await?;
+    Ok(Some(buf[3] == 0))
+}
