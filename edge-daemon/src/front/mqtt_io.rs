@@ -91,7 +91,8 @@ impl Gate {
 }
 
 /// Relays the broker's answer to a forwarded CONNECT to the device and says whether it
-/// accepted (CONNACK with code 0, on 3.1.1 and 5 alike: the code is its fourth byte).
+/// accepted (CONNACK with code 0, on 3.1.1 and 5 alike: the code follows the
+/// acknowledge flags, right after the fixed header).
 /// None: the broker closed or sent something else first, or took longer than `within`;
 /// then nothing was sent to the device.
 pub(super) async fn relay_connack<R, W>(
@@ -108,7 +109,7 @@ where
         loop {
             if let Some((h, rl)) = frame_len(&buf)? {
                 if buf.len() >= h + rl {
-                    return Ok::<_, GateError>(Some(h + rl));
+                    return Ok::<_, GateError>(Some((h, rl)));
                 }
             }
             if buf.len() > 1024 || up.read_buf(&mut buf).await? == 0 {
@@ -117,13 +118,51 @@ where
         }
     })
     .await;
-    let Ok(Ok(Some(total))) = read else {
+    let Ok(Ok(Some((h, rl)))) = read else {
         return Ok(None);
     };
-    if buf.first().map(|b| b >> 4) != Some(2) || total < 4 {
+    if buf.first().map(|b| b >> 4) != Some(2) || rl < 2 {
         return Ok(None);
     }
     // The CONNACK and anything the broker sent right after it.
     down.write_all(&buf).await?;
-    Ok(Some(buf[3] == 0))
+    Ok(Some(buf[h + 1] == 0))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    async fn relay(bytes: &[u8]) -> (Option<bool>, Vec<u8>) {
+        let mut down = Vec::new();
+        let mut up = bytes;
+        let r = relay_connack(&mut up, &mut down, std::time::Duration::from_secs(1))
+            .await
+            .unwrap();
+        (r, down)
+    }
+
+    #[tokio::test]
+    async fn connacks_are_read_on_both_versions() {
+        // 3.1.1 accepted, 3.1.1 refused (2: identifier rejected), 5 accepted with a
+        // property, a 5 CONNACK whose remaining length takes two bytes (refused, 0x87).
+        assert_eq!(relay(&[0x20, 2, 0, 0]).await.0, Some(true));
+        assert_eq!(relay(&[0x20, 2, 0, 2]).await.0, Some(false));
+        assert_eq!(
+            relay(&[0x20, 6, 0, 0, 3, 0x22, 0x10, 0]).await.0,
+            Some(true)
+        );
+        let mut long = vec![0x20, 0x83, 0x01, 0x00, 0x87, 0x7f];
+        long.extend(std::iter::repeat_n(0u8, 128));
+        long.push(0);
+        let (r, down) = relay(&long[..3 + 131]).await;
+        assert_eq!((r, down.len()), (Some(false), 134));
+        // A CONNACK and a retained message right behind it: both reach the device.
+        let (r, down) = relay(&[0x20, 2, 0, 0, 0x30, 3, 0, 1, b't']).await;
+        assert_eq!((r, down.len()), (Some(true), 9));
+        // Not a CONNACK, or the broker closed: nothing reaches the device.
+        assert_eq!(relay(&[0x30, 3, 0, 1, b't']).await, (None, vec![]));
+        assert_eq!(relay(&[]).await, (None, vec![]));
+    }
 }
