@@ -236,7 +236,7 @@ impl Gate {
         // 3. Rewrite credentials for the internal listener; namespace the client id so
         //    two devices can never take over each other's session (device ids have no dots).
         if !connect.client_id.is_empty() {
-            connect.client_id = format!("{}.{}", identity.id, connect.client_id);
+            connect.client_id = format!("{}.{}", identity.id, broker_client_id(&connect.client_id));
         }
         // Keepalive 0 ("no keepalive") is allowed by MQTT, but the broker refuses it and
         // would close without a CONNACK: it gets the longest keepalive instead (the device
@@ -319,5 +319,36 @@ impl Gate {
             .mqtt_connects_total
             .with_label_values(&[result])
             .inc();
+    }
+}
+
+/// The device's own MQTT client id as the broker takes it. MQTT lets a client id hold
+/// any characters; the broker behind the gate refuses `+ $ # /` (it refused such a
+/// device with "server unavailable", where Mosquitto accepts it). They are
+/// percent-escaped, `%` too, so two different ids stay different.
+fn broker_client_id(id: &str) -> String {
+    let mut out = String::with_capacity(id.len());
+    for c in id.chars() {
+        match c {
+            '%' | '+' | '$' | '#' | '/' => out.push_str(&format!("%{:02X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn client_ids_reach_the_broker_escaped_and_distinct() {
+        use super::broker_client_id as b;
+        assert_eq!(b("bus 1 unit A"), "bus 1 unit A");
+        assert_eq!(b("a/b#c+d$e%f"), "a%2Fb%23c%2Bd%24e%25f");
+        assert_ne!(
+            b("a/b"),
+            b("a%2Fb"),
+            "an id that looks escaped stays distinct"
+        );
+        assert!(!"+$#/".chars().any(|c| b("x+$#/y").contains(c)));
     }
 }
