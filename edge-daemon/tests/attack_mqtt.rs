@@ -434,3 +434,46 @@ async fn a_disabled_devices_old_password_gets_no_protected_place() {
         "{took:?}"
     );
 }
+
+/// A client id that the gate's prefix and escaping would grow past the 16-bit length the
+/// broker's writer stores without a check: the rest of the CONNECT was then read as other
+/// fields (another client id, a forged will) and accepted. Refused now, with CONNACK 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overlong_client_id_is_refused_not_cut_short() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pw = depot(tmp.path(), &["bus-1"]).remove(0);
+    let edge = Edge::start(tmp.path(), &[]);
+    let s = |v: &[u8]| {
+        let mut out = (v.len() as u16).to_be_bytes().to_vec();
+        out.extend_from_slice(v);
+        out
+    };
+    for id in ["/".repeat(22_000), "x".repeat(65_000)] {
+        let mut body = s(b"MQTT");
+        body.extend_from_slice(&[4, 0xC2, 0, 60]);
+        body.extend(s(id.as_bytes()));
+        body.extend(s(b"bus-1"));
+        body.extend(s(pw.as_bytes()));
+        let mut pkt = vec![0x10];
+        let mut len = body.len();
+        loop {
+            let mut b = (len % 128) as u8;
+            len /= 128;
+            if len > 0 {
+                b |= 0x80;
+            }
+            pkt.push(b);
+            if len == 0 {
+                break;
+            }
+        }
+        pkt.extend(body);
+        let mut c = tcp_from("127.0.19.1", edge.mqtt).await.unwrap();
+        c.write_all(&pkt).await.unwrap();
+        let mut ack = [0u8; 4];
+        let got = tokio::time::timeout(Duration::from_secs(10), c.read_exact(&mut ack)).await;
+        println!("client id of {} bytes: {:?} {ack:?}", id.len(), got.is_ok());
+        assert_eq!(ack, [0x20, 2, 0, 2], "refused as an invalid client id");
+    }
+    assert!(!edge.log().contains("device connected"));
+}

@@ -28,6 +28,7 @@ use super::admit::{Admission, Slot};
 use super::mqtt_io::{read_connect, relay_connack};
 use super::mqtt_packets::{connack_refused, GateError, Refusal};
 use super::mqtt_packets::{read_u16, topic_allowed};
+use super::to_broker::for_broker;
 use crate::broker::BrokerHandle;
 use crate::lograte::LogRate;
 use crate::metrics::Metrics;
@@ -233,17 +234,13 @@ impl Gate {
                 return Ok(());
             }
         }
-        // 3. Rewrite credentials for the internal listener; namespace the client id so
-        //    two devices can never take over each other's session (device ids have no dots).
-        if !connect.client_id.is_empty() {
-            connect.client_id = format!("{}.{}", identity.id, broker_client_id(&connect.client_id));
-        }
-        // Keepalive 0 ("no keepalive") is allowed by MQTT, but the broker refuses it and
-        // would close without a CONNACK: it gets the longest keepalive instead (the device
-        // is taken for gone after ~27 h without a packet; its telemetry age says offline
-        // long before that).
-        if connect.keep_alive == 0 {
-            connect.keep_alive = u16::MAX;
+        // 3. Rewrite credentials for the internal listener (`for_broker`).
+        if !for_broker(&mut connect, &identity.id) {
+            self.count("client_id_rejected");
+            let _ = wr
+                .write_all(&connack_refused(v5, Refusal::ClientIdRejected))
+                .await;
+            return Ok(());
         }
         let login = Some(Login {
             username: identity.id.clone(),
@@ -277,19 +274,8 @@ impl Gate {
         up_wr.write_all(&out).await?;
         // Counted and logged as connected only once the broker accepted: a connection
         // the broker refused or dropped is not a device.
-        match relay_connack(&mut up_rd, &mut wr, CONNECT_TIMEOUT).await? {
-            Some(true) => {}
-            Some(false) => {
-                self.count("broker_refused");
-                return Ok(());
-            }
-            None => {
-                self.count("broker_unavailable");
-                let _ = wr
-                    .write_all(&connack_refused(v5, Refusal::Unavailable))
-                    .await;
-                return Ok(());
-            }
+        if !self.broker_accepted(&mut up_rd, &mut wr, v5).await? {
+            return Ok(());
         }
         self.count("accepted");
         tracing::info!(%peer, device = %identity.id, protocol = if v5 { "5" } else { "3.1.1" }, "device connected");
@@ -314,41 +300,39 @@ impl Gate {
         result
     }
 
+    /// Relays the broker's CONNACK; true when it accepted the device (a refusal or no
+    /// answer is counted, and the device told "unavailable" when nothing came).
+    async fn broker_accepted<R, W>(
+        &self,
+        up: &mut R,
+        down: &mut W,
+        v5: bool,
+    ) -> Result<bool, GateError>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let answer = tokio::select! {
+            r = relay_connack(up, down, CONNECT_TIMEOUT) => r?,
+            _ = self.shutdown.cancelled() => return Ok(false),
+        };
+        match answer {
+            Some(true) => return Ok(true),
+            Some(false) => self.count("broker_refused"),
+            None => {
+                self.count("broker_unavailable");
+                let _ = down
+                    .write_all(&connack_refused(v5, Refusal::Unavailable))
+                    .await;
+            }
+        }
+        Ok(false)
+    }
+
     fn count(&self, result: &str) {
         self.metrics
             .mqtt_connects_total
             .with_label_values(&[result])
             .inc();
-    }
-}
-
-/// The device's own MQTT client id as the broker takes it. MQTT lets a client id hold
-/// any characters; the broker behind the gate refuses `+ $ # /` (it refused such a
-/// device with "server unavailable", where Mosquitto accepts it). They are
-/// percent-escaped, `%` too, so two different ids stay different.
-fn broker_client_id(id: &str) -> String {
-    let mut out = String::with_capacity(id.len());
-    for c in id.chars() {
-        match c {
-            '%' | '+' | '$' | '#' | '/' => out.push_str(&format!("%{:02X}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn client_ids_reach_the_broker_escaped_and_distinct() {
-        use super::broker_client_id as b;
-        assert_eq!(b("bus 1 unit A"), "bus 1 unit A");
-        assert_eq!(b("a/b#c+d$e%f"), "a%2Fb%23c%2Bd%24e%25f");
-        assert_ne!(
-            b("a/b"),
-            b("a%2Fb"),
-            "an id that looks escaped stays distinct"
-        );
-        assert!(!"+$#/".chars().any(|c| b("x+$#/y").contains(c)));
     }
 }

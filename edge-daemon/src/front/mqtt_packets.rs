@@ -37,6 +37,7 @@ pub(super) enum Refusal {
     BadCredentials,
     NotAuthorized,
     Unavailable,
+    ClientIdRejected,
 }
 
 pub(super) fn connack_refused(v5: bool, r: Refusal) -> Vec<u8> {
@@ -45,6 +46,7 @@ pub(super) fn connack_refused(v5: bool, r: Refusal) -> Vec<u8> {
             Refusal::BadCredentials => 0x86,
             Refusal::NotAuthorized => 0x87,
             Refusal::Unavailable => 0x88,
+            Refusal::ClientIdRejected => 0x85,
         };
         vec![0x20, 0x03, 0x00, code, 0x00]
     } else {
@@ -52,6 +54,7 @@ pub(super) fn connack_refused(v5: bool, r: Refusal) -> Vec<u8> {
             Refusal::BadCredentials => 0x04,
             Refusal::NotAuthorized => 0x05,
             Refusal::Unavailable => 0x03,
+            Refusal::ClientIdRejected => 0x02,
         };
         vec![0x20, 0x02, 0x00, code]
     }
