@@ -7,11 +7,9 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn signon(c: &reqwest::Client, edge: &Edge, person: &str, pin: &str) -> u16 {
     signon_msg(c, edge, person, pin).await.0
@@ -259,48 +257,6 @@ async fn sessions_survive_a_restart_and_end_when_the_person_changes() {
 }
 
 /// An MQTT 3.1.1 CONNECT with a username and password.
-fn connect_packet(client: &str, user: &str, pass: &str) -> Vec<u8> {
-    let s = |v: &str| {
-        let mut out = (v.len() as u16).to_be_bytes().to_vec();
-        out.extend_from_slice(v.as_bytes());
-        out
-    };
-    let mut body = s("MQTT");
-    body.extend_from_slice(&[4, 0xC2, 0, 60]);
-    body.extend(s(client));
-    body.extend(s(user));
-    body.extend(s(pass));
-    let mut out = vec![0x10];
-    let mut len = body.len();
-    loop {
-        let mut b = (len % 128) as u8;
-        len /= 128;
-        if len > 0 {
-            b |= 0x80;
-        }
-        out.push(b);
-        if len == 0 {
-            break;
-        }
-    }
-    out.extend(body);
-    out
-}
-
-/// Connects from `source` (a loopback address) and returns the CONNACK return code.
-async fn try_connect(source: &str, to: SocketAddr, user: &str, pass: &str) -> Option<u8> {
-    let sock = tokio::net::TcpSocket::new_v4().ok()?;
-    sock.bind(format!("{source}:0").parse().ok()?).ok()?;
-    let mut s = sock.connect(to).await.ok()?;
-    s.write_all(&connect_packet(user, user, pass)).await.ok()?;
-    let mut ack = [0u8; 4];
-    tokio::time::timeout(Duration::from_secs(30), s.read_exact(&mut ack))
-        .await
-        .ok()?
-        .ok()?;
-    Some(ack[3])
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_password_flood_does_not_hold_up_a_real_device() {
     let tmp = tempfile::tempdir().unwrap();

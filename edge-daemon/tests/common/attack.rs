@@ -71,3 +71,53 @@ impl Edge {
         self.http.trim_start_matches("http://").parse().unwrap()
     }
 }
+
+/// An MQTT 3.1.1 CONNECT (clean session, keepalive 60) with a username and password.
+pub fn connect_packet(client: &str, user: &str, pass: &str) -> Vec<u8> {
+    let s = |v: &str| {
+        let mut out = (v.len() as u16).to_be_bytes().to_vec();
+        out.extend_from_slice(v.as_bytes());
+        out
+    };
+    let mut body = s("MQTT");
+    body.extend_from_slice(&[4, 0xC2, 0, 60]);
+    body.extend(s(client));
+    body.extend(s(user));
+    body.extend(s(pass));
+    let mut out = vec![0x10];
+    let mut len = body.len();
+    loop {
+        let mut b = (len % 128) as u8;
+        len /= 128;
+        if len > 0 {
+            b |= 0x80;
+        }
+        out.push(b);
+        if len == 0 {
+            break;
+        }
+    }
+    out.extend(body);
+    out
+}
+
+/// A TCP connection from `source` (a loopback address such as "127.0.7.1").
+pub async fn tcp_from(source: &str, to: SocketAddr) -> std::io::Result<tokio::net::TcpStream> {
+    let sock = tokio::net::TcpSocket::new_v4()?;
+    sock.bind(format!("{source}:0").parse().unwrap())?;
+    sock.connect(to).await
+}
+
+/// Connects from `source` as `user` and returns the CONNACK return code (None: closed,
+/// or no answer within 30 s).
+pub async fn try_connect(source: &str, to: SocketAddr, user: &str, pass: &str) -> Option<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tcp_from(source, to).await.ok()?;
+    s.write_all(&connect_packet(user, user, pass)).await.ok()?;
+    let mut ack = [0u8; 4];
+    tokio::time::timeout(std::time::Duration::from_secs(30), s.read_exact(&mut ack))
+        .await
+        .ok()?
+        .ok()?;
+    Some(ack[3])
+}
