@@ -5,6 +5,7 @@
 //! this one runs them in order.
 
 mod extras;
+mod lines;
 mod places;
 mod services;
 mod source;

@@ -2,12 +2,14 @@
 //! header with tolerant column names, then each row with its line number, within the
 //! import's limits (rows per file, fields per row; bytes per row and unpacked bytes are
 //! the reader's). A row that is not valid CSV is reported and skipped; a limit ends the
-//! import.
+//! import. Line numbers are physical lines (`lines`), right for LF, CRLF and CR files.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io::Read;
 use std::rc::Rc;
 
+use super::lines::{Counting, Lines};
 use super::source::{Budget, Files};
 use crate::gtfs::limits::{LimitHit, LimitKind};
 use crate::gtfs::{GtfsError, Progress, Report};
@@ -31,7 +33,8 @@ impl Table {
 /// The rows of one file, read on demand.
 pub(super) struct Rows<'f> {
     name: &'static str,
-    reader: csv::Reader<Box<dyn Read + 'f>>,
+    reader: csv::Reader<Counting<Box<dyn Read + 'f>>>,
+    lines: Rc<RefCell<Lines>>,
     record: csv::StringRecord,
     rows: u64,
     budget: Rc<Budget>,
@@ -45,7 +48,6 @@ impl Rows<'_> {
         report: &mut Report,
     ) -> Result<Option<(u64, &csv::StringRecord)>, GtfsError> {
         loop {
-            let line = self.rows + 2;
             match self.reader.read_record(&mut self.record) {
                 Ok(false) => {
                     if let Some(p) = self.progress {
@@ -63,11 +65,12 @@ impl Rows<'_> {
                     if self.record.len() as u64 > limits.max_fields_per_row {
                         return Err(self.over(LimitKind::FieldsPerRow));
                     }
-                    let at = self.record.position().map_or(line, |p| p.line());
-                    return Ok(Some((at, &self.record)));
+                    let line = self.line(self.record.position());
+                    return Ok(Some((line, &self.record)));
                 }
                 Err(e) => {
                     read_failure(&self.budget, self.name, &e)?;
+                    let line = self.line(e.position());
                     self.budget.mark_row();
                     self.rows += 1;
                     report.error(
@@ -83,6 +86,13 @@ impl Rows<'_> {
 
     fn over(&self, kind: LimitKind) -> GtfsError {
         over(&self.budget, kind, self.name)
+    }
+
+    /// The physical line where a record starts (see `lines`); without a position (not
+    /// expected), the line after everything read so far.
+    fn line(&self, at: Option<&csv::Position>) -> u64 {
+        let offset = at.map_or_else(|| self.reader.position().byte(), |p| p.byte());
+        self.lines.borrow_mut().line_at(offset)
     }
 }
 
@@ -126,6 +136,7 @@ pub(super) fn table<'f>(
     let Some(input) = files.open(name)? else {
         return Ok(None);
     };
+    let (input, lines) = Counting::new(input);
     let mut reader = csv::ReaderBuilder::new()
         .flexible(true)
         .trim(csv::Trim::All)
@@ -168,6 +179,7 @@ pub(super) fn table<'f>(
     let rows = Rows {
         name,
         reader,
+        lines,
         record: csv::StringRecord::new(),
         rows: 0,
         budget,
