@@ -1,6 +1,8 @@
 //! Blocks: the trips one vehicle runs in sequence on a service day.
 //!
-//! Where the feed has `block_id`, its blocks are used as they are. Trips without one are
+//! Where the feed has `block_id`, its blocks are used as they are, unless their trips
+//! overlap in time: the import reported those (`block_check`) and they are left out, as
+//! is any feed block whose trips overlap on the day asked for. Trips without one are
 //! chained (many real feeds have no blocks): per route, in start order, a trip joins the
 //! block whose last trip ends at this trip's first stop (the terminal) at least
 //! `min_layover_s` before it starts, choosing the block that became free last (the
@@ -49,6 +51,7 @@ pub fn blocks_for(feed: &Feed, date: jiff::civil::Date, opts: BlockOptions) -> V
     }
     let mut out: Vec<Block> = from_feed
         .into_iter()
+        .filter(|(id, ts)| !feed.rejected_blocks.contains(*id) && !overlapping(ts))
         .map(|(id, ts)| block(id.to_string(), &ts, false))
         .collect();
     for (route, ts) in by_route {
@@ -56,6 +59,18 @@ pub fn blocks_for(feed: &Feed, date: jiff::civil::Date, opts: BlockOptions) -> V
     }
     out.sort_by(|a, b| (a.start_s, &a.id).cmp(&(b.start_s, &b.id)));
     out
+}
+
+/// Whether two of one day's trips (in start order) overlap: one bus cannot run them.
+fn overlapping(trips: &[&Trip]) -> bool {
+    let mut end = 0;
+    for (i, t) in trips.iter().enumerate() {
+        if i > 0 && t.start_s() < end {
+            return true;
+        }
+        end = end.max(t.end_s());
+    }
+    false
 }
 
 fn block(id: String, trips: &[&Trip], built: bool) -> Block {

@@ -11,8 +11,11 @@
 //! - `frequencies.txt` trips are expanded into concrete trips (`{trip_id}@{HH:MM:SS}`),
 //!   start_time inclusive, end_time exclusive, for `exact_times` 0 and 1 alike: a depot
 //!   needs concrete trips to assign buses to.
-//! - Blocks come from `block_id` where the feed has it; otherwise see [`blocks`].
+//! - Blocks come from `block_id` where the feed has it; otherwise see [`blocks`]. A feed
+//!   block whose trips overlap in time is an error of that block and is not published
+//!   (`block_check`).
 
+mod block_check;
 pub mod blocks;
 pub mod limits;
 mod parse;
@@ -309,6 +312,8 @@ pub struct Feed {
     pub services: HashMap<String, Service>,
     /// Shape points per shape id (lat, lon), in sequence.
     pub shapes: HashMap<String, Vec<(f64, f64)>>,
+    /// Feed blocks (block_id) whose trips overlap in time: reported, never published.
+    pub rejected_blocks: HashSet<String>,
 }
 
 impl Feed {

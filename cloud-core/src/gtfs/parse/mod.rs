@@ -159,6 +159,7 @@ pub(super) fn import(files: &mut Files<'_>) -> Result<(Feed, Report), GtfsError>
         ));
     }
     feed.trips = trips.into_values().collect();
+    super::block_check::check(&mut feed, &mut report);
     report.imported.insert("routes", feed.routes.len() as u64);
     report.imported.insert("stops", feed.stops.len() as u64);
     report.imported.insert("trips", feed.trips.len() as u64);
