@@ -74,7 +74,7 @@ fn overlapping_blocks_are_reported_and_not_published_the_rest_imports() {
         .collect();
     assert_eq!(errors.len(), 2, "{errors:?}");
     assert!(
-        errors[0].starts_with("error: trips.txt [block_id]: block \"B1\": trips \"t1\" (06:00:00-07:30:00) and \"t2\" (07:00:00-08:00:00) overlap in time;"),
+        errors[0].starts_with("error: trips.txt [block_id]: block \"B1\": trips \"t1\" (06:00:00-07:30:00) and \"t2\" (07:00:00-08:00:00) overlap in time on 2026-01-01;"),
         "{}",
         errors[0]
     );

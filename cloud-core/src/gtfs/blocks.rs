@@ -61,14 +61,17 @@ pub fn blocks_for(feed: &Feed, date: jiff::civil::Date, opts: BlockOptions) -> V
     out
 }
 
-/// Whether two of one day's trips (in start order) overlap: one bus cannot run them.
+/// Whether two of one day's trips overlap (each starts before the other ends), the rule
+/// of `block_check`: one bus cannot run them.
 fn overlapping(trips: &[&Trip]) -> bool {
-    let mut end = 0;
-    for (i, t) in trips.iter().enumerate() {
-        if i > 0 && t.start_s() < end {
+    let mut spans: Vec<(u32, u32)> = trips.iter().map(|t| (t.start_s(), t.end_s())).collect();
+    spans.sort_unstable();
+    let mut latest: Option<u32> = None;
+    for (start, end) in spans {
+        if latest.is_some_and(|l| start < l) {
             return true;
         }
-        end = end.max(t.end_s());
+        latest = Some(latest.map_or(end, |l| l.max(end)));
     }
     false
 }

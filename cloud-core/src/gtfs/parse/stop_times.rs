@@ -29,7 +29,7 @@ pub(super) fn stop_times(
         if !t.has("arrival_time") && !t.has("departure_time") {
             report.error(
                 t.name,
-                Some(1),
+                Some(t.header_line),
                 Some("arrival_time/departure_time"),
                 "no time columns at all".into(),
             );

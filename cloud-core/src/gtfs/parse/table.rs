@@ -17,6 +17,8 @@ use crate::gtfs::{GtfsError, Progress, Report};
 /// A file's name and columns: header -> column index.
 pub(super) struct Table {
     pub name: &'static str,
+    /// The header's line (1 unless empty lines come first).
+    pub header_line: u64,
     cols: HashMap<String, usize>,
 }
 
@@ -141,20 +143,25 @@ pub(super) fn table<'f>(
         .flexible(true)
         .trim(csv::Trim::All)
         .from_reader(input);
-    let cols: HashMap<String, usize> = match reader.headers() {
+    // The header's own line: empty lines may come before it.
+    let line_of =
+        |at: Option<&csv::Position>| at.map_or(1, |p| lines.borrow_mut().line_at(p.byte()));
+    let (cols, header_line): (HashMap<String, usize>, u64) = match reader.headers() {
         Ok(h) if h.len() as u64 > budget.limits.max_fields_per_row => {
             return Err(over(&budget, LimitKind::FieldsPerRow, name));
         }
-        Ok(h) => h
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (c.trim().to_ascii_lowercase(), i))
-            .collect(),
+        Ok(h) => (
+            h.iter()
+                .enumerate()
+                .map(|(i, c)| (c.trim().to_ascii_lowercase(), i))
+                .collect(),
+            line_of(h.position()),
+        ),
         Err(e) => {
             read_failure(&budget, name, &e)?;
             report.error(
                 name,
-                Some(1),
+                Some(line_of(e.position())),
                 None,
                 format!("header is not CSV: {}", csv_problem(&e)),
             );
@@ -170,7 +177,7 @@ pub(super) fn table<'f>(
     if !missing.is_empty() {
         report.error(
             name,
-            Some(1),
+            Some(header_line),
             None,
             format!("required column(s) missing: {}", missing.join(", ")),
         );
@@ -185,5 +192,12 @@ pub(super) fn table<'f>(
         budget,
         progress,
     };
-    Ok(Some((Table { name, cols }, rows)))
+    Ok(Some((
+        Table {
+            name,
+            header_line,
+            cols,
+        },
+        rows,
+    )))
 }
