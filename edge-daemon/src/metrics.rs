@@ -37,7 +37,7 @@ impl Metrics {
         Ok(Metrics {
             mqtt_connections: reg(&r, IntGauge::new("mqtt_connections", "Device connections open through the gate")?),
             mqtt_connects_total: reg(&r, IntCounterVec::new(Opts::new("mqtt_connects_total", "Device CONNECT attempts by result"), &["result"])?),
-            mqtt_acl_denied_total: reg(&r, IntCounter::new("mqtt_acl_denied_total", "Publishes or subscriptions outside the device's own namespace (connection closed)")?),
+            mqtt_acl_denied_total: reg(&r, IntCounter::new("mqtt_acl_denied_total", "Publishes or subscriptions outside the device's own namespace (refused: a SUBACK failure code, PUBACK 0x87 on MQTT 5, a closed connection for a PUBLISH on 3.1.1)")?),
             mqtt_protocol_errors_total: reg(&r, IntCounterVec::new(Opts::new("mqtt_protocol_errors_total", "Connections closed for malformed or oversized MQTT packets"), &["reason"])?),
             broker_cursor_jumps_total: reg(&r, IntCounter::new("broker_cursor_jumps_total", "Messages the router dropped because ingest fell behind its log")?),
             module_start_seconds: reg(&r, prometheus::GaugeVec::new(Opts::new("module_start_seconds", "How long each module took to start"), &["module"])?),

@@ -1,9 +1,11 @@
 //! The MQTT gate: device-facing listeners (plain and TLS, MQTT 3.1.1 and 5) in front of
 //! rumqttd. It authenticates CONNECT against the store, then forwards the connection to
 //! rumqttd's internal listener for that protocol version, inspecting every packet the
-//! device sends: a PUBLISH or SUBSCRIBE outside `garasi/v1/vehicles/{own id}/` (and a
-//! last-will topic outside it) closes the connection and is counted. Bytes from the
-//! broker to the device are copied untouched. Slow and idle strangers are bounded:
+//! device sends: a PUBLISH or SUBSCRIBE outside `garasi/v1/vehicles/{own id}/` is
+//! refused the way MQTT allows (`mqtt_acl.rs`: SUBACK failure codes, PUBACK 0x87 on 5,
+//! a closed connection for a PUBLISH on 3.1.1) and counted; a last will outside it
+//! refuses the CONNECT. The broker's packets reach the device unchanged but for the
+//! SUBACK of a SUBSCRIBE forwarded in part (`mqtt_down.rs`). Slow and idle strangers are bounded:
 //! one deadline from accept to CONNECT, caps on connections (`admit.rs`) that close the
 //! oldest pending connection to make room, and rate-limited log lines.
 //!
@@ -25,9 +27,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::admit::{Admission, Slot};
-use super::mqtt_io::{read_connect, relay_connack};
+use super::mqtt_acl::{topic_allowed, Acl};
+use super::mqtt_down::{pump_down, Pending};
+use super::mqtt_io::{read_connect, relay_connack, Upstream};
+use super::mqtt_packets::read_u16;
 use super::mqtt_packets::{connack_refused, GateError, Refusal};
-use super::mqtt_packets::{read_u16, topic_allowed};
 use super::to_broker::for_broker;
 use crate::broker::BrokerHandle;
 use crate::lograte::LogRate;
@@ -45,7 +49,7 @@ const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 
 // Lines any stranger can cause at will: a few a minute, then one summary (`lograte.rs`).
 static AUTH_FAILED: LogRate = LogRate::warn("mqtt.device_auth_failed", 10);
-static ACL_REFUSED: LogRate = LogRate::warn("mqtt.acl_refused", 10);
+pub(super) static ACL_REFUSED: LogRate = LogRate::warn("mqtt.acl_refused", 10);
 static ACCEPT_FAILED: LogRate = LogRate::warn("mqtt.accept_failed", 5);
 
 /// Shared state of all gate listeners.
@@ -280,24 +284,24 @@ impl Gate {
         self.count("accepted");
         tracing::info!(%peer, device = %identity.id, protocol = if v5 { "5" } else { "3.1.1" }, "device connected");
         // 4. Pump both ways until either side closes, a rule is broken, or shutdown.
-        let down = async {
-            tokio::io::copy(&mut up_rd, &mut wr).await?;
-            let _ = wr.shutdown().await;
-            Ok::<(), GateError>(())
+        // The gate's own answers (refusals) reach the device through the down pump,
+        // between the broker's packets.
+        let (answers, answers_rx) = tokio::sync::mpsc::channel(16);
+        let pending = Pending::default();
+        let down = pump_down(&mut up_rd, &mut wr, answers_rx, pending.clone(), v5);
+        let ctx = Upstream {
+            acl: Acl::new(identity.namespace(), v5),
+            answers,
+            pending,
+            device: &identity.id,
+            peer,
         };
-        let up = self.pump_up(&mut rd, &mut up_wr, buf, &identity, v5);
-        let result = tokio::select! {
+        let up = self.pump_up(&mut rd, &mut up_wr, buf, ctx);
+        tokio::select! {
             r = up => r,
             r = down => r,
             _ = self.shutdown.cancelled() => Ok(()),
-        };
-        if let Err(GateError::Acl(topic)) = &result {
-            self.metrics.mqtt_acl_denied_total.inc();
-            if ACL_REFUSED.allow() {
-                tracing::warn!(%peer, device = %identity.id, topic, "publish/subscribe outside the device namespace: connection closed");
-            }
         }
-        result
     }
 
     /// Relays the broker's CONNACK; true when it accepted the device (a refusal or no

@@ -1,14 +1,18 @@
 //! Reading whole MQTT packets from a device for the gate (`mqtt.rs`): the first CONNECT,
-//! within the connection's deadline, then the device-to-broker pump that checks each
-//! packet's topics before forwarding it.
+//! within the connection's deadline, then the device-to-broker pump that judges each
+//! packet by the namespace rule (`mqtt_acl`) before forwarding it.
+
+use std::net::SocketAddr;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
 use tokio::time::{timeout_at, Instant};
 
-use super::mqtt::Gate;
-use super::mqtt_packets::{check_packet, frame_len, GateError};
-use crate::modules::auth::service::DeviceIdentity;
+use super::mqtt::{Gate, ACL_REFUSED};
+use super::mqtt_acl::{Acl, Verdict};
+use super::mqtt_down::Pending;
+use super::mqtt_packets::{frame_len, GateError};
 
 /// Reads until `buf` holds one complete CONNECT; returns its fixed header length and its
 /// total length. Anything else first is refused at once.
@@ -43,25 +47,35 @@ pub(super) async fn read_connect<R: AsyncRead + Unpin>(
     .map_err(|_| GateError::Timeout)?
 }
 
+/// What the device -> broker pump shares with the rest of the connection.
+pub(super) struct Upstream<'a> {
+    pub acl: Acl,
+    /// The gate's own answers to the device (written by `mqtt_down`).
+    pub answers: mpsc::Sender<Vec<u8>>,
+    pub pending: Pending,
+    pub device: &'a str,
+    pub peer: SocketAddr,
+}
+
 impl Gate {
-    /// Device -> broker: forwards whole packets after checking their topics.
+    /// Device -> broker: forwards whole packets after the namespace rule (`mqtt_acl`);
+    /// what it refuses is answered, not forwarded.
     pub(super) async fn pump_up<R, W>(
         &self,
         rd: &mut R,
         wr: &mut W,
         mut buf: BytesMut,
-        id: &DeviceIdentity,
-        v5: bool,
+        mut ctx: Upstream<'_>,
     ) -> Result<(), GateError>
     where
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
     {
-        let ns = id.namespace();
         let bp = &self.broker.backpressure;
-        let mut publishes = 0u64;
         loop {
+            // Bytes at the front of `buf` to forward as they are, and PUBLISHes among them.
             let mut end = 0;
+            let mut publishes = 0u64;
             while let Some((h, rl)) = frame_len(&buf[end..])? {
                 let total = h + rl;
                 if total > self.max_packet_bytes {
@@ -70,17 +84,47 @@ impl Gate {
                 if buf.len() - end < total {
                     break;
                 }
-                if check_packet(&buf[end..end + total], h, &ns, v5)? {
-                    publishes += 1;
+                let verdict = ctx.acl.judge(&buf[end..end + total], h);
+                let verdict = match verdict {
+                    Err(GateError::Acl(topic)) => {
+                        self.acl_refused(&ctx, &topic, true);
+                        return Err(GateError::Acl(topic));
+                    }
+                    v => v?,
+                };
+                match verdict {
+                    Verdict::Forward { publish } => {
+                        publishes += u64::from(publish);
+                        end += total;
+                        continue;
+                    }
+                    Verdict::Refuse { refused, answer } => {
+                        forward(wr, &mut buf, end, publishes, bp).await?;
+                        let _ = buf.split_to(total);
+                        self.acl_refused(&ctx, &refused, false);
+                        if let Some(a) = answer {
+                            // Closed only when the connection is ending anyway.
+                            let _ = ctx.answers.send(a).await;
+                        }
+                    }
+                    Verdict::Partial {
+                        refused,
+                        frame,
+                        pkid,
+                        codes,
+                    } => {
+                        forward(wr, &mut buf, end, publishes, bp).await?;
+                        let _ = buf.split_to(total);
+                        self.acl_refused(&ctx, &refused, false);
+                        // Before the broker can answer: registered, then forwarded.
+                        ctx.pending.lock().insert(pkid, codes);
+                        wr.write_all(&frame).await?;
+                    }
                 }
-                end += total;
-            }
-            if end > 0 {
-                let chunk = buf.split_to(end);
-                wr.write_all(&chunk).await?;
-                bp.forwarded(publishes);
+                end = 0;
                 publishes = 0;
             }
+            forward(wr, &mut buf, end, publishes, bp).await?;
             // Flow control: read no more from this device while ingest is behind.
             bp.wait_for_room().await;
             if rd.read_buf(&mut buf).await? == 0 {
@@ -88,6 +132,36 @@ impl Gate {
             }
         }
     }
+
+    /// Counts a refusal by the namespace rule and logs it (rate-limited).
+    fn acl_refused(&self, ctx: &Upstream<'_>, topic: &str, closed: bool) {
+        self.metrics.mqtt_acl_denied_total.inc();
+        if ACL_REFUSED.allow() {
+            let peer = ctx.peer;
+            let device = ctx.device;
+            if closed {
+                tracing::warn!(%peer, device, topic, "publish outside the device namespace on MQTT 3.1.1: connection closed");
+            } else {
+                tracing::warn!(%peer, device, topic, "publish/subscribe outside the device namespace: refused");
+            }
+        }
+    }
+}
+
+/// Forwards the first `end` bytes of `buf` (holding `publishes` PUBLISHes) to the broker.
+async fn forward<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    buf: &mut BytesMut,
+    end: usize,
+    publishes: u64,
+    bp: &crate::broker::Backpressure,
+) -> Result<(), GateError> {
+    if end > 0 {
+        let chunk = buf.split_to(end);
+        wr.write_all(&chunk).await?;
+        bp.forwarded(publishes);
+    }
+    Ok(())
 }
 
 /// Relays the broker's answer to a forwarded CONNECT to the device and says whether it

@@ -1,0 +1,272 @@
+//! The namespace rule on a device's packets, answered the way MQTT allows: a SUBSCRIBE
+//! filter outside the device's namespace (or a `$` topic) gets a failure code in the
+//! SUBACK (0x80 on 3.1.1, 0x87 "not authorized" on 5) while its other filters are
+//! subscribed; a PUBLISH outside it gets PUBACK/PUBREC 0x87 on 5 (dropped silently at
+//! QoS 0, which has no answer). MQTT 3.1.1 has no way to refuse a PUBLISH, so there the
+//! connection is closed, as before. `$share/<group>/<filter>` is a shared subscription
+//! and follows the rule on `<filter>`.
+//!
+//! A v5 topic alias set by a refused PUBLISH is remembered as refused, so a later PUBLISH
+//! that names only the alias is refused too (the broker never saw that alias set).
+
+use std::collections::HashSet;
+
+use super::mqtt_packets::{frame_len, read_u16, utf8, GateError};
+
+/// Reason codes: 3.1.1's only SUBACK failure, and MQTT 5's "not authorized".
+const FAILURE_V4: u8 = 0x80;
+const NOT_AUTHORIZED: u8 = 0x87;
+
+/// What to do with one packet from a device.
+#[derive(Debug, PartialEq)]
+pub(super) enum Verdict {
+    /// Forward it unchanged (`publish`: a PUBLISH, which ingest will receive).
+    Forward { publish: bool },
+    /// Do not forward; send `answer` (if any) back to the device. `refused` names the
+    /// first topic or filter refused, for the log.
+    Refuse {
+        refused: String,
+        answer: Option<Vec<u8>>,
+    },
+    /// Forward `frame` (the SUBSCRIBE with only its allowed filters) and merge `codes`
+    /// (Some: the gate's failure code; None: the broker's answer, in order) into the
+    /// broker's SUBACK for `pkid`.
+    Partial {
+        refused: String,
+        frame: Vec<u8>,
+        pkid: u16,
+        codes: Vec<Option<u8>>,
+    },
+}
+
+/// One connection's namespace rule.
+pub(super) struct Acl {
+    ns: String,
+    v5: bool,
+    /// Topic aliases whose last topic was refused.
+    refused_aliases: HashSet<u16>,
+}
+
+/// A topic name a device may publish to: inside its namespace, no wildcards.
+pub(super) fn topic_allowed(ns: &str, topic: &str) -> bool {
+    topic.len() > ns.len() && topic.starts_with(ns) && !topic.contains(['+', '#'])
+}
+
+/// A filter a device may subscribe to: inside its namespace (wildcards only below it),
+/// directly or shared (`$share/<group>/<filter>`, the group without `/ + #`).
+pub(super) fn filter_allowed(ns: &str, filter: &str) -> bool {
+    if let Some(rest) = filter.strip_prefix("$share/") {
+        return match rest.split_once('/') {
+            Some((group, inner)) if !group.is_empty() && !group.contains(['+', '#']) => {
+                inner.len() > ns.len() && inner.starts_with(ns)
+            }
+            _ => false,
+        };
+    }
+    filter.len() > ns.len() && filter.starts_with(ns)
+}
+
+impl Acl {
+    pub fn new(ns: String, v5: bool) -> Self {
+        Acl {
+            ns,
+            v5,
+            refused_aliases: HashSet::new(),
+        }
+    }
+
+    /// Judges one complete packet (`frame`, fixed header of `h` bytes).
+    pub fn judge(&mut self, frame: &[u8], h: usize) -> Result<Verdict, GateError> {
+        match frame[0] >> 4 {
+            1 => Err(GateError::Reconnect),
+            3 => self.publish(frame, h),
+            8 => self.subscribe(frame, h),
+            _ => Ok(Verdict::Forward { publish: false }),
+        }
+    }
+
+    fn publish(&mut self, frame: &[u8], h: usize) -> Result<Verdict, GateError> {
+        let qos = (frame[0] >> 1) & 3;
+        let len = read_u16(frame, h)? as usize;
+        let topic = utf8(frame.get(h + 2..h + 2 + len).ok_or(GateError::Malformed)?)?;
+        let mut pos = h + 2 + len;
+        let pkid = if qos > 0 {
+            pos += 2;
+            Some(read_u16(frame, pos - 2)?)
+        } else {
+            None
+        };
+        let alias = if self.v5 {
+            topic_alias(frame, pos)?
+        } else {
+            None
+        };
+        let allowed = match (topic.is_empty(), alias) {
+            // A v5 PUBLISH naming only its alias: refused if the alias was.
+            (true, Some(a)) if self.v5 => !self.refused_aliases.contains(&a),
+            (true, None) if self.v5 => true, // the broker refuses it (protocol error)
+            _ => topic_allowed(&self.ns, topic),
+        };
+        if let Some(a) = alias.filter(|_| !topic.is_empty()) {
+            if allowed {
+                self.refused_aliases.remove(&a);
+            } else {
+                self.refused_aliases.insert(a);
+            }
+        }
+        if allowed {
+            return Ok(Verdict::Forward { publish: true });
+        }
+        let refused = if topic.is_empty() {
+            format!("(topic alias {})", alias.unwrap_or_default())
+        } else {
+            topic.to_string()
+        };
+        if !self.v5 {
+            return Err(GateError::Acl(refused));
+        }
+        // PUBACK (QoS 1) or PUBREC (QoS 2) with "not authorized"; nothing at QoS 0.
+        let answer = pkid.map(|id| {
+            let kind = if qos == 1 { 0x40 } else { 0x50 };
+            let [hi, lo] = id.to_be_bytes();
+            vec![kind, 0x03, hi, lo, NOT_AUTHORIZED]
+        });
+        Ok(Verdict::Refuse { refused, answer })
+    }
+
+    fn subscribe(&mut self, frame: &[u8], h: usize) -> Result<Verdict, GateError> {
+        let pkid = read_u16(frame, h)?;
+        let mut pos = h + 2;
+        if self.v5 {
+            let (vh, plen) = frame_len(frame.get(pos - 1..).ok_or(GateError::Malformed)?)?
+                .ok_or(GateError::Malformed)?;
+            // frame_len reads a varint after one leading byte: skip it and the properties.
+            pos += vh - 1 + plen;
+        }
+        let head = frame.get(h..pos).ok_or(GateError::Malformed)?;
+        if pos >= frame.len() {
+            return Err(GateError::Malformed);
+        }
+        // (entry bytes, allowed) per filter, in order.
+        let mut entries: Vec<(&[u8], bool)> = Vec::new();
+        let mut refused = None;
+        while pos < frame.len() {
+            let len = read_u16(frame, pos)? as usize;
+            let end = pos + 2 + len + 1; // the options byte
+            let filter = utf8(
+                frame
+                    .get(pos + 2..pos + 2 + len)
+                    .ok_or(GateError::Malformed)?,
+            )?;
+            let entry = frame.get(pos..end).ok_or(GateError::Malformed)?;
+            let ok = filter_allowed(&self.ns, filter);
+            if !ok && refused.is_none() {
+                refused = Some(filter.to_string());
+            }
+            entries.push((entry, ok));
+            pos = end;
+        }
+        let Some(refused) = refused else {
+            return Ok(Verdict::Forward { publish: false });
+        };
+        let fail = if self.v5 { NOT_AUTHORIZED } else { FAILURE_V4 };
+        let codes: Vec<Option<u8>> = entries
+            .iter()
+            .map(|(_, ok)| (!ok).then_some(fail))
+            .collect();
+        if entries.iter().all(|(_, ok)| !ok) {
+            let codes: Vec<u8> = codes.into_iter().flatten().collect();
+            return Ok(Verdict::Refuse {
+                refused,
+                answer: Some(suback(pkid, &[0], &codes, self.v5)),
+            });
+        }
+        let mut body = head.to_vec();
+        for (entry, _) in entries.iter().filter(|(_, ok)| *ok) {
+            body.extend_from_slice(entry);
+        }
+        Ok(Verdict::Partial {
+            refused,
+            frame: packet(frame[0], &body),
+            pkid,
+            codes,
+        })
+    }
+}
+
+/// A packet from its first byte and its body (remaining length encoded between).
+pub(super) fn packet(first: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + 5);
+    out.push(first);
+    let mut n = body.len();
+    loop {
+        let b = (n % 128) as u8;
+        n /= 128;
+        out.push(if n > 0 { b | 0x80 } else { b });
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(body);
+    out
+}
+
+/// A SUBACK for `pkid` with these codes; `props` is the v5 property block (with its
+/// length), ignored on 3.1.1.
+pub(super) fn suback(pkid: u16, props: &[u8], codes: &[u8], v5: bool) -> Vec<u8> {
+    let mut body = pkid.to_be_bytes().to_vec();
+    if v5 {
+        body.extend_from_slice(props);
+    }
+    body.extend_from_slice(codes);
+    packet(0x90, &body)
+}
+
+/// The Topic Alias property of a v5 PUBLISH whose properties start at `pos`.
+fn topic_alias(frame: &[u8], pos: usize) -> Result<Option<u16>, GateError> {
+    let (vh, plen) = frame_len(
+        frame
+            .get(pos.wrapping_sub(1)..)
+            .ok_or(GateError::Malformed)?,
+    )?
+    .ok_or(GateError::Malformed)?;
+    let mut at = pos + vh - 1;
+    let end = at + plen;
+    if end > frame.len() {
+        return Err(GateError::Malformed);
+    }
+    let mut alias = None;
+    while at < end {
+        let id = frame[at];
+        at += 1;
+        let skip = match id {
+            0x01 => 1, // payload format
+            0x02 => 4, // message expiry
+            0x23 => {
+                alias = Some(read_u16(frame, at)?);
+                2
+            }
+            0x03 | 0x08 | 0x09 => 2 + read_u16(frame, at)? as usize, // string / binary
+            0x26 => {
+                let k = 2 + read_u16(frame, at)? as usize;
+                k + 2 + read_u16(frame, at + k)? as usize
+            }
+            0x0B => {
+                // subscription identifier (a varint): at most 4 bytes
+                let (v, _) = frame_len(frame.get(at - 1..).ok_or(GateError::Malformed)?)?
+                    .ok_or(GateError::Malformed)?;
+                v - 1
+            }
+            _ => return Err(GateError::Malformed),
+        };
+        at += skip;
+    }
+    if at != end {
+        return Err(GateError::Malformed);
+    }
+    Ok(alias)
+}
+
+#[cfg(test)]
+#[path = "mqtt_acl_tests.rs"]
+mod tests;

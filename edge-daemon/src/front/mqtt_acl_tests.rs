@@ -1,0 +1,199 @@
+//! Unit tests of the namespace rule (`mqtt_acl.rs`) on hand-built packets.
+
+use super::*;
+
+const NS: &str = "garasi/v1/vehicles/bus-1/";
+
+fn publish(topic: &str, qos: u8, pkid: u16, props: Option<&[u8]>) -> Vec<u8> {
+    let mut body = (topic.len() as u16).to_be_bytes().to_vec();
+    body.extend_from_slice(topic.as_bytes());
+    if qos > 0 {
+        body.extend_from_slice(&pkid.to_be_bytes());
+    }
+    if let Some(p) = props {
+        body.push(p.len() as u8);
+        body.extend_from_slice(p);
+    }
+    body.extend_from_slice(b"{}");
+    packet(0x30 | (qos << 1), &body)
+}
+
+fn subscribe(pkid: u16, filters: &[&str], v5: bool) -> Vec<u8> {
+    let mut body = pkid.to_be_bytes().to_vec();
+    if v5 {
+        body.push(0);
+    }
+    for f in filters {
+        body.extend_from_slice(&(f.len() as u16).to_be_bytes());
+        body.extend_from_slice(f.as_bytes());
+        body.push(1);
+    }
+    packet(0x82, &body)
+}
+
+fn judge(v5: bool, frame: &[u8]) -> Result<Verdict, GateError> {
+    Acl::new(NS.into(), v5).judge(frame, 2)
+}
+
+#[test]
+fn publishes_inside_are_forwarded_outside_refused_by_version() {
+    let inside = publish("garasi/v1/vehicles/bus-1/telemetry", 1, 7, None);
+    assert_eq!(
+        judge(false, &inside).unwrap(),
+        Verdict::Forward { publish: true }
+    );
+    for bad in [
+        "garasi/v1/vehicles/bus-2/telemetry",
+        "garasi/v1/vehicles/bus-1",
+        "garasi/v1/vehicles/bus-10/x",
+        "garasi/v1/vehicles/bus-1/+",
+        "other",
+    ] {
+        // 3.1.1: no way to refuse a PUBLISH but to close.
+        assert!(
+            matches!(
+                judge(false, &publish(bad, 1, 7, None)),
+                Err(GateError::Acl(_))
+            ),
+            "{bad}"
+        );
+        // 5: PUBACK 0x87 at QoS 1, PUBREC 0x87 at QoS 2, nothing at QoS 0.
+        let answer = |qos| match judge(true, &publish(bad, qos, 7, Some(&[]))).unwrap() {
+            Verdict::Refuse { answer, refused } => {
+                assert_eq!(refused, bad);
+                answer
+            }
+            v => panic!("{bad}: {v:?}"),
+        };
+        assert_eq!(answer(0), None);
+        assert_eq!(answer(1), Some(vec![0x40, 3, 0, 7, 0x87]));
+        assert_eq!(answer(2), Some(vec![0x50, 3, 0, 7, 0x87]));
+    }
+}
+
+#[test]
+fn a_topic_alias_set_by_a_refused_publish_stays_refused() {
+    let mut acl = Acl::new(NS.into(), true);
+    let alias = |n: u8| vec![0x23, 0, n];
+    let ok = publish("garasi/v1/vehicles/bus-1/a", 1, 1, Some(&alias(1)));
+    let bad = publish("garasi/v1/vehicles/bus-2/a", 1, 2, Some(&alias(2)));
+    let by_alias = |n: u8, id: u16| publish("", 1, id, Some(&alias(n)));
+    assert!(matches!(
+        acl.judge(&ok, 2).unwrap(),
+        Verdict::Forward { .. }
+    ));
+    assert!(matches!(
+        acl.judge(&bad, 2).unwrap(),
+        Verdict::Refuse { .. }
+    ));
+    assert!(matches!(
+        acl.judge(&by_alias(1, 3), 2).unwrap(),
+        Verdict::Forward { .. }
+    ));
+    assert!(matches!(
+        acl.judge(&by_alias(2, 4), 2).unwrap(),
+        Verdict::Refuse { .. }
+    ));
+    // Alias 1 re-pointed outside, then back inside.
+    let bad1 = publish("other", 1, 5, Some(&alias(1)));
+    assert!(matches!(
+        acl.judge(&bad1, 2).unwrap(),
+        Verdict::Refuse { .. }
+    ));
+    assert!(matches!(
+        acl.judge(&by_alias(1, 6), 2).unwrap(),
+        Verdict::Refuse { .. }
+    ));
+    assert!(matches!(
+        acl.judge(&ok, 2).unwrap(),
+        Verdict::Forward { .. }
+    ));
+    assert!(matches!(
+        acl.judge(&by_alias(1, 7), 2).unwrap(),
+        Verdict::Forward { .. }
+    ));
+    // Other properties are skipped correctly around the alias.
+    let mut props = vec![0x02, 0, 0, 0, 60, 0x26, 0, 1, b'k', 0, 1, b'v'];
+    props.extend(alias(2));
+    assert!(matches!(
+        acl.judge(&publish("", 1, 8, Some(&props)), 2).unwrap(),
+        Verdict::Refuse { .. }
+    ));
+    // A property the gate does not know in a PUBLISH is malformed.
+    assert!(matches!(
+        acl.judge(
+            &publish("garasi/v1/vehicles/bus-1/a", 1, 9, Some(&[0x7f])),
+            2
+        ),
+        Err(GateError::Malformed)
+    ));
+}
+
+#[test]
+fn subscribes_are_answered_per_filter() {
+    for v5 in [false, true] {
+        let fail = if v5 { 0x87 } else { 0x80 };
+        let props: &[u8] = if v5 { &[0] } else { &[] };
+        let inside = "garasi/v1/vehicles/bus-1/cmd/#";
+        assert_eq!(
+            judge(v5, &subscribe(3, &[inside], v5)).unwrap(),
+            Verdict::Forward { publish: false }
+        );
+        // All refused: the gate answers the SUBACK itself.
+        let mut want = vec![0, 3];
+        want.extend_from_slice(props);
+        want.extend([fail, fail]);
+        assert_eq!(
+            judge(v5, &subscribe(3, &["#", "$SYS/#"], v5)).unwrap(),
+            Verdict::Refuse {
+                refused: "#".into(),
+                answer: Some(packet(0x90, &want)),
+            }
+        );
+        // Mixed: the allowed filters go on, the codes wait for the broker's SUBACK.
+        match judge(v5, &subscribe(9, &["garasi/v1/vehicles/+/x", inside], v5)).unwrap() {
+            Verdict::Partial {
+                refused,
+                frame,
+                pkid,
+                codes,
+            } => {
+                assert_eq!(refused, "garasi/v1/vehicles/+/x");
+                assert_eq!(frame, subscribe(9, &[inside], v5));
+                assert_eq!((pkid, codes), (9, vec![Some(fail), None]));
+            }
+            v => panic!("{v:?}"),
+        }
+    }
+}
+
+#[test]
+fn shared_subscriptions_follow_the_rule_on_their_filter() {
+    for (filter, ok) in [
+        ("$share/g/garasi/v1/vehicles/bus-1/cmd/#", true),
+        ("$share/g/garasi/v1/vehicles/bus-2/cmd/#", false),
+        ("$share//garasi/v1/vehicles/bus-1/cmd/#", false),
+        ("$share/g+/garasi/v1/vehicles/bus-1/cmd/#", false),
+        ("$share/g", false),
+        ("$share/g/garasi/v1/vehicles/bus-1/", false),
+        ("$SYS/broker/uptime", false),
+    ] {
+        assert_eq!(filter_allowed(NS, filter), ok, "{filter}");
+    }
+}
+
+#[test]
+fn malformed_packets_are_errors() {
+    assert!(matches!(
+        judge(false, &[0x30, 0x01, 0x00]),
+        Err(GateError::Malformed)
+    ));
+    assert!(matches!(
+        judge(true, &[0x82, 0x02, 0x00, 0x01]),
+        Err(GateError::Malformed)
+    ));
+    assert!(matches!(
+        judge(false, &[0x10, 0x00]),
+        Err(GateError::Reconnect)
+    ));
+}
