@@ -301,3 +301,66 @@ async fn refusals_by_the_namespace_rule_are_answered_not_closed() {
     // 3.1.1: one SUBSCRIBE with four refused filters counts once, the PUBLISH once; 5 the same.
     assert_eq!(refused, 4.0, "each refused SUBSCRIBE and PUBLISH counted");
 }
+
+/// What `mqtt_clients/qos.py` saw: per subscriber (QoS 0, 1, 2), the QoS each message
+/// arrived at.
+fn paho_qos(
+    py: &str,
+    port: u16,
+    version: &str,
+    login: (&str, &str),
+    prefix: &str,
+) -> serde_json::Value {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/mqtt_clients/qos.py");
+    let out = Command::new(py)
+        .arg(script)
+        .args([
+            "127.0.0.1",
+            &port.to_string(),
+            version,
+            login.0,
+            login.1,
+            prefix,
+        ])
+        .output()
+        .expect("run python");
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)))
+}
+
+/// Issue 12 item 2. A message is delivered at the lower of its published QoS and the
+/// subscription's (MQTT-3.8.4-6), retained messages too. Before, the broker behind the
+/// gate delivered everything at the subscription's QoS (a QoS 0 publish reached a QoS 2
+/// subscriber as QoS 2); fixed in the vendored rumqttd (edge-daemon/vendor/README.md).
+/// Mosquitto, in the same run, gives the same table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivered_qos_is_the_lower_of_publish_and_subscription() {
+    let Some(py) = paho_python() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let pw = depot(tmp.path(), &["bus-1"]).remove(0);
+    let edge = Edge::start(tmp.path(), &[]);
+    let mosquitto = AclMosquitto::start();
+    // Published: "retained" at QoS 1 (retained), "qN" at QoS N.
+    let published = [("retained", 1), ("q0", 0), ("q1", 1), ("q2", 2)];
+    let want: serde_json::Value = (0..3)
+        .map(|sub: u64| {
+            let got: serde_json::Map<String, serde_json::Value> = published
+                .iter()
+                .map(|(m, q)| (m.to_string(), serde_json::json!(sub.min(*q))))
+                .collect();
+            (format!("sub{sub}"), serde_json::Value::Object(got))
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into();
+    for (version, port) in [("3.1.1", edge.mqtt.port()), ("5", edge.mqtt5.port())] {
+        let prefix = format!("garasi/v1/vehicles/bus-1/cmd/{version}/");
+        let ours = paho_qos(&py, port, version, ("bus-1", &pw), &prefix);
+        println!("garasi-edge, MQTT {version}: {ours}");
+        assert_eq!(ours, want, "MQTT {version}");
+        if let Some(m) = &mosquitto {
+            let theirs = paho_qos(&py, m.port, version, ("bus-1", "any"), &prefix);
+            println!("Mosquitto, MQTT {version}: {theirs}");
+            assert_eq!(theirs, ours, "Mosquitto differs on MQTT {version}");
+        }
+    }
+}
