@@ -419,3 +419,153 @@ async fn an_overlong_client_id_is_refused_not_cut_short() {
     }
     assert!(!edge.log().contains("device connected"));
 }
+
+/// Waits for a SUBACK on this connection.
+async fn suback(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Result<rumqttc::Event, String>>) {
+    tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match rx.recv().await {
+                Some(Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_)))) => return,
+                Some(Ok(_)) => continue,
+                other => panic!("no SUBACK: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("SUBACK in time");
+}
+
+/// A shared subscription's group is the device's own: rumqttd keys groups by name alone,
+/// so when bus-2 joined group `g` with a filter of its own, bus-1's shared subscription
+/// got 1 of 10 of its own messages (found by the review of issue 12 item 4; the rest
+/// went round-robin to bus-2's member, which does not match them, and were lost to
+/// bus-1). Now each device's `g` is its own group: 10 of 10.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_device_cannot_take_turns_on_a_shared_subscription() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pw = depot(tmp.path(), &["bus-1", "bus-2"]);
+    let edge = Edge::start(tmp.path(), &[]);
+    let (sub1, mut rx1) = mqtt_client(edge.mqtt, "sub", "bus-1", &pw[0]).await;
+    connack(&mut rx1).await.unwrap();
+    sub1.subscribe(
+        "$share/g/garasi/v1/vehicles/bus-1/cmd/#",
+        rumqttc::QoS::AtLeastOnce,
+    )
+    .await
+    .unwrap();
+    suback(&mut rx1).await;
+    let (sub2, mut rx2) = mqtt_client(edge.mqtt, "sub", "bus-2", &pw[1]).await;
+    connack(&mut rx2).await.unwrap();
+    sub2.subscribe(
+        "$share/g/garasi/v1/vehicles/bus-2/cmd/#",
+        rumqttc::QoS::AtLeastOnce,
+    )
+    .await
+    .unwrap();
+    suback(&mut rx2).await;
+    let (publ, mut rxp) = mqtt_client(edge.mqtt, "pub", "bus-1", &pw[0]).await;
+    connack(&mut rxp).await.unwrap();
+    tokio::spawn(async move { while rxp.recv().await.is_some() {} });
+    for i in 0..10 {
+        publ.publish(
+            "garasi/v1/vehicles/bus-1/cmd/x",
+            rumqttc::QoS::AtLeastOnce,
+            false,
+            format!("m{i}"),
+        )
+        .await
+        .unwrap();
+    }
+    let mut got = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while got < 10 {
+        match tokio::time::timeout_at(deadline, rx1.recv()).await {
+            Ok(Some(Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(_))))) => got += 1,
+            Ok(Some(Ok(_))) => continue,
+            _ => break,
+        }
+    }
+    assert_eq!(got, 10, "bus-1's shared subscription gets all its messages");
+}
+
+/// The review's namespace escape, against the real binary: an MQTT 5 SUBSCRIBE whose
+/// properties (`0B 01 01`, a Subscription Identifier and a stray byte) rumqttd 0.20 read
+/// one byte short, so it found a filter `#` inside what the gate read as one filter of
+/// bus-2's own, and bus-2 received bus-1's telemetry. Now the gate judges rumqttd's own
+/// decoding (fixed in the vendored copy): the packet is malformed, the connection is
+/// closed, and nothing of bus-1's reaches it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscribe_the_broker_reads_differently_cannot_escape_the_namespace() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pw = depot(tmp.path(), &["bus-1", "bus-2"]);
+    let edge = Edge::start(tmp.path(), &[]);
+    let s = |v: &[u8]| {
+        let mut out = (v.len() as u16).to_be_bytes().to_vec();
+        out.extend_from_slice(v);
+        out
+    };
+    let frame = |first: u8, body: &[u8]| {
+        let mut out = vec![first];
+        let mut n = body.len();
+        loop {
+            let b = (n % 128) as u8;
+            n /= 128;
+            out.push(if n > 0 { b | 0x80 } else { b });
+            if n == 0 {
+                break;
+            }
+        }
+        out.extend_from_slice(body);
+        out
+    };
+    let mut connect = s(b"MQTT");
+    connect.extend_from_slice(&[5, 0xC2, 0, 60, 0]);
+    connect.extend(s(b"spy"));
+    connect.extend(s(b"bus-2"));
+    connect.extend(s(pw[1].as_bytes()));
+    let mut sock = tokio::net::TcpStream::connect(edge.mqtt5).await.unwrap();
+    sock.write_all(&frame(0x10, &connect)).await.unwrap();
+    let mut head = [0u8; 2];
+    sock.read_exact(&mut head).await.unwrap();
+    let mut rest = vec![0u8; head[1] as usize];
+    sock.read_exact(&mut rest).await.unwrap();
+    assert_eq!((head[0], rest[1]), (0x20, 0), "CONNACK accepted");
+
+    let mut filter = b"garasi/v1/vehicles/bus-2/".to_vec();
+    filter.extend(std::iter::repeat_n(b'a', 231));
+    filter.extend_from_slice(b"\0\0\x01#");
+    let mut sub = vec![0, 5, 3, 0x0B, 1, 1];
+    sub.extend(s(&filter));
+    sub.push(0);
+    sock.write_all(&frame(0x82, &sub)).await.unwrap();
+
+    let (c1, mut rx1) = mqtt_client(edge.mqtt, "bus-1", "bus-1", &pw[0]).await;
+    connack(&mut rx1).await.unwrap();
+    tokio::spawn(async move { while rx1.recv().await.is_some() {} });
+    for _ in 0..3 {
+        c1.publish(
+            "garasi/v1/vehicles/bus-1/telemetry",
+            rumqttc::QoS::AtLeastOnce,
+            false,
+            "secret-of-bus-1",
+        )
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut got = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut b = [0u8; 4096];
+        loop {
+            match sock.read(&mut b).await {
+                Ok(0) | Err(_) => return true,
+                Ok(n) => got.extend_from_slice(&b[..n]),
+            }
+        }
+    })
+    .await
+    .unwrap_or(false);
+    let leaked = got.windows(15).any(|w| w == b"secret-of-bus-1");
+    assert!(!leaked, "bus-1's telemetry reached bus-2");
+    assert!(closed, "a malformed SUBSCRIBE closes the connection");
+}

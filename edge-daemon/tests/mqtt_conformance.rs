@@ -260,9 +260,11 @@ async fn refusals_by_the_namespace_rule_are_answered_not_closed() {
         );
         if version == "5" {
             assert_eq!(ours["outside"], serde_json::json!({"rc": 0x87}));
+            // QoS 2: PUBREC 0x87; Paho still sends PUBREL, which the gate completes.
+            assert_eq!(ours["outside2"], serde_json::json!({"rc": 0}));
             assert_eq!(
                 ours["after"], 0,
-                "the connection stays after a refused PUBLISH"
+                "the connection stays after refused PUBLISHes"
             );
         } else {
             assert_eq!(ours["outside"], "closed");
@@ -275,6 +277,8 @@ async fn refusals_by_the_namespace_rule_are_answered_not_closed() {
             assert_eq!(theirs["shared_got"], true);
             let outside = if version == "5" { 0x87 } else { 0 };
             assert_eq!(theirs["outside"], serde_json::json!({"rc": outside}));
+            assert_eq!(theirs["outside2"], ours["outside2"]);
+            assert_eq!(theirs["after"], 0);
         }
     }
     // Ingest got the three publishes inside ("shared" on both versions, "after" on 5;
@@ -298,8 +302,9 @@ async fn refusals_by_the_namespace_rule_are_answered_not_closed() {
         0.0
     );
     let refused = edge.metric("garasi_mqtt_acl_denied_total").await;
-    // 3.1.1: one SUBSCRIBE with four refused filters counts once, the PUBLISH once; 5 the same.
-    assert_eq!(refused, 4.0, "each refused SUBSCRIBE and PUBLISH counted");
+    // 3.1.1: one SUBSCRIBE with four refused filters counts once, the PUBLISH once; 5 the
+    // same, and its QoS 2 PUBLISH once more.
+    assert_eq!(refused, 5.0, "each refused SUBSCRIBE and PUBLISH counted");
 }
 
 /// What `mqtt_clients/qos.py` saw: per subscriber (QoS 0, 1, 2), the QoS each message

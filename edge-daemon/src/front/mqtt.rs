@@ -290,7 +290,7 @@ impl Gate {
         let pending = Pending::default();
         let down = pump_down(&mut up_rd, &mut wr, answers_rx, pending.clone(), v5);
         let ctx = Upstream {
-            acl: Acl::new(identity.namespace(), v5),
+            acl: Acl::new(identity.namespace(), &identity.id, v5),
             answers,
             pending,
             device: &identity.id,

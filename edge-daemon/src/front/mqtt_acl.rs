@@ -4,12 +4,18 @@
 //! subscribed; a PUBLISH outside it gets PUBACK/PUBREC 0x87 on 5 (dropped silently at
 //! QoS 0, which has no answer). MQTT 3.1.1 has no way to refuse a PUBLISH, so there the
 //! connection is closed, as before. `$share/<group>/<filter>` is a shared subscription
-//! and follows the rule on `<filter>`.
+//! and follows the rule on `<filter>`, its group made the device's own.
+//!
+//! SUBSCRIBE and UNSUBSCRIBE are judged on rumqttd's own decoding and forwarded
+//! re-encoded, so the broker acts on exactly what was judged.
 //!
 //! A v5 topic alias set by a refused PUBLISH is remembered as refused, so a later PUBLISH
 //! that names only the alias is refused too (the broker never saw that alias set).
 
 use std::collections::HashSet;
+
+use bytes::BytesMut;
+use rumqttd::protocol::{v4::V4, v5::V5, Packet, Protocol};
 
 use super::mqtt_packets::{frame_len, read_u16, utf8, GateError};
 
@@ -28,11 +34,14 @@ pub(super) enum Verdict {
         refused: String,
         answer: Option<Vec<u8>>,
     },
-    /// Forward `frame` (the SUBSCRIBE with only its allowed filters) and merge `codes`
-    /// (Some: the gate's failure code; None: the broker's answer, in order) into the
-    /// broker's SUBACK for `pkid`.
+    /// Do not forward; answer the device with this (nothing was refused).
+    Answer(Vec<u8>),
+    /// Forward `frame` instead (a SUBSCRIBE or UNSUBSCRIBE as the broker decoded it,
+    /// re-encoded; a SUBSCRIBE with only its allowed filters) and, when `refused` names
+    /// a refused filter, merge `codes` (Some: the gate's failure code; None: the
+    /// broker's answer, in order) into the broker's SUBACK for `pkid`.
     Partial {
-        refused: String,
+        refused: Option<String>,
         frame: Vec<u8>,
         pkid: u16,
         codes: Vec<Option<u8>>,
@@ -42,9 +51,12 @@ pub(super) enum Verdict {
 /// One connection's namespace rule.
 pub(super) struct Acl {
     ns: String,
+    device: String,
     v5: bool,
     /// Topic aliases whose last topic was refused.
     refused_aliases: HashSet<u16>,
+    /// QoS 2 publishes refused with PUBREC 0x87 (a client may still send PUBREL).
+    refused_qos2: HashSet<u16>,
 }
 
 /// A topic name a device may publish to: inside its namespace, no wildcards.
@@ -67,11 +79,13 @@ pub(super) fn filter_allowed(ns: &str, filter: &str) -> bool {
 }
 
 impl Acl {
-    pub fn new(ns: String, v5: bool) -> Self {
+    pub fn new(ns: String, device: &str, v5: bool) -> Self {
         Acl {
             ns,
+            device: device.to_string(),
             v5,
             refused_aliases: HashSet::new(),
+            refused_qos2: HashSet::new(),
         }
     }
 
@@ -80,13 +94,31 @@ impl Acl {
         match frame[0] >> 4 {
             1 => Err(GateError::Reconnect),
             3 => self.publish(frame, h),
-            8 => self.subscribe(frame, h),
+            6 => self.pubrel(frame, h),
+            8 => self.subscribe(frame),
+            10 => self.unsubscribe(frame),
             _ => Ok(Verdict::Forward { publish: false }),
         }
     }
 
+    /// A PUBREL for a QoS 2 publish the gate refused is answered here with PUBCOMP, which
+    /// ends the exchange as Mosquitto does (the PUBREC already said "not authorized"): the
+    /// broker never saw that publish and would close the connection. Some clients (Paho)
+    /// send PUBREL despite the PUBREC's failure code.
+    fn pubrel(&mut self, frame: &[u8], h: usize) -> Result<Verdict, GateError> {
+        let pkid = read_u16(frame, h)?;
+        if !self.refused_qos2.remove(&pkid) {
+            return Ok(Verdict::Forward { publish: false });
+        }
+        let [hi, lo] = pkid.to_be_bytes();
+        Ok(Verdict::Answer(vec![0x70, 0x02, hi, lo]))
+    }
+
     fn publish(&mut self, frame: &[u8], h: usize) -> Result<Verdict, GateError> {
         let qos = (frame[0] >> 1) & 3;
+        if qos == 3 {
+            return Err(GateError::Malformed);
+        }
         let len = read_u16(frame, h)? as usize;
         let topic = utf8(frame.get(h + 2..h + 2 + len).ok_or(GateError::Malformed)?)?;
         let mut pos = h + 2 + len;
@@ -126,6 +158,9 @@ impl Acl {
             return Err(GateError::Acl(refused));
         }
         // PUBACK (QoS 1) or PUBREC (QoS 2) with "not authorized"; nothing at QoS 0.
+        if let Some(id) = pkid.filter(|_| qos == 2) {
+            self.refused_qos2.insert(id);
+        }
         let answer = pkid.map(|id| {
             let kind = if qos == 1 { 0x40 } else { 0x50 };
             let [hi, lo] = id.to_be_bytes();
@@ -134,63 +169,97 @@ impl Acl {
         Ok(Verdict::Refuse { refused, answer })
     }
 
-    fn subscribe(&mut self, frame: &[u8], h: usize) -> Result<Verdict, GateError> {
-        let pkid = read_u16(frame, h)?;
-        let mut pos = h + 2;
-        if self.v5 {
-            let (vh, plen) = frame_len(frame.get(pos - 1..).ok_or(GateError::Malformed)?)?
-                .ok_or(GateError::Malformed)?;
-            // frame_len reads a varint after one leading byte: skip it and the properties.
-            pos += vh - 1 + plen;
-        }
-        let head = frame.get(h..pos).ok_or(GateError::Malformed)?;
-        if pos >= frame.len() {
-            return Err(GateError::Malformed);
-        }
-        // (entry bytes, allowed) per filter, in order.
-        let mut entries: Vec<(&[u8], bool)> = Vec::new();
-        let mut refused = None;
-        while pos < frame.len() {
-            let len = read_u16(frame, pos)? as usize;
-            let end = pos + 2 + len + 1; // the options byte
-            let filter = utf8(
-                frame
-                    .get(pos + 2..pos + 2 + len)
-                    .ok_or(GateError::Malformed)?,
-            )?;
-            let entry = frame.get(pos..end).ok_or(GateError::Malformed)?;
-            let ok = filter_allowed(&self.ns, filter);
-            if !ok && refused.is_none() {
-                refused = Some(filter.to_string());
-            }
-            entries.push((entry, ok));
-            pos = end;
-        }
-        let Some(refused) = refused else {
-            return Ok(Verdict::Forward { publish: false });
+    /// A SUBSCRIBE is judged on the broker's own decoding of it and forwarded as that
+    /// decoding re-encoded: were the gate to read one packet differently from rumqttd
+    /// (rumqttd 0.20 misread Subscription Identifiers; a property running past its
+    /// declared length is another way), the broker could subscribe a filter the gate never
+    /// saw. A shared subscription's group is made the device's own
+    /// (`$share/{device}.{group}/...`): rumqttd keys groups by name alone, so two devices
+    /// using one group name would otherwise take turns on each other's messages.
+    fn subscribe(&mut self, frame: &[u8]) -> Result<Verdict, GateError> {
+        let (mut sub, props) = match self.decode(frame)? {
+            Packet::Subscribe(sub, props) => (sub, props),
+            _ => return Err(GateError::Malformed),
         };
         let fail = if self.v5 { NOT_AUTHORIZED } else { FAILURE_V4 };
-        let codes: Vec<Option<u8>> = entries
-            .iter()
-            .map(|(_, ok)| (!ok).then_some(fail))
-            .collect();
-        if entries.iter().all(|(_, ok)| !ok) {
+        let mut refused = None;
+        let mut codes = Vec::with_capacity(sub.filters.len());
+        let mut allowed = Vec::with_capacity(sub.filters.len());
+        for mut f in std::mem::take(&mut sub.filters) {
+            if f.path.is_empty() {
+                return Err(GateError::Malformed); // MQTT: a filter is at least one character
+            }
+            if filter_allowed(&self.ns, &f.path) {
+                f.path = self.own_group(&f.path);
+                allowed.push(f);
+                codes.push(None);
+            } else {
+                refused.get_or_insert_with(|| f.path.clone());
+                codes.push(Some(fail));
+            }
+        }
+        let pkid = sub.pkid;
+        if allowed.is_empty() {
             let codes: Vec<u8> = codes.into_iter().flatten().collect();
             return Ok(Verdict::Refuse {
-                refused,
+                refused: refused.unwrap_or_default(),
                 answer: Some(suback(pkid, &[0], &codes, self.v5)),
             });
         }
-        let mut body = head.to_vec();
-        for (entry, _) in entries.iter().filter(|(_, ok)| *ok) {
-            body.extend_from_slice(entry);
-        }
+        sub.filters = allowed;
         Ok(Verdict::Partial {
             refused,
-            frame: packet(frame[0], &body),
+            frame: self.encode(Packet::Subscribe(sub, props))?,
             pkid,
             codes,
         })
+    }
+
+    /// An UNSUBSCRIBE, re-encoded with shared groups named as `subscribe` named them.
+    fn unsubscribe(&mut self, frame: &[u8]) -> Result<Verdict, GateError> {
+        let (mut unsub, props) = match self.decode(frame)? {
+            Packet::Unsubscribe(u, props) => (u, props),
+            _ => return Err(GateError::Malformed),
+        };
+        for f in &mut unsub.filters {
+            *f = self.own_group(f);
+        }
+        Ok(Verdict::Partial {
+            refused: None,
+            frame: self.encode(Packet::Unsubscribe(unsub, props))?,
+            pkid: 0,
+            codes: Vec::new(),
+        })
+    }
+
+    /// `$share/{group}/{filter}` -> `$share/{device}.{group}/{filter}` (device ids have
+    /// no '.', so two devices' groups never meet); other filters unchanged.
+    fn own_group(&self, filter: &str) -> String {
+        match filter.strip_prefix("$share/") {
+            Some(rest) => format!("$share/{}.{rest}", self.device),
+            None => filter.to_string(),
+        }
+    }
+
+    fn decode(&self, frame: &[u8]) -> Result<Packet, GateError> {
+        let mut bytes = BytesMut::from(frame);
+        let packet = if self.v5 {
+            V5.read_mut(&mut bytes, frame.len())
+        } else {
+            V4.read_mut(&mut bytes, frame.len())
+        };
+        packet.map_err(|_| GateError::Malformed)
+    }
+
+    fn encode(&self, packet: Packet) -> Result<Vec<u8>, GateError> {
+        let mut out = BytesMut::new();
+        if self.v5 {
+            V5.write(packet, &mut out)
+        } else {
+            V4.write(packet, &mut out)
+        }
+        .map_err(|_| GateError::Malformed)?;
+        Ok(out.to_vec())
     }
 }
 

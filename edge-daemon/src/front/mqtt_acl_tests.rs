@@ -1,6 +1,8 @@
 //! Unit tests of the namespace rule (`mqtt_acl.rs`) on hand-built packets.
 
 use super::*;
+use bytes::BytesMut;
+use rumqttd::protocol::{v5::V5, Packet, Protocol};
 
 const NS: &str = "garasi/v1/vehicles/bus-1/";
 
@@ -32,7 +34,7 @@ fn subscribe(pkid: u16, filters: &[&str], v5: bool) -> Vec<u8> {
 }
 
 fn judge(v5: bool, frame: &[u8]) -> Result<Verdict, GateError> {
-    Acl::new(NS.into(), v5).judge(frame, 2)
+    Acl::new(NS.into(), "bus-1", v5).judge(frame, 2)
 }
 
 #[test]
@@ -73,7 +75,7 @@ fn publishes_inside_are_forwarded_outside_refused_by_version() {
 
 #[test]
 fn a_topic_alias_set_by_a_refused_publish_stays_refused() {
-    let mut acl = Acl::new(NS.into(), true);
+    let mut acl = Acl::new(NS.into(), "bus-1", true);
     let alias = |n: u8| vec![0x23, 0, n];
     let ok = publish("garasi/v1/vehicles/bus-1/a", 1, 1, Some(&alias(1)));
     let bad = publish("garasi/v1/vehicles/bus-2/a", 1, 2, Some(&alias(2)));
@@ -135,9 +137,15 @@ fn subscribes_are_answered_per_filter() {
         let fail = if v5 { 0x87 } else { 0x80 };
         let props: &[u8] = if v5 { &[0] } else { &[] };
         let inside = "garasi/v1/vehicles/bus-1/cmd/#";
+        // Forwarded as the broker decoded it, re-encoded (here: the same bytes).
         assert_eq!(
             judge(v5, &subscribe(3, &[inside], v5)).unwrap(),
-            Verdict::Forward { publish: false }
+            Verdict::Partial {
+                refused: None,
+                frame: subscribe(3, &[inside], v5),
+                pkid: 3,
+                codes: vec![None],
+            }
         );
         // All refused: the gate answers the SUBACK itself.
         let mut want = vec![0, 3];
@@ -158,7 +166,7 @@ fn subscribes_are_answered_per_filter() {
                 pkid,
                 codes,
             } => {
-                assert_eq!(refused, "garasi/v1/vehicles/+/x");
+                assert_eq!(refused.as_deref(), Some("garasi/v1/vehicles/+/x"));
                 assert_eq!(frame, subscribe(9, &[inside], v5));
                 assert_eq!((pkid, codes), (9, vec![Some(fail), None]));
             }
@@ -182,8 +190,107 @@ fn shared_subscriptions_follow_the_rule_on_their_filter() {
     }
 }
 
+/// The review's escape: properties `0B 01 01` (declared length 3: a Subscription
+/// Identifier, then a byte), which rumqttd 0.20 read as two bytes (it counted the
+/// identifier's property byte twice), taking the third as the start of the filters: it
+/// saw a filter `#` inside what the gate read as one long filter of the device's own.
+/// Judged on rumqttd's decoding (fixed in the vendored copy) that packet is malformed (a
+/// 0x01 property has no place in a SUBSCRIBE) and closes the connection; a well-formed
+/// one with the same filter is forwarded re-encoded, so the broker gets exactly the
+/// filter judged.
+#[test]
+fn the_broker_subscribes_exactly_what_was_judged() {
+    let filter = format!("{NS}{}\0\0\x01#", "a".repeat(231));
+    let sub = |props: &[u8]| {
+        let mut body = vec![0, 5];
+        body.extend_from_slice(props);
+        body.extend_from_slice(&(filter.len() as u16).to_be_bytes());
+        body.extend_from_slice(filter.as_bytes());
+        body.push(0);
+        packet(0x82, &body)
+    };
+    assert!(matches!(
+        judge(true, &sub(&[3, 0x0B, 1, 1])),
+        Err(GateError::Malformed)
+    ));
+    let Verdict::Partial {
+        frame: out, codes, ..
+    } = judge(true, &sub(&[2, 0x0B, 1])).unwrap()
+    else {
+        panic!("allowed")
+    };
+    assert_eq!(codes, vec![None]);
+    let mut bytes = BytesMut::from(&out[..]);
+    let Packet::Subscribe(sub, props) = V5.read_mut(&mut bytes, out.len()).unwrap() else {
+        panic!("a SUBSCRIBE")
+    };
+    let paths: Vec<&str> = sub.filters.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(paths, [filter.as_str()], "one filter, the one judged");
+    assert_eq!(props.and_then(|p| p.id), Some(1), "the identifier kept");
+}
+
+#[test]
+fn shared_groups_are_made_the_devices_own_and_unsubscribe_follows() {
+    let shared = "$share/g/garasi/v1/vehicles/bus-1/cmd/#";
+    let own = "$share/bus-1.g/garasi/v1/vehicles/bus-1/cmd/#";
+    for v5 in [false, true] {
+        let Verdict::Partial { frame, .. } = judge(v5, &subscribe(4, &[shared], v5)).unwrap()
+        else {
+            panic!("allowed")
+        };
+        assert_eq!(frame, subscribe(4, &[own], v5));
+        let mut body = 6u16.to_be_bytes().to_vec();
+        if v5 {
+            body.push(0);
+        }
+        let unsub = |f: &str| {
+            let mut b = body.clone();
+            b.extend_from_slice(&(f.len() as u16).to_be_bytes());
+            b.extend_from_slice(f.as_bytes());
+            packet(0xA2, &b)
+        };
+        let Verdict::Partial { frame, refused, .. } = judge(v5, &unsub(shared)).unwrap() else {
+            panic!("forwarded")
+        };
+        assert_eq!((frame, refused), (unsub(own), None));
+    }
+}
+
+#[test]
+fn a_pubrel_for_a_refused_qos2_publish_is_answered_here() {
+    let mut acl = Acl::new(NS.into(), "bus-1", true);
+    let bad = publish("other", 2, 11, Some(&[]));
+    assert!(matches!(
+        acl.judge(&bad, 2).unwrap(),
+        Verdict::Refuse { .. }
+    ));
+    let pubrel = |id: u16| packet(0x62, &id.to_be_bytes());
+    assert_eq!(
+        acl.judge(&pubrel(11), 2).unwrap(),
+        Verdict::Answer(vec![0x70, 2, 0, 11])
+    );
+    // Once: a second PUBREL, or one for another publish, goes to the broker.
+    assert_eq!(
+        acl.judge(&pubrel(11), 2).unwrap(),
+        Verdict::Forward { publish: false }
+    );
+    assert_eq!(
+        acl.judge(&pubrel(12), 2).unwrap(),
+        Verdict::Forward { publish: false }
+    );
+}
+
 #[test]
 fn malformed_packets_are_errors() {
+    // QoS 3, and an empty filter.
+    assert!(matches!(
+        judge(true, &publish("other", 3, 1, Some(&[]))),
+        Err(GateError::Malformed)
+    ));
+    assert!(matches!(
+        judge(false, &subscribe(1, &[""], false)),
+        Err(GateError::Malformed)
+    ));
     assert!(matches!(
         judge(false, &[0x30, 0x01, 0x00]),
         Err(GateError::Malformed)

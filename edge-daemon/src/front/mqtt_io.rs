@@ -107,6 +107,11 @@ impl Gate {
                             let _ = ctx.answers.send(a).await;
                         }
                     }
+                    Verdict::Answer(a) => {
+                        forward(wr, &mut buf, end, publishes, bp).await?;
+                        let _ = buf.split_to(total);
+                        let _ = ctx.answers.send(a).await;
+                    }
                     Verdict::Partial {
                         refused,
                         frame,
@@ -115,9 +120,11 @@ impl Gate {
                     } => {
                         forward(wr, &mut buf, end, publishes, bp).await?;
                         let _ = buf.split_to(total);
-                        self.acl_refused(&ctx, &refused, false);
-                        // Before the broker can answer: registered, then forwarded.
-                        ctx.pending.lock().insert(pkid, codes);
+                        if let Some(refused) = refused {
+                            self.acl_refused(&ctx, &refused, false);
+                            // Before the broker can answer: registered, then forwarded.
+                            ctx.pending.lock().insert(pkid, codes);
+                        }
                         wr.write_all(&frame).await?;
                     }
                 }

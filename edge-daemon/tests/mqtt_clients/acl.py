@@ -6,6 +6,8 @@ ours) and prints what the broker answered as JSON:
            of FILTERS, expected to be a $share one inside),
   outside: then the answer to a QoS 1 PUBLISH outside the namespace: {"rc": code} from
            its PUBACK, or "closed" when the connection was closed instead,
+  outside2: then the same at QoS 2 (on 5 only: the code Paho reports at the end of
+           the exchange, after its PUBREL),
   after: then the PUBACK code of another PUBLISH inside (null: none, or closed).
 Usage: acl.py HOST PORT 3.1.1|5 USERNAME PASSWORD OUTSIDE_TOPIC INSIDE_TOPIC FILTER..."""
 import json
@@ -21,7 +23,7 @@ filters = sys.argv[8:]
 proto = mqtt.MQTTv5 if version == "5" else mqtt.MQTTv311
 c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="acl-" + user, protocol=proto)
 c.username_pw_set(user, password)
-out = {"suback": None, "inside": None, "shared_got": False, "outside": None, "after": None}
+out = {"suback": None, "inside": None, "shared_got": False, "outside": None, "outside2": None, "after": None}
 events = {k: threading.Event() for k in ["connect", "suback", "pub", "msg", "closed"]}
 acks = {}
 
@@ -65,10 +67,10 @@ c.subscribe([(f, 1) for f in filters])
 events["suback"].wait(5)
 
 
-def publish(topic, payload):
+def publish(topic, payload, qos=1):
     """The PUBACK code, or "closed" when the connection closed first."""
     events["pub"].clear()
-    info = c.publish(topic, payload, qos=1)
+    info = c.publish(topic, payload, qos=qos)
     deadline = time.time() + 5
     while time.time() < deadline:
         if info.mid in acks:
@@ -84,6 +86,10 @@ out["inside"] = None if r == "closed" else r
 events["msg"].wait(3)
 r = publish(outside, b"outside")
 out["outside"] = r if r == "closed" else {"rc": r}
+if not events["closed"].is_set() and version == "5":
+    r = publish(outside, b"outside2", qos=2)
+    out["outside2"] = r if r == "closed" else {"rc": r}
+    time.sleep(0.3)  # a close after the exchange would show in "after"
 if not events["closed"].is_set():
     r = publish(inside, b"after")
     out["after"] = None if r == "closed" else r

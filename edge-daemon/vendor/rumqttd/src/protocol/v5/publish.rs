@@ -186,7 +186,9 @@ mod properties {
                 }
                 PropertyType::SubscriptionIdentifier => {
                     let (id_len, id) = length(bytes.iter())?;
-                    cursor += 1 + id_len;
+                    // Garasi patch: the property byte is counted above (upstream added it
+                    // twice, reading a byte of the next field as a property).
+                    cursor += id_len;
                     bytes.advance(id_len);
                     subscription_identifiers.push(id);
                 }

@@ -197,7 +197,9 @@ mod properties {
                 PropertyType::SubscriptionIdentifier => {
                     let (id_len, sub_id) = length(bytes.iter())?;
                     // TODO: Validate 1 +. Tests are working either way
-                    cursor += 1 + id_len;
+                    // Garasi patch: the property byte is counted above (upstream added it
+                    // twice, reading a byte of the next field as a property).
+                    cursor += id_len;
                     bytes.advance(id_len);
                     id = Some(sub_id)
                 }
