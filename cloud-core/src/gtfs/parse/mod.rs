@@ -10,6 +10,7 @@ mod places;
 mod services;
 mod source;
 mod stop_times;
+mod supplement;
 mod table;
 mod trips;
 
@@ -108,7 +109,7 @@ pub(super) fn import(files: &mut Files<'_>) -> Result<(Feed, Report), GtfsError>
         report: Box::new(report),
     };
     for name in files.keys() {
-        if !KNOWN.contains(&name.as_str()) {
+        if !KNOWN.contains(&name.as_str()) && !supplement::NAMES.contains(&name.as_str()) {
             let hint = closest_known(name)
                 .map(|k| format!("; did you mean {k}?"))
                 .unwrap_or_default();

@@ -11,6 +11,7 @@ use std::rc::Rc;
 
 use super::lines::{Counting, Lines};
 use super::source::{Budget, Files};
+use super::supplement;
 use crate::gtfs::limits::{LimitHit, LimitKind};
 use crate::gtfs::{GtfsError, Progress, Report};
 
@@ -29,6 +30,12 @@ impl Table {
     }
     pub fn has(&self, col: &str) -> bool {
         self.cols.contains_key(col)
+    }
+    /// The column names (lower case), in file order.
+    pub fn columns(&self) -> Vec<String> {
+        let mut cols: Vec<(&String, &usize)> = self.cols.iter().collect();
+        cols.sort_by_key(|(_, i)| **i);
+        cols.into_iter().map(|(c, _)| c.clone()).collect()
     }
 }
 
@@ -133,11 +140,28 @@ pub(super) fn table<'f>(
     required_cols: &[&str],
     report: &mut Report,
 ) -> Result<Option<(Table, Rows<'f>)>, GtfsError> {
+    let supplement = match supplement::spec(name) {
+        Some((sup, pk)) if files.contains_key(sup) && files.contains_key(name) => {
+            supplement::read(files, sup, pk, report)?.map(|s| (s, pk, sup))
+        }
+        _ => None,
+    };
     let budget = files.budget.clone();
     let progress = files.progress;
-    let Some(input) = files.open(name)? else {
+    let Some(mut input) = files.open(name)? else {
         return Ok(None);
     };
+    if let Some((s, pk, sup)) = supplement {
+        report.warning(
+            name,
+            None,
+            None,
+            format!(
+                "merged with {sup} (TODS): rows it adds are numbered after this file's last line"
+            ),
+        );
+        input = Box::new(supplement::Merged::new(input, s, pk));
+    }
     let (input, lines) = Counting::new(input);
     let mut reader = csv::ReaderBuilder::new()
         .flexible(true)
