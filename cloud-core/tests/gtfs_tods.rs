@@ -122,3 +122,121 @@ fn supplements_delete_update_and_add_rows_by_primary_key() {
         "supplement files are known"
     );
 }
+
+/// Block B1 runs t1 (A 06:00 -> M 06:30 -> B 07:00) and t2 (B 07:10 -> A 08:10). Run 1
+/// signs on at A and drives t1 to M, where run 2 relieves it (mid-trip) and drives the
+/// rest of t1 and all of t2: the block is split between two drivers at M, 06:30.
+fn with_runs() -> BTreeMap<String, Vec<u8>> {
+    let mut list = base();
+    list.retain(|(n, _)| !matches!(*n, "stops.txt" | "trips.txt" | "stop_times.txt"));
+    list.extend([
+        ("stops.txt", "stop_id,stop_name,stop_lat,stop_lon\nA,A,-6.1,106.1\nM,M,-6.2,106.2\nB,B,-6.3,106.3\nX,X,-6.4,106.4\n"),
+        ("trips.txt", "route_id,service_id,trip_id,block_id\nR1,WK,t1,B1\nR1,WK,t2,B1\n"),
+        ("stop_times.txt", "trip_id,arrival_time,departure_time,stop_id,stop_sequence\n\
+t1,06:00:00,06:00:00,A,1\nt1,06:30:00,06:30:00,M,2\nt1,07:00:00,07:00:00,B,3\n\
+t2,07:10:00,07:10:00,B,1\nt2,08:10:00,08:10:00,A,2\n"),
+        // Lines: 2-3 run 1; 4-5 run 2; 6 run 3 relieves at X (not on t1: error, line 6);
+        // 7-8 run 4 on t1 and t2 at once (07:10 < 07:30): the run is refused (line 8);
+        // 9 run 5 on service NOPE (error, line 9).
+        ("run_events.txt", "service_id,run_id,event_sequence,piece_id,block_id,event_type,trip_id,start_location,start_time,start_mid_trip,end_location,end_time,end_mid_trip\n\
+WK,1,10,,,Sign-in,,A,05:45:00,,A,05:50:00,\n\
+WK,1,20,p1,,Operator,t1,A,06:00:00,2,M,06:30:00,1\n\
+WK,2,10,p2,B1,Operator,t1,M,06:30:00,1,B,07:00:00,2\n\
+WK,2,20,p2,,Operator,t2,B,07:10:00,,A,08:10:00,\n\
+WK,3,10,,,Operator,t1,X,06:30:00,1,B,07:00:00,\n\
+WK,4,10,,,Operator,t1,A,06:00:00,,B,07:30:00,\n\
+WK,4,20,,,Operator,t2,B,07:10:00,,A,08:10:00,\n\
+NOPE,5,10,,,Operator,t2,B,07:10:00,,A,08:10:00,\n"),
+        ("employee_run_dates.txt", "date,service_id,run_id,employee_id\n20260601,WK,1,E100\n20260601,WK,2,E200\n20260601,WK,9,E300\n"),
+        ("vehicles.txt", "vehicle_id,vehicle_label,license_plate\nV1,Bus 1,B 1234 XY\nV2,,\nV1,,\n"),
+        ("vehicle_assignments.txt", "date,block_id,vehicle_id\n20260601,B1,V1\n"),
+    ]);
+    files(&list)
+}
+
+#[test]
+fn runs_split_a_block_at_a_relief_point() {
+    let (feed, report) = import_files(&with_runs()).unwrap();
+    let runs: Vec<(&str, usize)> = feed
+        .tods
+        .runs
+        .iter()
+        .map(|r| (r.run_id.as_str(), r.events.len()))
+        .collect();
+    assert_eq!(
+        runs,
+        [("1", 2), ("2", 2)],
+        "runs 3 and 4 refused, 5 has no service"
+    );
+    let r1 = &feed.tods.runs[0];
+    assert_eq!(
+        (r1.start_s(), r1.end_s()),
+        (5 * 3600 + 45 * 60, 6 * 3600 + 30 * 60)
+    );
+    // Run 1's drive takes its block from the trip; it ends mid-trip at M.
+    let drive = &r1.events[1];
+    assert_eq!(
+        (
+            drive.block_id.as_deref(),
+            drive.end_location.as_str(),
+            drive.end_mid_trip
+        ),
+        (Some("B1"), "M", true)
+    );
+    assert!(!r1.events[0].drives(), "signing in is not driving");
+    let r2 = &feed.tods.runs[1];
+    assert_eq!(
+        (r2.events[0].start_location.as_str(), r2.events[0].start_s),
+        ("M", 6 * 3600 + 30 * 60)
+    );
+
+    let errors: Vec<String> = report
+        .issues
+        .iter()
+        .filter(|i| i.severity == Severity::Error)
+        .map(|i| i.to_string())
+        .collect();
+    for (at, text) in [
+        (
+            "run_events.txt:6 [start_location]",
+            "relief at \"X\", which is not a stop of trip \"t1\"",
+        ),
+        (
+            "run_events.txt:8",
+            "trips \"t1\" (06:00:00-07:30:00) and \"t2\" (07:10:00-08:10:00) overlap in time",
+        ),
+        ("run_events.txt:9 [service_id]", "service \"NOPE\""),
+        ("employee_run_dates.txt:4 [run_id]", "run \"9\" (WK)"),
+        ("vehicles.txt:4 [vehicle_id]", "duplicate vehicle_id \"V1\""),
+    ] {
+        assert!(
+            errors.iter().any(|e| e.contains(at) && e.contains(text)),
+            "{at}: {text}\n{errors:#?}"
+        );
+    }
+    assert_eq!(errors.len(), 5, "{errors:#?}");
+    let employees: Vec<(&str, &str)> = feed
+        .tods
+        .employee_run_dates
+        .iter()
+        .map(|e| (e.run_id.as_str(), e.employee_id.as_str()))
+        .collect();
+    assert_eq!(employees, [("1", "E100"), ("2", "E200")]);
+    assert_eq!(feed.tods.vehicles.len(), 2);
+    assert_eq!(
+        feed.tods.vehicles[0].license_plate.as_deref(),
+        Some("B 1234 XY")
+    );
+    assert!(report
+        .issues
+        .iter()
+        .any(|i| i.file == "vehicle_assignments.txt" && i.message.contains("not read yet")));
+    assert_eq!(report.imported.get("runs"), Some(&2));
+}
+
+#[test]
+fn a_feed_without_tods_has_no_runs() {
+    let (feed, report) = import_files(&files(&base())).unwrap();
+    assert!(feed.tods.runs.is_empty());
+    assert_eq!(report.imported.get("runs"), None);
+}

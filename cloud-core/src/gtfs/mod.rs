@@ -19,6 +19,7 @@ mod block_check;
 pub mod blocks;
 pub mod limits;
 mod parse;
+pub mod tods;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -314,6 +315,8 @@ pub struct Feed {
     pub shapes: HashMap<String, Vec<(f64, f64)>>,
     /// Feed blocks (block_id) whose trips overlap in time: reported, never published.
     pub rejected_blocks: HashSet<String>,
+    /// TODS files beside the feed (runs, employees on runs, vehicles), if any.
+    pub tods: tods::Tods,
 }
 
 impl Feed {

@@ -12,6 +12,7 @@ mod source;
 mod stop_times;
 mod supplement;
 mod table;
+mod tods;
 mod trips;
 
 pub(super) use source::Files;
@@ -109,7 +110,10 @@ pub(super) fn import(files: &mut Files<'_>) -> Result<(Feed, Report), GtfsError>
         report: Box::new(report),
     };
     for name in files.keys() {
-        if !KNOWN.contains(&name.as_str()) && !supplement::NAMES.contains(&name.as_str()) {
+        let tods = supplement::NAMES.contains(&name.as_str())
+            || tods::READ.contains(&name.as_str())
+            || tods::NOT_READ.contains(&name.as_str());
+        if !KNOWN.contains(&name.as_str()) && !tods {
             let hint = closest_known(name)
                 .map(|k| format!("; did you mean {k}?"))
                 .unwrap_or_default();
@@ -161,6 +165,7 @@ pub(super) fn import(files: &mut Files<'_>) -> Result<(Feed, Report), GtfsError>
     }
     feed.trips = trips.into_values().collect();
     super::block_check::check(&mut feed, &mut report);
+    tods::read(files, &mut feed, &mut report)?;
     report.imported.insert("routes", feed.routes.len() as u64);
     report.imported.insert("stops", feed.stops.len() as u64);
     report.imported.insert("trips", feed.trips.len() as u64);

@@ -1,0 +1,343 @@
+//! TODS files read after the GTFS ones (`gtfs/tods.rs` has the model): `run_events.txt`
+//! checked against the trips, stops and services kept, `employee_run_dates.txt` against
+//! the runs kept, `vehicles.txt`. A row that cannot be used is reported with its line and
+//! skipped; a run whose trips overlap in time (one driver on two trips at once) is
+//! reported and not imported.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use super::{heap, parse_date, parse_time, table, Files};
+use crate::gtfs::tods::{EmployeeRunDate, FeedVehicle, Run, RunEvent};
+use crate::gtfs::{format_time, Feed, GtfsError, Report, Trip};
+
+/// TODS files this importer does not read yet (reported as such, not as strangers).
+pub(super) const NOT_READ: &[&str] = &["vehicle_assignments.txt", "chargers.txt"];
+/// TODS files it reads.
+pub(super) const READ: &[&str] = &["run_events.txt", "employee_run_dates.txt", "vehicles.txt"];
+
+pub(super) fn read(
+    files: &mut Files<'_>,
+    feed: &mut Feed,
+    report: &mut Report,
+) -> Result<(), GtfsError> {
+    run_events(files, feed, report)?;
+    employee_run_dates(files, feed, report)?;
+    vehicles(files, feed, report)?;
+    for name in NOT_READ {
+        if files.contains_key(name) {
+            report.warning(name, None, None, "TODS file not read yet; ignored".into());
+        }
+    }
+    Ok(())
+}
+
+fn run_events(
+    files: &mut Files<'_>,
+    feed: &mut Feed,
+    report: &mut Report,
+) -> Result<(), GtfsError> {
+    let budget = files.budget();
+    let stops: HashSet<&str> = feed.stops.iter().map(|s| s.id.as_str()).collect();
+    let trips: HashMap<&str, &Trip> = feed.trips.iter().map(|t| (t.id.as_str(), t)).collect();
+    let mut runs: BTreeMap<(String, String), Vec<(u64, RunEvent)>> = BTreeMap::new();
+    let required = [
+        "service_id",
+        "run_id",
+        "event_sequence",
+        "event_type",
+        "start_location",
+        "start_time",
+        "end_location",
+        "end_time",
+    ];
+    let Some((t, mut rows)) = table(files, "run_events.txt", &required, report)? else {
+        return Ok(());
+    };
+    while let Some((line, r)) = rows.next(report)? {
+        let get = |c: &str| t.get(r, c);
+        let missing: Vec<&str> = required
+            .iter()
+            .copied()
+            .filter(|c| get(c).is_none())
+            .collect();
+        if !missing.is_empty() {
+            report.error(
+                t.name,
+                Some(line),
+                None,
+                format!("required field(s) empty: {}", missing.join(", ")),
+            );
+            continue;
+        }
+        let (service, run) = (
+            get("service_id").unwrap_or_default(),
+            get("run_id").unwrap_or_default(),
+        );
+        let bad = |report: &mut Report, field: &str, why: String| {
+            report.error(
+                t.name,
+                Some(line),
+                Some(field),
+                format!("run {run:?} ({service}): {why}"),
+            )
+        };
+        if !feed.services.contains_key(service) {
+            bad(
+                report,
+                "service_id",
+                format!("service {service:?} is not in calendar.txt or calendar_dates.txt"),
+            );
+            continue;
+        }
+        let Some(seq) = get("event_sequence").and_then(|v| v.parse::<u32>().ok()) else {
+            bad(
+                report,
+                "event_sequence",
+                "not a non-negative integer".into(),
+            );
+            continue;
+        };
+        let (from, to) = (
+            get("start_location").unwrap_or_default(),
+            get("end_location").unwrap_or_default(),
+        );
+        if let Some(place) = [from, to].into_iter().find(|p| !stops.contains(p)) {
+            bad(
+                report,
+                "start_location/end_location",
+                format!("{place:?} is not in stops.txt"),
+            );
+            continue;
+        }
+        let (Some(start), Some(end)) = (
+            get("start_time").and_then(parse_time),
+            get("end_time").and_then(parse_time),
+        ) else {
+            bad(
+                report,
+                "start_time/end_time",
+                "not a time (H:MM:SS, hours may pass 24)".into(),
+            );
+            continue;
+        };
+        if end < start {
+            bad(report, "end_time", "ends before it starts".into());
+            continue;
+        }
+        let trip = match get("trip_id") {
+            None => None,
+            Some(id) => match trips.get(id) {
+                Some(tr) => Some(*tr),
+                None => {
+                    bad(
+                        report,
+                        "trip_id",
+                        format!("trip {id:?} is not in trips.txt (or was not imported)"),
+                    );
+                    continue;
+                }
+            },
+        };
+        let mut block = get("block_id").map(String::from);
+        if let (Some(tr), Some(tb)) = (trip, trip.and_then(|t| t.block_id.as_ref())) {
+            match &block {
+                Some(b) if b != tb => {
+                    bad(
+                        report,
+                        "block_id",
+                        format!("block {b:?} differs from trip {:?}'s block {tb:?}", tr.id),
+                    );
+                    continue;
+                }
+                _ => block = Some(tb.clone()),
+            }
+        }
+        let (mid_start, mid_end) = (
+            get("start_mid_trip") == Some("1"),
+            get("end_mid_trip") == Some("1"),
+        );
+        if let Some(tr) = trip {
+            // A relief mid-trip must be at one of the trip's stops; at the trip's ends the
+            // event starts where the trip does.
+            let on_trip = |p: &str| tr.stop_times.iter().any(|s| s.stop_id == p);
+            for (place, mid, end_stop, field) in [
+                (from, mid_start, tr.first_stop(), "start_location"),
+                (to, mid_end, tr.last_stop(), "end_location"),
+            ] {
+                if mid && !on_trip(place) {
+                    bad(
+                        report,
+                        field,
+                        format!(
+                            "relief at {place:?}, which is not a stop of trip {:?}",
+                            tr.id
+                        ),
+                    );
+                } else if !mid && place != end_stop {
+                    report.warning(t.name, Some(line), Some(field), format!("run {run:?} ({service}): {place:?} is not where trip {:?} {} ({end_stop:?}); set {}_mid_trip=1 for a relief", tr.id, if field == "start_location" { "starts" } else { "ends" }, &field[..field.len() - 9]));
+                }
+            }
+            if mid_start && !on_trip(from) || mid_end && !on_trip(to) {
+                continue;
+            }
+        }
+        let key = (service.to_string(), run.to_string());
+        let events = runs.entry(key).or_default();
+        if events.iter().any(|(_, e)| e.event_sequence == seq) {
+            bad(
+                report,
+                "event_sequence",
+                format!("event_sequence {seq} appears twice"),
+            );
+            continue;
+        }
+        let ev = RunEvent {
+            service_id: service.to_string(),
+            run_id: run.to_string(),
+            event_sequence: seq,
+            piece_id: get("piece_id").map(String::from),
+            block_id: block,
+            job_type: get("job_type").map(String::from),
+            event_type: get("event_type").unwrap_or_default().to_string(),
+            trip_id: trip.map(|tr| tr.id.clone()),
+            start_location: from.to_string(),
+            start_s: start,
+            end_location: to.to_string(),
+            end_s: end,
+            start_mid_trip: mid_start,
+            end_mid_trip: mid_end,
+        };
+        budget.hold(
+            size_of::<RunEvent>() + heap(service) + heap(run) + heap(from) + heap(to) + 64,
+            t.name,
+        )?;
+        events.push((line, ev));
+    }
+    let mut events_kept = 0u64;
+    for ((service, run), mut events) in runs {
+        events.sort_by_key(|(_, e)| e.event_sequence);
+        // One driver cannot work two trips at once (touching is fine).
+        let mut on_trips: Vec<&(u64, RunEvent)> =
+            events.iter().filter(|(_, e)| e.trip_id.is_some()).collect();
+        on_trips.sort_by_key(|(_, e)| (e.start_s, e.end_s));
+        let clash = on_trips.windows(2).find(|w| w[1].1.start_s < w[0].1.end_s);
+        if let Some(w) = clash {
+            let (a, b) = (&w[0].1, &w[1].1);
+            report.error("run_events.txt", Some(w[1].0), None, format!(
+                "run {run:?} ({service}): trips {:?} ({}-{}) and {:?} ({}-{}) overlap in time; one driver cannot work both. The run is not imported",
+                a.trip_id.as_deref().unwrap_or_default(), format_time(a.start_s), format_time(a.end_s),
+                b.trip_id.as_deref().unwrap_or_default(), format_time(b.start_s), format_time(b.end_s)));
+            continue;
+        }
+        events_kept += events.len() as u64;
+        feed.tods.runs.push(Run {
+            service_id: service,
+            run_id: run,
+            events: events.into_iter().map(|(_, e)| e).collect(),
+        });
+    }
+    report.imported.insert("runs", feed.tods.runs.len() as u64);
+    report.imported.insert("run_events", events_kept);
+    Ok(())
+}
+
+fn employee_run_dates(
+    files: &mut Files<'_>,
+    feed: &mut Feed,
+    report: &mut Report,
+) -> Result<(), GtfsError> {
+    let budget = files.budget();
+    let runs: HashSet<(&str, &str)> = feed
+        .tods
+        .runs
+        .iter()
+        .map(|r| (r.service_id.as_str(), r.run_id.as_str()))
+        .collect();
+    let mut kept = Vec::new();
+    if let Some((t, mut rows)) = table(
+        files,
+        "employee_run_dates.txt",
+        &["date", "service_id", "run_id", "employee_id"],
+        report,
+    )? {
+        while let Some((line, r)) = rows.next(report)? {
+            let (Some(date), Some(service), Some(run), Some(employee)) = (
+                t.get(r, "date").and_then(parse_date),
+                t.get(r, "service_id"),
+                t.get(r, "run_id"),
+                t.get(r, "employee_id"),
+            ) else {
+                report.error(
+                    t.name,
+                    Some(line),
+                    None,
+                    "date (YYYYMMDD), service_id, run_id and employee_id are required".into(),
+                );
+                continue;
+            };
+            if !runs.contains(&(service, run)) {
+                report.error(
+                    t.name,
+                    Some(line),
+                    Some("run_id"),
+                    format!(
+                        "run {run:?} ({service}) is not in run_events.txt (or was not imported)"
+                    ),
+                );
+                continue;
+            }
+            budget.hold(
+                size_of::<EmployeeRunDate>() + heap(service) + heap(run) + heap(employee),
+                t.name,
+            )?;
+            kept.push(EmployeeRunDate {
+                date,
+                service_id: service.into(),
+                run_id: run.into(),
+                employee_id: employee.into(),
+            });
+        }
+    }
+    report
+        .imported
+        .insert("employee_run_dates", kept.len() as u64);
+    feed.tods.employee_run_dates = kept;
+    Ok(())
+}
+
+fn vehicles(files: &mut Files<'_>, feed: &mut Feed, report: &mut Report) -> Result<(), GtfsError> {
+    let budget = files.budget();
+    let mut seen = HashSet::new();
+    if let Some((t, mut rows)) = table(files, "vehicles.txt", &["vehicle_id"], report)? {
+        while let Some((line, r)) = rows.next(report)? {
+            let Some(id) = t.get(r, "vehicle_id") else {
+                report.error(
+                    t.name,
+                    Some(line),
+                    Some("vehicle_id"),
+                    "empty vehicle_id".into(),
+                );
+                continue;
+            };
+            if !seen.insert(id.to_string()) {
+                report.error(
+                    t.name,
+                    Some(line),
+                    Some("vehicle_id"),
+                    format!("duplicate vehicle_id {id:?}"),
+                );
+                continue;
+            }
+            budget.hold(size_of::<FeedVehicle>() + 2 * heap(id) + 64, t.name)?;
+            feed.tods.vehicles.push(FeedVehicle {
+                vehicle_id: id.into(),
+                label: t.get(r, "vehicle_label").map(String::from),
+                license_plate: t.get(r, "license_plate").map(String::from),
+            });
+        }
+        report
+            .imported
+            .insert("vehicles", feed.tods.vehicles.len() as u64);
+    }
+    Ok(())
+}
