@@ -240,3 +240,61 @@ fn a_feed_without_tods_has_no_runs() {
     assert!(feed.tods.runs.is_empty());
     assert_eq!(report.imported.get("runs"), None);
 }
+
+/// Runs reach the depot as `run` master records with the blocks they drive, their events
+/// on the clock, and the employees on them that day.
+#[test]
+fn runs_are_published_with_the_blocks_they_drive() {
+    use garasi_cloud::timetable::{plan_records, Plan, Prepared, RUN_RECORD, STOP_RECORD};
+    let (feed, _) = import_files(&with_runs()).unwrap();
+    let plan: Plan = serde_json::from_value(serde_json::json!({
+        "timetable": 1,
+        "routes": [{"route": "R1"}],
+    }))
+    .unwrap();
+    let tz = jiff::tz::TimeZone::get("Asia/Jakarta").unwrap();
+    let day = jiff::civil::date(2026, 6, 1); // a Monday: WK runs
+    let edits = plan_records(&plan, &Prepared::new(feed), &tz, &[day]);
+    let runs: Vec<&garasi_cloud::timetable::Edit> = edits
+        .iter()
+        .filter(|e| e.record_type == RUN_RECORD)
+        .collect();
+    assert_eq!(runs.len(), 2);
+    let field = |e: &garasi_cloud::timetable::Edit, name: &str| {
+        e.fields
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| match v {
+                garasi_sync_protocol::record::FieldValue::Text(t) => t.clone(),
+                other => format!("{other:?}"),
+            })
+            .unwrap_or_default()
+    };
+    let r1 = runs.iter().find(|e| field(e, "run") == "1").unwrap();
+    assert!(
+        field(r1, "blocks").contains("20260601-B1"),
+        "{}",
+        field(r1, "blocks")
+    );
+    assert!(field(r1, "employees").contains("E100"));
+    // 06:30 in Jakarta (UTC+7) on 2026-06-01: 2026-05-31T23:30:00Z.
+    let relief_ms = 1_780_270_200_000i64;
+    assert!(
+        field(r1, "events").contains(&format!("\"end_ms\":{relief_ms}")),
+        "{}",
+        field(r1, "events")
+    );
+    assert!(field(r1, "events").contains("\"to\":\"stop-M\""));
+    // M, the relief point, is published as a stop too.
+    assert!(edits
+        .iter()
+        .any(|e| e.record_type == STOP_RECORD && e.record_id == "stop-M"));
+    // Not on a Sunday: WK does not run.
+    let sunday = plan_records(
+        &plan,
+        &Prepared::new(import_files(&with_runs()).unwrap().0),
+        &tz,
+        &[jiff::civil::date(2026, 6, 7)],
+    );
+    assert!(!sunday.iter().any(|e| e.record_type == RUN_RECORD));
+}

@@ -7,6 +7,8 @@ pub const VEHICLE_STATUS: &str = "vehicle_status";
 pub const ASSIGNMENT: &str = "assignment";
 pub const SIGNON: &str = "signon";
 pub const DISPATCH_EVENT: &str = "dispatch_event";
+/// A driver on a TODS run for one service day (the run's record id plus the driver).
+pub const RUN_ASSIGNMENT: &str = "run_assignment";
 
 /// Master data: authored only by the cloud, flows down to depots.
 pub const VEHICLE: &str = "vehicle";
@@ -15,11 +17,19 @@ pub const PERSON: &str = "person";
 pub const BLOCK: &str = "block";
 pub const STOP: &str = "stop";
 pub const SHAPE: &str = "shape";
+/// A driver's TODS run on one service day: its events (pieces on blocks, reliefs).
+pub const RUN: &str = "run";
 
 /// Every operational record type: the only types a depot may push.
-pub const OPERATIONAL: &[&str] = &[VEHICLE_STATUS, ASSIGNMENT, SIGNON, DISPATCH_EVENT];
+pub const OPERATIONAL: &[&str] = &[
+    VEHICLE_STATUS,
+    ASSIGNMENT,
+    SIGNON,
+    DISPATCH_EVENT,
+    RUN_ASSIGNMENT,
+];
 /// Every master record type.
-pub const MASTER: &[&str] = &[VEHICLE, DEVICE, PERSON, BLOCK, STOP, SHAPE];
+pub const MASTER: &[&str] = &[VEHICLE, DEVICE, PERSON, BLOCK, STOP, SHAPE, RUN];
 
 /// Field rules of the `vehicle` master record that the cloud's API and the depot's
 /// registry both apply (one definition, so they cannot drift apart).

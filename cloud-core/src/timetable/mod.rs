@@ -6,13 +6,14 @@
 //! did not change produces no change, so the publisher can run as often as it likes.
 //!
 //! `prepared.rs`: a parsed feed with its look-ups, and record ids; `records.rs`: a plan
-//! turned into records; `publish.rs`: writing them (and the publisher loop);
+//! turned into records (`runs.rs`: its TODS runs); `publish.rs`: writing them (and the publisher loop);
 //! `imports.rs`: imports in flight and the feeds they parsed.
 
 mod imports;
 mod prepared;
 mod publish;
 mod records;
+mod runs;
 
 use garasi_sync_protocol::ids::valid_id;
 use garasi_sync_protocol::record::FieldValue;
@@ -26,11 +27,13 @@ pub use imports::{ImportJob, ImportOutcome, ImportZip, QueueSlot, Timetables, MA
 pub use prepared::{record_id, Prepared};
 pub use publish::{apply_edits, publish, publish_all, publisher, Published};
 pub use records::plan_records;
+pub use runs::run_record_id;
 
 /// Record types the publisher writes (the depot's dispatch module applies them).
 pub const BLOCK_RECORD: &str = garasi_sync_protocol::records::BLOCK;
 pub const STOP_RECORD: &str = garasi_sync_protocol::records::STOP;
 pub const SHAPE_RECORD: &str = garasi_sync_protocol::records::SHAPE;
+pub const RUN_RECORD: &str = garasi_sync_protocol::records::RUN;
 /// Record type of a person (master data; the depot's auth module applies it).
 pub const PERSON_RECORD: &str = garasi_sync_protocol::records::PERSON;
 /// Longest rolling window: two weeks of blocks is plenty to plan with.

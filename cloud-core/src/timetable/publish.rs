@@ -9,8 +9,8 @@ use garasi_sync_protocol::record::{FieldValue, Record};
 use serde::Serialize;
 
 use super::{
-    check_plan, plan_records, Edit, Plan, PlanError, Timetables, BLOCK_RECORD, SHAPE_RECORD,
-    STOP_RECORD,
+    check_plan, plan_records, Edit, Plan, PlanError, Timetables, BLOCK_RECORD, RUN_RECORD,
+    SHAPE_RECORD, STOP_RECORD,
 };
 use crate::materialise::Materialiser;
 use crate::store::{ChangeIn, CloudStore, RecordKey, StoreError};
@@ -74,6 +74,8 @@ pub struct Published {
     pub blocks: usize,
     pub stops: usize,
     pub shapes: usize,
+    /// TODS runs (0 for a feed without them).
+    pub runs: usize,
     /// Records that changed (0 when the depot already has all of it).
     pub changed: usize,
 }
@@ -102,6 +104,7 @@ pub async fn publish<S: CloudStore>(
         blocks: count(BLOCK_RECORD),
         stops: count(STOP_RECORD),
         shapes: count(SHAPE_RECORD),
+        runs: count(RUN_RECORD),
         changed: 0,
     };
     let changed = apply_edits(store, materialiser, depot, &edits).await?;

@@ -1,17 +1,18 @@
 //! A plan turned into master records for some service days: one `block` record per
-//! block with a trip on a planned route, and the `stop` and `shape` records its trips
-//! use. Pure: no store, so it runs in the blocking pool.
+//! block with a trip on a planned route, a `run` record per TODS run driving on one of
+//! those blocks (`runs.rs`), and the `stop` and `shape` records they use. Pure: no store, so it runs in the blocking pool.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use garasi_sync_protocol::record::FieldValue;
 
+use super::runs::run_records;
 use super::{record_id, Edit, Plan, Prepared, BLOCK_RECORD, SHAPE_RECORD, STOP_RECORD};
 use crate::gtfs::{self, blocks};
 
 /// Unix ms of `secs` after the start of service day `date` (GTFS: noon minus 12 h, so
 /// daylight-saving days are right).
-fn at(date: jiff::civil::Date, secs: u32, tz: &jiff::tz::TimeZone) -> i64 {
+pub(super) fn at(date: jiff::civil::Date, secs: u32, tz: &jiff::tz::TimeZone) -> i64 {
     let noon = date
         .at(12, 0, 0, 0)
         .to_zoned(tz.clone())
@@ -40,6 +41,8 @@ pub fn plan_records(
     let mut stops_used = BTreeSet::new();
     let mut shapes_used = BTreeSet::new();
     for &date in dates {
+        // Feed blocks published this day (runs drive on them).
+        let mut published: HashSet<String> = HashSet::new();
         for b in blocks::blocks_for(&feed.feed, date, opts) {
             let trips: Vec<&gtfs::Trip> = b
                 .trip_ids
@@ -86,6 +89,9 @@ pub fn plan_records(
                     "shape": t.shape_id.as_ref().filter(|s| feed.feed.shapes.contains_key(*s)).map(|s| record_id("shape-", s)),
                 }));
             }
+            if !b.built {
+                published.insert(b.id.clone());
+            }
             let first = at(date, b.start_s, tz);
             let last = at(date, b.end_s, tz);
             let date_s = date.to_string();
@@ -124,6 +130,8 @@ pub fn plan_records(
                 ],
             });
         }
+        let published: HashSet<&str> = published.iter().map(String::as_str).collect();
+        edits.extend(run_records(feed, tz, date, &published, &mut stops_used));
     }
     let stops: HashMap<&str, &gtfs::Stop> =
         feed.feed.stops.iter().map(|s| (s.id.as_str(), s)).collect();
