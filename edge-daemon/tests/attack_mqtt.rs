@@ -569,3 +569,149 @@ async fn a_subscribe_the_broker_reads_differently_cannot_escape_the_namespace() 
     assert!(!leaked, "bus-1's telemetry reached bus-2");
     assert!(closed, "a malformed SUBSCRIBE closes the connection");
 }
+
+/// The second review's escape, against the real binary: a 3.1.1 SUBSCRIBE with one shared
+/// filter of bus-2's own, 65,530 bytes long. The gate's group prefix (`bus-2.`) makes it
+/// 65,536, which rumqttd's writer stored as length 0; rumqttd then read five filters out
+/// of it, the last `#` (the tail below is laid out for that), and bus-2 received bus-1's
+/// telemetry. Now a filter the prefix grows past 65,535 bytes closes the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_filter_grown_past_64_kib_cannot_escape_the_namespace() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pw = depot(tmp.path(), &["bus-1", "bus-2"]);
+    let edge = Edge::start(tmp.path(), &[]);
+    // The filter as rewritten (65,536 bytes), then without "bus-2." as bus-2 sends it.
+    let mut rewritten = vec![b'a'; 65_536];
+    let prefix = b"$share/bus-2.g/garasi/v1/vehicles/bus-2/";
+    rewritten[..prefix.len()].copy_from_slice(prefix);
+    rewritten[29_548..29_550].copy_from_slice(b"  "); // a filter of 0x2020 bytes
+    rewritten[37_775..37_777].copy_from_slice(b"lk"); // one of 0x6C6B bytes
+    rewritten[65_533..].copy_from_slice(b"\0\x01#"); // and "#"
+    let mut filter = rewritten[..7].to_vec();
+    filter.extend_from_slice(&rewritten[13..]);
+    assert_eq!(filter.len(), 65_530);
+
+    let mut sock = tokio::net::TcpStream::connect(edge.mqtt).await.unwrap();
+    sock.write_all(&connect_packet("spy", "bus-2", &pw[1]))
+        .await
+        .unwrap();
+    let mut ack = [0u8; 4];
+    sock.read_exact(&mut ack).await.unwrap();
+    assert_eq!(ack[3], 0, "CONNACK accepted");
+    let mut body = vec![0, 1];
+    body.extend_from_slice(&(filter.len() as u16).to_be_bytes());
+    body.extend_from_slice(&filter);
+    body.push(1);
+    let mut frame = vec![0x82];
+    let mut n = body.len();
+    loop {
+        let b = (n % 128) as u8;
+        n /= 128;
+        frame.push(if n > 0 { b | 0x80 } else { b });
+        if n == 0 {
+            break;
+        }
+    }
+    frame.extend_from_slice(&body);
+    sock.write_all(&frame).await.unwrap();
+
+    let (c1, mut rx1) = mqtt_client(edge.mqtt, "bus-1", "bus-1", &pw[0]).await;
+    connack(&mut rx1).await.unwrap();
+    tokio::spawn(async move { while rx1.recv().await.is_some() {} });
+    for _ in 0..3 {
+        c1.publish(
+            "garasi/v1/vehicles/bus-1/telemetry",
+            rumqttc::QoS::AtLeastOnce,
+            false,
+            "secret-of-bus-1",
+        )
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut got = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut b = [0u8; 4096];
+        loop {
+            match sock.read(&mut b).await {
+                Ok(0) | Err(_) => return true,
+                Ok(n) => got.extend_from_slice(&b[..n]),
+            }
+        }
+    })
+    .await
+    .unwrap_or(false);
+    assert!(
+        !got.windows(15).any(|w| w == b"secret-of-bus-1"),
+        "bus-1's telemetry reached bus-2"
+    );
+    assert!(closed, "the over-long filter closes the connection");
+}
+
+/// The second review found rumqttd's router panicking ("group must exists") when the last
+/// member of a shared group left with a persistent session and an unacknowledged
+/// message: every later CONNECT got "server unavailable". Patched in the vendored copy;
+/// here a device does exactly that, and another device still connects and gets its
+/// messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persistent_shared_subscriber_leaving_mid_message_does_not_stop_the_broker() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pw = depot(tmp.path(), &["bus-1", "bus-2"]);
+    let edge = Edge::start(tmp.path(), &[]);
+    {
+        let mut mo = rumqttc::MqttOptions::new("keeper", "127.0.0.1", edge.mqtt.port());
+        mo.set_credentials("bus-1", &pw[0]);
+        mo.set_clean_session(false);
+        mo.set_manual_acks(true);
+        let (sub, mut el) = rumqttc::AsyncClient::new(mo, 16);
+        sub.subscribe(
+            "$share/g/garasi/v1/vehicles/bus-1/s/#",
+            rumqttc::QoS::AtLeastOnce,
+        )
+        .await
+        .unwrap();
+        let (publ, mut rxp) = mqtt_client(edge.mqtt, "pub", "bus-1", &pw[0]).await;
+        connack(&mut rxp).await.unwrap();
+        tokio::spawn(async move { while rxp.recv().await.is_some() {} });
+        let got = tokio::time::timeout(Duration::from_secs(10), async {
+            let mut published = false;
+            loop {
+                match el.poll().await {
+                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_))) if !published => {
+                        published = true;
+                        publ.publish(
+                            "garasi/v1/vehicles/bus-1/s/x",
+                            rumqttc::QoS::AtLeastOnce,
+                            false,
+                            "m",
+                        )
+                        .await
+                        .unwrap();
+                    }
+                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(_))) => return true,
+                    Ok(_) => {}
+                    Err(_) => return false,
+                }
+            }
+        })
+        .await
+        .unwrap_or(false);
+        assert!(got, "the shared subscriber got the message");
+        // Leaves without acknowledging it: the event loop and its socket are dropped.
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (c2, mut rx2) = mqtt_client(edge.mqtt, "after", "bus-2", &pw[1]).await;
+    assert_eq!(
+        connack(&mut rx2).await,
+        Ok(()),
+        "the broker still accepts devices"
+    );
+    c2.subscribe("garasi/v1/vehicles/bus-2/cmd/#", rumqttc::QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    suback(&mut rx2).await;
+    assert!(
+        !edge.log().contains("panicked"),
+        "no thread of the node panicked"
+    );
+}

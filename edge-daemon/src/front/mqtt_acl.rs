@@ -147,6 +147,11 @@ impl Acl {
             }
         }
         if allowed {
+            // MQTT 5 frees a packet id after a failed PUBREC: a reused id is the broker's
+            // exchange now, and its PUBREL must reach the broker.
+            if let Some(id) = pkid.filter(|_| qos == 2) {
+                self.refused_qos2.remove(&id);
+            }
             return Ok(Verdict::Forward { publish: true });
         }
         let refused = if topic.is_empty() {
@@ -190,7 +195,7 @@ impl Acl {
                 return Err(GateError::Malformed); // MQTT: a filter is at least one character
             }
             if filter_allowed(&self.ns, &f.path) {
-                f.path = self.own_group(&f.path);
+                f.path = self.own_group(&f.path)?;
                 allowed.push(f);
                 codes.push(None);
             } else {
@@ -222,7 +227,7 @@ impl Acl {
             _ => return Err(GateError::Malformed),
         };
         for f in &mut unsub.filters {
-            *f = self.own_group(f);
+            *f = self.own_group(f)?;
         }
         Ok(Verdict::Partial {
             refused: None,
@@ -234,11 +239,17 @@ impl Acl {
 
     /// `$share/{group}/{filter}` -> `$share/{device}.{group}/{filter}` (device ids have
     /// no '.', so two devices' groups never meet); other filters unchanged.
-    fn own_group(&self, filter: &str) -> String {
-        match filter.strip_prefix("$share/") {
+    /// Malformed when the result no longer fits an MQTT string (64 KiB): the broker's
+    /// writer would store a wrapped 16-bit length and read the rest as more filters.
+    fn own_group(&self, filter: &str) -> Result<String, GateError> {
+        let out = match filter.strip_prefix("$share/") {
             Some(rest) => format!("$share/{}.{rest}", self.device),
             None => filter.to_string(),
+        };
+        if out.len() > usize::from(u16::MAX) {
+            return Err(GateError::Malformed);
         }
+        Ok(out)
     }
 
     fn decode(&self, frame: &[u8]) -> Result<Packet, GateError> {
@@ -251,15 +262,22 @@ impl Acl {
         packet.map_err(|_| GateError::Malformed)
     }
 
+    /// The packet in the broker's encoding, checked by decoding it again: what the broker
+    /// will read must be exactly what was judged (a field the writer cannot hold, such as
+    /// an over-long string, would otherwise change the packet's meaning).
     fn encode(&self, packet: Packet) -> Result<Vec<u8>, GateError> {
         let mut out = BytesMut::new();
         if self.v5 {
-            V5.write(packet, &mut out)
+            V5.write(packet.clone(), &mut out)
         } else {
-            V4.write(packet, &mut out)
+            V4.write(packet.clone(), &mut out)
         }
         .map_err(|_| GateError::Malformed)?;
-        Ok(out.to_vec())
+        let bytes = out.to_vec();
+        if self.decode(&bytes)? != packet {
+            return Err(GateError::Malformed);
+        }
+        Ok(bytes)
     }
 }
 

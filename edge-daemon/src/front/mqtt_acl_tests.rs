@@ -304,3 +304,55 @@ fn malformed_packets_are_errors() {
         Err(GateError::Reconnect)
     ));
 }
+
+/// The second review's escape: a shared filter that the device's group prefix grows past
+/// 65,535 bytes. rumqttd's writer stores a wrapped 16-bit length and its reader then
+/// finds more filters (one of them `#`) in the tail the gate judged as one filter of the
+/// device's own. Refused as malformed, SUBSCRIBE and UNSUBSCRIBE alike.
+#[test]
+fn a_shared_filter_too_long_for_its_group_prefix_is_malformed() {
+    let long = format!("$share/g/{NS}{}", "x".repeat(65_535 - 9 - NS.len()));
+    assert_eq!(long.len(), 65_535);
+    for v5 in [false, true] {
+        assert!(
+            matches!(
+                judge(v5, &subscribe(2, &[&long], v5)),
+                Err(GateError::Malformed)
+            ),
+            "v5 {v5}"
+        );
+        let mut body = 3u16.to_be_bytes().to_vec();
+        if v5 {
+            body.push(0);
+        }
+        body.extend_from_slice(&(long.len() as u16).to_be_bytes());
+        body.extend_from_slice(long.as_bytes());
+        assert!(matches!(
+            judge(v5, &packet(0xA2, &body)),
+            Err(GateError::Malformed)
+        ));
+    }
+}
+
+/// MQTT 5 frees a packet id after PUBREC 0x87, and clients reuse it: the PUBREL of an
+/// allowed QoS 2 publish that reuses it goes to the broker (before, the gate kept
+/// answering it, and the broker's QoS 2 messages were held back one exchange each).
+#[test]
+fn a_reused_packet_id_after_a_refused_qos2_publish_is_the_brokers() {
+    let mut acl = Acl::new(NS.into(), "bus-1", true);
+    let pubrel = packet(0x62, &7u16.to_be_bytes());
+    let bad = publish("other", 2, 7, Some(&[]));
+    assert!(matches!(
+        acl.judge(&bad, 2).unwrap(),
+        Verdict::Refuse { .. }
+    ));
+    let ok = publish("garasi/v1/vehicles/bus-1/a", 2, 7, Some(&[]));
+    assert_eq!(
+        acl.judge(&ok, 2).unwrap(),
+        Verdict::Forward { publish: true }
+    );
+    assert_eq!(
+        acl.judge(&pubrel, 2).unwrap(),
+        Verdict::Forward { publish: false }
+    );
+}
