@@ -3,32 +3,12 @@
 //! reaching 100% and "synced".
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::{Command, Stdio};
+mod browser;
+
 use std::time::Duration;
 
 use garasi_fleet_tests::{depot, eventually, have_openssl, Cloud};
 use thirtyfour::prelude::*;
-
-fn have(tool: &str) -> bool {
-    let ok = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !ok {
-        assert!(std::env::var_os("CI").is_none(), "{tool} is required in CI");
-        eprintln!("SKIPPED: {tool} not installed");
-    }
-    ok
-}
-
-struct Kill(std::process::Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 async fn banner(d: &WebDriver) -> (bool, String, String, String) {
     let b = d.find(By::Id("sync-banner")).await.unwrap();
@@ -47,7 +27,7 @@ async fn banner(d: &WebDriver) -> (bool, String, String, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn board_shows_offline_banner_and_drain_progress() {
-    if !have_openssl() || !have("chromium") || !have("chromedriver") {
+    if !have_openssl() || !browser::have("chromium") || !browser::have("chromedriver") {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -101,42 +81,10 @@ async fn board_shows_offline_banner_and_drain_progress() {
     }
     eventually("link down", || link_is("offline")).await;
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let _driver = Kill(
-        Command::new("chromedriver")
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let mut caps = DesiredCapabilities::chrome();
-    caps.set_binary("/usr/bin/chromium").unwrap();
-    for arg in [
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-    ] {
-        caps.add_arg(arg).unwrap();
-    }
-    let mut d = None;
-    for _ in 0..100 {
-        if let Ok(x) = WebDriver::new(format!("http://127.0.0.1:{port}"), caps.clone()).await {
-            d = Some(x);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let d = d.expect("chromedriver did not start");
+    let Some(browser) = browser::start().await else {
+        return;
+    };
+    let d = browser.driver.clone();
     let result = async {
         d.goto(&format!("http://{}/", edge.http_addr)).await?;
         let mut seen = (false, String::new(), String::new(), String::new());

@@ -1,4 +1,5 @@
-//! dispatch's HTTP routes: the day, assignments, auto-assign, replacements, swaps,
+//! dispatch's HTTP routes: the day, assignments (of blocks, and of drivers to TODS
+//! runs), auto-assign, replacements, swaps,
 //! taking vehicles out of service, PIN sign-on and the tablet's card.
 
 use std::sync::Arc;
@@ -106,6 +107,50 @@ pub(super) async fn put_assignment(
         )));
     }
     d.count_event("assign");
+    Ok(Json(d.day_view(&date).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RunAssignBody {
+    /// A driver's person id; "" or null clears.
+    driver: Option<String>,
+}
+
+/// Puts a driver on a TODS run (planners only; the assignment names who made it).
+pub(super) async fn put_run_assignment(
+    State(d): State<Arc<Dispatch>>,
+    headers: HeaderMap,
+    Path((date, run)): Path<(String, String)>,
+    body: Result<Json<RunAssignBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let who = d.people.require(&headers, PLANNERS).await?;
+    let Json(b) = body.map_err(ApiError::from_json_rejection)?;
+    check_date(&date)?;
+    let driver = b.driver.filter(|p| !p.is_empty());
+    if let Some(p) = &driver {
+        match d.people.get(p).await.map_err(ApiError::internal)? {
+            Some(person) if person.has_role("driver") => {}
+            Some(_) => return Err(ApiError::bad_request(format!("{p} is not a driver"))),
+            None => {
+                return Err(ApiError::bad_request(format!(
+                    "no driver {p} at this depot"
+                )))
+            }
+        }
+    }
+    let (actor, date2, run2) = (d.actor.clone(), date.clone(), run.clone());
+    let written = d
+        .store
+        .write(move |c| super::runs::assign(c, &actor, &date2, &run2, driver.as_deref(), &who.id))
+        .await
+        .map_err(ApiError::internal)?;
+    if !written {
+        return Err(ApiError::not_found(format!(
+            "run {run} is not in the plan for {date}"
+        )));
+    }
+    d.count_event("assign_run");
     Ok(Json(d.day_view(&date).await?))
 }
 
@@ -353,6 +398,10 @@ pub(super) fn routes(d: Arc<Dispatch>) -> Router {
         .route(
             "/api/v1/dispatch/days/{date}/blocks/{block}/assignment",
             put(put_assignment),
+        )
+        .route(
+            "/api/v1/dispatch/days/{date}/runs/{run}/assignment",
+            put(put_run_assignment),
         )
         .route(
             "/api/v1/dispatch/days/{date}/auto-assign",

@@ -5,6 +5,8 @@
 //! and a vehicle that drops out gets a ranked list of replacements and a one-action
 //! swap. Assignments, sign-ons and events are operational records that sync to the
 //! cloud, so the cloud sees each depot's day. Everything works with the cloud away.
+//! Where the timetable has TODS runs, drivers are put on runs instead (a run may span
+//! blocks, a block may be split between runs at a relief point; `runs.rs`).
 //!
 //! Owns `dispatch_records`; reads people through auth's [`People`], vehicles through
 //! fleet's [`FleetApi`] and live state through [`LiveStateSource`].
@@ -14,6 +16,7 @@ mod events;
 mod local;
 mod pages;
 pub mod plan;
+mod runs;
 mod store;
 
 mod api;
@@ -35,8 +38,8 @@ use crate::store::migrate::Migration;
 use config::DispatchConfig;
 use metrics::DispatchMetrics;
 use service::{
-    Dispatch, ASSIGNMENT_RECORD, BLOCK_RECORD, EVENT_RECORD, SHAPE_RECORD, SIGNON_RECORD,
-    STOP_RECORD,
+    Dispatch, ASSIGNMENT_RECORD, BLOCK_RECORD, EVENT_RECORD, RUN_ASSIGNMENT_RECORD, RUN_RECORD,
+    SHAPE_RECORD, SIGNON_RECORD, STOP_RECORD,
 };
 
 pub struct DispatchModule;
@@ -91,7 +94,7 @@ impl Module for DispatchModule {
                 geofence: cfg.geofence,
             });
         if let Some(appliers) = ctx.services.get::<Appliers>() {
-            for t in [BLOCK_RECORD, STOP_RECORD, SHAPE_RECORD] {
+            for t in [BLOCK_RECORD, STOP_RECORD, SHAPE_RECORD, RUN_RECORD] {
                 appliers.register(
                     t,
                     Arc::new(
@@ -101,7 +104,12 @@ impl Module for DispatchModule {
                     ),
                 );
             }
-            for t in [ASSIGNMENT_RECORD, SIGNON_RECORD, EVENT_RECORD] {
+            for t in [
+                ASSIGNMENT_RECORD,
+                SIGNON_RECORD,
+                EVENT_RECORD,
+                RUN_ASSIGNMENT_RECORD,
+            ] {
                 let actor = d.actor.clone();
                 appliers.register(
                     t,

@@ -27,6 +27,8 @@ pub const EVENT_RECORD: &str = garasi_sync_protocol::records::DISPATCH_EVENT;
 pub const BLOCK_RECORD: &str = garasi_sync_protocol::records::BLOCK;
 pub const STOP_RECORD: &str = garasi_sync_protocol::records::STOP;
 pub const SHAPE_RECORD: &str = garasi_sync_protocol::records::SHAPE;
+pub const RUN_RECORD: &str = garasi_sync_protocol::records::RUN;
+pub const RUN_ASSIGNMENT_RECORD: &str = garasi_sync_protocol::records::RUN_ASSIGNMENT;
 
 /// Who may change the day.
 pub(super) const PLANNERS: &[&str] = &["dispatcher", "depot_manager"];
@@ -94,9 +96,9 @@ impl Dispatch {
     /// The service day as the board shows it.
     pub async fn day_view(&self, date: &str) -> Result<serde_json::Value, ApiError> {
         let d = date.to_string();
-        let day = self
+        let (day, day_runs) = self
             .store
-            .read(move |c| store::load_day(c, &d))
+            .read(move |c| Ok((store::load_day(c, &d)?, super::runs::load(c, &d)?)))
             .await
             .map_err(ApiError::internal)?;
         let vehicles = self.vehicle_states().await?;
@@ -153,11 +155,22 @@ impl Dispatch {
             })
             .collect();
         let drivers: Vec<&Person> = people.iter().filter(|p| p.has_role("driver")).collect();
+        let runs = super::runs::view(
+            &day_runs,
+            &day.blocks,
+            &day.assignments,
+            &names,
+            &self.tz,
+            &self.params,
+        );
         Ok(serde_json::json!({
             "date": date,
             "today": self.today(),
             "now_ms": now,
             "blocks": rows,
+            "runs": runs["runs"],
+            "reliefs": runs["reliefs"],
+            "pieces": runs["pieces"],
             "vehicles": vehicles,
             "drivers": drivers,
             "signons": day.signons,

@@ -174,6 +174,18 @@
     if (t.id === "replace-close") { $("replace").hidden = true; }
   });
 
+  // A TODS run's driver, chosen on its row (signed-in staff only see the choice).
+  document.addEventListener("change", async (e) => {
+    const t = e.target;
+    if (!t.classList || !t.classList.contains("run-driver")) return;
+    try {
+      await api("PUT", "/api/v1/dispatch/days/" + date + "/runs/" + encodeURIComponent(t.dataset.run) + "/assignment", { driver: t.value });
+      await refresh();
+    } catch (err) {
+      t.insertAdjacentHTML("afterend", '<span class="error" role="alert"> ' + esc(err.message) + "</span>");
+    }
+  });
+
   $("edit").addEventListener("submit", async (e) => {
     e.preventDefault();
     const block = $("edit").dataset.block;

@@ -13,6 +13,8 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
+mod runs;
+
 use super::service::{driver_card, Dispatch};
 use crate::http::ApiError;
 use crate::util::esc;
@@ -187,7 +189,7 @@ fn fragment(d: &Dispatch, view: &serde_json::Value, staff: bool) -> String {
         "<ul id=\"alerts\">{}</ul><table id=\"blocks\"><thead><tr><th>Block</th><th>Pull-out</th><th>Pull-in</th><th>Distance · energy</th><th>Vehicle · SoC now → at pull-out</th><th>Driver</th><th>Bay</th><th>State</th><th></th></tr></thead><tbody>{}</tbody></table>",
         alerts(view),
         rows(d, view, staff)
-    )
+    ) + &runs::runs_table(d, view, staff)
 }
 
 /// Who sees any day and the drivers' ids; without a session the board shows today only.

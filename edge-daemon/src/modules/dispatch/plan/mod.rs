@@ -321,6 +321,7 @@ pub fn auto_assign(
 }
 
 mod conflicts;
+pub mod runs;
 #[cfg(test)]
 mod tests;
 

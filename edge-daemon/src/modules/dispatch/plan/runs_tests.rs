@@ -1,0 +1,127 @@
+//! Tests of runs at the depot (`runs.rs`): reliefs and a run's conflicts, on hand-made
+//! runs whose expected results are worked out in the comments.
+
+use super::*;
+
+const MIN: i64 = 60_000;
+
+fn drive(block: &str, from: &str, to: &str, start_min: i64, end_min: i64) -> RunEvent {
+    RunEvent {
+        kind: "Operator".into(),
+        block: Some(block.into()),
+        from: from.into(),
+        to: to.into(),
+        start_ms: start_min * MIN,
+        end_ms: end_min * MIN,
+        ..Default::default()
+    }
+}
+
+fn run(id: &str, events: Vec<RunEvent>) -> Run {
+    Run {
+        id: id.into(),
+        run: id.trim_start_matches("run-").into(),
+        start_ms: events.iter().map(|e| e.start_ms).min().unwrap_or(0),
+        end_ms: events.iter().map(|e| e.end_ms).max().unwrap_or(0),
+        events,
+        ..Default::default()
+    }
+}
+
+fn codes(r: &Run, runs: &[Run], drivers: &[(&str, &str)], params: &Params) -> Vec<&'static str> {
+    let reliefs = reliefs(runs);
+    let run_assignments: HashMap<String, RunAssignment> = drivers
+        .iter()
+        .map(|(r, d)| {
+            (
+                r.to_string(),
+                RunAssignment {
+                    driver: Some(d.to_string()),
+                    ..Default::default()
+                },
+            )
+        })
+        .collect();
+    let ctx = RunContext {
+        runs,
+        reliefs: &reliefs,
+        run_assignments: &run_assignments,
+        blocks: &[],
+        assignments: &HashMap::new(),
+        place: &|p| p.to_string(),
+        clock: &|ms| format!("{}", ms / MIN),
+        params,
+    };
+    run_conflicts(r, &ctx).into_iter().map(|c| c.code).collect()
+}
+
+/// Block B1 from 360 to 480 min. Run 1 drives it to M at 390 (06:30); run 2 takes it at
+/// M at 390: one relief, and it fits. Run 3 leaves block B2 at M at 390 and run 4 takes
+/// it at B at 420: another place (and later): relief_place on both runs.
+#[test]
+fn reliefs_fit_or_are_flagged_on_both_runs() {
+    let runs = vec![
+        run("run-1", vec![drive("B1", "A", "M", 360, 390)]),
+        run(
+            "run-2",
+            vec![
+                drive("B1", "M", "B", 390, 420),
+                drive("B1", "B", "A", 430, 480),
+            ],
+        ),
+        run("run-3", vec![drive("B2", "A", "M", 360, 390)]),
+        run("run-4", vec![drive("B2", "B", "A", 420, 480)]),
+    ];
+    let rl = reliefs(&runs);
+    // Run 2's two events on B1 are one driver: no relief between them.
+    assert_eq!(rl.len(), 2);
+    assert!(rl[0].fits() || rl[1].fits());
+    let p = Params::default();
+    assert!(codes(&runs[0], &runs, &[], &p).is_empty());
+    assert!(codes(&runs[1], &runs, &[], &p).is_empty());
+    assert_eq!(codes(&runs[2], &runs, &[], &p), ["relief_place"]);
+    assert_eq!(codes(&runs[3], &runs, &[], &p), ["relief_place"]);
+}
+
+/// Same place, but run 4 takes over at 400 after run 3 left at 390 (a gap), or at 380
+/// before it left (two drivers at once).
+#[test]
+fn relief_times_are_checked() {
+    let p = Params::default();
+    for (taken, code) in [(400, "relief_gap"), (380, "relief_overlap")] {
+        let runs = vec![
+            run("run-3", vec![drive("B2", "A", "M", 360, 390)]),
+            run("run-4", vec![drive("B2", "M", "A", taken, 480)]),
+        ];
+        assert_eq!(codes(&runs[1], &runs, &[], &p), [code], "taken at {taken}");
+    }
+}
+
+/// One driver on runs 1 (360-390) and 3 (360-390): at the same time. On runs 1 and 2
+/// (360-390, 390-480): fine, touching; with 2 h allowed, 2 h = 120 min is not over, with
+/// 1 h it is.
+#[test]
+fn a_driver_is_on_one_run_at_a_time_and_within_hours() {
+    let runs = vec![
+        run("run-1", vec![drive("B1", "A", "M", 360, 390)]),
+        run("run-2", vec![drive("B1", "M", "A", 390, 480)]),
+        run("run-3", vec![drive("B2", "A", "B", 360, 390)]),
+    ];
+    let p = Params::default();
+    assert_eq!(
+        codes(
+            &runs[0],
+            &runs,
+            &[("run-1", "drv-1"), ("run-3", "drv-1")],
+            &p
+        ),
+        ["double_driver"]
+    );
+    let two = [("run-1", "drv-1"), ("run-2", "drv-1")];
+    assert!(codes(&runs[0], &runs, &two, &p).is_empty());
+    let short = Params {
+        max_driver_ms: 60 * MIN,
+        ..p
+    };
+    assert_eq!(codes(&runs[1], &runs, &two, &short), ["driver_hours"]);
+}
