@@ -20,17 +20,20 @@ pub fn have(tool: &str) -> bool {
     ok
 }
 
+/// A child process killed and reaped when dropped.
+struct Kill(std::process::Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A browser session; chromedriver goes with it.
 pub struct Browser {
     pub driver: WebDriver,
-    chromedriver: std::process::Child,
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        let _ = self.chromedriver.kill();
-        let _ = self.chromedriver.wait();
-    }
+    _chromedriver: Kill,
 }
 
 /// Starts chromedriver and a headless Chromium session; None (skipped) where either is
@@ -44,12 +47,14 @@ pub async fn start() -> Option<Browser> {
         .local_addr()
         .ok()?
         .port();
-    let chromedriver = Command::new("chromedriver")
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("chromedriver starts");
+    let chromedriver = Kill(
+        Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts"),
+    );
     let mut caps = DesiredCapabilities::chrome();
     caps.set_binary("/usr/bin/chromium").expect("capability");
     for arg in [
@@ -68,7 +73,7 @@ pub async fn start() -> Option<Browser> {
         if let Ok(driver) = WebDriver::new(format!("http://127.0.0.1:{port}"), caps.clone()).await {
             return Some(Browser {
                 driver,
-                chromedriver,
+                _chromedriver: chromedriver,
             });
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -31,6 +31,18 @@ pub(super) fn read(
     Ok(())
 }
 
+/// The columns `run_events.txt` must have and every row must fill.
+const REQUIRED: [&str; 8] = [
+    "service_id",
+    "run_id",
+    "event_sequence",
+    "event_type",
+    "start_location",
+    "start_time",
+    "end_location",
+    "end_time",
+];
+
 fn run_events(
     files: &mut Files<'_>,
     feed: &mut Feed,
@@ -40,179 +52,169 @@ fn run_events(
     let stops: HashSet<&str> = feed.stops.iter().map(|s| s.id.as_str()).collect();
     let trips: HashMap<&str, &Trip> = feed.trips.iter().map(|t| (t.id.as_str(), t)).collect();
     let mut runs: BTreeMap<(String, String), Vec<(u64, RunEvent)>> = BTreeMap::new();
-    let required = [
-        "service_id",
-        "run_id",
-        "event_sequence",
-        "event_type",
-        "start_location",
-        "start_time",
-        "end_location",
-        "end_time",
-    ];
-    let Some((t, mut rows)) = table(files, "run_events.txt", &required, report)? else {
+    let mut seqs: HashSet<(String, String, u32)> = HashSet::new();
+    let Some((t, mut rows)) = table(files, "run_events.txt", &REQUIRED, report)? else {
         return Ok(());
     };
     while let Some((line, r)) = rows.next(report)? {
         let get = |c: &str| t.get(r, c);
-        let missing: Vec<&str> = required
+        let missing: Vec<&str> = REQUIRED
             .iter()
             .copied()
             .filter(|c| get(c).is_none())
             .collect();
         if !missing.is_empty() {
-            report.error(
-                t.name,
-                Some(line),
-                None,
-                format!("required field(s) empty: {}", missing.join(", ")),
-            );
+            let why = format!("required field(s) empty: {}", missing.join(", "));
+            report.error(t.name, Some(line), None, why);
             continue;
         }
         let (service, run) = (
             get("service_id").unwrap_or_default(),
             get("run_id").unwrap_or_default(),
         );
-        let bad = |report: &mut Report, field: &str, why: String| {
-            report.error(
-                t.name,
-                Some(line),
-                Some(field),
-                format!("run {run:?} ({service}): {why}"),
-            )
-        };
-        if !feed.services.contains_key(service) {
-            bad(
-                report,
-                "service_id",
-                format!("service {service:?} is not in calendar.txt or calendar_dates.txt"),
-            );
-            continue;
-        }
-        let Some(seq) = get("event_sequence").and_then(|v| v.parse::<u32>().ok()) else {
-            bad(
-                report,
-                "event_sequence",
-                "not a non-negative integer".into(),
-            );
-            continue;
-        };
-        let (from, to) = (
-            get("start_location").unwrap_or_default(),
-            get("end_location").unwrap_or_default(),
-        );
-        if let Some(place) = [from, to].into_iter().find(|p| !stops.contains(p)) {
-            bad(
-                report,
-                "start_location/end_location",
-                format!("{place:?} is not in stops.txt"),
-            );
-            continue;
-        }
-        let (Some(start), Some(end)) = (
-            get("start_time").and_then(parse_time),
-            get("end_time").and_then(parse_time),
-        ) else {
-            bad(
-                report,
-                "start_time/end_time",
-                "not a time (H:MM:SS, hours may pass 24)".into(),
-            );
-            continue;
-        };
-        if end < start {
-            bad(report, "end_time", "ends before it starts".into());
-            continue;
-        }
-        let trip = match get("trip_id") {
-            None => None,
-            Some(id) => match trips.get(id) {
-                Some(tr) => Some(*tr),
-                None => {
-                    bad(
-                        report,
-                        "trip_id",
-                        format!("trip {id:?} is not in trips.txt (or was not imported)"),
+        let ev = match event_of(&get, &feed.services, &stops, &trips) {
+            Ok((ev, warnings)) => {
+                for (field, w) in warnings {
+                    report.warning(
+                        t.name,
+                        Some(line),
+                        Some(field),
+                        format!("run {run:?} ({service}): {w}"),
                     );
-                    continue;
                 }
-            },
-        };
-        let mut block = get("block_id").map(String::from);
-        if let (Some(tr), Some(tb)) = (trip, trip.and_then(|t| t.block_id.as_ref())) {
-            match &block {
-                Some(b) if b != tb => {
-                    bad(
-                        report,
-                        "block_id",
-                        format!("block {b:?} differs from trip {:?}'s block {tb:?}", tr.id),
-                    );
-                    continue;
-                }
-                _ => block = Some(tb.clone()),
+                ev
             }
-        }
-        let (mid_start, mid_end) = (
-            get("start_mid_trip") == Some("1"),
-            get("end_mid_trip") == Some("1"),
-        );
-        if let Some(tr) = trip {
-            // A relief mid-trip must be at one of the trip's stops; at the trip's ends the
-            // event starts where the trip does.
-            let on_trip = |p: &str| tr.stop_times.iter().any(|s| s.stop_id == p);
-            for (place, mid, end_stop, field) in [
-                (from, mid_start, tr.first_stop(), "start_location"),
-                (to, mid_end, tr.last_stop(), "end_location"),
-            ] {
-                if mid && !on_trip(place) {
-                    bad(
-                        report,
-                        field,
-                        format!(
-                            "relief at {place:?}, which is not a stop of trip {:?}",
-                            tr.id
-                        ),
-                    );
-                } else if !mid && place != end_stop {
-                    report.warning(t.name, Some(line), Some(field), format!("run {run:?} ({service}): {place:?} is not where trip {:?} {} ({end_stop:?}); set {}_mid_trip=1 for a relief", tr.id, if field == "start_location" { "starts" } else { "ends" }, &field[..field.len() - 9]));
-                }
-            }
-            if mid_start && !on_trip(from) || mid_end && !on_trip(to) {
+            Err((field, why)) => {
+                report.error(
+                    t.name,
+                    Some(line),
+                    Some(field),
+                    format!("run {run:?} ({service}): {why}"),
+                );
                 continue;
             }
-        }
-        let key = (service.to_string(), run.to_string());
-        let events = runs.entry(key).or_default();
-        if events.iter().any(|(_, e)| e.event_sequence == seq) {
-            bad(
-                report,
-                "event_sequence",
-                format!("event_sequence {seq} appears twice"),
+        };
+        if !seqs.insert((service.to_string(), run.to_string(), ev.event_sequence)) {
+            let why = format!(
+                "run {run:?} ({service}): event_sequence {} appears twice",
+                ev.event_sequence
             );
+            report.error(t.name, Some(line), Some("event_sequence"), why);
             continue;
         }
-        let ev = RunEvent {
-            service_id: service.to_string(),
-            run_id: run.to_string(),
-            event_sequence: seq,
-            piece_id: get("piece_id").map(String::from),
-            block_id: block,
-            job_type: get("job_type").map(String::from),
-            event_type: get("event_type").unwrap_or_default().to_string(),
-            trip_id: trip.map(|tr| tr.id.clone()),
-            start_location: from.to_string(),
-            start_s: start,
-            end_location: to.to_string(),
-            end_s: end,
-            start_mid_trip: mid_start,
-            end_mid_trip: mid_end,
-        };
-        budget.hold(
-            size_of::<RunEvent>() + heap(service) + heap(run) + heap(from) + heap(to) + 64,
-            t.name,
-        )?;
-        events.push((line, ev));
+        let bytes = size_of::<RunEvent>()
+            + 2 * (heap(service) + heap(run))
+            + 2 * heap(&ev.start_location)
+            + 64;
+        budget.hold(bytes, t.name)?;
+        runs.entry((service.to_string(), run.to_string()))
+            .or_default()
+            .push((line, ev));
     }
+    let events_kept = keep_runs(runs, feed, report);
+    report.imported.insert("runs", feed.tods.runs.len() as u64);
+    report.imported.insert("run_events", events_kept);
+    Ok(())
+}
+
+/// One row of `run_events.txt` checked (every required field is filled): the event and
+/// its warnings, or the field and why it cannot be used.
+#[allow(clippy::type_complexity)]
+fn event_of<'r>(
+    get: &dyn Fn(&str) -> Option<&'r str>,
+    services: &HashMap<String, crate::gtfs::Service>,
+    stops: &HashSet<&str>,
+    trips: &HashMap<&str, &Trip>,
+) -> Result<(RunEvent, Vec<(&'static str, String)>), (&'static str, String)> {
+    let field = |c: &str| get(c).unwrap_or_default();
+    let service = field("service_id");
+    if !services.contains_key(service) {
+        return Err((
+            "service_id",
+            format!("service {service:?} is not in calendar.txt or calendar_dates.txt"),
+        ));
+    }
+    let seq = field("event_sequence")
+        .parse::<u32>()
+        .map_err(|_| ("event_sequence", "not a non-negative integer".to_string()))?;
+    let (from, to) = (field("start_location"), field("end_location"));
+    if let Some(place) = [from, to].into_iter().find(|p| !stops.contains(p)) {
+        return Err((
+            "start_location/end_location",
+            format!("{place:?} is not in stops.txt"),
+        ));
+    }
+    let (Some(start), Some(end)) = (
+        parse_time(field("start_time")),
+        parse_time(field("end_time")),
+    ) else {
+        return Err((
+            "start_time/end_time",
+            "not a time (H:MM:SS, hours may pass 24)".into(),
+        ));
+    };
+    if end < start {
+        return Err(("end_time", "ends before it starts".into()));
+    }
+    let trip = match get("trip_id") {
+        None => None,
+        Some(id) => Some(*trips.get(id).ok_or_else(|| {
+            (
+                "trip_id",
+                format!("trip {id:?} is not in trips.txt (or was not imported)"),
+            )
+        })?),
+    };
+    let mut block = get("block_id").map(String::from);
+    if let Some((tr, tb)) = trip.and_then(|tr| tr.block_id.as_ref().map(|b| (tr, b))) {
+        match &block {
+            Some(b) if b != tb => {
+                return Err((
+                    "block_id",
+                    format!("block {b:?} differs from trip {:?}'s block {tb:?}", tr.id),
+                ));
+            }
+            _ => block = Some(tb.clone()),
+        }
+    }
+    let (mid_start, mid_end) = (
+        get("start_mid_trip") == Some("1"),
+        get("end_mid_trip") == Some("1"),
+    );
+    let mut warnings = Vec::new();
+    if let Some(tr) = trip {
+        for (error, f, msg) in trip_places(tr, (from, mid_start), (to, mid_end)) {
+            if error {
+                return Err((f, msg));
+            }
+            warnings.push((f, msg));
+        }
+    }
+    let ev = RunEvent {
+        service_id: service.to_string(),
+        run_id: field("run_id").to_string(),
+        event_sequence: seq,
+        piece_id: get("piece_id").map(String::from),
+        block_id: block,
+        job_type: get("job_type").map(String::from),
+        event_type: field("event_type").to_string(),
+        trip_id: trip.map(|tr| tr.id.clone()),
+        start_location: from.to_string(),
+        start_s: start,
+        end_location: to.to_string(),
+        end_s: end,
+        start_mid_trip: mid_start,
+        end_mid_trip: mid_end,
+    };
+    Ok((ev, warnings))
+}
+
+/// Keeps the runs whose trips never overlap (touching is fine); returns the events kept.
+fn keep_runs(
+    runs: BTreeMap<(String, String), Vec<(u64, RunEvent)>>,
+    feed: &mut Feed,
+    report: &mut Report,
+) -> u64 {
     let mut events_kept = 0u64;
     for ((service, run), mut events) in runs {
         events.sort_by_key(|(_, e)| e.event_sequence);
@@ -236,9 +238,43 @@ fn run_events(
             events: events.into_iter().map(|(_, e)| e).collect(),
         });
     }
-    report.imported.insert("runs", feed.tods.runs.len() as u64);
-    report.imported.insert("run_events", events_kept);
-    Ok(())
+    events_kept
+}
+
+/// What is wrong with an event's places on its trip: (an error that refuses the event,
+/// the field, the message). A relief mid-trip must be at one of the trip's stops; at the
+/// trip's ends the event should start (end) where the trip does (a warning).
+fn trip_places(
+    tr: &Trip,
+    start: (&str, bool),
+    end: (&str, bool),
+) -> Vec<(bool, &'static str, String)> {
+    let on_trip = |p: &str| tr.stop_times.iter().any(|s| s.stop_id == p);
+    let mut out = Vec::new();
+    for ((place, mid), end_stop, field, verb, flag) in [
+        (
+            start,
+            tr.first_stop(),
+            "start_location",
+            "starts",
+            "start_mid_trip",
+        ),
+        (end, tr.last_stop(), "end_location", "ends", "end_mid_trip"),
+    ] {
+        if mid && !on_trip(place) {
+            out.push((
+                true,
+                field,
+                format!(
+                    "relief at {place:?}, which is not a stop of trip {:?}",
+                    tr.id
+                ),
+            ));
+        } else if !mid && place != end_stop {
+            out.push((false, field, format!("{place:?} is not where trip {:?} {verb} ({end_stop:?}); set {flag}=1 for a relief", tr.id)));
+        }
+    }
+    out
 }
 
 fn employee_run_dates(
