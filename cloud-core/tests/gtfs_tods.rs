@@ -298,3 +298,64 @@ fn runs_are_published_with_the_blocks_they_drive() {
     );
     assert!(!sunday.iter().any(|e| e.record_type == RUN_RECORD));
 }
+
+/// The review's cases: ids are text in primary keys (`01` is not `1`); a supplement for a
+/// file the feed lacks adds its rows (a crew calendar); a stray field past a row's header
+/// does not fill a column only the supplement has.
+#[test]
+fn supplement_keys_are_text_and_a_supplement_may_stand_alone() {
+    let mut list = base();
+    list.retain(|(n, _)| !matches!(*n, "stops.txt" | "calendar.txt" | "trips.txt"));
+    list.extend([
+        ("stops.txt", "stop_id,stop_name,stop_lat,stop_lon\n1,One,-6.1,106.1\n01,ZeroOne,-6.1,106.1\n3,Three,-6.3,106.3\nA,A,-6.4,106.4\nB,B,-6.5,106.5\n"),
+        ("stops_supplement.txt", "stop_id,TODS_delete\n1,1\n"),
+        ("calendar_dates.txt", "service_id,date,exception_type\nWK,20260601,1\n"),
+        ("calendar_supplement.txt", "service_id,monday,tuesday,wednesday,thursday,friday,saturday,sunday,start_date,end_date\nCREW,1,1,1,1,1,0,0,20260101,20261231\n"),
+        ("trips.txt", "route_id,service_id,trip_id\nR1,WK,t1,JUNK\nR1,WK,t2\n"),
+        ("trips_supplement.txt", "trip_id,block_id\nt2,B9\n"),
+    ]);
+    let (feed, report) = import_files(&files(&list)).unwrap();
+    let mut stops: Vec<&str> = feed.stops.iter().map(|s| s.id.as_str()).collect();
+    stops.sort();
+    assert_eq!(stops, ["01", "3", "A", "B"], "only stop 1 deleted");
+    assert!(feed.services.contains_key("CREW"), "{:?}", report.issues);
+    let t1 = feed.trips.iter().find(|t| t.id == "t1").unwrap();
+    assert_eq!(t1.block_id, None, "the stray field is not a block id");
+    let t2 = feed.trips.iter().find(|t| t.id == "t2").unwrap();
+    assert_eq!(t2.block_id.as_deref(), Some("B9"));
+}
+
+/// Runs on trips without a block_id drive the blocks the importer builds: published with
+/// them. Run record ids stay apart when service and run ids contain the separator.
+#[test]
+fn runs_on_built_blocks_are_published_and_run_ids_never_collide() {
+    use garasi_cloud::gtfs::tods::Run;
+    use garasi_cloud::timetable::{plan_records, run_record_id, Plan, Prepared, RUN_RECORD};
+    let mut f = with_runs();
+    let trips = "route_id,service_id,trip_id\nR1,WK,t1\nR1,WK,t2\n";
+    f.insert("trips.txt".into(), trips.as_bytes().to_vec());
+    let (feed, _) = import_files(&f).unwrap();
+    let plan: Plan =
+        serde_json::from_value(serde_json::json!({"timetable": 1, "routes": [{"route": "R1"}]}))
+            .unwrap();
+    let tz = jiff::tz::TimeZone::get("Asia/Jakarta").unwrap();
+    let day = jiff::civil::date(2026, 6, 1);
+    let edits = plan_records(&plan, &Prepared::new(feed), &tz, &[day]);
+    let runs: Vec<String> = edits
+        .iter()
+        .filter(|e| e.record_type == RUN_RECORD)
+        .map(|e| format!("{:?}", e.fields))
+        .collect();
+    assert_eq!(runs.len(), 2, "runs 1 and 2 drive the built block");
+    assert!(runs.iter().all(|r| r.contains("20260601-auto")), "{runs:?}");
+
+    let run = |service: &str, run: &str| Run {
+        service_id: service.into(),
+        run_id: run.into(),
+        events: vec![],
+    };
+    assert_ne!(
+        run_record_id(day, &run("a/b", "c")),
+        run_record_id(day, &run("a", "b/c"))
+    );
+}

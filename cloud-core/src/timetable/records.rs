@@ -2,11 +2,11 @@
 //! block with a trip on a planned route, a `run` record per TODS run driving on one of
 //! those blocks (`runs.rs`), and the `stop` and `shape` records they use. Pure: no store, so it runs in the blocking pool.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 
 use garasi_sync_protocol::record::FieldValue;
 
-use super::runs::run_records;
+use super::runs::{run_records, PublishedBlocks};
 use super::{record_id, Edit, Plan, Prepared, BLOCK_RECORD, SHAPE_RECORD, STOP_RECORD};
 use crate::gtfs::{self, blocks};
 
@@ -41,8 +41,9 @@ pub fn plan_records(
     let mut stops_used = BTreeSet::new();
     let mut shapes_used = BTreeSet::new();
     for &date in dates {
-        // Feed blocks published this day (runs drive on them).
-        let mut published: HashSet<String> = HashSet::new();
+        // Blocks published this day, for the runs that drive on them: by the feed's
+        // block id, and by trip (a built block has no id in the feed).
+        let mut published = PublishedBlocks::default();
         for b in blocks::blocks_for(&feed.feed, date, opts) {
             let trips: Vec<&gtfs::Trip> = b
                 .trip_ids
@@ -89,8 +90,14 @@ pub fn plan_records(
                     "shape": t.shape_id.as_ref().filter(|s| feed.feed.shapes.contains_key(*s)).map(|s| record_id("shape-", s)),
                 }));
             }
+            let block_record = record_id(&format!("{}-", date.strftime("%Y%m%d")), &b.id);
             if !b.built {
-                published.insert(b.id.clone());
+                published
+                    .by_block
+                    .insert(b.id.clone(), block_record.clone());
+            }
+            for t in &b.trip_ids {
+                published.by_trip.insert(t.clone(), block_record.clone());
             }
             let first = at(date, b.start_s, tz);
             let last = at(date, b.end_s, tz);
@@ -130,7 +137,6 @@ pub fn plan_records(
                 ],
             });
         }
-        let published: HashSet<&str> = published.iter().map(String::as_str).collect();
         edits.extend(run_records(feed, tz, date, &published, &mut stops_used));
     }
     let stops: HashMap<&str, &gtfs::Stop> =

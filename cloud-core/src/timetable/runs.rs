@@ -3,7 +3,7 @@
 //! with its events on the clock (ms), the block records they drive and the employees
 //! `employee_run_dates.txt` puts on it. Pure, like `records.rs`.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 
 use garasi_sync_protocol::record::FieldValue;
 
@@ -11,24 +11,42 @@ use super::records::at;
 use super::{record_id, Edit, Prepared, RUN_RECORD};
 use crate::gtfs::tods::Run;
 
-/// The id of a run's record on `date` (a run is a service and run id pair).
+/// The id of a run's record on `date` (a run is a service and run id pair; the service
+/// id's length keeps `a/b`+`c` and `a`+`b/c` apart).
 pub fn run_record_id(date: jiff::civil::Date, run: &Run) -> String {
     record_id(
         &format!("{}-run-", date.strftime("%Y%m%d")),
-        &format!("{}/{}", run.service_id, run.run_id),
+        &format!("{}:{}/{}", run.service_id.len(), run.service_id, run.run_id),
     )
 }
 
-/// The `run` records of `date`: runs that drive on one of `blocks` (feed block ids
-/// published that day). Their places are added to `stops_used`.
+/// The block records published on one day, by the feed's block id and by trip.
+#[derive(Default)]
+pub(super) struct PublishedBlocks {
+    pub by_block: HashMap<String, String>,
+    pub by_trip: HashMap<String, String>,
+}
+
+impl PublishedBlocks {
+    /// The block record an event drives on: its trip's, or its feed block's.
+    fn of(&self, e: &crate::gtfs::tods::RunEvent) -> Option<&String> {
+        e.trip_id
+            .as_ref()
+            .and_then(|t| self.by_trip.get(t))
+            .or_else(|| e.block_id.as_ref().and_then(|b| self.by_block.get(b)))
+    }
+}
+
+/// The `run` records of `date`: runs that drive on one of the `blocks` published that
+/// day (a feed block, or a block built from the trips it works). Their places are added
+/// to `stops_used`.
 pub(super) fn run_records(
     feed: &Prepared,
     tz: &jiff::tz::TimeZone,
     date: jiff::civil::Date,
-    blocks: &HashSet<&str>,
+    blocks: &PublishedBlocks,
     stops_used: &mut BTreeSet<String>,
 ) -> Vec<Edit> {
-    let day = date.strftime("%Y%m%d").to_string();
     let mut employees: HashMap<(&str, &str), Vec<&str>> = HashMap::new();
     for e in feed
         .feed
@@ -49,12 +67,7 @@ pub(super) fn run_records(
             .services
             .get(&run.service_id)
             .is_some_and(|s| s.runs_on(date));
-        let drives: BTreeSet<&str> = run
-            .events
-            .iter()
-            .filter_map(|e| e.block_id.as_deref())
-            .filter(|b| blocks.contains(b))
-            .collect();
+        let drives: BTreeSet<&String> = run.events.iter().filter_map(|e| blocks.of(e)).collect();
         if !runs_today || drives.is_empty() {
             continue;
         }
@@ -70,7 +83,7 @@ pub(super) fn run_records(
                     "type": e.event_type,
                     "job": e.job_type,
                     "trip": e.trip_id,
-                    "block": e.block_id.as_deref().map(|b| record_id(&format!("{day}-"), b)),
+                    "block": blocks.of(e),
                     "from": record_id("stop-", &e.start_location),
                     "to": record_id("stop-", &e.end_location),
                     "start_ms": at(date, e.start_s, tz),
@@ -80,10 +93,7 @@ pub(super) fn run_records(
                 })
             })
             .collect();
-        let block_ids: Vec<String> = drives
-            .iter()
-            .map(|b| record_id(&format!("{day}-"), b))
-            .collect();
+        let block_ids: Vec<&str> = drives.iter().map(|b| b.as_str()).collect();
         let who = employees
             .get(&(run.service_id.as_str(), run.run_id.as_str()))
             .map(|v| v.join(","));

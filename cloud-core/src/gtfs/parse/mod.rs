@@ -125,12 +125,12 @@ pub(super) fn import(files: &mut Files<'_>) -> Result<(Feed, Report), GtfsError>
             );
         }
     }
-    let mut missing: Vec<&str> = REQUIRED
-        .iter()
-        .copied()
-        .filter(|f| !files.contains_key(f))
-        .collect();
-    if !files.contains_key("calendar.txt") && !files.contains_key("calendar_dates.txt") {
+    // A TODS supplement stands in for a missing GTFS file (its rows are all added).
+    let has = |f: &str| {
+        files.contains_key(f) || supplement::spec(f).is_some_and(|(s, _)| files.contains_key(s))
+    };
+    let mut missing: Vec<&str> = REQUIRED.iter().copied().filter(|f| !has(f)).collect();
+    if !has("calendar.txt") && !has("calendar_dates.txt") {
         missing.push("calendar.txt or calendar_dates.txt");
     }
     if !missing.is_empty() {

@@ -56,11 +56,16 @@ struct Row {
     used: bool,
 }
 
-/// A primary key as compared: trimmed, and a number compared as a number (`01` = `1`).
-fn key_part(v: &str) -> String {
+/// A primary key part as compared: trimmed text (ids are text: `01` and `1` are two
+/// stops), except `stop_sequence`, a number (`02` is row 2).
+fn key_part(col: &str, v: &str) -> String {
     let v = v.trim();
-    v.parse::<u64>()
-        .map_or_else(|_| v.to_string(), |n| n.to_string())
+    if col == "stop_sequence" {
+        if let Ok(n) = v.parse::<u64>() {
+            return n.to_string();
+        }
+    }
+    v.to_string()
 }
 
 /// Reads `sup` (the supplement of a file keyed by `pk`); None when it is unusable (the
@@ -86,7 +91,10 @@ pub(super) fn read(
         by_key: HashMap::new(),
     };
     while let Some((line, r)) = rows.next(report)? {
-        let key: Option<Vec<String>> = pk.iter().map(|c| t.get(r, c).map(key_part)).collect();
+        let key: Option<Vec<String>> = pk
+            .iter()
+            .map(|c| t.get(r, c).map(|v| key_part(c, v)))
+            .collect();
         let Some(key) = key else {
             report.error(
                 sup,
@@ -113,7 +121,19 @@ pub(super) fn read(
         budget.hold(values.iter().map(|v| v.len() + 24).sum::<usize>() + 64, sup)?;
         s.by_key.insert(key, s.rows.len());
         s.rows.push(Row {
-            delete: t.get(r, "tods_delete") == Some("1"),
+            delete: match t.get(r, "tods_delete") {
+                None => false,
+                Some("1") => true,
+                Some(other) => {
+                    report.warning(
+                        sup,
+                        Some(line),
+                        Some("TODS_delete"),
+                        format!("{other:?} is not 1: the row updates, it does not delete"),
+                    );
+                    false
+                }
+            },
             values,
             used: false,
         });
@@ -132,6 +152,8 @@ pub(super) struct Merged<'f> {
     pk: &'static [&'static str],
     /// Output columns: the file's, then the supplement's it lacks; where each comes from.
     out_cols: Vec<String>,
+    /// Columns of the file's own header.
+    base_len: usize,
     base_idx: HashMap<String, usize>,
     sup_idx: Vec<Option<usize>>,
     buf: Vec<u8>,
@@ -155,6 +177,7 @@ impl<'f> Merged<'f> {
             sup,
             pk,
             out_cols: Vec::new(),
+            base_len: 0,
             base_idx: HashMap::new(),
             sup_idx: Vec::new(),
             buf: Vec::new(),
@@ -169,16 +192,17 @@ impl<'f> Merged<'f> {
         let mut rec = csv::StringRecord::new();
         match self.stage {
             0 => {
-                if !self
+                // No GTFS file (or an empty one): the supplement's rows are all added.
+                let has_header = self
                     .base
                     .read_record(&mut rec)
-                    .map_err(std::io::Error::other)?
-                {
-                    self.stage = 2;
-                    return Ok(true);
+                    .map_err(std::io::Error::other)?;
+                if has_header {
+                    self.pad_to(&rec);
                 }
-                self.pad_to(&rec);
                 self.out_cols = rec.iter().map(|c| c.trim().to_ascii_lowercase()).collect();
+                self.base_len = self.out_cols.len();
+                self.stage = if has_header { 1 } else { 2 };
                 for c in &self.sup.cols {
                     if !self.out_cols.contains(c) {
                         self.out_cols.push(c.clone());
@@ -197,7 +221,6 @@ impl<'f> Merged<'f> {
                     .collect();
                 let cols = self.out_cols.clone();
                 self.write(cols.iter().map(String::as_str));
-                self.stage = 1;
             }
             1 => {
                 if !self
@@ -216,13 +239,22 @@ impl<'f> Merged<'f> {
                         self.base_idx
                             .get(*c)
                             .and_then(|&i| rec.get(i))
-                            .map(key_part)
+                            .map(|v| key_part(c, v))
                     })
                     .collect();
                 let hit = key.and_then(|k| self.sup.by_key.get(&k).copied());
+                let base_len = self.base_len;
+                // A field past the file's header is not any column's (not a supplement's).
+                let field = |c: usize| {
+                    if c < base_len {
+                        rec.get(c).unwrap_or_default()
+                    } else {
+                        ""
+                    }
+                };
                 let Some(i) = hit else {
                     let vals: Vec<String> = (0..self.out_cols.len())
-                        .map(|c| rec.get(c).unwrap_or_default().to_string())
+                        .map(|c| field(c).to_string())
                         .collect();
                     self.write(vals.iter().map(String::as_str));
                     return Ok(true);
@@ -238,7 +270,7 @@ impl<'f> Merged<'f> {
                     .map(
                         |c| match self.sup_idx[c].map(|s| &self.sup.rows[i].values[s]) {
                             Some(v) if !v.is_empty() => v.clone(),
-                            _ => rec.get(c).unwrap_or_default().to_string(),
+                            _ => field(c).to_string(),
                         },
                     )
                     .collect();

@@ -141,15 +141,18 @@ pub(super) fn table<'f>(
     report: &mut Report,
 ) -> Result<Option<(Table, Rows<'f>)>, GtfsError> {
     let supplement = match supplement::spec(name) {
-        Some((sup, pk)) if files.contains_key(sup) && files.contains_key(name) => {
+        Some((sup, pk)) if files.contains_key(sup) => {
             supplement::read(files, sup, pk, report)?.map(|s| (s, pk, sup))
         }
         _ => None,
     };
     let budget = files.budget.clone();
     let progress = files.progress;
-    let Some(mut input) = files.open(name)? else {
-        return Ok(None);
+    let mut input = match files.open(name)? {
+        Some(input) => input,
+        // A supplement alone adds its rows (a crew calendar the public feed lacks).
+        None if supplement.is_some() => Box::new(std::io::empty()),
+        None => return Ok(None),
     };
     if let Some((s, pk, sup)) = supplement {
         report.warning(

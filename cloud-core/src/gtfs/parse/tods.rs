@@ -53,6 +53,8 @@ fn run_events(
     let trips: HashMap<&str, &Trip> = feed.trips.iter().map(|t| (t.id.as_str(), t)).collect();
     let mut runs: BTreeMap<(String, String), Vec<(u64, RunEvent)>> = BTreeMap::new();
     let mut seqs: HashSet<(String, String, u32)> = HashSet::new();
+    // (run's service, trip's service) -> a day the run runs and the trip does not.
+    let mut apart: HashMap<(String, String), Option<jiff::civil::Date>> = HashMap::new();
     let Some((t, mut rows)) = table(files, "run_events.txt", &REQUIRED, report)? else {
         return Ok(());
     };
@@ -94,6 +96,16 @@ fn run_events(
                 continue;
             }
         };
+        if let Some(tr) = ev.trip_id.as_deref().and_then(|id| trips.get(id)) {
+            let pair = (service.to_string(), tr.service_id.clone());
+            let day = *apart
+                .entry(pair)
+                .or_insert_with(|| run_without_trip(&feed.services, service, &tr.service_id));
+            if let Some(day) = day {
+                let why = format!("run {run:?} ({service}): the run is on {day}, when trip {:?} does not run (a run's service must not run on days its trips do not)", tr.id);
+                report.warning(t.name, Some(line), Some("service_id"), why);
+            }
+        }
         if !seqs.insert((service.to_string(), run.to_string(), ev.event_sequence)) {
             let why = format!(
                 "run {run:?} ({service}): event_sequence {} appears twice",
@@ -207,6 +219,28 @@ fn event_of<'r>(
         end_mid_trip: mid_end,
     };
     Ok((ev, warnings))
+}
+
+/// A day (within two years of the run's service's first) the run's service runs and the
+/// trip's does not, if any.
+fn run_without_trip(
+    services: &HashMap<String, crate::gtfs::Service>,
+    run: &str,
+    trip: &str,
+) -> Option<jiff::civil::Date> {
+    if run == trip {
+        return None;
+    }
+    let (r, t) = (services.get(run)?, services.get(trip)?);
+    let mut days: Vec<jiff::civil::Date> = r.added.iter().copied().collect();
+    if let (Some(mut d), Some(end)) = (r.start, r.end) {
+        while d <= end && days.len() < 800 {
+            days.push(d);
+            d = d.tomorrow().ok()?;
+        }
+    }
+    days.sort();
+    days.into_iter().find(|&d| r.runs_on(d) && !t.runs_on(d))
 }
 
 /// Keeps the runs whose trips never overlap (touching is fine); returns the events kept.
