@@ -113,8 +113,9 @@ pub(super) async fn put_assignment(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RunAssignBody {
-    /// A driver's person id; "" or null clears.
-    driver: Option<String>,
+    /// A driver's person id; "" or null clears. Required: `{}` changes nothing by
+    /// mistake.
+    driver: serde_json::Value,
 }
 
 /// Puts a driver on a TODS run (planners only; the assignment names who made it).
@@ -127,7 +128,11 @@ pub(super) async fn put_run_assignment(
     let who = d.people.require(&headers, PLANNERS).await?;
     let Json(b) = body.map_err(ApiError::from_json_rejection)?;
     check_date(&date)?;
-    let driver = b.driver.filter(|p| !p.is_empty());
+    let driver = match b.driver {
+        serde_json::Value::Null => None,
+        serde_json::Value::String(p) => Some(p).filter(|p| !p.is_empty()),
+        _ => return Err(ApiError::bad_request("driver is a person id, \"\" or null")),
+    };
     if let Some(p) = &driver {
         match d.people.get(p).await.map_err(ApiError::internal)? {
             Some(person) if person.has_role("driver") => {}

@@ -9,7 +9,7 @@ use garasi_sync_protocol::actor::ActorId;
 use garasi_sync_protocol::record::FieldValue;
 use rusqlite::Connection;
 
-use super::plan::runs::{reliefs, run_conflicts, Run, RunAssignment, RunContext, RunEvent};
+use super::plan::runs::{reliefs, run_conflicts, Run, RunAssignment, RunContext, RunDay, RunEvent};
 use super::plan::{Assignment, Block, Params};
 use super::service::{RUN_ASSIGNMENT_RECORD, RUN_RECORD, STOP_RECORD};
 use super::store::{edit, fields, rows_of_day};
@@ -90,6 +90,14 @@ pub(super) fn assign(
 
 /// What the day view shows of the runs: each run with its driver, events and conflicts,
 /// the reliefs, and for each block the pieces different runs drive.
+/// When the view is made: sign-ons of the day, whether it is today, now.
+pub(super) struct At<'a> {
+    pub signed_on: &'a std::collections::HashSet<String>,
+    pub is_today: bool,
+    pub now_ms: i64,
+}
+
+#[allow(clippy::too_many_arguments)]
 pub(super) fn view(
     day: &DayRuns,
     blocks: &[Block],
@@ -97,6 +105,7 @@ pub(super) fn view(
     names: &HashMap<&str, &str>,
     tz: &jiff::tz::TimeZone,
     params: &Params,
+    at: At<'_>,
 ) -> serde_json::Value {
     let reliefs = reliefs(&day.runs);
     let place = |p: &str| day.places.get(p).cloned().unwrap_or_else(|| p.to_string());
@@ -105,16 +114,21 @@ pub(super) fn view(
             .map(|t| t.to_zoned(tz.clone()).strftime("%H:%M").to_string())
             .unwrap_or_default()
     };
-    let ctx = RunContext {
-        runs: &day.runs,
-        reliefs: &reliefs,
-        run_assignments: &day.assignments,
-        blocks,
-        assignments: block_assignments,
-        place: &place,
-        clock: &clock,
+    let ctx = RunContext::new(
+        RunDay {
+            runs: &day.runs,
+            reliefs: &reliefs,
+            run_assignments: &day.assignments,
+            blocks,
+            assignments: block_assignments,
+            signed_on: at.signed_on,
+            is_today: at.is_today,
+            now_ms: at.now_ms,
+        },
+        &place,
+        &clock,
         params,
-    };
+    );
     let runs: Vec<serde_json::Value> = day
         .runs
         .iter()

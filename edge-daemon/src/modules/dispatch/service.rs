@@ -162,6 +162,11 @@ impl Dispatch {
             &names,
             &self.tz,
             &self.params,
+            super::runs::At {
+                signed_on: &signed_on,
+                is_today: date == self.today(),
+                now_ms: now,
+            },
         );
         Ok(serde_json::json!({
             "date": date,

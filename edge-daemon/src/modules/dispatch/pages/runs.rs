@@ -82,8 +82,10 @@ pub(super) fn runs_table(d: &Dispatch, view: &serde_json::Value, staff: bool) ->
 <td class=\"flags\">{flags}</td></tr>\n",
             id = esc(s(r, "id")),
             run = esc(s(r, "run")),
+            // The agency's employee ids are for staff, not the wall board.
             emp = r["employees"]
                 .as_str()
+                .filter(|_| staff)
                 .map(|e| format!("rostered: {}", esc(e)))
                 .unwrap_or_default(),
             start = hm(d, r["start_ms"].as_i64().unwrap_or(0), date),

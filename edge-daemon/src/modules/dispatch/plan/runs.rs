@@ -73,14 +73,22 @@ pub struct Relief {
     pub taken_ms: i64,
 }
 
+/// How far apart the leaving and the taking times of a relief may be: TODS event times
+/// may differ from the trip's by a couple of minutes (a driver counted as working a little
+/// before departure).
+pub const RELIEF_SLACK_MS: i64 = 5 * 60_000;
+
 impl Relief {
-    /// Same place and same time: the bus never stands without a driver.
+    /// Same place, and the times within [`RELIEF_SLACK_MS`]: the bus never stands without
+    /// a driver, nor has two.
     pub fn fits(&self) -> bool {
-        self.leaves_at == self.taken_at && self.leaves_ms == self.taken_ms
+        self.leaves_at == self.taken_at && (self.taken_ms - self.leaves_ms).abs() <= RELIEF_SLACK_MS
     }
 }
 
-/// The reliefs of the day: on each block, consecutive driving events of different runs.
+/// The reliefs of the day: on each block, where a driving event of one run ends and one
+/// of another run continues. Two runs working the same stretch together (a driver and a
+/// conductor: one starts with or ends inside the other) are not a relief.
 pub fn reliefs(runs: &[Run]) -> Vec<Relief> {
     let mut by_block: HashMap<&str, Vec<(&Run, &RunEvent)>> = HashMap::new();
     for r in runs {
@@ -93,57 +101,137 @@ pub fn reliefs(runs: &[Run]) -> Vec<Relief> {
     let mut out = Vec::new();
     for (block, mut evs) in by_block {
         evs.sort_by_key(|(r, e)| (e.start_ms, e.end_ms, r.id.clone()));
-        for w in evs.windows(2) {
-            let ((r1, e1), (r2, e2)) = (w[0], w[1]);
-            if r1.id == r2.id {
-                continue;
+        // The event that reaches furthest so far; the next one continues from it.
+        let mut last: Option<(&Run, &RunEvent)> = None;
+        for (r2, e2) in evs {
+            if let Some((r1, e1)) = last {
+                let together = e2.start_ms <= e1.start_ms || e2.end_ms <= e1.end_ms;
+                if r1.id != r2.id && !together {
+                    out.push(Relief {
+                        block: block.to_string(),
+                        from_run: r1.id.clone(),
+                        to_run: r2.id.clone(),
+                        leaves_at: e1.to.clone(),
+                        leaves_ms: e1.end_ms,
+                        taken_at: e2.from.clone(),
+                        taken_ms: e2.start_ms,
+                    });
+                }
+                if e2.end_ms <= e1.end_ms {
+                    continue; // inside the one before: that one still reaches furthest
+                }
             }
-            out.push(Relief {
-                block: block.to_string(),
-                from_run: r1.id.clone(),
-                to_run: r2.id.clone(),
-                leaves_at: e1.to.clone(),
-                leaves_ms: e1.end_ms,
-                taken_at: e2.from.clone(),
-                taken_ms: e2.start_ms,
-            });
+            last = Some((r2, e2));
         }
     }
     out.sort_by(|a, b| (a.leaves_ms, &a.block).cmp(&(b.leaves_ms, &b.block)));
     out
 }
 
-/// What run conflict checks need about the day.
+/// What run conflict checks need about the day, indexed once so a day's checks stay
+/// linear in its runs.
 pub struct RunContext<'a> {
-    pub runs: &'a [Run],
-    pub reliefs: &'a [Relief],
     pub run_assignments: &'a HashMap<String, RunAssignment>,
-    pub blocks: &'a [Block],
-    pub assignments: &'a HashMap<String, Assignment>,
+    /// Drivers signed on for this service day.
+    pub signed_on: &'a std::collections::HashSet<String>,
+    pub is_today: bool,
+    pub now_ms: i64,
     /// A stop record id's name, for messages.
     pub place: &'a dyn Fn(&str) -> String,
     /// A time on the depot's clock, for messages.
     pub clock: &'a dyn Fn(i64) -> String,
     pub params: &'a Params,
+    run_names: HashMap<&'a str, &'a str>,
+    block_names: HashMap<&'a str, &'a str>,
+    reliefs_of: HashMap<&'a str, Vec<&'a Relief>>,
+    /// Per driver: spans of their runs (id, run name, start, end) and blocks.
+    runs_of: HashMap<&'a str, Vec<(&'a str, &'a str, i64, i64)>>,
+    blocks_of: HashMap<&'a str, Vec<&'a Block>>,
+}
+
+/// The day, for [`RunContext::new`].
+pub struct RunDay<'a> {
+    pub runs: &'a [Run],
+    pub reliefs: &'a [Relief],
+    pub run_assignments: &'a HashMap<String, RunAssignment>,
+    pub blocks: &'a [Block],
+    pub assignments: &'a HashMap<String, Assignment>,
+    pub signed_on: &'a std::collections::HashSet<String>,
+    pub is_today: bool,
+    pub now_ms: i64,
+}
+
+impl<'a> RunContext<'a> {
+    pub fn new(
+        day: RunDay<'a>,
+        place: &'a dyn Fn(&str) -> String,
+        clock: &'a dyn Fn(i64) -> String,
+        params: &'a Params,
+    ) -> Self {
+        let mut reliefs_of: HashMap<&str, Vec<&Relief>> = HashMap::new();
+        for rl in day.reliefs {
+            reliefs_of.entry(rl.from_run.as_str()).or_default().push(rl);
+            reliefs_of.entry(rl.to_run.as_str()).or_default().push(rl);
+        }
+        let mut runs_of: HashMap<&str, Vec<(&str, &str, i64, i64)>> = HashMap::new();
+        for r in day.runs {
+            if let Some(d) = day
+                .run_assignments
+                .get(&r.id)
+                .and_then(|a| a.driver.as_deref())
+            {
+                runs_of
+                    .entry(d)
+                    .or_default()
+                    .push((&r.id, &r.run, r.start_ms, r.end_ms));
+            }
+        }
+        let mut blocks_of: HashMap<&str, Vec<&Block>> = HashMap::new();
+        for b in day.blocks {
+            if let Some(d) = day.assignments.get(&b.id).and_then(|a| a.driver.as_deref()) {
+                blocks_of.entry(d).or_default().push(b);
+            }
+        }
+        RunContext {
+            run_assignments: day.run_assignments,
+            signed_on: day.signed_on,
+            is_today: day.is_today,
+            now_ms: day.now_ms,
+            place,
+            clock,
+            params,
+            run_names: day
+                .runs
+                .iter()
+                .map(|r| (r.id.as_str(), r.run.as_str()))
+                .collect(),
+            block_names: day
+                .blocks
+                .iter()
+                .map(|b| (b.id.as_str(), b.block.as_str()))
+                .collect(),
+            reliefs_of,
+            runs_of,
+            blocks_of,
+        }
+    }
+
+    fn run_name(&self, id: &'a str) -> &'a str {
+        self.run_names.get(id).copied().unwrap_or(id)
+    }
+
+    fn block_name(&self, id: &'a str) -> &'a str {
+        self.block_names.get(id).copied().unwrap_or(id)
+    }
 }
 
 /// Conflicts of one run: a relief into or out of it at another place or time than the
-/// other run's, its driver on another run or block at the same time, its driver over the
-/// day's hours.
-pub fn run_conflicts(run: &Run, ctx: &RunContext<'_>) -> Vec<Conflict> {
+/// other run's; no driver, or a driver not signed on, near its start; its driver on
+/// another run or block at the same time, or over the day's hours.
+pub fn run_conflicts<'a>(run: &'a Run, ctx: &RunContext<'a>) -> Vec<Conflict> {
     let mut out = Vec::new();
     let (place, clock) = (ctx.place, ctx.clock);
-    let name = |id: &str| {
-        ctx.runs
-            .iter()
-            .find(|r| r.id == id)
-            .map_or_else(|| id.to_string(), |r| r.run.clone())
-    };
-    for rl in ctx
-        .reliefs
-        .iter()
-        .filter(|rl| rl.from_run == run.id || rl.to_run == run.id)
-    {
+    for rl in ctx.reliefs_of.get(run.id.as_str()).into_iter().flatten() {
         if rl.fits() {
             continue;
         }
@@ -158,54 +246,64 @@ pub fn run_conflicts(run: &Run, ctx: &RunContext<'_>) -> Vec<Conflict> {
             code,
             message: format!(
                 "relief on block {}: run {} leaves it at {} {}, run {} takes it at {} {} ({what})",
-                block_name(ctx.blocks, &rl.block),
-                name(&rl.from_run),
+                ctx.block_name(&rl.block),
+                ctx.run_name(&rl.from_run),
                 place(&rl.leaves_at),
                 clock(rl.leaves_ms),
-                name(&rl.to_run),
+                ctx.run_name(&rl.to_run),
                 place(&rl.taken_at),
                 clock(rl.taken_ms),
             ),
         });
     }
+    let starting = ctx.is_today && ctx.now_ms >= run.start_ms - ctx.params.signon_before_ms;
     let Some(driver) = ctx
         .run_assignments
         .get(&run.id)
         .and_then(|a| a.driver.as_deref())
     else {
+        if starting {
+            out.push(Conflict {
+                code: "run_unassigned",
+                message: format!(
+                    "run {} starts at {} and has no driver",
+                    run.run,
+                    clock(run.start_ms)
+                ),
+            });
+        }
         return out;
     };
+    if starting && !ctx.signed_on.contains(driver) {
+        out.push(Conflict {
+            code: "driver_not_signed_on",
+            message: format!(
+                "{driver} has not signed on; the run starts at {}",
+                clock(run.start_ms)
+            ),
+        });
+    }
     let span = (run.start_ms, run.end_ms);
     let mut hours = 0i64;
-    for other in ctx.runs {
-        let theirs = ctx
-            .run_assignments
-            .get(&other.id)
-            .and_then(|a| a.driver.as_deref());
-        if theirs != Some(driver) {
-            continue;
-        }
-        hours += other.end_ms - other.start_ms;
-        if other.id != run.id && overlaps(span, (other.start_ms, other.end_ms)) {
+    for &(id, name, start, end) in ctx.runs_of.get(driver).into_iter().flatten() {
+        hours += end - start;
+        if id != run.id && overlaps(span, (start, end)) {
             out.push(Conflict {
                 code: "double_driver",
-                message: format!("{driver} is also on run {} at the same time", other.run),
+                message: format!("{driver} is also on run {name} at the same time"),
             });
         }
     }
-    for b in ctx.blocks {
-        let on_block = ctx.assignments.get(&b.id).and_then(|a| a.driver.as_deref()) == Some(driver);
-        if on_block {
-            hours += b.pull_in_ms - b.pull_out_ms;
-            if overlaps(span, (b.pull_out_ms, b.pull_in_ms)) {
-                out.push(Conflict {
-                    code: "double_driver",
-                    message: format!(
-                        "{driver} is also assigned to block {} at the same time",
-                        b.block
-                    ),
-                });
-            }
+    for b in ctx.blocks_of.get(driver).into_iter().flatten() {
+        hours += b.pull_in_ms - b.pull_out_ms;
+        if overlaps(span, (b.pull_out_ms, b.pull_in_ms)) {
+            out.push(Conflict {
+                code: "double_driver",
+                message: format!(
+                    "{driver} is also assigned to block {} at the same time",
+                    b.block
+                ),
+            });
         }
     }
     if hours > ctx.params.max_driver_ms {
@@ -219,13 +317,6 @@ pub fn run_conflicts(run: &Run, ctx: &RunContext<'_>) -> Vec<Conflict> {
         });
     }
     out
-}
-
-fn block_name(blocks: &[Block], id: &str) -> String {
-    blocks
-        .iter()
-        .find(|b| b.id == id)
-        .map_or_else(|| id.to_string(), |b| b.block.clone())
 }
 
 #[cfg(test)]

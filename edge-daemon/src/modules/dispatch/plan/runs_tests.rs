@@ -42,16 +42,23 @@ fn codes(r: &Run, runs: &[Run], drivers: &[(&str, &str)], params: &Params) -> Ve
             )
         })
         .collect();
-    let ctx = RunContext {
-        runs,
-        reliefs: &reliefs,
-        run_assignments: &run_assignments,
-        blocks: &[],
-        assignments: &HashMap::new(),
-        place: &|p| p.to_string(),
-        clock: &|ms| format!("{}", ms / MIN),
+    let (assignments, signed_on) = (HashMap::new(), std::collections::HashSet::new());
+    let (place, clock) = (|p: &str| p.to_string(), |ms: i64| format!("{}", ms / MIN));
+    let ctx = RunContext::new(
+        RunDay {
+            runs,
+            reliefs: &reliefs,
+            run_assignments: &run_assignments,
+            blocks: &[],
+            assignments: &assignments,
+            signed_on: &signed_on,
+            is_today: false,
+            now_ms: 0,
+        },
+        &place,
+        &clock,
         params,
-    };
+    );
     run_conflicts(r, &ctx).into_iter().map(|c| c.code).collect()
 }
 
@@ -124,4 +131,69 @@ fn a_driver_is_on_one_run_at_a_time_and_within_hours() {
         ..p
     };
     assert_eq!(codes(&runs[1], &runs, &two, &short), ["driver_hours"]);
+}
+
+/// The review's false alarms: a driver and a conductor on the same stretch are not a
+/// relief, and a relief two minutes apart (TODS times may differ from the trip's by a
+/// couple of minutes) fits.
+#[test]
+fn working_together_and_small_time_differences_are_not_conflicts() {
+    let p = Params::default();
+    let crew = vec![
+        run("run-1", vec![drive("B1", "A", "B", 360, 420)]),
+        run("run-2", vec![drive("B1", "A", "B", 360, 420)]),
+        run("run-3", vec![drive("B1", "A", "M", 370, 400)]),
+    ];
+    assert!(reliefs(&crew).is_empty(), "{:?}", reliefs(&crew));
+    let close = vec![
+        run("run-1", vec![drive("B1", "A", "M", 360, 392)]),
+        run("run-2", vec![drive("B1", "M", "B", 388, 420)]),
+    ];
+    assert_eq!(reliefs(&close).len(), 1);
+    assert!(codes(&close[1], &close, &[], &p).is_empty());
+}
+
+/// Near its start (within the sign-on lead), a run without a driver, or whose driver has
+/// not signed on, is flagged; earlier it is not.
+#[test]
+fn a_run_near_its_start_needs_a_signed_on_driver() {
+    let runs = vec![run("run-1", vec![drive("B1", "A", "M", 360, 390)])];
+    let p = Params::default();
+    let at = |now_min: i64, driver: Option<&str>, signed: &[&str]| -> Vec<&'static str> {
+        let rl = reliefs(&runs);
+        let ra: HashMap<String, RunAssignment> = driver
+            .map(|d| {
+                let a = RunAssignment {
+                    driver: Some(d.into()),
+                    ..Default::default()
+                };
+                ("run-1".to_string(), a)
+            })
+            .into_iter()
+            .collect();
+        let signed_on: std::collections::HashSet<String> =
+            signed.iter().map(|s| s.to_string()).collect();
+        let assignments = HashMap::new();
+        let (place, clock) = (|p: &str| p.to_string(), |ms: i64| format!("{}", ms / MIN));
+        let day = RunDay {
+            runs: &runs,
+            reliefs: &rl,
+            run_assignments: &ra,
+            blocks: &[],
+            assignments: &assignments,
+            signed_on: &signed_on,
+            is_today: true,
+            now_ms: now_min * MIN,
+        };
+        let ctx = RunContext::new(day, &place, &clock, &p);
+        run_conflicts(&runs[0], &ctx)
+            .into_iter()
+            .map(|c| c.code)
+            .collect()
+    };
+    // Sign-on lead 30 min: from 330.
+    assert!(at(300, None, &[]).is_empty());
+    assert_eq!(at(340, None, &[]), ["run_unassigned"]);
+    assert_eq!(at(340, Some("drv-1"), &[]), ["driver_not_signed_on"]);
+    assert!(at(340, Some("drv-1"), &["drv-1"]).is_empty());
 }
