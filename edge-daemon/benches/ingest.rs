@@ -89,10 +89,18 @@ async fn publish_all(
                 }
             });
             let mut acked = 0;
+            // Like a real device: told "server unavailable" (50 devices sign in at once
+            // from this one address), it comes back shortly.
+            let mut retries = 0;
             while acked < per_device {
                 match el.poll().await {
                     Ok(Event::Incoming(Packet::PubAck(_))) => acked += 1,
                     Ok(_) => {}
+                    Err(e) if retries < 100 => {
+                        retries += 1;
+                        let _ = e;
+                        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    }
                     Err(e) => panic!("publisher failed: {e}"),
                 }
             }

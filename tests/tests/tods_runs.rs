@@ -284,7 +284,10 @@ async fn runs_split_a_block_between_two_drivers_and_a_bad_relief_is_flagged() {
     );
     // An empty body changes nothing (the driver field is required).
     let (st, _, _) = put(path("1"), serde_json::json!({}), Some(tok.clone())).await;
-    assert_eq!(st, 422, "a body without its field is refused as the API refuses such bodies");
+    assert_eq!(
+        st, 422,
+        "a body without its field is refused as the API refuses such bodies"
+    );
     // Budi on run 3 too (09:00-09:30, after run 1): only the relief conflict stays.
     let (_, day, _) = put(
         path("3"),

@@ -191,14 +191,26 @@ impl Gate {
                     slot.connected();
                 }
                 let verdict = self.auth.verify(peer.ip(), username, password);
-                let Ok(identity) = tokio::time::timeout(AUTH_TIMEOUT, verdict).await else {
+                let Ok(verdict) = tokio::time::timeout(AUTH_TIMEOUT, verdict).await else {
                     self.count("auth_timeout");
                     let _ = wr
                         .write_all(&connack_refused(v5, Refusal::Unavailable))
                         .await;
                     return Ok(());
                 };
-                identity
+                match verdict {
+                    Ok(identity) => identity,
+                    // Not checked (too many waiting from this address): come back later,
+                    // not "bad credentials", which clients take as final.
+                    Err(crate::limit::Held::Busy) => {
+                        self.count("auth_busy");
+                        let _ = wr
+                            .write_all(&connack_refused(v5, Refusal::Unavailable))
+                            .await;
+                        return Ok(());
+                    }
+                    Err(crate::limit::Held::Wait(_)) => None,
+                }
             }
             None => None,
         };

@@ -281,16 +281,28 @@ impl DeviceAuth {
             .is_some_and(|(_, d)| subtle::ConstantTimeEq::ct_eq(&d[..], &digest[..]).into())
     }
 
-    /// Checks a username (device id) and password from a client at `peer`. `None` for
-    /// unknown, disabled or wrong, or a client over its failure budget.
+    /// Checks a username (device id) and password from a client at `peer`. `Ok(None)`
+    /// for unknown, disabled or wrong, or a client over its failure budget;
+    /// `Err(Held::Busy)` when the password could not be checked now because too many
+    /// attempts from that address wait already (many devices behind one address after a
+    /// restart): the device should come back, it was not refused.
     pub async fn verify(
         &self,
         peer: IpAddr,
         username: &str,
         password: &str,
-    ) -> Option<DeviceIdentity> {
+    ) -> Result<Option<DeviceIdentity>, crate::limit::Held> {
+        self.check(peer, username, password).await
+    }
+
+    async fn check(
+        &self,
+        peer: IpAddr,
+        username: &str,
+        password: &str,
+    ) -> Result<Option<DeviceIdentity>, crate::limit::Held> {
         if !valid_id(username) || password.len() > 1024 {
-            return None;
+            return Ok(None);
         }
         let id = username.to_string();
         let row: Option<(String, String)> = self
@@ -326,20 +338,26 @@ impl DeviceAuth {
                 if &cached_hash == hash
                     && subtle::ConstantTimeEq::ct_eq(&cached_digest[..], &digest[..]).into()
                 {
-                    return Some(DeviceIdentity {
+                    return Ok(Some(DeviceIdentity {
                         id: username.to_string(),
                         kind: *kind,
-                    });
+                    }));
                 }
             }
         }
         // The slow path: one argon2 run, queued per client address and capped overall.
-        let attempt = self.clients.begin_queued(peer).await.ok()?;
+        let attempt = match self.clients.begin_queued(peer).await {
+            Ok(a) => a,
+            Err(crate::limit::Held::Busy) => return Err(crate::limit::Held::Busy),
+            Err(crate::limit::Held::Wait(_)) => return Ok(None),
+        };
         let hash = known
             .as_ref()
             .map_or(self.decoy.clone(), |(_, h)| h.clone());
         let ok = {
-            let _running = self.running.acquire().await.ok()?;
+            let Ok(_running) = self.running.acquire().await else {
+                return Ok(None);
+            };
             let (pw, hash2, memory) = (password.to_string(), hash.clone(), self.memory.clone());
             tokio::task::spawn_blocking(move || {
                 // A free buffer: the semaphore lets at most VERIFY_AT_ONCE in, so one is.
@@ -354,7 +372,7 @@ impl DeviceAuth {
         };
         let Some((kind, hash)) = known.filter(|_| ok) else {
             attempt.failed();
-            return None;
+            return Ok(None);
         };
         let identity = DeviceIdentity {
             id: username.to_string(),
@@ -363,7 +381,7 @@ impl DeviceAuth {
         self.verified
             .lock()
             .insert(username.to_string(), (hash, digest));
-        Some(identity)
+        Ok(Some(identity))
     }
 }
 
