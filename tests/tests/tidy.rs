@@ -43,11 +43,13 @@ fn walk(dir: &Path, root: &Path, out: &mut Vec<(String, String)>) {
     let entries = fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
     for path in entries.map(|e| e.expect("directory entry").path()) {
         let name = path.file_name().unwrap_or_default().to_string_lossy();
-        // Build output (only the workspace's own `target/`), vendored JS and hidden
-        // directories (.git, .ci) are not our source; a module folder named `target`
-        // deeper down is.
+        // Build output (only the workspace's own `target/`), vendored JS, vendored
+        // crates (`vendor/`: outside code with its own conventions, see
+        // edge-daemon/vendor/README.md) and hidden directories (.git, .ci) are not our
+        // source; a module folder named `target` deeper down is.
         let top = dir == root;
-        if (top && (name == "target" || name == "node_modules")) || name.starts_with('.') {
+        let skipped = (top && (name == "target" || name == "node_modules")) || name == "vendor";
+        if skipped || name.starts_with('.') {
             continue;
         }
         if path.is_dir() {
