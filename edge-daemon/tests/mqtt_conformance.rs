@@ -372,3 +372,48 @@ async fn delivered_qos_is_the_lower_of_publish_and_subscription() {
         }
     }
 }
+
+/// Issue 12 item 3, in part: the client's MQTT 5 Receive Maximum. A subscriber that takes
+/// 2 unacknowledged QoS 1 messages got all 5 at once from the broker behind the gate
+/// (rumqttd allowed 100 in flight to every client); now 2 until it acknowledges, like
+/// Mosquitto in the same run (vendored rumqttd, `vendor/README.md`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clients_receive_maximum_is_respected() {
+    let Some(py) = paho_python() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let pw = depot(tmp.path(), &["bus-1"]).remove(0);
+    let edge = Edge::start(tmp.path(), &[]);
+    let mosquitto = AclMosquitto::start();
+    let run = |port: u16, pass: &str| {
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/mqtt_clients/receive_max.py"
+        );
+        let out = Command::new(&py)
+            .arg(script)
+            .args(["127.0.0.1", &port.to_string(), "bus-1", pass])
+            .arg("garasi/v1/vehicles/bus-1/cmd/rm")
+            .output()
+            .expect("run python");
+        serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)))
+    };
+    let ours = run(edge.mqtt5.port(), &pw);
+    println!("garasi-edge: {ours}");
+    assert_eq!(
+        ours["held"], 2,
+        "at most Receive Maximum unacknowledged: {ours}"
+    );
+    let all = ours["after_acks"].as_array().unwrap();
+    assert_eq!(
+        all.last(),
+        Some(&serde_json::json!(5)),
+        "the rest after acknowledging: {ours}"
+    );
+    if let Some(m) = &mosquitto {
+        let theirs = run(m.port, "any");
+        println!("Mosquitto: {theirs}");
+        assert_eq!(theirs["held"], ours["held"]);
+        assert_eq!(theirs["after_acks"].as_array().unwrap().last(), all.last());
+    }
+}

@@ -100,6 +100,7 @@ impl<P: Protocol> RemoteLink<P> {
             .last_will_properties(lastwill_props)
             .dynamic_filters(dynamic_filters)
             .topic_alias_max(topic_alias_max.unwrap_or(0))
+            .receive_maximum(props.as_ref().and_then(|p| p.receive_maximum))
             .build()?;
 
         let id = link_rx.id();

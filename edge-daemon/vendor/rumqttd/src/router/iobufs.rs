@@ -64,6 +64,9 @@ pub struct Outgoing {
     pub(crate) unacked_pubrels: VecDeque<u16>,
     /// Last packet id
     last_pkid: u16,
+    /// Garasi patch: QoS 1/2 messages this client takes unacknowledged (its MQTT 5
+    /// Receive Maximum, at most MAX_INFLIGHT).
+    max_inflight: usize,
     /// Metrics of outgoing messages of this connection
     pub(crate) meter: OutgoingMeter,
 }
@@ -87,6 +90,7 @@ impl Outgoing {
             unacked_pubrels,
             handle,
             last_pkid: 0,
+            max_inflight: MAX_INFLIGHT,
             meter: Default::default(),
         };
 
@@ -99,7 +103,13 @@ impl Outgoing {
     }
 
     pub fn free_slots(&self) -> usize {
-        MAX_INFLIGHT - self.inflight_buffer.len()
+        self.max_inflight.saturating_sub(self.inflight_buffer.len())
+    }
+
+    /// Garasi patch: the client's Receive Maximum (MQTT 5): never more QoS 1/2 messages
+    /// unacknowledged than it said it takes. Upstream always allowed MAX_INFLIGHT.
+    pub(crate) fn set_receive_maximum(&mut self, max: Option<u16>) {
+        self.max_inflight = max.map_or(MAX_INFLIGHT, |m| usize::from(m).clamp(1, MAX_INFLIGHT));
     }
 
     pub fn push_notification(&mut self, notification: Notification) -> usize {
