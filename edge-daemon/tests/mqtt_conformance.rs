@@ -417,3 +417,42 @@ async fn the_clients_receive_maximum_is_respected() {
         assert_eq!(theirs["after_acks"].as_array().unwrap().last(), all.last());
     }
 }
+
+/// Issue 12 item 3, in part: the client's MQTT 5 Maximum Packet Size. A subscriber taking
+/// packets of at most 100 bytes was sent a 500-byte message anyway (Paho then closes the
+/// connection as the standard tells it to); now a message too large for the client is
+/// discarded for it, as if sent, and the small ones around it arrive, like Mosquitto in
+/// the same run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clients_maximum_packet_size_is_respected() {
+    let Some(py) = paho_python() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let pw = depot(tmp.path(), &["bus-1"]).remove(0);
+    let edge = Edge::start(tmp.path(), &[]);
+    let mosquitto = AclMosquitto::start();
+    let run = |port: u16, pass: &str| {
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/mqtt_clients/max_packet.py"
+        );
+        let out = Command::new(&py)
+            .arg(script)
+            .args(["127.0.0.1", &port.to_string(), "bus-1", pass])
+            .arg("garasi/v1/vehicles/bus-1/cmd/mp")
+            .output()
+            .expect("run python");
+        serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)))
+    };
+    let ours = run(edge.mqtt5.port(), &pw);
+    println!("garasi-edge: {ours}");
+    assert_eq!(
+        ours,
+        serde_json::json!({"got": ["small1", "small2"], "connected": true})
+    );
+    if let Some(m) = &mosquitto {
+        let theirs = run(m.port, "any");
+        println!("Mosquitto: {theirs}");
+        assert_eq!(theirs, ours);
+    }
+}

@@ -49,8 +49,9 @@ pub struct LinkBuilder<'a> {
     dynamic_filters: bool,
     // default to 0, indicating to not use topic alias
     topic_alias_max: u16,
-    // Garasi patch: the client's MQTT 5 Receive Maximum, if it gave one
+    // Garasi patch: the client's MQTT 5 Receive Maximum and Maximum Packet Size
     receive_maximum: Option<u16>,
+    max_packet_size: Option<u32>,
 }
 
 impl<'a> LinkBuilder<'a> {
@@ -65,7 +66,14 @@ impl<'a> LinkBuilder<'a> {
             dynamic_filters: false,
             topic_alias_max: 0,
             receive_maximum: None,
+            max_packet_size: None,
         }
+    }
+
+    /// Garasi patch: the client's Maximum Packet Size (MQTT 5).
+    pub fn max_packet_size(mut self, max: Option<u32>) -> Self {
+        self.max_packet_size = max;
+        self
     }
 
     /// Garasi patch: the client's Receive Maximum (MQTT 5).
@@ -123,6 +131,7 @@ impl<'a> LinkBuilder<'a> {
         let incoming = Incoming::new(connection.client_id.to_owned());
         let (mut outgoing, link_rx) = Outgoing::new(connection.client_id.to_owned());
         outgoing.set_receive_maximum(self.receive_maximum);
+        outgoing.set_max_packet_size(self.max_packet_size);
         let outgoing_data_buffer = outgoing.buffer();
         let incoming_data_buffer = incoming.buffer();
 

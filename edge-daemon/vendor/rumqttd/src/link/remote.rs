@@ -101,6 +101,7 @@ impl<P: Protocol> RemoteLink<P> {
             .dynamic_filters(dynamic_filters)
             .topic_alias_max(topic_alias_max.unwrap_or(0))
             .receive_maximum(props.as_ref().and_then(|p| p.receive_maximum))
+            .max_packet_size(props.as_ref().and_then(|p| p.max_packet_size))
             .build()?;
 
         let id = link_rx.id();

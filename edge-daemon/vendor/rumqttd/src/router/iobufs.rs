@@ -67,6 +67,8 @@ pub struct Outgoing {
     /// Garasi patch: QoS 1/2 messages this client takes unacknowledged (its MQTT 5
     /// Receive Maximum, at most MAX_INFLIGHT).
     max_inflight: usize,
+    /// Garasi patch: the largest packet the client takes (its MQTT 5 Maximum Packet Size).
+    max_packet_size: Option<usize>,
     /// Metrics of outgoing messages of this connection
     pub(crate) meter: OutgoingMeter,
 }
@@ -91,6 +93,7 @@ impl Outgoing {
             handle,
             last_pkid: 0,
             max_inflight: MAX_INFLIGHT,
+            max_packet_size: None,
             meter: Default::default(),
         };
 
@@ -110,6 +113,12 @@ impl Outgoing {
     /// unacknowledged than it said it takes. Upstream always allowed MAX_INFLIGHT.
     pub(crate) fn set_receive_maximum(&mut self, max: Option<u16>) {
         self.max_inflight = max.map_or(MAX_INFLIGHT, |m| usize::from(m).clamp(1, MAX_INFLIGHT));
+    }
+
+    /// Garasi patch: the client's Maximum Packet Size (MQTT 5). A message that would not
+    /// fit is discarded for this client, as if sent (MQTT-3.1.2-25). Upstream sent it.
+    pub(crate) fn set_max_packet_size(&mut self, max: Option<u32>) {
+        self.max_packet_size = max.map(|m| m as usize);
     }
 
     pub fn push_notification(&mut self, notification: Notification) -> usize {
@@ -132,6 +141,11 @@ impl Outgoing {
         // subscribed, see routing.rs), so a QoS 0 one is sent without a packet id and
         // waits for no acknowledgement even on a QoS 1 or 2 subscription.
         for mut p in publishes {
+            if let Some(max) = self.max_packet_size {
+                if crate::protocol::v5::publish_packet_len(&p.publish, &p.properties) > max {
+                    continue;
+                }
+            }
             if qos == 0 || p.publish.qos == crate::protocol::QoS::AtMostOnce {
                 p.publish.pkid = 0;
                 self.meter.publish_count += 1;

@@ -313,6 +313,16 @@ fn write_remaining_length(stream: &mut BytesMut, len: usize) -> Result<usize, Er
 }
 
 /// Return number of remaining length bytes required for encoding length
+/// Garasi patch: the bytes a PUBLISH takes on the wire, fixed header included, once it
+/// has a packet id (QoS 1/2): compared with a client's Maximum Packet Size.
+pub(crate) fn publish_packet_len(p: &Publish, props: &Option<PublishProperties>) -> usize {
+    let mut rem = publish::len(p, props);
+    if p.qos != QoS::AtMostOnce && p.pkid == 0 {
+        rem += 2;
+    }
+    1 + len_len(rem) + rem
+}
+
 fn len_len(len: usize) -> usize {
     if len >= 2_097_152 {
         4
