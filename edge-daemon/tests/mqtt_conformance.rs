@@ -456,3 +456,37 @@ async fn the_clients_maximum_packet_size_is_respected() {
         assert_eq!(theirs, ours);
     }
 }
+
+/// Issue 12 item 3, in part: MQTT 5 No Local. A client subscribed with No Local got its
+/// own messages back from the broker behind the gate; now only others', like Mosquitto
+/// in the same run (vendored rumqttd records who published each message).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_local_subscriptions_do_not_get_their_own_messages() {
+    let Some(py) = paho_python() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let pw = depot(tmp.path(), &["bus-1"]).remove(0);
+    let edge = Edge::start(tmp.path(), &[]);
+    let mosquitto = AclMosquitto::start();
+    let run = |port: u16, pass: &str| {
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/mqtt_clients/no_local.py"
+        );
+        let out = Command::new(&py)
+            .arg(script)
+            .args(["127.0.0.1", &port.to_string(), "bus-1", pass])
+            .arg("garasi/v1/vehicles/bus-1/cmd/nl")
+            .output()
+            .expect("run python");
+        serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)))
+    };
+    let ours = run(edge.mqtt5.port(), &pw);
+    println!("garasi-edge: {ours}");
+    assert_eq!(ours, serde_json::json!({"got": ["theirs"]}));
+    if let Some(m) = &mosquitto {
+        let theirs = run(m.port, "any");
+        println!("Mosquitto: {theirs}");
+        assert_eq!(theirs, ours);
+    }
+}

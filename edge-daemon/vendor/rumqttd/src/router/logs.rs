@@ -22,6 +22,8 @@ pub struct PublishData {
     pub publish: Publish,
     pub properties: Option<PublishProperties>,
     pub timestamp: Instant,
+    /// Garasi patch: the client id that published it (None: a will, a local link).
+    pub origin: Option<String>,
 }
 
 impl From<PubWithProp> for PublishData {
@@ -30,6 +32,7 @@ impl From<PubWithProp> for PublishData {
             publish,
             properties,
             timestamp: Instant::now(),
+            origin: None,
         }
     }
 }
@@ -177,6 +180,7 @@ impl DataLog {
         filter_idx: FilterIdx,
         offset: Offset,
         len: u64,
+        skip_origin: Option<&str>,
     ) -> io::Result<(Position, Vec<(PubWithProp, Offset)>)> {
         // unwrap to get index of `self.native` is fine here, because when a new subscribe packet
         // arrives in `Router::handle_device_payload`, it first calls the function
@@ -191,6 +195,10 @@ impl DataLog {
         let next = data.log.readv(offset, len, &mut o)?;
 
         let now = Instant::now();
+        // Garasi patch: No Local (a subscription that does not want its own messages).
+        if let Some(me) = skip_origin {
+            o.retain(|(pubdata, _)| pubdata.origin.as_deref() != Some(me));
+        }
         o.retain_mut(|(pubdata, _)| {
             // Keep data if no properties exists, which implies no message expiry!
             let Some(properties) = pubdata.properties.as_mut() else {

@@ -976,6 +976,7 @@ impl Router {
                 // set true for new subscriptions
                 forward_retained,
                 group,
+                nolocal: filter.nolocal,
             };
 
             self.scheduler.track(id, request);
@@ -1255,7 +1256,10 @@ fn append_to_commitlog(
     for filter_idx in filter_idxs {
         let datalog = datalog.native.get_mut(filter_idx).unwrap();
         let publish_data = (publish.clone(), properties.clone());
-        let (offset, filter) = datalog.append(publish_data.into(), notifications);
+        let mut data: super::logs::PublishData = publish_data.into();
+        // Garasi patch: who published it, for No Local subscriptions.
+        data.origin = Some(connection.client_id.clone());
+        let (offset, filter) = datalog.append(data, notifications);
         debug!(
             pkid,
             "Appended to commitlog: {}[{}, {})", filter, offset.0, offset.1,
@@ -1477,7 +1481,12 @@ fn forward_device_data(
     }
 
     let (next, publishes_from_datalog) =
-        match datalog.native_readv(request.filter_idx, request.cursor, inflight_slots) {
+        match datalog.native_readv(
+            request.filter_idx,
+            request.cursor,
+            inflight_slots,
+            request.nolocal.then_some(outgoing.client_id.as_str()),
+        ) {
             Ok(v) => v,
             Err(e) => {
                 error!(error = ?e, "Failed to read from commitlog {}", e);
@@ -1539,7 +1548,13 @@ fn forward_device_data(
     // println!("{:?} {:?} {}", start, next, request.read_count);
 
     if publishes.is_empty() {
-        return ConsumeStatus::FilterCaughtup;
+        // Garasi patch: everything read may have been this client's own (No Local) with
+        // more in the log: read on instead of parking until the next publish.
+        return if caughtup {
+            ConsumeStatus::FilterCaughtup
+        } else {
+            ConsumeStatus::PartialRead
+        };
     }
 
     let broker_topic_aliases = &mut connection.broker_topic_aliases;
