@@ -199,6 +199,7 @@ impl Node {
                 .map_err(|e| NodeError::Metrics(e.to_string()))?,
             shutdown: shutdown.clone(),
             tracker: front.clone(),
+            sessions: Default::default(),
         });
         let mut listeners = vec![(bound.mqtt, None), (bound.mqtt5, None)];
         if let Some((l, acc)) = bound.mqtts {

@@ -490,3 +490,44 @@ async fn no_local_subscriptions_do_not_get_their_own_messages() {
         assert_eq!(theirs, ours);
     }
 }
+
+/// Issue 12 item 3, in part: MQTT 5 Session Expiry. The broker behind the gate kept every
+/// session that did not start clean for ever: after an interval of 0 (the default) or
+/// after its interval ran out, the device was told its session was present and got the
+/// messages queued while it was away. Now the gate keeps the expiry (`front/sessions.rs`),
+/// like Mosquitto in the same run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_expire_after_their_interval() {
+    let Some(py) = paho_python() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let pw = depot(tmp.path(), &["bus-1"]).remove(0);
+    let edge = Edge::start(tmp.path(), &[]);
+    let mosquitto = AclMosquitto::start();
+    let run = |port: u16, pass: &str| {
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/mqtt_clients/session_expiry.py"
+        );
+        let out = Command::new(&py)
+            .arg(script)
+            .args(["127.0.0.1", &port.to_string(), "bus-1", pass])
+            .arg("garasi/v1/vehicles/bus-1/cmd/se/")
+            .output()
+            .expect("run python");
+        serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)))
+    };
+    let want = serde_json::json!({
+        "zero": {"present": false, "got": []},
+        "minute": {"present": true, "got": ["while-away"]},
+        "short": {"present": false, "got": []},
+    });
+    let ours = run(edge.mqtt5.port(), &pw);
+    println!("garasi-edge: {ours}");
+    assert_eq!(ours, want);
+    if let Some(m) = &mosquitto {
+        let theirs = run(m.port, "any");
+        println!("Mosquitto: {theirs}");
+        assert_eq!(theirs, ours);
+    }
+}

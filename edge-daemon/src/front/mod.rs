@@ -12,5 +12,6 @@ mod mqtt_acl;
 mod mqtt_down;
 mod mqtt_io;
 mod mqtt_packets;
+pub mod sessions;
 pub mod tls;
 mod to_broker;

@@ -62,6 +62,8 @@ pub struct Gate {
     pub admission: Arc<Admission>,
     pub shutdown: CancellationToken,
     pub tracker: TaskTracker,
+    /// MQTT 5 session expiry, which the broker does not keep (`sessions.rs`).
+    pub sessions: super::sessions::Sessions,
 }
 
 impl Gate {
@@ -258,6 +260,19 @@ impl Gate {
                 .await;
             return Ok(());
         }
+        // MQTT 5 Session Expiry (the broker keeps every such session for ever): a
+        // session past its interval is not resumed.
+        let session = (v5 && !connect.client_id.is_empty()).then(|| {
+            let expiry = props
+                .as_ref()
+                .and_then(|p| p.session_expiry_interval)
+                .unwrap_or(0);
+            if !connect.clean_session && self.sessions.expired(&connect.client_id, Instant::now()) {
+                connect.clean_session = true;
+            }
+            self.sessions.began(&connect.client_id);
+            (connect.client_id.clone(), expiry)
+        });
         let login = Some(Login {
             username: identity.id.clone(),
             password: self.broker.secret().to_string(),
@@ -309,11 +324,15 @@ impl Gate {
             peer,
         };
         let up = self.pump_up(&mut rd, &mut up_wr, buf, ctx);
-        tokio::select! {
+        let result = tokio::select! {
             r = up => r,
             r = down => r,
             _ = self.shutdown.cancelled() => Ok(()),
+        };
+        if let Some((id, expiry)) = session {
+            self.sessions.ended(&id, expiry, Instant::now());
         }
+        result
     }
 
     /// Relays the broker's CONNACK; true when it accepted the device (a refusal or no
