@@ -531,3 +531,45 @@ async fn sessions_expire_after_their_interval() {
         assert_eq!(theirs, ours);
     }
 }
+
+/// Issue 12 item 3, in part: MQTT 5 Message Expiry on messages waiting for a device that
+/// is away: one that expired is not delivered, a live one arrives with what is left of
+/// its interval, like Mosquitto in the same run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_messages_are_not_delivered_to_a_returning_session() {
+    let Some(py) = paho_python() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let pw = depot(tmp.path(), &["bus-1"]).remove(0);
+    let edge = Edge::start(tmp.path(), &[]);
+    let mosquitto = AclMosquitto::start();
+    let run = |port: u16, pass: &str| {
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/mqtt_clients/message_expiry.py"
+        );
+        let out = Command::new(&py)
+            .arg(script)
+            .args(["127.0.0.1", &port.to_string(), "bus-1", pass])
+            .arg("garasi/v1/vehicles/bus-1/cmd/me")
+            .output()
+            .expect("run python");
+        serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)))
+    };
+    let check = |who: &str, v: &serde_json::Value| {
+        assert_eq!(v["got"], serde_json::json!(["long"]), "{who}: {v}");
+        let left = v["expiry_left"].as_u64().unwrap_or(0);
+        assert!(
+            (55..60).contains(&left),
+            "{who}: {left} s left of 60 after ~3 s away"
+        );
+    };
+    let ours = run(edge.mqtt5.port(), &pw);
+    println!("garasi-edge: {ours}");
+    check("garasi-edge", &ours);
+    if let Some(m) = &mosquitto {
+        let theirs = run(m.port, "any");
+        println!("Mosquitto: {theirs}");
+        check("Mosquitto", &theirs);
+    }
+}
