@@ -348,7 +348,7 @@ impl Gate {
         W: AsyncWrite + Unpin,
     {
         let answer = tokio::select! {
-            r = relay_connack(up, down, CONNECT_TIMEOUT) => r?,
+            r = relay_connack(up, down, CONNECT_TIMEOUT, v5) => r?,
             _ = self.shutdown.cancelled() => return Ok(false),
         };
         match answer {

@@ -180,6 +180,7 @@ pub(super) async fn relay_connack<R, W>(
     up: &mut R,
     down: &mut W,
     within: std::time::Duration,
+    v5: bool,
 ) -> Result<Option<bool>, GateError>
 where
     R: AsyncRead + Unpin,
@@ -205,9 +206,38 @@ where
     if buf.first().map(|b| b >> 4) != Some(2) || rl < 2 {
         return Ok(None);
     }
-    // The CONNACK and anything the broker sent right after it.
+    let accepted = buf[h + 1] == 0;
+    // The CONNACK and anything the broker sent right after it; an MQTT 5 CONNACK that
+    // accepts says how many unacknowledged QoS 1/2 messages the node takes (the broker
+    // says nothing; Mosquitto says 20).
+    if v5 && accepted {
+        let frame = buf.split_to(h + rl);
+        down.write_all(&with_receive_maximum(&frame, h)?).await?;
+    }
     down.write_all(&buf).await?;
-    Ok(Some(buf[h + 1] == 0))
+    Ok(Some(accepted))
+}
+
+/// The Receive Maximum the node advertises to MQTT 5 devices (MQTT 5 3.2.2.3.3).
+pub(super) const RECEIVE_MAXIMUM: u16 = 100;
+
+/// An accepting MQTT 5 CONNACK (fixed header of `h` bytes) with the node's Receive
+/// Maximum added to its properties (the broker never sets one).
+fn with_receive_maximum(frame: &[u8], h: usize) -> Result<Vec<u8>, GateError> {
+    // Acknowledge flags and reason code, then the property length (a varint).
+    let (vh, plen) =
+        frame_len(frame.get(h + 1..).ok_or(GateError::Malformed)?)?.ok_or(GateError::Malformed)?;
+    let props = frame
+        .get(h + 1 + vh..h + 1 + vh + plen)
+        .ok_or(GateError::Malformed)?;
+    let mut added = props.to_vec();
+    added.push(0x21);
+    added.extend_from_slice(&RECEIVE_MAXIMUM.to_be_bytes());
+    // The property block: its length as a varint (a packet's body, minus the type byte).
+    let block = super::mqtt_acl::packet(0, &added);
+    let mut body = frame[h..h + 2].to_vec();
+    body.extend_from_slice(&block[1..]);
+    Ok(super::mqtt_acl::packet(0x20, &body))
 }
 
 #[cfg(test)]
@@ -218,7 +248,8 @@ mod tests {
     async fn relay(bytes: &[u8]) -> (Option<bool>, Vec<u8>) {
         let mut down = Vec::new();
         let mut up = bytes;
-        let r = relay_connack(&mut up, &mut down, std::time::Duration::from_secs(1))
+        let v5 = bytes.get(1).is_some_and(|&l| l > 2);
+        let r = relay_connack(&mut up, &mut down, std::time::Duration::from_secs(1), v5)
             .await
             .unwrap();
         (r, down)
@@ -245,5 +276,18 @@ mod tests {
         // Not a CONNACK, or the broker closed: nothing reaches the device.
         assert_eq!(relay(&[0x30, 3, 0, 1, b't']).await, (None, vec![]));
         assert_eq!(relay(&[]).await, (None, vec![]));
+    }
+
+    #[test]
+    fn an_accepting_v5_connack_advertises_the_receive_maximum() {
+        let none = with_receive_maximum(&[0x20, 0x03, 0x00, 0x00, 0x00], 2).unwrap();
+        assert_eq!(none, [0x20, 0x06, 0x00, 0x00, 0x03, 0x21, 0x00, 100]);
+        // Existing properties (Maximum QoS 1) are kept.
+        let some = with_receive_maximum(&[0x20, 0x05, 0x00, 0x00, 0x02, 0x24, 0x01], 2).unwrap();
+        assert_eq!(
+            some,
+            [0x20, 0x08, 0x00, 0x00, 0x05, 0x24, 0x01, 0x21, 0x00, 100]
+        );
+        assert!(with_receive_maximum(&[0x20, 0x03, 0x00, 0x00, 0x05], 2).is_err());
     }
 }
