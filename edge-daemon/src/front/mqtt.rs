@@ -193,25 +193,22 @@ impl Gate {
                     slot.connected();
                 }
                 let verdict = self.auth.verify(peer.ip(), username, password);
-                let Ok(verdict) = tokio::time::timeout(AUTH_TIMEOUT, verdict).await else {
-                    self.count("auth_timeout");
-                    let _ = wr
-                        .write_all(&connack_refused(v5, Refusal::Unavailable))
-                        .await;
-                    return Ok(());
+                // Not checked (no verdict in time, or too many waiting from this
+                // address): come back later, not "bad credentials", which is final.
+                let later = match tokio::time::timeout(AUTH_TIMEOUT, verdict).await {
+                    Ok(Ok(identity)) => Ok(identity),
+                    Ok(Err(crate::limit::Held::Wait(_))) => Ok(None),
+                    Ok(Err(crate::limit::Held::Busy)) => Err("auth_busy"),
+                    Err(_) => Err("auth_timeout"),
                 };
-                match verdict {
+                match later {
                     Ok(identity) => identity,
-                    // Not checked (too many waiting from this address): come back later,
-                    // not "bad credentials", which clients take as final.
-                    Err(crate::limit::Held::Busy) => {
-                        self.count("auth_busy");
-                        let _ = wr
-                            .write_all(&connack_refused(v5, Refusal::Unavailable))
-                            .await;
+                    Err(reason) => {
+                        self.count(reason);
+                        let unavailable = connack_refused(v5, Refusal::Unavailable);
+                        let _ = wr.write_all(&unavailable).await;
                         return Ok(());
                     }
-                    Err(crate::limit::Held::Wait(_)) => None,
                 }
             }
             None => None,
@@ -260,19 +257,7 @@ impl Gate {
                 .await;
             return Ok(());
         }
-        // MQTT 5 Session Expiry (the broker keeps every such session for ever): a
-        // session past its interval is not resumed.
-        let session = (v5 && !connect.client_id.is_empty()).then(|| {
-            let expiry = props
-                .as_ref()
-                .and_then(|p| p.session_expiry_interval)
-                .unwrap_or(0);
-            if !connect.clean_session && self.sessions.expired(&connect.client_id, Instant::now()) {
-                connect.clean_session = true;
-            }
-            self.sessions.began(&connect.client_id);
-            (connect.client_id.clone(), expiry)
-        });
+        let session = self.session_start(&mut connect, props.as_ref(), v5);
         let login = Some(Login {
             username: identity.id.clone(),
             password: self.broker.secret().to_string(),
@@ -333,6 +318,26 @@ impl Gate {
             self.sessions.ended(&id, expiry, Instant::now());
         }
         result
+    }
+
+    /// MQTT 5 Session Expiry (the broker keeps every such session for ever): a session
+    /// past its interval is not resumed (Clean Start is set). Returns the session's
+    /// broker client id and interval, to note when the connection ends.
+    fn session_start(
+        &self,
+        connect: &mut rumqttd::protocol::Connect,
+        props: Option<&rumqttd::protocol::ConnectProperties>,
+        v5: bool,
+    ) -> Option<(String, u32)> {
+        if !v5 || connect.client_id.is_empty() {
+            return None;
+        }
+        let expiry = props.and_then(|p| p.session_expiry_interval).unwrap_or(0);
+        if !connect.clean_session && self.sessions.expired(&connect.client_id, Instant::now()) {
+            connect.clean_session = true;
+        }
+        self.sessions.began(&connect.client_id);
+        Some((connect.client_id.clone(), expiry))
     }
 
     /// Relays the broker's CONNACK; true when it accepted the device (a refusal or no
