@@ -526,9 +526,14 @@ async fn sessions_expire_after_their_interval() {
         "zero": {"present": false, "got": []},
         "minute": {"present": true, "got": ["while-away"]},
         "short": {"present": false, "got": []},
+        // First connect, back after expiry (no session), back again (the new one kept).
+        "renewed": {"present": [false, false, true], "got": ["while-away"]},
     });
     let ours = run(edge.mqtt5.port(), &pw);
     println!("garasi-edge: {ours}");
+    if ours != want {
+        println!("{}", edge.log());
+    }
     assert_eq!(ours, want);
     if let Some(m) = &mosquitto {
         let theirs = run(m.port, "any");

@@ -66,6 +66,15 @@ pub struct Gate {
     pub sessions: super::sessions::Sessions,
 }
 
+/// An accepted device connection, for the pumps.
+struct Device<'a> {
+    identity: &'a crate::modules::auth::service::DeviceIdentity,
+    peer: SocketAddr,
+    v5: bool,
+    /// Its MQTT 5 session (broker client id, Session Expiry Interval), if kept.
+    session: Option<(String, u32)>,
+}
+
 impl Gate {
     /// Accepts device connections on an already-bound listener until shutdown.
     pub async fn serve(
@@ -257,7 +266,9 @@ impl Gate {
                 .await;
             return Ok(());
         }
-        let session = self.session_start(&mut connect, props.as_ref(), v5);
+        let session = self
+            .session_start(&mut connect, props.as_ref(), v5, &identity.id)
+            .await;
         let login = Some(Login {
             username: identity.id.clone(),
             password: self.broker.secret().to_string(),
@@ -296,48 +307,127 @@ impl Gate {
         self.count("accepted");
         tracing::info!(%peer, device = %identity.id, protocol = if v5 { "5" } else { "3.1.1" }, "device connected");
         // 4. Pump both ways until either side closes, a rule is broken, or shutdown.
-        // The gate's own answers (refusals) reach the device through the down pump,
-        // between the broker's packets.
+        let device = Device {
+            identity: &identity,
+            peer,
+            v5,
+            session,
+        };
+        self.pump(&mut rd, &mut wr, &mut up_rd, &mut up_wr, buf, device)
+            .await
+    }
+
+    /// Pumps both ways until either side closes, a rule is broken, or shutdown. The
+    /// gate's own answers (refusals) reach the device through the down pump, between the
+    /// broker's packets.
+    async fn pump<R, W, UR, UW>(
+        &self,
+        rd: &mut R,
+        wr: &mut W,
+        up_rd: &mut UR,
+        up_wr: &mut UW,
+        buf: BytesMut,
+        device: Device<'_>,
+    ) -> Result<(), GateError>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+        UR: AsyncRead + Unpin,
+        UW: AsyncWrite + Unpin,
+    {
+        let (identity, peer, v5) = (device.identity, device.peer, device.v5);
+        let session = device.session;
+        let generation = session
+            .as_ref()
+            .map(|(id, _)| self.sessions.began(&identity.id, id));
+        // The interval a DISCONNECT may change (MQTT 5 3.14.2.2.2).
+        let expiry = Arc::new(std::sync::atomic::AtomicU32::new(
+            session.as_ref().map_or(0, |(_, e)| *e),
+        ));
         let (answers, answers_rx) = tokio::sync::mpsc::channel(16);
         let pending = Pending::default();
-        let down = pump_down(&mut up_rd, &mut wr, answers_rx, pending.clone(), v5);
+        let down = pump_down(up_rd, wr, answers_rx, pending.clone(), v5);
         let ctx = Upstream {
             acl: Acl::new(identity.namespace(), &identity.id, v5),
             answers,
             pending,
             device: &identity.id,
             peer,
+            session_expiry: expiry.clone(),
         };
-        let up = self.pump_up(&mut rd, &mut up_wr, buf, ctx);
+        let up = self.pump_up(rd, up_wr, buf, ctx);
         let result = tokio::select! {
             r = up => r,
             r = down => r,
             _ = self.shutdown.cancelled() => Ok(()),
         };
-        if let Some((id, expiry)) = session {
-            self.sessions.ended(&id, expiry, Instant::now());
+        if let (Some((id, _)), Some(g)) = (session, generation) {
+            let secs = expiry.load(std::sync::atomic::Ordering::Relaxed);
+            self.sessions
+                .ended(&identity.id, &id, g, secs, Instant::now());
         }
         result
     }
 
     /// MQTT 5 Session Expiry (the broker keeps every such session for ever): a session
-    /// past its interval is not resumed (Clean Start is set). Returns the session's
-    /// broker client id and interval, to note when the connection ends.
-    fn session_start(
+    /// past its interval is purged before the device's own connection, which then starts
+    /// fresh and is kept like any other. Returns the broker client id and the interval.
+    async fn session_start(
         &self,
         connect: &mut rumqttd::protocol::Connect,
         props: Option<&rumqttd::protocol::ConnectProperties>,
         v5: bool,
+        device: &str,
     ) -> Option<(String, u32)> {
         if !v5 || connect.client_id.is_empty() {
             return None;
         }
         let expiry = props.and_then(|p| p.session_expiry_interval).unwrap_or(0);
-        if !connect.clean_session && self.sessions.expired(&connect.client_id, Instant::now()) {
-            connect.clean_session = true;
+        let now = Instant::now();
+        if !connect.clean_session && self.sessions.expired(device, &connect.client_id, now) {
+            if let Err(e) = self.purge_session(device, &connect.client_id).await {
+                // Not purged: this connection starts clean instead (its own session is
+                // then not kept by the broker, the lesser harm than resuming an old one).
+                tracing::warn!(device, error = %e, "could not end an expired MQTT session");
+                connect.clean_session = true;
+            }
         }
-        self.sessions.began(&connect.client_id);
         Some((connect.client_id.clone(), expiry))
+    }
+
+    /// Ends the broker's session `client_id` with a short Clean Start connection.
+    async fn purge_session(&self, device: &str, client_id: &str) -> Result<(), GateError> {
+        let connect = rumqttd::protocol::Connect {
+            keep_alive: 10,
+            client_id: client_id.to_string(),
+            clean_session: true,
+        };
+        let login = Some(Login {
+            username: device.to_string(),
+            password: self.broker.secret().to_string(),
+        });
+        let mut out = BytesMut::new();
+        V5.write(Packet::Connect(connect, None, None, None, login), &mut out)
+            .map_err(|_| GateError::Malformed)?;
+        let upstream = TcpStream::connect(self.broker.internal_v5).await?;
+        let (mut rd, mut wr) = upstream.into_split();
+        wr.write_all(&out).await?;
+        let accepted =
+            relay_connack(&mut rd, &mut tokio::io::sink(), CONNECT_TIMEOUT, false).await?;
+        if accepted != Some(true) {
+            return Err(GateError::Io(std::io::ErrorKind::ConnectionRefused.into()));
+        }
+        // DISCONNECT, normal: the clean session ends and is not kept. Wait for the broker
+        // to close it, so the device's own CONNECT never races this connection's end.
+        wr.write_all(&[0xE0, 0x00]).await?;
+        let mut sink = [0u8; 64];
+        let _ = tokio::time::timeout(CONNECT_TIMEOUT, async {
+            while matches!(tokio::io::AsyncReadExt::read(&mut rd, &mut sink).await, Ok(n) if n > 0)
+            {
+            }
+        })
+        .await;
+        Ok(())
     }
 
     /// Relays the broker's CONNACK; true when it accepted the device (a refusal or no

@@ -55,6 +55,8 @@ pub(super) struct Upstream<'a> {
     pub pending: Pending,
     pub device: &'a str,
     pub peer: SocketAddr,
+    /// The MQTT 5 Session Expiry Interval, which a DISCONNECT may change.
+    pub session_expiry: std::sync::Arc<std::sync::atomic::AtomicU32>,
 }
 
 impl Gate {
@@ -83,6 +85,12 @@ impl Gate {
                 }
                 if buf.len() - end < total {
                     break;
+                }
+                if buf[end] == 0xE0 {
+                    if let Some(secs) = disconnect_expiry(&buf[end..end + total], h) {
+                        ctx.session_expiry
+                            .store(secs, std::sync::atomic::Ordering::Relaxed);
+                    }
                 }
                 let verdict = ctx.acl.judge(&buf[end..end + total], h);
                 let verdict = match verdict {
@@ -216,6 +224,40 @@ where
     }
     down.write_all(&buf).await?;
     Ok(Some(accepted))
+}
+
+/// The Session Expiry Interval property of an MQTT 5 DISCONNECT (fixed header of `h`
+/// bytes), if it has one: reason code, then properties.
+fn disconnect_expiry(frame: &[u8], h: usize) -> Option<u32> {
+    let (vh, plen) = frame_len(frame.get(h..)?).ok()??;
+    let mut at = h + vh;
+    let end = (at + plen).min(frame.len());
+    while at < end {
+        let id = frame[at];
+        at += 1;
+        match id {
+            0x11 => {
+                let b = frame.get(at..at + 4)?;
+                return Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+            }
+            // Reason String, Server Reference: a length-prefixed string.
+            0x1F | 0x1C => {
+                at += 2 + usize::from(u16::from_be_bytes([*frame.get(at)?, *frame.get(at + 1)?]))
+            }
+            // User Property: two strings.
+            0x26 => {
+                let k = 2 + usize::from(u16::from_be_bytes([*frame.get(at)?, *frame.get(at + 1)?]));
+                at += k
+                    + 2
+                    + usize::from(u16::from_be_bytes([
+                        *frame.get(at + k)?,
+                        *frame.get(at + k + 1)?,
+                    ]));
+            }
+            _ => return None,
+        }
+    }
+    None
 }
 
 /// The Receive Maximum the node advertises to MQTT 5 devices (MQTT 5 3.2.2.3.3).

@@ -4,7 +4,9 @@ Interval, subscribes at QoS 1, disconnects; a message is published while it is a
 waits, then reconnects the same way. Prints JSON, per probe: {"present": the CONNACK's
 session present flag on reconnect, "got": messages received after reconnecting}.
 Probes: "zero" (interval 0, the MQTT 5 default: the session ends at disconnect),
-"minute" (60 s, back at once: resumed), "short" (1 s, back after 2.5 s: gone).
+"minute" (60 s, back at once: resumed), "short" (1 s, back after 2.5 s: gone),
+"renewed" (after "short"'s session is gone, the new one is kept: subscribe again, away
+briefly, back: resumed with the message).
 Usage: session_expiry.py HOST PORT USERNAME PASSWORD TOPIC_PREFIX"""
 import json
 import sys
@@ -64,9 +66,40 @@ def probe(name, expiry, away):
     return {"present": flags[-1] if flags else None, "got": got}
 
 
+def renewed():
+    """After an expired session, the new session (same client id) is kept."""
+    name, topic = "renewed", prefix + "renewed"
+    got, flags = [], []
+    c = session(name, 2, topic, got, flags)
+    c.disconnect()
+    c.loop_stop()
+    time.sleep(3.0)  # the first session expires
+    c = session(name, 60, topic, got, flags)
+    done = threading.Event()
+    c.on_subscribe = lambda cl, u, m, rc, p: done.set()
+    c.subscribe(topic, qos=1)
+    done.wait(5)
+    c.disconnect()
+    c.loop_stop()
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="se-pub-renewed", protocol=mqtt.MQTTv5)
+    pub.username_pw_set(user, password)
+    pub.connect(host, port, keepalive=30)
+    pub.loop_start()
+    pub.publish(topic, b"while-away", qos=1).wait_for_publish(5)
+    pub.disconnect()
+    pub.loop_stop()
+    got.clear()
+    c = session(name, 60, topic, got, flags)
+    time.sleep(1.0)
+    c.disconnect()
+    c.loop_stop()
+    return {"present": flags, "got": got}
+
+
 out = {
     "zero": probe("zero", 0, 0.3),
     "minute": probe("minute", 60, 0.3),
     "short": probe("short", 1, 2.5),
+    "renewed": renewed(),
 }
 print(json.dumps(out))

@@ -1548,8 +1548,13 @@ fn forward_device_data(
     // println!("{:?} {:?} {}", start, next, request.read_count);
 
     if publishes.is_empty() {
-        // Garasi patch: everything read may have been this client's own (No Local) with
-        // more in the log: read on instead of parking until the next publish.
+        // Garasi patch: everything read may have been this client's own (No Local) or
+        // expired, with more in the log: read on instead of parking until the next
+        // publish. A shared group's cursor moves on too (every read starts from it; left
+        // behind, the same empty read would repeat for ever).
+        if let Some(share) = shared_group {
+            share.cursor = request.cursor;
+        }
         return if caughtup {
             ConsumeStatus::FilterCaughtup
         } else {
