@@ -543,8 +543,8 @@ async fn sessions_expire_after_their_interval() {
 }
 
 /// Issue 12 item 3, in part: MQTT 5 Message Expiry on messages waiting for a device that
-/// is away: one that expired is not delivered, a live one arrives with what is left of
-/// its interval, like Mosquitto in the same run.
+/// is away, and on retained messages: one that expired is not delivered, a live one
+/// arrives with what is left of its interval, like Mosquitto in the same run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_messages_are_not_delivered_to_a_returning_session() {
     let Some(py) = paho_python() else { return };
@@ -573,6 +573,12 @@ async fn expired_messages_are_not_delivered_to_a_returning_session() {
             (55..60).contains(&left),
             "{who}: {left} s left of 60 after ~3 s away"
         );
+        // Retained: the expired one is gone, the live one carries what is left.
+        let r = v["retained"].as_array().unwrap();
+        assert_eq!(r.len(), 1, "{who}: {v}");
+        assert_eq!(r[0][0], "r-long", "{who}: {v}");
+        let left = r[0][1].as_u64().unwrap_or(0);
+        assert!((55..60).contains(&left), "{who}: {v}");
     };
     let ours = run(edge.mqtt5.port(), &pw);
     println!("garasi-edge: {ours}");

@@ -32,6 +32,7 @@ use super::mqtt_down::{pump_down, Pending};
 use super::mqtt_io::{read_connect, relay_connack, Upstream};
 use super::mqtt_packets::read_u16;
 use super::mqtt_packets::{connack_refused, GateError, Refusal};
+use super::sessions::Start;
 use super::to_broker::for_broker;
 use crate::broker::BrokerHandle;
 use crate::lograte::LogRate;
@@ -71,8 +72,8 @@ struct Device<'a> {
     identity: &'a crate::modules::auth::service::DeviceIdentity,
     peer: SocketAddr,
     v5: bool,
-    /// Its MQTT 5 session (broker client id, Session Expiry Interval), if kept.
-    session: Option<(String, u32)>,
+    /// Its MQTT 5 session (broker client id, Session Expiry Interval, claim), if kept.
+    session: Option<(String, u32, Start)>,
 }
 
 impl Gate {
@@ -269,6 +270,7 @@ impl Gate {
         let session = self
             .session_start(&mut connect, props.as_ref(), v5, &identity.id)
             .await;
+        let claim = super::sessions::Pending::new(&self.sessions, &identity.id, session.as_ref());
         let login = Some(Login {
             username: identity.id.clone(),
             password: self.broker.secret().to_string(),
@@ -304,6 +306,7 @@ impl Gate {
         if !self.broker_accepted(&mut up_rd, &mut wr, v5).await? {
             return Ok(());
         }
+        claim.keep();
         self.count("accepted");
         tracing::info!(%peer, device = %identity.id, protocol = if v5 { "5" } else { "3.1.1" }, "device connected");
         // 4. Pump both ways until either side closes, a rule is broken, or shutdown.
@@ -337,12 +340,9 @@ impl Gate {
     {
         let (identity, peer, v5) = (device.identity, device.peer, device.v5);
         let session = device.session;
-        let generation = session
-            .as_ref()
-            .map(|(id, _)| self.sessions.began(&identity.id, id));
         // The interval a DISCONNECT may change (MQTT 5 3.14.2.2.2).
         let expiry = Arc::new(std::sync::atomic::AtomicU32::new(
-            session.as_ref().map_or(0, |(_, e)| *e),
+            session.as_ref().map_or(0, |(_, e, _)| *e),
         ));
         let (answers, answers_rx) = tokio::sync::mpsc::channel(16);
         let pending = Pending::default();
@@ -361,10 +361,10 @@ impl Gate {
             r = down => r,
             _ = self.shutdown.cancelled() => Ok(()),
         };
-        if let (Some((id, _)), Some(g)) = (session, generation) {
+        if let Some((id, _, start)) = session {
             let secs = expiry.load(std::sync::atomic::Ordering::Relaxed);
             self.sessions
-                .ended(&identity.id, &id, g, secs, Instant::now());
+                .ended(&identity.id, &id, start.generation, secs, Instant::now());
         }
         result
     }
@@ -378,13 +378,15 @@ impl Gate {
         props: Option<&rumqttd::protocol::ConnectProperties>,
         v5: bool,
         device: &str,
-    ) -> Option<(String, u32)> {
+    ) -> Option<(String, u32, Start)> {
         if !v5 || connect.client_id.is_empty() {
             return None;
         }
         let expiry = props.and_then(|p| p.session_expiry_interval).unwrap_or(0);
-        let now = Instant::now();
-        if !connect.clean_session && self.sessions.expired(device, &connect.client_id, now) {
+        let start = self
+            .sessions
+            .start(device, &connect.client_id, Instant::now());
+        if !connect.clean_session && start.expired {
             if let Err(e) = self.purge_session(device, &connect.client_id).await {
                 // Not purged: this connection starts clean instead (its own session is
                 // then not kept by the broker, the lesser harm than resuming an old one).
@@ -392,7 +394,7 @@ impl Gate {
                 connect.clean_session = true;
             }
         }
-        Some((connect.client_id.clone(), expiry))
+        Some((connect.client_id.clone(), expiry, start))
     }
 
     /// Ends the broker's session `client_id` with a short Clean Start connection.

@@ -87,9 +87,16 @@ impl Gate {
                     break;
                 }
                 if buf[end] == 0xE0 {
+                    // A session that had interval 0 cannot be given one at DISCONNECT
+                    // (MQTT 5 3.14.2.2.2): only a non-zero interval changes.
+                    let now = ctx
+                        .session_expiry
+                        .load(std::sync::atomic::Ordering::Relaxed);
                     if let Some(secs) = disconnect_expiry(&buf[end..end + total], h) {
-                        ctx.session_expiry
-                            .store(secs, std::sync::atomic::Ordering::Relaxed);
+                        if now != 0 {
+                            ctx.session_expiry
+                                .store(secs, std::sync::atomic::Ordering::Relaxed);
+                        }
                     }
                 }
                 let verdict = ctx.acl.judge(&buf[end..end + total], h);

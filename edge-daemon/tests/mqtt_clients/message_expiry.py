@@ -1,8 +1,10 @@
 """MQTT 5 Message Expiry, seen by the Eclipse Paho MQTT client (another codebase than
 ours). A client keeps a session (Session Expiry 60 s), subscribes at QoS 1 and goes
 away; two messages are published meanwhile, one with a Message Expiry Interval of 1 s,
-one of 60 s; 2.5 s later the client comes back. Prints JSON: {"got": messages received,
-"expiry_left": the Message Expiry Interval the 60 s message arrived with (null: none)}.
+one of 60 s; 2.5 s later the client comes back. Then the same with retained messages and
+a new subscriber. Prints JSON: {"got": messages received, "expiry_left": the Message
+Expiry Interval the 60 s message arrived with (null: none), "retained": [[message,
+interval left], ...] the new subscriber got}.
 The standard: an expired message is not delivered; a live one carries what is left.
 Usage: message_expiry.py HOST PORT USERNAME PASSWORD TOPIC"""
 import json
@@ -15,7 +17,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 host, port, user, password, topic = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
-out = {"got": [], "expiry_left": None}
+out = {"got": [], "expiry_left": None, "retained": []}
 
 
 def connect(subscribe):
@@ -60,4 +62,26 @@ c = connect(False)
 time.sleep(1.0)
 c.disconnect()
 c.loop_stop()
+
+pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="me-pub-r", protocol=mqtt.MQTTv5)
+pub.username_pw_set(user, password)
+pub.connect(host, port, keepalive=30)
+pub.loop_start()
+for payload, expiry in [(b"r-short", 1), (b"r-long", 60)]:
+    p = Properties(PacketTypes.PUBLISH)
+    p.MessageExpiryInterval = expiry
+    pub.publish(topic + "/" + payload.decode(), payload, qos=1, retain=True, properties=p).wait_for_publish(5)
+pub.disconnect()
+pub.loop_stop()
+time.sleep(2.5)
+r = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="me-ret", protocol=mqtt.MQTTv5)
+r.username_pw_set(user, password)
+r.on_message = lambda cl, u, m: out["retained"].append([m.payload.decode(), getattr(m.properties, "MessageExpiryInterval", None)])
+r.connect(host, port, keepalive=30)
+r.loop_start()
+time.sleep(0.5)
+r.subscribe(topic + "/#", qos=1)
+time.sleep(1.5)
+r.disconnect()
+r.loop_stop()
 print(json.dumps(out))
