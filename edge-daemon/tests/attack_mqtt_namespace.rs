@@ -11,6 +11,58 @@ use std::time::Duration;
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// bus-1 publishes its telemetry three times while `sock` (another device's connection)
+/// is read until it closes (at most 5 s): what it received, and whether it was closed.
+async fn bus_1_publishes_while_reading(
+    edge: &Edge,
+    password: &str,
+    sock: &mut tokio::net::TcpStream,
+) -> (Vec<u8>, bool) {
+    let (c1, mut rx1) = mqtt_client(edge.mqtt, "bus-1", "bus-1", password).await;
+    connack(&mut rx1).await.unwrap();
+    tokio::spawn(async move { while rx1.recv().await.is_some() {} });
+    for _ in 0..3 {
+        c1.publish(
+            "garasi/v1/vehicles/bus-1/telemetry",
+            rumqttc::QoS::AtLeastOnce,
+            false,
+            "secret-of-bus-1",
+        )
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut got = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut b = [0u8; 4096];
+        loop {
+            match sock.read(&mut b).await {
+                Ok(0) | Err(_) => return true,
+                Ok(n) => got.extend_from_slice(&b[..n]),
+            }
+        }
+    })
+    .await
+    .unwrap_or(false);
+    (got, closed)
+}
+
+/// An MQTT packet: its first byte, the remaining length, the body.
+fn frame(first: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = vec![first];
+    let mut n = body.len();
+    loop {
+        let b = (n % 128) as u8;
+        n /= 128;
+        out.push(if n > 0 { b | 0x80 } else { b });
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(body);
+    out
+}
+
 /// Waits for a SUBACK on this connection.
 async fn suback(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Result<rumqttc::Event, String>>) {
     tokio::time::timeout(Duration::from_secs(5), async {
@@ -95,20 +147,6 @@ async fn a_subscribe_the_broker_reads_differently_cannot_escape_the_namespace() 
         out.extend_from_slice(v);
         out
     };
-    let frame = |first: u8, body: &[u8]| {
-        let mut out = vec![first];
-        let mut n = body.len();
-        loop {
-            let b = (n % 128) as u8;
-            n /= 128;
-            out.push(if n > 0 { b | 0x80 } else { b });
-            if n == 0 {
-                break;
-            }
-        }
-        out.extend_from_slice(body);
-        out
-    };
     let mut connect = s(b"MQTT");
     connect.extend_from_slice(&[5, 0xC2, 0, 60, 0]);
     connect.extend(s(b"spy"));
@@ -130,32 +168,7 @@ async fn a_subscribe_the_broker_reads_differently_cannot_escape_the_namespace() 
     sub.push(0);
     sock.write_all(&frame(0x82, &sub)).await.unwrap();
 
-    let (c1, mut rx1) = mqtt_client(edge.mqtt, "bus-1", "bus-1", &pw[0]).await;
-    connack(&mut rx1).await.unwrap();
-    tokio::spawn(async move { while rx1.recv().await.is_some() {} });
-    for _ in 0..3 {
-        c1.publish(
-            "garasi/v1/vehicles/bus-1/telemetry",
-            rumqttc::QoS::AtLeastOnce,
-            false,
-            "secret-of-bus-1",
-        )
-        .await
-        .unwrap();
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let mut got = Vec::new();
-    let closed = tokio::time::timeout(Duration::from_secs(5), async {
-        let mut b = [0u8; 4096];
-        loop {
-            match sock.read(&mut b).await {
-                Ok(0) | Err(_) => return true,
-                Ok(n) => got.extend_from_slice(&b[..n]),
-            }
-        }
-    })
-    .await
-    .unwrap_or(false);
+    let (got, closed) = bus_1_publishes_while_reading(&edge, &pw[0], &mut sock).await;
     let leaked = got.windows(15).any(|w| w == b"secret-of-bus-1");
     assert!(!leaked, "bus-1's telemetry reached bus-2");
     assert!(closed, "a malformed SUBSCRIBE closes the connection");
@@ -193,45 +206,9 @@ async fn a_shared_filter_grown_past_64_kib_cannot_escape_the_namespace() {
     body.extend_from_slice(&(filter.len() as u16).to_be_bytes());
     body.extend_from_slice(&filter);
     body.push(1);
-    let mut frame = vec![0x82];
-    let mut n = body.len();
-    loop {
-        let b = (n % 128) as u8;
-        n /= 128;
-        frame.push(if n > 0 { b | 0x80 } else { b });
-        if n == 0 {
-            break;
-        }
-    }
-    frame.extend_from_slice(&body);
-    sock.write_all(&frame).await.unwrap();
+    sock.write_all(&frame(0x82, &body)).await.unwrap();
 
-    let (c1, mut rx1) = mqtt_client(edge.mqtt, "bus-1", "bus-1", &pw[0]).await;
-    connack(&mut rx1).await.unwrap();
-    tokio::spawn(async move { while rx1.recv().await.is_some() {} });
-    for _ in 0..3 {
-        c1.publish(
-            "garasi/v1/vehicles/bus-1/telemetry",
-            rumqttc::QoS::AtLeastOnce,
-            false,
-            "secret-of-bus-1",
-        )
-        .await
-        .unwrap();
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let mut got = Vec::new();
-    let closed = tokio::time::timeout(Duration::from_secs(5), async {
-        let mut b = [0u8; 4096];
-        loop {
-            match sock.read(&mut b).await {
-                Ok(0) | Err(_) => return true,
-                Ok(n) => got.extend_from_slice(&b[..n]),
-            }
-        }
-    })
-    .await
-    .unwrap_or(false);
+    let (got, closed) = bus_1_publishes_while_reading(&edge, &pw[0], &mut sock).await;
     assert!(
         !got.windows(15).any(|w| w == b"secret-of-bus-1"),
         "bus-1's telemetry reached bus-2"

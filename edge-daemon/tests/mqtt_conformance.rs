@@ -373,91 +373,85 @@ async fn delivered_qos_is_the_lower_of_publish_and_subscription() {
     }
 }
 
-/// Issue 12 item 3, in part: MQTT 5 Receive Maximum. The node advertised none (now 100,
-/// as Mosquitto advertises 20; like Mosquitto, it does not disconnect a client that sends
-/// more). And the client's: a subscriber that takes
-/// 2 unacknowledged QoS 1 messages got all 5 at once from the broker behind the gate
-/// (rumqttd allowed 100 in flight to every client); now 2 until it acknowledges, like
-/// Mosquitto in the same run (vendored rumqttd, `vendor/README.md`).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_clients_receive_maximum_is_respected() {
-    let Some(py) = paho_python() else { return };
+/// What the Paho probe `mqtt_clients/{script}` printed, run as bus-1 on `topic`.
+fn paho_probe(py: &str, script: &str, port: u16, pass: &str, topic: &str) -> serde_json::Value {
+    let path = format!("{}/tests/mqtt_clients/{script}", env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(py)
+        .arg(path)
+        .args(["127.0.0.1", &port.to_string(), "bus-1", pass, topic])
+        .output()
+        .expect("run python");
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)))
+}
+
+/// Runs the probe against a fresh node and, where installed, a private Mosquitto with
+/// the same rule: (the node's result, Mosquitto's). None (skipped) without Paho.
+fn probe_both(script: &str, topic: &str) -> Option<(serde_json::Value, Option<serde_json::Value>)> {
+    let py = paho_python()?;
     let tmp = tempfile::tempdir().unwrap();
     let pw = depot(tmp.path(), &["bus-1"]).remove(0);
     let edge = Edge::start(tmp.path(), &[]);
     let mosquitto = AclMosquitto::start();
-    let run = |port: u16, pass: &str| {
-        let script = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/mqtt_clients/receive_max.py"
-        );
-        let out = Command::new(&py)
-            .arg(script)
-            .args(["127.0.0.1", &port.to_string(), "bus-1", pass])
-            .arg("garasi/v1/vehicles/bus-1/cmd/rm")
-            .output()
-            .expect("run python");
-        serde_json::from_slice::<serde_json::Value>(&out.stdout)
-            .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)))
-    };
-    let ours = run(edge.mqtt5.port(), &pw);
+    let ours = paho_probe(&py, script, edge.mqtt5.port(), &pw, topic);
     println!("garasi-edge: {ours}");
+    let theirs = mosquitto
+        .as_ref()
+        .map(|m| paho_probe(&py, script, m.port, "any", topic));
+    if let Some(t) = &theirs {
+        println!("Mosquitto: {t}");
+    }
+    Some((ours, theirs))
+}
+
+/// Issue 12 item 3, in part: MQTT 5 Receive Maximum. The node advertised none (now 100,
+/// as Mosquitto advertises 20; like Mosquitto, it does not disconnect a client that sends
+/// more). And the client's: a subscriber that takes 2 unacknowledged QoS 1 messages got
+/// all 5 at once from the broker behind the gate (rumqttd allowed 100 in flight to every
+/// client); now 2 until it acknowledges, like Mosquitto in the same run (vendored
+/// rumqttd, `vendor/README.md`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clients_receive_maximum_is_respected() {
+    let topic = "garasi/v1/vehicles/bus-1/cmd/rm";
+    let Some((ours, theirs)) = probe_both("receive_max.py", topic) else {
+        return;
+    };
     assert_eq!(
         ours["held"], 2,
         "at most Receive Maximum unacknowledged: {ours}"
     );
-    // The node's own Receive Maximum is advertised (Mosquitto advertises 20).
-    assert_eq!(ours["server_receive_maximum"], 100);
     let all = ours["after_acks"].as_array().unwrap();
     assert_eq!(
         all.last(),
         Some(&serde_json::json!(5)),
         "the rest after acknowledging: {ours}"
     );
-    if let Some(m) = &mosquitto {
-        let theirs = run(m.port, "any");
-        println!("Mosquitto: {theirs}");
+    assert_eq!(
+        ours["server_receive_maximum"], 100,
+        "the node's own is advertised"
+    );
+    if let Some(theirs) = theirs {
         assert_eq!(theirs["held"], ours["held"]);
-        assert!(theirs["server_receive_maximum"].is_u64(), "{theirs}");
         assert_eq!(theirs["after_acks"].as_array().unwrap().last(), all.last());
+        assert!(theirs["server_receive_maximum"].is_u64(), "{theirs}");
     }
 }
 
 /// Issue 12 item 3, in part: the client's MQTT 5 Maximum Packet Size. A subscriber taking
-/// packets of at most 100 bytes was sent a 500-byte message anyway (Paho then closes the
-/// connection as the standard tells it to); now a message too large for the client is
-/// discarded for it, as if sent, and the small ones around it arrive, like Mosquitto in
-/// the same run.
+/// packets of at most 100 bytes was sent a 500-byte message anyway; now a message too
+/// large for the client is discarded for it, as if sent, and the small ones around it
+/// arrive, like Mosquitto in the same run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_clients_maximum_packet_size_is_respected() {
-    let Some(py) = paho_python() else { return };
-    let tmp = tempfile::tempdir().unwrap();
-    let pw = depot(tmp.path(), &["bus-1"]).remove(0);
-    let edge = Edge::start(tmp.path(), &[]);
-    let mosquitto = AclMosquitto::start();
-    let run = |port: u16, pass: &str| {
-        let script = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/mqtt_clients/max_packet.py"
-        );
-        let out = Command::new(&py)
-            .arg(script)
-            .args(["127.0.0.1", &port.to_string(), "bus-1", pass])
-            .arg("garasi/v1/vehicles/bus-1/cmd/mp")
-            .output()
-            .expect("run python");
-        serde_json::from_slice::<serde_json::Value>(&out.stdout)
-            .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)))
+    let topic = "garasi/v1/vehicles/bus-1/cmd/mp";
+    let Some((ours, theirs)) = probe_both("max_packet.py", topic) else {
+        return;
     };
-    let ours = run(edge.mqtt5.port(), &pw);
-    println!("garasi-edge: {ours}");
     assert_eq!(
         ours,
         serde_json::json!({"got": ["small1", "small2"], "connected": true})
     );
-    if let Some(m) = &mosquitto {
-        let theirs = run(m.port, "any");
-        println!("Mosquitto: {theirs}");
+    if let Some(theirs) = theirs {
         assert_eq!(theirs, ours);
     }
 }
@@ -467,31 +461,12 @@ async fn the_clients_maximum_packet_size_is_respected() {
 /// in the same run (vendored rumqttd records who published each message).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_local_subscriptions_do_not_get_their_own_messages() {
-    let Some(py) = paho_python() else { return };
-    let tmp = tempfile::tempdir().unwrap();
-    let pw = depot(tmp.path(), &["bus-1"]).remove(0);
-    let edge = Edge::start(tmp.path(), &[]);
-    let mosquitto = AclMosquitto::start();
-    let run = |port: u16, pass: &str| {
-        let script = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/mqtt_clients/no_local.py"
-        );
-        let out = Command::new(&py)
-            .arg(script)
-            .args(["127.0.0.1", &port.to_string(), "bus-1", pass])
-            .arg("garasi/v1/vehicles/bus-1/cmd/nl")
-            .output()
-            .expect("run python");
-        serde_json::from_slice::<serde_json::Value>(&out.stdout)
-            .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)))
+    let topic = "garasi/v1/vehicles/bus-1/cmd/nl";
+    let Some((ours, theirs)) = probe_both("no_local.py", topic) else {
+        return;
     };
-    let ours = run(edge.mqtt5.port(), &pw);
-    println!("garasi-edge: {ours}");
     assert_eq!(ours, serde_json::json!({"got": ["theirs"]}));
-    if let Some(m) = &mosquitto {
-        let theirs = run(m.port, "any");
-        println!("Mosquitto: {theirs}");
+    if let Some(theirs) = theirs {
         assert_eq!(theirs, ours);
     }
 }
@@ -500,27 +475,12 @@ async fn no_local_subscriptions_do_not_get_their_own_messages() {
 /// session that did not start clean for ever: after an interval of 0 (the default) or
 /// after its interval ran out, the device was told its session was present and got the
 /// messages queued while it was away. Now the gate keeps the expiry (`front/sessions.rs`),
-/// like Mosquitto in the same run.
+/// and the session after an expired one is kept, like Mosquitto in the same run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_expire_after_their_interval() {
-    let Some(py) = paho_python() else { return };
-    let tmp = tempfile::tempdir().unwrap();
-    let pw = depot(tmp.path(), &["bus-1"]).remove(0);
-    let edge = Edge::start(tmp.path(), &[]);
-    let mosquitto = AclMosquitto::start();
-    let run = |port: u16, pass: &str| {
-        let script = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/mqtt_clients/session_expiry.py"
-        );
-        let out = Command::new(&py)
-            .arg(script)
-            .args(["127.0.0.1", &port.to_string(), "bus-1", pass])
-            .arg("garasi/v1/vehicles/bus-1/cmd/se/")
-            .output()
-            .expect("run python");
-        serde_json::from_slice::<serde_json::Value>(&out.stdout)
-            .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)))
+    let topic = "garasi/v1/vehicles/bus-1/cmd/se/";
+    let Some((ours, theirs)) = probe_both("session_expiry.py", topic) else {
+        return;
     };
     let want = serde_json::json!({
         "zero": {"present": false, "got": []},
@@ -529,15 +489,8 @@ async fn sessions_expire_after_their_interval() {
         // First connect, back after expiry (no session), back again (the new one kept).
         "renewed": {"present": [false, false, true], "got": ["while-away"]},
     });
-    let ours = run(edge.mqtt5.port(), &pw);
-    println!("garasi-edge: {ours}");
-    if ours != want {
-        println!("{}", edge.log());
-    }
     assert_eq!(ours, want);
-    if let Some(m) = &mosquitto {
-        let theirs = run(m.port, "any");
-        println!("Mosquitto: {theirs}");
+    if let Some(theirs) = theirs {
         assert_eq!(theirs, ours);
     }
 }
@@ -547,24 +500,9 @@ async fn sessions_expire_after_their_interval() {
 /// arrives with what is left of its interval, like Mosquitto in the same run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_messages_are_not_delivered_to_a_returning_session() {
-    let Some(py) = paho_python() else { return };
-    let tmp = tempfile::tempdir().unwrap();
-    let pw = depot(tmp.path(), &["bus-1"]).remove(0);
-    let edge = Edge::start(tmp.path(), &[]);
-    let mosquitto = AclMosquitto::start();
-    let run = |port: u16, pass: &str| {
-        let script = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/mqtt_clients/message_expiry.py"
-        );
-        let out = Command::new(&py)
-            .arg(script)
-            .args(["127.0.0.1", &port.to_string(), "bus-1", pass])
-            .arg("garasi/v1/vehicles/bus-1/cmd/me")
-            .output()
-            .expect("run python");
-        serde_json::from_slice::<serde_json::Value>(&out.stdout)
-            .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)))
+    let topic = "garasi/v1/vehicles/bus-1/cmd/me";
+    let Some((ours, theirs)) = probe_both("message_expiry.py", topic) else {
+        return;
     };
     let check = |who: &str, v: &serde_json::Value| {
         assert_eq!(v["got"], serde_json::json!(["long"]), "{who}: {v}");
@@ -580,12 +518,8 @@ async fn expired_messages_are_not_delivered_to_a_returning_session() {
         let left = r[0][1].as_u64().unwrap_or(0);
         assert!((55..60).contains(&left), "{who}: {v}");
     };
-    let ours = run(edge.mqtt5.port(), &pw);
-    println!("garasi-edge: {ours}");
     check("garasi-edge", &ours);
-    if let Some(m) = &mosquitto {
-        let theirs = run(m.port, "any");
-        println!("Mosquitto: {theirs}");
+    if let Some(theirs) = theirs {
         check("Mosquitto", &theirs);
     }
 }

@@ -64,15 +64,7 @@ pub(super) async fn put_assignment(
         }
     }
     if let Some(p) = b.driver.as_deref().filter(|p| !p.is_empty()) {
-        match d.people.get(p).await.map_err(ApiError::internal)? {
-            Some(person) if person.has_role("driver") => {}
-            Some(_) => return Err(ApiError::bad_request(format!("{p} is not a driver"))),
-            None => {
-                return Err(ApiError::bad_request(format!(
-                    "no driver {p} at this depot"
-                )))
-            }
-        }
+        require_driver(&d, p).await?;
     }
     let mut values = vec![("assigned_by", FieldValue::Text(who.id.clone()))];
     let opt = |s: &str| {
@@ -110,6 +102,17 @@ pub(super) async fn put_assignment(
     Ok(Json(d.day_view(&date).await?))
 }
 
+/// Refuses a person who is not one of this depot's drivers, saying which.
+async fn require_driver(d: &Dispatch, p: &str) -> Result<(), ApiError> {
+    match d.people.get(p).await.map_err(ApiError::internal)? {
+        Some(person) if person.has_role("driver") => Ok(()),
+        Some(_) => Err(ApiError::bad_request(format!("{p} is not a driver"))),
+        None => Err(ApiError::bad_request(format!(
+            "no driver {p} at this depot"
+        ))),
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RunAssignBody {
@@ -134,15 +137,7 @@ pub(super) async fn put_run_assignment(
         _ => return Err(ApiError::bad_request("driver is a person id, \"\" or null")),
     };
     if let Some(p) = &driver {
-        match d.people.get(p).await.map_err(ApiError::internal)? {
-            Some(person) if person.has_role("driver") => {}
-            Some(_) => return Err(ApiError::bad_request(format!("{p} is not a driver"))),
-            None => {
-                return Err(ApiError::bad_request(format!(
-                    "no driver {p} at this depot"
-                )))
-            }
-        }
+        require_driver(&d, p).await?;
     }
     let (actor, date2, run2) = (d.actor.clone(), date.clone(), run.clone());
     let written = d
