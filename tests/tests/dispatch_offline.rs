@@ -142,25 +142,7 @@ async fn a_depot_day_with_the_cloud_stopped_then_synced() {
 
     // The depot has its day, people and vehicles before the cloud goes away.
     // The dispatcher arrives by sync; reading the day needs their session (issue 11).
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while edge.token.is_none() {
-        let (st, login, _) = call(
-            &edge,
-            reqwest::Method::POST,
-            "/api/v1/session",
-            None,
-            Some(serde_json::json!({"person": "disp-1", "password": "correct horse battery", "token": true})),
-        )
-        .await;
-        if st == 200 {
-            edge.token = login["token"].as_str().map(String::from);
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "disp-1 never reached the depot"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    sign_in_when_synced(&mut edge, "disp-1", "correct horse battery").await;
     eventually("blocks reach the depot", || async {
         let t = edge.get(&format!("/api/v1/dispatch/days/{tomorrow}")).await;
         t.as_ref()

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use garasi_fleet_tests::{eventually, have_openssl};
 use procs::{CloudProc, EdgeProc};
-use support::call;
+use support::{call, sign_in_when_synced};
 use thirtyfour::components::SelectElement;
 use thirtyfour::prelude::*;
 
@@ -153,25 +153,7 @@ async fn runs_split_a_block_between_two_drivers_and_a_bad_relief_is_flagged() {
     let today = today.to_string();
 
     // The dispatcher arrives by sync; then the runs do.
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while edge.token.is_none() {
-        let (st, login, _) = call(
-            &edge,
-            reqwest::Method::POST,
-            "/api/v1/session",
-            None,
-            Some(serde_json::json!({"person": "disp-1", "password": "correct horse battery", "token": true})),
-        )
-        .await;
-        if st == 200 {
-            edge.token = login["token"].as_str().map(String::from);
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "disp-1 never reached the depot"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    sign_in_when_synced(&mut edge, "disp-1", "correct horse battery").await;
     let tok = edge.token.clone().unwrap();
     eventually("runs reach the depot", || async {
         let d = edge.get(&format!("/api/v1/dispatch/days/{today}")).await;

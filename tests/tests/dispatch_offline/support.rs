@@ -196,6 +196,31 @@ pub(crate) async fn call(
     (status, json, cookie)
 }
 
+/// Signs `person` in at the depot once sync has brought them there (within 60 s) and
+/// keeps the session token in `edge`.
+pub(crate) async fn sign_in_when_synced(edge: &mut EdgeProc, person: &str, password: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while edge.token.is_none() {
+        let body = serde_json::json!({"person": person, "password": password, "token": true});
+        let (st, login, _) = call(
+            edge,
+            reqwest::Method::POST,
+            "/api/v1/session",
+            None,
+            Some(body),
+        )
+        .await;
+        if st == 200 {
+            edge.token = login["token"].as_str().map(String::from);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{person} never reached the depot"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 /// A child process killed and reaped when the test ends, also when it fails.
 pub(crate) struct Killed(pub(crate) std::process::Child);
 impl Drop for Killed {
