@@ -359,3 +359,42 @@ fn runs_on_built_blocks_are_published_and_run_ids_never_collide() {
         run_record_id(day, &run("a", "b/c"))
     );
 }
+
+/// The last review's amplification: one supplement row that matches many rows of the
+/// file (duplicate keys) has its values copied into each. Those bytes count as unpacked,
+/// so 2,000 copies of a 60 KB value (120 MB, from a few KB of zip) hit the limit instead
+/// of running through the parser.
+#[test]
+fn a_supplement_copied_into_many_rows_counts_against_the_unpacked_limit() {
+    use garasi_cloud::gtfs::{import_files_with, GtfsError, LimitKind, Limits};
+    let mut list: Vec<(&str, String)> = base()
+        .into_iter()
+        .map(|(n, t)| (n, t.to_string()))
+        .collect();
+    list.retain(|(n, _)| *n != "stop_times.txt");
+    let mut st = String::from("trip_id,arrival_time,departure_time,stop_id,stop_sequence\n");
+    for _ in 0..2_000 {
+        st.push_str("t1,06:00:00,06:00:00,A,1\n");
+    }
+    list.push(("stop_times.txt", st));
+    list.push((
+        "stop_times_supplement.txt",
+        format!(
+            "trip_id,stop_sequence,stop_headsign\nt1,1,{}\n",
+            "x".repeat(60_000)
+        ),
+    ));
+    let files: BTreeMap<String, Vec<u8>> = list
+        .into_iter()
+        .map(|(n, t)| (n.to_string(), t.into_bytes()))
+        .collect();
+    let limits = Limits {
+        max_unpacked_bytes: 10 << 20,
+        ..Limits::default()
+    };
+    match import_files_with(&files, &limits) {
+        Err(GtfsError::Limit(hit)) => assert_eq!(hit.kind, LimitKind::UnpackedBytes),
+        Err(e) => panic!("{e}"),
+        Ok((_, report)) => panic!("imported: {:?}", report.imported),
+    }
+}

@@ -193,6 +193,18 @@ impl Budget {
         self.row_start.set(0);
     }
 
+    /// Counts `n` bytes made for the import without being read from the zip (a TODS
+    /// supplement's values copied into the rows they update); false, with the limit
+    /// marked as hit, once the feed is past its unpacked bytes.
+    pub fn add_unpacked(&self, n: u64) -> bool {
+        self.unpacked.set(self.unpacked.get().saturating_add(n));
+        if self.unpacked.get() > self.limits.max_unpacked_bytes {
+            self.hit.set(Some(LimitKind::UnpackedBytes));
+            return false;
+        }
+        true
+    }
+
     /// Marks the end of a complete row: the next one is measured from here.
     pub fn mark_row(&self) {
         self.row_start.set(self.file_read.get());

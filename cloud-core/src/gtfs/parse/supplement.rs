@@ -144,6 +144,9 @@ pub(super) fn read(
 /// The GTFS file merged with its supplement, as CSV text, row by row.
 pub(super) struct Merged<'f> {
     base: csv::Reader<Counting<Box<dyn Read + 'f>>>,
+    /// The import's budget: bytes the supplement adds count as unpacked (one
+    /// supplement row matching many rows of the file would otherwise be free).
+    budget: std::rc::Rc<super::source::Budget>,
     /// The file's physical lines, and how many lines were written so far: each row is
     /// written on its own line (empty lines added before it as needed).
     lines: Rc<RefCell<Lines>>,
@@ -164,7 +167,12 @@ pub(super) struct Merged<'f> {
 }
 
 impl<'f> Merged<'f> {
-    pub fn new(input: Box<dyn Read + 'f>, sup: Supplement, pk: &'static [&'static str]) -> Self {
+    pub fn new(
+        input: Box<dyn Read + 'f>,
+        sup: Supplement,
+        pk: &'static [&'static str],
+        budget: std::rc::Rc<super::source::Budget>,
+    ) -> Self {
         let (input, lines) = Counting::new(input);
         let base = csv::ReaderBuilder::new()
             .flexible(true)
@@ -172,6 +180,7 @@ impl<'f> Merged<'f> {
             .from_reader(input);
         Merged {
             base,
+            budget,
             lines,
             written: 0,
             sup,
@@ -266,14 +275,21 @@ impl<'f> Merged<'f> {
                     self.written += 1;
                     return Ok(true);
                 }
+                let mut added = 0u64;
                 let vals: Vec<String> = (0..self.out_cols.len())
                     .map(
                         |c| match self.sup_idx[c].map(|s| &self.sup.rows[i].values[s]) {
-                            Some(v) if !v.is_empty() => v.clone(),
+                            Some(v) if !v.is_empty() => {
+                                added += v.len() as u64;
+                                v.clone()
+                            }
                             _ => field(c).to_string(),
                         },
                     )
                     .collect();
+                if !self.budget.add_unpacked(added) {
+                    return Err(std::io::Error::other("unpacked_bytes"));
+                }
                 self.write(vals.iter().map(String::as_str));
             }
             2 => {

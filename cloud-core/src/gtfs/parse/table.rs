@@ -163,7 +163,7 @@ pub(super) fn table<'f>(
                 "merged with {sup} (TODS): rows it adds are numbered after this file's last line"
             ),
         );
-        input = Box::new(supplement::Merged::new(input, s, pk));
+        input = Box::new(supplement::Merged::new(input, s, pk, budget.clone()));
     }
     let (input, lines) = Counting::new(input);
     let mut reader = csv::ReaderBuilder::new()

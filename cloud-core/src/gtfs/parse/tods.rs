@@ -53,6 +53,7 @@ fn run_events(
     let trips: HashMap<&str, &Trip> = feed.trips.iter().map(|t| (t.id.as_str(), t)).collect();
     let mut runs: BTreeMap<(String, String), Vec<(u64, RunEvent)>> = BTreeMap::new();
     let mut seqs: HashSet<(String, String, u32)> = HashSet::new();
+    let mut on_trip: HashMap<&str, HashSet<&str>> = HashMap::new();
     // (run's service, trip's service) -> a day the run runs and the trip does not.
     let mut apart: HashMap<(String, String), Option<jiff::civil::Date>> = HashMap::new();
     let Some((t, mut rows)) = table(files, "run_events.txt", &REQUIRED, report)? else {
@@ -74,7 +75,7 @@ fn run_events(
             get("service_id").unwrap_or_default(),
             get("run_id").unwrap_or_default(),
         );
-        let ev = match event_of(&get, &feed.services, &stops, &trips) {
+        let ev = match event_of(&get, &feed.services, &stops, &trips, &mut on_trip) {
             Ok((ev, warnings)) => {
                 for (field, w) in warnings {
                     report.warning(
@@ -114,10 +115,15 @@ fn run_events(
             report.error(t.name, Some(line), Some("event_sequence"), why);
             continue;
         }
+        let texts = [&ev.event_type, &ev.start_location, &ev.end_location];
+        let optional = [&ev.piece_id, &ev.job_type, &ev.block_id, &ev.trip_id];
         let bytes = size_of::<RunEvent>()
             + 2 * (heap(service) + heap(run))
-            + 2 * heap(&ev.start_location)
-            + 64;
+            + texts.iter().map(|t| heap(t)).sum::<usize>()
+            + optional
+                .iter()
+                .map(|t| t.as_deref().map_or(0, heap))
+                .sum::<usize>();
         budget.hold(bytes, t.name)?;
         runs.entry((service.to_string(), run.to_string()))
             .or_default()
@@ -132,11 +138,12 @@ fn run_events(
 /// One row of `run_events.txt` checked (every required field is filled): the event and
 /// its warnings, or the field and why it cannot be used.
 #[allow(clippy::type_complexity)]
-fn event_of<'r>(
+fn event_of<'r, 'f>(
     get: &dyn Fn(&str) -> Option<&'r str>,
     services: &HashMap<String, crate::gtfs::Service>,
     stops: &HashSet<&str>,
-    trips: &HashMap<&str, &Trip>,
+    trips: &HashMap<&str, &'f Trip>,
+    on_trip: &mut HashMap<&'f str, HashSet<&'f str>>,
 ) -> Result<(RunEvent, Vec<(&'static str, String)>), (&'static str, String)> {
     let field = |c: &str| get(c).unwrap_or_default();
     let service = field("service_id");
@@ -195,7 +202,12 @@ fn event_of<'r>(
     );
     let mut warnings = Vec::new();
     if let Some(tr) = trip {
-        for (error, f, msg) in trip_places(tr, (from, mid_start), (to, mid_end)) {
+        // The trip's stops as a set, built once per trip (a long trip checked by many
+        // rows would otherwise be scanned each time).
+        let stops_on = on_trip
+            .entry(tr.id.as_str())
+            .or_insert_with(|| tr.stop_times.iter().map(|st| st.stop_id.as_str()).collect());
+        for (error, f, msg) in trip_places(tr, stops_on, (from, mid_start), (to, mid_end)) {
             if error {
                 return Err((f, msg));
             }
@@ -232,7 +244,10 @@ fn run_without_trip(
         return None;
     }
     let (r, t) = (services.get(run)?, services.get(trip)?);
+    // At most 800 days are tried, added dates included (a service may add a million).
     let mut days: Vec<jiff::civil::Date> = r.added.iter().copied().collect();
+    days.sort();
+    days.truncate(800);
     if let (Some(mut d), Some(end)) = (r.start, r.end) {
         while d <= end && days.len() < 800 {
             days.push(d);
@@ -280,10 +295,11 @@ fn keep_runs(
 /// trip's ends the event should start (end) where the trip does (a warning).
 fn trip_places(
     tr: &Trip,
+    stops: &HashSet<&str>,
     start: (&str, bool),
     end: (&str, bool),
 ) -> Vec<(bool, &'static str, String)> {
-    let on_trip = |p: &str| tr.stop_times.iter().any(|s| s.stop_id == p);
+    let on_trip = |p: &str| stops.contains(p);
     let mut out = Vec::new();
     for ((place, mid), end_stop, field, verb, flag) in [
         (
@@ -398,7 +414,11 @@ fn vehicles(files: &mut Files<'_>, feed: &mut Feed, report: &mut Report) -> Resu
                 );
                 continue;
             }
-            budget.hold(size_of::<FeedVehicle>() + 2 * heap(id) + 64, t.name)?;
+            let texts = ["vehicle_label", "license_plate"].map(|c| t.get(r, c).map_or(0, heap));
+            budget.hold(
+                size_of::<FeedVehicle>() + heap(id) + texts.iter().sum::<usize>(),
+                t.name,
+            )?;
             feed.tods.vehicles.push(FeedVehicle {
                 vehicle_id: id.into(),
                 label: t.get(r, "vehicle_label").map(String::from),

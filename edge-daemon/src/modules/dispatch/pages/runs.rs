@@ -15,12 +15,13 @@ pub(super) fn runs_table(d: &Dispatch, view: &serde_json::Value, staff: bool) ->
     }
     let date = s(view, "date");
     let drivers = view["drivers"].as_array().unwrap_or(&empty);
-    let block_name = |id: &str| {
-        view["blocks"]
-            .as_array()
-            .and_then(|bs| bs.iter().find(|b| s(b, "id") == id))
-            .map_or_else(|| id.to_string(), |b| s(b, "block").to_string())
-    };
+    let names: std::collections::HashMap<&str, &str> = view["blocks"]
+        .as_array()
+        .unwrap_or(&empty)
+        .iter()
+        .map(|b| (s(b, "id"), s(b, "block")))
+        .collect();
+    let block_name = |id: &str| names.get(id).copied().unwrap_or(id).to_string();
     let mut rows = String::new();
     for r in runs {
         let pieces: Vec<String> = r["events"]
