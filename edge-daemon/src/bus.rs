@@ -53,6 +53,10 @@ pub enum Event {
         active: usize,
         critical: usize,
     },
+    /// A charging transaction started, stopped or got meter values (charging module).
+    ChargingSessionChanged { transaction_id: i64 },
+    /// An OCPP charger connected or its connection ended (charging module).
+    ChargerConnection { charger_id: String, online: bool },
 }
 
 #[derive(Clone)]

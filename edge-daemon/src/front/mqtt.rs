@@ -223,6 +223,8 @@ impl Gate {
             }
             None => None,
         };
+        // A charger's password opens the OCPP door only, never the broker.
+        let identity = identity.filter(|i| i.kind.uses_mqtt());
         let Some(identity) = identity else {
             // The username is logged only when it could be a device id: an attacker's
             // 64 KiB of garbage never reaches the log.

@@ -280,7 +280,10 @@ async fn serve_http<I>(
         }
     });
     let builder = builder(&ctx.limits);
-    let conn = builder.serve_connection(TokioIo::new(io), service);
+    // With upgrades: a charger's WebSocket (OCPP) leaves HTTP here. The route has checked
+    // its credentials before answering 101; from then on the socket belongs to the route,
+    // no longer to this connection's place under the caps.
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
     let result = loop {

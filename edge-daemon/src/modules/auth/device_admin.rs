@@ -11,10 +11,7 @@ use crate::store::Store;
 
 /// Gives an existing device a new random password, returned once.
 pub fn rotate(store: &Store, id: &str) -> Result<String, DeviceError> {
-    use rand::RngCore;
-    let mut raw = [0u8; 24];
-    rand::rng().fill_bytes(&mut raw);
-    let password = hex::encode(raw);
+    let password = super::devices::new_password();
     let hash = hash_password(&password)?;
     let n = store.write_blocking(|c| {
         c.execute(

@@ -22,19 +22,28 @@ use crate::store::{Store, StoreCallError};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeviceKind {
     Vehicle,
+    /// An OCPP charge point: authenticates on the charging module's WebSocket door
+    /// (HTTP Basic, the charge box id as user), never on MQTT.
+    Charger,
 }
 
 impl DeviceKind {
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "vehicle" => Some(DeviceKind::Vehicle),
+            "charger" => Some(DeviceKind::Charger),
             _ => None,
         }
     }
     pub fn as_str(self) -> &'static str {
         match self {
             DeviceKind::Vehicle => "vehicle",
+            DeviceKind::Charger => "charger",
         }
+    }
+    /// Whether this kind of device may connect to the MQTT broker.
+    pub fn uses_mqtt(self) -> bool {
+        matches!(self, DeviceKind::Vehicle)
     }
 }
 
@@ -50,6 +59,8 @@ impl DeviceIdentity {
     pub fn namespace(&self) -> String {
         match self.kind {
             DeviceKind::Vehicle => format!("garasi/v1/vehicles/{}/", self.id),
+            // Never used: the gate refuses chargers (`uses_mqtt`); a prefix no topic has.
+            DeviceKind::Charger => format!("garasi/v1/chargers/{}/", self.id),
         }
     }
 }
@@ -58,7 +69,7 @@ impl DeviceIdentity {
 pub enum DeviceError {
     #[error("device id {0:?} is invalid: use 1-64 letters, digits, '-' or '_', starting with a letter or digit")]
     BadId(String),
-    #[error("device kind {0:?} is unknown: use vehicle")]
+    #[error("device kind {0:?} is unknown: use vehicle or charger")]
     BadKind(String),
     #[error("device {0} already exists")]
     Exists(String),
@@ -118,9 +129,7 @@ pub fn add_device(store: &Store, id: &str, kind: &str) -> Result<String, DeviceE
         return Err(DeviceError::BadId(id.into()));
     }
     let kind = DeviceKind::parse(kind).ok_or_else(|| DeviceError::BadKind(kind.into()))?;
-    let mut raw = [0u8; 24];
-    rand::rng().fill_bytes(&mut raw);
-    let password = hex::encode(raw);
+    let password = new_password();
     let hash = hash_password(&password)?;
     let inserted = store.write_blocking(|c| {
         c.execute(
@@ -132,6 +141,15 @@ pub fn add_device(store: &Store, id: &str, kind: &str) -> Result<String, DeviceE
         return Err(DeviceError::Exists(id.into()));
     }
     Ok(password)
+}
+
+/// A generated device password: 160 random bits as 40 hex digits, which every kind can
+/// take (OCPP 1.6 security profile 1 allows Basic auth passwords, the AuthorizationKey,
+/// of 16-40 characters).
+pub fn new_password() -> String {
+    let mut raw = [0u8; 20];
+    rand::rng().fill_bytes(&mut raw);
+    hex::encode(raw)
 }
 
 /// Creates the device, or gives an existing one a new password (returned once). The demo

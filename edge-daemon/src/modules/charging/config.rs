@@ -1,0 +1,83 @@
+//! charging's settings: the `[modules.charging]` section of the config file, checked with
+//! every other setting at start (all problems at once, exit 64).
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChargingConfig {
+    /// Heartbeat interval given to chargers at boot, seconds (10-86400).
+    #[serde(default = "default_heartbeat")]
+    pub heartbeat_interval_s: u64,
+    /// How long a charger has to answer a CALL, seconds (1-600); OCPP-J has one
+    /// outstanding CALL per direction, so the next waits for this at most.
+    #[serde(default = "default_call_timeout")]
+    pub call_timeout_s: u64,
+    /// Largest WebSocket message taken from a charger, KiB (4-1024).
+    #[serde(default = "default_max_frame")]
+    pub max_frame_kib: usize,
+    /// Only security profile 2 (Basic auth over TLS, on the HTTPS listener).
+    #[serde(default)]
+    pub require_tls: bool,
+    /// Answer Accepted for id tags that are neither a bound card nor a bus id (the
+    /// transaction is recorded either way; Invalid may make a charger stop it).
+    #[serde(default)]
+    pub accept_unknown_tags: bool,
+}
+
+fn default_heartbeat() -> u64 {
+    300
+}
+fn default_call_timeout() -> u64 {
+    30
+}
+fn default_max_frame() -> usize {
+    64
+}
+
+impl Default for ChargingConfig {
+    fn default() -> Self {
+        ChargingConfig {
+            heartbeat_interval_s: default_heartbeat(),
+            call_timeout_s: default_call_timeout(),
+            max_frame_kib: default_max_frame(),
+            require_tls: false,
+            accept_unknown_tags: false,
+        }
+    }
+}
+
+pub(super) fn parse(section: &toml::Table) -> Result<ChargingConfig, Vec<String>> {
+    let cfg: ChargingConfig = toml::Value::Table(section.clone())
+        .try_into()
+        .map_err(|e: toml::de::Error| vec![e.to_string().trim().replace('\n', " ")])?;
+    let mut errors = Vec::new();
+    let mut range = |key: &str, v: u64, lo: u64, hi: u64| {
+        if !(lo..=hi).contains(&v) {
+            errors.push(format!("{key} = {v} is out of range: use {lo} to {hi}"));
+        }
+    };
+    range("heartbeat_interval_s", cfg.heartbeat_interval_s, 10, 86_400);
+    range("call_timeout_s", cfg.call_timeout_s, 1, 600);
+    range("max_frame_kib", cfg.max_frame_kib as u64, 4, 1024);
+    if errors.is_empty() {
+        Ok(cfg)
+    } else {
+        Err(errors)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_values_and_refusals() {
+        let t = |s: &str| s.parse::<toml::Table>().unwrap();
+        assert_eq!(parse(&t("")).unwrap(), ChargingConfig::default());
+        assert_eq!(parse(&t("call_timeout_s = 5")).unwrap().call_timeout_s, 5);
+        let e = parse(&t("call_timeout_s = 0\nmax_frame_kib = 9999")).unwrap_err();
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(parse(&t("heartbeat = 5")).is_err());
+    }
+}

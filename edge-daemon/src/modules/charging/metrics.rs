@@ -1,0 +1,60 @@
+//! charging's Prometheus metrics (`garasi_charging_*`), registered at start. Labels stay
+//! low-cardinality: an action name from the fixed OCPP list, an error code, a reason;
+//! never a charger id.
+
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+
+pub struct ChargingMetrics {
+    /// CALLs taken from chargers, by action (`other` for names OCPP 1.6 does not have).
+    pub calls_in: IntCounterVec,
+    /// CALLERRORs sent to chargers, by error code.
+    pub callerrors_sent: IntCounterVec,
+    /// WebSocket upgrades refused, by reason.
+    pub refused: IntCounterVec,
+    /// Chargers connected now.
+    pub connected: IntGauge,
+    /// CALLs to chargers, by outcome (`answered`, `callerror`, `timeout`, `bad_answer`,
+    /// `offline`, `busy`).
+    pub calls_out: IntCounterVec,
+    /// Meter samples stored (replays not counted).
+    pub samples: IntCounter,
+}
+
+impl ChargingMetrics {
+    pub fn register(r: &Registry) -> Result<Self, prometheus::Error> {
+        let vec = |name: &str, help: &str, label: &str| {
+            IntCounterVec::new(Opts::new(name, help), &[label])
+        };
+        let m = ChargingMetrics {
+            calls_in: vec(
+                "charging_ocpp_calls_total",
+                "CALLs received from chargers",
+                "action",
+            )?,
+            callerrors_sent: vec(
+                "charging_ocpp_callerrors_sent_total",
+                "CALLERRORs sent to chargers",
+                "code",
+            )?,
+            refused: vec(
+                "charging_ocpp_refused_total",
+                "Charger connections refused before the WebSocket opened",
+                "reason",
+            )?,
+            connected: IntGauge::new("charging_ocpp_connected", "Chargers connected now")?,
+            calls_out: vec(
+                "charging_ocpp_calls_sent_total",
+                "CALLs sent to chargers, by outcome",
+                "outcome",
+            )?,
+            samples: IntCounter::new("charging_meter_samples_total", "Meter samples stored")?,
+        };
+        r.register(Box::new(m.calls_in.clone()))?;
+        r.register(Box::new(m.callerrors_sent.clone()))?;
+        r.register(Box::new(m.refused.clone()))?;
+        r.register(Box::new(m.connected.clone()))?;
+        r.register(Box::new(m.calls_out.clone()))?;
+        r.register(Box::new(m.samples.clone()))?;
+        Ok(m)
+    }
+}

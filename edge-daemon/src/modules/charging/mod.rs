@@ -1,0 +1,84 @@
+//! charging module: an OCPP 1.6J central system at the edge. Chargers connect over
+//! WebSocket (`ocpp/`), authenticated like any device (auth's `DeviceAuth`, kind
+//! `charger`); their transactions and meter values are kept so that replays after an
+//! outage or an edge restart never lose or invent energy (`sessions.rs`). People see and
+//! command chargers through `api.rs`; other modules use `service.rs`.
+
+mod api;
+mod cli;
+pub mod config;
+mod metrics;
+pub mod ocpp;
+pub mod service;
+pub mod sessions;
+pub mod store;
+
+use std::sync::Arc;
+
+use crate::modules::auth::service::{DeviceAuth, People};
+use crate::modules::fleet::service::FleetApi;
+use crate::modules::framework::{CliContext, Module, ModuleContext, ModuleError, Started};
+use crate::store::migrate::Migration;
+use metrics::ChargingMetrics;
+use service::ChargingApi;
+
+pub struct ChargingModule;
+
+inventory::submit! { crate::modules::framework::Registration(|| Box::new(ChargingModule)) }
+
+impl Module for ChargingModule {
+    fn name(&self) -> &'static str {
+        "charging"
+    }
+    fn depends_on(&self) -> &'static [&'static str] {
+        &["auth", "fleet"]
+    }
+    fn migrations(&self) -> &'static [Migration] {
+        store::MIGRATIONS
+    }
+    fn check_config(&self, section: &toml::Table) -> Vec<String> {
+        config::parse(section).err().unwrap_or_default()
+    }
+    fn commands(&self) -> Vec<clap::Command> {
+        cli::commands()
+    }
+    fn run_command(
+        &self,
+        _name: &str,
+        args: &clap::ArgMatches,
+        ctx: &CliContext<'_>,
+    ) -> anyhow::Result<()> {
+        cli::run(args, ctx)
+    }
+    fn start(&self, ctx: &ModuleContext) -> Result<Started, ModuleError> {
+        let err = |e: &dyn std::fmt::Display| ModuleError::start("charging", e);
+        let people = ctx
+            .services
+            .get::<People>()
+            .ok_or_else(|| err(&"the auth module is not running"))?;
+        let devices = ctx
+            .services
+            .get::<DeviceAuth>()
+            .ok_or_else(|| err(&"the auth module is not running"))?;
+        let fleet = ctx.services.get::<FleetApi>();
+        let metrics = ChargingMetrics::register(&ctx.metrics.registry).map_err(|e| err(&e))?;
+        let cfg = config::parse(&ctx.config.module(self.name())).map_err(|e| err(&e.join("; ")))?;
+        let api = Arc::new(
+            ChargingApi::new(
+                ctx.store.clone(),
+                metrics,
+                cfg,
+                devices,
+                fleet,
+                ctx.bus.clone(),
+            )
+            .map_err(|e| err(&e))?,
+        );
+        ctx.services.provide(api.clone());
+        let routes =
+            api::routes(api.clone(), people).merge(ocpp::door::routes(api, ctx.shutdown.clone()));
+        Ok(Started {
+            routes: Some(routes),
+        })
+    }
+}

@@ -1,0 +1,295 @@
+//! What the central system answers to each CALL a charger sends: schema check first
+//! (the official schema of the action), then the typed payload (`ocpp-types`), then the
+//! store. Every refusal is the CALLERROR OCPP 1.6J names for it.
+
+use ocpp_types::v16 as t;
+use ocpp_types::OcppTimestamp;
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+
+use super::frame::ErrorCode;
+use super::schema::KNOWN_UNSUPPORTED;
+use crate::modules::charging::service::ChargingApi as Core;
+use crate::modules::charging::sessions::{self, Sample, Start, Stop, ENERGY};
+use crate::modules::charging::store::{self, Boot, ConnectorStatus};
+
+pub type Refusal = (ErrorCode, String);
+
+fn typed<T: DeserializeOwned>(payload: Value) -> Result<T, Refusal> {
+    serde_json::from_value(payload).map_err(|e| {
+        let mut d = e.to_string();
+        d.truncate(200);
+        (ErrorCode::PropertyConstraintViolation, d)
+    })
+}
+
+fn internal(e: impl std::fmt::Display) -> Refusal {
+    tracing::error!(error = %e, "charging store failed");
+    (
+        ErrorCode::InternalError,
+        "the central system could not store this; send it again".into(),
+    )
+}
+
+pub fn ms(t: &OcppTimestamp) -> i64 {
+    t.unix_seconds()
+        .saturating_mul(1000)
+        .saturating_add(i64::from(t.subsec_nanos() / 1_000_000))
+}
+
+fn now_text() -> String {
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
+}
+
+/// The JSON string of a serde enum (its OCPP spelling).
+fn name<T: serde::Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(Value::String(s)) => s,
+        _ => String::new(),
+    }
+}
+
+/// Answers one CALL from `charger`.
+pub async fn call(
+    core: &Core,
+    charger: &str,
+    action: &str,
+    payload: Value,
+) -> Result<Value, Refusal> {
+    if !core.schemas.handles(action) {
+        let code = if KNOWN_UNSUPPORTED.contains(&action) {
+            ErrorCode::NotSupported
+        } else {
+            ErrorCode::NotImplemented
+        };
+        return Err((
+            code,
+            format!("this central system does not take {:.40}", action),
+        ));
+    }
+    core.schemas
+        .check_request(action, &payload)
+        .map_err(|v| (v.code, v.description))?;
+    let id = charger.to_string();
+    let now = crate::util::now_ms();
+    match action {
+        "BootNotification" => {
+            let b: t::BootNotificationRequest = typed(payload)?;
+            core.store
+                .write(move |c| {
+                    let boot = Boot {
+                        vendor: b.charge_point_vendor.as_str(),
+                        model: b.charge_point_model.as_str(),
+                        serial: b.charge_point_serial_number.as_deref(),
+                        firmware: b.firmware_version.as_deref(),
+                    };
+                    store::booted(c, &id, &boot, now)
+                })
+                .await
+                .map_err(internal)?;
+            Ok(json!({"status": "Accepted", "currentTime": now_text(),
+                      "interval": core.cfg.heartbeat_interval_s}))
+        }
+        "Heartbeat" => {
+            core.store
+                .write(move |c| store::seen(c, &id, now))
+                .await
+                .map_err(internal)?;
+            Ok(json!({"currentTime": now_text()}))
+        }
+        "StatusNotification" => {
+            let s: t::StatusNotificationRequest = typed(payload)?;
+            let st = ConnectorStatus {
+                charger_id: id,
+                connector_id: s.connector_id,
+                status: name(&s.status),
+                error_code: name(&s.error_code),
+                info: s.info.as_deref().map(String::from),
+                status_ms: s.timestamp.as_ref().map_or(now, ms),
+            };
+            core.store
+                .write(move |c| store::set_connector(c, &st))
+                .await
+                .map_err(internal)?;
+            Ok(json!({}))
+        }
+        "Authorize" => {
+            let a: t::AuthorizeRequest = typed(payload)?;
+            let status = core.tag_status(a.id_tag.as_str()).await.map_err(internal)?;
+            Ok(json!({"idTagInfo": {"status": status}}))
+        }
+        "StartTransaction" => start(core, id, typed(payload)?).await,
+        "StopTransaction" => stop(core, id, typed(payload)?).await,
+        "MeterValues" => meter_values(core, id, typed(payload)?).await,
+        "DataTransfer" => {
+            let d: t::DataTransferRequest = typed(payload)?;
+            tracing::info!(charger = %id, vendor = %d.vendor_id.as_str(), "charger sent a DataTransfer");
+            Ok(json!({"status": "UnknownVendorId"}))
+        }
+        "DiagnosticsStatusNotification" | "FirmwareStatusNotification" => {
+            let status = payload["status"].as_str().unwrap_or_default().to_string();
+            let column = if action == "FirmwareStatusNotification" {
+                "firmware_status"
+            } else {
+                "diagnostics_status"
+            };
+            core.store
+                .write(move |c| store::set_charger_status(c, &id, column, &status))
+                .await
+                .map_err(internal)?;
+            Ok(json!({}))
+        }
+        _ => Err((
+            ErrorCode::NotImplemented,
+            format!("{action:.40} is not handled"),
+        )),
+    }
+}
+
+async fn start(core: &Core, id: String, s: t::StartTransactionRequest) -> Result<Value, Refusal> {
+    let tag = s.id_tag.as_str().to_string();
+    let vehicle = core.vehicle_of_tag(&tag).await.map_err(internal)?;
+    let status = core.status_for(vehicle.is_some());
+    let tx = core
+        .store
+        .write(move |c| {
+            let t = c.transaction()?;
+            let tx = sessions::start(
+                &t,
+                &Start {
+                    charger: &id,
+                    connector: s.connector_id,
+                    id_tag: &tag,
+                    vehicle: vehicle.as_deref(),
+                    meter_start_wh: s.meter_start,
+                    ts_ms: ms(&s.timestamp),
+                },
+            )?;
+            t.commit()?;
+            Ok(tx)
+        })
+        .await
+        .map_err(internal)?;
+    core.session_changed(tx);
+    Ok(json!({"transactionId": tx, "idTagInfo": {"status": status}}))
+}
+
+async fn stop(core: &Core, id: String, s: t::StopTransactionRequest) -> Result<Value, Refusal> {
+    let tag = s.id_tag.as_ref().map(|t| t.as_str().to_string());
+    let vehicle = match &tag {
+        Some(t) => core.vehicle_of_tag(t).await.map_err(internal)?,
+        None => None,
+    };
+    let data: Vec<Sample> = s
+        .transaction_data
+        .iter()
+        .flatten()
+        .flat_map(|m| samples(&m.timestamp, &m.sampled_value))
+        .collect();
+    let status = core.status_for(vehicle.is_some());
+    let reason = s.reason.as_ref().map_or_else(|| "Local".to_string(), name);
+    let tx = core
+        .store
+        .write(move |c| {
+            let t = c.transaction()?;
+            let tx = sessions::stop(
+                &t,
+                &Stop {
+                    charger: &id,
+                    charger_tx_id: s.transaction_id,
+                    meter_stop_wh: s.meter_stop,
+                    ts_ms: ms(&s.timestamp),
+                    reason: &reason,
+                    id_tag: tag.as_deref(),
+                    vehicle: vehicle.as_deref(),
+                },
+                &data,
+            )?;
+            t.commit()?;
+            Ok(tx)
+        })
+        .await
+        .map_err(internal)?;
+    core.session_changed(tx);
+    // idTagInfo is optional when the stop carried no idTag.
+    Ok(match s.id_tag {
+        Some(_) => json!({"idTagInfo": {"status": status}}),
+        None => json!({}),
+    })
+}
+
+async fn meter_values(core: &Core, id: String, m: t::MeterValuesRequest) -> Result<Value, Refusal> {
+    let all: Vec<Sample> = m
+        .meter_value
+        .iter()
+        .flat_map(|v| samples(&v.timestamp, &v.sampled_value))
+        .collect();
+    let n = all.len() as u64;
+    let tx = core
+        .store
+        .write(move |c| {
+            let t = c.transaction()?;
+            let tx = sessions::meter_values(&t, &id, m.connector_id, m.transaction_id, &all)?;
+            t.commit()?;
+            Ok(tx)
+        })
+        .await
+        .map_err(internal)?;
+    core.metrics.samples.inc_by(n);
+    if let Some(tx) = tx {
+        core.session_changed(tx);
+    }
+    Ok(json!({}))
+}
+
+/// The numeric samples of one MeterValue, normalised (kWh to Wh, kW to W). Signed
+/// values and values that are not numbers are skipped.
+fn samples(ts: &OcppTimestamp, values: &[t::common::SampledValueItem]) -> Vec<Sample> {
+    let ts_ms = ms(ts);
+    values
+        .iter()
+        .filter(|v| !matches!(v.format, Some(t::common::Format::SignedData)))
+        .filter_map(|v| {
+            let raw: f64 = v
+                .value
+                .trim()
+                .parse()
+                .ok()
+                .filter(|x: &f64| x.is_finite())?;
+            let measurand = v
+                .measurand
+                .as_ref()
+                .map_or_else(|| ENERGY.to_string(), name);
+            let unit = v.unit.as_ref().map_or_else(
+                || {
+                    if measurand.starts_with("Energy") {
+                        "Wh".into()
+                    } else {
+                        String::new()
+                    }
+                },
+                name,
+            );
+            let (value, unit) = match unit.as_str() {
+                "kWh" => (raw * 1000.0, "Wh".to_string()),
+                "kW" => (raw * 1000.0, "W".to_string()),
+                "kvarh" => (raw * 1000.0, "varh".to_string()),
+                "kvar" => (raw * 1000.0, "var".to_string()),
+                _ => (raw, unit),
+            };
+            Some(Sample {
+                ts_ms,
+                measurand,
+                phase: v.phase.as_ref().map(name).unwrap_or_default(),
+                context: v
+                    .context
+                    .as_ref()
+                    .map_or_else(|| "Sample.Periodic".to_string(), name),
+                value,
+                unit,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,262 @@
+//! charging's public API (`ChargingApi`, in `Services`): the chargers, their connectors
+//! and sessions, and CALLs to a connected charger (one outstanding per charger, as
+//! OCPP-J requires, with a timeout). The OCPP door and its connections use the rest.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::config::ChargingConfig;
+use super::metrics::ChargingMetrics;
+use super::ocpp::schema::Schemas;
+use super::sessions::{self, Session};
+use super::store::{self, Charger, ConnectorStatus};
+use crate::bus::{Bus, Event};
+use crate::modules::auth::service::DeviceAuth;
+use crate::modules::fleet::service::FleetApi;
+use crate::store::{Store, StoreCallError};
+
+pub use super::sessions::Session as ChargingSession;
+
+/// Why a CALL to a charger got no answer to use.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum CallFailure {
+    #[error("charger {0} is not connected: check its network and its central system URL")]
+    Offline(String),
+    #[error("charger {0} has too many requests waiting: try again in a minute")]
+    Busy(String),
+    #[error("the charger did not answer within {0} s")]
+    Timeout(u64),
+    #[error("the charger refused: {code} {description}")]
+    CallError { code: String, description: String },
+    #[error("the charger's answer does not meet the OCPP 1.6 schema: {0}")]
+    BadAnswer(String),
+    #[error("the charger disconnected before answering")]
+    Closed,
+}
+
+/// A CALL waiting for its turn on a charger's connection.
+pub(super) struct Outgoing {
+    pub action: &'static str,
+    pub payload: Value,
+    pub reply: oneshot::Sender<Result<Value, CallFailure>>,
+}
+
+/// CALLs that may wait behind the one outstanding, per charger.
+const QUEUE: usize = 16;
+
+struct Conn {
+    generation: u64,
+    calls: mpsc::Sender<Outgoing>,
+    cancel: CancellationToken,
+}
+
+pub struct ChargingApi {
+    pub(super) store: Store,
+    pub(super) schemas: Schemas,
+    pub(super) metrics: ChargingMetrics,
+    pub(super) cfg: ChargingConfig,
+    pub(super) devices: Arc<DeviceAuth>,
+    fleet: Option<Arc<FleetApi>>,
+    bus: Bus,
+    conns: Mutex<HashMap<String, Conn>>,
+    generations: AtomicU64,
+}
+
+/// What a new connection gets: its generation, its CALL queue, and its cancel token
+/// (cancelled when a newer connection of the same charger replaces it).
+pub(super) struct Registered {
+    pub generation: u64,
+    pub calls: mpsc::Receiver<Outgoing>,
+    pub cancel: CancellationToken,
+}
+
+impl ChargingApi {
+    pub(super) fn new(
+        store: Store,
+        metrics: ChargingMetrics,
+        cfg: ChargingConfig,
+        devices: Arc<DeviceAuth>,
+        fleet: Option<Arc<FleetApi>>,
+        bus: Bus,
+    ) -> Result<Self, String> {
+        Ok(ChargingApi {
+            store,
+            schemas: Schemas::load()?,
+            metrics,
+            cfg,
+            devices,
+            fleet,
+            bus,
+            conns: Mutex::new(HashMap::new()),
+            generations: AtomicU64::new(1),
+        })
+    }
+
+    pub async fn chargers(&self) -> Result<Vec<Charger>, StoreCallError> {
+        self.store.read(store::chargers).await
+    }
+
+    pub async fn charger(&self, id: &str) -> Result<Option<Charger>, StoreCallError> {
+        let id = id.to_string();
+        self.store.read(move |c| store::charger(c, &id)).await
+    }
+
+    pub async fn connectors(&self) -> Result<Vec<ConnectorStatus>, StoreCallError> {
+        self.store.read(store::connectors).await
+    }
+
+    /// Open sessions and those stopped since `since_ms`.
+    pub async fn sessions(&self, since_ms: i64) -> Result<Vec<Session>, StoreCallError> {
+        self.store
+            .read(move |c| sessions::sessions(c, since_ms))
+            .await
+    }
+
+    pub async fn session(&self, id: i64) -> Result<Option<Session>, StoreCallError> {
+        self.store.read(move |c| sessions::session(c, id)).await
+    }
+
+    pub fn online(&self, charger: &str) -> bool {
+        self.conns.lock().contains_key(charger)
+    }
+
+    /// Binds a card (id tag) to a bus; `by` is the person who did it.
+    pub async fn bind_tag(&self, tag: &str, vehicle: &str, by: &str) -> Result<(), StoreCallError> {
+        let (t, v, b) = (tag.to_string(), vehicle.to_string(), by.to_string());
+        self.store
+            .write(move |c| store::bind_tag(c, &t, &v, &b))
+            .await
+    }
+
+    /// The bus an id tag stands for: a card bound to it, or the bus's own id.
+    pub async fn vehicle_of_tag(&self, tag: &str) -> Result<Option<String>, StoreCallError> {
+        let t = tag.to_string();
+        if let Some(v) = self
+            .store
+            .read(move |c| store::vehicle_of_tag(c, &t))
+            .await?
+        {
+            return Ok(Some(v));
+        }
+        let Some(fleet) = self.fleet.clone() else {
+            return Ok(None);
+        };
+        let t = tag.to_string();
+        // A registry miss costs one query: off the async threads.
+        let known = tokio::task::spawn_blocking(move || fleet.is_known(&t))
+            .await
+            .unwrap_or(false);
+        Ok(known.then(|| tag.to_string()))
+    }
+
+    pub(super) fn status_for(&self, known: bool) -> &'static str {
+        if known || self.cfg.accept_unknown_tags {
+            "Accepted"
+        } else {
+            "Invalid"
+        }
+    }
+
+    pub(super) async fn tag_status(&self, tag: &str) -> Result<&'static str, StoreCallError> {
+        Ok(self.status_for(self.vehicle_of_tag(tag).await?.is_some()))
+    }
+
+    pub(super) fn session_changed(&self, transaction_id: i64) {
+        self.bus
+            .publish(Event::ChargingSessionChanged { transaction_id });
+    }
+
+    /// Registers a new connection of `charger`, ending the one it replaces (a charger
+    /// that reconnects before the edge saw its old socket close).
+    pub(super) fn connect(&self, charger: &str) -> Registered {
+        let generation = self.generations.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let cancel = CancellationToken::new();
+        let old = self.conns.lock().insert(
+            charger.to_string(),
+            Conn {
+                generation,
+                calls: tx,
+                cancel: cancel.clone(),
+            },
+        );
+        match old {
+            Some(o) => o.cancel.cancel(),
+            None => self.metrics.connected.inc(),
+        }
+        self.bus.publish(Event::ChargerConnection {
+            charger_id: charger.to_string(),
+            online: true,
+        });
+        Registered {
+            generation,
+            calls: rx,
+            cancel,
+        }
+    }
+
+    /// Forgets the connection if it is still `generation` (not replaced).
+    pub(super) fn disconnect(&self, charger: &str, generation: u64) {
+        let mut conns = self.conns.lock();
+        if conns
+            .get(charger)
+            .is_some_and(|c| c.generation == generation)
+        {
+            conns.remove(charger);
+            drop(conns);
+            self.metrics.connected.dec();
+            self.bus.publish(Event::ChargerConnection {
+                charger_id: charger.to_string(),
+                online: false,
+            });
+        }
+    }
+
+    pub(super) fn call_timeout(&self) -> Duration {
+        Duration::from_secs(self.cfg.call_timeout_s)
+    }
+
+    /// Sends a CALL to a connected charger and waits for its answer (schema-checked).
+    /// Calls to one charger go one at a time, in order; a few may wait their turn.
+    pub async fn call(
+        &self,
+        charger: &str,
+        action: &'static str,
+        payload: Value,
+    ) -> Result<Value, CallFailure> {
+        let sender = self.conns.lock().get(charger).map(|c| c.calls.clone());
+        let Some(sender) = sender else {
+            self.metrics.calls_out.with_label_values(&["offline"]).inc();
+            return Err(CallFailure::Offline(charger.to_string()));
+        };
+        let (reply, answer) = oneshot::channel();
+        let out = Outgoing {
+            action,
+            payload,
+            reply,
+        };
+        if sender.try_send(out).is_err() {
+            self.metrics.calls_out.with_label_values(&["busy"]).inc();
+            return Err(CallFailure::Busy(charger.to_string()));
+        }
+        // The connection answers every CALL it took (timeout included); a dropped reply
+        // means the connection ended first.
+        let r = answer.await.unwrap_or(Err(CallFailure::Closed));
+        let outcome = match &r {
+            Ok(_) => "answered",
+            Err(CallFailure::CallError { .. }) => "callerror",
+            Err(CallFailure::Timeout(_)) => "timeout",
+            Err(CallFailure::BadAnswer(_)) => "bad_answer",
+            Err(_) => "closed",
+        };
+        self.metrics.calls_out.with_label_values(&[outcome]).inc();
+        r
+    }
+}

@@ -1,0 +1,293 @@
+//! Charging transactions and meter samples: what StartTransaction, StopTransaction and
+//! MeterValues do to the store, written so that a replay (a charger back from an
+//! outage, an answer lost to a restart) changes nothing twice, and so that energy is
+//! only ever a difference of two registers the charger metered, never an estimate.
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+
+/// One sampled value, normalised: energy in Wh, power in W.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub ts_ms: i64,
+    pub measurand: String,
+    pub phase: String,
+    pub context: String,
+    pub value: f64,
+    pub unit: String,
+}
+
+pub const ENERGY: &str = "Energy.Active.Import.Register";
+pub const POWER: &str = "Power.Active.Import";
+
+impl Sample {
+    fn energy_wh(&self) -> Option<i64> {
+        (self.measurand == ENERGY && self.phase.is_empty()).then_some(self.value.round() as i64)
+    }
+}
+
+/// A transaction as the page, the API and the cloud see it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Session {
+    pub transaction_id: i64,
+    pub charger_id: String,
+    pub connector_id: i64,
+    /// `start` (the charger asked for an id), `stop_only` (a stop for a transaction the
+    /// edge never saw start: energy from the registers the charger did report).
+    pub origin: String,
+    pub charger_tx_id: Option<i64>,
+    pub id_tag: Option<String>,
+    pub vehicle_id: Option<String>,
+    pub start_ms: Option<i64>,
+    pub meter_start_wh: Option<i64>,
+    pub stop_ms: Option<i64>,
+    pub meter_stop_wh: Option<i64>,
+    pub stop_reason: Option<String>,
+    pub last_wh: Option<i64>,
+    pub last_ms: Option<i64>,
+    /// Metered energy so far: the newest register minus the first one known. None when
+    /// the charger reported no two registers of this transaction.
+    pub energy_wh: Option<i64>,
+}
+
+const COLUMNS: &str = "id, charger_id, connector_id, origin, charger_tx_id, id_tag, vehicle_id,
+    start_ms, meter_start_wh, stop_ms, meter_stop_wh, stop_reason, last_wh, last_ms, first_wh";
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Session> {
+    let meter_start: Option<i64> = r.get(8)?;
+    let first: Option<i64> = r.get(14)?;
+    let stop: Option<i64> = r.get(10)?;
+    let last: Option<i64> = r.get(12)?;
+    let from = meter_start.or(first);
+    let to = stop.or(last);
+    Ok(Session {
+        transaction_id: r.get(0)?,
+        charger_id: r.get(1)?,
+        connector_id: r.get(2)?,
+        origin: r.get(3)?,
+        charger_tx_id: r.get(4)?,
+        id_tag: r.get(5)?,
+        vehicle_id: r.get(6)?,
+        start_ms: r.get(7)?,
+        meter_start_wh: meter_start,
+        stop_ms: r.get(9)?,
+        meter_stop_wh: stop,
+        stop_reason: r.get(11)?,
+        last_wh: last,
+        last_ms: r.get(13)?,
+        // A register that went backwards (meter replaced, reset) gives no energy.
+        energy_wh: match (from, to) {
+            (Some(a), Some(b)) if b >= a => Some(b - a),
+            _ => None,
+        },
+    })
+}
+
+pub fn session(c: &Connection, id: i64) -> rusqlite::Result<Option<Session>> {
+    c.query_row(
+        &format!("SELECT {COLUMNS} FROM charging_transactions WHERE id = ?1"),
+        params![id],
+        row,
+    )
+    .optional()
+}
+
+pub fn sessions(c: &Connection, since_ms: i64) -> rusqlite::Result<Vec<Session>> {
+    let mut st = c.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM charging_transactions
+         WHERE stop_ms IS NULL OR stop_ms >= ?1 ORDER BY id DESC LIMIT 2000"
+    ))?;
+    let rows = st.query_map(params![since_ms], row)?;
+    rows.collect()
+}
+
+/// The row a charger means by `tx`: the id the edge gave it, or the id it used for a
+/// transaction the edge never saw start.
+fn find(c: &Connection, charger: &str, tx: i64) -> rusqlite::Result<Option<i64>> {
+    c.query_row(
+        "SELECT id FROM charging_transactions WHERE charger_id = ?1
+           AND ((id = ?2 AND origin = 'start') OR charger_tx_id = ?2)
+         ORDER BY origin = 'start' DESC LIMIT 1",
+        params![charger, tx],
+        |r| r.get(0),
+    )
+    .optional()
+}
+
+pub struct Start<'a> {
+    pub charger: &'a str,
+    pub connector: i64,
+    pub id_tag: &'a str,
+    pub vehicle: Option<&'a str>,
+    pub meter_start_wh: i64,
+    pub ts_ms: i64,
+}
+
+/// The transaction id for a StartTransaction: the same one again for a replay of the
+/// same start (same connector, time and register), so a charger whose answer was lost
+/// never gets two sessions for one charge.
+pub fn start(c: &Connection, s: &Start<'_>) -> rusqlite::Result<i64> {
+    let same: Option<i64> = c
+        .query_row(
+            "SELECT id FROM charging_transactions WHERE charger_id = ?1 AND connector_id = ?2
+               AND start_ms = ?3 AND meter_start_wh = ?4",
+            params![s.charger, s.connector, s.ts_ms, s.meter_start_wh],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(id) = same {
+        return Ok(id);
+    }
+    // An older transaction still open on this connector lost its stop (the charger
+    // rebooted): it ends at the last register it reported, nothing added.
+    c.execute(
+        "UPDATE charging_transactions SET stop_ms = last_ms, meter_stop_wh = last_wh,
+           stop_reason = 'NoStopReceived'
+         WHERE charger_id = ?1 AND connector_id = ?2 AND stop_ms IS NULL AND start_ms < ?3",
+        params![s.charger, s.connector, s.ts_ms],
+    )?;
+    c.execute(
+        "INSERT INTO charging_transactions (charger_id, connector_id, origin, id_tag, vehicle_id,
+           start_ms, meter_start_wh, last_wh, last_ms)
+         VALUES (?1, ?2, 'start', ?3, ?4, ?5, ?6, ?6, ?5)",
+        params![
+            s.charger,
+            s.connector,
+            s.id_tag,
+            s.vehicle,
+            s.ts_ms,
+            s.meter_start_wh
+        ],
+    )?;
+    Ok(c.last_insert_rowid())
+}
+
+pub struct Stop<'a> {
+    pub charger: &'a str,
+    pub charger_tx_id: i64,
+    pub meter_stop_wh: i64,
+    pub ts_ms: i64,
+    pub reason: &'a str,
+    pub id_tag: Option<&'a str>,
+    pub vehicle: Option<&'a str>,
+}
+
+/// Ends a transaction (a replayed stop changes nothing). A stop for a transaction the
+/// edge never saw start becomes a `stop_only` session whose start is the first register
+/// of that transaction the charger reported (its `transactionData` or MeterValues), or
+/// unknown: its energy is then unknown, never guessed.
+pub fn stop(c: &Connection, s: &Stop<'_>, data: &[Sample]) -> rusqlite::Result<i64> {
+    let id = match find(c, s.charger, s.charger_tx_id)? {
+        Some(id) => id,
+        None => {
+            c.execute(
+                "INSERT INTO charging_transactions (charger_id, connector_id, origin,
+                   charger_tx_id, id_tag, vehicle_id)
+                 VALUES (?1, 0, 'stop_only', ?2, ?3, ?4)",
+                params![s.charger, s.charger_tx_id, s.id_tag, s.vehicle],
+            )?;
+            let id = c.last_insert_rowid();
+            // Samples that arrived under the charger's id before its stop.
+            c.execute(
+                "UPDATE charging_meter_samples SET transaction_id = ?3
+                 WHERE charger_id = ?1 AND transaction_id = ?2",
+                params![s.charger, placeholder(s.charger_tx_id), id],
+            )?;
+            let first = first_register(c, s.charger, id)?;
+            c.execute(
+                "UPDATE charging_transactions SET first_wh = ?2, start_ms = ?3,
+                   connector_id = COALESCE((SELECT connector_id FROM charging_meter_samples
+                     WHERE charger_id = ?4 AND transaction_id = ?1 LIMIT 1), 0)
+                 WHERE id = ?1",
+                params![id, first.map(|f| f.1), first.map(|f| f.0), s.charger],
+            )?;
+            id
+        }
+    };
+    record_samples(c, s.charger, None, Some(id), data)?;
+    c.execute(
+        "UPDATE charging_transactions SET stop_ms = ?2, meter_stop_wh = ?3, stop_reason = ?4,
+           id_tag = COALESCE(id_tag, ?5), vehicle_id = COALESCE(vehicle_id, ?6)
+         WHERE id = ?1 AND (stop_ms IS NULL OR stop_reason = 'NoStopReceived')",
+        params![id, s.ts_ms, s.meter_stop_wh, s.reason, s.id_tag, s.vehicle],
+    )?;
+    if let Some(f) = first_register(c, s.charger, id)? {
+        c.execute(
+            "UPDATE charging_transactions SET first_wh = ?2, start_ms = COALESCE(start_ms, ?3)
+             WHERE id = ?1 AND origin = 'stop_only'",
+            params![id, f.1, f.0],
+        )?;
+    }
+    Ok(id)
+}
+
+fn first_register(c: &Connection, charger: &str, tx: i64) -> rusqlite::Result<Option<(i64, i64)>> {
+    c.query_row(
+        "SELECT ts_ms, CAST(ROUND(value) AS INTEGER) FROM charging_meter_samples
+         WHERE charger_id = ?1 AND transaction_id = ?2 AND measurand = ?3 AND phase = ''
+         ORDER BY ts_ms LIMIT 1",
+        params![charger, tx, ENERGY],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .optional()
+}
+
+/// Stores MeterValues samples (a replayed sample is stored once). `charger_tx` is the
+/// transaction id the charger sent: samples of a transaction the edge does not know
+/// are kept under a [`placeholder`] until its stop arrives.
+pub fn meter_values(
+    c: &Connection,
+    charger: &str,
+    connector: i64,
+    charger_tx: Option<i64>,
+    samples: &[Sample],
+) -> rusqlite::Result<Option<i64>> {
+    let tx = match charger_tx {
+        None => None,
+        Some(t) => Some(find(c, charger, t)?.unwrap_or(placeholder(t))),
+    };
+    record_samples(c, charger, Some(connector), tx, samples)?;
+    Ok(tx.filter(|t| *t > 0))
+}
+
+/// Where samples of a transaction id the edge never gave wait: below every id the edge
+/// gives (positive) and distinct for every 32-bit id a charger may use, negative ones too.
+fn placeholder(charger_tx: i64) -> i64 {
+    charger_tx - (1 << 40)
+}
+
+fn record_samples(
+    c: &Connection,
+    charger: &str,
+    connector: Option<i64>,
+    tx: Option<i64>,
+    samples: &[Sample],
+) -> rusqlite::Result<()> {
+    let mut ins = c.prepare_cached(
+        "INSERT OR IGNORE INTO charging_meter_samples
+           (charger_id, connector_id, ts_ms, measurand, phase, context, value, unit, transaction_id)
+         VALUES (?1, COALESCE(?2, (SELECT connector_id FROM charging_transactions WHERE id = ?9), 0),
+                 ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?;
+    for s in samples {
+        ins.execute(params![
+            charger,
+            connector,
+            s.ts_ms,
+            s.measurand,
+            s.phase,
+            s.context,
+            s.value,
+            s.unit,
+            tx
+        ])?;
+        if let (Some(t), Some(wh)) = (tx.filter(|t| *t > 0), s.energy_wh()) {
+            c.execute(
+                "UPDATE charging_transactions SET last_wh = ?2, last_ms = ?3
+                 WHERE id = ?1 AND (last_ms IS NULL OR last_ms <= ?3)",
+                params![t, wh, s.ts_ms],
+            )?;
+        }
+    }
+    Ok(())
+}
