@@ -13,6 +13,8 @@ use parking_lot::Mutex;
 
 mod attack;
 pub use attack::*;
+mod ocpp;
+pub use ocpp::*;
 
 /// Held while a node is spawned: a test may lower this process's open-files limit for
 /// its child (`Edge::start_nofile`), and no other child may inherit that by accident.

@@ -18,6 +18,9 @@ pub struct ChargingMetrics {
     pub calls_out: IntCounterVec,
     /// Meter samples stored (replays not counted).
     pub samples: IntCounter,
+    /// Charger connections ended, by why (`closed`, `replaced`, `frame_too_big`,
+    /// `no_pong`, `edge_stopping`, `send_failed`).
+    pub ended: IntCounterVec,
 }
 
 impl ChargingMetrics {
@@ -48,6 +51,11 @@ impl ChargingMetrics {
                 "outcome",
             )?,
             samples: IntCounter::new("charging_meter_samples_total", "Meter samples stored")?,
+            ended: vec(
+                "charging_ocpp_connections_ended_total",
+                "Charger connections ended, by why",
+                "why",
+            )?,
         };
         r.register(Box::new(m.calls_in.clone()))?;
         r.register(Box::new(m.callerrors_sent.clone()))?;
@@ -55,6 +63,7 @@ impl ChargingMetrics {
         r.register(Box::new(m.connected.clone()))?;
         r.register(Box::new(m.calls_out.clone()))?;
         r.register(Box::new(m.samples.clone()))?;
+        r.register(Box::new(m.ended.clone()))?;
         Ok(m)
     }
 }

@@ -54,10 +54,12 @@ pub(super) async fn run(
     let why = loop {
         let deadline = pending.as_ref().map(|p| p.deadline);
         tokio::select! {
-            _ = shutdown.cancelled() => break "edge stopping",
-            _ = reg.cancel.cancelled() => break "replaced by a newer connection",
+            _ = shutdown.cancelled() => break "edge_stopping",
+            _ = reg.cancel.cancelled() => break "replaced",
             msg = ws.recv() => {
                 let text = match msg {
+                    // The WebSocket layer refuses a message above max_frame_kib.
+                    Some(Err(e)) if is_too_big(&e) => break "frame_too_big",
                     None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break "closed",
                     Some(Ok(Message::Text(t))) => t,
                     Some(Ok(Message::Binary(_))) => {
@@ -66,7 +68,7 @@ pub(super) async fn run(
                         let e = frame::error(frame::UNKNOWN_ID, ErrorCode::FormationViolation,
                             "OCPP-J frames are WebSocket text frames");
                         core.metrics.callerrors_sent.with_label_values(&["FormationViolation"]).inc();
-                        if ws.send(Message::Text(e.into())).await.is_err() { break "send failed"; }
+                        if ws.send(Message::Text(e.into())).await.is_err() { break "send_failed"; }
                         continue;
                     }
                     Some(Ok(_)) => { last_rx = Instant::now(); continue; }
@@ -74,7 +76,7 @@ pub(super) async fn run(
                 last_rx = Instant::now();
                 let out = on_text(&core, &charger, text.as_str(), &mut pending).await;
                 if let Some(out) = out {
-                    if ws.send(Message::Text(out.into())).await.is_err() { break "send failed"; }
+                    if ws.send(Message::Text(out.into())).await.is_err() { break "send_failed"; }
                 }
             }
             out = reg.calls.recv(), if pending.is_none() => {
@@ -84,7 +86,7 @@ pub(super) async fn run(
                 let text = frame::call(&id, action, &payload);
                 if ws.send(Message::Text(text.into())).await.is_err() {
                     let _ = reply.send(Err(CallFailure::Closed));
-                    break "send failed";
+                    break "send_failed";
                 }
                 pending = Some(Pending { id, action, reply, deadline: Instant::now() + timeout });
             }
@@ -95,10 +97,10 @@ pub(super) async fn run(
                 }
             }
             _ = ping.tick() => {
-                if last_rx.elapsed() > DEAD_AFTER { break "no answer to pings"; }
+                if last_rx.elapsed() > DEAD_AFTER { break "no_pong"; }
                 if last_rx.elapsed() >= PING_EVERY
                     && ws.send(Message::Ping(Default::default())).await.is_err() {
-                    break "send failed";
+                    break "send_failed";
                 }
             }
         }
@@ -108,14 +110,26 @@ pub(super) async fn run(
     }
     // Calls still queued learn the charger is gone (their senders see the drop).
     reg.calls.close();
+    let (code, reason) = match why {
+        "frame_too_big" => (1009, "message too big"),
+        _ => (1001, "going away"),
+    };
     let _ = ws
         .send(Message::Close(Some(CloseFrame {
-            code: 1001,
-            reason: "going away".into(),
+            code,
+            reason: reason.into(),
         })))
         .await;
+    core.metrics.ended.with_label_values(&[why]).inc();
     core.disconnect(&charger, reg.generation);
     tracing::info!(charger = %charger, why, "charger disconnected");
+}
+
+/// Whether a receive error is tungstenite's "message too long" (the size limit; axum
+/// does not expose the error's type, only its text).
+fn is_too_big(e: &axum::Error) -> bool {
+    let t = e.to_string();
+    t.contains("too long") || t.contains("Space limit")
 }
 
 /// Handles one text frame; returns the frame to send back, if any.
