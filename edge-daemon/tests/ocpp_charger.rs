@@ -146,6 +146,8 @@ async fn an_outside_charge_point_runs_a_charging_day_and_its_energy_is_kept_exac
         by("started2")["tx"].as_i64().unwrap(),
     );
     assert_ne!(tx1, tx2);
+    // The start sent again after the outage (its answer lost) got the same transaction.
+    assert_eq!(by("start_again")["tx"].as_i64(), Some(tx2));
 
     let v = edge.get_json("/api/v1/charging/sessions?since_ms=0").await;
     let sessions = v["sessions"].as_array().unwrap().clone();

@@ -9,6 +9,9 @@ pub const SIGNON: &str = "signon";
 pub const DISPATCH_EVENT: &str = "dispatch_event";
 /// A driver on a TODS run for one service day (the run's record id plus the driver).
 pub const RUN_ASSIGNMENT: &str = "run_assignment";
+/// An OCPP charging transaction at a depot (`{charger}.{transaction id}`): who charged
+/// where, the charger's meter registers at start and stop, the energy between them.
+pub const CHARGING_SESSION: &str = "charging_session";
 
 /// Master data: authored only by the cloud, flows down to depots.
 pub const VEHICLE: &str = "vehicle";
@@ -27,6 +30,7 @@ pub const OPERATIONAL: &[&str] = &[
     SIGNON,
     DISPATCH_EVENT,
     RUN_ASSIGNMENT,
+    CHARGING_SESSION,
 ];
 /// Every master record type.
 pub const MASTER: &[&str] = &[VEHICLE, DEVICE, PERSON, BLOCK, STOP, SHAPE, RUN];

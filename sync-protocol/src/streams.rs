@@ -30,6 +30,38 @@ pub struct TelemetrySampleV1 {
     pub extra: Option<String>,
 }
 
+/// Charger meter samples (OCPP MeterValues and transaction data), payload
+/// [`ChargingMeterSampleV1`].
+pub const CHARGING_METER_V1: &str = "charging_meter.v1";
+
+/// One sampled value of a charger's meter, normalised at the edge (energy in Wh, power
+/// in W; other measurands in the unit the charger gave).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChargingMeterSampleV1 {
+    pub charger_id: String,
+    pub connector_id: i64,
+    /// The edge's transaction id, when the sample belongs to a transaction it knows.
+    pub transaction_id: Option<i64>,
+    pub ts_ms: i64,
+    pub measurand: String,
+    pub phase: String,
+    pub context: String,
+    pub value: f64,
+    pub unit: String,
+}
+
+impl ChargingMeterSampleV1 {
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_stdvec(self).unwrap_or_default()
+    }
+    pub fn decode(payload: &[u8]) -> Result<Self, StreamError> {
+        postcard::from_bytes(payload).map_err(|e| StreamError::Malformed {
+            stream: CHARGING_METER_V1.into(),
+            detail: e.to_string(),
+        })
+    }
+}
+
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum StreamError {
     #[error("stream {0:?} is not known to this build: upgrade it")]
@@ -56,6 +88,7 @@ impl TelemetrySampleV1 {
 pub fn validate(stream: &str, payload: &[u8]) -> Result<(), StreamError> {
     match stream {
         TELEMETRY_V1 => TelemetrySampleV1::decode(payload).map(|_| ()),
+        CHARGING_METER_V1 => ChargingMeterSampleV1::decode(payload).map(|_| ()),
         other => Err(StreamError::UnknownStream(other.into())),
     }
 }
@@ -91,5 +124,24 @@ mod tests {
             validate("scans.v9", &bytes),
             Err(StreamError::UnknownStream("scans.v9".into()))
         );
+    }
+
+    #[test]
+    fn charging_meter_round_trip_and_garbage_refused() {
+        let s = ChargingMeterSampleV1 {
+            charger_id: "CP-1".into(),
+            connector_id: 2,
+            transaction_id: Some(7),
+            ts_ms: 1_700_000_000_000,
+            measurand: "Energy.Active.Import.Register".into(),
+            phase: String::new(),
+            context: "Sample.Periodic".into(),
+            value: 12_500.0,
+            unit: "Wh".into(),
+        };
+        let bytes = s.encode();
+        assert_eq!(ChargingMeterSampleV1::decode(&bytes).unwrap(), s);
+        assert!(validate(CHARGING_METER_V1, &bytes).is_ok());
+        assert!(validate(CHARGING_METER_V1, &bytes[..3]).is_err());
     }
 }

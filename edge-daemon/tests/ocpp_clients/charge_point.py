@@ -5,9 +5,10 @@ happened as JSON lines on stdout, for the test to check against the edge:
   boot, authorize, started, charging (the test now sends SetChargingProfile,
   GetCompositeSchedule and RemoteStopTransaction through the edge's API), profile,
   stopped, started2, offline (the socket closes; meter values and the stop are queued),
-  replayed (after reconnecting: the queue sent in order, the stop sent twice as if its
-  answer was lost), stop_only (a stop for a transaction id the edge never gave), done.
-Usage: charge_point.py URL CHARGE_BOX_ID PASSWORD ID_TAG"""
+  start_again (after reconnecting, the second start sent again as if its answer was
+  lost), replayed (then the queue in order, the stop twice), stop_only (a stop for a transaction id the edge never gave), done.
+With a fifth argument `autostop` it stops the first charge itself (no RemoteStop).
+Usage: charge_point.py URL CHARGE_BOX_ID PASSWORD ID_TAG [autostop]"""
 import asyncio
 import base64
 import json
@@ -22,6 +23,7 @@ from ocpp.v16 import ChargePoint, call, call_result
 from ocpp.v16.enums import Action
 
 url, box, password, tag = sys.argv[1:5]
+autostop = sys.argv[5:6] == ["autostop"]
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)
 
 
@@ -74,8 +76,16 @@ class Charger(ChargePoint):
 
 async def connect():
     auth = base64.b64encode(f"{box}:{password}".encode()).decode()
-    ws = await websockets.connect(f"{url}/{box}", subprotocols=["ocpp1.6"],
-                                  additional_headers={"Authorization": f"Basic {auth}"})
+    # Like a real charger: keep trying while the central system is away (30 s).
+    for attempt in range(150):
+        try:
+            ws = await websockets.connect(f"{url}/{box}", subprotocols=["ocpp1.6"],
+                                          additional_headers={"Authorization": f"Basic {auth}"})
+            break
+        except (OSError, websockets.exceptions.InvalidHandshake):
+            if attempt == 149:
+                raise
+            await asyncio.sleep(0.2)
     cp = Charger(box, ws)
     task = asyncio.create_task(cp.start())
     return ws, cp, task
@@ -103,17 +113,22 @@ async def main():
         await cp.call(call.MeterValues(connector_id=1, transaction_id=tx,
                                        meter_value=[energy(t0 + timedelta(minutes=10 * i), wh, power_w=45000)]))
     emit("charging", tx=tx)
-    await asyncio.wait_for(cp.remote_stop.wait(), 60)
+    if autostop:
+        cp.stop_tx = tx
+    else:
+        await asyncio.wait_for(cp.remote_stop.wait(), 60)
     t1 = t0 + timedelta(minutes=40)
     r = await cp.call(call.StopTransaction(
-        meter_stop=12000, timestamp=ts(t1), transaction_id=cp.stop_tx, reason="Remote", id_tag=tag,
+        meter_stop=12000, timestamp=ts(t1), transaction_id=cp.stop_tx, reason="Local" if autostop else "Remote",
+        id_tag=tag,
         transaction_data=[energy(t0, 10000, "Transaction.Begin"), energy(t1, 12000, "Transaction.End")]))
     await cp.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Available"))
     emit("stopped", tx=cp.stop_tx, status=r.id_tag_info["status"])
 
     # A second charge; the network goes in the middle of it.
     t2 = t1 + timedelta(minutes=5)
-    s2 = await cp.call(call.StartTransaction(connector_id=2, id_tag=tag, meter_start=12000, timestamp=ts(t2)))
+    start2 = call.StartTransaction(connector_id=2, id_tag=tag, meter_start=12000, timestamp=ts(t2))
+    s2 = await cp.call(start2)
     tx2 = s2.transaction_id
     await cp.call(call.MeterValues(connector_id=2, transaction_id=tx2, meter_value=[energy(t2 + timedelta(minutes=10), 12500)]))
     emit("started2", tx=tx2)
@@ -129,6 +144,9 @@ async def main():
     await asyncio.sleep(1.5)
     ws, cp, task = await connect()
     await boot(cp)
+    # As if the answer to the start had been lost: the same start again.
+    again = await cp.call(start2)
+    emit("start_again", tx=again.transaction_id)
     for m in queue:
         await cp.call(m)
     await cp.call(queue[-1])

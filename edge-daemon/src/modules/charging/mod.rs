@@ -9,6 +9,7 @@ mod cli;
 pub mod config;
 mod metrics;
 pub mod ocpp;
+mod records;
 pub mod service;
 pub mod sessions;
 pub mod store;
@@ -18,7 +19,9 @@ use std::sync::Arc;
 use crate::modules::auth::service::{DeviceAuth, People};
 use crate::modules::fleet::service::FleetApi;
 use crate::modules::framework::{CliContext, Module, ModuleContext, ModuleError, Started};
+use crate::modules::sync::service::Appliers;
 use crate::store::migrate::Migration;
+use garasi_sync_protocol::records::CHARGING_SESSION;
 use metrics::ChargingMetrics;
 use service::ChargingApi;
 
@@ -31,7 +34,7 @@ impl Module for ChargingModule {
         "charging"
     }
     fn depends_on(&self) -> &'static [&'static str] {
-        &["auth", "fleet"]
+        &["auth", "fleet", "sync"]
     }
     fn migrations(&self) -> &'static [Migration] {
         store::MIGRATIONS
@@ -75,6 +78,18 @@ impl Module for ChargingModule {
             .map_err(|e| err(&e))?,
         );
         ctx.services.provide(api.clone());
+        // Registered in start itself: the first pull waits for every module's start.
+        if let Some(appliers) = ctx.services.get::<Appliers>() {
+            let actor = api.actor.clone();
+            appliers.register(
+                CHARGING_SESSION,
+                Arc::new(
+                    move |t: &rusqlite::Transaction<'_>, id: &str, changes: &[Vec<u8>]| {
+                        records::apply(t, &actor, id, changes)
+                    },
+                ),
+            );
+        }
         let routes =
             api::routes(api.clone(), people).merge(ocpp::door::routes(api, ctx.shutdown.clone()));
         Ok(Started {

@@ -63,6 +63,8 @@ pub struct ChargingApi {
     pub(super) metrics: ChargingMetrics,
     pub(super) cfg: ChargingConfig,
     pub(super) devices: Arc<DeviceAuth>,
+    /// This process's automerge actor for the session records it writes.
+    pub(super) actor: garasi_sync_protocol::actor::ActorId,
     fleet: Option<Arc<FleetApi>>,
     bus: Bus,
     conns: Mutex<HashMap<String, Conn>>,
@@ -92,6 +94,7 @@ impl ChargingApi {
             metrics,
             cfg,
             devices,
+            actor: garasi_sync_protocol::actor::new_actor(garasi_sync_protocol::actor::Side::Depot),
             fleet,
             bus,
             conns: Mutex::new(HashMap::new()),

@@ -3,7 +3,7 @@
 //! outage, an answer lost to a restart) changes nothing twice, and so that energy is
 //! only ever a difference of two registers the charger metered, never an estimate.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde::Serialize;
 
 /// One sampled value, normalised: energy in Wh, power in W.
@@ -176,7 +176,7 @@ pub struct Stop<'a> {
 /// edge never saw start becomes a `stop_only` session whose start is the first register
 /// of that transaction the charger reported (its `transactionData` or MeterValues), or
 /// unknown: its energy is then unknown, never guessed.
-pub fn stop(c: &Connection, s: &Stop<'_>, data: &[Sample]) -> rusqlite::Result<i64> {
+pub fn stop(c: &Transaction<'_>, s: &Stop<'_>, data: &[Sample]) -> rusqlite::Result<i64> {
     let id = match find(c, s.charger, s.charger_tx_id)? {
         Some(id) => id,
         None => {
@@ -234,20 +234,21 @@ fn first_register(c: &Connection, charger: &str, tx: i64) -> rusqlite::Result<Op
 
 /// Stores MeterValues samples (a replayed sample is stored once). `charger_tx` is the
 /// transaction id the charger sent: samples of a transaction the edge does not know
-/// are kept under a [`placeholder`] until its stop arrives.
+/// are kept under a [`placeholder`] until its stop arrives. Returns the edge's
+/// transaction (if it knows it) and how many samples were new.
 pub fn meter_values(
-    c: &Connection,
+    c: &Transaction<'_>,
     charger: &str,
     connector: i64,
     charger_tx: Option<i64>,
     samples: &[Sample],
-) -> rusqlite::Result<Option<i64>> {
+) -> rusqlite::Result<(Option<i64>, usize)> {
     let tx = match charger_tx {
         None => None,
         Some(t) => Some(find(c, charger, t)?.unwrap_or(placeholder(t))),
     };
-    record_samples(c, charger, Some(connector), tx, samples)?;
-    Ok(tx.filter(|t| *t > 0))
+    let n = record_samples(c, charger, Some(connector), tx, samples)?;
+    Ok((tx.filter(|t| *t > 0), n))
 }
 
 /// Where samples of a transaction id the edge never gave wait: below every id the edge
@@ -256,21 +257,35 @@ fn placeholder(charger_tx: i64) -> i64 {
     charger_tx - (1 << 40)
 }
 
+/// Stores the samples not stored before and queues those for the cloud; returns how
+/// many were new. Without a connector, the transaction's.
 fn record_samples(
-    c: &Connection,
+    c: &Transaction<'_>,
     charger: &str,
     connector: Option<i64>,
     tx: Option<i64>,
     samples: &[Sample],
-) -> rusqlite::Result<()> {
+) -> rusqlite::Result<usize> {
+    let connector = match (connector, tx) {
+        (Some(k), _) => k,
+        (None, Some(t)) => c
+            .query_row(
+                "SELECT connector_id FROM charging_transactions WHERE id = ?1",
+                params![t],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or(0),
+        (None, None) => 0,
+    };
     let mut ins = c.prepare_cached(
         "INSERT OR IGNORE INTO charging_meter_samples
            (charger_id, connector_id, ts_ms, measurand, phase, context, value, unit, transaction_id)
-         VALUES (?1, COALESCE(?2, (SELECT connector_id FROM charging_transactions WHERE id = ?9), 0),
-                 ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?;
+    let mut new = Vec::new();
     for s in samples {
-        ins.execute(params![
+        let n = ins.execute(params![
             charger,
             connector,
             s.ts_ms,
@@ -281,6 +296,10 @@ fn record_samples(
             s.unit,
             tx
         ])?;
+        if n == 0 {
+            continue;
+        }
+        new.push(s);
         if let (Some(t), Some(wh)) = (tx.filter(|t| *t > 0), s.energy_wh()) {
             c.execute(
                 "UPDATE charging_transactions SET last_wh = ?2, last_ms = ?3
@@ -289,5 +308,6 @@ fn record_samples(
             )?;
         }
     }
-    Ok(())
+    super::records::stream(c, charger, connector, tx, &new)?;
+    Ok(new.len())
 }

@@ -7,10 +7,11 @@ use serde::Serialize;
 use crate::store::migrate::Migration;
 
 /// Never edit a migration that shipped: add version N+1.
-pub(super) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "chargers_transactions_samples",
-    sql: "CREATE TABLE charging_chargers (
+pub(super) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "chargers_transactions_samples",
+        sql: "CREATE TABLE charging_chargers (
             id TEXT PRIMARY KEY,
             connectors INTEGER NOT NULL,
             max_power_w INTEGER NOT NULL,
@@ -71,7 +72,9 @@ pub(super) const MIGRATIONS: &[Migration] = &[Migration {
           ) WITHOUT ROWID;
           CREATE INDEX charging_meter_samples_tx
             ON charging_meter_samples (charger_id, transaction_id, ts_ms);",
-}];
+    },
+    super::records::MIGRATION,
+];
 
 /// A charger as the registry and the page see it.
 #[derive(Debug, Clone, PartialEq, Serialize)]

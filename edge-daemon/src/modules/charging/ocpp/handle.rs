@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 
 use super::frame::ErrorCode;
 use super::schema::KNOWN_UNSUPPORTED;
+use crate::modules::charging::records;
 use crate::modules::charging::service::ChargingApi as Core;
 use crate::modules::charging::sessions::{self, Sample, Start, Stop, ENERGY};
 use crate::modules::charging::store::{self, Boot, ConnectorStatus};
@@ -152,6 +153,7 @@ async fn start(core: &Core, id: String, s: t::StartTransactionRequest) -> Result
     let tag = s.id_tag.as_str().to_string();
     let vehicle = core.vehicle_of_tag(&tag).await.map_err(internal)?;
     let status = core.status_for(vehicle.is_some());
+    let actor = core.actor.clone();
     let tx = core
         .store
         .write(move |c| {
@@ -167,6 +169,7 @@ async fn start(core: &Core, id: String, s: t::StartTransactionRequest) -> Result
                     ts_ms: ms(&s.timestamp),
                 },
             )?;
+            records::publish(&t, &actor, tx)?;
             t.commit()?;
             Ok(tx)
         })
@@ -190,6 +193,7 @@ async fn stop(core: &Core, id: String, s: t::StopTransactionRequest) -> Result<V
         .collect();
     let status = core.status_for(vehicle.is_some());
     let reason = s.reason.as_ref().map_or_else(|| "Local".to_string(), name);
+    let actor = core.actor.clone();
     let tx = core
         .store
         .write(move |c| {
@@ -207,6 +211,7 @@ async fn stop(core: &Core, id: String, s: t::StopTransactionRequest) -> Result<V
                 },
                 &data,
             )?;
+            records::publish(&t, &actor, tx)?;
             t.commit()?;
             Ok(tx)
         })
@@ -226,8 +231,7 @@ async fn meter_values(core: &Core, id: String, m: t::MeterValuesRequest) -> Resu
         .iter()
         .flat_map(|v| samples(&v.timestamp, &v.sampled_value))
         .collect();
-    let n = all.len() as u64;
-    let tx = core
+    let (tx, n) = core
         .store
         .write(move |c| {
             let t = c.transaction()?;
@@ -237,7 +241,7 @@ async fn meter_values(core: &Core, id: String, m: t::MeterValuesRequest) -> Resu
         })
         .await
         .map_err(internal)?;
-    core.metrics.samples.inc_by(n);
+    core.metrics.samples.inc_by(n as u64);
     if let Some(tx) = tx {
         core.session_changed(tx);
     }
