@@ -174,6 +174,7 @@ async fn main() {
             status: None,
             soc_pct: Some(*soc),
             charging: false,
+            charge_plan: None,
         })
         .collect();
     let params = plan::Params::default();

@@ -14,6 +14,8 @@ use parking_lot::Mutex;
 mod attack;
 pub use attack::*;
 mod ocpp;
+// Only the OCPP tests use these.
+#[allow(unused_imports)]
 pub use ocpp::*;
 
 /// Held while a node is spawned: a test may lower this process's open-files limit for

@@ -9,6 +9,7 @@ mod cli;
 pub mod config;
 mod metrics;
 pub mod ocpp;
+pub mod plan;
 mod records;
 pub mod service;
 pub mod sessions;

@@ -12,6 +12,7 @@
 //! fleet's [`FleetApi`] and live state through [`LiveStateSource`].
 
 pub mod badge;
+pub mod charge_need;
 mod events;
 mod local;
 mod pages;

@@ -74,6 +74,7 @@ impl Dispatch {
             .map_err(ApiError::internal)?;
         let statuses = fleet.statuses().await.map_err(ApiError::internal)?;
         let live = self.services.get::<LiveStateSource>();
+        let plans = self.services.get::<super::charge_need::ChargePlanSource>();
         Ok(vehicles
             .into_iter()
             .map(|v| {
@@ -83,6 +84,7 @@ impl Dispatch {
                     status: statuses.get(&v.id).and_then(|s| s.status.clone()),
                     soc_pct: sample.and_then(|s| s.soc_pct),
                     charging: sample.and_then(|s| s.charging).unwrap_or(false),
+                    charge_plan: plans.as_ref().and_then(|p| p.0.periods(&v.id)),
                     id: v.id,
                     label: v.label,
                     battery_kwh: v.battery_kwh,

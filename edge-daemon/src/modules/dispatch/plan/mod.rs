@@ -5,9 +5,10 @@
 //! Rules:
 //! - energy needed = distance x the vehicle's kWh/km (the depot default when unknown)
 //!   + a reserve, a percentage of the vehicle's battery.
-//! - forecast SoC at pull-out = last reported SoC, plus, while the vehicle reports that
-//!   it is charging, the depot's charger power for the time until pull-out (capped at
-//!   100 %). A vehicle that never reported a SoC has no forecast and is not proposed.
+//! - forecast SoC at pull-out = last reported SoC, plus the energy the charging plan puts
+//!   into it until pull-out (charging module); without a plan, while the vehicle reports
+//!   that it is charging, the depot's charger power for the time until pull-out (capped
+//!   at 100 %). A vehicle that never reported a SoC has no forecast and is not proposed.
 //! - a vehicle may run several blocks of a day when they do not overlap; each earlier
 //!   block's energy is taken off what it has for the later ones (no charging assumed
 //!   in between, which errs on the safe side).
@@ -130,6 +131,10 @@ pub struct VehicleState {
     pub status: Option<String>,
     pub soc_pct: Option<f64>,
     pub charging: bool,
+    /// The charging plan's limits for its connector, `(from_ms, watts)` each until the
+    /// next; when set, the forecast follows it.
+    #[serde(skip)]
+    pub charge_plan: Option<Vec<(i64, i64)>>,
 }
 
 impl VehicleState {
@@ -159,11 +164,32 @@ pub fn energy_kwh(km: f64, v: Option<&VehicleState>, p: &Params) -> f64 {
 /// Forecast state of charge (%) at `at_ms`.
 pub fn forecast_soc(v: &VehicleState, at_ms: i64, now_ms: i64, p: &Params) -> Option<f64> {
     let soc = v.soc_pct?;
+    if let Some(periods) = &v.charge_plan {
+        if at_ms <= now_ms || v.battery_kwh <= 0.0 {
+            return Some(soc);
+        }
+        let kwh = planned_wh(periods, now_ms, at_ms) as f64 / 1000.0;
+        return Some((soc + kwh / v.battery_kwh * 100.0).min(100.0));
+    }
     if !v.charging || at_ms <= now_ms || v.battery_kwh <= 0.0 {
         return Some(soc);
     }
     let hours = (at_ms - now_ms) as f64 / 3_600_000.0;
     Some((soc + p.charger_kw * hours / v.battery_kwh * 100.0).min(100.0))
+}
+
+/// Energy (Wh) a plan of `(from_ms, watts)` periods puts in between `from` and `to`; the
+/// last period lasts on.
+pub fn planned_wh(periods: &[(i64, i64)], from: i64, to: i64) -> i64 {
+    let mut wh = 0i64;
+    for (i, (start, w)) in periods.iter().enumerate() {
+        let end = periods.get(i + 1).map_or(to, |p| p.0);
+        let (a, b) = ((*start).max(from), end.min(to));
+        if b > a {
+            wh += w * (b - a) / 3_600_000;
+        }
+    }
+    wh
 }
 
 pub(super) fn overlaps(a: (i64, i64), b: (i64, i64)) -> bool {

@@ -55,6 +55,30 @@ fn energy_and_forecast() {
 }
 
 #[test]
+fn the_forecast_follows_the_charging_plan_when_there_is_one() {
+    let p = Params::default();
+    // 30 kW for the first hour, then 90 kW until 3 h, then nothing: 30 + 180 = 210 kWh.
+    let planned = VehicleState {
+        charge_plan: Some(vec![(0, 30_000), (H, 90_000), (3 * H, 0)]),
+        // The plan wins over the constant charger power a charging bus would get.
+        charging: true,
+        ..bus("a", Some(20.0))
+    };
+    assert_eq!(planned_wh(&[(0, 30_000), (H, 90_000), (3 * H, 0)], 0, 10 * H), 210_000);
+    // After 2 h: 30 + 90 = 120 kWh = 40 % of 300.
+    assert_eq!(forecast_soc(&planned, 2 * H, 0, &p), Some(60.0));
+    assert_eq!(forecast_soc(&planned, 10 * H, 0, &p), Some(90.0));
+    // Half-way through, only what is still to come counts.
+    assert_eq!(forecast_soc(&planned, 3 * H, 2 * H, &p), Some(50.0));
+    // A bus with a plan of nothing stays where it is, even if it says it is charging.
+    let idle = VehicleState {
+        charge_plan: Some(vec![(0, 0)]),
+        ..planned.clone()
+    };
+    assert_eq!(forecast_soc(&idle, 5 * H, 0, &p), Some(20.0));
+}
+
+#[test]
 fn auto_assign_respects_charge_type_status_and_time() {
     let p = Params::default();
     let blocks = vec![
