@@ -41,6 +41,12 @@ async fn chargers(State(s): State<AppState>, headers: HeaderMap) -> Result<Json<
     s.people.require(&headers, PEOPLE).await?;
     let chargers = s.api.chargers().await.map_err(ApiError::internal)?;
     let connectors = s.api.connectors().await.map_err(ApiError::internal)?;
+    let alarms = s
+        .api
+        .alarms(crate::util::now_ms() - 86_400_000)
+        .await
+        .map_err(ApiError::internal)?;
+    let plan = s.api.board.plan.read().clone();
     let list: Vec<Value> = chargers
         .into_iter()
         .map(|c| {
@@ -48,7 +54,11 @@ async fn chargers(State(s): State<AppState>, headers: HeaderMap) -> Result<Json<
             json!({"charger": c, "online": s.api.online(&c.id), "connectors": own})
         })
         .collect();
-    Ok(Json(json!({ "chargers": list })))
+    let site_cap_w = s.api.cfg.site_cap_kw.map(|kw| (kw * 1000.0) as i64);
+    Ok(Json(
+        json!({ "chargers": list, "alarms": alarms, "plan": plan,
+                    "plan_made_ms": *s.api.board.made_ms.read(), "site_cap_w": site_cap_w }),
+    ))
 }
 
 #[derive(Deserialize)]

@@ -19,6 +19,14 @@ pub struct ChargingConfig {
     /// Only security profile 2 (Basic auth over TLS, on the HTTPS listener).
     #[serde(default)]
     pub require_tls: bool,
+    /// The site's grid limit for charging, kW; the planner shares it among plugged-in
+    /// buses. Unset: no smart charging (chargers run as they are configured).
+    #[serde(default)]
+    pub site_cap_kw: Option<f64>,
+    /// Seconds a charger has to apply a new limit before its meter readings above it
+    /// raise an alarm (0-600).
+    #[serde(default = "default_grace")]
+    pub profile_grace_s: u64,
     /// Answer Accepted for id tags that are neither a bound card nor a bus id (the
     /// transaction is recorded either way; Invalid may make a charger stop it).
     #[serde(default)]
@@ -34,6 +42,9 @@ fn default_call_timeout() -> u64 {
 fn default_max_frame() -> usize {
     64
 }
+fn default_grace() -> u64 {
+    60
+}
 
 impl Default for ChargingConfig {
     fn default() -> Self {
@@ -42,6 +53,8 @@ impl Default for ChargingConfig {
             call_timeout_s: default_call_timeout(),
             max_frame_kib: default_max_frame(),
             require_tls: false,
+            site_cap_kw: None,
+            profile_grace_s: default_grace(),
             accept_unknown_tags: false,
         }
     }
@@ -60,6 +73,14 @@ pub(super) fn parse(section: &toml::Table) -> Result<ChargingConfig, Vec<String>
     range("heartbeat_interval_s", cfg.heartbeat_interval_s, 10, 86_400);
     range("call_timeout_s", cfg.call_timeout_s, 1, 600);
     range("max_frame_kib", cfg.max_frame_kib as u64, 4, 1024);
+    range("profile_grace_s", cfg.profile_grace_s, 0, 600);
+    if let Some(kw) = cfg.site_cap_kw {
+        if !(kw.is_finite() && (1.0..=100_000.0).contains(&kw)) {
+            errors.push(format!(
+                "site_cap_kw = {kw} is out of range: use 1 to 100000 (kW)"
+            ));
+        }
+    }
     if errors.is_empty() {
         Ok(cfg)
     } else {

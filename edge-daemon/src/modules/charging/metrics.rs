@@ -18,6 +18,8 @@ pub struct ChargingMetrics {
     pub calls_out: IntCounterVec,
     /// Meter samples stored (replays not counted).
     pub samples: IntCounter,
+    /// Power readings above the charging profile the charger accepted.
+    pub over_profile: IntCounter,
     /// Charger connections ended, by why (`closed`, `replaced`, `frame_too_big`,
     /// `no_pong`, `edge_stopping`, `send_failed`).
     pub ended: IntCounterVec,
@@ -51,6 +53,10 @@ impl ChargingMetrics {
                 "outcome",
             )?,
             samples: IntCounter::new("charging_meter_samples_total", "Meter samples stored")?,
+            over_profile: IntCounter::new(
+                "charging_over_profile_total",
+                "Power readings above the charging profile the charger accepted",
+            )?,
             ended: vec(
                 "charging_ocpp_connections_ended_total",
                 "Charger connections ended, by why",
@@ -63,6 +69,7 @@ impl ChargingMetrics {
         r.register(Box::new(m.connected.clone()))?;
         r.register(Box::new(m.calls_out.clone()))?;
         r.register(Box::new(m.samples.clone()))?;
+        r.register(Box::new(m.over_profile.clone()))?;
         r.register(Box::new(m.ended.clone()))?;
         Ok(m)
     }

@@ -10,6 +10,7 @@ pub mod config;
 mod metrics;
 pub mod ocpp;
 pub mod plan;
+pub mod planner;
 mod records;
 pub mod service;
 pub mod sessions;
@@ -35,7 +36,7 @@ impl Module for ChargingModule {
         "charging"
     }
     fn depends_on(&self) -> &'static [&'static str] {
-        &["auth", "fleet", "sync"]
+        &["auth", "fleet", "sync", "dispatch"]
     }
     fn migrations(&self) -> &'static [Migration] {
         store::MIGRATIONS
@@ -91,6 +92,14 @@ impl Module for ChargingModule {
                 ),
             );
         }
+        ctx.services.provide(Arc::new(
+            crate::modules::dispatch::charge_need::ChargePlanSource(api.board.clone()),
+        ));
+        ctx.tracker.spawn(planner::run(
+            api.clone(),
+            ctx.services.clone(),
+            ctx.cancel.clone(),
+        ));
         let routes =
             api::routes(api.clone(), people).merge(ocpp::door::routes(api, ctx.shutdown.clone()));
         Ok(Started {

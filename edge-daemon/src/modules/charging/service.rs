@@ -69,6 +69,8 @@ pub struct ChargingApi {
     bus: Bus,
     conns: Mutex<HashMap<String, Conn>>,
     generations: AtomicU64,
+    /// The smart charging plan and the limits chargers accepted.
+    pub board: Arc<super::planner::PlanBoard>,
 }
 
 /// What a new connection gets: its generation, its CALL queue, and its cancel token
@@ -99,6 +101,7 @@ impl ChargingApi {
             bus,
             conns: Mutex::new(HashMap::new()),
             generations: AtomicU64::new(1),
+            board: Arc::default(),
         })
     }
 
@@ -124,6 +127,11 @@ impl ChargingApi {
 
     pub async fn session(&self, id: i64) -> Result<Option<Session>, StoreCallError> {
         self.store.read(move |c| sessions::session(c, id)).await
+    }
+
+    /// Alarms raised since `since_ms` (chargers drawing more than their profile).
+    pub async fn alarms(&self, since_ms: i64) -> Result<Vec<store::Alarm>, StoreCallError> {
+        self.store.read(move |c| store::alarms(c, since_ms)).await
     }
 
     pub fn online(&self, charger: &str) -> bool {
@@ -169,6 +177,22 @@ impl ChargingApi {
 
     pub(super) async fn tag_status(&self, tag: &str) -> Result<&'static str, StoreCallError> {
         Ok(self.status_for(self.vehicle_of_tag(tag).await?.is_some()))
+    }
+
+    pub(super) fn bus_subscribe(&self) -> tokio::sync::broadcast::Receiver<Event> {
+        self.bus.subscribe()
+    }
+
+    /// The newest state of charge the charger reported for this connector in the last
+    /// 15 minutes (DC chargers read it from the bus), %.
+    pub async fn latest_soc(&self, charger: &str, connector: i64) -> Option<f64> {
+        let c = charger.to_string();
+        let since = crate::util::now_ms() - 15 * 60_000;
+        self.store
+            .read(move |db| sessions::latest(db, &c, connector, "SoC", since))
+            .await
+            .ok()
+            .flatten()
     }
 
     pub(super) fn session_changed(&self, transaction_id: i64) {

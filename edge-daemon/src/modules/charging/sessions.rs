@@ -101,6 +101,23 @@ pub fn sessions(c: &Connection, since_ms: i64) -> rusqlite::Result<Vec<Session>>
     rows.collect()
 }
 
+/// The newest value of `measurand` on a connector since `since_ms`.
+pub fn latest(
+    c: &Connection,
+    charger: &str,
+    connector: i64,
+    measurand: &str,
+    since_ms: i64,
+) -> rusqlite::Result<Option<f64>> {
+    c.query_row(
+        "SELECT value FROM charging_meter_samples WHERE charger_id = ?1 AND connector_id = ?2
+           AND measurand = ?3 AND ts_ms >= ?4 ORDER BY ts_ms DESC LIMIT 1",
+        params![charger, connector, measurand, since_ms],
+        |r| r.get(0),
+    )
+    .optional()
+}
+
 /// The row a charger means by `tx`: the id the edge gave it, or the id it used for a
 /// transaction the edge never saw start.
 fn find(c: &Connection, charger: &str, tx: i64) -> rusqlite::Result<Option<i64>> {

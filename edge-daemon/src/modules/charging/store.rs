@@ -74,7 +74,71 @@ pub(super) const MIGRATIONS: &[Migration] = &[
             ON charging_meter_samples (charger_id, transaction_id, ts_ms);",
     },
     super::records::MIGRATION,
+    Migration {
+        version: 3,
+        name: "alarms",
+        sql: "CREATE TABLE charging_alarms (
+                charger_id TEXT NOT NULL,
+                connector_id INTEGER NOT NULL,
+                ts_ms INTEGER NOT NULL,
+                kind TEXT NOT NULL,
+                limit_w INTEGER,
+                drawn_w INTEGER,
+                transaction_id INTEGER,
+                PRIMARY KEY (charger_id, connector_id, ts_ms, kind)
+              ) WITHOUT ROWID;",
+    },
 ];
+
+/// A charger doing what it should not: drawing more than the profile it accepted.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Alarm {
+    pub charger_id: String,
+    pub connector_id: i64,
+    pub ts_ms: i64,
+    pub kind: String,
+    pub limit_w: Option<i64>,
+    pub drawn_w: Option<i64>,
+    pub transaction_id: Option<i64>,
+}
+
+/// Records an alarm once (a replayed reading does not raise it twice); true if new.
+pub(super) fn raise(c: &Connection, a: &Alarm) -> rusqlite::Result<bool> {
+    let n = c.execute(
+        "INSERT OR IGNORE INTO charging_alarms
+           (charger_id, connector_id, ts_ms, kind, limit_w, drawn_w, transaction_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            a.charger_id,
+            a.connector_id,
+            a.ts_ms,
+            a.kind,
+            a.limit_w,
+            a.drawn_w,
+            a.transaction_id
+        ],
+    )?;
+    Ok(n == 1)
+}
+
+pub(super) fn alarms(c: &Connection, since_ms: i64) -> rusqlite::Result<Vec<Alarm>> {
+    let mut st = c.prepare_cached(
+        "SELECT charger_id, connector_id, ts_ms, kind, limit_w, drawn_w, transaction_id
+         FROM charging_alarms WHERE ts_ms >= ?1 ORDER BY ts_ms DESC LIMIT 500",
+    )?;
+    let rows = st.query_map(params![since_ms], |r| {
+        Ok(Alarm {
+            charger_id: r.get(0)?,
+            connector_id: r.get(1)?,
+            ts_ms: r.get(2)?,
+            kind: r.get(3)?,
+            limit_w: r.get(4)?,
+            drawn_w: r.get(5)?,
+            transaction_id: r.get(6)?,
+        })
+    })?;
+    rows.collect()
+}
 
 /// A charger as the registry and the page see it.
 #[derive(Debug, Clone, PartialEq, Serialize)]

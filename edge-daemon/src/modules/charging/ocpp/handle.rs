@@ -231,21 +231,69 @@ async fn meter_values(core: &Core, id: String, m: t::MeterValuesRequest) -> Resu
         .iter()
         .flat_map(|v| samples(&v.timestamp, &v.sampled_value))
         .collect();
-    let (tx, n) = core
+    let over = over_profile(core, &id, m.connector_id, m.transaction_id, &all);
+    let first = over.first().cloned();
+    let (tx, n, raised) = core
         .store
         .write(move |c| {
             let t = c.transaction()?;
-            let tx = sessions::meter_values(&t, &id, m.connector_id, m.transaction_id, &all)?;
+            let (tx, n) = sessions::meter_values(&t, &id, m.connector_id, m.transaction_id, &all)?;
+            let mut raised = 0;
+            for a in &over {
+                raised += usize::from(store::raise(&t, a)?);
+            }
             t.commit()?;
-            Ok(tx)
+            Ok((tx, n, raised))
         })
         .await
         .map_err(internal)?;
     core.metrics.samples.inc_by(n as u64);
+    if raised > 0 {
+        core.metrics.over_profile.inc_by(raised as u64);
+        if let Some(a) = first.filter(|_| OVER_PROFILE.allow()) {
+            tracing::warn!(charger = %a.charger_id, connector = a.connector_id,
+                limit_w = a.limit_w, drawn_w = a.drawn_w,
+                "charger draws more than the charging profile it accepted");
+        }
+    }
     if let Some(tx) = tx {
         core.session_changed(tx);
     }
     Ok(json!({}))
+}
+
+static OVER_PROFILE: crate::lograte::LogRate =
+    crate::lograte::LogRate::warn("charging.over_profile", 10);
+
+/// Power readings above the limit the charger accepted for this connector (10 % and
+/// 1 kW of tolerance, and `profile_grace_s` for the charger to apply a new limit).
+fn over_profile(
+    core: &Core,
+    charger: &str,
+    connector: i64,
+    tx: Option<i64>,
+    samples: &[Sample],
+) -> Vec<store::Alarm> {
+    samples
+        .iter()
+        .filter(|s| s.measurand == sessions::POWER && s.phase.is_empty() && s.unit == "W")
+        .filter_map(|s| {
+            let (limit, since) = core.board.accepted_limit(charger, connector, s.ts_ms)?;
+            let drawn = s.value.round() as i64;
+            let grace = core.cfg.profile_grace_s as i64 * 1000;
+            (s.ts_ms - since >= grace && drawn > limit + (limit / 10).max(1000)).then(|| {
+                store::Alarm {
+                    charger_id: charger.to_string(),
+                    connector_id: connector,
+                    ts_ms: s.ts_ms,
+                    kind: "over_profile".into(),
+                    limit_w: Some(limit),
+                    drawn_w: Some(drawn),
+                    transaction_id: tx,
+                }
+            })
+        })
+        .collect()
 }
 
 /// The numeric samples of one MeterValue, normalised (kWh to Wh, kW to W). Signed

@@ -108,8 +108,9 @@ pub fn conflicts(b: &Block, ctx: &DayContext<'_>) -> Vec<Conflict> {
                     Some(soc) if soc / 100.0 * vs.battery_kwh < need => out.push(conflict(
                         "low_charge",
                         format!(
-                            "forecast {soc:.0}% = {:.0} kWh at pull-out; the block needs {need:.0} kWh",
-                            soc / 100.0 * vs.battery_kwh
+                            "forecast {soc:.0}% = {:.0} kWh at pull-out{}; the block needs {need:.0} kWh",
+                            soc / 100.0 * vs.battery_kwh,
+                            if vs.charge_plan.is_some() { " with the charging plan" } else { "" }
                         ),
                     )),
                     Some(_) => {}

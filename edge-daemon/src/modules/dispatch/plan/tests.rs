@@ -64,7 +64,10 @@ fn the_forecast_follows_the_charging_plan_when_there_is_one() {
         charging: true,
         ..bus("a", Some(20.0))
     };
-    assert_eq!(planned_wh(&[(0, 30_000), (H, 90_000), (3 * H, 0)], 0, 10 * H), 210_000);
+    assert_eq!(
+        planned_wh(&[(0, 30_000), (H, 90_000), (3 * H, 0)], 0, 10 * H),
+        210_000
+    );
     // After 2 h: 30 + 90 = 120 kWh = 40 % of 300.
     assert_eq!(forecast_soc(&planned, 2 * H, 0, &p), Some(60.0));
     assert_eq!(forecast_soc(&planned, 10 * H, 0, &p), Some(90.0));

@@ -1,0 +1,301 @@
+//! The smart charging loop: on every charging event (plug-in, stop, meter values, a
+//! charger connecting or dropping) and every minute, it gathers the open transactions,
+//! each bus's charge and its next block (dispatch), plans (`plan.rs`), publishes the plan
+//! (the page, dispatch's forecast) and sends each charger its TxProfiles and a
+//! ChargePointMaxProfile that falls back to a safe share of the site cap 20 minutes
+//! after the edge stops refreshing it. Limits the chargers accepted are kept to check
+//! their meter values against.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::RwLock;
+use serde_json::{json, Value};
+
+use super::plan::{self, Need, Schedule};
+use super::service::ChargingApi;
+use crate::bus::Event;
+use crate::modules::dispatch::charge_need::{ChargePlans, NextBlock};
+use crate::modules::dispatch::service::Dispatch;
+use crate::modules::fleet::service::{FleetApi, LiveStateSource};
+use crate::modules::framework::Services;
+
+pub const SLOT_MS: i64 = 15 * 60_000;
+/// After this long without a refresh, a charger's maximum drops to its safe share.
+pub const FALLBACK_AFTER_S: i64 = 20 * 60;
+/// Profiles are sent again at least this often (before the fallback starts).
+const RESEND_MS: i64 = 10 * 60_000;
+/// Most periods one TxProfile carries (chargers' ChargingScheduleMaxPeriods is often 24).
+const MAX_PERIODS: usize = 24;
+
+/// A connector: (charger, connector id).
+type Connector = (String, i64);
+/// Limits over time: `(from_ms, watts)`, each until the next.
+type Periods = Vec<(i64, i64)>;
+
+/// The latest plan and the limits chargers accepted.
+#[derive(Default)]
+pub struct PlanBoard {
+    pub plan: RwLock<Vec<Schedule>>,
+    pub made_ms: RwLock<i64>,
+    /// (charger, connector) -> accepted limits `(from_ms, watts)`.
+    accepted: RwLock<HashMap<Connector, Periods>>,
+    /// What was last sent to each connector (0: the charger's max profile), and when.
+    sent: RwLock<HashMap<Connector, (Periods, i64)>>,
+}
+
+impl ChargePlans for PlanBoard {
+    fn periods(&self, vehicle: &str) -> Option<Vec<(i64, i64)>> {
+        self.plan
+            .read()
+            .iter()
+            .find(|s| s.vehicle.as_deref() == Some(vehicle))
+            .map(|s| s.periods.clone())
+    }
+}
+
+impl PlanBoard {
+    /// The limit a charger accepted for this connector at `ms` and since when it
+    /// holds, if any.
+    pub fn accepted_limit(&self, charger: &str, connector: i64, ms: i64) -> Option<(i64, i64)> {
+        let a = self.accepted.read();
+        let periods = a.get(&(charger.to_string(), connector))?;
+        periods
+            .iter()
+            .take_while(|(from, _)| *from <= ms)
+            .last()
+            .map(|(from, w)| (*w, *from))
+    }
+}
+
+fn iso(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_default()
+}
+
+/// A SetChargingProfile payload: `periods` from `start_ms` on.
+pub fn profile(
+    connector: i64,
+    id: i64,
+    purpose: &str,
+    tx: Option<i64>,
+    start_ms: i64,
+    periods: &[(i64, i64)],
+) -> Value {
+    let list: Vec<Value> = periods
+        .iter()
+        .take(MAX_PERIODS)
+        .map(
+            |(from, w)| json!({"startPeriod": (from - start_ms).max(0) / 1000, "limit": *w as f64}),
+        )
+        .collect();
+    let mut p = json!({
+        "chargingProfileId": id, "stackLevel": if tx.is_some() { 1 } else { 0 },
+        "chargingProfilePurpose": purpose, "chargingProfileKind": "Absolute",
+        "chargingSchedule": {"chargingRateUnit": "W", "startSchedule": iso(start_ms),
+                             "chargingSchedulePeriod": list}});
+    if let Some(t) = tx {
+        p["transactionId"] = json!(t);
+    }
+    json!({"connectorId": connector, "csChargingProfiles": p})
+}
+
+pub(super) async fn run(
+    api: Arc<ChargingApi>,
+    services: Services,
+    cancel: tokio_util::sync::CancellationToken,
+) {
+    let Some(cap_w) = api.cfg.site_cap_kw.map(|kw| (kw * 1000.0) as i64) else {
+        return;
+    };
+    let mut events = api.bus_subscribe();
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+            ev = events.recv() => match ev {
+                Ok(Event::ChargingSessionChanged { .. } | Event::ChargerConnection { .. }) => {
+                    // Let a burst of events settle into one plan.
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    while events.try_recv().is_ok() {}
+                }
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(_) => return,
+            },
+        }
+        if let Err(e) = replan(&api, &services, cap_w).await {
+            tracing::warn!(error = %e, "charging plan failed; keeping the last one");
+        }
+    }
+}
+
+/// One planning round.
+pub(super) async fn replan(
+    api: &Arc<ChargingApi>,
+    services: &Services,
+    cap_w: i64,
+) -> Result<(), String> {
+    let now = crate::util::now_ms();
+    let sessions = api.sessions(now).await.map_err(|e| e.to_string())?;
+    // Charger -> (its maximum, each connector's share of it).
+    let chargers: HashMap<String, (i64, i64)> = api
+        .chargers()
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .map(|c| {
+            (
+                c.id.clone(),
+                (c.max_power_w, c.max_power_w / c.connectors.max(1)),
+            )
+        })
+        .collect();
+    let next: HashMap<String, NextBlock> = match services.get::<Dispatch>() {
+        Some(d) => d
+            .next_blocks(now)
+            .await
+            .map_err(|e| format!("{e:?}"))?
+            .into_iter()
+            .map(|n| (n.vehicle.clone(), n))
+            .collect(),
+        None => HashMap::new(),
+    };
+    let fleet = services.get::<FleetApi>();
+    let live = services.get::<LiveStateSource>();
+    let mut needs = Vec::new();
+    let mut txs = Vec::new();
+    for s in sessions
+        .iter()
+        .filter(|s| s.stop_ms.is_none() && s.origin == "start" && api.online(&s.charger_id))
+    {
+        let Some((_, max_w)) = chargers.get(&s.charger_id).copied() else {
+            continue;
+        };
+        let vehicle = s.vehicle_id.clone();
+        let battery_wh = vehicle
+            .as_deref()
+            .and_then(|v| fleet.as_ref()?.get(v))
+            .map(|v| (v.battery_kwh * 1000.0) as i64);
+        let soc = match vehicle.as_deref() {
+            Some(v) => api
+                .latest_soc(&s.charger_id, s.connector_id)
+                .await
+                .or_else(|| live.as_ref()?.0.live(v)?.sample.as_ref()?.soc_pct),
+            None => None,
+        };
+        let have_wh = match (soc, battery_wh) {
+            (Some(p), Some(b)) => (p / 100.0 * b as f64) as i64,
+            _ => 0,
+        };
+        let (need_wh, deadline) = match (vehicle.as_deref().and_then(|v| next.get(v)), battery_wh) {
+            (Some(n), _) => (
+                // Half a kWh over the block's need: the plan's whole-watt slots would
+                // otherwise end a few Wh short of it.
+                ((n.need_kwh * 1000.0) as i64 + 500 - have_wh).max(0),
+                n.pull_out_ms,
+            ),
+            // No block ahead: fill it, with no hurry.
+            (None, Some(b)) => ((b - have_wh).max(0), now + 12 * 3_600_000),
+            // An unknown bus: two hours at the connector's power, with no hurry.
+            (None, None) => (max_w * 2, now + 12 * 3_600_000),
+        };
+        needs.push(Need {
+            charger: s.charger_id.clone(),
+            connector: s.connector_id,
+            vehicle,
+            need_wh,
+            deadline_ms: deadline,
+            max_w,
+        });
+        txs.push(s.transaction_id);
+    }
+    let schedules = plan::plan(&needs, now, cap_w, SLOT_MS);
+    *api.board.plan.write() = schedules.clone();
+    *api.board.made_ms.write() = now;
+    send_profiles(api, &schedules, &txs, &chargers, cap_w, now).await;
+    Ok(())
+}
+
+async fn send_profiles(
+    api: &Arc<ChargingApi>,
+    plan: &[Schedule],
+    txs: &[i64],
+    chargers: &HashMap<String, (i64, i64)>,
+    cap_w: i64,
+    now: i64,
+) {
+    // Every charger at its share at once stays under the cap.
+    let safe_w = cap_w / (chargers.len().max(1) as i64);
+    for (c, (max_w, _)) in chargers.iter().filter(|(c, _)| api.online(c)) {
+        // The dead man's switch: the charger's full power while the edge keeps
+        // refreshing this, its safe share of the cap from FALLBACK_AFTER_S on.
+        let periods = [
+            (now, *max_w),
+            (now + FALLBACK_AFTER_S * 1000, safe_w.min(*max_w)),
+        ];
+        send_if_due(
+            api,
+            c,
+            0,
+            profile(0, 1, "ChargePointMaxProfile", None, now, &periods),
+            &periods,
+            now,
+        )
+        .await;
+    }
+    for (s, tx) in plan.iter().zip(txs) {
+        let periods: Vec<(i64, i64)> = s
+            .periods
+            .iter()
+            .copied()
+            .filter(|(from, _)| *from >= now)
+            .collect();
+        let body = profile(
+            s.connector,
+            100 + s.connector,
+            "TxProfile",
+            Some(*tx),
+            now,
+            &periods,
+        );
+        send_if_due(api, &s.charger, s.connector, body, &periods, now).await;
+    }
+}
+
+async fn send_if_due(
+    api: &Arc<ChargingApi>,
+    charger: &str,
+    connector: i64,
+    body: Value,
+    periods: &[(i64, i64)],
+    now: i64,
+) {
+    let key = (charger.to_string(), connector);
+    let due = match api.board.sent.read().get(&key) {
+        None => true,
+        Some((last, at)) => {
+            now - at >= RESEND_MS || last.iter().map(|p| p.1).ne(periods.iter().map(|p| p.1))
+        }
+    };
+    if !due {
+        return;
+    }
+    match api.call(charger, "SetChargingProfile", body).await {
+        Ok(a) if a["status"] == "Accepted" => {
+            api.board
+                .sent
+                .write()
+                .insert(key.clone(), (periods.to_vec(), now));
+            if connector > 0 {
+                api.board.accepted.write().insert(key, periods.to_vec());
+            }
+        }
+        Ok(a) => {
+            tracing::warn!(charger, connector, status = %a["status"], "charger did not accept the charging profile")
+        }
+        Err(e) => tracing::warn!(charger, connector, error = %e, "charging profile not sent"),
+    }
+}
