@@ -41,6 +41,9 @@ impl Module for ChargingModule {
     fn migrations(&self) -> &'static [Migration] {
         store::MIGRATIONS
     }
+    fn openapi(&self) -> Option<&'static str> {
+        Some(include_str!("openapi.json"))
+    }
     fn check_config(&self, section: &toml::Table) -> Vec<String> {
         config::parse(section).err().unwrap_or_default()
     }
@@ -93,7 +96,7 @@ impl Module for ChargingModule {
             );
         }
         ctx.services.provide(Arc::new(
-            crate::modules::dispatch::charge_need::ChargePlanSource(api.board.clone()),
+            crate::modules::dispatch::service::ChargePlanSource(api.board.clone()),
         ));
         ctx.tracker.spawn(planner::run(
             api.clone(),

@@ -16,8 +16,8 @@ use serde_json::{json, Value};
 use super::plan::{self, Need, Schedule};
 use super::service::ChargingApi;
 use crate::bus::Event;
-use crate::modules::dispatch::charge_need::{ChargePlans, NextBlock};
 use crate::modules::dispatch::service::Dispatch;
+use crate::modules::dispatch::service::{ChargePlans, NextBlock};
 use crate::modules::fleet::service::{FleetApi, LiveStateSource};
 use crate::modules::framework::Services;
 

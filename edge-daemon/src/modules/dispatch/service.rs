@@ -7,6 +7,7 @@ use std::sync::Arc;
 use garasi_sync_protocol::actor::ActorId;
 use garasi_sync_protocol::record::FieldValue;
 
+pub use super::charge_need::{ChargePlanSource, ChargePlans, NextBlock};
 use super::metrics::DispatchMetrics;
 use super::plan::{self, Assignment, Params, VehicleState};
 use super::{events, store};
@@ -74,7 +75,7 @@ impl Dispatch {
             .map_err(ApiError::internal)?;
         let statuses = fleet.statuses().await.map_err(ApiError::internal)?;
         let live = self.services.get::<LiveStateSource>();
-        let plans = self.services.get::<super::charge_need::ChargePlanSource>();
+        let plans = self.services.get::<ChargePlanSource>();
         Ok(vehicles
             .into_iter()
             .map(|v| {
