@@ -64,6 +64,61 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
     }
 }
 
+/// Refuses an HTTP/2 connection preface where only HTTP/1.1 is served: hyper-util's
+/// builder reads the preface itself when it serves upgrades and ignores `http1_only`
+/// then (it answered HTTP/2 on the edge's plain port).
+struct H1Only<T> {
+    inner: T,
+    /// Bytes of `PRI ` seen so far; None once the first bytes were something else.
+    matched: Option<usize>,
+}
+
+const H2_PREFACE: &[u8; 4] = b"PRI ";
+
+impl<T: AsyncRead + Unpin> AsyncRead for H1Only<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let Some(mut m) = self.matched {
+            for b in &buf.filled()[before..] {
+                if *b != H2_PREFACE[m] {
+                    self.matched = None;
+                    return r;
+                }
+                m += 1;
+                if m == H2_PREFACE.len() {
+                    return Poll::Ready(Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        "HTTP/2 is not served on this port",
+                    )));
+                }
+            }
+            self.matched = Some(m);
+        }
+        r
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for H1Only<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 /// Marks a request in flight on its connection until dropped.
 struct InFlight(Arc<ConnState>);
 
@@ -283,6 +338,10 @@ async fn serve_http<I>(
     // With upgrades: a charger's WebSocket (OCPP) leaves HTTP here. The route has checked
     // its credentials before answering 101; from then on the socket belongs to the route,
     // no longer to this connection's place under the caps.
+    let io = H1Only {
+        inner: io,
+        matched: (ctx.limits.h2_max_streams == 0).then_some(0),
+    };
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
