@@ -168,13 +168,20 @@ async fn the_site_cap_is_shared_by_need_and_the_bus_that_cannot_make_it_is_on_th
     };
     // The fallback: the charger's 150 kW while refreshed, its share of the cap (one
     // charger: all 100 kW) 20 minutes after the last refresh.
-    let max = profiles(0);
-    assert!(!max.is_empty(), "{events:?}");
-    assert_eq!(max[0]["purpose"], "ChargePointMaxProfile");
+    let of = |purpose: &str| -> Value {
+        profiles(0)
+            .into_iter()
+            .rfind(|p| p["purpose"] == purpose)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {purpose}: {events:?}"))
+    };
+    let max = of("ChargePointMaxProfile");
     assert_eq!(
-        (max[0]["starts"].clone(), max[0]["limits"].clone()),
+        (max["starts"].clone(), max["limits"].clone()),
         (json!([0, 1200]), json!([150000.0, 100000.0]))
     );
+    // And a transaction the plan has not reached yet draws at most its connector's share.
+    assert_eq!(of("TxDefaultProfile")["limits"], json!([50000.0]));
     // The cap shared by need: B2 (less slack) gets its connector's full 75 kW, B1 the rest.
     let (p1, p2) = (
         profiles(1).last().cloned().unwrap(),

@@ -55,6 +55,13 @@ async fn bad_frames_get_the_right_callerror_and_other_chargers_are_unaffected() 
             json!(["f", "PropertyConstraintViolation"]),
         ),
         (json!({"binary": "0102"}), json!(["-1", "FormationViolation"])),
+        // Values the schema allows but no charger of this depot can mean.
+        (json!(start(json!({"connectorId": 7}))), json!(["st", "PropertyConstraintViolation"])),
+        (json!(start(json!({"meterStart": -5}))), json!(["st", "PropertyConstraintViolation"])),
+        (
+            json!(json!([2, "g", "StopTransaction", {"transactionId": 1_099_511_627_776_i64, "meterStop": 1, "timestamp": TS}]).to_string()),
+            json!(["g", "PropertyConstraintViolation"]),
+        ),
         (json!(r#"[3, "nobody-asked", {}]"#), Value::Null),
         (json!(r#"[4, "nobody-asked", "GenericError", "", {}]"#), Value::Null),
         (json!(r#"[2, "ok", "Heartbeat", {}]"#), json!(["ok", 3])),
@@ -146,7 +153,7 @@ async fn bad_frames_get_the_right_callerror_and_other_chargers_are_unaffected() 
         ("NotSupported", 1.0),
         ("TypeConstraintViolation", 1.0),
         ("OccurenceConstraintViolation", 1.0),
-        ("PropertyConstraintViolation", 3.0),
+        ("PropertyConstraintViolation", 6.0),
     ] {
         let m = format!("garasi_charging_ocpp_callerrors_sent_total{{code=\"{code}\"}}");
         assert_eq!(edge.metric(&m).await, n, "{m}");

@@ -46,6 +46,8 @@ pub struct ChargingMeterSampleV1 {
     pub measurand: String,
     pub phase: String,
     pub context: String,
+    /// `Outlet`, `Inlet`, `EV`, ...; empty when the charger did not say (Outlet).
+    pub location: String,
     pub value: f64,
     pub unit: String,
 }
@@ -136,6 +138,7 @@ mod tests {
             measurand: "Energy.Active.Import.Register".into(),
             phase: String::new(),
             context: "Sample.Periodic".into(),
+            location: String::new(),
             value: 12_500.0,
             unit: "Wh".into(),
         };

@@ -143,6 +143,20 @@ pub fn add_device(store: &Store, id: &str, kind: &str) -> Result<String, DeviceE
     Ok(password)
 }
 
+/// The kind of a device that exists (None: no such device). For modules that pair
+/// their own records with a device (a charger's connectors with its credential).
+pub fn device_kind(store: &Store, id: &str) -> Result<Option<DeviceKind>, StoreCallError> {
+    let kind: Option<String> = store.read_blocking(|c| {
+        c.query_row(
+            "SELECT kind FROM auth_devices WHERE id = ?1",
+            params![id],
+            |r| r.get(0),
+        )
+        .optional()
+    })?;
+    Ok(kind.as_deref().and_then(DeviceKind::parse))
+}
+
 /// A generated device password: 160 random bits as 40 hex digits, which every kind can
 /// take (OCPP 1.6 security profile 1 allows Basic auth passwords, the AuthorizationKey,
 /// of 16-40 characters).

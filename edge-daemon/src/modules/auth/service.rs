@@ -4,7 +4,8 @@
 
 pub use super::api::session_cookie;
 pub use super::devices::{
-    add_device, reset_device, DeviceAuth, DeviceError, DeviceIdentity, DeviceKind, DEVICE_RECORD,
+    add_device, device_kind, reset_device, DeviceAuth, DeviceError, DeviceIdentity, DeviceKind,
+    DEVICE_RECORD,
 };
 pub use super::people::{People, Person, Refusal, Session, SESSION_COOKIE};
 pub use super::people_store::{upsert_local, NewPerson, PersonIn, PERSON_RECORD};

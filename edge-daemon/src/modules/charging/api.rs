@@ -18,6 +18,16 @@ use crate::http::ApiError;
 use crate::modules::auth::service::{valid_id, People};
 
 pub(super) const PEOPLE: &[&str] = &["dispatcher", "depot_manager"];
+/// Requests only a depot manager may send.
+const MANAGER_ONLY: &[&str] = &[
+    "ChangeAvailability",
+    "ChangeConfiguration",
+    "ClearChargingProfile",
+    "Reset",
+    "UnlockConnector",
+];
+/// Configuration keys never changed through the API (OCPP 1.6 security whitepaper).
+const PROTECTED_KEYS: &[&str] = &["AuthorizationKey", "SecurityProfile"];
 
 #[derive(Clone)]
 struct AppState {
@@ -100,8 +110,29 @@ async fn call(
         ));
     };
     check.map_err(|v| ApiError::bad_request(format!("{action}: {}", v.description)))?;
+    // What can lock a charger out, cut a charge or take the site's safety net away is a
+    // depot manager's call.
+    if MANAGER_ONLY.contains(&action) && !who.has_role("depot_manager") {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("{action} needs a depot manager"),
+        ));
+    }
+    if action == "ChangeConfiguration"
+        && payload["key"]
+            .as_str()
+            .is_some_and(|k| PROTECTED_KEYS.iter().any(|p| p.eq_ignore_ascii_case(k)))
+    {
+        return Err(ApiError::bad_request(
+            "the charger's credentials and security profile are changed with `garasi-edge charging`, not here",
+        ));
+    }
     tracing::info!(person = %who.id, charger = %id, action, "request sent to a charger");
     let answer = s.api.call(&id, action, payload).await?;
+    if action == "ClearChargingProfile" {
+        // Its fallback profile may be gone: the next planning round sends it again.
+        s.api.board.forget(&id);
+    }
     Ok(Json(answer))
 }
 

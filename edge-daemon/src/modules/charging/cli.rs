@@ -5,7 +5,6 @@
 use clap::{ArgMatches, Command, FromArgMatches, Subcommand};
 
 use super::store;
-use crate::modules::auth::service::{add_device, valid_id};
 use crate::modules::framework::{CliContext, StoreArgs};
 
 #[derive(Subcommand)]
@@ -48,29 +47,22 @@ pub(super) fn run(args: &ArgMatches, ctx: &CliContext<'_>) -> anyhow::Result<()>
             connectors,
             max_kw,
         } => {
-            anyhow::ensure!(
-                valid_id(&id),
-                "charger id {id:?} is invalid: use 1-64 letters, digits, '-' or '_'"
-            );
-            anyhow::ensure!(
-                (1..=16).contains(&connectors),
-                "--connectors must be 1 to 16"
-            );
-            anyhow::ensure!(
-                max_kw.is_finite() && (1.0..=1000.0).contains(&max_kw),
-                "--max-kw must be 1 to 1000"
-            );
+            anyhow::ensure!(max_kw.is_finite(), "--max-kw must be a number of kW");
             let store = (ctx.open)(&at)?;
             let max_w = (max_kw * 1000.0).round() as i64;
-            // The credential first: it refuses an id any device has already.
-            let password = add_device(&store, &id, "charger")?;
-            let added = store.write_blocking(|c| store::add_charger(c, &id, connectors, max_w))?;
-            anyhow::ensure!(added, "charger {id} already exists");
+            let password = super::service::add_charger(&store, &id, connectors, max_w)?;
             println!(
                 "charger {id} added. Central system URL: ws://<this edge>:<HTTP port>/ocpp/{id} \
-                 (wss:// on the HTTPS port for security profile 2)\n\
-                 Basic auth user: {id}\nPassword (AuthorizationKey; shown once, set it in the charger now): {password}"
+                 (wss:// on the HTTPS port for security profile 2)\nBasic auth user: {id}"
             );
+            match password {
+                Some(p) => println!(
+                    "Password (AuthorizationKey; shown once, set it in the charger now): {p}"
+                ),
+                None => {
+                    println!("Password: the one its device record already has (from the cloud)")
+                }
+            }
         }
         ChargingCmd::List { store: at } => {
             for c in (ctx.open)(&at)?.read_blocking(store::chargers)? {

@@ -27,6 +27,10 @@ pub struct ChargingConfig {
     /// raise an alarm (0-600).
     #[serde(default = "default_grace")]
     pub profile_grace_s: u64,
+    /// Days of charger meter samples kept at the edge (1-3650; the cloud keeps the
+    /// stream).
+    #[serde(default = "default_keep")]
+    pub keep_samples_days: u64,
     /// Answer Accepted for id tags that are neither a bound card nor a bus id (the
     /// transaction is recorded either way; Invalid may make a charger stop it).
     #[serde(default)]
@@ -45,6 +49,9 @@ fn default_max_frame() -> usize {
 fn default_grace() -> u64 {
     60
 }
+fn default_keep() -> u64 {
+    35
+}
 
 impl Default for ChargingConfig {
     fn default() -> Self {
@@ -55,6 +62,7 @@ impl Default for ChargingConfig {
             require_tls: false,
             site_cap_kw: None,
             profile_grace_s: default_grace(),
+            keep_samples_days: default_keep(),
             accept_unknown_tags: false,
         }
     }
@@ -74,6 +82,7 @@ pub(super) fn parse(section: &toml::Table) -> Result<ChargingConfig, Vec<String>
     range("call_timeout_s", cfg.call_timeout_s, 1, 600);
     range("max_frame_kib", cfg.max_frame_kib as u64, 4, 1024);
     range("profile_grace_s", cfg.profile_grace_s, 0, 600);
+    range("keep_samples_days", cfg.keep_samples_days, 1, 3650);
     if let Some(kw) = cfg.site_cap_kw {
         if !(kw.is_finite() && (1.0..=100_000.0).contains(&kw)) {
             errors.push(format!(

@@ -20,6 +20,8 @@ pub struct ChargingMetrics {
     pub samples: IntCounter,
     /// Power readings above the charging profile the charger accepted.
     pub over_profile: IntCounter,
+    /// Charging profiles a charger answered with other than Accepted.
+    pub profiles_rejected: IntCounter,
     /// Charger connections ended, by why (`closed`, `replaced`, `frame_too_big`,
     /// `no_pong`, `edge_stopping`, `send_failed`).
     pub ended: IntCounterVec,
@@ -53,6 +55,10 @@ impl ChargingMetrics {
                 "outcome",
             )?,
             samples: IntCounter::new("charging_meter_samples_total", "Meter samples stored")?,
+            profiles_rejected: IntCounter::new(
+                "charging_profiles_rejected_total",
+                "Charging profiles a charger did not accept",
+            )?,
             over_profile: IntCounter::new(
                 "charging_over_profile_total",
                 "Power readings above the charging profile the charger accepted",
@@ -70,6 +76,7 @@ impl ChargingMetrics {
         r.register(Box::new(m.calls_out.clone()))?;
         r.register(Box::new(m.samples.clone()))?;
         r.register(Box::new(m.over_profile.clone()))?;
+        r.register(Box::new(m.profiles_rejected.clone()))?;
         r.register(Box::new(m.ended.clone()))?;
         Ok(m)
     }

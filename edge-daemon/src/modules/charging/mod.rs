@@ -11,7 +11,9 @@ mod metrics;
 pub mod ocpp;
 pub mod plan;
 pub mod planner;
+mod profiles;
 mod records;
+mod retention;
 pub mod service;
 pub mod sessions;
 pub mod store;
@@ -98,6 +100,8 @@ impl Module for ChargingModule {
         ctx.services.provide(Arc::new(
             crate::modules::dispatch::service::ChargePlanSource(api.board.clone()),
         ));
+        ctx.tracker
+            .spawn(retention::run(api.clone(), ctx.cancel.clone()));
         ctx.tracker.spawn(planner::run(
             api.clone(),
             ctx.services.clone(),

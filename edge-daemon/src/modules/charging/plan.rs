@@ -68,13 +68,27 @@ impl Schedule {
     }
 }
 
+/// How far ahead the plan looks (a deadline beyond counts as then).
+const HORIZON_MS: i64 = 48 * 3_600_000;
+/// The most energy one bus is planned for, Wh (keeps every product in range).
+const MAX_NEED_WH: i64 = 10_000_000;
+
 /// Plans from `now_ms` in slots of `slot_ms` under `cap_w` for the whole site.
 pub fn plan(needs: &[Need], now_ms: i64, cap_w: i64, slot_ms: i64) -> Vec<Schedule> {
     let slot_ms = slot_ms.max(60_000);
-    let horizon = needs.iter().map(|n| n.deadline_ms).max().unwrap_or(now_ms);
-    // Past the latest deadline, buses still short keep charging for a day at most.
+    // Two days ahead at most (a deadline further out plans as if it were then), and
+    // past the latest deadline a day more for buses still short: at most 288 slots.
+    let far = now_ms.saturating_add(HORIZON_MS);
+    let horizon = needs
+        .iter()
+        .map(|n| n.deadline_ms.clamp(now_ms, far))
+        .max()
+        .unwrap_or(now_ms);
     let end = horizon.max(now_ms + slot_ms) + 24 * 3_600_000;
-    let mut left: Vec<i64> = needs.iter().map(|n| n.need_wh.max(0)).collect();
+    let mut left: Vec<i64> = needs
+        .iter()
+        .map(|n| n.need_wh.clamp(0, MAX_NEED_WH))
+        .collect();
     let mut out: Vec<Schedule> = needs
         .iter()
         .map(|n| Schedule {
@@ -83,7 +97,7 @@ pub fn plan(needs: &[Need], now_ms: i64, cap_w: i64, slot_ms: i64) -> Vec<Schedu
             vehicle: n.vehicle.clone(),
             periods: Vec::new(),
             planned_wh: 0,
-            need_wh: n.need_wh.max(0),
+            need_wh: n.need_wh.clamp(0, MAX_NEED_WH),
             deadline_ms: n.deadline_ms,
             ready_ms: (n.need_wh <= 0).then_some(now_ms),
         })
@@ -94,7 +108,7 @@ pub fn plan(needs: &[Need], now_ms: i64, cap_w: i64, slot_ms: i64) -> Vec<Schedu
         // Least slack first; ties by deadline, then input order (stable).
         let slack = |i: usize| {
             let full = left[i] * 3_600_000 / needs[i].max_w.max(1);
-            needs[i].deadline_ms - t - full
+            needs[i].deadline_ms.clamp(now_ms, far) - t - full
         };
         order.sort_by_key(|i| (slack(*i), needs[*i].deadline_ms));
         let mut cap = cap_w;
@@ -102,7 +116,10 @@ pub fn plan(needs: &[Need], now_ms: i64, cap_w: i64, slot_ms: i64) -> Vec<Schedu
         for i in order {
             // Not more than it still needs in this slot (rounded up to a whole watt).
             let want = ceil_div(left[i] * 3_600_000, slot_ms);
-            let w = want.min(needs[i].max_w).min(cap).max(0);
+            let w = want
+                .min(needs[i].max_w.clamp(0, cap_w.max(0)))
+                .min(cap)
+                .max(0);
             give[i] = w;
             cap -= w;
         }
@@ -117,7 +134,7 @@ pub fn plan(needs: &[Need], now_ms: i64, cap_w: i64, slot_ms: i64) -> Vec<Schedu
             let wh = (w * slot_ms / 3_600_000).min(left[i]);
             left[i] -= wh;
             // Counted only up to the deadline (a slot across it, in part).
-            let within = (s.deadline_ms.min(t + slot_ms) - t).clamp(0, slot_ms);
+            let within = (s.deadline_ms.clamp(now_ms, far).min(t + slot_ms) - t).clamp(0, slot_ms);
             s.planned_wh += wh * within / slot_ms;
             if left[i] == 0 && s.ready_ms.is_none() {
                 // Within the slot: when the last watt-hour went in.

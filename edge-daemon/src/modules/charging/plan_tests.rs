@@ -137,3 +137,47 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn hostile_needs_plan_quickly_and_within_the_cap() {
+    let needs = vec![
+        Need {
+            charger: "a".into(),
+            connector: 1,
+            vehicle: None,
+            need_wh: i64::MAX,
+            deadline_ms: i64::MAX,
+            max_w: i64::MAX,
+        },
+        Need {
+            charger: "b".into(),
+            connector: 1,
+            vehicle: None,
+            need_wh: 50_000,
+            deadline_ms: i64::MIN,
+            max_w: 1,
+        },
+        Need {
+            charger: "c".into(),
+            connector: 1,
+            vehicle: None,
+            need_wh: 50_000,
+            deadline_ms: T22 + 4 * H,
+            max_w: 50_000,
+        },
+    ];
+    let t = std::time::Instant::now();
+    let p = plan(&needs, T22, 100_000, SLOT);
+    assert!(t.elapsed() < std::time::Duration::from_secs(1));
+    let mut starts: Vec<i64> = p
+        .iter()
+        .flat_map(|s| s.periods.iter().map(|x| x.0))
+        .collect();
+    starts.sort_unstable();
+    // At most three days of 15-minute slots, and never over the cap.
+    assert!(starts.last().unwrap() - T22 <= 72 * H);
+    for t in starts {
+        assert!(site_load_at(&p, t) <= 100_000);
+    }
+    assert!(p.iter().all(|s| s.periods.iter().all(|(_, w)| *w >= 0)));
+}

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::RwLock;
-use serde_json::{json, Value};
 
 use super::plan::{self, Need, Schedule};
 use super::service::ChargingApi;
@@ -24,15 +23,19 @@ use crate::modules::framework::Services;
 pub const SLOT_MS: i64 = 15 * 60_000;
 /// After this long without a refresh, a charger's maximum drops to its safe share.
 pub const FALLBACK_AFTER_S: i64 = 20 * 60;
-/// Profiles are sent again at least this often (before the fallback starts).
-const RESEND_MS: i64 = 10 * 60_000;
-/// Most periods one TxProfile carries (chargers' ChargingScheduleMaxPeriods is often 24).
-const MAX_PERIODS: usize = 24;
 
 /// A connector: (charger, connector id).
-type Connector = (String, i64);
+pub(super) type Connector = (String, i64);
 /// Limits over time: `(from_ms, watts)`, each until the next.
-type Periods = Vec<(i64, i64)>;
+pub(super) type Periods = Vec<(i64, i64)>;
+
+/// What was last sent to a connector: for which transaction, the watts, when.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Sent {
+    pub tx: Option<i64>,
+    pub watts: Vec<i64>,
+    pub at_ms: i64,
+}
 
 /// The latest plan and the limits chargers accepted.
 #[derive(Default)]
@@ -40,9 +43,9 @@ pub struct PlanBoard {
     pub plan: RwLock<Vec<Schedule>>,
     pub made_ms: RwLock<i64>,
     /// (charger, connector) -> accepted limits `(from_ms, watts)`.
-    accepted: RwLock<HashMap<Connector, Periods>>,
+    pub(super) accepted: RwLock<HashMap<Connector, Periods>>,
     /// What was last sent to each connector (0: the charger's max profile), and when.
-    sent: RwLock<HashMap<Connector, (Periods, i64)>>,
+    pub(super) sent: RwLock<HashMap<Connector, Sent>>,
 }
 
 impl ChargePlans for PlanBoard {
@@ -56,6 +59,19 @@ impl ChargePlans for PlanBoard {
 }
 
 impl PlanBoard {
+    /// Forgets what a charger was sent and accepted (it reconnected or rebooted).
+    pub fn forget(&self, charger: &str) {
+        self.sent.write().retain(|(c, _), _| c != charger);
+        self.accepted.write().retain(|(c, _), _| c != charger);
+    }
+
+    /// Forgets connectors no longer in the plan (their transaction ended).
+    fn keep_only(&self, planned: &[(String, i64)]) {
+        let keep = |k: &Connector| k.1 == 0 || planned.contains(k);
+        self.sent.write().retain(|k, _| keep(k));
+        self.accepted.write().retain(|k, _| keep(k));
+    }
+
     /// The limit a charger accepted for this connector at `ms` and since when it
     /// holds, if any.
     pub fn accepted_limit(&self, charger: &str, connector: i64, ms: i64) -> Option<(i64, i64)> {
@@ -67,39 +83,6 @@ impl PlanBoard {
             .last()
             .map(|(from, w)| (*w, *from))
     }
-}
-
-fn iso(ms: i64) -> String {
-    jiff::Timestamp::from_millisecond(ms)
-        .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
-        .unwrap_or_default()
-}
-
-/// A SetChargingProfile payload: `periods` from `start_ms` on.
-pub fn profile(
-    connector: i64,
-    id: i64,
-    purpose: &str,
-    tx: Option<i64>,
-    start_ms: i64,
-    periods: &[(i64, i64)],
-) -> Value {
-    let list: Vec<Value> = periods
-        .iter()
-        .take(MAX_PERIODS)
-        .map(
-            |(from, w)| json!({"startPeriod": (from - start_ms).max(0) / 1000, "limit": *w as f64}),
-        )
-        .collect();
-    let mut p = json!({
-        "chargingProfileId": id, "stackLevel": if tx.is_some() { 1 } else { 0 },
-        "chargingProfilePurpose": purpose, "chargingProfileKind": "Absolute",
-        "chargingSchedule": {"chargingRateUnit": "W", "startSchedule": iso(start_ms),
-                             "chargingSchedulePeriod": list}});
-    if let Some(t) = tx {
-        p["transactionId"] = json!(t);
-    }
-    json!({"connectorId": connector, "csChargingProfiles": p})
 }
 
 pub(super) async fn run(
@@ -117,7 +100,15 @@ pub(super) async fn run(
             _ = cancel.cancelled() => return,
             _ = tick.tick() => {}
             ev = events.recv() => match ev {
-                Ok(Event::ChargingSessionChanged { .. } | Event::ChargerConnection { .. }) => {
+                Ok(Event::ChargerConnection { charger_id, online }) => {
+                    // A charger that (re)connects may have lost its profiles: send all.
+                    if online {
+                        api.board.forget(&charger_id);
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    while events.try_recv().is_ok() {}
+                }
+                Ok(Event::ChargingSessionChanged { .. }) => {
                     // Let a burst of events settle into one plan.
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     while events.try_recv().is_ok() {}
@@ -181,11 +172,13 @@ pub(super) async fn replan(
             .map(|v| (v.battery_kwh * 1000.0) as i64);
         let soc = match vehicle.as_deref() {
             Some(v) => api
-                .latest_soc(&s.charger_id, s.connector_id)
+                .latest_soc(&s.charger_id, s.transaction_id)
                 .await
                 .or_else(|| live.as_ref()?.0.live(v)?.sample.as_ref()?.soc_pct),
             None => None,
-        };
+        }
+        .filter(|p| p.is_finite())
+        .map(|p| p.clamp(0.0, 100.0));
         let have_wh = match (soc, battery_wh) {
             (Some(p), Some(b)) => (p / 100.0 * b as f64) as i64,
             _ => 0,
@@ -213,89 +206,13 @@ pub(super) async fn replan(
         txs.push(s.transaction_id);
     }
     let schedules = plan::plan(&needs, now, cap_w, SLOT_MS);
+    let planned: Vec<Connector> = schedules
+        .iter()
+        .map(|s| (s.charger.clone(), s.connector))
+        .collect();
+    api.board.keep_only(&planned);
     *api.board.plan.write() = schedules.clone();
     *api.board.made_ms.write() = now;
-    send_profiles(api, &schedules, &txs, &chargers, cap_w, now).await;
+    super::profiles::send(api, &schedules, &txs, &chargers, cap_w).await;
     Ok(())
-}
-
-async fn send_profiles(
-    api: &Arc<ChargingApi>,
-    plan: &[Schedule],
-    txs: &[i64],
-    chargers: &HashMap<String, (i64, i64)>,
-    cap_w: i64,
-    now: i64,
-) {
-    // Every charger at its share at once stays under the cap.
-    let safe_w = cap_w / (chargers.len().max(1) as i64);
-    for (c, (max_w, _)) in chargers.iter().filter(|(c, _)| api.online(c)) {
-        // The dead man's switch: the charger's full power while the edge keeps
-        // refreshing this, its safe share of the cap from FALLBACK_AFTER_S on.
-        let periods = [
-            (now, *max_w),
-            (now + FALLBACK_AFTER_S * 1000, safe_w.min(*max_w)),
-        ];
-        send_if_due(
-            api,
-            c,
-            0,
-            profile(0, 1, "ChargePointMaxProfile", None, now, &periods),
-            &periods,
-            now,
-        )
-        .await;
-    }
-    for (s, tx) in plan.iter().zip(txs) {
-        let periods: Vec<(i64, i64)> = s
-            .periods
-            .iter()
-            .copied()
-            .filter(|(from, _)| *from >= now)
-            .collect();
-        let body = profile(
-            s.connector,
-            100 + s.connector,
-            "TxProfile",
-            Some(*tx),
-            now,
-            &periods,
-        );
-        send_if_due(api, &s.charger, s.connector, body, &periods, now).await;
-    }
-}
-
-async fn send_if_due(
-    api: &Arc<ChargingApi>,
-    charger: &str,
-    connector: i64,
-    body: Value,
-    periods: &[(i64, i64)],
-    now: i64,
-) {
-    let key = (charger.to_string(), connector);
-    let due = match api.board.sent.read().get(&key) {
-        None => true,
-        Some((last, at)) => {
-            now - at >= RESEND_MS || last.iter().map(|p| p.1).ne(periods.iter().map(|p| p.1))
-        }
-    };
-    if !due {
-        return;
-    }
-    match api.call(charger, "SetChargingProfile", body).await {
-        Ok(a) if a["status"] == "Accepted" => {
-            api.board
-                .sent
-                .write()
-                .insert(key.clone(), (periods.to_vec(), now));
-            if connector > 0 {
-                api.board.accepted.write().insert(key, periods.to_vec());
-            }
-        }
-        Ok(a) => {
-            tracing::warn!(charger, connector, status = %a["status"], "charger did not accept the charging profile")
-        }
-        Err(e) => tracing::warn!(charger, connector, error = %e, "charging profile not sent"),
-    }
 }

@@ -96,6 +96,7 @@ pub(super) fn stream(
             measurand: s.measurand.clone(),
             phase: s.phase.clone(),
             context: s.context.clone(),
+            location: s.location.clone(),
             value: s.value,
             unit: s.unit.clone(),
         };
@@ -112,11 +113,26 @@ pub(super) fn apply(
     id: &str,
     changes: &[Vec<u8>],
 ) -> Result<(), ApplyError> {
-    let Some(tx) = id.rsplit_once('.').and_then(|(_, n)| n.parse::<i64>().ok()) else {
+    let Some((charger, tx)) = id
+        .rsplit_once('.')
+        .and_then(|(c, n)| Some((c, n.parse::<i64>().ok()?)))
+    else {
         return Err(ApplyError::from(
             "a charging_session id is CHARGER.TRANSACTION",
         ));
     };
+    let owner: Option<String> = t
+        .query_row(
+            "SELECT charger_id FROM charging_transactions WHERE id = ?1",
+            params![tx],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(ApplyError::from)?;
+    if owner.as_deref() != Some(charger) {
+        // Not this edge's session (or another charger's): left to the cloud.
+        return Ok(());
+    }
     let Some(mut r) = load(t, actor, tx).map_err(ApplyError::from)? else {
         return Ok(());
     };

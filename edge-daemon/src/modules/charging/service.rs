@@ -41,6 +41,55 @@ pub enum CallFailure {
     Closed,
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum AddChargerError {
+    #[error("charger id {0:?} is invalid: use 1-64 letters, digits, '-' or '_'")]
+    BadId(String),
+    #[error("connectors must be 1 to 16")]
+    BadConnectors,
+    #[error("the maximum power must be 1 to 1000 kW")]
+    BadPower,
+    #[error("charger {0} already exists")]
+    Exists(String),
+    #[error("{0} is a device of another kind: choose another id for the charger")]
+    NotACharger(String),
+    #[error(transparent)]
+    Device(#[from] crate::modules::auth::service::DeviceError),
+    #[error(transparent)]
+    Store(#[from] StoreCallError),
+}
+
+/// Registers a charger: its connectors and power, and its credential. Returns the new
+/// password (shown once), or None when the device already exists as a charger (an
+/// enrolled depot's credential comes from the cloud; its password is left as it is).
+pub fn add_charger(
+    store: &Store,
+    id: &str,
+    connectors: i64,
+    max_w: i64,
+) -> Result<Option<String>, AddChargerError> {
+    use crate::modules::auth::service::{add_device, device_kind, valid_id, DeviceKind};
+    if !valid_id(id) {
+        return Err(AddChargerError::BadId(id.chars().take(64).collect()));
+    }
+    if !(1..=16).contains(&connectors) {
+        return Err(AddChargerError::BadConnectors);
+    }
+    if !(1_000..=1_000_000).contains(&max_w) {
+        return Err(AddChargerError::BadPower);
+    }
+    if store.read_blocking(|c| store::charger(c, id))?.is_some() {
+        return Err(AddChargerError::Exists(id.into()));
+    }
+    let password = match device_kind(store, id)? {
+        Some(DeviceKind::Charger) => None,
+        Some(_) => return Err(AddChargerError::NotACharger(id.into())),
+        None => Some(add_device(store, id, "charger")?),
+    };
+    store.write_blocking(|c| store::add_charger(c, id, connectors, max_w))?;
+    Ok(password)
+}
+
 /// A CALL waiting for its turn on a charger's connection.
 pub(super) struct Outgoing {
     pub action: &'static str,
@@ -183,16 +232,33 @@ impl ChargingApi {
         self.bus.subscribe()
     }
 
-    /// The newest state of charge the charger reported for this connector in the last
-    /// 15 minutes (DC chargers read it from the bus), %.
-    pub async fn latest_soc(&self, charger: &str, connector: i64) -> Option<f64> {
+    /// The newest state of charge the charger reported in this transaction in the last
+    /// 15 minutes (DC chargers read it from the bus), %, within 0-100.
+    pub async fn latest_soc(&self, charger: &str, tx: i64) -> Option<f64> {
         let c = charger.to_string();
         let since = crate::util::now_ms() - 15 * 60_000;
         self.store
-            .read(move |db| sessions::latest(db, &c, connector, "SoC", since))
+            .read(move |db| sessions::latest(db, &c, tx, "SoC", since))
             .await
             .ok()
             .flatten()
+            .filter(|p| p.is_finite())
+            .map(|p| p.clamp(0.0, 100.0))
+    }
+
+    /// A charger refused a charging profile: alarmed (stored once) and counted.
+    pub(super) async fn profile_rejected(
+        &self,
+        charger: &str,
+        connector: i64,
+        tx: Option<i64>,
+        limit_w: Option<i64>,
+    ) {
+        let a = super::profiles::rejected_alarm(charger, connector, tx, limit_w);
+        self.metrics.profiles_rejected.inc();
+        if let Err(e) = self.store.write(move |c| store::raise(c, &a)).await {
+            tracing::warn!(error = %e, "could not store a charging alarm");
+        }
     }
 
     pub(super) fn session_changed(&self, transaction_id: i64) {
@@ -275,7 +341,13 @@ impl ChargingApi {
         }
         // The connection answers every CALL it took (timeout included); a dropped reply
         // means the connection ended first.
-        let r = answer.await.unwrap_or(Err(CallFailure::Closed));
+        // Bounded even if the connection stalls: every CALL ahead of this one and this
+        // one each get the call timeout, and sends give up after 10 s.
+        let most = self.call_timeout() * (QUEUE as u32 + 1) + Duration::from_secs(10);
+        let r = match tokio::time::timeout(most, answer).await {
+            Ok(r) => r.unwrap_or(Err(CallFailure::Closed)),
+            Err(_) => Err(CallFailure::Timeout(most.as_secs())),
+        };
         let outcome = match &r {
             Ok(_) => "answered",
             Err(CallFailure::CallError { .. }) => "callerror",

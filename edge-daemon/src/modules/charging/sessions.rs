@@ -10,6 +10,9 @@ use serde::Serialize;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
     pub ts_ms: i64,
+    /// Where it was measured (`Outlet`, `Inlet`, `EV`, ...; empty: not said, which OCPP
+    /// reads as Outlet).
+    pub location: String,
     pub measurand: String,
     pub phase: String,
     pub context: String,
@@ -21,8 +24,13 @@ pub const ENERGY: &str = "Energy.Active.Import.Register";
 pub const POWER: &str = "Power.Active.Import";
 
 impl Sample {
+    /// The energy register this reading is, if it is the one sessions count: the
+    /// charger's output meter, all phases.
     fn energy_wh(&self) -> Option<i64> {
-        (self.measurand == ENERGY && self.phase.is_empty()).then_some(self.value.round() as i64)
+        (self.measurand == ENERGY
+            && self.phase.is_empty()
+            && matches!(self.location.as_str(), "" | "Outlet"))
+        .then_some(self.value.round() as i64)
     }
 }
 
@@ -94,25 +102,27 @@ pub fn session(c: &Connection, id: i64) -> rusqlite::Result<Option<Session>> {
 
 pub fn sessions(c: &Connection, since_ms: i64) -> rusqlite::Result<Vec<Session>> {
     let mut st = c.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM charging_transactions
-         WHERE stop_ms IS NULL OR stop_ms >= ?1 ORDER BY id DESC LIMIT 2000"
+        "SELECT * FROM (SELECT {COLUMNS} FROM charging_transactions WHERE stop_ms IS NULL
+           UNION ALL
+         SELECT {COLUMNS} FROM charging_transactions WHERE stop_ms >= ?1)
+         ORDER BY id DESC LIMIT 2000"
     ))?;
     let rows = st.query_map(params![since_ms], row)?;
     rows.collect()
 }
 
-/// The newest value of `measurand` on a connector since `since_ms`.
+/// The newest value of `measurand` in a transaction since `since_ms`.
 pub fn latest(
     c: &Connection,
     charger: &str,
-    connector: i64,
+    tx: i64,
     measurand: &str,
     since_ms: i64,
 ) -> rusqlite::Result<Option<f64>> {
     c.query_row(
-        "SELECT value FROM charging_meter_samples WHERE charger_id = ?1 AND connector_id = ?2
+        "SELECT value FROM charging_meter_samples WHERE charger_id = ?1 AND transaction_id = ?2
            AND measurand = ?3 AND ts_ms >= ?4 ORDER BY ts_ms DESC LIMIT 1",
-        params![charger, connector, measurand, since_ms],
+        params![charger, tx, measurand, since_ms],
         |r| r.get(0),
     )
     .optional()
@@ -123,12 +133,46 @@ pub fn latest(
 fn find(c: &Connection, charger: &str, tx: i64) -> rusqlite::Result<Option<i64>> {
     c.query_row(
         "SELECT id FROM charging_transactions WHERE charger_id = ?1
-           AND ((id = ?2 AND origin = 'start') OR charger_tx_id = ?2)
-         ORDER BY origin = 'start' DESC LIMIT 1",
+           AND ((id = ?2 AND origin = 'start') OR (origin = 'stop_only' AND charger_tx_id = ?2))
+         ORDER BY stop_ms IS NULL DESC, origin = 'start' DESC, id DESC LIMIT 1",
         params![charger, tx],
         |r| r.get(0),
     )
     .optional()
+}
+
+/// The transaction a StopTransaction ends: the one with that id that it fits (open and
+/// started before it at a lower register, or already ended by this very stop: a
+/// replay). Chargers reuse the ids they invent offline (0, -1, a counter reset at
+/// boot), so a closed transaction with that id and another stop is not it.
+fn find_for_stop(c: &Connection, s: &Stop<'_>) -> rusqlite::Result<Option<i64>> {
+    let mut st = c.prepare_cached(
+        "SELECT id, stop_ms, meter_stop_wh, stop_reason, start_ms, meter_start_wh
+         FROM charging_transactions WHERE charger_id = ?1
+           AND ((id = ?2 AND origin = 'start') OR (origin = 'stop_only' AND charger_tx_id = ?2))
+         ORDER BY origin = 'start' DESC, id DESC",
+    )?;
+    let rows = st.query_map(params![s.charger, s.charger_tx_id], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, Option<i64>>(1)?,
+            r.get::<_, Option<i64>>(2)?,
+            r.get::<_, Option<String>>(3)?,
+            r.get::<_, Option<i64>>(4)?,
+            r.get::<_, Option<i64>>(5)?,
+        ))
+    })?;
+    for row in rows {
+        let (id, stop_ms, stop_wh, reason, start_ms, start_wh) = row?;
+        let replay = stop_ms == Some(s.ts_ms) && stop_wh == Some(s.meter_stop_wh);
+        let open = stop_ms.is_none() || reason.as_deref() == Some("NoStopReceived");
+        let fits =
+            start_ms.is_none_or(|t| t <= s.ts_ms) && start_wh.is_none_or(|w| w <= s.meter_stop_wh);
+        if replay || (open && fits) {
+            return Ok(Some(id));
+        }
+    }
+    Ok(None)
 }
 
 pub struct Start<'a> {
@@ -142,8 +186,9 @@ pub struct Start<'a> {
 
 /// The transaction id for a StartTransaction: the same one again for a replay of the
 /// same start (same connector, time and register), so a charger whose answer was lost
-/// never gets two sessions for one charge.
-pub fn start(c: &Connection, s: &Start<'_>) -> rusqlite::Result<i64> {
+/// never gets two sessions for one charge. Also returns the transactions this start
+/// closed (their stop never came).
+pub fn start(c: &Connection, s: &Start<'_>) -> rusqlite::Result<(i64, Vec<i64>)> {
     let same: Option<i64> = c
         .query_row(
             "SELECT id FROM charging_transactions WHERE charger_id = ?1 AND connector_id = ?2
@@ -153,16 +198,19 @@ pub fn start(c: &Connection, s: &Start<'_>) -> rusqlite::Result<i64> {
         )
         .optional()?;
     if let Some(id) = same {
-        return Ok(id);
+        return Ok((id, Vec::new()));
     }
     // An older transaction still open on this connector lost its stop (the charger
     // rebooted): it ends at the last register it reported, nothing added.
-    c.execute(
-        "UPDATE charging_transactions SET stop_ms = last_ms, meter_stop_wh = last_wh,
-           stop_reason = 'NoStopReceived'
-         WHERE charger_id = ?1 AND connector_id = ?2 AND stop_ms IS NULL AND start_ms < ?3",
-        params![s.charger, s.connector, s.ts_ms],
-    )?;
+    let closed: Vec<i64> = c
+        .prepare_cached(
+            "UPDATE charging_transactions SET stop_ms = last_ms, meter_stop_wh = last_wh,
+               stop_reason = 'NoStopReceived'
+             WHERE charger_id = ?1 AND connector_id = ?2 AND stop_ms IS NULL AND start_ms < ?3
+             RETURNING id",
+        )?
+        .query_map(params![s.charger, s.connector, s.ts_ms], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
     c.execute(
         "INSERT INTO charging_transactions (charger_id, connector_id, origin, id_tag, vehicle_id,
            start_ms, meter_start_wh, last_wh, last_ms)
@@ -176,7 +224,7 @@ pub fn start(c: &Connection, s: &Start<'_>) -> rusqlite::Result<i64> {
             s.meter_start_wh
         ],
     )?;
-    Ok(c.last_insert_rowid())
+    Ok((c.last_insert_rowid(), closed))
 }
 
 pub struct Stop<'a> {
@@ -194,7 +242,7 @@ pub struct Stop<'a> {
 /// of that transaction the charger reported (its `transactionData` or MeterValues), or
 /// unknown: its energy is then unknown, never guessed.
 pub fn stop(c: &Transaction<'_>, s: &Stop<'_>, data: &[Sample]) -> rusqlite::Result<i64> {
-    let id = match find(c, s.charger, s.charger_tx_id)? {
+    let id = match find_for_stop(c, s)? {
         Some(id) => id,
         None => {
             c.execute(
@@ -242,6 +290,7 @@ fn first_register(c: &Connection, charger: &str, tx: i64) -> rusqlite::Result<Op
     c.query_row(
         "SELECT ts_ms, CAST(ROUND(value) AS INTEGER) FROM charging_meter_samples
          WHERE charger_id = ?1 AND transaction_id = ?2 AND measurand = ?3 AND phase = ''
+           AND location IN ('', 'Outlet')
          ORDER BY ts_ms LIMIT 1",
         params![charger, tx, ENERGY],
         |r| Ok((r.get(0)?, r.get(1)?)),
@@ -297,8 +346,9 @@ fn record_samples(
     };
     let mut ins = c.prepare_cached(
         "INSERT OR IGNORE INTO charging_meter_samples
-           (charger_id, connector_id, ts_ms, measurand, phase, context, value, unit, transaction_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+           (charger_id, connector_id, ts_ms, measurand, phase, context, value, unit, transaction_id,
+            location)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?;
     let mut new = Vec::new();
     for s in samples {
@@ -311,7 +361,8 @@ fn record_samples(
             s.context,
             s.value,
             s.unit,
-            tx
+            tx,
+            s.location
         ])?;
         if n == 0 {
             continue;
@@ -320,11 +371,15 @@ fn record_samples(
         if let (Some(t), Some(wh)) = (tx.filter(|t| *t > 0), s.energy_wh()) {
             c.execute(
                 "UPDATE charging_transactions SET last_wh = ?2, last_ms = ?3
-                 WHERE id = ?1 AND (last_ms IS NULL OR last_ms <= ?3)",
-                params![t, wh, s.ts_ms],
+                 WHERE id = ?1 AND charger_id = ?4 AND (last_ms IS NULL OR last_ms <= ?3)",
+                params![t, wh, s.ts_ms, charger],
             )?;
         }
     }
     super::records::stream(c, charger, connector, tx, &new)?;
     Ok(new.len())
 }
+
+#[cfg(test)]
+#[path = "sessions_tests.rs"]
+mod tests;

@@ -56,8 +56,9 @@ pub(super) const MIGRATIONS: &[Migration] = &[
           );
           CREATE INDEX charging_transactions_open
             ON charging_transactions (charger_id, connector_id) WHERE stop_ms IS NULL;
-          CREATE UNIQUE INDEX charging_transactions_charger_id
+          CREATE INDEX charging_transactions_charger_id
             ON charging_transactions (charger_id, charger_tx_id) WHERE charger_tx_id IS NOT NULL;
+          CREATE INDEX charging_transactions_stopped ON charging_transactions (stop_ms);
           CREATE TABLE charging_meter_samples (
             charger_id TEXT NOT NULL,
             connector_id INTEGER NOT NULL,
@@ -65,10 +66,11 @@ pub(super) const MIGRATIONS: &[Migration] = &[
             measurand TEXT NOT NULL,
             phase TEXT NOT NULL,
             context TEXT NOT NULL,
+            location TEXT NOT NULL,
             value REAL NOT NULL,
             unit TEXT NOT NULL,
             transaction_id INTEGER,
-            PRIMARY KEY (charger_id, connector_id, ts_ms, measurand, phase, context)
+            PRIMARY KEY (charger_id, connector_id, ts_ms, measurand, phase, context, location)
           ) WITHOUT ROWID;
           CREATE INDEX charging_meter_samples_tx
             ON charging_meter_samples (charger_id, transaction_id, ts_ms);",

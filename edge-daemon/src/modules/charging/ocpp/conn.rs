@@ -19,6 +19,17 @@ use crate::modules::charging::service::{CallFailure, ChargingApi, Outgoing};
 /// A quiet connection is pinged this often; one silent for three pings is dead.
 const PING_EVERY: Duration = Duration::from_secs(60);
 const DEAD_AFTER: Duration = Duration::from_secs(180);
+/// A charger that takes longer than this to take a frame is not reading: the
+/// connection ends rather than hold the loop (and the CALLs queued behind it).
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Sends one frame within [`SEND_TIMEOUT`]; false if it failed or timed out.
+async fn send(ws: &mut WebSocket, m: Message) -> bool {
+    matches!(
+        tokio::time::timeout(SEND_TIMEOUT, ws.send(m)).await,
+        Ok(Ok(()))
+    )
+}
 
 struct Pending {
     id: String,
@@ -40,6 +51,7 @@ fn action_label(action: &str) -> &'static str {
 pub(super) async fn run(
     core: Arc<ChargingApi>,
     charger: String,
+    connectors: i64,
     mut ws: WebSocket,
     shutdown: CancellationToken,
 ) {
@@ -47,6 +59,9 @@ pub(super) async fn run(
     tracing::info!(charger = %charger, "charger connected");
     let mut pending: Option<Pending> = None;
     let mut next_id: u64 = 0;
+    // Ids unique across restarts too: a late answer to a CALL of an earlier process
+    // never matches one of this one.
+    let prefix: u32 = rand::random();
     let mut last_rx = Instant::now();
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
@@ -68,23 +83,23 @@ pub(super) async fn run(
                         let e = frame::error(frame::UNKNOWN_ID, ErrorCode::FormationViolation,
                             "OCPP-J frames are WebSocket text frames");
                         core.metrics.callerrors_sent.with_label_values(&["FormationViolation"]).inc();
-                        if ws.send(Message::Text(e.into())).await.is_err() { break "send_failed"; }
+                        if !send(&mut ws, Message::Text(e.into())).await { break "send_failed"; }
                         continue;
                     }
                     Some(Ok(_)) => { last_rx = Instant::now(); continue; }
                 };
                 last_rx = Instant::now();
-                let out = on_text(&core, &charger, text.as_str(), &mut pending).await;
+                let out = on_text(&core, (&charger, connectors), text.as_str(), &mut pending).await;
                 if let Some(out) = out {
-                    if ws.send(Message::Text(out.into())).await.is_err() { break "send_failed"; }
+                    if !send(&mut ws, Message::Text(out.into())).await { break "send_failed"; }
                 }
             }
             out = reg.calls.recv(), if pending.is_none() => {
                 let Some(Outgoing { action, payload, reply }) = out else { break "closed" };
                 next_id += 1;
-                let id = format!("{:x}-{next_id}", reg.generation);
+                let id = format!("{prefix:08x}-{:x}-{next_id}", reg.generation);
                 let text = frame::call(&id, action, &payload);
-                if ws.send(Message::Text(text.into())).await.is_err() {
+                if !send(&mut ws, Message::Text(text.into())).await {
                     let _ = reply.send(Err(CallFailure::Closed));
                     break "send_failed";
                 }
@@ -99,7 +114,7 @@ pub(super) async fn run(
             _ = ping.tick() => {
                 if last_rx.elapsed() > DEAD_AFTER { break "no_pong"; }
                 if last_rx.elapsed() >= PING_EVERY
-                    && ws.send(Message::Ping(Default::default())).await.is_err() {
+                    && !send(&mut ws, Message::Ping(Default::default())).await {
                     break "send_failed";
                 }
             }
@@ -114,12 +129,14 @@ pub(super) async fn run(
         "frame_too_big" => (1009, "message too big"),
         _ => (1001, "going away"),
     };
-    let _ = ws
-        .send(Message::Close(Some(CloseFrame {
+    let _ = send(
+        &mut ws,
+        Message::Close(Some(CloseFrame {
             code,
             reason: reason.into(),
-        })))
-        .await;
+        })),
+    )
+    .await;
     core.metrics.ended.with_label_values(&[why]).inc();
     core.disconnect(&charger, reg.generation);
     tracing::info!(charger = %charger, why, "charger disconnected");
@@ -135,7 +152,7 @@ fn is_too_big(e: &axum::Error) -> bool {
 /// Handles one text frame; returns the frame to send back, if any.
 async fn on_text(
     core: &ChargingApi,
-    charger: &str,
+    (charger, connectors): (&str, i64),
     text: &str,
     pending: &mut Option<Pending>,
 ) -> Option<String> {
@@ -163,15 +180,17 @@ async fn on_text(
                 .calls_in
                 .with_label_values(&[action_label(&action)])
                 .inc();
-            Some(match handle::call(core, charger, &action, payload).await {
-                Ok(answer) => frame::result(&id, &answer),
-                Err((code, description)) => {
-                    refuse(code);
-                    tracing::debug!(charger, action = %action.chars().take(40).collect::<String>(),
+            Some(
+                match handle::call(core, (charger, connectors), &action, payload).await {
+                    Ok(answer) => frame::result(&id, &answer),
+                    Err((code, description)) => {
+                        refuse(code);
+                        tracing::debug!(charger, action = %action.chars().take(40).collect::<String>(),
                         code = code.as_str(), "CALL refused");
-                    frame::error(&id, code, &description)
-                }
-            })
+                        frame::error(&id, code, &description)
+                    }
+                },
+            )
         }
         Ok(Frame::Result { id, payload }) => {
             match pending.take_if(|p| p.id == id) {

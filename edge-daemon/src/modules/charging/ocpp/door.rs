@@ -156,8 +156,8 @@ async fn upgrade(
             );
         }
     };
-    match core.charger(&identity.id).await {
-        Ok(Some(_)) => {}
+    let connectors = match core.charger(&identity.id).await {
+        Ok(Some(c)) => c.connectors,
         Ok(None) => {
             return refuse(
                 core,
@@ -167,13 +167,13 @@ async fn upgrade(
             );
         }
         Err(_) => return refuse(core, StatusCode::SERVICE_UNAVAILABLE, "store", "try again"),
-    }
+    };
     let max = core.cfg.max_frame_kib * 1024;
     let (core, shutdown) = (door.core.clone(), door.shutdown.clone());
     ws.protocols([SUBPROTOCOL])
         .max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| super::conn::run(core, identity.id, socket, shutdown))
+        .on_upgrade(move |socket| super::conn::run(core, identity.id, connectors, socket, shutdown))
 }
 
 /// Failed charger logins: a few lines a minute (a guessing flood must not flood the

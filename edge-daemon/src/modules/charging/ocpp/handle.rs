@@ -52,10 +52,53 @@ fn name<T: serde::Serialize>(v: &T) -> String {
     }
 }
 
-/// Answers one CALL from `charger`.
+/// A connector id the charger has: 1..=connectors, or 0 (the charger itself) where
+/// the action allows it.
+fn connector(k: i64, connectors: i64, zero: bool) -> Result<(), Refusal> {
+    if (k == 0 && zero) || (1..=connectors).contains(&k) {
+        return Ok(());
+    }
+    Err((
+        ErrorCode::PropertyConstraintViolation,
+        format!("connectorId {k} is not a connector of this charger (it has {connectors})"),
+    ))
+}
+
+/// Meter registers are Wh from 0 to 10^12 (a terawatt-hour); anything else is a
+/// broken meter or a hostile charger, refused before it reaches any sum.
+const MAX_WH: i64 = 1_000_000_000_000;
+
+fn register(wh: i64) -> Result<(), Refusal> {
+    if (0..=MAX_WH).contains(&wh) {
+        return Ok(());
+    }
+    Err((
+        ErrorCode::PropertyConstraintViolation,
+        format!("meter register {wh} Wh is out of range"),
+    ))
+}
+
+/// OCPP implementations use 32-bit transaction ids; larger ones are refused.
+fn transaction_id(t: i64) -> Result<(), Refusal> {
+    if i64::from(i32::MIN) <= t && t <= i64::from(i32::MAX) {
+        return Ok(());
+    }
+    Err((
+        ErrorCode::PropertyConstraintViolation,
+        format!("transactionId {t} is not a 32-bit integer"),
+    ))
+}
+
+/// A charger's time, but never more than ten minutes ahead of the edge's (a charger
+/// clock far in the future would otherwise pin "newest" readings for years).
+fn when(t: &OcppTimestamp) -> i64 {
+    ms(t).min(crate::util::now_ms() + 10 * 60_000)
+}
+
+/// Answers one CALL from `charger` (its id and how many connectors it has).
 pub async fn call(
     core: &Core,
-    charger: &str,
+    (charger, connectors): (&str, i64),
     action: &str,
     payload: Value,
 ) -> Result<Value, Refusal> {
@@ -102,13 +145,14 @@ pub async fn call(
         }
         "StatusNotification" => {
             let s: t::StatusNotificationRequest = typed(payload)?;
+            connector(s.connector_id, connectors, true)?;
             let st = ConnectorStatus {
                 charger_id: id,
                 connector_id: s.connector_id,
                 status: name(&s.status),
                 error_code: name(&s.error_code),
                 info: s.info.as_deref().map(String::from),
-                status_ms: s.timestamp.as_ref().map_or(now, ms),
+                status_ms: s.timestamp.as_ref().map_or(now, when),
             };
             core.store
                 .write(move |c| store::set_connector(c, &st))
@@ -121,12 +165,31 @@ pub async fn call(
             let status = core.tag_status(a.id_tag.as_str()).await.map_err(internal)?;
             Ok(json!({"idTagInfo": {"status": status}}))
         }
-        "StartTransaction" => start(core, id, typed(payload)?).await,
-        "StopTransaction" => stop(core, id, typed(payload)?).await,
-        "MeterValues" => meter_values(core, id, typed(payload)?).await,
+        "StartTransaction" => {
+            let s: t::StartTransactionRequest = typed(payload)?;
+            connector(s.connector_id, connectors, false)?;
+            register(s.meter_start)?;
+            start(core, id, s).await
+        }
+        "StopTransaction" => {
+            let s: t::StopTransactionRequest = typed(payload)?;
+            transaction_id(s.transaction_id)?;
+            register(s.meter_stop)?;
+            stop(core, id, s).await
+        }
+        "MeterValues" => {
+            let m: t::MeterValuesRequest = typed(payload)?;
+            connector(m.connector_id, connectors, true)?;
+            if let Some(t) = m.transaction_id {
+                transaction_id(t)?;
+            }
+            meter_values(core, id, m).await
+        }
         "DataTransfer" => {
             let d: t::DataTransferRequest = typed(payload)?;
-            tracing::info!(charger = %id, vendor = %d.vendor_id.as_str(), "charger sent a DataTransfer");
+            if DATA_TRANSFER.allow() {
+                tracing::info!(charger = %id, vendor = ?d.vendor_id.as_str(), "charger sent a DataTransfer");
+            }
             Ok(json!({"status": "UnknownVendorId"}))
         }
         "DiagnosticsStatusNotification" | "FirmwareStatusNotification" => {
@@ -158,7 +221,7 @@ async fn start(core: &Core, id: String, s: t::StartTransactionRequest) -> Result
         .store
         .write(move |c| {
             let t = c.transaction()?;
-            let tx = sessions::start(
+            let (tx, closed) = sessions::start(
                 &t,
                 &Start {
                     charger: &id,
@@ -166,10 +229,13 @@ async fn start(core: &Core, id: String, s: t::StartTransactionRequest) -> Result
                     id_tag: &tag,
                     vehicle: vehicle.as_deref(),
                     meter_start_wh: s.meter_start,
-                    ts_ms: ms(&s.timestamp),
+                    ts_ms: when(&s.timestamp),
                 },
             )?;
-            records::publish(&t, &actor, tx)?;
+            // Transactions this start closed (their stop never came) reach the cloud too.
+            for old in closed.into_iter().chain([tx]) {
+                records::publish(&t, &actor, old)?;
+            }
             t.commit()?;
             Ok(tx)
         })
@@ -204,7 +270,7 @@ async fn stop(core: &Core, id: String, s: t::StopTransactionRequest) -> Result<V
                     charger: &id,
                     charger_tx_id: s.transaction_id,
                     meter_stop_wh: s.meter_stop,
-                    ts_ms: ms(&s.timestamp),
+                    ts_ms: when(&s.timestamp),
                     reason: &reason,
                     id_tag: tag.as_deref(),
                     vehicle: vehicle.as_deref(),
@@ -256,12 +322,14 @@ async fn meter_values(core: &Core, id: String, m: t::MeterValuesRequest) -> Resu
                 "charger draws more than the charging profile it accepted");
         }
     }
-    if let Some(tx) = tx {
-        core.session_changed(tx);
-    }
+    // Meter values do not wake the planner (it re-plans every minute anyway): a
+    // charger's readings cannot flood the event bus.
+    let _ = tx;
     Ok(json!({}))
 }
 
+static DATA_TRANSFER: crate::lograte::LogRate =
+    crate::lograte::LogRate::info("charging.data_transfer", 10);
 static OVER_PROFILE: crate::lograte::LogRate =
     crate::lograte::LogRate::warn("charging.over_profile", 10);
 
@@ -300,6 +368,10 @@ fn over_profile(
 /// values and values that are not numbers are skipped.
 fn samples(ts: &OcppTimestamp, values: &[t::common::SampledValueItem]) -> Vec<Sample> {
     let ts_ms = ms(ts);
+    // A reading from more than ten minutes in the future is not kept (see `when`).
+    if ts_ms > crate::util::now_ms() + 10 * 60_000 {
+        return Vec::new();
+    }
     values
         .iter()
         .filter(|v| !matches!(v.format, Some(t::common::Format::SignedData)))
@@ -331,8 +403,14 @@ fn samples(ts: &OcppTimestamp, values: &[t::common::SampledValueItem]) -> Vec<Sa
                 "kvar" => (raw * 1000.0, "var".to_string()),
                 _ => (raw, unit),
             };
+            // NaN-proof: only a finite value within a terawatt(-hour) is kept.
+            let in_range = value.is_finite() && value.abs() <= MAX_WH as f64;
+            if !in_range {
+                return None;
+            }
             Some(Sample {
                 ts_ms,
+                location: v.location.as_ref().map(name).unwrap_or_default(),
                 measurand,
                 phase: v.phase.as_ref().map(name).unwrap_or_default(),
                 context: v

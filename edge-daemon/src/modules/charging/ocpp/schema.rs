@@ -91,6 +91,13 @@ pub const KNOWN_UNSUPPORTED: &[&str] = &[
     "SecurityEventNotification",
     "SignCertificate",
     "SignedFirmwareStatusNotification",
+    "CertificateSigned",
+    "DeleteCertificate",
+    "ExtendedTriggerMessage",
+    "GetInstalledCertificateIds",
+    "GetLog",
+    "InstallCertificate",
+    "SignedUpdateFirmware",
 ];
 
 pub struct Schemas {

@@ -1,0 +1,224 @@
+//! Sending the plan to the chargers: per charger a ChargePointMaxProfile (its full power
+//! now, its safe share of the site cap from FALLBACK_AFTER_S on: the edge keeps pushing
+//! that step ahead while it lives), a TxDefaultProfile (a transaction the plan has not
+//! reached yet draws at most its share), and a TxProfile per planned transaction.
+//! Chargers are served concurrently, each within one round deadline; a charger that
+//! does not answer loses the rest of its round, never anyone else's. A rejected profile
+//! is an alarm.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::plan::Schedule;
+use super::planner::{Sent, FALLBACK_AFTER_S};
+use super::service::ChargingApi;
+use super::store;
+
+/// Profiles are sent again at least this often (well before the fallback starts).
+const RESEND_MS: i64 = 10 * 60_000;
+/// Most periods one profile carries (chargers' ChargingScheduleMaxPeriods is often 24).
+const MAX_PERIODS: usize = 24;
+
+fn iso(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_default()
+}
+
+/// A SetChargingProfile payload: `periods` (absolute ms, watts) from `start_ms` on.
+pub fn profile(
+    connector: i64,
+    id: i64,
+    purpose: &str,
+    tx: Option<i64>,
+    start_ms: i64,
+    periods: &[(i64, i64)],
+) -> Value {
+    let list: Vec<Value> = periods
+        .iter()
+        .take(MAX_PERIODS)
+        .map(
+            // Rounded: the send comes a moment after the plan (1199.7 s is 1200).
+            |(from, w)| json!({"startPeriod": ((from - start_ms).max(0) + 500) / 1000, "limit": *w as f64}),
+        )
+        .collect();
+    let mut p = json!({
+        "chargingProfileId": id, "stackLevel": if tx.is_some() { 1 } else { 0 },
+        "chargingProfilePurpose": purpose, "chargingProfileKind": "Absolute",
+        "chargingSchedule": {"chargingRateUnit": "W", "startSchedule": iso(start_ms),
+                             "chargingSchedulePeriod": list}});
+    if let Some(t) = tx {
+        p["transactionId"] = json!(t);
+    }
+    json!({"connectorId": connector, "csChargingProfiles": p})
+}
+
+/// The periods from the one in force at `now` on (that one starting at `now`).
+fn from_now(periods: &[(i64, i64)], now: i64) -> Vec<(i64, i64)> {
+    let first = periods
+        .iter()
+        .rposition(|(from, _)| *from <= now)
+        .unwrap_or(0);
+    periods[first..]
+        .iter()
+        .map(|(from, w)| ((*from).max(now), *w))
+        .take(MAX_PERIODS)
+        .collect()
+}
+
+/// One profile to send: the connector (0: the charger), the transaction, how.
+struct Job {
+    connector: i64,
+    id: i64,
+    purpose: &'static str,
+    tx: Option<i64>,
+    periods: Vec<(i64, i64)>,
+}
+
+/// Sends what is due to every connected charger, concurrently.
+pub(super) async fn send(
+    api: &Arc<ChargingApi>,
+    plan: &[Schedule],
+    txs: &[i64],
+    chargers: &HashMap<String, (i64, i64)>,
+    cap_w: i64,
+) {
+    let now = crate::util::now_ms();
+    // Every charger at its share at once stays under the cap.
+    let safe_w = cap_w / (chargers.len().max(1) as i64);
+    let mut jobs: HashMap<&str, Vec<Job>> = HashMap::new();
+    for (c, (max_w, per_connector)) in chargers.iter().filter(|(c, _)| api.online(c)) {
+        let share = safe_w.min(*max_w);
+        let list = jobs.entry(c.as_str()).or_default();
+        list.push(Job {
+            connector: 0,
+            id: 1,
+            purpose: "ChargePointMaxProfile",
+            tx: None,
+            periods: vec![(now, *max_w), (now + FALLBACK_AFTER_S * 1000, share)],
+        });
+        let connectors = (max_w / (*per_connector).max(1)).max(1);
+        list.push(Job {
+            connector: 0,
+            id: 2,
+            purpose: "TxDefaultProfile",
+            tx: None,
+            periods: vec![(now, share / connectors)],
+        });
+    }
+    for (s, tx) in plan.iter().zip(txs) {
+        let Some(list) = jobs.get_mut(s.charger.as_str()) else {
+            continue;
+        };
+        list.push(Job {
+            connector: s.connector,
+            id: 100 + s.connector,
+            purpose: "TxProfile",
+            tx: Some(*tx),
+            periods: from_now(&s.periods, now),
+        });
+    }
+    // Each charger gets its jobs in order within the round's deadline: a CALL's
+    // timeout for each, at most three.
+    let round = api.call_timeout() * 3 + Duration::from_secs(1);
+    let rounds = jobs.into_iter().map(|(charger, list)| async move {
+        let _ = tokio::time::timeout(round, async {
+            for job in list {
+                if !send_if_due(api, charger, job).await {
+                    break;
+                }
+            }
+        })
+        .await;
+    });
+    futures::future::join_all(rounds).await;
+}
+
+/// Sends one profile unless the charger has it already; false when the charger did not
+/// answer (the rest of its round is skipped).
+async fn send_if_due(api: &Arc<ChargingApi>, charger: &str, job: Job) -> bool {
+    let now = crate::util::now_ms();
+    // The ChargePointMaxProfile and TxDefaultProfile share connector 0: keyed apart.
+    let key = (
+        charger.to_string(),
+        if job.connector == 0 {
+            -job.id
+        } else {
+            job.connector
+        },
+    );
+    let watts: Vec<i64> = job.periods.iter().map(|p| p.1).collect();
+    let due = match api.board.sent.read().get(&key) {
+        None => true,
+        Some(last) => now - last.at_ms >= RESEND_MS || last.tx != job.tx || last.watts != watts,
+    };
+    if !due {
+        return true;
+    }
+    let body = profile(
+        job.connector,
+        job.id,
+        job.purpose,
+        job.tx,
+        now,
+        &job.periods,
+    );
+    match api.call(charger, "SetChargingProfile", body).await {
+        Ok(a) if a["status"] == "Accepted" => {
+            let sent = Sent {
+                tx: job.tx,
+                watts,
+                at_ms: now,
+            };
+            api.board.sent.write().insert(key.clone(), sent);
+            if job.connector > 0 {
+                api.board.accepted.write().insert(key, job.periods.clone());
+            }
+            true
+        }
+        Ok(a) => {
+            // Not retried until the plan changes or RESEND_MS passes; an alarm says so.
+            let sent = Sent {
+                tx: job.tx,
+                watts,
+                at_ms: now,
+            };
+            api.board.sent.write().insert(key, sent);
+            api.profile_rejected(
+                charger,
+                job.connector.max(0),
+                job.tx,
+                job.periods.first().map(|p| p.1),
+            )
+            .await;
+            tracing::warn!(charger, connector = job.connector, purpose = job.purpose,
+                status = ?a["status"], "charger did not accept the charging profile");
+            true
+        }
+        Err(e) => {
+            tracing::warn!(charger, connector = job.connector, error = %e, "charging profile not sent");
+            false
+        }
+    }
+}
+
+/// The alarm row of a rejected profile.
+pub(super) fn rejected_alarm(
+    charger: &str,
+    connector: i64,
+    tx: Option<i64>,
+    limit_w: Option<i64>,
+) -> store::Alarm {
+    store::Alarm {
+        charger_id: charger.to_string(),
+        connector_id: connector,
+        ts_ms: crate::util::now_ms(),
+        kind: "profile_rejected".into(),
+        limit_w,
+        drawn_w: None,
+        transaction_id: tx,
+    }
+}
