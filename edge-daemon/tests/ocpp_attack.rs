@@ -124,11 +124,11 @@ async fn bad_frames_get_the_right_callerror_and_other_chargers_are_unaffected() 
     }
     // An oversized frame (1 MiB, limit 64 KiB) ends that connection (1009: too big);
     // the charger connects again and is served.
-    assert_eq!(
-        r["oversized"],
-        json!({"close": 1009, "then_heartbeat": true}),
-        "{r}"
-    );
+    // (Or the client saw a reset: the edge closed before the frame was all sent; the
+    // edge's own count below says why it closed.)
+    let over = &r["oversized"];
+    assert!(over["close"] == 1009 || over["close"] == "reset", "{r}");
+    assert_eq!(over["then_heartbeat"], true, "{r}");
     let logins = &r["logins"];
     for (name, status) in [
         ("wrong_password", 401),
@@ -186,5 +186,111 @@ async fn bad_frames_get_the_right_callerror_and_other_chargers_are_unaffected() 
             .lines()
             .all(|l| !l.contains(&bad) && !l.contains(&good)),
         "a password reached the log"
+    );
+}
+
+/// A charger that stops reading its answers: the edge's sends to it time out and only
+/// its connection ends; a request to it through the API answers in bounded time, and a
+/// second charger heartbeating meanwhile loses nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_charger_that_stops_reading_ends_only_its_own_connection() {
+    let Some(py) = ocpp_python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    init(dir.path());
+    add_vehicle(dir.path(), "bus-1");
+    let bus_password = add_device(dir.path(), "bus-1");
+    let stall = add_charger(dir.path(), "CP-STALL", "1");
+    let good = add_charger(dir.path(), "CP-GOOD", "1");
+    let other = add_charger(dir.path(), "CP-OTHER", "1");
+    let edge = Edge::start(dir.path(), &[]);
+    let ws = edge.http.replacen("http://", "ws://", 1) + "/ocpp";
+    let dir_ = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/ocpp_clients/");
+    let staller = Command::new(&py)
+        .args([&format!("{dir_}stall.py"), &ws, "CP-STALL", &stall])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The healthy charger (raw_frames.py's steady heartbeats, with one frame of its own).
+    let mut healthy = Command::new(&py)
+        .args([
+            &format!("{dir_}raw_frames.py"),
+            &ws,
+            "CP-OTHER",
+            &other,
+            "CP-GOOD",
+            &good,
+            "bus-1",
+            &bus_password,
+        ])
+        // Heartbeats for as long as the stalled charger is being dealt with.
+        .env("STEADY_S", "30")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    healthy
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(br#"["[2, \"ok\", \"Heartbeat\", {}]"]"#)
+        .unwrap();
+    // Meanwhile a person asks the stalled charger for its configuration.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let token = edge.staff_token().await.unwrap();
+    let t = std::time::Instant::now();
+    let r = reqwest::Client::new()
+        .post(format!(
+            "{}/api/v1/charging/chargers/CP-STALL/ocpp/GetConfiguration",
+            edge.http
+        ))
+        .bearer_auth(token)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    let waited = t.elapsed();
+    assert!(!r.status().is_success(), "{}", r.status());
+    assert!(
+        waited < std::time::Duration::from_secs(45),
+        "the API waited {waited:?}"
+    );
+    let out = tokio::task::spawn_blocking(move || staller.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let lines: Vec<Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert_eq!(
+        lines.len(),
+        2,
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(lines[0]["sent"].as_i64().unwrap() > 1000, "{text}");
+    assert!(
+        lines[1]["closed_after_s"].as_f64().is_some(),
+        "the edge kept the stalled connection: {text}"
+    );
+    let h = tokio::task::spawn_blocking(move || healthy.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let r: Value = serde_json::from_slice(&h.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&h.stderr)));
+    assert_eq!(r["steady"]["sent"], r["steady"]["answered"], "{r}");
+    assert!(r["steady"]["sent"].as_i64().unwrap() >= 200, "{r}");
+    assert_eq!(
+        edge.metric("garasi_charging_ocpp_connections_ended_total{why=\"send_failed\"}")
+            .await,
+        1.0
+    );
+    println!(
+        "stalled charger: {} frames sent unread, closed {} s after; the API answered in {waited:?}; the other charger: {}",
+        lines[0]["sent"], lines[1]["closed_after_s"], r["steady"]
     );
 }

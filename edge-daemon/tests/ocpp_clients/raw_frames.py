@@ -3,17 +3,21 @@ code), printed as one JSON object on stdout:
   frames: for each frame sent (text, or {"binary": hex}), the frame that came back
           (parsed JSON), or null when nothing came within a second;
   oversized: how the edge ended the connection after a frame above its size limit
-          (the close code), and whether a Heartbeat on a new connection is answered;
+          (the close code, or "reset" when it closed before the frame was all sent),
+          and whether a Heartbeat on a new connection is answered;
   logins: the HTTP status of each refused login (name -> status);
   steady: how many of the Heartbeats a second, well-behaved charger sent meanwhile
-          (one every 50 ms) were answered, and how many were sent.
+          (one every 50 ms, for at least $STEADY_S seconds) were answered, and how many
+          were sent.
 Usage: raw_frames.py URL CHARGE_BOX_ID PASSWORD STEADY_ID STEADY_PASSWORD VEHICLE_ID
        VEHICLE_PASSWORD < frames.json   (the vehicle's MQTT credentials must not open
        the OCPP door)"""
 import asyncio
 import base64
 import json
+import os
 import sys
+import time
 
 import websockets
 
@@ -67,6 +71,7 @@ async def main():
     out = {}
     counts = {"sent": 0, "answered": 0}
     stop = asyncio.Event()
+    started = time.time()
     hb = asyncio.create_task(heartbeats(stop, counts))
     ws = await open_ws(box, password)
     got = []
@@ -77,12 +82,14 @@ async def main():
             await ws.send(f)
         got.append(await reply(ws))
     out["frames"] = got
-    await ws.send("[" + " " * (1024 * 1024) + "]")
     try:
+        await ws.send("[" + " " * (1024 * 1024) + "]")
         await asyncio.wait_for(ws.recv(), 3)
         out["oversized"] = {"close": None}
     except websockets.exceptions.ConnectionClosed as e:
-        out["oversized"] = {"close": e.rcvd.code if e.rcvd else None}
+        # The edge may close before the client has sent it all: then the client sees
+        # the reset first (the edge's own count says why it closed).
+        out["oversized"] = {"close": e.rcvd.code if e.rcvd else "reset"}
     ws = await open_ws(box, password)
     await ws.send(json.dumps([2, "after", "Heartbeat", {}]))
     r = await reply(ws)
@@ -96,6 +103,9 @@ async def main():
         "other_subprotocol": await login(box, password, protocols=("ocpp2.0.1",)),
         "vehicle_credentials": await login(*vehicle),
     }
+    left = float(os.environ.get("STEADY_S", "0")) - (time.time() - started)
+    if left > 0:
+        await asyncio.sleep(left)
     stop.set()
     await hb
     out["steady"] = counts
