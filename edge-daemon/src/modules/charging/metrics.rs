@@ -20,6 +20,10 @@ pub struct ChargingMetrics {
     pub samples: IntCounter,
     /// Power readings above the charging profile the charger accepted.
     pub over_profile: IntCounter,
+    /// How long the last planning round took to gather and plan (before sending), ms.
+    pub plan_ms: IntGauge,
+    /// Buses in the last plan.
+    pub planned: IntGauge,
     /// Charging profiles a charger answered with other than Accepted.
     pub profiles_rejected: IntCounter,
     /// Charger connections ended, by why (`closed`, `replaced`, `frame_too_big`,
@@ -55,6 +59,11 @@ impl ChargingMetrics {
                 "outcome",
             )?,
             samples: IntCounter::new("charging_meter_samples_total", "Meter samples stored")?,
+            plan_ms: IntGauge::new(
+                "charging_plan_last_ms",
+                "Time the last planning round took to gather and plan, ms",
+            )?,
+            planned: IntGauge::new("charging_plan_buses", "Buses in the last charging plan")?,
             profiles_rejected: IntCounter::new(
                 "charging_profiles_rejected_total",
                 "Charging profiles a charger did not accept",
@@ -77,6 +86,8 @@ impl ChargingMetrics {
         r.register(Box::new(m.samples.clone()))?;
         r.register(Box::new(m.over_profile.clone()))?;
         r.register(Box::new(m.profiles_rejected.clone()))?;
+        r.register(Box::new(m.plan_ms.clone()))?;
+        r.register(Box::new(m.planned.clone()))?;
         r.register(Box::new(m.ended.clone()))?;
         Ok(m)
     }

@@ -129,6 +129,7 @@ pub(super) async fn replan(
     services: &Services,
     cap_w: i64,
 ) -> Result<(), String> {
+    let started = std::time::Instant::now();
     let now = crate::util::now_ms();
     let sessions = api.sessions(now).await.map_err(|e| e.to_string())?;
     // Charger -> (its maximum, each connector's share of it).
@@ -213,6 +214,10 @@ pub(super) async fn replan(
     api.board.keep_only(&planned);
     *api.board.plan.write() = schedules.clone();
     *api.board.made_ms.write() = now;
+    api.metrics
+        .plan_ms
+        .set(started.elapsed().as_millis() as i64);
+    api.metrics.planned.set(schedules.len() as i64);
     super::profiles::send(api, &schedules, &txs, &chargers, cap_w).await;
     Ok(())
 }
