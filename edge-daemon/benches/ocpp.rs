@@ -267,7 +267,7 @@ async fn main() {
             "--mqtt5-listen",
             "127.0.0.1:0",
         ])
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "warn,garasi_edge=info")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

@@ -61,12 +61,21 @@ pub(super) struct Acl {
 
 /// A topic name a device may publish to: inside its namespace, no wildcards.
 pub(super) fn topic_allowed(ns: &str, topic: &str) -> bool {
+    // A namespace without a trailing `/` is one exact topic (a panel meter's): a longer
+    // topic that starts with it (`DATA/PM/P10` for `DATA/PM/P1`) is someone else's.
+    if !ns.ends_with('/') {
+        return topic == ns;
+    }
     topic.len() > ns.len() && topic.starts_with(ns) && !topic.contains(['+', '#'])
 }
 
 /// A filter a device may subscribe to: inside its namespace (wildcards only below it),
 /// directly or shared (`$share/<group>/<filter>`, the group without `/ + #`).
 pub(super) fn filter_allowed(ns: &str, filter: &str) -> bool {
+    // A device with one exact topic only publishes (a meter subscribes to nothing).
+    if !ns.ends_with('/') {
+        return false;
+    }
     if let Some(rest) = filter.strip_prefix("$share/") {
         return match rest.split_once('/') {
             Some((group, inner)) if !group.is_empty() && !group.contains(['+', '#']) => {

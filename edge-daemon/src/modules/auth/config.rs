@@ -18,6 +18,9 @@ pub struct AuthConfig {
     pub client_failure_burst: u32,
     /// After the burst, one more wrong answer per this many seconds (1-3600).
     pub client_failure_refill_secs: u64,
+    /// The topic map of energy panel meters: the one topic a meter device publishes
+    /// to, `{id}` being its id (default the seed's `DATA/PM/{id}`).
+    pub meter_topic: String,
 }
 
 impl Default for AuthConfig {
@@ -26,6 +29,7 @@ impl Default for AuthConfig {
             pin_min_digits: 4,
             client_failure_burst: 10,
             client_failure_refill_secs: 6,
+            meter_topic: super::devices::METER_TOPIC.into(),
         }
     }
 }
@@ -63,6 +67,24 @@ pub(super) fn parse(section: &toml::Table) -> Result<AuthConfig, Vec<String>> {
             "client_failure_refill_secs = {} is out of range: use 1 to 3600",
             cfg.client_failure_refill_secs
         ));
+    }
+    let t = &cfg.meter_topic;
+    // `{id}` is a whole topic level, so the meters' filter is the map with `+` for it.
+    let whole_level = t
+        .split('/')
+        .filter(|l| l.contains("{id}"))
+        .all(|l| l == "{id}");
+    if t.matches("{id}").count() != 1
+        || !whole_level
+        || t.contains(['+', '#'])
+        || t.starts_with('$')
+        || t.starts_with("garasi/")
+        || t.ends_with('/')
+        || t.len() > 200
+    {
+        errors.push(
+            "meter_topic must hold {id} once as a whole level, no + # or leading $, not end in / and not be under garasi/: e.g. \"DATA/PM/{id}\"".into(),
+        );
     }
     if errors.is_empty() {
         Ok(cfg)

@@ -25,6 +25,9 @@ pub enum DeviceKind {
     /// An OCPP charge point: authenticates on the charging module's WebSocket door
     /// (HTTP Basic, the charge box id as user), never on MQTT.
     Charger,
+    /// An energy panel meter: publishes its readings to exactly one topic, the auth
+    /// section's `meter_topic` with its id (the seed format's `DATA/PM/<panel>`).
+    Meter,
 }
 
 impl DeviceKind {
@@ -32,6 +35,7 @@ impl DeviceKind {
         match s {
             "vehicle" => Some(DeviceKind::Vehicle),
             "charger" => Some(DeviceKind::Charger),
+            "meter" => Some(DeviceKind::Meter),
             _ => None,
         }
     }
@@ -39,11 +43,12 @@ impl DeviceKind {
         match self {
             DeviceKind::Vehicle => "vehicle",
             DeviceKind::Charger => "charger",
+            DeviceKind::Meter => "meter",
         }
     }
     /// Whether this kind of device may connect to the MQTT broker.
     pub fn uses_mqtt(self) -> bool {
-        matches!(self, DeviceKind::Vehicle)
+        matches!(self, DeviceKind::Vehicle | DeviceKind::Meter)
     }
 }
 
@@ -52,16 +57,27 @@ impl DeviceKind {
 pub struct DeviceIdentity {
     pub id: String,
     pub kind: DeviceKind,
+    /// Where it may publish: a prefix ending in `/` (a vehicle's namespace), or one
+    /// exact topic (a meter's, from the topic map).
+    pub namespace: String,
 }
 
 impl DeviceIdentity {
-    /// The only topic prefix this device may publish or subscribe under.
+    /// The device's namespace (see the field).
     pub fn namespace(&self) -> String {
-        match self.kind {
-            DeviceKind::Vehicle => format!("garasi/v1/vehicles/{}/", self.id),
-            // Never used: the gate refuses chargers (`uses_mqtt`); a prefix no topic has.
-            DeviceKind::Charger => format!("garasi/v1/chargers/{}/", self.id),
-        }
+        self.namespace.clone()
+    }
+}
+
+/// The default topic map of panel meters: the seed's energy-monitoring topics.
+pub const METER_TOPIC: &str = "DATA/PM/{id}";
+
+fn namespace_of(id: &str, kind: DeviceKind, meter_topic: &str) -> String {
+    match kind {
+        DeviceKind::Vehicle => format!("garasi/v1/vehicles/{id}/"),
+        // Never used: the gate refuses chargers (`uses_mqtt`); a prefix no topic has.
+        DeviceKind::Charger => format!("garasi/v1/chargers/{id}/"),
+        DeviceKind::Meter => meter_topic.replace("{id}", id),
     }
 }
 
@@ -69,7 +85,7 @@ impl DeviceIdentity {
 pub enum DeviceError {
     #[error("device id {0:?} is invalid: use 1-64 letters, digits, '-' or '_', starting with a letter or digit")]
     BadId(String),
-    #[error("device kind {0:?} is unknown: use vehicle or charger")]
+    #[error("device kind {0:?} is unknown: use vehicle, charger or meter")]
     BadKind(String),
     #[error("device {0} already exists")]
     Exists(String),
@@ -211,6 +227,8 @@ pub(super) fn hash_password(password: &str) -> Result<String, DeviceError> {
 /// run per device and a rotated or disabled credential stops matching at once.
 pub struct DeviceAuth {
     store: Store,
+    /// The topic map of panel meters (`{id}` is the meter's id).
+    meter_topic: String,
     pepper: [u8; 32],
     verified: Mutex<HashMap<String, (String, [u8; 64])>>,
     /// argon2 working memory, allocated once and reused: a fresh allocation per
@@ -270,11 +288,12 @@ pub(super) fn verify_with_memory(
 }
 
 impl DeviceAuth {
-    pub fn new(store: Store) -> Self {
+    pub fn new(store: Store, meter_topic: &str) -> Self {
         let mut pepper = [0u8; 32];
         rand::rng().fill_bytes(&mut pepper);
         DeviceAuth {
             store,
+            meter_topic: meter_topic.to_string(),
             pepper,
             verified: Mutex::new(HashMap::new()),
             memory: Arc::new(std::array::from_fn(|_| Mutex::new(Vec::new()))),
@@ -288,6 +307,11 @@ impl DeviceAuth {
             }),
             decoy: hash_password(&hex::encode(pepper)).unwrap_or_default(),
         }
+    }
+
+    /// The topic map of panel meters (`{id}` stands for the meter's id).
+    pub fn meter_topic(&self) -> &str {
+        &self.meter_topic
     }
 
     fn digest(&self, password: &str) -> [u8; 64] {
@@ -373,6 +397,7 @@ impl DeviceAuth {
                     return Ok(Some(DeviceIdentity {
                         id: username.to_string(),
                         kind: *kind,
+                        namespace: namespace_of(username, *kind, &self.meter_topic),
                     }));
                 }
             }
@@ -409,6 +434,7 @@ impl DeviceAuth {
         let identity = DeviceIdentity {
             id: username.to_string(),
             kind,
+            namespace: namespace_of(username, kind, &self.meter_topic),
         };
         self.verified
             .lock()
@@ -456,10 +482,13 @@ mod tests {
 
     #[test]
     fn namespace_is_per_device() {
-        let d = DeviceIdentity {
-            id: "bus-1".into(),
-            kind: DeviceKind::Vehicle,
-        };
-        assert_eq!(d.namespace(), "garasi/v1/vehicles/bus-1/");
+        assert_eq!(
+            namespace_of("bus-1", DeviceKind::Vehicle, METER_TOPIC),
+            "garasi/v1/vehicles/bus-1/"
+        );
+        assert_eq!(
+            namespace_of("P-1", DeviceKind::Meter, METER_TOPIC),
+            "DATA/PM/P-1"
+        );
     }
 }

@@ -56,13 +56,15 @@ impl Module for AuthModule {
         cli::run(name, args, ctx)
     }
     fn start(&self, ctx: &ModuleContext) -> Result<Started, ModuleError> {
-        ctx.services
-            .provide(Arc::new(DeviceAuth::new(ctx.store.clone())));
-        let metrics = AuthMetrics::register(&ctx.metrics.registry)
-            .map_err(|e| ModuleError::start("auth", e))?;
         // Checked when the configuration was read; parsed again here to get the values.
         let cfg = config::parse(&ctx.config.module(self.name()))
             .map_err(|e| ModuleError::start("auth", e.join("; ")))?;
+        ctx.services.provide(Arc::new(DeviceAuth::new(
+            ctx.store.clone(),
+            &cfg.meter_topic,
+        )));
+        let metrics = AuthMetrics::register(&ctx.metrics.registry)
+            .map_err(|e| ModuleError::start("auth", e))?;
         let people = Arc::new(People::new(ctx.store.clone(), Arc::new(metrics), cfg));
         ctx.services.provide(people.clone());
         let p = people.clone();

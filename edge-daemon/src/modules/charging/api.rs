@@ -173,5 +173,6 @@ pub(super) fn routes(api: Arc<ChargingApi>, people: Arc<People>) -> Router {
         .route("/api/v1/charging/sessions", get(sessions))
         .route("/api/v1/charging/chargers/{id}/ocpp/{action}", post(call))
         .route("/api/v1/charging/tags/{tag}", put(put_tag))
+        .merge(super::energy_api::routes(api.clone(), people.clone()))
         .with_state(AppState { api, people })
 }

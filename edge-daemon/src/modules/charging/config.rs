@@ -31,6 +31,9 @@ pub struct ChargingConfig {
     /// stream).
     #[serde(default = "default_keep")]
     pub keep_samples_days: u64,
+    /// The time-of-use tariff for panel meters' cost (`[modules.charging.tariff]`).
+    #[serde(default)]
+    pub tariff: super::energy::Tariff,
     /// Answer Accepted for id tags that are neither a bound card nor a bus id (the
     /// transaction is recorded either way; Invalid may make a charger stop it).
     #[serde(default)]
@@ -63,6 +66,7 @@ impl Default for ChargingConfig {
             site_cap_kw: None,
             profile_grace_s: default_grace(),
             keep_samples_days: default_keep(),
+            tariff: Default::default(),
             accept_unknown_tags: false,
         }
     }
@@ -83,6 +87,7 @@ pub(super) fn parse(section: &toml::Table) -> Result<ChargingConfig, Vec<String>
     range("max_frame_kib", cfg.max_frame_kib as u64, 4, 1024);
     range("profile_grace_s", cfg.profile_grace_s, 0, 600);
     range("keep_samples_days", cfg.keep_samples_days, 1, 3650);
+    errors.extend(cfg.tariff.problems());
     if let Some(kw) = cfg.site_cap_kw {
         if !(kw.is_finite() && (1.0..=100_000.0).contains(&kw)) {
             errors.push(format!(

@@ -20,6 +20,8 @@ pub struct ChargingMetrics {
     pub samples: IntCounter,
     /// Power readings above the charging profile the charger accepted.
     pub over_profile: IntCounter,
+    /// Panel meter messages, by what they were (`reading` or a dead letter's reason).
+    pub panel_messages: IntCounterVec,
     /// How long the last planning round took to gather and plan (before sending), ms.
     pub plan_ms: IntGauge,
     /// Buses in the last plan.
@@ -59,6 +61,11 @@ impl ChargingMetrics {
                 "outcome",
             )?,
             samples: IntCounter::new("charging_meter_samples_total", "Meter samples stored")?,
+            panel_messages: vec(
+                "charging_panel_messages_total",
+                "Panel meter messages, by what they were",
+                "kind",
+            )?,
             plan_ms: IntGauge::new(
                 "charging_plan_last_ms",
                 "Time the last planning round took to gather and plan, ms",
@@ -87,6 +94,7 @@ impl ChargingMetrics {
         r.register(Box::new(m.over_profile.clone()))?;
         r.register(Box::new(m.profiles_rejected.clone()))?;
         r.register(Box::new(m.plan_ms.clone()))?;
+        r.register(Box::new(m.panel_messages.clone()))?;
         r.register(Box::new(m.planned.clone()))?;
         r.register(Box::new(m.ended.clone()))?;
         Ok(m)

@@ -7,6 +7,9 @@
 mod api;
 mod cli;
 pub mod config;
+pub mod energy;
+mod energy_api;
+pub mod meters;
 mod metrics;
 pub mod ocpp;
 pub mod plan;
@@ -102,6 +105,23 @@ impl Module for ChargingModule {
         ));
         ctx.tracker
             .spawn(retention::run(api.clone(), ctx.cancel.clone()));
+        if let Some(broker) = &ctx.broker {
+            // Panel meters: the topic map with `+` for the id (a whole level, checked).
+            let template = api.devices.meter_topic().to_string();
+            let (mut link_tx, link_rx) = broker.link("garasi-meters").map_err(|e| err(&e))?;
+            link_tx
+                .subscribe(template.replace("{id}", "+"))
+                .map_err(|e| err(&e))?;
+            let (a, bp, stop) = (api.clone(), broker.backpressure.clone(), ctx.cancel.clone());
+            let t = std::thread::Builder::new()
+                .name("garasi-meters".into())
+                .spawn(move || meters::run(link_rx, a, template, bp, stop))
+                .map_err(|e| err(&e))?;
+            // Joined when the module stops (its token ends the loop within 200 ms).
+            ctx.tracker.spawn_blocking(move || {
+                let _ = t.join();
+            });
+        }
         ctx.tracker.spawn(planner::run(
             api.clone(),
             ctx.services.clone(),

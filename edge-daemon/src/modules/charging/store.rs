@@ -90,6 +90,7 @@ pub(super) const MIGRATIONS: &[Migration] = &[
                 PRIMARY KEY (charger_id, connector_id, ts_ms, kind)
               ) WITHOUT ROWID;",
     },
+    super::meters::MIGRATION,
 ];
 
 /// A charger doing what it should not: drawing more than the profile it accepted.

@@ -1,0 +1,166 @@
+//! charging's energy routes: the panel meters' day (kWh and cost by band per panel) and
+//! month (day by day), for signed-in dispatchers and depot managers. Money is integer
+//! sen (Rupiah x 100) and the text Indonesia writes (`Rp 146.044,98`).
+
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::api::PEOPLE;
+use super::energy::{rupiah, totals, Tariff};
+use super::service::ChargingApi;
+use crate::http::ApiError;
+use crate::modules::auth::service::People;
+
+/// A panel is online when its newest reading is this recent.
+const ONLINE_MS: i64 = 5 * 60_000;
+/// Readings this far either side of a period are read: an interval counts for the
+/// period its midpoint is in.
+const MARGIN_MS: i64 = 6 * 3_600_000;
+
+#[derive(Clone)]
+struct St {
+    api: Arc<ChargingApi>,
+    people: Arc<People>,
+}
+
+/// A panel as read for a period: its name, newest reading time and power, and its
+/// readings over the period (with the margin).
+type PanelReadings = (String, i64, Option<i64>, Vec<(i64, i64)>);
+
+async fn load(s: &St, from_ms: i64, to_ms: i64) -> Result<Vec<PanelReadings>, ApiError> {
+    s.api
+        .store
+        .read(move |c| {
+            let mut out = Vec::new();
+            for (panel, last, power) in super::meters::panels(c)? {
+                let r = super::meters::readings(c, &panel, from_ms - MARGIN_MS, to_ms + MARGIN_MS)?;
+                out.push((panel, last, power, r));
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(ApiError::internal)
+}
+
+/// The tariff and its zone; the start of a date there in ms.
+fn zone(t: &Tariff) -> Result<jiff::tz::TimeZone, ApiError> {
+    jiff::tz::TimeZone::get(&t.timezone).map_err(ApiError::internal)
+}
+
+fn start_ms(d: jiff::civil::Date, tz: &jiff::tz::TimeZone) -> Result<i64, ApiError> {
+    Ok(d.to_zoned(tz.clone())
+        .map_err(ApiError::internal)?
+        .timestamp()
+        .as_millisecond())
+}
+
+fn next(d: jiff::civil::Date) -> Result<jiff::civil::Date, ApiError> {
+    d.tomorrow().map_err(ApiError::internal)
+}
+
+/// Sums of `wh` and `cost_sen` over JSON rows.
+fn sum(rows: &[Value]) -> (i64, i64) {
+    rows.iter().fold((0, 0), |a, r| {
+        (
+            a.0 + r["wh"].as_i64().unwrap_or(0),
+            a.1 + r["cost_sen"].as_i64().unwrap_or(0),
+        )
+    })
+}
+
+#[derive(Deserialize)]
+struct DayQuery {
+    date: Option<String>,
+}
+
+async fn day(
+    State(s): State<St>,
+    headers: HeaderMap,
+    Query(q): Query<DayQuery>,
+) -> Result<Json<Value>, ApiError> {
+    s.people.require(&headers, PEOPLE).await?;
+    let tariff = s.api.cfg.tariff.clone();
+    let tz = zone(&tariff)?;
+    let now = crate::util::now_ms();
+    let date = match q.date.as_deref() {
+        Some(d) => d
+            .parse::<jiff::civil::Date>()
+            .map_err(|_| ApiError::bad_request("date is YYYY-MM-DD"))?,
+        None => jiff::Timestamp::from_millisecond(now)
+            .map_err(ApiError::internal)?
+            .to_zoned(tz.clone())
+            .date(),
+    };
+    let (from, to) = (start_ms(date, &tz)?, start_ms(next(date)?, &tz)?);
+    let panels: Vec<Value> = load(&s, from, to)
+        .await?
+        .into_iter()
+        .map(|(panel, last, power, r)| {
+            let t = totals(&r, from, to, &tariff, &tz);
+            json!({"panel": panel, "online": now - last <= ONLINE_MS, "last_ms": last, "power_w": power,
+                   "wh": t.wh, "cost_sen": t.cost_sen, "cost": rupiah(t.cost_sen), "bands": t.bands})
+        })
+        .collect();
+    let (wh, sen) = sum(&panels);
+    Ok(Json(
+        json!({"date": date.to_string(), "timezone": tariff.timezone, "panels": panels,
+                   "wh": wh, "cost_sen": sen, "cost": rupiah(sen)}),
+    ))
+}
+
+#[derive(Deserialize)]
+struct MonthQuery {
+    month: String,
+}
+
+async fn month(
+    State(s): State<St>,
+    headers: HeaderMap,
+    Query(q): Query<MonthQuery>,
+) -> Result<Json<Value>, ApiError> {
+    s.people.require(&headers, PEOPLE).await?;
+    let first = format!("{}-01", q.month)
+        .parse::<jiff::civil::Date>()
+        .map_err(|_| ApiError::bad_request("month is YYYY-MM"))?;
+    let tariff = s.api.cfg.tariff.clone();
+    let tz = zone(&tariff)?;
+    let (from, to) = (
+        start_ms(first, &tz)?,
+        start_ms(next(first.last_of_month())?, &tz)?,
+    );
+    let all = load(&s, from, to).await?;
+    let mut days = Vec::new();
+    let mut d = first;
+    while d <= first.last_of_month() {
+        let (a, b) = (start_ms(d, &tz)?, start_ms(next(d)?, &tz)?);
+        let t: Vec<_> = all
+            .iter()
+            .map(|p| totals(&p.3, a, b, &tariff, &tz))
+            .collect();
+        days.push(
+            json!({"date": d.to_string(), "wh": t.iter().map(|x| x.wh).sum::<i64>(),
+                         "cost_sen": t.iter().map(|x| x.cost_sen).sum::<i64>()}),
+        );
+        d = next(d)?;
+    }
+    let (wh, sen) = sum(&days);
+    Ok(Json(
+        json!({"month": q.month, "days": days, "wh": wh, "cost_sen": sen, "cost": rupiah(sen)}),
+    ))
+}
+
+pub(super) fn routes<S: Clone + Send + Sync + 'static>(
+    api: Arc<ChargingApi>,
+    people: Arc<People>,
+) -> Router<S> {
+    Router::new()
+        .route("/api/v1/charging/energy", get(day))
+        .route("/api/v1/charging/energy/month", get(month))
+        .with_state(St { api, people })
+}
