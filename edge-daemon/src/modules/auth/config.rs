@@ -74,8 +74,15 @@ pub(super) fn parse(section: &toml::Table) -> Result<AuthConfig, Vec<String>> {
         .split('/')
         .filter(|l| l.contains("{id}"))
         .all(|l| l == "{id}");
+    // The first level is literal, so no meter id can turn the map into another
+    // namespace (`{id}/v1/vehicles/...` with a meter called `garasi`).
+    let literal_first = t
+        .split('/')
+        .next()
+        .is_some_and(|l| !l.is_empty() && !l.contains("{id}"));
     if t.matches("{id}").count() != 1
         || !whole_level
+        || !literal_first
         || t.contains(['+', '#'])
         || t.starts_with('$')
         || t.starts_with("garasi/")
@@ -83,7 +90,7 @@ pub(super) fn parse(section: &toml::Table) -> Result<AuthConfig, Vec<String>> {
         || t.len() > 200
     {
         errors.push(
-            "meter_topic must hold {id} once as a whole level, no + # or leading $, not end in / and not be under garasi/: e.g. \"DATA/PM/{id}\"".into(),
+            "meter_topic must hold {id} once as a whole level (not the first), no + # or leading $, not end in / and not be under garasi/: e.g. \"DATA/PM/{id}\"".into(),
         );
     }
     if errors.is_empty() {

@@ -1,50 +1,27 @@
-//! charging's HTTP routes for people (the OCPP door for chargers is `ocpp/door.rs`).
-//! Every route needs a signed-in dispatcher or depot manager; a request to a charger is
-//! checked against the official schema of its action before it is sent, and logged with
-//! the person who sent it.
+//! charging's HTTP routes for people (the OCPP door for chargers is `ocpp/door.rs`):
+//! chargers, sessions and card bindings here, requests to chargers in
+//! `commands_api.rs`, energy in `energy_api.rs`. Every route needs a signed-in
+//! dispatcher or depot manager.
 
 use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, post, put};
+use axum::http::HeaderMap;
+use axum::routing::{get, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::service::{CallFailure, ChargingApi};
+use super::service::ChargingApi;
 use crate::http::ApiError;
 use crate::modules::auth::service::{valid_id, People};
 
 pub(super) const PEOPLE: &[&str] = &["dispatcher", "depot_manager"];
-/// Requests only a depot manager may send.
-const MANAGER_ONLY: &[&str] = &[
-    "ChangeAvailability",
-    "ChangeConfiguration",
-    "ClearChargingProfile",
-    "Reset",
-    "UnlockConnector",
-];
-/// Configuration keys never changed through the API (OCPP 1.6 security whitepaper).
-const PROTECTED_KEYS: &[&str] = &["AuthorizationKey", "SecurityProfile"];
-
 #[derive(Clone)]
 struct AppState {
     api: Arc<ChargingApi>,
     people: Arc<People>,
-}
-
-impl From<CallFailure> for ApiError {
-    fn from(e: CallFailure) -> Self {
-        let status = match e {
-            CallFailure::Offline(_) => StatusCode::CONFLICT,
-            CallFailure::Busy(_) => StatusCode::TOO_MANY_REQUESTS,
-            CallFailure::Timeout(_) | CallFailure::Closed => StatusCode::GATEWAY_TIMEOUT,
-            CallFailure::CallError { .. } | CallFailure::BadAnswer(_) => StatusCode::BAD_GATEWAY,
-        };
-        ApiError::new(status, e.to_string())
-    }
 }
 
 async fn chargers(State(s): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
@@ -89,53 +66,6 @@ async fn sessions(
     Ok(Json(json!({ "sessions": list })))
 }
 
-/// Sends one OCPP request (`RemoteStopTransaction`, `SetChargingProfile`, ...) to a
-/// connected charger and returns its answer.
-async fn call(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-    Path((id, action)): Path<(String, String)>,
-    body: Result<Json<Value>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let who = s.people.require(&headers, PEOPLE).await?;
-    let Json(payload) = body.map_err(ApiError::from_json_rejection)?;
-    if !valid_id(&id) {
-        return Err(ApiError::bad_request("charger id is invalid"));
-    }
-    let Some((action, check)) = s.api.schemas.check_outgoing(&action, &payload) else {
-        return Err(ApiError::bad_request(
-            "unknown action: use one of RemoteStartTransaction, RemoteStopTransaction, \
-             SetChargingProfile, ClearChargingProfile, GetCompositeSchedule, ChangeAvailability, \
-             ChangeConfiguration, GetConfiguration, TriggerMessage, Reset, UnlockConnector, DataTransfer",
-        ));
-    };
-    check.map_err(|v| ApiError::bad_request(format!("{action}: {}", v.description)))?;
-    // What can lock a charger out, cut a charge or take the site's safety net away is a
-    // depot manager's call.
-    if MANAGER_ONLY.contains(&action) && !who.has_role("depot_manager") {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            format!("{action} needs a depot manager"),
-        ));
-    }
-    if action == "ChangeConfiguration"
-        && payload["key"]
-            .as_str()
-            .is_some_and(|k| PROTECTED_KEYS.iter().any(|p| p.eq_ignore_ascii_case(k)))
-    {
-        return Err(ApiError::bad_request(
-            "the charger's credentials and security profile are changed with `garasi-edge charging`, not here",
-        ));
-    }
-    tracing::info!(person = %who.id, charger = %id, action, "request sent to a charger");
-    let answer = s.api.call(&id, action, payload).await?;
-    if action == "ClearChargingProfile" {
-        // Its fallback profile may be gone: the next planning round sends it again.
-        s.api.board.forget(&id);
-    }
-    Ok(Json(answer))
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TagBody {
@@ -171,8 +101,8 @@ pub(super) fn routes(api: Arc<ChargingApi>, people: Arc<People>) -> Router {
     Router::new()
         .route("/api/v1/charging/chargers", get(chargers))
         .route("/api/v1/charging/sessions", get(sessions))
-        .route("/api/v1/charging/chargers/{id}/ocpp/{action}", post(call))
         .route("/api/v1/charging/tags/{tag}", put(put_tag))
         .merge(super::energy_api::routes(api.clone(), people.clone()))
+        .merge(super::commands_api::routes(api.clone(), people.clone()))
         .with_state(AppState { api, people })
 }

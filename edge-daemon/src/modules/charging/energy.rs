@@ -99,6 +99,11 @@ impl Tariff {
                 ));
             }
         }
+        let mut names: Vec<&str> = self.bands.iter().map(|b| b.name.as_str()).collect();
+        names.sort_unstable();
+        if names.windows(2).any(|w| w[0] == w[1]) {
+            out.push("tariff: two bands have the same name; give each band its own".into());
+        }
         for (weekend, what) in [(false, "weekdays"), (true, "weekends")] {
             let open: Vec<u8> = (0..24)
                 .filter(|h| !self.bands.iter().any(|b| b.covers(weekend, *h)))
@@ -142,6 +147,49 @@ pub struct Totals {
     pub bands: Vec<BandTotal>,
 }
 
+/// Most a panel can plausibly draw, W (10 MW): a rise faster than this is a glitch.
+const MAX_PANEL_W: i128 = 10_000_000;
+/// Readings in a row below the highest register before a drop is taken as a meter
+/// replaced (the register starts again from there).
+const RESET_AFTER: usize = 3;
+
+/// The register's rises, each at the midpoint of its interval: counted against the
+/// highest register seen, so a glitch down and back up adds nothing; a drop that
+/// stays for RESET_AFTER readings is a replaced meter; a rise faster than a panel can
+/// draw is dropped.
+pub fn rises(readings: &[(i64, i64)]) -> Vec<(i64, i64)> {
+    let mut out = Vec::new();
+    let Some(&(mut high_ms, mut high)) = readings.first() else {
+        return out;
+    };
+    let mut low_run: Vec<(i64, i64)> = Vec::new();
+    for &(ms, wh) in &readings[1..] {
+        if wh < high {
+            low_run.push((ms, wh));
+            if low_run.len() >= RESET_AFTER && low_run.windows(2).all(|w| w[1].1 >= w[0].1) {
+                // Replaced: count what the new meter rose within the run.
+                for w in low_run.windows(2) {
+                    if w[1].1 > w[0].1 {
+                        out.push((w[0].0 + (w[1].0 - w[0].0) / 2, w[1].1 - w[0].1));
+                    }
+                }
+                let last = low_run[low_run.len() - 1];
+                (high_ms, high) = last;
+                low_run.clear();
+            }
+            continue;
+        }
+        low_run.clear();
+        let d = wh - high;
+        let dt = i128::from(ms.saturating_sub(high_ms).max(0));
+        if d > 0 && i128::from(d) * 3_600_000 <= MAX_PANEL_W * dt {
+            out.push((high_ms + (ms - high_ms) / 2, d));
+        }
+        (high_ms, high) = (ms, wh);
+    }
+    out
+}
+
 /// kWh and cost of the intervals whose midpoint is in `[from_ms, to_ms)`; `readings`
 /// are (time, register Wh), in time order.
 pub fn totals(
@@ -152,11 +200,8 @@ pub fn totals(
     tz: &jiff::tz::TimeZone,
 ) -> Totals {
     let mut t = Totals::default();
-    for w in readings.windows(2) {
-        let ((a_ms, a_wh), (b_ms, b_wh)) = (w[0], w[1]);
-        let d = b_wh - a_wh;
-        let mid = a_ms + (b_ms - a_ms) / 2;
-        if d <= 0 || mid < from_ms || mid >= to_ms {
+    for (mid, d) in rises(readings) {
+        if mid < from_ms || mid >= to_ms {
             continue;
         }
         let Some(band) = tariff.band_at(mid, tz) else {
@@ -174,9 +219,10 @@ pub fn totals(
     }
     for b in &mut t.bands {
         // Integer money: sen, rounded half up once per band.
-        b.cost_sen = (b.wh * b.rate_sen_per_kwh + 500) / 1000;
-        t.wh += b.wh;
-        t.cost_sen += b.cost_sen;
+        let sen = (i128::from(b.wh) * i128::from(b.rate_sen_per_kwh) + 500) / 1000;
+        b.cost_sen = i64::try_from(sen).unwrap_or(i64::MAX);
+        t.wh = t.wh.saturating_add(b.wh);
+        t.cost_sen = t.cost_sen.saturating_add(b.cost_sen);
     }
     t
 }

@@ -19,9 +19,6 @@ use crate::modules::auth::service::People;
 
 /// A panel is online when its newest reading is this recent.
 const ONLINE_MS: i64 = 5 * 60_000;
-/// Readings this far either side of a period are read: an interval counts for the
-/// period its midpoint is in.
-const MARGIN_MS: i64 = 6 * 3_600_000;
 
 #[derive(Clone)]
 struct St {
@@ -39,7 +36,7 @@ async fn load(s: &St, from_ms: i64, to_ms: i64) -> Result<Vec<PanelReadings>, Ap
         .read(move |c| {
             let mut out = Vec::new();
             for (panel, last, power) in super::meters::panels(c)? {
-                let r = super::meters::readings(c, &panel, from_ms - MARGIN_MS, to_ms + MARGIN_MS)?;
+                let r = super::meters::readings(c, &panel, from_ms, to_ms)?;
                 out.push((panel, last, power, r));
             }
             Ok(out)
@@ -61,7 +58,8 @@ fn start_ms(d: jiff::civil::Date, tz: &jiff::tz::TimeZone) -> Result<i64, ApiErr
 }
 
 fn next(d: jiff::civil::Date) -> Result<jiff::civil::Date, ApiError> {
-    d.tomorrow().map_err(ApiError::internal)
+    d.tomorrow()
+        .map_err(|_| ApiError::bad_request("that date is out of range"))
 }
 
 /// Sums of `wh` and `cost_sen` over JSON rows.

@@ -46,14 +46,26 @@ fn a_day_by_band_checked_by_hand() {
 #[test]
 fn resets_days_and_weekend_bands() {
     let t = Tariff::default();
-    // A meter replaced at 12:00 (register back to 5): nothing invented.
+    // A meter replaced at 12:00 (register back to 5 kWh, and staying low): its own
+    // rises count once three readings agree, nothing is invented.
     let r = [
         (at(10, 0), 900_000),
         (at(11, 0), 910_000),
         (at(12, 0), 5_000),
         (at(13, 0), 8_000),
+        (at(14, 0), 9_000),
+        (at(15, 0), 12_000),
     ];
-    assert_eq!(totals(&r, at(0, 0), at(23, 59), &t, &tz()).wh, 13_000);
+    assert_eq!(
+        totals(&r, at(0, 0), at(23, 59), &t, &tz()).wh,
+        10_000 + 3_000 + 1_000 + 3_000
+    );
+    // One glitch reading of 0 between two real ones adds nothing.
+    let glitch = [(at(10, 0), 900_000), (at(10, 5), 0), (at(10, 10), 900_100)];
+    assert_eq!(totals(&glitch, at(0, 0), at(23, 59), &t, &tz()).wh, 100);
+    // A rise faster than 10 MW is not a panel's: dropped.
+    let jump = [(at(10, 0), 0), (at(10, 1), 1_000_000_000_000)];
+    assert_eq!(totals(&jump, at(0, 0), at(23, 59), &t, &tz()).wh, 0);
     // An interval across midnight counts for the day of its midpoint.
     let late = [(at(23, 0), 0), (at(23, 0) + 3 * 3_600_000, 3_000)];
     assert_eq!(

@@ -31,6 +31,11 @@ pub(super) const MIGRATION: Migration = Migration {
             received_ms INTEGER NOT NULL,
             PRIMARY KEY (panel, ts_ms)
           ) WITHOUT ROWID;
+          CREATE TABLE charging_panels (
+            panel TEXT PRIMARY KEY,
+            last_ms INTEGER NOT NULL,
+            power_w INTEGER
+          );
           CREATE TABLE charging_panel_dead_letters (
             received_ms INTEGER NOT NULL,
             topic TEXT NOT NULL,
@@ -70,6 +75,7 @@ pub fn classify(
     topic: &str,
     payload: &[u8],
     schema: &Validator,
+    now_ms: i64,
 ) -> Result<Reading, Dead> {
     let panel = panel_of(template, topic)
         .ok_or(("topic", "not a meter topic of the topic map".to_string()))?;
@@ -87,10 +93,14 @@ pub fn classify(
     }
     let ts_ms = match &v["ts"] {
         Value::Number(n) => {
-            let t = n.as_i64().unwrap_or(0);
+            // An integer, possibly written with a fraction (1764565200.0).
+            let t = n
+                .as_i64()
+                .or_else(|| n.as_f64().map(|f| f as i64))
+                .unwrap_or(0);
             // Seconds until the year 5138; milliseconds after.
             if t < 100_000_000_000 {
-                t * 1000
+                t.saturating_mul(1000)
             } else {
                 t
             }
@@ -101,6 +111,13 @@ pub fn classify(
             .as_millisecond(),
         _ => return Err(("schema", "ts".into())),
     };
+    // Not before 2000, not more than ten minutes ahead of the edge's clock.
+    if ts_ms < 946_684_800_000 || ts_ms > now_ms + 10 * 60_000 {
+        return Err((
+            "time",
+            format!("ts {ts_ms} ms is before 2000 or in the future"),
+        ));
+    }
     let num = |k: &str| v[k].as_f64();
     Ok(Reading {
         panel,
@@ -113,6 +130,56 @@ pub fn classify(
         frequency: num("frequency"),
         status: v["status"].as_str().map(String::from),
     })
+}
+
+static STORE_FAILED: crate::lograte::LogRate =
+    crate::lograte::LogRate::warn("charging.meter_store_failed", 10);
+
+/// Stores one classified message: the reading (once per panel and time) and the
+/// panel's newest state, or the dead letter.
+fn store_one(
+    c: &mut rusqlite::Connection,
+    r: Result<Reading, Dead>,
+    topic: &str,
+    payload: &[u8],
+    now: i64,
+) -> rusqlite::Result<()> {
+    let x = match r {
+        Ok(x) => x,
+        Err((reason, detail)) => {
+            c.execute(
+                "INSERT INTO charging_panel_dead_letters (received_ms, topic, reason, detail, payload)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![now, topic, reason, detail, payload],
+            )?;
+            return Ok(());
+        }
+    };
+    let tx = c.transaction()?;
+    tx.execute(
+        "INSERT OR IGNORE INTO charging_panel_readings (panel, ts_ms, energy_wh, power_w,
+           voltage, current, pf, frequency, status, received_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![
+            x.panel,
+            x.ts_ms,
+            x.energy_wh,
+            x.power_w,
+            x.voltage,
+            x.current,
+            x.pf,
+            x.frequency,
+            x.status,
+            now
+        ],
+    )?;
+    tx.execute(
+        "INSERT INTO charging_panels (panel, last_ms, power_w) VALUES (?1, ?2, ?3)
+         ON CONFLICT(panel) DO UPDATE SET last_ms = excluded.last_ms, power_w = excluded.power_w
+         WHERE excluded.last_ms >= charging_panels.last_ms",
+        params![x.panel, x.ts_ms, x.power_w],
+    )?;
+    tx.commit()
 }
 
 /// The meters' broker link: every message classified and stored (or dead-lettered),
@@ -136,7 +203,7 @@ pub(super) fn run(
             Ok(Some(Notification::Forward(fwd))) => {
                 let topic = String::from_utf8_lossy(&fwd.publish.topic).to_string();
                 let now = crate::util::now_ms();
-                let r = classify(&template, &topic, &fwd.publish.payload, &schema);
+                let r = classify(&template, &topic, &fwd.publish.payload, &schema, now);
                 let label = match &r {
                     Ok(_) => "reading",
                     Err((reason, _)) => reason,
@@ -144,22 +211,13 @@ pub(super) fn run(
                 api.metrics.panel_messages.with_label_values(&[label]).inc();
                 let payload =
                     fwd.publish.payload[..fwd.publish.payload.len().min(DEAD_KEEP)].to_vec();
-                let stored = api.store.write_blocking(move |c| match r {
-                    Ok(x) => c.execute(
-                        "INSERT OR IGNORE INTO charging_panel_readings (panel, ts_ms, energy_wh, power_w,
-                           voltage, current, pf, frequency, status, received_ms)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                        params![x.panel, x.ts_ms, x.energy_wh, x.power_w, x.voltage, x.current, x.pf,
-                                x.frequency, x.status, now],
-                    ),
-                    Err((reason, detail)) => c.execute(
-                        "INSERT INTO charging_panel_dead_letters (received_ms, topic, reason, detail, payload)
-                         VALUES (?1, ?2, ?3, ?4, ?5)",
-                        params![now, topic, reason, detail, payload],
-                    ),
-                });
+                let stored = api
+                    .store
+                    .write_blocking(move |c| store_one(c, r, &topic, &payload, now));
                 if let Err(e) = stored {
-                    tracing::error!(error = %e, "panel meter reading not stored");
+                    if STORE_FAILED.allow() {
+                        tracing::error!(error = %e, "panel meter reading not stored");
+                    }
                 }
                 backpressure.ingested(1);
             }
@@ -177,7 +235,10 @@ pub(super) fn run(
     }
 }
 
-/// (time, register Wh) of a panel's readings in `[from_ms, to_ms)`, in time order.
+/// (time, register Wh) of a panel from the last reading before `from_ms` to the first
+/// after `to_ms` (an interval across the edge of the period counts by its midpoint),
+/// the first reading of each minute in between, in time order: at most 1,442 a day,
+/// whatever the meter's rate.
 pub fn readings(
     c: &rusqlite::Connection,
     panel: &str,
@@ -185,8 +246,15 @@ pub fn readings(
     to_ms: i64,
 ) -> rusqlite::Result<Vec<(i64, i64)>> {
     let mut st = c.prepare_cached(
-        "SELECT ts_ms, energy_wh FROM charging_panel_readings
-         WHERE panel = ?1 AND ts_ms >= ?2 AND ts_ms < ?3 ORDER BY ts_ms LIMIT 200000",
+        "SELECT * FROM (SELECT ts_ms, energy_wh FROM charging_panel_readings
+                        WHERE panel = ?1 AND ts_ms < ?2 ORDER BY ts_ms DESC LIMIT 1)
+         UNION ALL
+         SELECT min(ts_ms), energy_wh FROM charging_panel_readings
+           WHERE panel = ?1 AND ts_ms >= ?2 AND ts_ms < ?3 GROUP BY ts_ms / 60000
+         UNION ALL
+         SELECT * FROM (SELECT ts_ms, energy_wh FROM charging_panel_readings
+                        WHERE panel = ?1 AND ts_ms >= ?3 ORDER BY ts_ms LIMIT 1)
+         ORDER BY 1",
     )?;
     let rows = st.query_map(params![panel, from_ms, to_ms], |r| {
         Ok((r.get(0)?, r.get(1)?))
@@ -197,9 +265,7 @@ pub fn readings(
 /// Every panel that ever reported: (panel, newest reading time, its power in W).
 pub fn panels(c: &rusqlite::Connection) -> rusqlite::Result<Vec<(String, i64, Option<i64>)>> {
     let mut st = c.prepare_cached(
-        "SELECT panel, ts_ms, power_w FROM charging_panel_readings r
-         WHERE ts_ms = (SELECT max(ts_ms) FROM charging_panel_readings WHERE panel = r.panel)
-         ORDER BY panel LIMIT 1000",
+        "SELECT panel, last_ms, power_w FROM charging_panels ORDER BY panel LIMIT 1000",
     )?;
     let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
     rows.collect()

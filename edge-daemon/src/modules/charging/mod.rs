@@ -6,6 +6,7 @@
 
 mod api;
 mod cli;
+mod commands_api;
 pub mod config;
 pub mod energy;
 mod energy_api;
@@ -17,6 +18,7 @@ pub mod planner;
 mod profiles;
 mod records;
 mod retention;
+mod samples;
 pub mod service;
 pub mod sessions;
 pub mod store;

@@ -140,31 +140,18 @@ proptest! {
 
 #[test]
 fn hostile_needs_plan_quickly_and_within_the_cap() {
+    let need = |charger: &str, need_wh, deadline_ms, max_w| Need {
+        charger: charger.into(),
+        connector: 1,
+        vehicle: None,
+        need_wh,
+        deadline_ms,
+        max_w,
+    };
     let needs = vec![
-        Need {
-            charger: "a".into(),
-            connector: 1,
-            vehicle: None,
-            need_wh: i64::MAX,
-            deadline_ms: i64::MAX,
-            max_w: i64::MAX,
-        },
-        Need {
-            charger: "b".into(),
-            connector: 1,
-            vehicle: None,
-            need_wh: 50_000,
-            deadline_ms: i64::MIN,
-            max_w: 1,
-        },
-        Need {
-            charger: "c".into(),
-            connector: 1,
-            vehicle: None,
-            need_wh: 50_000,
-            deadline_ms: T22 + 4 * H,
-            max_w: 50_000,
-        },
+        need("a", i64::MAX, i64::MAX, i64::MAX),
+        need("b", 50_000, i64::MIN, 1),
+        need("c", 50_000, T22 + 4 * H, 50_000),
     ];
     let t = std::time::Instant::now();
     let p = plan(&needs, T22, 100_000, SLOT);

@@ -65,9 +65,16 @@ impl PlanBoard {
         self.accepted.write().retain(|(c, _), _| c != charger);
     }
 
+    /// Forgets what every charger was sent.
+    pub fn forget_all(&self) {
+        self.sent.write().clear();
+        self.accepted.write().clear();
+    }
+
     /// Forgets connectors no longer in the plan (their transaction ended).
     fn keep_only(&self, planned: &[(String, i64)]) {
-        let keep = |k: &Connector| k.1 == 0 || planned.contains(k);
+        // Connector 0's profiles (keyed below zero) belong to the charger, not a plan.
+        let keep = |k: &Connector| k.1 <= 0 || planned.contains(k);
         self.sent.write().retain(|k, _| keep(k));
         self.accepted.write().retain(|k, _| keep(k));
     }
@@ -100,20 +107,16 @@ pub(super) async fn run(
             _ = cancel.cancelled() => return,
             _ = tick.tick() => {}
             ev = events.recv() => match ev {
-                Ok(Event::ChargerConnection { charger_id, online }) => {
-                    // A charger that (re)connects may have lost its profiles: send all.
-                    if online {
-                        api.board.forget(&charger_id);
-                    }
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    while events.try_recv().is_ok() {}
-                }
-                Ok(Event::ChargingSessionChanged { .. }) => {
+                Ok(Event::ChargerConnection { .. } | Event::ChargingSessionChanged { .. }) => {
                     // Let a burst of events settle into one plan.
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     while events.try_recv().is_ok() {}
                 }
-                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    // Events were missed (reconnects among them): send everything again.
+                    api.board.forget_all();
+                }
+                Ok(_) => continue,
                 Err(_) => return,
             },
         }

@@ -62,11 +62,16 @@ fn from_now(periods: &[(i64, i64)], now: i64) -> Vec<(i64, i64)> {
         .iter()
         .rposition(|(from, _)| *from <= now)
         .unwrap_or(0);
-    periods[first..]
+    let out: Vec<(i64, i64)> = periods[first..]
         .iter()
         .map(|(from, w)| ((*from).max(now), *w))
         .take(MAX_PERIODS)
-        .collect()
+        .collect();
+    // OCPP wants at least one period: a bus that needs nothing gets 0 W.
+    if out.is_empty() {
+        return vec![(now, 0)];
+    }
+    out
 }
 
 /// One profile to send: the connector (0: the charger), the transaction, how.
@@ -125,7 +130,7 @@ pub(super) async fn send(
     // timeout for each, at most three.
     let round = api.call_timeout() * 3 + Duration::from_secs(1);
     let rounds = jobs.into_iter().map(|(charger, list)| async move {
-        let _ = tokio::time::timeout(round, async {
+        let done = tokio::time::timeout(round, async {
             for job in list {
                 if !send_if_due(api, charger, job).await {
                     break;
@@ -133,6 +138,11 @@ pub(super) async fn send(
             }
         })
         .await;
+        if done.is_err() {
+            // A CALL may still be queued and taken later: what the edge thinks this
+            // charger has is unsure, so the next round sends it everything again.
+            api.board.forget(charger);
+        }
     });
     futures::future::join_all(rounds).await;
 }

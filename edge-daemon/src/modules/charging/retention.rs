@@ -1,6 +1,7 @@
-//! Keeps charging's local history bounded: meter samples older than
-//! `keep_samples_days` and alarms older than 90 days are deleted every hour (the cloud
-//! has the samples as a stream; sessions stay, they are small and the cloud's record).
+//! Keeps charging's local history bounded, every hour: charger meter samples older than
+//! `keep_samples_days` (the cloud has them as a stream), alarms older than 90 days, panel
+//! readings older than 400 days (the monthly summaries), all but the newest 10,000 panel
+//! dead letters. Sessions stay (small, and the cloud's record).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +32,17 @@ pub(super) async fn run(api: Arc<ChargingApi>, cancel: tokio_util::sync::Cancell
                 c.execute(
                     "DELETE FROM charging_alarms WHERE ts_ms < ?1",
                     params![alarms_before],
+                )?;
+                // Panel readings make the monthly summaries: kept 400 days. Dead letters: the
+                // newest 10,000.
+                c.execute(
+                    "DELETE FROM charging_panel_readings WHERE ts_ms < ?1",
+                    params![now - 400 * DAY_MS],
+                )?;
+                c.execute(
+                    "DELETE FROM charging_panel_dead_letters
+                     WHERE rowid <= (SELECT max(rowid) FROM charging_panel_dead_letters) - 10000",
+                    [],
                 )?;
                 Ok(n)
             })

@@ -284,6 +284,9 @@ impl ChargingApi {
             Some(o) => o.cancel.cancel(),
             None => self.metrics.connected.inc(),
         }
+        // A charger that (re)connects may have lost its profiles: the next round sends
+        // it everything again.
+        self.board.forget(charger);
         self.bus.publish(Event::ChargerConnection {
             charger_id: charger.to_string(),
             online: true,

@@ -20,13 +20,17 @@ pub struct Sample {
     pub unit: String,
 }
 
+#[cfg(test)]
+use super::samples::placeholder;
+pub use super::samples::{latest, meter_values};
+
 pub const ENERGY: &str = "Energy.Active.Import.Register";
 pub const POWER: &str = "Power.Active.Import";
 
 impl Sample {
     /// The energy register this reading is, if it is the one sessions count: the
     /// charger's output meter, all phases.
-    fn energy_wh(&self) -> Option<i64> {
+    pub(super) fn energy_wh(&self) -> Option<i64> {
         (self.measurand == ENERGY
             && self.phase.is_empty()
             && matches!(self.location.as_str(), "" | "Outlet"))
@@ -111,31 +115,24 @@ pub fn sessions(c: &Connection, since_ms: i64) -> rusqlite::Result<Vec<Session>>
     rows.collect()
 }
 
-/// The newest value of `measurand` in a transaction since `since_ms`.
-pub fn latest(
+/// The row a charger means by `tx`: the id the edge gave it, or the id it used for a
+/// transaction the edge never saw start.
+pub(super) fn find(
     c: &Connection,
     charger: &str,
     tx: i64,
-    measurand: &str,
-    since_ms: i64,
-) -> rusqlite::Result<Option<f64>> {
-    c.query_row(
-        "SELECT value FROM charging_meter_samples WHERE charger_id = ?1 AND transaction_id = ?2
-           AND measurand = ?3 AND ts_ms >= ?4 ORDER BY ts_ms DESC LIMIT 1",
-        params![charger, tx, measurand, since_ms],
-        |r| r.get(0),
-    )
-    .optional()
-}
-
-/// The row a charger means by `tx`: the id the edge gave it, or the id it used for a
-/// transaction the edge never saw start.
-fn find(c: &Connection, charger: &str, tx: i64) -> rusqlite::Result<Option<i64>> {
+    at_ms: i64,
+) -> rusqlite::Result<Option<i64>> {
+    // Only a transaction still running (or closed for want of its stop) that started
+    // before the readings (five minutes of clock skew allowed): chargers reuse the ids
+    // they invent offline.
     c.query_row(
         "SELECT id FROM charging_transactions WHERE charger_id = ?1
            AND ((id = ?2 AND origin = 'start') OR (origin = 'stop_only' AND charger_tx_id = ?2))
+           AND (stop_ms IS NULL OR stop_reason = 'NoStopReceived')
+           AND (start_ms IS NULL OR start_ms <= ?3 + 300000)
          ORDER BY stop_ms IS NULL DESC, origin = 'start' DESC, id DESC LIMIT 1",
-        params![charger, tx],
+        params![charger, tx, at_ms],
         |r| r.get(0),
     )
     .optional()
@@ -256,7 +253,7 @@ pub fn stop(c: &Transaction<'_>, s: &Stop<'_>, data: &[Sample]) -> rusqlite::Res
             c.execute(
                 "UPDATE charging_meter_samples SET transaction_id = ?3
                  WHERE charger_id = ?1 AND transaction_id = ?2",
-                params![s.charger, placeholder(s.charger_tx_id), id],
+                params![s.charger, super::samples::placeholder(s.charger_tx_id), id],
             )?;
             let first = first_register(c, s.charger, id)?;
             c.execute(
@@ -269,7 +266,7 @@ pub fn stop(c: &Transaction<'_>, s: &Stop<'_>, data: &[Sample]) -> rusqlite::Res
             id
         }
     };
-    record_samples(c, s.charger, None, Some(id), data)?;
+    super::samples::record_samples(c, s.charger, None, Some(id), data)?;
     c.execute(
         "UPDATE charging_transactions SET stop_ms = ?2, meter_stop_wh = ?3, stop_reason = ?4,
            id_tag = COALESCE(id_tag, ?5), vehicle_id = COALESCE(vehicle_id, ?6)
@@ -296,88 +293,6 @@ fn first_register(c: &Connection, charger: &str, tx: i64) -> rusqlite::Result<Op
         |r| Ok((r.get(0)?, r.get(1)?)),
     )
     .optional()
-}
-
-/// Stores MeterValues samples (a replayed sample is stored once). `charger_tx` is the
-/// transaction id the charger sent: samples of a transaction the edge does not know
-/// are kept under a [`placeholder`] until its stop arrives. Returns the edge's
-/// transaction (if it knows it) and how many samples were new.
-pub fn meter_values(
-    c: &Transaction<'_>,
-    charger: &str,
-    connector: i64,
-    charger_tx: Option<i64>,
-    samples: &[Sample],
-) -> rusqlite::Result<(Option<i64>, usize)> {
-    let tx = match charger_tx {
-        None => None,
-        Some(t) => Some(find(c, charger, t)?.unwrap_or(placeholder(t))),
-    };
-    let n = record_samples(c, charger, Some(connector), tx, samples)?;
-    Ok((tx.filter(|t| *t > 0), n))
-}
-
-/// Where samples of a transaction id the edge never gave wait: below every id the edge
-/// gives (positive) and distinct for every 32-bit id a charger may use, negative ones too.
-fn placeholder(charger_tx: i64) -> i64 {
-    charger_tx - (1 << 40)
-}
-
-/// Stores the samples not stored before and queues those for the cloud; returns how
-/// many were new. Without a connector, the transaction's.
-fn record_samples(
-    c: &Transaction<'_>,
-    charger: &str,
-    connector: Option<i64>,
-    tx: Option<i64>,
-    samples: &[Sample],
-) -> rusqlite::Result<usize> {
-    let connector = match (connector, tx) {
-        (Some(k), _) => k,
-        (None, Some(t)) => c
-            .query_row(
-                "SELECT connector_id FROM charging_transactions WHERE id = ?1",
-                params![t],
-                |r| r.get(0),
-            )
-            .optional()?
-            .unwrap_or(0),
-        (None, None) => 0,
-    };
-    let mut ins = c.prepare_cached(
-        "INSERT OR IGNORE INTO charging_meter_samples
-           (charger_id, connector_id, ts_ms, measurand, phase, context, value, unit, transaction_id,
-            location)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-    )?;
-    let mut new = Vec::new();
-    for s in samples {
-        let n = ins.execute(params![
-            charger,
-            connector,
-            s.ts_ms,
-            s.measurand,
-            s.phase,
-            s.context,
-            s.value,
-            s.unit,
-            tx,
-            s.location
-        ])?;
-        if n == 0 {
-            continue;
-        }
-        new.push(s);
-        if let (Some(t), Some(wh)) = (tx.filter(|t| *t > 0), s.energy_wh()) {
-            c.execute(
-                "UPDATE charging_transactions SET last_wh = ?2, last_ms = ?3
-                 WHERE id = ?1 AND charger_id = ?4 AND (last_ms IS NULL OR last_ms <= ?3)",
-                params![t, wh, s.ts_ms, charger],
-            )?;
-        }
-    }
-    super::records::stream(c, charger, connector, tx, &new)?;
-    Ok(new.len())
 }
 
 #[cfg(test)]

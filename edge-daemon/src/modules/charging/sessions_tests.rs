@@ -169,3 +169,33 @@ fn samples_of_an_unknown_transaction_wait_and_cannot_touch_another_chargers() {
         placeholder(i64::from(i32::MAX)) < 0 && placeholder(i64::from(i32::MIN)) < placeholder(-1)
     );
 }
+
+#[test]
+fn meter_values_under_a_reused_offline_id_wait_for_their_own_stop() {
+    let mut c = db();
+    // Offline transaction A under -1, stopped.
+    let a = stop_in(
+        &mut c,
+        &stop_of(-1, 2_000, 10_000),
+        &[energy(1_000, 1_000.0, "Transaction.Begin")],
+    );
+    // Transaction B reuses -1: its readings must not land on A.
+    {
+        let t = c.transaction().unwrap();
+        let (known, n) = meter_values(
+            &t,
+            "CP",
+            1,
+            Some(-1),
+            &[energy(50_000, 5_000.0, "Sample.Periodic")],
+        )
+        .unwrap();
+        t.commit().unwrap();
+        assert_eq!((known, n), (None, 1));
+    }
+    assert_eq!(session(&c, a).unwrap().unwrap().energy_wh, Some(1_000));
+    let b = stop_in(&mut c, &stop_of(-1, 9_000, 90_000), &[]);
+    assert_ne!(a, b);
+    // B starts at its own first reading: 5,000 -> 9,000.
+    assert_eq!(session(&c, b).unwrap().unwrap().energy_wh, Some(4_000));
+}

@@ -90,10 +90,22 @@ fn transaction_id(t: i64) -> Result<(), Refusal> {
     ))
 }
 
-/// A charger's time, but never more than ten minutes ahead of the edge's (a charger
-/// clock far in the future would otherwise pin "newest" readings for years).
+/// A charger's time as it sent it (so a retried message is recognised as the same).
 fn when(t: &OcppTimestamp) -> i64 {
-    ms(t).min(crate::util::now_ms() + 10 * 60_000)
+    ms(t)
+}
+
+/// A transaction's time more than ten minutes ahead of the edge's is refused: a charger
+/// clock far in the future would pin "newest" values for years. The charger should
+/// set its clock from the BootNotification or Heartbeat answer.
+fn not_ahead(t: &OcppTimestamp) -> Result<(), Refusal> {
+    if ms(t) <= crate::util::now_ms() + 10 * 60_000 {
+        return Ok(());
+    }
+    Err((
+        ErrorCode::PropertyConstraintViolation,
+        "timestamp is more than 10 minutes ahead of the central system's clock: set the clock from the Heartbeat answer".into(),
+    ))
 }
 
 /// Answers one CALL from `charger` (its id and how many connectors it has).
@@ -153,7 +165,11 @@ pub async fn call(
                 status: name(&s.status),
                 error_code: name(&s.error_code),
                 info: s.info.as_deref().map(String::from),
-                status_ms: s.timestamp.as_ref().map_or(now, when),
+                status_ms: s
+                    .timestamp
+                    .as_ref()
+                    .map_or(now, when)
+                    .min(now + 10 * 60_000),
             };
             core.store
                 .write(move |c| store::set_connector(c, &st))
@@ -170,12 +186,14 @@ pub async fn call(
             let s: t::StartTransactionRequest = typed(payload)?;
             connector(s.connector_id, connectors, false)?;
             register(s.meter_start)?;
+            not_ahead(&s.timestamp)?;
             start(core, id, s).await
         }
         "StopTransaction" => {
             let s: t::StopTransactionRequest = typed(payload)?;
             transaction_id(s.transaction_id)?;
             register(s.meter_stop)?;
+            not_ahead(&s.timestamp)?;
             stop(core, id, s).await
         }
         "MeterValues" => {

@@ -83,8 +83,11 @@ pub(super) fn samples(ts: &OcppTimestamp, values: &[t::common::SampledValueItem]
                 "kvar" => (raw * 1000.0, "var".to_string()),
                 _ => (raw, unit),
             };
-            // NaN-proof: only a finite value within a terawatt(-hour) is kept.
-            let in_range = value.is_finite() && value.abs() <= MAX_WH as f64;
+            // NaN-proof: only a finite value within a terawatt(-hour) is kept, and an
+            // energy register is never negative.
+            let register = measurand.starts_with("Energy") && measurand.ends_with("Register");
+            let in_range =
+                value.is_finite() && value.abs() <= MAX_WH as f64 && !(register && value < 0.0);
             if !in_range {
                 return None;
             }
