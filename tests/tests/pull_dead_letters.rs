@@ -57,7 +57,7 @@ async fn a_refused_pulled_change_is_set_aside_and_the_pull_moves_on() {
                     change: undecodable_change(),
                 },
                 ChangeIn {
-                    record_type: "charging_session".into(),
+                    record_type: "work_order".into(),
                     record_id: "cs-1".into(),
                     change: some_change(),
                 },
@@ -134,7 +134,7 @@ async fn a_refused_pulled_change_is_set_aside_and_the_pull_moves_on() {
     assert!(
         reasons
             .iter()
-            .any(|r| r.contains("charging_session") && r.contains("not known")),
+            .any(|r| r.contains("work_order") && r.contains("not known")),
         "{reasons:?}"
     );
     let metrics = http
