@@ -181,6 +181,39 @@ async fn an_outside_charge_point_runs_a_charging_day_and_its_energy_is_kept_exac
         "{s3}"
     );
 
+    // Every request a person sent is recorded with who sent it and how it ended; the
+    // one the schema refused never reached the charger, so it is not there.
+    let r = edge.get_json("/api/v1/charging/requests").await;
+    let done: Vec<(String, String, String)> = r["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            (
+                x["action"].as_str().unwrap().into(),
+                x["person"].as_str().unwrap().into(),
+                x["outcome"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let staff = STAFF_ID.to_string();
+    assert_eq!(
+        done,
+        vec![
+            (
+                "RemoteStopTransaction".into(),
+                staff.clone(),
+                "Accepted".into()
+            ),
+            (
+                "GetCompositeSchedule".into(),
+                staff.clone(),
+                "Accepted".into()
+            ),
+            ("SetChargingProfile".into(), staff, "Accepted".into()),
+        ],
+        "{r}"
+    );
     let c = edge.get_json("/api/v1/charging/chargers").await;
     let cp = &c["chargers"][0];
     assert_eq!(

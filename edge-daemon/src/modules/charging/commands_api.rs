@@ -2,14 +2,15 @@
 //! (RemoteStopTransaction, SetChargingProfile, ...) to a connected charger, checked
 //! against the official schema before it leaves, sent by a signed-in dispatcher or
 //! depot manager (what can lock a charger out, cut a charge or take away the edge's own
-//! profiles needs a depot manager), logged with the person who sent it.
+//! profiles needs a depot manager), recorded with the person who sent it and how it
+//! ended (`requests.rs`; listed at `/api/v1/charging/requests`).
 
 use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::Value;
 
@@ -97,12 +98,41 @@ async fn call(
         ));
     }
     tracing::info!(person = %who.id, charger = %id, action, "request sent to a charger");
-    let answer = s.api.call(&id, action, payload).await?;
+    let answer = s.api.call(&id, action, payload).await;
+    let outcome = match &answer {
+        Ok(a) => a["status"].as_str().unwrap_or("answered").to_string(),
+        Err(e) => e.to_string(),
+    };
+    let request = super::requests::Request {
+        ts_ms: crate::util::now_ms(),
+        person: who.id.clone(),
+        charger_id: id.clone(),
+        action: action.to_string(),
+        outcome,
+    };
+    s.api
+        .store
+        .write(move |c| super::requests::record(c, &request))
+        .await
+        .map_err(ApiError::internal)?;
+    let answer = answer?;
     if matches!(action, "ClearChargingProfile" | "SetChargingProfile") {
         // Its profiles may have changed: the next planning round sends the edge's again.
         s.api.board.forget(&id);
     }
     Ok(Json(answer))
+}
+
+/// The newest requests people sent to chargers, with who and how they ended.
+async fn requests(State(s): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    s.people.require(&headers, PEOPLE).await?;
+    let list = s
+        .api
+        .store
+        .read(|c| super::requests::newest(c, 200))
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(serde_json::json!({ "requests": list })))
 }
 
 pub(super) fn routes<S: Clone + Send + Sync + 'static>(
@@ -111,5 +141,6 @@ pub(super) fn routes<S: Clone + Send + Sync + 'static>(
 ) -> Router<S> {
     Router::new()
         .route("/api/v1/charging/chargers/{id}/ocpp/{action}", post(call))
+        .route("/api/v1/charging/requests", get(requests))
         .with_state(AppState { api, people })
 }

@@ -17,6 +17,7 @@ pub mod plan;
 pub mod planner;
 mod profiles;
 mod records;
+mod requests;
 mod retention;
 mod samples;
 pub mod service;

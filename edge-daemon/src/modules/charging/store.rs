@@ -91,6 +91,7 @@ pub(super) const MIGRATIONS: &[Migration] = &[
               ) WITHOUT ROWID;",
     },
     super::meters::MIGRATION,
+    super::requests::MIGRATION,
 ];
 
 /// A charger doing what it should not: drawing more than the profile it accepted.
