@@ -193,6 +193,7 @@ fn planning(n: usize) -> (f64, f64) {
             need_wh: 100_000 + (i % 50) * 3_000,
             deadline_ms: now + 6 * 3_600_000 + (i % 30) * 5 * 60_000,
             max_w: 150_000,
+            charger_max_w: 150_000,
         })
         .collect();
     let cap = 3_000_000;

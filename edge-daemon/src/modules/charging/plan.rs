@@ -2,8 +2,11 @@
 //! buses so each reaches the energy its next block needs by its pull-out. Time is cut
 //! into slots; in each slot the buses with the least slack (time left minus the time
 //! their remaining energy takes at full power) are served first, each up to what its
-//! connector can take. Watts are integers; a bus whose energy cannot be met in time is
+//! connector can take and what its charger has left (a charger's connectors share its
+//! power). Watts are integers; a bus whose energy cannot be met in time is
 //! reported with what it will have, so the board can say so hours before pull-out.
+
+use std::collections::HashMap;
 
 use serde::Serialize;
 
@@ -20,6 +23,9 @@ pub struct Need {
     pub deadline_ms: i64,
     /// Most the connector (and the bus) can take, W.
     pub max_w: i64,
+    /// Most the whole charger gives, W: its connectors share it (a lone bus may take
+    /// all of it).
+    pub charger_max_w: i64,
 }
 
 /// A connector's limits over time: `(from_ms, limit_w)`, each until the next.
@@ -105,23 +111,47 @@ pub fn plan(needs: &[Need], now_ms: i64, cap_w: i64, slot_ms: i64) -> Vec<Schedu
     let mut t = now_ms;
     while t < end && left.iter().any(|l| *l > 0) {
         let mut order: Vec<usize> = (0..needs.len()).filter(|i| left[*i] > 0).collect();
-        // Least slack first; ties by deadline, then input order (stable).
-        let slack = |i: usize| {
-            let full = left[i] * 3_600_000 / needs[i].max_w.max(1);
-            needs[i].deadline_ms.clamp(now_ms, far) - t - full
+        // Time to spare (ms) if the bus got the most it can ever get from `from` on: its
+        // connector, its charger, the site.
+        let spare = |i: usize, from: i64| {
+            let most = needs[i].max_w.min(needs[i].charger_max_w).min(cap_w).max(1);
+            needs[i].deadline_ms.clamp(now_ms, far) - from - left[i] * 3_600_000 / most
         };
-        order.sort_by_key(|i| (slack(*i), needs[*i].deadline_ms));
+        let dropped = cannot_all_make_it(&order, needs, &left, t, cap_w, far);
+        // Least slack first, reckoned at the slot's end (a bus that would be late if
+        // skipped now is served now); ties by deadline, then input order (stable). A bus
+        // that cannot make it even alone from now, or that the site's energy cannot
+        // cover beside the others (`cannot_all_make_it`), goes after those that still
+        // can: it must not starve a bus that would be ready.
+        order.sort_by_key(|i| {
+            (
+                spare(*i, t) < 0 || dropped.contains(i),
+                spare(*i, t + slot_ms),
+                needs[*i].deadline_ms,
+            )
+        });
         let mut cap = cap_w;
         let mut give = vec![0i64; needs.len()];
+        // What each charger has left to give in this slot.
+        let mut pool: HashMap<&str, i64> = HashMap::new();
+        for n in needs {
+            let p = pool
+                .entry(n.charger.as_str())
+                .or_insert(n.charger_max_w.max(0));
+            *p = (*p).min(n.charger_max_w.max(0));
+        }
         for i in order {
             // Not more than it still needs in this slot (rounded up to a whole watt).
             let want = ceil_div(left[i] * 3_600_000, slot_ms);
+            let charger = pool.entry(needs[i].charger.as_str()).or_insert(0);
             let w = want
                 .min(needs[i].max_w.clamp(0, cap_w.max(0)))
                 .min(cap)
+                .min(*charger)
                 .max(0);
             give[i] = w;
             cap -= w;
+            *charger -= w;
         }
         for (i, w) in give.iter().enumerate() {
             let s = &mut out[i];
@@ -154,6 +184,40 @@ pub fn plan(needs: &[Need], now_ms: i64, cap_w: i64, slot_ms: i64) -> Vec<Schedu
 /// a / b rounded up, for b > 0 and a >= 0 (i64::div_ceil is not stable yet).
 fn ceil_div(a: i64, b: i64) -> i64 {
     (a + b - 1) / b
+}
+
+/// The buses to give up on first when the site's energy cannot cover every need by its
+/// deadline: in deadline order, whenever what the buses so far need is more than the cap
+/// can give by the latest of their deadlines, the one needing the most is dropped
+/// (Moore and Hodgson's rule: as few buses late as possible).
+fn cannot_all_make_it(
+    order: &[usize],
+    needs: &[Need],
+    left: &[i64],
+    t: i64,
+    cap_w: i64,
+    far: i64,
+) -> Vec<usize> {
+    let mut by_deadline = order.to_vec();
+    by_deadline.sort_by_key(|i| needs[*i].deadline_ms);
+    let mut kept: Vec<usize> = Vec::new();
+    let mut dropped = Vec::new();
+    let mut wh: i128 = 0;
+    for i in by_deadline {
+        kept.push(i);
+        wh += i128::from(left[i]);
+        let room = i128::from(cap_w.max(0))
+            * i128::from((needs[i].deadline_ms.min(far).max(t) - t).max(0))
+            / 3_600_000;
+        if wh > room {
+            if let Some((k, _)) = kept.iter().enumerate().max_by_key(|(_, j)| left[**j]) {
+                let j = kept.remove(k);
+                wh -= i128::from(left[j]);
+                dropped.push(j);
+            }
+        }
+    }
+    dropped
 }
 
 /// The site's total planned draw at `ms`.

@@ -21,6 +21,8 @@ fn night() -> Vec<Need> {
             need_wh: 110_000 + (i * 5_000),
             deadline_ms: T22 + 6 * H + 30 * 60_000 + i * 8 * 60_000,
             max_w: 150_000,
+            // Each of a charger's two connectors takes 150 kW; the charger gives 300 kW.
+            charger_max_w: 300_000,
         })
         .collect()
 }
@@ -122,7 +124,7 @@ proptest! {
     ) {
         let needs: Vec<Need> = raw.iter().enumerate().map(|(i, (need, dl, max))| Need {
             charger: format!("c{i}"), connector: 1, vehicle: None,
-            need_wh: *need, deadline_ms: T22 + dl, max_w: *max,
+            need_wh: *need, deadline_ms: T22 + dl, max_w: *max, charger_max_w: *max * 3 / 2,
         }).collect();
         let p = plan(&needs, T22, cap, SLOT);
         let mut starts: Vec<i64> = p.iter().flat_map(|s| s.periods.iter().map(|x| x.0)).collect();
@@ -147,6 +149,7 @@ fn hostile_needs_plan_quickly_and_within_the_cap() {
         need_wh,
         deadline_ms,
         max_w,
+        charger_max_w: max_w,
     };
     let needs = vec![
         need("a", i64::MAX, i64::MAX, i64::MAX),
@@ -167,4 +170,68 @@ fn hostile_needs_plan_quickly_and_within_the_cap() {
         assert!(site_load_at(&p, t) <= 100_000);
     }
     assert!(p.iter().all(|s| s.periods.iter().all(|(_, w)| *w >= 0)));
+}
+
+#[test]
+fn connectors_share_their_chargers_power() {
+    // Two buses on one 150 kW charger, a third alone on another; plenty of site cap.
+    let need = |charger: &str, connector, need_wh| Need {
+        charger: charger.into(),
+        connector,
+        vehicle: None,
+        need_wh,
+        deadline_ms: T22 + 8 * H,
+        max_w: 150_000,
+        charger_max_w: 150_000,
+    };
+    let needs = vec![
+        need("A", 1, 400_000),
+        need("A", 2, 400_000),
+        need("B", 1, 400_000),
+    ];
+    let p = plan(&needs, T22, 1_000_000, SLOT);
+    // The pair never draws more than their charger gives; the lone bus gets all of its.
+    for t in (0..8).map(|h| T22 + h * H) {
+        assert!(p[0].limit_at(t) + p[1].limit_at(t) <= 150_000, "at {t}");
+    }
+    assert_eq!(p[2].limit_at(T22), 150_000);
+}
+
+#[test]
+fn a_bus_that_can_make_it_is_not_starved_by_one_that_cannot() {
+    // One 150 kW charger, two buses, a 100 kW site: B1 needs 52.5 kWh in 3 h (it can),
+    // B2 315 kWh in 3 h (with B1's share it cannot: 300 kWh is all there is).
+    let need = |connector, need_wh, deadline_ms| Need {
+        charger: "A".into(),
+        connector,
+        vehicle: None,
+        need_wh,
+        deadline_ms,
+        max_w: 150_000,
+        charger_max_w: 150_000,
+    };
+    let p = plan(
+        &[need(1, 52_500, T22 + 3 * H), need(2, 315_000, T22 + 3 * H)],
+        T22,
+        100_000,
+        SLOT,
+    );
+    assert!(!p[0].at_risk(), "{:?}", p[0]);
+    assert!(p[1].at_risk());
+    assert_eq!(p[0].planned_wh + p[1].planned_wh, 300_000);
+}
+
+#[test]
+fn the_process_tests_night_by_hand() {
+    let need = |connector, need_wh| Need {
+        charger: "A".into(),
+        connector,
+        vehicle: None,
+        need_wh,
+        deadline_ms: T22 + 3 * H,
+        max_w: 150_000,
+        charger_max_w: 150_000,
+    };
+    let p = plan(&[need(1, 52_500), need(2, 260_500)], T22, 100_000, SLOT);
+    assert!(!p[0].at_risk(), "{:?}", p[0]);
 }

@@ -166,7 +166,8 @@ pub(super) async fn replan(
         .iter()
         .filter(|s| s.stop_ms.is_none() && s.origin == "start" && api.online(&s.charger_id))
     {
-        let Some((_, max_w)) = chargers.get(&s.charger_id).copied() else {
+        // A connector may take the whole charger; the plan shares it between them.
+        let Some((max_w, _)) = chargers.get(&s.charger_id).copied() else {
             continue;
         };
         let vehicle = s.vehicle_id.clone();
@@ -199,6 +200,11 @@ pub(super) async fn replan(
             // An unknown bus: two hours at the connector's power, with no hurry.
             (None, None) => (max_w * 2, now + 12 * 3_600_000),
         };
+        // Never more than the battery has room for.
+        let need_wh = match battery_wh {
+            Some(b) => need_wh.min((b - have_wh).max(0)),
+            None => need_wh,
+        };
         needs.push(Need {
             charger: s.charger_id.clone(),
             connector: s.connector_id,
@@ -206,6 +212,7 @@ pub(super) async fn replan(
             need_wh,
             deadline_ms: deadline,
             max_w,
+            charger_max_w: max_w,
         });
         txs.push(s.transaction_id);
     }
