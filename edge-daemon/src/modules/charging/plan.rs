@@ -125,7 +125,7 @@ pub fn plan(needs: &[Need], now_ms: i64, cap_w: i64, slot_ms: i64) -> Vec<Schedu
         // can: it must not starve a bus that would be ready.
         order.sort_by_key(|i| {
             (
-                spare(*i, t) < 0 || dropped.contains(i),
+                spare(*i, t) < 0 || dropped[*i],
                 spare(*i, t + slot_ms),
                 needs[*i].deadline_ms,
             )
@@ -197,11 +197,12 @@ fn cannot_all_make_it(
     t: i64,
     cap_w: i64,
     far: i64,
-) -> Vec<usize> {
+) -> Vec<bool> {
     let mut by_deadline = order.to_vec();
     by_deadline.sort_by_key(|i| needs[*i].deadline_ms);
     let mut kept: Vec<usize> = Vec::new();
-    let mut dropped = Vec::new();
+    // Indexed by need: looked up in the sort's key, so no search per comparison.
+    let mut dropped = vec![false; needs.len()];
     let mut wh: i128 = 0;
     for i in by_deadline {
         kept.push(i);
@@ -213,7 +214,7 @@ fn cannot_all_make_it(
             if let Some((k, _)) = kept.iter().enumerate().max_by_key(|(_, j)| left[**j]) {
                 let j = kept.remove(k);
                 wh -= i128::from(left[j]);
-                dropped.push(j);
+                dropped[j] = true;
             }
         }
     }
