@@ -1,21 +1,16 @@
-//! The demo depot of `garasi-edge run --demo`: vehicles with fresh device credentials,
-//! a dispatcher and drivers with fresh secrets (printed once on the terminal, never
-//! logged), and today's and tomorrow's blocks.
+//! The demo depot of `garasi-edge demo`: vehicles with fresh device credentials, and a
+//! dispatcher and drivers with fresh secrets (printed once on the terminal, never
+//! logged). Its day is `demo_day.rs`, its chargers and panels `demo_charging.rs`.
 
 use anyhow::Context;
 
-use crate::modules::{auth, dispatch, fleet};
+use crate::modules::{auth, fleet};
 use crate::sim;
 use crate::store::Store;
 
-/// The demo's people and blocks: a dispatcher with a fresh random password and drivers
-/// with fresh PINs (printed once, on the terminal, never logged), and today's and
-/// tomorrow's blocks for half the buses.
-pub(super) async fn demo_dispatch(
-    store: &Store,
-    d: &dispatch::service::Dispatch,
-    buses: usize,
-) -> anyhow::Result<String> {
+/// The demo's people: a dispatcher with a fresh random password and drivers with fresh
+/// PINs (printed once, on the terminal, never logged).
+pub(super) async fn demo_people(store: &Store, buses: usize) -> anyhow::Result<String> {
     use rand::Rng;
     let password = format!("demo-{:016x}", rand::rng().random::<u64>());
     let drivers = (buses / 2).max(1);
@@ -56,66 +51,6 @@ pub(super) async fn demo_dispatch(
         Ok(())
     })
     .await??;
-    let now = crate::util::now_ms();
-    let mut blocks = Vec::new();
-    for day in 0..2 {
-        let date = d.date_at(now + day * 86_400_000);
-        let midnight = date
-            .parse::<jiff::civil::Date>()
-            .ok()
-            .and_then(|dt| dt.to_zoned(d.timezone()).ok())
-            .map(|z| z.timestamp().as_millisecond())
-            .unwrap_or(now);
-        for b in 0..drivers {
-            let start = midnight + (5 * 60 + (b as i64 % 12) * 15) * 60_000;
-            let trips: Vec<dispatch::plan::Trip> = (0..4)
-                .map(|k| {
-                    let s = start + 10 * 60_000 + k * 70 * 60_000;
-                    let fmt = |ms: i64| {
-                        let m = (ms - midnight) / 60_000;
-                        format!("{:02}:{:02}:00", m / 60, m % 60)
-                    };
-                    dispatch::plan::Trip {
-                        trip: format!("T{}-{}", b + 1, k + 1),
-                        route: format!("D{}", b % 3 + 1),
-                        headsign: None,
-                        start: fmt(s),
-                        end: fmt(s + 60 * 60_000),
-                        start_ms: s,
-                        end_ms: s + 60 * 60_000,
-                        from: if k % 2 == 0 {
-                            "Depot Gate"
-                        } else {
-                            "Terminal Kota"
-                        }
-                        .into(),
-                        to: if k % 2 == 0 {
-                            "Terminal Kota"
-                        } else {
-                            "Depot Gate"
-                        }
-                        .into(),
-                        km: 25.0 + (b % 4) as f64 * 8.0,
-                    }
-                })
-                .collect();
-            let end = trips.last().map_or(start, |t| t.end_ms) + 10 * 60_000;
-            blocks.push(dispatch::service::LocalBlock {
-                id: format!("{}-B{:02}", date.replace('-', ""), b + 1),
-                service_date: date.clone(),
-                block: format!("B{:02}", b + 1),
-                routes: format!("D{}", b % 3 + 1),
-                pull_out_ms: start,
-                pull_in_ms: end,
-                distance_km: trips.iter().map(|t| t.km).sum(),
-                vehicle_type: (b % 5 == 4).then(|| "18m".to_string()),
-                trips,
-            });
-        }
-    }
-    let store2 = store.clone();
-    tokio::task::spawn_blocking(move || dispatch::service::import_local_blocks(&store2, &blocks))
-        .await??;
     Ok(format!(
         "dispatcher / {password}; drivers d-001.. with PINs {} (badges BADGE0001..)",
         pins.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
@@ -159,4 +94,32 @@ pub(super) async fn demo_fleet(
         });
     }
     Ok(buses)
+}
+
+/// Where the demo's buses park and charge: 2 km north of the first route's start, 600 m
+/// from every route (so no bus on the road crosses the yard's 150 m geofence).
+pub(super) fn depot_point() -> (f64, f64) {
+    let shapes = sim::embedded_shapes();
+    let (lat, lon, _) = shapes.first().map_or((28.06, -82.41, 0.0), |s| s.at(0.0));
+    (lat + 0.02, lon)
+}
+
+/// The demo's configuration file in its data directory (written once, so it can be
+/// edited): the depot yard's geofence, where parked buses stand, and a site cap below
+/// what the plugged-in buses would draw at once, so smart charging has work to do.
+pub(super) fn demo_config(data_dir: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
+    let path = data_dir.join("demo.toml");
+    if !path.exists() {
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("cannot create {}", data_dir.display()))?;
+        let (lat, lon) = depot_point();
+        let text = format!(
+            "# The demo depot's settings (garasi-edge demo writes this once; edit freely).\n\
+             [dispatch]\ngeofence = \"{lat:.6},{lon:.6},150\"\n\n\
+             [modules.charging]\nsite_cap_kw = {}\n",
+            super::demo_charging::SITE_CAP_KW
+        );
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(path)
 }

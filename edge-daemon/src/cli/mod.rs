@@ -9,15 +9,15 @@ use std::time::Duration;
 
 use crate::config::{Settings, EXIT_CONFIG};
 use crate::modules::framework::{CliContext, StoreArgs};
-use crate::modules::{dispatch, fleet};
 use crate::node::{self, Node};
-use crate::sim;
 use crate::store::{self, DataDir, Store};
 use anyhow::Context;
 
 mod demo;
+mod demo_charging;
+mod demo_day;
+mod demo_run;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
-use demo::{demo_dispatch, demo_fleet};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -158,8 +158,19 @@ pub fn main() -> ExitCode {
             data_dir,
             buses,
             rate_hz,
-            settings,
-        } => return cmd_run(&data_dir, &settings, Some((buses, rate_hz))),
+            mut settings,
+        } => {
+            if settings.config.is_none() {
+                match demo::demo_config(&data_dir) {
+                    Ok(path) => settings.config = Some(path),
+                    Err(e) => {
+                        eprintln!("error: {e:#}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
+            return cmd_run(&data_dir, &settings, Some((buses, rate_hz)));
+        }
         Cmd::Enroll {
             data_dir,
             key_file,
@@ -290,32 +301,9 @@ async fn run(cfg: crate::config::Config, demo: Option<(usize, f64)>) -> anyhow::
     let sim_cancel = CancellationToken::new();
     let sim_tasks = TaskTracker::new();
     if let Some((n, rate_hz)) = demo {
-        let fleet = node
-            .services
-            .get::<fleet::service::FleetApi>()
-            .context("the demo needs the fleet module")?;
-        let buses = demo_fleet(&node.store, &fleet, n).await?;
-        let dispatch = node
-            .services
-            .get::<dispatch::service::Dispatch>()
-            .context("the demo needs the dispatch module")?;
-        let sign_ins = demo_dispatch(&node.store, &dispatch, n).await?;
-        sim::spawn(
-            buses,
-            sim::SimOptions {
-                mqtt: node.mqtt_addr,
-                rate_hz,
-                disconnect_chance: 0.002,
-                fault_chance: 0.001,
-            },
-            sim_cancel.clone(),
-            &sim_tasks,
-        );
-        println!(
-            "\n  Garasi demo depot is running: open http://{addr}/  (Ctrl-C to stop)\n  \
-             Dispatch board: http://{addr}/dispatch  sign in as {sign_ins}\n",
-            addr = node.http_addr
-        );
+        let banner =
+            demo_run::start_demo(&node, n, rate_hz, sim_cancel.clone(), &sim_tasks).await?;
+        println!("{banner}");
     }
     stop.cancelled().await;
     sim_cancel.cancel();

@@ -15,9 +15,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
 
+pub mod assets;
 mod client;
 pub mod config;
 mod guard;
+pub mod i18n;
 pub mod limits;
 pub mod tls;
 pub use client::ClientIp;
@@ -188,6 +190,7 @@ pub fn router(modules: Router, spec: Arc<str>, metrics: Arc<Metrics>, ready: Rea
             ready,
             openapi: spec,
         })
+        .merge(assets::routes())
         .merge(modules)
         .fallback(not_found)
         // A request body is never legitimately large here.

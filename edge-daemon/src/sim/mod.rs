@@ -1,7 +1,13 @@
 //! Fleet simulator: buses that publish telemetry over real MQTT connections with their
 //! own device credentials, moving along real route shapes (USF Bull Runner GTFS), with
 //! state of charge falling with distance, some parked and charging, occasional faults and
-//! abrupt disconnects (the broker then publishes their last will).
+//! abrupt disconnects (the broker then publishes their last will). A bus on a simulated
+//! charger (`charger.rs`) stays parked at the depot with the charger's state of charge
+//! until it leaves for its block; simulated panel meters are in `panel.rs`.
+
+pub mod charge_profile;
+pub mod charger;
+pub mod panel;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -120,6 +126,12 @@ pub struct SimOptions {
     pub disconnect_chance: f64,
     /// Chance per sample of raising a fault.
     pub fault_chance: f64,
+    /// Buses on simulated chargers: parked, with the charger's charge.
+    pub plugged: Option<charger::Plugged>,
+    /// Where parked buses stand (the depot yard); None: their route's start.
+    pub depot: Option<(f64, f64)>,
+    /// Buses that start parked (not charging) and stay until plugged or told to go.
+    pub parked: Vec<String>,
 }
 
 /// Starts one task per bus on `tracker`; they stop when `cancel` fires.
@@ -132,11 +144,40 @@ pub fn spawn(
     let shapes = embedded_shapes();
     for (i, bus) in buses.into_iter().enumerate() {
         let shape = shapes[i % shapes.len().max(1)].clone();
-        // Every fourth bus starts parked at the depot, charging.
-        let parked = i % 4 == 3;
+        // Every fourth bus starts parked at the depot, charging (unless the demo places
+        // buses itself).
+        let parked = if opts.plugged.is_some() {
+            opts.parked.contains(&bus.id)
+        } else {
+            i % 4 == 3
+        };
         let (opts, cancel) = (opts.clone(), cancel.clone());
         tracker.spawn(async move { run_bus(bus, shape, parked, i, opts, cancel).await });
     }
+}
+
+/// A bus on a simulated charger: parked, with the charger's charge; once its charger
+/// lets it go (its pull-out), off to its block.
+fn follow_charger(
+    opts: &SimOptions,
+    bus: &str,
+    parked: &mut bool,
+    was_plugged: &mut bool,
+    soc: &mut f64,
+) -> Option<charger::PlugState> {
+    let plug = opts
+        .plugged
+        .as_ref()
+        .and_then(|p| p.lock().get(bus).copied());
+    if let Some(p) = plug {
+        *parked = true;
+        *was_plugged = true;
+        *soc = p.soc_pct;
+    } else if *was_plugged {
+        *was_plugged = false;
+        *parked = false;
+    }
+    plug
 }
 
 async fn run_bus(
@@ -157,6 +198,7 @@ async fn run_bus(
     let mut fault_until: Option<u32> = None;
     let period = Duration::from_secs_f64(1.0 / opts.rate_hz.max(0.01));
     let mut tick: u32 = 0;
+    let mut was_plugged = false;
     'connection: while !cancel.is_cancelled() {
         let mut mo = MqttOptions::new(bus.id.clone(), opts.mqtt.ip().to_string(), opts.mqtt.port());
         mo.set_credentials(bus.id.clone(), bus.password.clone());
@@ -195,7 +237,12 @@ async fn run_bus(
             }
             tick = tick.wrapping_add(1);
             let dt_h = period.as_secs_f64() / 3600.0;
-            let (speed, power, charging) = if parked {
+            let plug = follow_charger(&opts, &bus.id, &mut parked, &mut was_plugged, &mut soc);
+            let (speed, power, charging) = if let Some(p) = plug {
+                (0.0, -p.watts, p.watts > 0.0)
+            } else if parked && opts.plugged.is_some() {
+                (0.0, 0.0, false)
+            } else if parked {
                 soc = (soc + 150.0 * dt_h / bus.battery_kwh * 100.0 * 20.0).min(100.0); // 150 kW, demo-accelerated
                 if soc >= 99.5 && rng.random_bool(0.01) {
                     parked = false;
@@ -208,7 +255,7 @@ async fn run_bus(
                 dist_km += km;
                 odo += km;
                 soc = (soc - km * 1.2 / bus.battery_kwh * 100.0).max(0.0);
-                if soc < 25.0 {
+                if soc < 25.0 && opts.plugged.is_none() {
                     parked = true;
                 }
                 (speed, 1.2 * speed * 1000.0, false)
@@ -216,7 +263,8 @@ async fn run_bus(
             temp +=
                 (if charging { 32.0 } else { 30.0 } - temp) * 0.05 + rng.random_range(-0.2..0.2);
             let (lat, lon, heading) = if parked {
-                shape.at(0.0)
+                opts.depot
+                    .map_or_else(|| shape.at(0.0), |(la, lo)| (la, lo, 0.0))
             } else {
                 shape.at(dist_km)
             };

@@ -183,7 +183,23 @@ impl Edge {
         Self::try_start_with(dir, extra, env, None)
     }
 
+    /// Starts `garasi-edge demo` (its own data, simulators and config) on free ports.
+    pub fn start_demo(dir: &Path, extra: &[&str]) -> Edge {
+        Self::try_start_cmd("demo", dir, extra, &[], None)
+            .unwrap_or_else(|log| panic!("demo did not become ready:\n{log}"))
+    }
+
     fn try_start_with(
+        dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        nofile: Option<usize>,
+    ) -> Result<Edge, String> {
+        Self::try_start_cmd("run", dir, extra, env, nofile)
+    }
+
+    fn try_start_cmd(
+        cmd: &str,
         dir: &Path,
         extra: &[&str],
         env: &[(&str, &str)],
@@ -196,7 +212,7 @@ impl Edge {
             ours
         });
         let child = Command::new(bin())
-            .args(["run", "--data-dir", dir.to_str().unwrap()])
+            .args([cmd, "--data-dir", dir.to_str().unwrap()])
             .args([
                 "--http-listen",
                 "127.0.0.1:0",

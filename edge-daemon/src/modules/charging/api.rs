@@ -97,9 +97,73 @@ async fn put_tag(
     ))
 }
 
+#[derive(Deserialize)]
+struct DateQuery {
+    date: Option<String>,
+}
+
+async fn load(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<DateQuery>,
+) -> Result<Json<Value>, ApiError> {
+    s.people.require(&headers, PEOPLE).await?;
+    Ok(Json(load_json(&s.api, q.date.as_deref()).await?))
+}
+
+/// The depot's zone (the tariff's) and a date there (today by default) as `[from, to)`.
+pub(super) fn day_bounds(
+    api: &ChargingApi,
+    date: Option<&str>,
+) -> Result<(jiff::tz::TimeZone, jiff::civil::Date, i64, i64), ApiError> {
+    let tz = jiff::tz::TimeZone::get(&api.cfg.tariff.timezone).map_err(ApiError::internal)?;
+    let date = match date {
+        Some(d) => d
+            .parse::<jiff::civil::Date>()
+            .map_err(|_| ApiError::bad_request("date is YYYY-MM-DD"))?,
+        None => jiff::Timestamp::now().to_zoned(tz.clone()).date(),
+    };
+    let start = |d: jiff::civil::Date| -> Result<i64, ApiError> {
+        Ok(d.to_zoned(tz.clone())
+            .map_err(|_| ApiError::bad_request("that date is out of range"))?
+            .timestamp()
+            .as_millisecond())
+    };
+    let next = date
+        .tomorrow()
+        .map_err(|_| ApiError::bad_request("that date is out of range"))?;
+    let (from, to) = (start(date)?, start(next)?);
+    Ok((tz, date, from, to))
+}
+
+/// The site load over a day (5-minute steps): drawn, planned ahead, and the cap.
+pub(super) async fn load_json(api: &ChargingApi, date: Option<&str>) -> Result<Value, ApiError> {
+    let (tz, date, from, to) = day_bounds(api, date)?;
+    let connectors: Vec<(String, i64)> = api
+        .connectors()
+        .await
+        .map_err(ApiError::internal)?
+        .into_iter()
+        .map(|k| (k.charger_id, k.connector_id))
+        .collect();
+    let plan = api.board.plan.read().clone();
+    let cap_w = api.cfg.site_cap_kw.map(|kw| (kw * 1000.0) as i64);
+    let now = crate::util::now_ms();
+    let series = api
+        .store
+        .read(move |c| super::load::day(c, &connectors, &plan, from, to, now, cap_w))
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(
+        json!({"date": date.to_string(), "timezone": tz.iana_name(), "step_ms": super::load::STEP_MS,
+              "series": series}),
+    )
+}
+
 pub(super) fn routes(api: Arc<ChargingApi>, people: Arc<People>) -> Router {
     Router::new()
         .route("/api/v1/charging/chargers", get(chargers))
+        .route("/api/v1/charging/load", get(load))
         .route("/api/v1/charging/sessions", get(sessions))
         .route("/api/v1/charging/tags/{tag}", put(put_tag))
         .merge(super::energy_api::routes(api.clone(), people.clone()))

@@ -30,9 +30,8 @@ struct St {
 /// readings over the period (with the margin).
 type PanelReadings = (String, i64, Option<i64>, Vec<(i64, i64)>);
 
-async fn load(s: &St, from_ms: i64, to_ms: i64) -> Result<Vec<PanelReadings>, ApiError> {
-    s.api
-        .store
+async fn load(api: &ChargingApi, from_ms: i64, to_ms: i64) -> Result<Vec<PanelReadings>, ApiError> {
+    api.store
         .read(move |c| {
             let mut out = Vec::new();
             for (panel, last, power) in super::meters::panels(c)? {
@@ -83,10 +82,15 @@ async fn day(
     Query(q): Query<DayQuery>,
 ) -> Result<Json<Value>, ApiError> {
     s.people.require(&headers, PEOPLE).await?;
-    let tariff = s.api.cfg.tariff.clone();
+    Ok(Json(day_json(&s.api, q.date.as_deref()).await?))
+}
+
+/// A day's energy and cost per panel and band (today in the tariff's zone by default).
+pub(super) async fn day_json(api: &ChargingApi, date: Option<&str>) -> Result<Value, ApiError> {
+    let tariff = api.cfg.tariff.clone();
     let tz = zone(&tariff)?;
     let now = crate::util::now_ms();
-    let date = match q.date.as_deref() {
+    let date = match date {
         Some(d) => d
             .parse::<jiff::civil::Date>()
             .map_err(|_| ApiError::bad_request("date is YYYY-MM-DD"))?,
@@ -96,7 +100,7 @@ async fn day(
             .date(),
     };
     let (from, to) = (start_ms(date, &tz)?, start_ms(next(date)?, &tz)?);
-    let panels: Vec<Value> = load(&s, from, to)
+    let panels: Vec<Value> = load(api, from, to)
         .await?
         .into_iter()
         .map(|(panel, last, power, r)| {
@@ -106,10 +110,10 @@ async fn day(
         })
         .collect();
     let (wh, sen) = sum(&panels);
-    Ok(Json(
+    Ok(
         json!({"date": date.to_string(), "timezone": tariff.timezone, "panels": panels,
-                   "wh": wh, "cost_sen": sen, "cost": rupiah(sen)}),
-    ))
+              "wh": wh, "cost_sen": sen, "cost": rupiah(sen)}),
+    )
 }
 
 #[derive(Deserialize)]
@@ -123,16 +127,21 @@ async fn month(
     Query(q): Query<MonthQuery>,
 ) -> Result<Json<Value>, ApiError> {
     s.people.require(&headers, PEOPLE).await?;
-    let first = format!("{}-01", q.month)
+    Ok(Json(month_json(&s.api, &q.month).await?))
+}
+
+/// A month's energy and cost day by day (`month` is YYYY-MM).
+pub(super) async fn month_json(api: &ChargingApi, month: &str) -> Result<Value, ApiError> {
+    let first = format!("{month}-01")
         .parse::<jiff::civil::Date>()
         .map_err(|_| ApiError::bad_request("month is YYYY-MM"))?;
-    let tariff = s.api.cfg.tariff.clone();
+    let tariff = api.cfg.tariff.clone();
     let tz = zone(&tariff)?;
     let (from, to) = (
         start_ms(first, &tz)?,
         start_ms(next(first.last_of_month())?, &tz)?,
     );
-    let all = load(&s, from, to).await?;
+    let all = load(api, from, to).await?;
     let mut days = Vec::new();
     let mut d = first;
     while d <= first.last_of_month() {
@@ -148,9 +157,7 @@ async fn month(
         d = next(d)?;
     }
     let (wh, sen) = sum(&days);
-    Ok(Json(
-        json!({"month": q.month, "days": days, "wh": wh, "cost_sen": sen, "cost": rupiah(sen)}),
-    ))
+    Ok(json!({"month": month, "days": days, "wh": wh, "cost_sen": sen, "cost": rupiah(sen)}))
 }
 
 pub(super) fn routes<S: Clone + Send + Sync + 'static>(

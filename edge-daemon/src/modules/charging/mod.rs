@@ -10,9 +10,11 @@ mod commands_api;
 pub mod config;
 pub mod energy;
 mod energy_api;
+mod load;
 pub mod meters;
 mod metrics;
 pub mod ocpp;
+mod pages;
 pub mod plan;
 pub mod planner;
 mod profiles;
@@ -130,8 +132,10 @@ impl Module for ChargingModule {
             ctx.services.clone(),
             ctx.cancel.clone(),
         ));
-        let routes =
-            api::routes(api.clone(), people).merge(ocpp::door::routes(api, ctx.shutdown.clone()));
+        pages::check().map_err(|e| err(&e))?;
+        let routes = api::routes(api.clone(), people.clone())
+            .merge(pages::routes(api.clone(), people))
+            .merge(ocpp::door::routes(api, ctx.shutdown.clone()));
         Ok(Started {
             routes: Some(routes),
         })

@@ -246,6 +246,19 @@ impl ChargingApi {
             .map(|p| p.clamp(0.0, 100.0))
     }
 
+    /// The power the charger last reported drawing in this transaction in the last 2
+    /// minutes, W (None: no recent reading, so the page shows no figure, not a 0).
+    pub async fn latest_power(&self, charger: &str, tx: i64) -> Option<f64> {
+        let c = charger.to_string();
+        let since = crate::util::now_ms() - 2 * 60_000;
+        self.store
+            .read(move |db| sessions::latest(db, &c, tx, sessions::POWER, since))
+            .await
+            .ok()
+            .flatten()
+            .filter(|w| w.is_finite())
+    }
+
     /// A charger refused a charging profile: alarmed (stored once) and counted.
     pub(super) async fn profile_rejected(
         &self,

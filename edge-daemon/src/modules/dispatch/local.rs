@@ -52,3 +52,36 @@ pub fn import_local_blocks(
         Ok(blocks.len())
     })
 }
+
+impl super::service::Dispatch {
+    /// Puts vehicles on blocks for an automatic source (the demo), which `by` names as
+    /// the assignment's author; `pairs` are (block record id, vehicle).
+    pub async fn assign_local(
+        &self,
+        date: &str,
+        pairs: Vec<(String, String)>,
+        by: &str,
+    ) -> Result<usize, crate::store::StoreCallError> {
+        use garasi_sync_protocol::record::FieldValue;
+        let edits: Vec<(String, Vec<(&'static str, FieldValue)>)> = pairs
+            .into_iter()
+            .map(|(block, vehicle)| {
+                let values = vec![
+                    ("vehicle", FieldValue::Text(vehicle)),
+                    ("assigned_by", FieldValue::Text(by.to_string())),
+                ];
+                (block, values)
+            })
+            .collect();
+        let (actor, date) = (self.actor.clone(), date.to_string());
+        self.store
+            .write(move |c| super::store::assign(c, &actor, &date, &edits))
+            .await
+    }
+
+    /// Records a pull-out an automatic source saw (the demo's buses already out when it
+    /// starts), as the depot geofence would have.
+    pub async fn record_pull_out(&self, vehicle: &str, ts_ms: i64) {
+        self.pull_event(vehicle, true, ts_ms).await;
+    }
+}

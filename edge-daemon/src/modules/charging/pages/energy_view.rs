@@ -1,0 +1,128 @@
+//! The Energy page's view: one row per panel meter (online or offline, kW now, today's
+//! kWh and cost in Rupiah, the split by tariff band), the day's totals, and the month's
+//! days as embedded JSON for the bar chart, with the month's total.
+
+use serde_json::{json, Value};
+
+use super::{hm, script_json, St};
+use crate::http::i18n::{Catalogue, Lang};
+use crate::http::ApiError;
+use crate::util::esc;
+
+/// Message keys this view uses (checked against the catalogue by the tests).
+pub(super) const KEYS: &[&str] = &[
+    "col_panel",
+    "col_status",
+    "col_kw_now",
+    "col_today_kwh",
+    "col_today_cost",
+    "col_bands",
+    "online",
+    "offline",
+    "total",
+    "no_panels",
+    "month_total",
+    "series_kwh",
+    "last_reading",
+    "never",
+];
+
+fn kwh(wh: i64) -> String {
+    format!("{:.1}", wh as f64 / 1000.0)
+}
+
+fn bands(v: &Value) -> String {
+    let empty = Vec::new();
+    v.as_array()
+        .unwrap_or(&empty)
+        .iter()
+        .map(|b| {
+            format!(
+                "<span class=\"band\">{}: {} kWh · {}</span>",
+                esc(b["band"].as_str().unwrap_or("?")),
+                kwh(b["wh"].as_i64().unwrap_or(0)),
+                esc(&super::super::energy::rupiah(
+                    b["cost_sen"].as_i64().unwrap_or(0)
+                ))
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("<br>")
+}
+
+pub(super) async fn render(
+    s: &St,
+    w: &Catalogue,
+    lang: Lang,
+    date: Option<&str>,
+    month: Option<&str>,
+) -> Result<String, ApiError> {
+    let api = &s.api;
+    let (tz, day, _, _) = super::super::api::day_bounds(api, date)?;
+    let today = super::super::energy_api::day_json(api, Some(&day.to_string())).await?;
+    let month = match month {
+        Some(m) => m.to_string(),
+        None => day.strftime("%Y-%m").to_string(),
+    };
+    let days = super::super::energy_api::month_json(api, &month).await?;
+    let t = |k: &str| esc(w.t(lang, k));
+    let mut out = format!(
+        "<table id=\"panels\"><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr></thead><tbody>",
+        t("col_panel"), t("col_status"), t("col_kw_now"), t("col_today_kwh"), t("col_today_cost"), t("col_bands")
+    );
+    let empty = Vec::new();
+    let panels = today["panels"].as_array().unwrap_or(&empty);
+    if panels.is_empty() {
+        out.push_str(&format!(
+            "<tr><td colspan=\"6\" class=\"muted\">{}</td></tr>",
+            t("no_panels")
+        ));
+    }
+    for p in panels {
+        let online = p["online"].as_bool() == Some(true);
+        let last = p["last_ms"].as_i64().filter(|ms| *ms > 0);
+        out.push_str(&format!(
+            "<tr data-panel=\"{id}\"><td><b>{id}</b></td><td><span class=\"pill {on}\">{ontext}</span><br><span class=\"muted\">{lastlabel} {last}</span></td>\
+<td class=\"num kw\">{kw}</td><td class=\"num kwh\">{kwh}</td><td class=\"num cost\">{cost}</td><td class=\"bands\">{bands}</td></tr>",
+            id = esc(p["panel"].as_str().unwrap_or("")),
+            on = if online { "online" } else { "offline" },
+            ontext = t(if online { "online" } else { "offline" }),
+            lastlabel = t("last_reading"),
+            last = last.map_or_else(|| t("never"), |ms| hm(ms, &tz, day)),
+            kw = p["power_w"].as_i64().map_or_else(|| "–".into(), |w| format!("{:.1}", w as f64 / 1000.0)),
+            kwh = kwh(p["wh"].as_i64().unwrap_or(0)),
+            cost = esc(p["cost"].as_str().unwrap_or("")),
+            bands = bands(&p["bands"]),
+        ));
+    }
+    out.push_str(&format!(
+        "</tbody><tfoot><tr><th>{}</th><th></th><th></th><th class=\"num\" id=\"total-kwh\">{}</th><th class=\"num\" id=\"total-cost\">{}</th><th></th></tr></tfoot></table>",
+        t("total"), kwh(today["wh"].as_i64().unwrap_or(0)), esc(today["cost"].as_str().unwrap_or(""))
+    ));
+    out.push_str(&format!(
+        "<p id=\"month-total\"><b>{}</b> ({}): {} kWh · {}</p>",
+        t("month_total"),
+        esc(&month),
+        kwh(days["wh"].as_i64().unwrap_or(0)),
+        esc(days["cost"].as_str().unwrap_or(""))
+    ));
+    let mut ts = Vec::new();
+    let mut values = Vec::new();
+    for d in days["days"].as_array().unwrap_or(&empty) {
+        let start = d["date"]
+            .as_str()
+            .and_then(|x| x.parse::<jiff::civil::Date>().ok())
+            .and_then(|x| x.to_zoned(tz.clone()).ok())
+            .map(|z| z.timestamp().as_millisecond());
+        if let Some(ms) = start {
+            ts.push(ms);
+            values.push(d["wh"].as_i64().unwrap_or(0) as f64 / 1000.0);
+        }
+    }
+    let data = json!({"kind": "month", "t": ts, "kwh": values, "labels": {"kwh": w.t(lang, "series_kwh")}});
+    out.push_str(&format!(
+        "<script type=\"application/json\" id=\"chart-data\">{}</script>",
+        script_json(&data)
+    ));
+    Ok(out)
+}
