@@ -16,5 +16,6 @@ pub mod record;
 pub mod records;
 pub mod rules;
 pub mod streams;
+pub mod tariff;
 pub mod text;
 pub mod wire;

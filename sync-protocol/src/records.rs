@@ -22,6 +22,14 @@ pub const STOP: &str = "stop";
 pub const SHAPE: &str = "shape";
 /// A driver's TODS run on one service day: its events (pieces on blocks, reliefs).
 pub const RUN: &str = "run";
+/// An OCPP charge point at a depot (id = its charge box id): `connectors` and
+/// `max_power_w` (integers), `disabled`. Its password is a `device` of kind `charger`.
+pub const CHARGER: &str = "charger";
+/// The depot's electricity tariff (one record, id [`TARIFF_ID`]): field `tariff_json`,
+/// a [`crate::tariff::Tariff`] as JSON.
+pub const TARIFF: &str = "tariff";
+/// The id of a depot's one tariff record.
+pub const TARIFF_ID: &str = "tariff";
 
 /// Every operational record type: the only types a depot may push.
 pub const OPERATIONAL: &[&str] = &[
@@ -33,7 +41,9 @@ pub const OPERATIONAL: &[&str] = &[
     CHARGING_SESSION,
 ];
 /// Every master record type.
-pub const MASTER: &[&str] = &[VEHICLE, DEVICE, PERSON, BLOCK, STOP, SHAPE, RUN];
+pub const MASTER: &[&str] = &[
+    VEHICLE, DEVICE, PERSON, BLOCK, STOP, SHAPE, RUN, CHARGER, TARIFF,
+];
 
 /// Field rules of the `vehicle` master record that the cloud's API and the depot's
 /// registry both apply (one definition, so they cannot drift apart).
@@ -44,6 +54,18 @@ pub mod vehicle {
     /// Energy use per km: above 0 and below [`MAX_KWH_PER_KM`] (NaN is refused).
     pub fn valid_kwh_per_km(k: f64) -> bool {
         k > 0.0 && k < MAX_KWH_PER_KM
+    }
+}
+
+/// Field rules of the `charger` master record (the cloud's API and the depot both apply).
+pub mod charger {
+    /// Connectors a charge point may have.
+    pub const CONNECTORS: std::ops::RangeInclusive<i64> = 1..=16;
+    /// Power of a whole charge point, W (1 kW to 1 MW).
+    pub const MAX_POWER_W: std::ops::RangeInclusive<i64> = 1_000..=1_000_000;
+
+    pub fn valid(connectors: i64, max_power_w: i64) -> bool {
+        CONNECTORS.contains(&connectors) && MAX_POWER_W.contains(&max_power_w)
     }
 }
 

@@ -178,9 +178,10 @@ async fn create_device<S: CloudStore>(
 ) -> Result<Response, ApiError> {
     let Json(d) =
         body.map_err(|e| ApiError::bad_request(format!("invalid device: {}", e.body_text())))?;
-    if !valid_id(&d.id) || d.kind != "vehicle" {
+    // A bus, an OCPP charge point (its Basic-auth password) or a panel meter.
+    if !valid_id(&d.id) || !["vehicle", "charger", "meter"].contains(&d.kind.as_str()) {
         return Err(ApiError::bad_request(
-            "a device needs an id of 1-64 letters, digits, '-' or '_' and kind \"vehicle\"",
+            "a device needs an id of 1-64 letters, digits, '-' or '_' and a kind: \"vehicle\", \"charger\" or \"meter\"",
         ));
     }
     KnownDepot::check(&*s.store, &depot).await?;

@@ -1,7 +1,7 @@
 //! The cloud's HTTP API, one file per area around one router: `sync` (enrolment, push,
 //! pull: depots), `records` (any depot record, quarantine: admin), `master` (depots,
-//! vehicles, devices: admin), `planning` (timetables, plans, people, a depot's day:
-//! admin), `credentials` (rotating and revoking depot, device and admin credentials:
+//! vehicles, devices: admin), `master_charging` (chargers, the tariff: admin),
+//! `planning` (timetables, plans, people, a depot's day: admin), `credentials` (rotating and revoking depot, device and admin credentials:
 //! admin), `ops` (health, metrics, telemetry). `auth` holds the extractors that
 //! authenticate a request (`Admin`, `Depot`, `KnownDepot`); `error` the one error type;
 //! `body` what a request body may be before a handler reads it; `limits` the settings.
@@ -14,6 +14,7 @@ mod credentials;
 mod error;
 mod limits;
 mod master;
+mod master_charging;
 mod ops;
 mod planning;
 mod records;
@@ -131,6 +132,7 @@ pub fn router<S: CloudStore + 'static>(state: AppState<S>) -> Router {
         .merge(ops::routes::<S>())
         .merge(records::routes::<S>())
         .merge(master::routes::<S>())
+        .merge(master_charging::routes::<S>())
         .merge(credentials::routes::<S>())
         .merge(planning::routes::<S>())
         .merge(sync::routes::<S>())

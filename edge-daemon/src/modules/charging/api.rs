@@ -112,11 +112,11 @@ async fn load(
 }
 
 /// The depot's zone (the tariff's) and a date there (today by default) as `[from, to)`.
-pub(super) fn day_bounds(
+pub(super) async fn day_bounds(
     api: &ChargingApi,
     date: Option<&str>,
 ) -> Result<(jiff::tz::TimeZone, jiff::civil::Date, i64, i64), ApiError> {
-    let tz = jiff::tz::TimeZone::get(&api.cfg.tariff.timezone).map_err(ApiError::internal)?;
+    let tz = jiff::tz::TimeZone::get(&api.tariff().await.timezone).map_err(ApiError::internal)?;
     let date = match date {
         Some(d) => d
             .parse::<jiff::civil::Date>()
@@ -138,7 +138,7 @@ pub(super) fn day_bounds(
 
 /// The site load over a day (5-minute steps): drawn, planned ahead, and the cap.
 pub(super) async fn load_json(api: &ChargingApi, date: Option<&str>) -> Result<Value, ApiError> {
-    let (tz, date, from, to) = day_bounds(api, date)?;
+    let (tz, date, from, to) = day_bounds(api, date).await?;
     let connectors: Vec<(String, i64)> = api
         .connectors()
         .await

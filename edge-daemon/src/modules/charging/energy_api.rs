@@ -87,7 +87,7 @@ async fn day(
 
 /// A day's energy and cost per panel and band (today in the tariff's zone by default).
 pub(super) async fn day_json(api: &ChargingApi, date: Option<&str>) -> Result<Value, ApiError> {
-    let tariff = api.cfg.tariff.clone();
+    let tariff = api.tariff().await;
     let tz = zone(&tariff)?;
     let now = crate::util::now_ms();
     let date = match date {
@@ -135,7 +135,7 @@ pub(super) async fn month_json(api: &ChargingApi, month: &str) -> Result<Value, 
     let first = format!("{month}-01")
         .parse::<jiff::civil::Date>()
         .map_err(|_| ApiError::bad_request("month is YYYY-MM"))?;
-    let tariff = api.cfg.tariff.clone();
+    let tariff = api.tariff().await;
     let tz = zone(&tariff)?;
     let (from, to) = (
         start_ms(first, &tz)?,

@@ -93,6 +93,7 @@ fn resets_days_and_weekend_bands() {
             to_hour: 24,
             rate_sen_per_kwh: 1,
         }],
+        holidays: vec![],
     };
     assert_eq!(gap.problems().len(), 1, "{:?}", gap.problems());
     assert!(gap.problems()[0].contains("weekdays"));
@@ -103,5 +104,10 @@ fn resets_days_and_weekend_bands() {
         to_hour: 6,
         rate_sen_per_kwh: 1,
     };
-    assert!(wrap.covers(false, 23) && wrap.covers(true, 3) && !wrap.covers(false, 12));
+    use garasi_sync_protocol::tariff::DayType;
+    assert!(
+        wrap.covers(DayType::Weekday, 23)
+            && wrap.covers(DayType::Weekend, 3)
+            && !wrap.covers(DayType::Weekday, 12)
+    );
 }

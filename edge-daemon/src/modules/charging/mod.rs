@@ -11,6 +11,7 @@ pub mod config;
 pub mod energy;
 mod energy_api;
 mod load;
+mod master;
 pub mod meters;
 mod metrics;
 pub mod ocpp;
@@ -103,6 +104,14 @@ impl Module for ChargingModule {
                         records::apply(t, &actor, id, changes)
                     },
                 ),
+            );
+            appliers.register(
+                garasi_sync_protocol::records::CHARGER,
+                Arc::new(master::apply_charger),
+            );
+            appliers.register(
+                garasi_sync_protocol::records::TARIFF,
+                Arc::new(master::apply_tariff),
             );
         }
         ctx.services.provide(Arc::new(

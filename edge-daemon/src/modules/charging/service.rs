@@ -72,10 +72,12 @@ pub fn add_charger(
     if !valid_id(id) {
         return Err(AddChargerError::BadId(id.chars().take(64).collect()));
     }
-    if !(1..=16).contains(&connectors) {
+    // The same rules as the cloud's charger records.
+    use garasi_sync_protocol::records::charger::{CONNECTORS, MAX_POWER_W};
+    if !CONNECTORS.contains(&connectors) {
         return Err(AddChargerError::BadConnectors);
     }
-    if !(1_000..=1_000_000).contains(&max_w) {
+    if !MAX_POWER_W.contains(&max_w) {
         return Err(AddChargerError::BadPower);
     }
     if store.read_blocking(|c| store::charger(c, id))?.is_some() {
@@ -244,6 +246,18 @@ impl ChargingApi {
             .flatten()
             .filter(|p| p.is_finite())
             .map(|p| p.clamp(0.0, 100.0))
+    }
+
+    /// The tariff in force: the cloud's once one has arrived, else the config file's.
+    pub async fn tariff(&self) -> super::energy::Tariff {
+        match self.store.read(super::master::cloud_tariff).await {
+            Ok(Some(t)) => t,
+            Ok(None) => self.cfg.tariff.clone(),
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the cloud's tariff failed; using the config's");
+                self.cfg.tariff.clone()
+            }
+        }
     }
 
     /// The power the charger last reported drawing in this transaction in the last 2

@@ -105,7 +105,7 @@ pub(super) async fn render(
 ) -> Result<String, ApiError> {
     let api = &s.api;
     let now = crate::util::now_ms();
-    let (tz, day, _, _) = super::super::api::day_bounds(api, date)?;
+    let (tz, day, _, _) = super::super::api::day_bounds(api, date).await?;
     let chargers = api.chargers().await.map_err(ApiError::internal)?;
     let connectors = api.connectors().await.map_err(ApiError::internal)?;
     let open: Vec<_> = api

@@ -58,7 +58,7 @@ pub(super) async fn render(
     month: Option<&str>,
 ) -> Result<String, ApiError> {
     let api = &s.api;
-    let (tz, day, _, _) = super::super::api::day_bounds(api, date)?;
+    let (tz, day, _, _) = super::super::api::day_bounds(api, date).await?;
     let today = super::super::energy_api::day_json(api, Some(&day.to_string())).await?;
     let month = match month {
         Some(m) => m.to_string(),

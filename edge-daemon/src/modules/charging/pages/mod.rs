@@ -134,7 +134,10 @@ async fn whole(s: &St, headers: &HeaderMap, q: &PageQuery, page: &str, view: Vie
         .replace("{{LANG}}", lang.code())
         .replace("{{TITLE}}", &crate::util::esc(title))
         .replace("{{PAGE}}", page)
-        .replace("{{ZONE}}", &crate::util::esc(&s.api.cfg.tariff.timezone))
+        .replace(
+            "{{ZONE}}",
+            &crate::util::esc(&s.api.tariff().await.timezone),
+        )
         .replace("{{ON_ID}}", on(Lang::Id))
         .replace("{{ON_EN}}", on(Lang::En))
         .replace("{{BODY}}", &body);
