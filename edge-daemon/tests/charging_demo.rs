@@ -78,14 +78,39 @@ fn at_risk(plan: &[Value]) -> Vec<String> {
         .collect()
 }
 
-async fn the_demo_day(edge: &Edge, t: &str) {
-    // Six chargers online and twelve buses charging under a plan; once the buses'
-    // charge has arrived (telemetry at once, the chargers' SoC within 10 s; until then
-    // the planner counts an unknown battery as empty), only the first to leave, nearly
+/// What `garasi-edge demo --buses N` places: N/2 blocks, a fifth of them (at least
+/// one) already out, the rest with their buses plugged in two to a charger, the first
+/// of those at risk.
+struct DemoShape {
+    blocks: usize,
+    past: usize,
+    plugged: usize,
+    chargers: usize,
+    risky: String,
+}
+
+fn shape(buses: usize) -> DemoShape {
+    let blocks = buses / 2;
+    let past = (blocks / 5).max(1);
+    let plugged = blocks - past;
+    DemoShape {
+        blocks,
+        past,
+        plugged,
+        chargers: plugged.div_ceil(2),
+        risky: format!("bus-{:03}", past + 1),
+    }
+}
+
+async fn the_demo_day(edge: &Edge, t: &str, buses: usize) {
+    let want = shape(buses);
+    // The chargers online and the buses charging under a plan; once the buses' charge
+    // has arrived (telemetry at once, the chargers' SoC within 10 s; until then the
+    // planner counts an unknown battery as empty), only the first to leave, nearly
     // empty for a long block, is at risk.
     let last = parking_lot::Mutex::new(Value::Null);
     let ready = eventually(Duration::from_secs(90), || {
-        let last = &last;
+        let (last, want) = (&last, &want);
         async move {
             let v = get(edge, t, "/api/v1/charging/chargers").await;
             *last.lock() = v.clone();
@@ -95,14 +120,25 @@ async fn the_demo_day(edge: &Edge, t: &str) {
                 .filter(|c| c["online"] == true)
                 .count();
             let plan = v["plan"].as_array()?;
-            (online == 6 && plan.len() == 12 && at_risk(plan) == ["bus-004"]).then_some(v)
+            (online == want.chargers
+                && plan.len() == want.plugged
+                && at_risk(plan) == [want.risky.clone()])
+            .then_some(v)
         }
     })
     .await;
     let ready = ready.unwrap_or_else(|| {
+        let v = last.lock().clone();
+        let online: Vec<&Value> = v["chargers"].as_array().unwrap().iter().filter(|c| c["online"] == true).map(|c| &c["charger"]["id"]).collect();
+        let plan = v["plan"].as_array().cloned().unwrap_or_default();
+        let planned: Vec<(&Value, &Value, &Value, &Value)> =
+            plan.iter().map(|p| (&p["vehicle"], &p["need_wh"], &p["ready_ms"], &p["deadline_ms"])).collect();
         panic!(
-            "6 chargers online, 12 buses planned, bus-004 alone at risk: {}",
-            last.lock()
+            "want {} chargers online, {} buses planned, {} alone at risk; online {online:?}, planned {planned:?}, at risk {:?}",
+            want.chargers,
+            want.plugged,
+            want.risky,
+            at_risk(&plan)
         )
     });
     assert_eq!(ready["site_cap_w"], 400_000);
@@ -119,14 +155,17 @@ async fn the_demo_day(edge: &Edge, t: &str) {
         })
         .sum();
     assert!(
-        (300_000..=400_000).contains(&planned_now),
+        (250_000..=400_000).contains(&planned_now),
         "the cap is shared out: {planned_now} W"
     );
     // The board: buses out on the blocks that already left, the at-risk block flagged.
     let all = blocks(edge, t).await;
-    assert_eq!(all.len(), 15, "15 blocks around now");
+    assert_eq!(all.len(), want.blocks, "the blocks around now, no others");
     let out = all.iter().filter(|b| b["state"] == "pulled_out").count();
-    assert_eq!(out, 3, "three blocks pulled out before the demo started");
+    assert_eq!(
+        out, want.past,
+        "the blocks pulled out before the demo started"
+    );
     let flagged: Vec<&Value> = all
         .iter()
         .filter(|b| {
@@ -140,16 +179,17 @@ async fn the_demo_day(edge: &Edge, t: &str) {
     assert!(
         flagged
             .iter()
-            .any(|b| b["assignment"]["vehicle"] == "bus-004"),
-        "bus-004's block is a conflict on the board: {flagged:?}"
+            .any(|b| b["assignment"]["vehicle"] == want.risky.as_str()),
+        "{}'s block is a conflict on the board: {flagged:?}",
+        want.risky
     );
     let upcoming = all
         .iter()
         .filter(|b| b["pull_out_ms"].as_i64().unwrap() > now_ms())
         .count();
     assert_eq!(
-        upcoming, 12,
-        "twelve blocks still to pull out, whatever the hour"
+        upcoming, want.plugged,
+        "the blocks still to pull out, whatever the hour"
     );
 }
 
@@ -167,7 +207,38 @@ async fn the_cap_holds_and_panels_report(edge: &Edge, t: &str) {
         over.is_empty(),
         "the simulated chargers keep to their profiles: {over:?}"
     );
+    // A live cap: the workshop panel's load comes off the site's 400 kW, and the plan
+    // in force shares out no more than what is left.
+    let cap = &v["cap"];
+    let other = cap["other_w"].as_i64().unwrap();
+    assert!(
+        other > 0 && cap["stale"].as_array().unwrap().is_empty(),
+        "{cap}"
+    );
+    assert_eq!(
+        cap["charging_w"].as_i64().unwrap(),
+        400_000 - other,
+        "{cap}"
+    );
+    let now = now_ms();
+    let planned: i64 = v["plan"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let p = s["periods"].as_array().unwrap();
+            p.iter()
+                .take_while(|x| x[0].as_i64().unwrap() <= now)
+                .last()
+                .map_or(0, |x| x[1].as_i64().unwrap())
+        })
+        .sum();
+    assert!(
+        planned <= 400_000 - other,
+        "{planned} W planned under {cap}"
+    );
     let load = get(edge, t, "/api/v1/charging/load").await;
+    assert_eq!(load["series"]["cap_w"].as_i64(), Some(400_000 - other));
     let actual: Vec<i64> = load["series"]["actual_w"]
         .as_array()
         .unwrap()
@@ -180,7 +251,23 @@ async fn the_cap_holds_and_panels_report(edge: &Edge, t: &str) {
         peak <= 400_000,
         "the site never draws over its cap: {actual:?}"
     );
-    assert!(peak >= 200_000, "the buses use the cap: {actual:?}");
+    // What the chargers draw now (each connector's newest reading, from the store):
+    // most of the cap is in use (the chart's step under way also counts the minutes
+    // before the first reading, so it is lower).
+    let db = open_db(&edge.dir);
+    let drawing: f64 = db
+        .query_row(
+            "SELECT coalesce(sum(value), 0) FROM (SELECT value, row_number() OVER
+               (PARTITION BY charger_id, connector_id ORDER BY ts_ms DESC) AS n
+               FROM charging_meter_samples WHERE measurand = 'Power.Active.Import') WHERE n = 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(
+        (250_000.0..=400_000.0).contains(&drawing),
+        "the buses use the cap, never more: {drawing} W"
+    );
     let energy = eventually(Duration::from_secs(30), || async {
         let e = get(edge, t, "/api/v1/charging/energy").await;
         let panels = e["panels"].as_array()?;
@@ -216,12 +303,15 @@ async fn sign_in(d: &WebDriver, edge: &Edge) {
     type_into(d, "login-password", "wrong").await;
     click(d, By::Css("#login button")).await;
     let err = d.find(By::Id("login-error")).await.unwrap();
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            (!err.text().await.ok()?.is_empty()).then_some(())
-        })
-        .await
-        .is_some(),
+    let said = eventually(Duration::from_secs(10), || async {
+        let t = err.text().await.ok()?;
+        (!t.is_empty()).then_some(t)
+    })
+    .await;
+    // In the page's language (the browser asks for English), from the catalogue.
+    assert_eq!(
+        said.as_deref(),
+        Some("Wrong person id or password."),
         "a wrong password is refused on the page"
     );
     let pw = d.find(By::Id("login-password")).await.unwrap();
@@ -371,14 +461,41 @@ async fn the_demo_charges_its_buses_for_their_pull_outs_and_the_pages_show_it() 
         page.contains("id=\"login\"") && !page.contains("bus-0"),
         "no data before sign-in"
     );
-    the_demo_day(&edge, &t).await;
+    the_demo_day(&edge, &t, 30).await;
     the_cap_holds_and_panels_report(&edge, &t).await;
     pages_in_the_browser(&edge).await;
+    // A request the page cannot use is said on the page, in its language, as a 400.
+    let r = reqwest::Client::new()
+        .get(format!("{}/energy?month=2026-1&lang=id", edge.http))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let html = r.text().await.unwrap();
+    assert!(
+        html.contains("id=\"page-error\">Permintaan tidak dapat dipakai: month is YYYY-MM"),
+        "{html}"
+    );
     edge.sigterm();
     assert_eq!(
         edge.wait_exit(Duration::from_secs(20)),
         Some(0),
         "{}",
         edge.log()
+    );
+
+    // The demo again on the same data, smaller: the day is placed around the new
+    // moment, the earlier run's extra blocks are gone, bus-003's pull-out (out in the
+    // first run, ahead now) does not linger, the chargers get fresh passwords.
+    let mut again = Edge::start_demo(dir.path(), &["--buses", "20"]);
+    let t = token(&again).await;
+    the_demo_day(&again, &t, 20).await;
+    again.sigterm();
+    assert_eq!(
+        again.wait_exit(Duration::from_secs(20)),
+        Some(0),
+        "{}",
+        again.log()
     );
 }

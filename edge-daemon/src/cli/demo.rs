@@ -106,7 +106,8 @@ pub(super) fn depot_point() -> (f64, f64) {
 
 /// The demo's configuration file in its data directory (written once, so it can be
 /// edited): the depot yard's geofence, where parked buses stand, and a site cap below
-/// what the plugged-in buses would draw at once, so smart charging has work to do.
+/// what the plugged-in buses would draw at once, so smart charging has work to do, less
+/// the workshop's load its panel meter reads (a live cap).
 pub(super) fn demo_config(data_dir: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
     let path = data_dir.join("demo.toml");
     if !path.exists() {
@@ -116,7 +117,9 @@ pub(super) fn demo_config(data_dir: &std::path::Path) -> anyhow::Result<std::pat
         let text = format!(
             "# The demo depot's settings (garasi-edge demo writes this once; edit freely).\n\
              [dispatch]\ngeofence = \"{lat:.6},{lon:.6},150\"\n\n\
-             [modules.charging]\nsite_cap_kw = {}\n",
+             [modules.charging]\nsite_cap_kw = {}\n\
+             # The workshop panel's load comes off the cap: charging shares the rest.\n\
+             other_load_panels = [\"PANEL-WS\"]\n",
             super::demo_charging::SITE_CAP_KW
         );
         std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;

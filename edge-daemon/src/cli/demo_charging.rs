@@ -11,7 +11,7 @@ use tokio_util::task::TaskTracker;
 
 use super::demo_day::{DemoDay, DEMO_SOURCE};
 use crate::modules::auth;
-use crate::modules::charging::service::{add_charger, ChargingApi};
+use crate::modules::charging::service::{add_charger, AddChargerError, ChargingApi};
 use crate::sim::charger::{Plugged, SimCharger, SimPlug};
 use crate::sim::panel::SimPanel;
 use crate::store::Store;
@@ -40,10 +40,14 @@ pub(super) async fn demo_charging(
         let id = format!("CP-{:02}", n + 1);
         let (store2, id2) = (store.clone(), id.clone());
         let password = tokio::task::spawn_blocking(move || -> anyhow::Result<String> {
-            match add_charger(&store2, &id2, 2, CHARGER_W)? {
-                Some(p) => Ok(p),
-                // Made by an earlier demo run: a fresh password (the old one was never kept).
-                None => Ok(auth::service::reset_device(&store2, &id2, "charger")?),
+            match add_charger(&store2, &id2, 2, CHARGER_W) {
+                Ok(Some(p)) => Ok(p),
+                // Made by an earlier demo run: a fresh password (the old one was never
+                // kept, only its hash).
+                Ok(None) | Err(AddChargerError::Exists(_)) => {
+                    Ok(auth::service::reset_device(&store2, &id2, "charger")?)
+                }
+                Err(e) => Err(e.into()),
             }
         })
         .await??;
@@ -75,15 +79,7 @@ pub(super) async fn demo_charging(
             plugs,
         });
     }
-    let n = chargers.len();
-    crate::sim::charger::spawn_chargers(
-        http,
-        chargers,
-        Duration::from_secs(10),
-        plugged.clone(),
-        cancel.clone(),
-        tracker,
-    );
+    // The panels first: the first plan already knows the workshop's load.
     let mut panels = Vec::new();
     for (id, on_chargers, base_kw) in [("PANEL-CHG", true, 3.0), ("PANEL-WS", false, 35.0)] {
         let (store2, id2) = (store.clone(), id.to_string());
@@ -102,6 +98,15 @@ pub(super) async fn demo_charging(
         mqtt,
         PANEL_TOPIC,
         panels,
+        Duration::from_secs(10),
+        plugged.clone(),
+        cancel.clone(),
+        tracker,
+    );
+    let n = chargers.len();
+    crate::sim::charger::spawn_chargers(
+        http,
+        chargers,
         Duration::from_secs(10),
         plugged,
         cancel,

@@ -9,6 +9,8 @@ use crate::modules::dispatch::plan::Trip;
 
 /// Who assigns in the demo: an automatic source, named as such in every assignment.
 pub(super) const DEMO_SOURCE: &str = "demo";
+/// The demo's block ids start so: a new run retires the blocks of earlier ones.
+const DEMO_BLOCK_PREFIX: &str = "demo-";
 
 /// A bus plugged in for its next block.
 #[derive(Debug, Clone)]
@@ -66,7 +68,7 @@ fn block(
         .collect();
     let end = trips.last().map_or(pull_out, |t| t.end_ms) + 10 * MIN;
     dispatch::service::LocalBlock {
-        id: format!("{}-B{:02}", date.replace('-', ""), b + 1),
+        id: format!("{DEMO_BLOCK_PREFIX}{}-B{:02}", date.replace('-', ""), b + 1),
         service_date: date,
         block: format!("B{:02}", b + 1),
         routes: format!("D{}", b % 3 + 1),
@@ -126,8 +128,12 @@ pub(super) async fn demo_day(
     }
     let blocks_only: Vec<_> = list.iter().map(|(b, _)| b.clone()).collect();
     let store2 = store.clone();
-    tokio::task::spawn_blocking(move || {
-        dispatch::service::import_local_blocks(&store2, &blocks_only)
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        // An earlier run's blocks (placed around another moment) leave the board.
+        let keep: Vec<String> = blocks_only.iter().map(|b| b.id.clone()).collect();
+        dispatch::service::retire_local_blocks(&store2, DEMO_BLOCK_PREFIX, &keep)?;
+        dispatch::service::import_local_blocks(&store2, &blocks_only)?;
+        Ok(())
     })
     .await??;
     let mut by_date: std::collections::BTreeMap<String, Vec<(String, String)>> = Default::default();

@@ -33,7 +33,7 @@ pub(super) async fn start_demo(
         .get::<dispatch::service::Dispatch>()
         .context("the demo needs the dispatch module")?;
     let sign_ins = demo_people(&node.store, n).await?;
-    let blocks = (n / 2).max(1);
+    let blocks = n / 2;
     let day = demo_day(&node.store, &dispatch, blocks, crate::util::now_ms()).await?;
     let plugged: sim::charger::Plugged = Arc::default();
     let chargers = match node.services.get::<charging::service::ChargingApi>() {
@@ -62,7 +62,12 @@ pub(super) async fn start_demo(
             fault_chance: 0.001,
             plugged: Some(plugged),
             depot: Some(depot_point()),
-            parked: day.plugged.iter().map(|p| p.vehicle.clone()).collect(),
+            // Without the charging module nothing plugs them in: they drive.
+            parked: if chargers > 0 {
+                day.plugged.iter().map(|p| p.vehicle.clone()).collect()
+            } else {
+                Vec::new()
+            },
         },
         cancel,
         tasks,
@@ -74,7 +79,7 @@ pub(super) async fn start_demo(
          {chargers} simulated chargers, {plugged} buses plugged in, {out} out on blocks; \
          sign in as {sign_ins}\n",
         addr = node.http_addr,
-        plugged = day.plugged.len(),
+        plugged = if chargers > 0 { day.plugged.len() } else { 0 },
         out = day.on_road.len(),
     ))
 }

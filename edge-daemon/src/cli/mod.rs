@@ -301,9 +301,18 @@ async fn run(cfg: crate::config::Config, demo: Option<(usize, f64)>) -> anyhow::
     let sim_cancel = CancellationToken::new();
     let sim_tasks = TaskTracker::new();
     if let Some((n, rate_hz)) = demo {
-        let banner =
-            demo_run::start_demo(&node, n, rate_hz, sim_cancel.clone(), &sim_tasks).await?;
-        println!("{banner}");
+        match demo_run::start_demo(&node, n, rate_hz, sim_cancel.clone(), &sim_tasks).await {
+            Ok(banner) => println!("{banner}"),
+            Err(e) => {
+                // Stop what started (simulators, the node) before saying why: an early
+                // return would leave the broker's threads running and the process hung.
+                sim_cancel.cancel();
+                sim_tasks.close();
+                let _ = tokio::time::timeout(Duration::from_secs(2), sim_tasks.wait()).await;
+                node.stop(grace).await;
+                return Err(e.context("the demo could not set itself up"));
+            }
+        }
     }
     stop.cancelled().await;
     sim_cancel.cancel();

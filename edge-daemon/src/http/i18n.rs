@@ -23,7 +23,8 @@ impl Lang {
         }
     }
 
-    fn parse(s: &str) -> Option<Lang> {
+    /// A language code (`id`, `en`, or a tag starting with one: `en-GB`).
+    pub fn from_code(s: &str) -> Option<Lang> {
         match s.trim().get(..2)?.to_ascii_lowercase().as_str() {
             "id" => Some(Lang::Id),
             "en" => Some(Lang::En),
@@ -33,7 +34,7 @@ impl Lang {
 
     /// The language a request asks for (see the module note).
     pub fn of(query: Option<&str>, headers: &HeaderMap) -> Lang {
-        if let Some(l) = query.and_then(Lang::parse) {
+        if let Some(l) = query.and_then(Lang::from_code) {
             return l;
         }
         let cookie = headers
@@ -42,15 +43,30 @@ impl Lang {
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(';'))
             .find_map(|kv| kv.trim().strip_prefix("garasi_lang="));
-        if let Some(l) = cookie.and_then(Lang::parse) {
+        if let Some(l) = cookie.and_then(Lang::from_code) {
             return l;
         }
-        headers
+        // The supported language the browser prefers most (q-values; first on a tie).
+        let accept = headers
             .get(header::ACCEPT_LANGUAGE)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .and_then(Lang::parse)
-            .unwrap_or(Lang::Id)
+            .unwrap_or("");
+        let mut best: Option<(Lang, f32)> = None;
+        for part in accept.split(',').take(16) {
+            let mut bits = part.split(';');
+            let Some(l) = bits.next().and_then(Lang::from_code) else {
+                continue;
+            };
+            let q = bits
+                .find_map(|b| b.trim().strip_prefix("q="))
+                .and_then(|q| q.parse::<f32>().ok())
+                .filter(|q| q.is_finite())
+                .unwrap_or(1.0);
+            if q > 0.0 && best.is_none_or(|(_, bq)| q > bq) {
+                best = Some((l, q));
+            }
+        }
+        best.map_or(Lang::Id, |(l, _)| l)
     }
 }
 
@@ -157,6 +173,14 @@ mod tests {
         assert_eq!(Lang::of(None, &h), Lang::Id);
         assert_eq!(Lang::of(Some("en"), &h), Lang::En);
         assert_eq!(Lang::of(Some("<script>"), &h), Lang::Id);
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::ACCEPT_LANGUAGE,
+            "fr-FR, id;q=0.5, en;q=0.8".parse().unwrap(),
+        );
+        assert_eq!(Lang::of(None, &h), Lang::En, "the preferred one supported");
+        h.insert(header::ACCEPT_LANGUAGE, "en;q=0, fr".parse().unwrap());
+        assert_eq!(Lang::of(None, &h), Lang::Id, "q=0 means not wanted");
     }
 
     #[test]

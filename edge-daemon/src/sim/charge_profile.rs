@@ -53,7 +53,7 @@ impl Profile {
     pub fn limit_at(&self, ms: i64) -> Option<f64> {
         self.periods
             .iter()
-            .take_while(|(off, _)| self.start_ms + off * 1000 <= ms)
+            .take_while(|(off, _)| self.start_ms.saturating_add(off.saturating_mul(1000)) <= ms)
             .last()
             .map(|(_, w)| *w)
     }
@@ -141,8 +141,9 @@ impl Profiles {
         let mut cuts: Vec<i64> = vec![now_ms];
         for p in self.by_slot.values() {
             for (off, _) in &p.periods {
-                let at = p.start_ms + off * 1000;
-                if at > now_ms && at < now_ms + duration_s * 1000 {
+                // Hostile offsets and durations saturate instead of overflowing.
+                let at = p.start_ms.saturating_add(off.saturating_mul(1000));
+                if at > now_ms && at < now_ms.saturating_add(duration_s.saturating_mul(1000)) {
                     cuts.push(at);
                 }
             }
@@ -245,6 +246,11 @@ mod tests {
             json!([{"startPeriod": 0, "limit": 100000.0}, {"startPeriod": 1800, "limit": 20000.0}]),
         );
         ps.set(1, Profile::parse(&tx, T0).unwrap());
+        // A duration near i64::MAX (schema-valid) is answered, not a panic.
+        assert_eq!(
+            ps.composite(1, None, T0, i64::MAX / 7)["status"],
+            "Accepted"
+        );
         let c = ps.composite(1, None, T0 + 600_000, 3600);
         assert_eq!(c["status"], "Accepted");
         let periods = c["chargingSchedule"]["chargingSchedulePeriod"]

@@ -63,7 +63,11 @@ struct Live {
     plug: SimPlug,
     tx: Option<i64>,
     meter_wh: f64,
-    stop_requested: bool,
+    /// A stop to send (why): kept until the edge has it, so a drop mid-stop resends
+    /// it after reconnecting, as a real charger's queue does.
+    pending_stop: Option<&'static str>,
+    /// The connector status last reported while charging.
+    status: &'static str,
     /// Stopped (full, or by the edge): not started again.
     done: bool,
     /// The bus has driven off.
@@ -96,7 +100,8 @@ pub fn spawn_chargers(
                 plug: p.clone(),
                 tx: None,
                 meter_wh: 1_000_000.0,
-                stop_requested: false,
+                pending_stop: None,
+                status: "Preparing",
                 done: false,
                 left: false,
             })
@@ -238,8 +243,8 @@ impl Point {
                 }
                 continue;
             }
-            if self.live[i].stop_requested {
-                self.stop(ws, i, "Remote").await?;
+            if let Some(reason) = self.live[i].pending_stop {
+                self.stop(ws, i, reason).await?;
                 continue;
             }
             if self.live[i].tx.is_some() || self.live[i].done || self.live[i].plug.soc_pct >= 100.0
@@ -270,17 +275,21 @@ impl Point {
         Ok(())
     }
 
-    async fn stop(&mut self, ws: &mut Ws, i: usize, reason: &str) -> Result<(), String> {
+    async fn stop(&mut self, ws: &mut Ws, i: usize, reason: &'static str) -> Result<(), String> {
         let l = &mut self.live[i];
-        l.stop_requested = false;
-        let Some(tx) = l.tx.take() else { return Ok(()) };
-        l.done = true;
+        let Some(tx) = l.tx else {
+            l.pending_stop = None;
+            return Ok(());
+        };
+        l.pending_stop = Some(reason);
         let (connector, wh, vehicle) =
             (l.plug.connector, l.meter_wh as i64, l.plug.vehicle.clone());
-        self.plugged.lock().entry(vehicle).or_default().watts = 0.0;
         let body =
             json!({"transactionId": tx, "meterStop": wh, "timestamp": stamp(), "reason": reason});
         self.call(ws, "StopTransaction", body).await?;
+        let l = &mut self.live[i];
+        (l.tx, l.done, l.pending_stop) = (None, true, None);
+        self.plugged.lock().entry(vehicle).or_default().watts = 0.0;
         for status in ["Finishing", "Available"] {
             let body = json!({"connectorId": connector, "errorCode": "NoError", "status": status});
             self.call(ws, "StatusNotification", body).await?;
@@ -330,9 +339,21 @@ impl Point {
                     {"value": format!("{w:.0}"), "measurand": "Power.Active.Import", "unit": "W", "context": "Sample.Periodic"},
                     {"value": format!("{:.1}", l.plug.soc_pct), "measurand": "SoC", "unit": "Percent", "location": "EV", "context": "Sample.Periodic"}]}]});
             let full = l.plug.soc_pct >= 100.0;
+            // Held at 0 W by its limit: SuspendedEVSE, as chargers report it.
+            let status = if w > 0.0 || full {
+                "Charging"
+            } else {
+                "SuspendedEVSE"
+            };
+            let changed = std::mem::replace(&mut l.status, status) != status;
+            let connector = l.plug.connector;
             self.call(ws, "MeterValues", body).await?;
             if full {
                 self.stop(ws, i, "EVDisconnected").await?;
+            } else if changed {
+                let body =
+                    json!({"connectorId": connector, "errorCode": "NoError", "status": status});
+                self.call(ws, "StatusNotification", body).await?;
             }
         }
         Ok(())
@@ -425,7 +446,7 @@ impl Point {
                     .find(|l| l.tx.is_some() && l.tx == want)
                 {
                     Some(l) => {
-                        l.stop_requested = true;
+                        l.pending_stop = Some("Remote");
                         accepted
                     }
                     None => json!({"status": "Rejected"}),

@@ -255,7 +255,9 @@ async fn run_bus(
                 dist_km += km;
                 odo += km;
                 soc = (soc - km * 1.2 / bus.battery_kwh * 100.0).max(0.0);
-                if soc < 25.0 && opts.plugged.is_none() {
+                // Back to the depot to charge (in the demo: to park; its chargers are
+                // for the buses of the next blocks).
+                if soc < 25.0 {
                     parked = true;
                 }
                 (speed, 1.2 * speed * 1000.0, false)

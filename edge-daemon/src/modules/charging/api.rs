@@ -42,9 +42,11 @@ async fn chargers(State(s): State<AppState>, headers: HeaderMap) -> Result<Json<
         })
         .collect();
     let site_cap_w = s.api.cfg.site_cap_kw.map(|kw| (kw * 1000.0) as i64);
+    let cap = s.api.board.cap.read().clone();
     Ok(Json(
         json!({ "chargers": list, "alarms": alarms, "plan": plan,
-                    "plan_made_ms": *s.api.board.made_ms.read(), "site_cap_w": site_cap_w }),
+                    "plan_made_ms": *s.api.board.made_ms.read(), "site_cap_w": site_cap_w,
+                    "cap": cap }),
     ))
 }
 
@@ -136,9 +138,25 @@ pub(super) async fn day_bounds(
     Ok((tz, date, from, to))
 }
 
-/// The site load over a day (5-minute steps): drawn, planned ahead, and the cap.
+/// The cap the chargers share now: the last plan's (live when other-load panels are
+/// set), the configured site cap before the first plan, None without smart charging.
+pub(super) fn charging_cap_w(api: &ChargingApi) -> Option<i64> {
+    let site = api.cfg.site_cap_kw.map(|kw| (kw * 1000.0) as i64)?;
+    let cap = api.board.cap.read();
+    Some(if cap.site_w > 0 { cap.charging_w } else { site })
+}
+
+/// The site load (5-minute steps): drawn, planned ahead, and the cap; over a calendar
+/// day when `date` is given, else over the last 12 hours and the next 12 (a depot's
+/// charging night crosses midnight, so the view around now does not end at it).
 pub(super) async fn load_json(api: &ChargingApi, date: Option<&str>) -> Result<Value, ApiError> {
-    let (tz, date, from, to) = day_bounds(api, date).await?;
+    let (tz, day, mut from, mut to) = day_bounds(api, date).await?;
+    if date.is_none() {
+        let step = super::load::STEP_MS;
+        from = (crate::util::now_ms() - 12 * 3_600_000).div_euclid(step) * step;
+        to = from + 24 * 3_600_000;
+    }
+    let date = day;
     let connectors: Vec<(String, i64)> = api
         .connectors()
         .await
@@ -147,7 +165,7 @@ pub(super) async fn load_json(api: &ChargingApi, date: Option<&str>) -> Result<V
         .map(|k| (k.charger_id, k.connector_id))
         .collect();
     let plan = api.board.plan.read().clone();
-    let cap_w = api.cfg.site_cap_kw.map(|kw| (kw * 1000.0) as i64);
+    let cap_w = charging_cap_w(api);
     let now = crate::util::now_ms();
     let series = api
         .store

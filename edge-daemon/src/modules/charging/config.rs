@@ -23,6 +23,10 @@ pub struct ChargingConfig {
     /// buses. Unset: no smart charging (chargers run as they are configured).
     #[serde(default)]
     pub site_cap_kw: Option<f64>,
+    /// Panel meters that read the depot's other load (workshop, offices, lights): the
+    /// chargers then share the site cap minus what these read now (a live cap).
+    #[serde(default)]
+    pub other_load_panels: Vec<String>,
     /// Seconds a charger has to apply a new limit before its meter readings above it
     /// raise an alarm (0-600).
     #[serde(default = "default_grace")]
@@ -64,6 +68,7 @@ impl Default for ChargingConfig {
             max_frame_kib: default_max_frame(),
             require_tls: false,
             site_cap_kw: None,
+            other_load_panels: Vec::new(),
             profile_grace_s: default_grace(),
             keep_samples_days: default_keep(),
             tariff: Default::default(),
@@ -88,6 +93,19 @@ pub(super) fn parse(section: &toml::Table) -> Result<ChargingConfig, Vec<String>
     range("profile_grace_s", cfg.profile_grace_s, 0, 600);
     range("keep_samples_days", cfg.keep_samples_days, 1, 3650);
     errors.extend(cfg.tariff.problems());
+    if cfg.other_load_panels.len() > 32
+        || cfg
+            .other_load_panels
+            .iter()
+            .any(|p| !garasi_sync_protocol::ids::valid_id(p))
+    {
+        errors.push(
+            "other_load_panels: at most 32 panel ids of 1-64 letters, digits, '-' or '_'".into(),
+        );
+    }
+    if !cfg.other_load_panels.is_empty() && cfg.site_cap_kw.is_none() {
+        errors.push("other_load_panels needs site_cap_kw: the cap they are taken from".into());
+    }
     if let Some(kw) = cfg.site_cap_kw {
         if !(kw.is_finite() && (1.0..=100_000.0).contains(&kw)) {
             errors.push(format!(

@@ -50,8 +50,9 @@ fn zone(t: &Tariff) -> Result<jiff::tz::TimeZone, ApiError> {
 }
 
 fn start_ms(d: jiff::civil::Date, tz: &jiff::tz::TimeZone) -> Result<i64, ApiError> {
+    // A date jiff cannot place in the zone (the far past or future) is the caller's.
     Ok(d.to_zoned(tz.clone())
-        .map_err(ApiError::internal)?
+        .map_err(|_| ApiError::bad_request("that date is out of range"))?
         .timestamp()
         .as_millisecond())
 }

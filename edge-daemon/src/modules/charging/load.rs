@@ -24,34 +24,60 @@ pub struct LoadSeries {
     pub cap_w: Option<i64>,
 }
 
-/// Average drawn power per step of one connector in `[from, to)`: step index -> W.
-fn connector_steps(
+/// A reading holds until the next one, but no longer than this (a gap is no data).
+const HOLD_MS: i64 = 5 * 60_000;
+
+/// One connector's total power readings in `[from - HOLD_MS, to)`, oldest first, W.
+fn readings(
     c: &Connection,
     charger: &str,
     connector: i64,
     from: i64,
     to: i64,
-) -> rusqlite::Result<Vec<(usize, f64)>> {
+) -> rusqlite::Result<Vec<(i64, f64)>> {
     let mut st = c.prepare_cached(
-        "SELECT (ts_ms - ?4) / ?5, AVG(CASE unit WHEN 'kW' THEN value * 1000 ELSE value END)
+        "SELECT ts_ms, CASE unit WHEN 'kW' THEN value * 1000 ELSE value END
            FROM charging_meter_samples
-          WHERE charger_id = ?1 AND connector_id = ?2 AND ts_ms >= ?4 AND ts_ms < ?3
-            AND measurand = ?6 AND phase = '' AND location IN ('', 'Outlet') AND unit IN ('W', 'kW')
-          GROUP BY 1",
+          WHERE charger_id = ?1 AND connector_id = ?2 AND ts_ms >= ?3 AND ts_ms < ?4
+            AND measurand = ?5 AND phase = '' AND location IN ('', 'Outlet') AND unit IN ('W', 'kW')
+          ORDER BY ts_ms",
     )?;
-    let rows = st.query_map(params![charger, connector, to, from, STEP_MS, POWER], |r| {
-        Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)?))
-    })?;
+    let rows = st.query_map(
+        params![charger, connector, from - HOLD_MS, to, POWER],
+        |r| Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)?)),
+    )?;
     let mut out = Vec::new();
     for r in rows {
-        let (i, w) = r?;
-        if let Ok(i) = usize::try_from(i) {
-            if w.is_finite() {
-                out.push((i, w.max(0.0)));
-            }
+        let (ts, w) = r?;
+        if w.is_finite() {
+            out.push((ts, w.max(0.0)));
         }
     }
     Ok(out)
+}
+
+/// Adds one connector's energy to each step (`wh_ms[i]`: W x ms) and marks the steps
+/// it covers: each reading holds from its time to the next reading (at most
+/// [`HOLD_MS`], never past `now`), so a session that stops mid-step counts only the time
+/// it drew, not its average over the whole step.
+fn add_connector(r: &[(i64, f64)], from: i64, now: i64, wh_ms: &mut [f64], covered: &mut [bool]) {
+    for (k, (ts, w)) in r.iter().enumerate() {
+        let until = r
+            .get(k + 1)
+            .map_or(ts + HOLD_MS, |n| n.0.min(ts + HOLD_MS))
+            .min(now);
+        let mut a = (*ts).max(from);
+        while a < until {
+            let Ok(i) = usize::try_from((a - from) / STEP_MS) else {
+                break;
+            };
+            let Some(slot) = wh_ms.get_mut(i) else { break };
+            let b = until.min(from + (i as i64 + 1) * STEP_MS);
+            *slot += w * (b - a) as f64;
+            covered[i] = true;
+            a = b;
+        }
+    }
 }
 
 /// The series for `[from, to)`, with `connectors` read from the store and `plan` the
@@ -67,14 +93,20 @@ pub fn day(
 ) -> rusqlite::Result<LoadSeries> {
     let n = usize::try_from(((to - from) / STEP_MS).max(0)).unwrap_or(0);
     let t: Vec<i64> = (0..n).map(|i| from + i as i64 * STEP_MS).collect();
-    let mut actual: Vec<Option<f64>> = vec![None; n];
+    let mut wh_ms = vec![0.0; n];
+    let mut covered = vec![false; n];
     for (charger, connector) in connectors {
-        for (i, w) in connector_steps(c, charger, *connector, from, to)? {
-            if let Some(slot) = actual.get_mut(i) {
-                *slot = Some(slot.unwrap_or(0.0) + w);
-            }
-        }
+        let r = readings(c, charger, *connector, from, to)?;
+        add_connector(&r, from, now, &mut wh_ms, &mut covered);
     }
+    // The average over the step (the one under way: over its part gone by).
+    let actual: Vec<Option<f64>> = (0..n)
+        .map(|i| {
+            let start = from + i as i64 * STEP_MS;
+            let span = (start + STEP_MS).min(now) - start;
+            (covered[i] && span > 0).then(|| wh_ms[i] / span as f64)
+        })
+        .collect();
     let planned_w = t
         .iter()
         .map(|&at| {
@@ -123,16 +155,17 @@ mod tests {
     }
 
     #[test]
-    fn sums_connectors_averages_within_a_step_and_adds_the_plan_ahead() {
+    fn time_weighted_per_connector_summed_with_the_plan_ahead() {
         let c = db();
         let from = 1_000 * STEP_MS;
-        // Connector 1: 100 and 50 kW in step 0 (average 75), 20 kW (in kW units) in step 1.
-        put(&c, "A", 1, from + 10_000, POWER, "", 100_000.0, "W");
-        put(&c, "A", 1, from + 20_000, POWER, "Outlet", 50_000.0, "W");
+        // Connector A1: 100 kW from 0 to 150 s, then 50 kW to 300 s (one step: 75 kW
+        // averaged over time), then 20 kW (stored as kW) from 300 s into step 1.
+        put(&c, "A", 1, from, POWER, "", 100_000.0, "W");
+        put(&c, "A", 1, from + 150_000, POWER, "Outlet", 50_000.0, "W");
         put(&c, "A", 1, from + STEP_MS, POWER, "", 20.0, "kW");
-        // Power at the bus (not the outlet), before the day, and energy: left out.
+        // Power at the bus (not the outlet) and energy: left out. A reading from before
+        // the window holds into it.
         put(&c, "A", 1, from + 10_000, POWER, "EV", 999_000.0, "W");
-        put(&c, "A", 1, from - 1, POWER, "", 999_000.0, "W");
         put(
             &c,
             "A",
@@ -143,8 +176,7 @@ mod tests {
             5.0,
             "Wh",
         );
-        // Connector 2 of B: 30 kW in step 0.
-        put(&c, "B", 2, from + 5_000, POWER, "", 30_000.0, "W");
+        put(&c, "B", 2, from - 60_000, POWER, "", 30_000.0, "W");
         let plan = vec![Schedule {
             charger: "A".into(),
             connector: 1,
@@ -168,14 +200,30 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.t.len(), 5);
+        // Step 0: A 75 kW + B 30 kW for the 240 s its reading still held = 24 kW.
+        // Step 1 (60 s gone by): A's 20 kW.
         assert_eq!(
             s.actual_w,
-            vec![Some(105_000), Some(20_000), None, None, None]
+            vec![Some(99_000), Some(20_000), None, None, None]
         );
         assert_eq!(
             s.planned_w,
             vec![None, Some(40_000), Some(40_000), Some(10_000), Some(10_000)]
         );
         assert_eq!(s.cap_w, Some(400_000));
+    }
+
+    #[test]
+    fn a_session_stopping_mid_step_is_not_counted_for_the_whole_step() {
+        // The reviewer's case: connector 1 draws 150 kW and stops at 150 s (a 0 W
+        // reading), connector 2 starts then at 150 kW: never over 150 kW together.
+        let c = db();
+        let from = 1_000 * STEP_MS;
+        put(&c, "A", 1, from, POWER, "", 150_000.0, "W");
+        put(&c, "A", 1, from + 150_000, POWER, "", 0.0, "W");
+        put(&c, "A", 2, from + 150_000, POWER, "", 150_000.0, "W");
+        let conns = vec![("A".to_string(), 1), ("A".to_string(), 2)];
+        let s = day(&c, &conns, &[], from, from + STEP_MS, from + STEP_MS, None).unwrap();
+        assert_eq!(s.actual_w, vec![Some(150_000)]);
     }
 }

@@ -25,6 +25,7 @@ mod retention;
 mod samples;
 pub mod service;
 pub mod sessions;
+mod site_cap;
 pub mod store;
 
 use std::sync::Arc;

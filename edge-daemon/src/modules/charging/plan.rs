@@ -141,8 +141,17 @@ pub fn plan(needs: &[Need], now_ms: i64, cap_w: i64, slot_ms: i64) -> Vec<Schedu
             *p = (*p).min(n.charger_max_w.max(0));
         }
         for i in order {
-            // Not more than it still needs in this slot (rounded up to a whole watt).
-            let want = ceil_div(left[i] * 3_600_000, slot_ms);
+            // Not more than it still needs in this slot (rounded up to a whole watt); in
+            // the slot its pull-out falls in, what is left must go in before the
+            // pull-out, not spread over the whole slot (a bus 8 kWh short 9 minutes
+            // before leaving needs 55 kW, not the 33 kW of 15 minutes).
+            let d = needs[i].deadline_ms;
+            let span = if d > t && d < t + slot_ms {
+                d - t
+            } else {
+                slot_ms
+            };
+            let want = ceil_div(left[i] * 3_600_000, span);
             let charger = pool.entry(needs[i].charger.as_str()).or_insert(0);
             let w = want
                 .min(needs[i].max_w.clamp(0, cap_w.max(0)))

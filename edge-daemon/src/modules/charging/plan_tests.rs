@@ -235,3 +235,37 @@ fn the_process_tests_night_by_hand() {
     let p = plan(&[need(1, 52_500), need(2, 260_500)], T22, 100_000, SLOT);
     assert!(!p[0].at_risk(), "{:?}", p[0]);
 }
+
+/// Seen in the demo: two buses share a 150 kW charger; the first cannot be ready (206 kWh
+/// in 44 minutes), the second can (196 kWh in 84 minutes at 150 kW: 210 kWh) if it
+/// gets the whole charger from now on.
+#[test]
+fn a_bus_sharing_its_charger_with_a_hopeless_one_gets_the_charger() {
+    let t0 = 1_796_042_039_544;
+    let need = |charger: &str, k: i64, v: &str, wh: i64, deadline: i64| Need {
+        charger: charger.into(),
+        connector: k,
+        vehicle: Some(v.into()),
+        need_wh: wh,
+        deadline_ms: deadline,
+        max_w: 150_000,
+        charger_max_w: 150_000,
+    };
+    let needs = vec![
+        need("CP-01", 1, "bus-003", 206_100, 1_796_044_680_205),
+        need("CP-01", 2, "bus-004", 195_800, 1_796_047_080_205),
+        need("CP-02", 1, "bus-005", 44_400, 1_796_049_480_205),
+        need("CP-02", 2, "bus-006", 58_900, 1_796_051_880_205),
+        need("CP-03", 1, "bus-007", 78_600, 1_796_054_280_205),
+        need("CP-03", 2, "bus-008", 220_300, 1_796_056_680_205),
+        need("CP-04", 1, "bus-009", 61_781, 1_796_059_080_205),
+        need("CP-04", 2, "bus-010", 88_100, 1_796_061_480_205),
+    ];
+    let p = plan(&needs, t0, 389_500, SLOT);
+    let late: Vec<_> = p
+        .iter()
+        .filter(|s| s.at_risk())
+        .map(|s| s.vehicle.clone().unwrap())
+        .collect();
+    assert_eq!(late, vec!["bus-003".to_string()], "{p:#?}");
+}

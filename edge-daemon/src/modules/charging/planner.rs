@@ -42,6 +42,8 @@ pub(super) struct Sent {
 pub struct PlanBoard {
     pub plan: RwLock<Vec<Schedule>>,
     pub made_ms: RwLock<i64>,
+    /// The cap the last plan shared (the site's, less the other load when live).
+    pub cap: RwLock<super::site_cap::SiteCap>,
     /// (charger, connector) -> accepted limits `(from_ms, watts)`.
     pub(super) accepted: RwLock<HashMap<Connector, Periods>>,
     /// What was last sent to each connector (0: the charger's max profile), and when.
@@ -120,7 +122,16 @@ pub(super) async fn run(
                 Err(_) => return,
             },
         }
-        if let Err(e) = replan(&api, &services, cap_w).await {
+        let cap = match api.charging_cap(cap_w).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the other load failed; keeping the last plan");
+                continue;
+            }
+        };
+        let charging_w = cap.charging_w;
+        *api.board.cap.write() = cap;
+        if let Err(e) = replan(&api, &services, charging_w).await {
             tracing::warn!(error = %e, "charging plan failed; keeping the last one");
         }
     }

@@ -24,6 +24,26 @@ pub fn latest(
     .optional()
 }
 
+/// The newest total power at the outlet a transaction reported since `since_ms`, W: the
+/// same readings the load chart and the over-profile check use (not one phase's, not
+/// the bus's side).
+pub fn latest_power(
+    c: &Connection,
+    charger: &str,
+    tx: i64,
+    since_ms: i64,
+) -> rusqlite::Result<Option<f64>> {
+    c.query_row(
+        "SELECT CASE unit WHEN 'kW' THEN value * 1000 ELSE value END FROM charging_meter_samples
+          WHERE charger_id = ?1 AND transaction_id = ?2 AND measurand = ?3 AND ts_ms >= ?4
+            AND phase = '' AND location IN ('', 'Outlet') AND unit IN ('W', 'kW')
+          ORDER BY ts_ms DESC LIMIT 1",
+        params![charger, tx, super::sessions::POWER, since_ms],
+        |r| r.get(0),
+    )
+    .optional()
+}
+
 /// Stores MeterValues samples (a replayed sample is stored once). `charger_tx` is the
 /// transaction id the charger sent: samples of a transaction the edge does not know
 /// are kept under a [`placeholder`] until its stop arrives. Returns the edge's

@@ -248,6 +248,19 @@ impl ChargingApi {
             .map(|p| p.clamp(0.0, 100.0))
     }
 
+    /// What the chargers may share of the site's cap now (less the other load the
+    /// configured panels read).
+    pub(super) async fn charging_cap(
+        &self,
+        site_w: i64,
+    ) -> Result<super::site_cap::SiteCap, StoreCallError> {
+        let panels = self.cfg.other_load_panels.clone();
+        let now = crate::util::now_ms();
+        self.store
+            .read(move |c| super::site_cap::charging_cap(c, site_w, &panels, now))
+            .await
+    }
+
     /// The tariff in force: the cloud's once one has arrived, else the config file's.
     pub async fn tariff(&self) -> super::energy::Tariff {
         match self.store.read(super::master::cloud_tariff).await {
@@ -266,7 +279,7 @@ impl ChargingApi {
         let c = charger.to_string();
         let since = crate::util::now_ms() - 2 * 60_000;
         self.store
-            .read(move |db| sessions::latest(db, &c, tx, sessions::POWER, since))
+            .read(move |db| sessions::latest_power(db, &c, tx, since))
             .await
             .ok()
             .flatten()

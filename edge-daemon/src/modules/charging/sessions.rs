@@ -22,7 +22,7 @@ pub struct Sample {
 
 #[cfg(test)]
 use super::samples::placeholder;
-pub use super::samples::{latest, meter_values};
+pub use super::samples::{latest, latest_power, meter_values};
 
 pub const ENERGY: &str = "Energy.Active.Import.Register";
 pub const POWER: &str = "Power.Active.Import";

@@ -53,6 +53,37 @@ pub fn import_local_blocks(
     })
 }
 
+/// Removes the local blocks whose id starts with `prefix`, except `keep` (a new demo day
+/// replaces the last one's). Their assignments stay as records but no longer show: a
+/// day is its blocks.
+pub fn retire_local_blocks(
+    store: &crate::store::Store,
+    prefix: &str,
+    keep: &[String],
+) -> Result<usize, crate::store::StoreCallError> {
+    let (prefix, keep) = (prefix.to_string(), keep.to_vec());
+    store.write_blocking(move |c| {
+        let tx = c.transaction()?;
+        let ids: Vec<String> = {
+            let mut st = tx.prepare(
+                "SELECT record_id FROM dispatch_records
+                  WHERE record_type = ?1 AND substr(record_id, 1, length(?2)) = ?2",
+            )?;
+            let rows = st.query_map(rusqlite::params![BLOCK_RECORD, prefix], |r| r.get(0))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        let mut n = 0;
+        for id in ids.iter().filter(|i| !keep.contains(i)) {
+            n += tx.execute(
+                "DELETE FROM dispatch_records WHERE record_type = ?1 AND record_id = ?2",
+                rusqlite::params![BLOCK_RECORD, id],
+            )?;
+        }
+        tx.commit()?;
+        Ok(n)
+    })
+}
+
 impl super::service::Dispatch {
     /// Puts vehicles on blocks for an automatic source (the demo), which `by` names as
     /// the assignment's author; `pairs` are (block record id, vehicle).
@@ -66,9 +97,13 @@ impl super::service::Dispatch {
         let edits: Vec<(String, Vec<(&'static str, FieldValue)>)> = pairs
             .into_iter()
             .map(|(block, vehicle)| {
+                // A fresh assignment: an earlier run's pull-out and pull-in are cleared.
                 let values = vec![
                     ("vehicle", FieldValue::Text(vehicle)),
                     ("assigned_by", FieldValue::Text(by.to_string())),
+                    ("pull_out_actual_ms", FieldValue::Null),
+                    ("pull_in_actual_ms", FieldValue::Null),
+                    ("late_min", FieldValue::Null),
                 ];
                 (block, values)
             })

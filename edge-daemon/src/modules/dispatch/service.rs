@@ -18,7 +18,7 @@ use crate::modules::fleet::service::{FleetApi, LiveStateSource};
 use crate::modules::framework::Services;
 use crate::store::Store;
 
-pub use super::local::{import_local_blocks, LocalBlock};
+pub use super::local::{import_local_blocks, retire_local_blocks, LocalBlock};
 
 /// Operational record types dispatch writes (they sync to the cloud).
 pub const ASSIGNMENT_RECORD: &str = garasi_sync_protocol::records::ASSIGNMENT;

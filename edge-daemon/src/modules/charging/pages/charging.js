@@ -10,15 +10,18 @@
     login.addEventListener("submit", async (e) => {
       e.preventDefault();
       $("login-error").textContent = "";
-      const r = await fetch("/api/v1/session", {
-        method: "POST", credentials: "same-origin",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({ person: $("login-person").value.trim(), password: $("login-password").value }),
-      });
+      let r;
+      try {
+        r = await fetch("/api/v1/session", {
+          method: "POST", credentials: "same-origin",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ person: $("login-person").value.trim(), password: $("login-password").value }),
+        });
+      } catch (_) { $("login-error").textContent = login.dataset.efail; return; }
       if (r.ok) { location.reload(); return; }
-      let msg = r.status + "";
-      try { msg = (await r.json()).error || msg; } catch (_) { /* keep the status */ }
-      $("login-error").textContent = msg;
+      // The page's own words (from the catalogue), not the API's English message.
+      const d = login.dataset;
+      $("login-error").textContent = r.status === 401 ? d.e401 : r.status === 429 ? d.e429 : d.efail;
     });
     return;
   }

@@ -41,12 +41,15 @@ pub(super) const KEYS: &[&str] = &[
     "status_Unknown",
 ];
 
-fn kw(w: Option<f64>) -> String {
-    w.map_or_else(|| "–".into(), |w| format!("{:.1}", w / 1000.0))
+fn kw(lang: Lang, w: Option<f64>) -> String {
+    w.map_or_else(|| "–".into(), |w| super::num(lang, w / 1000.0))
 }
 
-fn kwh(wh: Option<i64>) -> String {
-    wh.map_or_else(|| "–".into(), |wh| format!("{:.1} kWh", wh as f64 / 1000.0))
+fn kwh(lang: Lang, wh: Option<i64>) -> String {
+    wh.map_or_else(
+        || "–".into(),
+        |wh| format!("{} kWh", super::num(lang, wh as f64 / 1000.0)),
+    )
 }
 
 /// A connector status in the page's language (OCPP's own word when the catalogue has none).
@@ -66,6 +69,7 @@ fn alarms_html(
     tz: &jiff::tz::TimeZone,
     day: jiff::civil::Date,
     t: &dyn Fn(&str) -> String,
+    lang: Lang,
 ) -> String {
     let mut out = String::new();
     if alarms.is_empty() {
@@ -88,8 +92,8 @@ fn alarms_html(
                 esc(&a.charger_id),
                 a.connector_id,
                 t(what),
-                kw(a.drawn_w.map(|x| x as f64)),
-                kw(a.limit_w.map(|x| x as f64))
+                kw(lang, a.drawn_w.map(|x| x as f64)),
+                kw(lang, a.limit_w.map(|x| x as f64))
             ));
         }
         out.push_str("</ul>");
@@ -130,7 +134,24 @@ pub(super) async fn render(
     if api.cfg.site_cap_kw.is_none() {
         out.push_str(&format!("<p class=\"note\">{}</p>", t("no_cap")));
     }
-    out.push_str(&alarms_html(&alarms, &tz, day, &t));
+    let cap = api.board.cap.read().clone();
+    if !api.cfg.other_load_panels.is_empty() && cap.site_w > 0 {
+        let stale = if cap.stale.is_empty() {
+            String::new()
+        } else {
+            format!(" · {}: {}", esc(&cap.stale.join(", ")), t("cap_stale"))
+        };
+        out.push_str(&format!(
+            "<p id=\"cap\">{} {} kW − {} {} kW = <b>{} kW</b> {}{stale}</p>",
+            t("cap_site"),
+            kw(lang, Some(cap.site_w as f64)),
+            t("cap_other"),
+            kw(lang, Some(cap.other_w as f64)),
+            kw(lang, Some(cap.charging_w as f64)),
+            t("cap_charging")
+        ));
+    }
+    out.push_str(&alarms_html(&alarms, &tz, day, &t, lang));
     out.push_str(&format!(
         "<table id=\"connectors\"><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr></thead><tbody>",
         t("col_charger"), t("col_status"), t("col_bus"), t("col_kw_now"), t("col_session"), t("col_plan"), t("col_ready")
@@ -173,12 +194,12 @@ pub(super) async fn render(
                     (
                         format!(
                             "{} / {} kW<br><span class=\"muted\">{} {} · {} {}</span>",
-                            kw(Some(p.limit_at(now) as f64)),
-                            kw(now_w),
+                            kw(lang, Some(p.limit_at(now) as f64)),
+                            kw(lang, now_w),
                             t("need"),
-                            kwh(Some(p.need_wh)),
+                            kwh(lang, Some(p.need_wh)),
                             t("planned"),
-                            kwh(Some(p.planned_wh))
+                            kwh(lang, Some(p.planned_wh))
                         ),
                         format!(
                             "{ready}<br><span class=\"muted\">{} {}</span>{}",
@@ -205,7 +226,7 @@ pub(super) async fn render(
 <td><span class=\"pill {st}\">{sttext}</span></td><td class=\"bus\">{bus}</td><td class=\"num kw\">{kwnow}</td><td class=\"num energy\">{energy}</td><td class=\"plan\">{plan_cell}</td><td class=\"ready\">{ready_cell}</td></tr>",
                 id = esc(&c.id), bus = esc(&bus), risk = if risk { "at-risk" } else { "" },
                 on = if online { "online" } else { "offline" }, ontext = t(if online { "online" } else { "offline" }),
-                st = esc(st), sttext = esc(&status(w, lang, st)), kwnow = kw(now_w), energy = kwh(energy),
+                st = esc(st), sttext = esc(&status(w, lang, st)), kwnow = kw(lang, now_w), energy = kwh(lang, energy),
             ));
         }
     }
@@ -221,7 +242,8 @@ pub(super) async fn render(
         t("updated"),
         hm(now, &tz, day)
     ));
-    let load = super::super::api::load_json(api, Some(&day.to_string())).await?;
+    // A given day shows that day; otherwise the 24 hours around now.
+    let load = super::super::api::load_json(api, date).await?;
     let series = &load["series"];
     let data = json!({"kind": "load", "t": series["t"], "actual_w": series["actual_w"],
         "planned_w": series["planned_w"], "cap_w": series["cap_w"],

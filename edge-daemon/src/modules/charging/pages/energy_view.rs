@@ -27,11 +27,14 @@ pub(super) const KEYS: &[&str] = &[
     "never",
 ];
 
-fn kwh(wh: i64) -> String {
-    format!("{:.1}", wh as f64 / 1000.0)
+/// How long the month's bars are reused.
+const MONTH_TTL_MS: i64 = 5 * 60_000;
+
+fn kwh(lang: Lang, wh: i64) -> String {
+    super::num(lang, wh as f64 / 1000.0)
 }
 
-fn bands(v: &Value) -> String {
+fn bands(lang: Lang, v: &Value) -> String {
     let empty = Vec::new();
     v.as_array()
         .unwrap_or(&empty)
@@ -40,7 +43,7 @@ fn bands(v: &Value) -> String {
             format!(
                 "<span class=\"band\">{}: {} kWh · {}</span>",
                 esc(b["band"].as_str().unwrap_or("?")),
-                kwh(b["wh"].as_i64().unwrap_or(0)),
+                kwh(lang, b["wh"].as_i64().unwrap_or(0)),
                 esc(&super::super::energy::rupiah(
                     b["cost_sen"].as_i64().unwrap_or(0)
                 ))
@@ -64,7 +67,26 @@ pub(super) async fn render(
         Some(m) => m.to_string(),
         None => day.strftime("%Y-%m").to_string(),
     };
-    let days = super::super::energy_api::month_json(api, &month).await?;
+    let now = crate::util::now_ms();
+    let cached = s
+        .months
+        .lock()
+        .get(&month)
+        .filter(|(at, _)| now - at < MONTH_TTL_MS)
+        .map(|(_, v)| v.clone());
+    let days = match cached {
+        Some(v) => v,
+        None => {
+            let v = super::super::energy_api::month_json(api, &month).await?;
+            let mut m = s.months.lock();
+            // A few months at most: the month shown, and any a person looked back at.
+            m.retain(|_, (at, _)| now - *at < MONTH_TTL_MS);
+            if m.len() < 24 {
+                m.insert(month.clone(), (now, v.clone()));
+            }
+            v
+        }
+    };
     let t = |k: &str| esc(w.t(lang, k));
     let mut out = format!(
         "<table id=\"panels\"><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr></thead><tbody>",
@@ -89,21 +111,21 @@ pub(super) async fn render(
             ontext = t(if online { "online" } else { "offline" }),
             lastlabel = t("last_reading"),
             last = last.map_or_else(|| t("never"), |ms| hm(ms, &tz, day)),
-            kw = p["power_w"].as_i64().map_or_else(|| "–".into(), |w| format!("{:.1}", w as f64 / 1000.0)),
-            kwh = kwh(p["wh"].as_i64().unwrap_or(0)),
+            kw = p["power_w"].as_i64().map_or_else(|| "–".into(), |w| super::num(lang, w as f64 / 1000.0)),
+            kwh = kwh(lang, p["wh"].as_i64().unwrap_or(0)),
             cost = esc(p["cost"].as_str().unwrap_or("")),
-            bands = bands(&p["bands"]),
+            bands = bands(lang, &p["bands"]),
         ));
     }
     out.push_str(&format!(
         "</tbody><tfoot><tr><th>{}</th><th></th><th></th><th class=\"num\" id=\"total-kwh\">{}</th><th class=\"num\" id=\"total-cost\">{}</th><th></th></tr></tfoot></table>",
-        t("total"), kwh(today["wh"].as_i64().unwrap_or(0)), esc(today["cost"].as_str().unwrap_or(""))
+        t("total"), kwh(lang, today["wh"].as_i64().unwrap_or(0)), esc(today["cost"].as_str().unwrap_or(""))
     ));
     out.push_str(&format!(
         "<p id=\"month-total\"><b>{}</b> ({}): {} kWh · {}</p>",
         t("month_total"),
         esc(&month),
-        kwh(days["wh"].as_i64().unwrap_or(0)),
+        kwh(lang, days["wh"].as_i64().unwrap_or(0)),
         esc(days["cost"].as_str().unwrap_or(""))
     ));
     let mut ts = Vec::new();

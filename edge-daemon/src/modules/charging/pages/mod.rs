@@ -9,7 +9,7 @@
 use std::sync::{Arc, LazyLock};
 
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, HeaderValue};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -22,6 +22,7 @@ use super::service::ChargingApi;
 use crate::http::i18n::{Catalogue, Lang};
 use crate::http::ApiError;
 use crate::modules::auth::service::People;
+use crate::util::esc;
 
 const PAGE: &str = include_str!("page.html");
 const SIGN_IN: &str = include_str!("signin.html");
@@ -66,6 +67,10 @@ pub(super) fn check() -> Result<(), String> {
 pub(super) struct St {
     pub api: Arc<ChargingApi>,
     pub people: Arc<People>,
+    /// The month's bars, computed at most every 5 minutes per month (every tablet on
+    /// the Energy page refreshes every 10 s; the bars barely move in that time).
+    pub months:
+        Arc<parking_lot::Mutex<std::collections::HashMap<String, (i64, serde_json::Value)>>>,
 }
 
 #[derive(serde::Deserialize)]
@@ -78,6 +83,15 @@ pub(super) struct PageQuery {
 /// A JSON value safe inside `<script type="application/json">`.
 pub(super) fn script_json(v: &serde_json::Value) -> String {
     v.to_string().replace('<', "\\u003c")
+}
+
+/// A figure with one decimal as the page's language writes it (Indonesian: a comma).
+pub(super) fn num(lang: Lang, x: f64) -> String {
+    let text = format!("{x:.1}");
+    match lang {
+        Lang::Id => text.replace('.', ","),
+        Lang::En => text,
+    }
 }
 
 /// A time in the depot's zone as HH:MM, with the date when it is not `day`.
@@ -98,6 +112,75 @@ pub(super) fn hm(ms: i64, tz: &jiff::tz::TimeZone, day: jiff::civil::Date) -> St
 type View =
     fn(&St, Lang, &PageQuery) -> futures::future::BoxFuture<'static, Result<String, ApiError>>;
 
+/// A query value for a link (letters, digits and '-' as they are, the rest escaped).
+fn enc(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The language switch's link: the same page, day and month in another language.
+fn lang_link(l: Lang, q: &PageQuery) -> String {
+    let mut href = format!("?lang={}", l.code());
+    for (k, v) in [("date", &q.date), ("month", &q.month)] {
+        if let Some(v) = v {
+            href.push_str(&format!("&amp;{k}={}", enc(v)));
+        }
+    }
+    href
+}
+
+/// The page's body: the view and its chart, or the sign-in form (with why, when the
+/// person signed in may not see it), or what was wrong with the request.
+async fn body(
+    s: &St,
+    headers: &HeaderMap,
+    q: &PageQuery,
+    page: &str,
+    lang: Lang,
+    view: View,
+) -> (StatusCode, String) {
+    let w = &*WORDS;
+    match s.people.require(headers, PEOPLE).await {
+        Err(e) if e.status == StatusCode::FORBIDDEN => {
+            let why = format!(
+                "<p class=\"error\" id=\"not-allowed\">{}</p>",
+                esc(w.t(lang, "not_allowed"))
+            );
+            (StatusCode::FORBIDDEN, why + &w.fill(lang, SIGN_IN))
+        }
+        Err(_) => (StatusCode::OK, w.fill(lang, SIGN_IN)),
+        Ok(_) => match view(s, lang, q).await {
+            Ok(v) => {
+                let chart = if page == "charging" {
+                    "site_load"
+                } else {
+                    "month_title"
+                };
+                let html = format!(
+                    "<div id=\"view\">{v}</div><section class=\"chart\"><h2>{}</h2><div id=\"chart\"></div></section>\
+                     <p><button id=\"signout\">{}</button></p>",
+                    esc(w.t(lang, chart)),
+                    esc(w.t(lang, "sign_out"))
+                );
+                (StatusCode::OK, html)
+            }
+            Err(e) => {
+                // Said on the page, in its language, with the detail of what was wrong.
+                let html = format!(
+                    "<p class=\"error\" id=\"page-error\">{}: {}</p>",
+                    esc(w.t(lang, "bad_input")),
+                    esc(&e.message)
+                );
+                (e.status, html)
+            }
+        },
+    }
+}
+
 async fn whole(s: &St, headers: &HeaderMap, q: &PageQuery, page: &str, view: View) -> Response {
     let lang = Lang::of(q.lang.as_deref(), headers);
     let w = &*WORDS;
@@ -109,44 +192,26 @@ async fn whole(s: &St, headers: &HeaderMap, q: &PageQuery, page: &str, view: Vie
             "energy_title"
         },
     );
-    let body = match s.people.require(headers, PEOPLE).await {
-        Err(_) => w.fill(lang, SIGN_IN),
-        Ok(_) => match view(s, lang, q).await {
-            Ok(v) => {
-                let chart = if page == "charging" {
-                    "site_load"
-                } else {
-                    "month_title"
-                };
-                format!(
-                    "<div id=\"view\">{v}</div><section class=\"chart\"><h2>{}</h2><div id=\"chart\"></div></section>\
-                     <p><button id=\"signout\">{}</button></p>",
-                    w.t(lang, chart),
-                    w.t(lang, "sign_out")
-                )
-            }
-            Err(e) => return e.into_response(),
-        },
-    };
+    let (status, body) = body(s, headers, q, page, lang, view).await;
     let on = |l: Lang| if l == lang { "on" } else { "" };
     let html = w
         .fill(lang, PAGE)
         .replace("{{LANG}}", lang.code())
-        .replace("{{TITLE}}", &crate::util::esc(title))
+        .replace("{{TITLE}}", &esc(title))
         .replace("{{PAGE}}", page)
-        .replace(
-            "{{ZONE}}",
-            &crate::util::esc(&s.api.tariff().await.timezone),
-        )
+        .replace("{{ZONE}}", &esc(&s.api.tariff().await.timezone))
         .replace("{{ON_ID}}", on(Lang::Id))
         .replace("{{ON_EN}}", on(Lang::En))
+        .replace("{{HREF_ID}}", &lang_link(Lang::Id, q))
+        .replace("{{HREF_EN}}", &lang_link(Lang::En, q))
         .replace("{{BODY}}", &body);
-    let mut resp = Html(html).into_response();
-    // A language picked on the page sticks for the next pages (a year, this node only).
-    if q.lang.is_some() {
+    let mut resp = (status, Html(html)).into_response();
+    // A language picked on the page sticks for the next pages (a year, this node only);
+    // a value that is no language sets nothing.
+    if let Some(l) = q.lang.as_deref().and_then(Lang::from_code) {
         let c = format!(
             "garasi_lang={}; Path=/; Max-Age=31536000; SameSite=Lax",
-            lang.code()
+            l.code()
         );
         if let Ok(v) = HeaderValue::from_str(&c) {
             resp.headers_mut().insert(header::SET_COOKIE, v);
@@ -233,7 +298,11 @@ pub(super) fn routes(api: Arc<ChargingApi>, people: Arc<People>) -> Router {
         .route("/charging/app.js", get(script))
         .route("/energy", get(energy_page))
         .route("/energy/view", get(energy_fragment))
-        .with_state(St { api, people })
+        .with_state(St {
+            api,
+            people,
+            months: Arc::default(),
+        })
 }
 
 #[cfg(test)]
