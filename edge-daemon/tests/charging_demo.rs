@@ -281,6 +281,15 @@ async fn the_cap_holds_and_panels_report(edge: &Edge, t: &str) {
     .expect("both panel meters online with energy today");
     assert!(energy["cost_sen"].as_i64().unwrap() > 0);
     assert!(energy["cost"].as_str().unwrap().starts_with("Rp "));
+    // Per charger: the six, with what their registers counted, costed.
+    let chargers = energy["chargers"].as_array().unwrap();
+    assert_eq!(chargers.len(), 6);
+    let wh: i64 = chargers.iter().map(|c| c["wh"].as_i64().unwrap()).sum();
+    let sen: i64 = chargers
+        .iter()
+        .map(|c| c["cost_sen"].as_i64().unwrap())
+        .sum();
+    assert!(wh > 0 && sen > 0, "{chargers:?}");
 }
 
 async fn type_into(d: &WebDriver, id: &str, text: &str) {
@@ -416,6 +425,13 @@ async fn pages_in_the_browser(edge: &Edge) {
         .await
         .unwrap();
     assert!(cost.starts_with("Rp "), "{cost}");
+    assert_eq!(
+        d.find_all(By::Css("#chargers tbody tr"))
+            .await
+            .unwrap()
+            .len(),
+        6
+    );
     assert!(
         d.find(By::Css("#chart canvas")).await.is_ok(),
         "the month's bars are drawn"

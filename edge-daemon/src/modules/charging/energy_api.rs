@@ -1,5 +1,5 @@
-//! charging's energy routes: the panel meters' day (kWh and cost by band per panel) and
-//! month (day by day), for signed-in dispatchers and depot managers. Money is integer
+//! charging's energy routes: the panel meters' and chargers' day (kWh and cost by band
+//! per panel and per charger) and the panels' month (day by day), for signed-in dispatchers and depot managers. Money is integer
 //! sen (Rupiah x 100) and the text Indonesia writes (`Rp 146.044,98`).
 
 use std::sync::Arc;
@@ -111,9 +111,29 @@ pub(super) async fn day_json(api: &ChargingApi, date: Option<&str>) -> Result<Va
         })
         .collect();
     let (wh, sen) = sum(&panels);
+    // Per charger too: its connectors' registers, costed the same way.
+    let list: Vec<(String, i64)> = api
+        .chargers()
+        .await
+        .map_err(ApiError::internal)?
+        .into_iter()
+        .map(|c| (c.id, c.connectors))
+        .collect();
+    let (t2, tz2) = (tariff.clone(), tz.clone());
+    let per_charger = api
+        .store
+        .read(move |c| super::charger_energy::day(c, &list, from, to, &t2, &tz2))
+        .await
+        .map_err(ApiError::internal)?;
+    let chargers: Vec<Value> = per_charger
+        .into_iter()
+        .map(|(id, t)| {
+            json!({"charger": id, "wh": t.wh, "cost_sen": t.cost_sen, "cost": rupiah(t.cost_sen), "bands": t.bands})
+        })
+        .collect();
     Ok(
         json!({"date": date.to_string(), "timezone": tariff.timezone, "panels": panels,
-              "wh": wh, "cost_sen": sen, "cost": rupiah(sen)}),
+              "wh": wh, "cost_sen": sen, "cost": rupiah(sen), "chargers": chargers}),
     )
 }
 

@@ -53,6 +53,34 @@ fn bands(lang: Lang, v: &Value) -> String {
         .join("<br>")
 }
 
+/// Each charger's kWh and cost today.
+fn chargers_html(lang: Lang, list: &Value, t: &dyn Fn(&str) -> String) -> String {
+    let empty = Vec::new();
+    let list = list.as_array().unwrap_or(&empty);
+    if list.is_empty() {
+        return String::new();
+    }
+    let mut out = format!(
+        "<h2>{}</h2><table id=\"chargers\"><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr></thead><tbody>",
+        t("chargers_today"),
+        t("col_charger_id"),
+        t("col_today_kwh"),
+        t("col_today_cost"),
+        t("col_bands")
+    );
+    for c in list {
+        out.push_str(&format!(
+            "<tr data-charger=\"{id}\"><td><b>{id}</b></td><td class=\"num kwh\">{kwh}</td><td class=\"num cost\">{cost}</td><td class=\"bands\">{bands}</td></tr>",
+            id = esc(c["charger"].as_str().unwrap_or("")),
+            kwh = kwh(lang, c["wh"].as_i64().unwrap_or(0)),
+            cost = esc(c["cost"].as_str().unwrap_or("")),
+            bands = bands(lang, &c["bands"]),
+        ));
+    }
+    out.push_str("</tbody></table>");
+    out
+}
+
 pub(super) async fn render(
     s: &St,
     w: &Catalogue,
@@ -121,6 +149,7 @@ pub(super) async fn render(
         "</tbody><tfoot><tr><th>{}</th><th></th><th></th><th class=\"num\" id=\"total-kwh\">{}</th><th class=\"num\" id=\"total-cost\">{}</th><th></th></tr></tfoot></table>",
         t("total"), kwh(lang, today["wh"].as_i64().unwrap_or(0)), esc(today["cost"].as_str().unwrap_or(""))
     ));
+    out.push_str(&chargers_html(lang, &today["chargers"], &t));
     out.push_str(&format!(
         "<p id=\"month-total\"><b>{}</b> ({}): {} kWh · {}</p>",
         t("month_total"),
