@@ -281,6 +281,28 @@ async fn the_cap_holds_and_panels_report(edge: &Edge, t: &str) {
     .expect("both panel meters online with energy today");
     assert!(energy["cost_sen"].as_i64().unwrap() > 0);
     assert!(energy["cost"].as_str().unwrap().starts_with("Rp "));
+    // Energy per km: the buses out on blocks have driven (the simulator drives fast and
+    // uses 1.2 kWh/km), so their measured figure is the simulator's.
+    let eff = get(edge, t, "/api/v1/charging/efficiency").await;
+    for bus in ["bus-001", "bus-002", "bus-003"] {
+        let b = eff["buses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["vehicle"] == bus)
+            .unwrap();
+        if b["km"].as_f64().unwrap_or(0.0) >= 5.0 {
+            let k = b["kwh_per_km"].as_f64().unwrap_or(0.0);
+            assert!((1.1..=1.3).contains(&k), "{bus} measured {k} kWh/km: {b}");
+        }
+    }
+    let measured = eff["buses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["kwh_per_km"].is_f64())
+        .count();
+    assert!(measured >= 1, "some bus drove far enough to measure: {eff}");
     // Per charger: the six, with what their registers counted, costed.
     let chargers = energy["chargers"].as_array().unwrap();
     assert_eq!(chargers.len(), 6);
@@ -425,6 +447,10 @@ async fn pages_in_the_browser(edge: &Edge) {
         .await
         .unwrap();
     assert!(cost.starts_with("Rp "), "{cost}");
+    assert!(
+        d.find(By::Css("#efficiency td.per-km")).await.is_ok(),
+        "energy per km on the page"
+    );
     assert_eq!(
         d.find_all(By::Css("#chargers tbody tr"))
             .await

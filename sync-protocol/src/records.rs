@@ -23,13 +23,18 @@ pub const SHAPE: &str = "shape";
 /// A driver's TODS run on one service day: its events (pieces on blocks, reliefs).
 pub const RUN: &str = "run";
 /// An OCPP charge point at a depot (id = its charge box id): `connectors` and
-/// `max_power_w` (integers), `disabled`. Its password is a `device` of kind `charger`.
+/// `max_power_w` (integers). Its password is a `device` of kind `charger` (disabling
+/// that device is how a charger is taken out of service).
 pub const CHARGER: &str = "charger";
-/// The depot's electricity tariff (one record, id [`TARIFF_ID`]): field `tariff_json`,
-/// a [`crate::tariff::Tariff`] as JSON.
+/// The depot's electricity tariff (one record, id [`TARIFF_ID`]): field
+/// [`TARIFF_V1_FIELD`], a [`crate::tariff::Tariff`] as JSON. A later shape of the tariff
+/// gets a field of its own (`tariff_v2_json`), written beside v1 for depots not yet
+/// upgraded, so every depot keeps a decoder for what it is sent.
 pub const TARIFF: &str = "tariff";
 /// The id of a depot's one tariff record.
 pub const TARIFF_ID: &str = "tariff";
+/// The field of the `tariff` record holding its version-1 JSON.
+pub const TARIFF_V1_FIELD: &str = "tariff_v1_json";
 
 /// Every operational record type: the only types a depot may push.
 pub const OPERATIONAL: &[&str] = &[

@@ -110,9 +110,14 @@ impl Tariff {
             ));
         }
         for b in &self.bands {
-            if b.name.is_empty() || b.name.len() > 32 || b.from_hour > 24 || b.to_hour > 24 {
+            if b.name.is_empty()
+                || b.name.chars().count() > 32
+                || b.from_hour > 24
+                || b.to_hour > 24
+                || b.from_hour == b.to_hour
+            {
                 out.push(format!(
-                    "tariff band {:?}: a name of 1-32 characters and hours 0-24",
+                    "tariff band {:?}: a name of 1-32 characters and hours 0-24, from_hour and to_hour different",
                     b.name
                 ));
             }
@@ -132,7 +137,14 @@ impl Tariff {
             out.push(format!("tariff: at most {MAX_HOLIDAYS} holidays"));
         }
         for h in &self.holidays {
-            if h.parse::<jiff::civil::Date>().is_err() {
+            // Exactly YYYY-MM-DD: the form a holiday is looked up by (jiff would also
+            // read 20261225 or 2026-12-25T00:00, which would then never match).
+            if h.parse::<jiff::civil::Date>()
+                .ok()
+                .map(|d| d.to_string())
+                .as_ref()
+                != Some(h)
+            {
                 out.push(format!(
                     "tariff holiday {h:?} is not a date: write YYYY-MM-DD"
                 ));
@@ -243,6 +255,16 @@ mod tests {
         };
         let p = t.problems();
         assert!(p.iter().any(|x| x.contains("25-12-2026")), "{p:?}");
+        for other in ["20261225", "2026-12-25T00:00", "+002026-12-25"] {
+            let t = Tariff {
+                holidays: vec![other.into()],
+                ..t.clone()
+            };
+            assert!(
+                t.problems().iter().any(|x| x.contains(other)),
+                "{other} accepted"
+            );
+        }
         // Weekend bands cover holidays, so no gap is reported for them.
         assert!(!p.iter().any(|x| x.contains("on holidays")), "{p:?}");
         let only_weekdays = Tariff {

@@ -119,6 +119,8 @@ async fn chargers_meters_and_the_tariff_come_from_the_cloud() {
     .await;
     let bad_day = json!({"bands": [{"name": "ALL", "days": "all", "from_hour": 0, "to_hour": 24, "rate_sen_per_kwh": 1}], "holidays": ["25/12/2026"]});
     refused(&cloud, &admin("tariff"), bad_day, "YYYY-MM-DD").await;
+    let loose_day = json!({"bands": [{"name": "ALL", "days": "all", "from_hour": 0, "to_hour": 24, "rate_sen_per_kwh": 1}], "holidays": ["20261225"]});
+    refused(&cloud, &admin("tariff"), loose_day, "YYYY-MM-DD").await;
 
     cloud
         .admin_put(
@@ -130,6 +132,17 @@ async fn chargers_meters_and_the_tariff_come_from_the_cloud() {
         .admin_post(&admin("devices"), json!({"id": "CP-7", "kind": "charger"}))
         .await;
     let cp_password = cp["password"].as_str().unwrap().to_string();
+    // The charger's id cannot be made a bus's (or anything else's) login.
+    let r = cloud
+        .https
+        .post(format!("{}{}", cloud.base(), admin("devices")))
+        .bearer_auth(procs::ADMIN)
+        .json(&json!({"id": "CP-7", "kind": "vehicle"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    assert!(r.text().await.unwrap().contains("already a charger"));
     let pm = cloud
         .admin_post(&admin("devices"), json!({"id": "PM-1", "kind": "meter"}))
         .await;

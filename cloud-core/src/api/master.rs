@@ -185,6 +185,25 @@ async fn create_device<S: CloudStore>(
         ));
     }
     KnownDepot::check(&*s.store, &depot).await?;
+    // A device of another kind under this id would take over its login (a charger's
+    // id typed where a bus's was meant): refused. Same kind: a new password, as before.
+    if let (Some(existing), _) =
+        super::records::load_record(&s, &depot, records::DEVICE, &d.id).await?
+    {
+        let kind = existing.visible().ok().and_then(|f| match f.get("kind") {
+            Some(FieldValue::Text(k)) => Some(k.clone()),
+            _ => None,
+        });
+        if let Some(kind) = kind.filter(|k| *k != d.kind) {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "device {} is already a {kind}: choose another id (a device keeps its kind)",
+                    d.id
+                ),
+            ));
+        }
+    }
     let password = crate::store::random_token();
     let hash = tokio::task::spawn_blocking({
         let password = password.clone();

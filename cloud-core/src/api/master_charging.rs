@@ -78,7 +78,7 @@ async fn put_tariff<S: CloudStore>(
     }
     KnownDepot::check(&*s.store, &depot).await?;
     let json = serde_json::to_string(&t).map_err(|e| ApiError::internal(e.to_string()))?;
-    let fields = [("tariff_json", FieldValue::Text(json))];
+    let fields = [(records::TARIFF_V1_FIELD, FieldValue::Text(json))];
     let id = records::TARIFF_ID;
     let (record, fresh) = edit_record(&s, &depot, records::TARIFF, id, &fields).await?;
     record_json(records::TARIFF, id, &record, fresh)

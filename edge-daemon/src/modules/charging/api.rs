@@ -178,13 +178,21 @@ pub(super) async fn load_json(api: &ChargingApi, date: Option<&str>) -> Result<V
     )
 }
 
-pub(super) fn routes(api: Arc<ChargingApi>, people: Arc<People>) -> Router {
+pub(super) fn routes(
+    api: Arc<ChargingApi>,
+    people: Arc<People>,
+    services: crate::modules::framework::Services,
+) -> Router {
     Router::new()
         .route("/api/v1/charging/chargers", get(chargers))
         .route("/api/v1/charging/load", get(load))
         .route("/api/v1/charging/sessions", get(sessions))
         .route("/api/v1/charging/tags/{tag}", put(put_tag))
-        .merge(super::energy_api::routes(api.clone(), people.clone()))
+        .merge(super::energy_api::routes(
+            api.clone(),
+            people.clone(),
+            services,
+        ))
         .merge(super::commands_api::routes(api.clone(), people.clone()))
         .with_state(AppState { api, people })
 }

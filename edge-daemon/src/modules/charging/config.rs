@@ -27,6 +27,10 @@ pub struct ChargingConfig {
     /// chargers then share the site cap minus what these read now (a live cap).
     #[serde(default)]
     pub other_load_panels: Vec<String>,
+    /// What an other-load panel that has never reported counts as, kW (unset: 0, and
+    /// the page names it stale).
+    #[serde(default)]
+    pub other_load_max_kw: Option<f64>,
     /// Seconds a charger has to apply a new limit before its meter readings above it
     /// raise an alarm (0-600).
     #[serde(default = "default_grace")]
@@ -69,6 +73,7 @@ impl Default for ChargingConfig {
             require_tls: false,
             site_cap_kw: None,
             other_load_panels: Vec::new(),
+            other_load_max_kw: None,
             profile_grace_s: default_grace(),
             keep_samples_days: default_keep(),
             tariff: Default::default(),
@@ -102,6 +107,12 @@ pub(super) fn parse(section: &toml::Table) -> Result<ChargingConfig, Vec<String>
         errors.push(
             "other_load_panels: at most 32 panel ids of 1-64 letters, digits, '-' or '_'".into(),
         );
+    }
+    if cfg
+        .other_load_max_kw
+        .is_some_and(|kw| !(kw.is_finite() && (0.0..=100_000.0).contains(&kw)))
+    {
+        errors.push("other_load_max_kw is out of range: use 0 to 100000 (kW)".into());
     }
     if !cfg.other_load_panels.is_empty() && cfg.site_cap_kw.is_none() {
         errors.push("other_load_panels needs site_cap_kw: the cap they are taken from".into());

@@ -24,6 +24,7 @@ const ONLINE_MS: i64 = 5 * 60_000;
 struct St {
     api: Arc<ChargingApi>,
     people: Arc<People>,
+    services: crate::modules::framework::Services,
 }
 
 /// A panel as read for a period: its name, newest reading time and power, and its
@@ -181,12 +182,36 @@ pub(super) async fn month_json(api: &ChargingApi, month: &str) -> Result<Value, 
     Ok(json!({"month": month, "days": days, "wh": wh, "cost_sen": sen, "cost": rupiah(sen)}))
 }
 
+#[derive(Deserialize)]
+struct DaysQuery {
+    days: Option<i64>,
+}
+
+/// Energy per km per bus over the last `days` (7).
+async fn efficiency(
+    State(s): State<St>,
+    headers: HeaderMap,
+    Query(q): Query<DaysQuery>,
+) -> Result<Json<Value>, ApiError> {
+    s.people.require(&headers, PEOPLE).await?;
+    let days = q.days.unwrap_or(7);
+    Ok(Json(
+        super::efficiency::efficiency_json(&s.api, &s.services, days).await?,
+    ))
+}
+
 pub(super) fn routes<S: Clone + Send + Sync + 'static>(
     api: Arc<ChargingApi>,
     people: Arc<People>,
+    services: crate::modules::framework::Services,
 ) -> Router<S> {
     Router::new()
         .route("/api/v1/charging/energy", get(day))
         .route("/api/v1/charging/energy/month", get(month))
-        .with_state(St { api, people })
+        .route("/api/v1/charging/efficiency", get(efficiency))
+        .with_state(St {
+            api,
+            people,
+            services,
+        })
 }

@@ -82,7 +82,7 @@ pub(super) fn apply_tariff(
     changes: &[Vec<u8>],
 ) -> Result<(), ApplyError> {
     let f = apply_master(tx, records::TARIFF, id, changes)?;
-    let Some(FieldValue::Text(json)) = f.get("tariff_json") else {
+    let Some(FieldValue::Text(json)) = f.get(records::TARIFF_V1_FIELD) else {
         return Ok(());
     };
     let t: Tariff =
@@ -111,5 +111,10 @@ pub(super) fn cloud_tariff(c: &Connection) -> rusqlite::Result<Option<Tariff>> {
             |r| r.get(0),
         )
         .optional()?;
-    Ok(json.and_then(|j| serde_json::from_str(&j).ok()))
+    // Checked when applied, so this fails only if the store was altered; say so.
+    Ok(json.and_then(|j| {
+        serde_json::from_str(&j)
+            .map_err(|e| tracing::error!(error = %e, "the stored cloud tariff cannot be read; using the config's"))
+            .ok()
+    }))
 }

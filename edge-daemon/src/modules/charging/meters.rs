@@ -156,7 +156,7 @@ fn store_one(
         }
     };
     let tx = c.transaction()?;
-    tx.execute(
+    let new = tx.execute(
         "INSERT OR IGNORE INTO charging_panel_readings (panel, ts_ms, energy_wh, power_w,
            voltage, current, pf, frequency, status, received_ms)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -179,6 +179,14 @@ fn store_one(
          WHERE excluded.last_ms >= charging_panels.last_ms",
         params![x.panel, x.ts_ms, x.power_w],
     )?;
+    // What the live site cap reads: a new reading stamped within 10 minutes of now is
+    // the panel's load as received (a meter's queue replayed after an outage is not).
+    if new == 1 && (x.ts_ms - now).abs() <= 600_000 {
+        tx.execute(
+            "UPDATE charging_panels SET received_ms = ?2, received_power_w = ?3 WHERE panel = ?1",
+            params![x.panel, now, x.power_w],
+        )?;
+    }
     tx.commit()
 }
 

@@ -9,6 +9,7 @@ mod charger_energy;
 mod cli;
 mod commands_api;
 pub mod config;
+mod efficiency;
 pub mod energy;
 mod energy_api;
 mod load;
@@ -144,8 +145,8 @@ impl Module for ChargingModule {
             ctx.cancel.clone(),
         ));
         pages::check().map_err(|e| err(&e))?;
-        let routes = api::routes(api.clone(), people.clone())
-            .merge(pages::routes(api.clone(), people))
+        let routes = api::routes(api.clone(), people.clone(), ctx.services.clone())
+            .merge(pages::routes(api.clone(), people, ctx.services.clone()))
             .merge(ocpp::door::routes(api, ctx.shutdown.clone()));
         Ok(Started {
             routes: Some(routes),

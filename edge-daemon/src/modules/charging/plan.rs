@@ -174,7 +174,8 @@ pub fn plan(needs: &[Need], now_ms: i64, cap_w: i64, slot_ms: i64) -> Vec<Schedu
             left[i] -= wh;
             // Counted only up to the deadline (a slot across it, in part).
             let within = (s.deadline_ms.clamp(now_ms, far).min(t + slot_ms) - t).clamp(0, slot_ms);
-            s.planned_wh += wh * within / slot_ms;
+            // What goes in before the deadline: at `w` from the slot's start, up to `wh`.
+            s.planned_wh += (w * within / 3_600_000).min(wh);
             if left[i] == 0 && s.ready_ms.is_none() {
                 // Within the slot: when the last watt-hour went in.
                 s.ready_ms = Some(t + ceil_div(wh * 3_600_000, *w));

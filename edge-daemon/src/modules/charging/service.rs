@@ -255,9 +255,13 @@ impl ChargingApi {
         site_w: i64,
     ) -> Result<super::site_cap::SiteCap, StoreCallError> {
         let panels = self.cfg.other_load_panels.clone();
+        let unknown_w = self
+            .cfg
+            .other_load_max_kw
+            .map_or(0, |kw| (kw * 1000.0) as i64);
         let now = crate::util::now_ms();
         self.store
-            .read(move |c| super::site_cap::charging_cap(c, site_w, &panels, now))
+            .read(move |c| super::site_cap::charging_cap(c, site_w, &panels, unknown_w, now))
             .await
     }
 

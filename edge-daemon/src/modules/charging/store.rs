@@ -93,6 +93,7 @@ pub(super) const MIGRATIONS: &[Migration] = &[
     super::meters::MIGRATION,
     super::requests::MIGRATION,
     super::master::MIGRATION,
+    super::site_cap::MIGRATION,
 ];
 
 /// A charger doing what it should not: drawing more than the profile it accepted.

@@ -102,6 +102,24 @@ pub struct ActiveFault {
 /// Wrapper so the trait object can live in [`Services`] (keyed by concrete type).
 pub struct LiveStateSource(pub Arc<dyn LiveState>);
 
+/// A vehicle's odometer and charge at its first and last reading in a window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Travel {
+    pub first_km: f64,
+    pub last_km: f64,
+    pub first_soc_pct: Option<f64>,
+    pub last_soc_pct: Option<f64>,
+}
+
+/// How far a vehicle went in a window (telemetry provides it; blocking: call it off
+/// the async threads).
+pub trait TravelLog: Send + Sync {
+    fn travel(&self, vehicle_id: &str, from_ms: i64, to_ms: i64) -> Option<Travel>;
+}
+
+/// Wrapper so the trait object can live in [`Services`].
+pub struct TravelSource(pub Arc<dyn TravelLog>);
+
 /// The registry as other modules see it: an in-memory copy, refreshed on a miss (the CLI
 /// may add vehicles while the node runs) with a short negative cache so a flood of
 /// messages from an unknown vehicle costs one query per few seconds, not one per message.

@@ -13,13 +13,14 @@ pub mod writer;
 mod api;
 pub mod service;
 mod store;
+mod travel;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::modules::auth::service::People;
-use crate::modules::fleet::service::{FleetApi, LiveStateSource};
+use crate::modules::fleet::service::{FleetApi, LiveStateSource, TravelSource};
 use crate::modules::framework::{Module, ModuleContext, ModuleError, Started};
 use crate::store::migrate::Migration;
 use crate::store::Role;
@@ -175,6 +176,11 @@ impl Module for TelemetryModule {
         let api = Arc::new(TelemetryApi { live: live.clone() });
         ctx.services.provide(api.clone());
         ctx.services.provide(Arc::new(LiveStateSource(api)));
+        let travel = travel::TravelReader {
+            store: ctx.store.clone(),
+        };
+        ctx.services
+            .provide(Arc::new(TravelSource(Arc::new(travel))));
 
         let state = AppState {
             store: ctx.store.clone(),

@@ -53,6 +53,49 @@ fn bands(lang: Lang, v: &Value) -> String {
         .join("<br>")
 }
 
+/// Energy per km per bus: those that drove or charged.
+fn efficiency_html(lang: Lang, v: &Value, t: &dyn Fn(&str) -> String) -> String {
+    let empty = Vec::new();
+    let rows: Vec<&Value> = v["buses"]
+        .as_array()
+        .unwrap_or(&empty)
+        .iter()
+        .filter(|b| b["km"].as_f64().is_some_and(|k| k > 0.0) || b["charged_wh"].as_i64() > Some(0))
+        .collect();
+    if rows.is_empty() {
+        return String::new();
+    }
+    let opt = |x: &Value, d: usize| {
+        x.as_f64().map_or_else(
+            || "–".to_string(),
+            |f| {
+                let text = format!("{f:.d$}");
+                if lang == Lang::Id {
+                    text.replace('.', ",")
+                } else {
+                    text
+                }
+            },
+        )
+    };
+    let mut out = format!(
+        "<h2>{}</h2><table id=\"efficiency\"><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr></thead><tbody>",
+        t("efficiency_title"), t("col_bus"), t("col_km"), t("col_charged"), t("col_kwh_per_km"), t("col_assumed")
+    );
+    for b in rows {
+        out.push_str(&format!(
+            "<tr data-vehicle=\"{id}\"><td>{id}</td><td class=\"num\">{km}</td><td class=\"num\">{kwh}</td><td class=\"num per-km\">{per}</td><td class=\"num\">{assumed}</td></tr>",
+            id = esc(b["vehicle"].as_str().unwrap_or("")),
+            km = opt(&b["km"], 1),
+            kwh = kwh(lang, b["charged_wh"].as_i64().unwrap_or(0)),
+            per = opt(&b["kwh_per_km"], 2),
+            assumed = opt(&b["assumed_kwh_per_km"], 2),
+        ));
+    }
+    out.push_str("</tbody></table>");
+    out
+}
+
 /// Each charger's kWh and cost today.
 fn chargers_html(lang: Lang, list: &Value, t: &dyn Fn(&str) -> String) -> String {
     let empty = Vec::new();
@@ -150,6 +193,8 @@ pub(super) async fn render(
         t("total"), kwh(lang, today["wh"].as_i64().unwrap_or(0)), esc(today["cost"].as_str().unwrap_or(""))
     ));
     out.push_str(&chargers_html(lang, &today["chargers"], &t));
+    let eff = super::super::efficiency::efficiency_json(api, &s.services, 7).await?;
+    out.push_str(&efficiency_html(lang, &eff, &t));
     out.push_str(&format!(
         "<p id=\"month-total\"><b>{}</b> ({}): {} kWh · {}</p>",
         t("month_total"),

@@ -67,6 +67,7 @@ pub(super) fn check() -> Result<(), String> {
 pub(super) struct St {
     pub api: Arc<ChargingApi>,
     pub people: Arc<People>,
+    pub services: crate::modules::framework::Services,
     /// The month's bars, computed at most every 5 minutes per month (every tablet on
     /// the Energy page refreshes every 10 s; the bars barely move in that time).
     pub months:
@@ -291,7 +292,11 @@ async fn script() -> Response {
         .into_response()
 }
 
-pub(super) fn routes(api: Arc<ChargingApi>, people: Arc<People>) -> Router {
+pub(super) fn routes(
+    api: Arc<ChargingApi>,
+    people: Arc<People>,
+    services: crate::modules::framework::Services,
+) -> Router {
     Router::new()
         .route("/charging", get(charging_page))
         .route("/charging/view", get(charging_fragment))
@@ -301,6 +306,7 @@ pub(super) fn routes(api: Arc<ChargingApi>, people: Arc<People>) -> Router {
         .with_state(St {
             api,
             people,
+            services,
             months: Arc::default(),
         })
 }
