@@ -30,11 +30,11 @@ pub(super) const KEYS: &[&str] = &[
 /// How long the month's bars are reused.
 const MONTH_TTL_MS: i64 = 5 * 60_000;
 
-fn kwh(lang: Lang, wh: i64) -> String {
+pub(super) fn kwh(lang: Lang, wh: i64) -> String {
     super::num(lang, wh as f64 / 1000.0)
 }
 
-fn bands(lang: Lang, v: &Value) -> String {
+pub(super) fn bands(lang: Lang, v: &Value) -> String {
     let empty = Vec::new();
     v.as_array()
         .unwrap_or(&empty)
@@ -51,77 +51,6 @@ fn bands(lang: Lang, v: &Value) -> String {
         })
         .collect::<Vec<_>>()
         .join("<br>")
-}
-
-/// Energy per km per bus: those that drove or charged.
-fn efficiency_html(lang: Lang, v: &Value, t: &dyn Fn(&str) -> String) -> String {
-    let empty = Vec::new();
-    let rows: Vec<&Value> = v["buses"]
-        .as_array()
-        .unwrap_or(&empty)
-        .iter()
-        .filter(|b| b["km"].as_f64().is_some_and(|k| k > 0.0) || b["charged_wh"].as_i64() > Some(0))
-        .collect();
-    if rows.is_empty() {
-        return String::new();
-    }
-    let opt = |x: &Value, d: usize| {
-        x.as_f64().map_or_else(
-            || "–".to_string(),
-            |f| {
-                let text = format!("{f:.d$}");
-                if lang == Lang::Id {
-                    text.replace('.', ",")
-                } else {
-                    text
-                }
-            },
-        )
-    };
-    let mut out = format!(
-        "<h2>{}</h2><table id=\"efficiency\"><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr></thead><tbody>",
-        t("efficiency_title"), t("col_bus"), t("col_km"), t("col_charged"), t("col_kwh_per_km"), t("col_assumed")
-    );
-    for b in rows {
-        out.push_str(&format!(
-            "<tr data-vehicle=\"{id}\"><td>{id}</td><td class=\"num\">{km}</td><td class=\"num\">{kwh}</td><td class=\"num per-km\">{per}</td><td class=\"num\">{assumed}</td></tr>",
-            id = esc(b["vehicle"].as_str().unwrap_or("")),
-            km = opt(&b["km"], 1),
-            kwh = kwh(lang, b["charged_wh"].as_i64().unwrap_or(0)),
-            per = opt(&b["kwh_per_km"], 2),
-            assumed = opt(&b["assumed_kwh_per_km"], 2),
-        ));
-    }
-    out.push_str("</tbody></table>");
-    out
-}
-
-/// Each charger's kWh and cost today.
-fn chargers_html(lang: Lang, list: &Value, t: &dyn Fn(&str) -> String) -> String {
-    let empty = Vec::new();
-    let list = list.as_array().unwrap_or(&empty);
-    if list.is_empty() {
-        return String::new();
-    }
-    let mut out = format!(
-        "<h2>{}</h2><table id=\"chargers\"><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr></thead><tbody>",
-        t("chargers_today"),
-        t("col_charger_id"),
-        t("col_today_kwh"),
-        t("col_today_cost"),
-        t("col_bands")
-    );
-    for c in list {
-        out.push_str(&format!(
-            "<tr data-charger=\"{id}\"><td><b>{id}</b></td><td class=\"num kwh\">{kwh}</td><td class=\"num cost\">{cost}</td><td class=\"bands\">{bands}</td></tr>",
-            id = esc(c["charger"].as_str().unwrap_or("")),
-            kwh = kwh(lang, c["wh"].as_i64().unwrap_or(0)),
-            cost = esc(c["cost"].as_str().unwrap_or("")),
-            bands = bands(lang, &c["bands"]),
-        ));
-    }
-    out.push_str("</tbody></table>");
-    out
 }
 
 pub(super) async fn render(
@@ -192,9 +121,13 @@ pub(super) async fn render(
         "</tbody><tfoot><tr><th>{}</th><th></th><th></th><th class=\"num\" id=\"total-kwh\">{}</th><th class=\"num\" id=\"total-cost\">{}</th><th></th></tr></tfoot></table>",
         t("total"), kwh(lang, today["wh"].as_i64().unwrap_or(0)), esc(today["cost"].as_str().unwrap_or(""))
     ));
-    out.push_str(&chargers_html(lang, &today["chargers"], &t));
+    out.push_str(&super::energy_tables::chargers_html(
+        lang,
+        &today["chargers"],
+        &t,
+    ));
     let eff = super::super::efficiency::efficiency_json(api, &s.services, 7).await?;
-    out.push_str(&efficiency_html(lang, &eff, &t));
+    out.push_str(&super::energy_tables::efficiency_html(lang, &eff, &t));
     out.push_str(&format!(
         "<p id=\"month-total\"><b>{}</b> ({}): {} kWh · {}</p>",
         t("month_total"),

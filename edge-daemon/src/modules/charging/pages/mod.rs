@@ -15,6 +15,7 @@ use axum::routing::get;
 use axum::Router;
 
 mod charging_view;
+mod energy_tables;
 mod energy_view;
 
 use super::api::PEOPLE;
