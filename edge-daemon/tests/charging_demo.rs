@@ -220,6 +220,9 @@ async fn the_cap_holds_and_panels_report(edge: &Edge, t: &str) {
         400_000 - other,
         "{cap}"
     );
+    // Cut off from the edge, the chargers' fallback leaves room for the workshop's peak.
+    let fallback = cap["fallback_w"].as_i64().unwrap();
+    assert!(fallback > 0 && fallback <= 400_000 - other, "{cap}");
     let now = now_ms();
     let planned: i64 = v["plan"]
         .as_array()

@@ -129,9 +129,9 @@ pub(super) async fn run(
                 continue;
             }
         };
-        let charging_w = cap.charging_w;
+        let (charging_w, fallback_w) = (cap.charging_w, cap.fallback_w);
         *api.board.cap.write() = cap;
-        if let Err(e) = replan(&api, &services, charging_w).await {
+        if let Err(e) = replan(&api, &services, charging_w, fallback_w).await {
             tracing::warn!(error = %e, "charging plan failed; keeping the last one");
         }
     }
@@ -142,6 +142,7 @@ pub(super) async fn replan(
     api: &Arc<ChargingApi>,
     services: &Services,
     cap_w: i64,
+    fallback_w: i64,
 ) -> Result<(), String> {
     let started = std::time::Instant::now();
     let now = crate::util::now_ms();
@@ -239,6 +240,6 @@ pub(super) async fn replan(
         .plan_ms
         .set(started.elapsed().as_millis() as i64);
     api.metrics.planned.set(schedules.len() as i64);
-    super::profiles::send(api, &schedules, &txs, &chargers, cap_w).await;
+    super::profiles::send(api, &schedules, &txs, &chargers, fallback_w).await;
     Ok(())
 }

@@ -89,11 +89,12 @@ pub(super) async fn send(
     plan: &[Schedule],
     txs: &[i64],
     chargers: &HashMap<String, (i64, i64)>,
-    cap_w: i64,
+    fallback_w: i64,
 ) {
     let now = crate::util::now_ms();
-    // Every charger at its share at once stays under the cap.
-    let safe_w = cap_w / (chargers.len().max(1) as i64);
+    // Every charger at its share at once stays under the cap (less the other load's
+    // peak: nobody lowers it once the edge is gone).
+    let safe_w = fallback_w / (chargers.len().max(1) as i64);
     let mut jobs: HashMap<&str, Vec<Job>> = HashMap::new();
     for (c, (max_w, per_connector)) in chargers.iter().filter(|(c, _)| api.online(c)) {
         let share = safe_w.min(*max_w);

@@ -31,8 +31,12 @@ pub struct SiteCap {
     pub other_w: i64,
     /// What the chargers share, W (never below 0).
     pub charging_w: i64,
-    /// Panels counted at their day's peak: silent, or never heard.
+    /// Panels counted at their peak: silent, or never heard.
     pub stale: Vec<String>,
+    /// What the chargers may share when cut off from the edge (their fallback profile):
+    /// the site cap less the other load at its peak of the last week, since nobody will
+    /// lower it when the workshop ramps up.
+    pub fallback_w: i64,
 }
 
 /// The other load one panel stands for at `now` (at most `site_w`), and whether it was
@@ -76,14 +80,22 @@ pub fn charging_cap(
         site_w,
         ..SiteCap::default()
     };
+    let mut peaks = 0;
     for p in panels {
         let (w, fresh) = panel_load(c, p, now, site_w, unknown_w)?;
         cap.other_w += w;
         if !fresh {
             cap.stale.push(p.clone());
         }
+        let week: Option<i64> = c.query_row(
+            "SELECT MAX(power_w) FROM charging_panel_readings WHERE panel = ?1 AND ts_ms >= ?2",
+            params![p, now - 7 * 86_400_000],
+            |r| r.get(0),
+        )?;
+        peaks += week.unwrap_or(0).clamp(0, site_w).max(w);
     }
     cap.charging_w = (site_w - cap.other_w).max(0);
+    cap.fallback_w = (site_w - peaks).max(0);
     Ok(cap)
 }
 
@@ -125,6 +137,12 @@ mod tests {
         let cap = charging_cap(&c, 400_000, &panels, 0, now).unwrap();
         assert_eq!((cap.other_w, cap.charging_w), (40_000, 360_000));
         assert!(cap.stale.is_empty());
+        // Cut off from the edge, the chargers keep room for the workshop's week's peak.
+        assert_eq!(cap.fallback_w, 310_000);
+        assert_eq!(
+            charging_cap(&c, 400_000, &[], 0, now).unwrap().fallback_w,
+            400_000
+        );
         // Five minutes later with nothing received: its peak (90 kW) counts.
         let later = charging_cap(&c, 400_000, &panels, 0, now + 300_000).unwrap();
         assert_eq!((later.other_w, later.charging_w), (90_000, 310_000));
