@@ -306,6 +306,27 @@ async fn the_cap_holds_and_panels_report(edge: &Edge, t: &str) {
         .filter(|b| b["kwh_per_km"].is_f64())
         .count();
     assert!(measured >= 1, "some bus drove far enough to measure: {eff}");
+    // The month per panel and per charger: both panels and the six chargers, with energy.
+    let month = jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::get("Asia/Jakarta").unwrap())
+        .strftime("%Y-%m")
+        .to_string();
+    let m = get(
+        edge,
+        t,
+        &format!("/api/v1/charging/energy/month?month={month}"),
+    )
+    .await;
+    assert_eq!(m["panels"].as_array().unwrap().len(), 2, "{m}");
+    assert_eq!(m["chargers"].as_array().unwrap().len(), 6, "{m}");
+    assert!(
+        m["panels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["wh"].as_i64() > Some(0)),
+        "{m}"
+    );
     // Per charger: the six, with what their registers counted, costed.
     let chargers = energy["chargers"].as_array().unwrap();
     assert_eq!(chargers.len(), 6);
@@ -453,6 +474,14 @@ async fn pages_in_the_browser(edge: &Edge) {
     assert!(
         d.find(By::Css("#efficiency td.per-km")).await.is_ok(),
         "energy per km on the page"
+    );
+    assert_eq!(
+        d.find_all(By::Css("#month-sources tbody tr"))
+            .await
+            .unwrap()
+            .len(),
+        8,
+        "the month per panel (2) and per charger (6)"
     );
     assert_eq!(
         d.find_all(By::Css("#chargers tbody tr"))

@@ -87,6 +87,36 @@ async fn day(
     Ok(Json(day_json(&s.api, q.date.as_deref()).await?))
 }
 
+/// Each charger's energy and cost by band over `[from, to)`, from its sessions'
+/// registers, costed the same way as the panels'.
+async fn chargers_json(
+    api: &ChargingApi,
+    from: i64,
+    to: i64,
+    tariff: &Tariff,
+    tz: &jiff::tz::TimeZone,
+) -> Result<Vec<Value>, ApiError> {
+    let list: Vec<(String, i64)> = api
+        .chargers()
+        .await
+        .map_err(ApiError::internal)?
+        .into_iter()
+        .map(|c| (c.id, c.connectors))
+        .collect();
+    let (t2, tz2) = (tariff.clone(), tz.clone());
+    let per_charger = api
+        .store
+        .read(move |c| super::charger_energy::day(c, &list, from, to, &t2, &tz2))
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(per_charger
+        .into_iter()
+        .map(|(id, t)| {
+            json!({"charger": id, "wh": t.wh, "cost_sen": t.cost_sen, "cost": rupiah(t.cost_sen), "bands": t.bands})
+        })
+        .collect())
+}
+
 /// A day's energy and cost per panel and band (today in the tariff's zone by default).
 pub(super) async fn day_json(api: &ChargingApi, date: Option<&str>) -> Result<Value, ApiError> {
     let tariff = api.tariff().await;
@@ -112,26 +142,8 @@ pub(super) async fn day_json(api: &ChargingApi, date: Option<&str>) -> Result<Va
         })
         .collect();
     let (wh, sen) = sum(&panels);
-    // Per charger too: its connectors' registers, costed the same way.
-    let list: Vec<(String, i64)> = api
-        .chargers()
-        .await
-        .map_err(ApiError::internal)?
-        .into_iter()
-        .map(|c| (c.id, c.connectors))
-        .collect();
-    let (t2, tz2) = (tariff.clone(), tz.clone());
-    let per_charger = api
-        .store
-        .read(move |c| super::charger_energy::day(c, &list, from, to, &t2, &tz2))
-        .await
-        .map_err(ApiError::internal)?;
-    let chargers: Vec<Value> = per_charger
-        .into_iter()
-        .map(|(id, t)| {
-            json!({"charger": id, "wh": t.wh, "cost_sen": t.cost_sen, "cost": rupiah(t.cost_sen), "bands": t.bands})
-        })
-        .collect();
+    // Per charger too: its sessions' registers, costed the same way.
+    let chargers = chargers_json(api, from, to, &tariff, &tz).await?;
     Ok(
         json!({"date": date.to_string(), "timezone": tariff.timezone, "panels": panels,
               "wh": wh, "cost_sen": sen, "cost": rupiah(sen), "chargers": chargers}),
@@ -179,7 +191,19 @@ pub(super) async fn month_json(api: &ChargingApi, month: &str) -> Result<Value, 
         d = next(d)?;
     }
     let (wh, sen) = sum(&days);
-    Ok(json!({"month": month, "days": days, "wh": wh, "cost_sen": sen, "cost": rupiah(sen)}))
+    // The month per panel and per charger too (the summary the issue asks for).
+    let panels: Vec<Value> = all
+        .iter()
+        .map(|p| {
+            let t = totals(&p.3, from, to, &tariff, &tz);
+            json!({"panel": p.0, "wh": t.wh, "cost_sen": t.cost_sen, "cost": rupiah(t.cost_sen)})
+        })
+        .collect();
+    let chargers = chargers_json(api, from, to, &tariff, &tz).await?;
+    Ok(
+        json!({"month": month, "days": days, "wh": wh, "cost_sen": sen, "cost": rupiah(sen),
+              "panels": panels, "chargers": chargers}),
+    )
 }
 
 #[derive(Deserialize)]

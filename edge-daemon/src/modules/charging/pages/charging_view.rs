@@ -39,6 +39,10 @@ pub(super) const KEYS: &[&str] = &[
     "series_planned",
     "series_cap",
     "status_Unknown",
+    "cap_site",
+    "cap_other",
+    "cap_charging",
+    "cap_stale",
 ];
 
 fn kw(lang: Lang, w: Option<f64>) -> String {

@@ -1,5 +1,6 @@
-//! The Energy page's two tables besides the panels: each charger's kWh and cost today,
-//! and energy per km per bus (measured beside what dispatch assumes).
+//! The Energy page's tables besides the panels: each charger's kWh and cost today, the
+//! month per panel and per charger, and energy per km per bus (measured beside what
+//! dispatch assumes).
 
 use serde_json::Value;
 
@@ -72,6 +73,44 @@ pub(super) fn chargers_html(lang: Lang, list: &Value, t: &dyn Fn(&str) -> String
             kwh = kwh(lang, c["wh"].as_i64().unwrap_or(0)),
             cost = esc(c["cost"].as_str().unwrap_or("")),
             bands = bands(lang, &c["bands"]),
+        ));
+    }
+    out.push_str("</tbody></table>");
+    out
+}
+
+/// The month's kWh and cost per panel and per charger.
+pub(super) fn month_sources_html(lang: Lang, month: &Value, t: &dyn Fn(&str) -> String) -> String {
+    let empty = Vec::new();
+    let rows: Vec<(&str, &Value)> = month["panels"]
+        .as_array()
+        .unwrap_or(&empty)
+        .iter()
+        .map(|p| (p["panel"].as_str().unwrap_or(""), p))
+        .chain(
+            month["chargers"]
+                .as_array()
+                .unwrap_or(&empty)
+                .iter()
+                .map(|c| (c["charger"].as_str().unwrap_or(""), c)),
+        )
+        .collect();
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut out = format!(
+        "<h2>{}</h2><table id=\"month-sources\"><thead><tr><th>{}</th><th>{}</th><th>{}</th></tr></thead><tbody>",
+        t("month_by_source"),
+        t("col_source"),
+        t("col_month_kwh"),
+        t("col_month_cost")
+    );
+    for (name, v) in rows {
+        out.push_str(&format!(
+            "<tr data-source=\"{id}\"><td>{id}</td><td class=\"num\">{kwh}</td><td class=\"num\">{cost}</td></tr>",
+            id = esc(name),
+            kwh = kwh(lang, v["wh"].as_i64().unwrap_or(0)),
+            cost = esc(v["cost"].as_str().unwrap_or("")),
         ));
     }
     out.push_str("</tbody></table>");

@@ -25,6 +25,19 @@ pub(super) const KEYS: &[&str] = &[
     "series_kwh",
     "last_reading",
     "never",
+    // energy_tables.rs
+    "chargers_today",
+    "col_charger_id",
+    "efficiency_title",
+    "col_bus",
+    "col_km",
+    "col_charged",
+    "col_kwh_per_km",
+    "col_assumed",
+    "month_by_source",
+    "col_source",
+    "col_month_kwh",
+    "col_month_cost",
 ];
 
 /// How long the month's bars are reused.
@@ -135,6 +148,7 @@ pub(super) async fn render(
         kwh(lang, days["wh"].as_i64().unwrap_or(0)),
         esc(days["cost"].as_str().unwrap_or(""))
     ));
+    out.push_str(&super::energy_tables::month_sources_html(lang, &days, &t));
     let mut ts = Vec::new();
     let mut values = Vec::new();
     for d in days["days"].as_array().unwrap_or(&empty) {
