@@ -110,6 +110,12 @@ pub fn plan(needs: &[Need], now_ms: i64, cap_w: i64, slot_ms: i64) -> Vec<Schedu
         .collect();
     let mut t = now_ms;
     while t < end && left.iter().any(|l| *l > 0) {
+        // Slots fall on whole multiples of `slot_ms` (the first one from now, shorter):
+        // plans made a minute apart then agree on their steps, so a charger is only sent
+        // a profile again when its limits change, and two chargers never follow steps
+        // of different plans.
+        let next = (t.div_euclid(slot_ms) + 1) * slot_ms;
+        let len = next - t;
         let mut order: Vec<usize> = (0..needs.len()).filter(|i| left[*i] > 0).collect();
         // Time to spare (ms) if the bus got the most it can ever get from `from` on: its
         // connector, its charger, the site.
@@ -126,7 +132,7 @@ pub fn plan(needs: &[Need], now_ms: i64, cap_w: i64, slot_ms: i64) -> Vec<Schedu
         order.sort_by_key(|i| {
             (
                 spare(*i, t) < 0 || dropped[*i],
-                spare(*i, t + slot_ms),
+                spare(*i, next),
                 needs[*i].deadline_ms,
             )
         });
@@ -146,11 +152,7 @@ pub fn plan(needs: &[Need], now_ms: i64, cap_w: i64, slot_ms: i64) -> Vec<Schedu
             // pull-out, not spread over the whole slot (a bus 8 kWh short 9 minutes
             // before leaving needs 55 kW, not the 33 kW of 15 minutes).
             let d = needs[i].deadline_ms;
-            let span = if d > t && d < t + slot_ms {
-                d - t
-            } else {
-                slot_ms
-            };
+            let span = if d > t && d < next { d - t } else { len };
             let want = ceil_div(left[i] * 3_600_000, span);
             let charger = pool.entry(needs[i].charger.as_str()).or_insert(0);
             let w = want
@@ -170,10 +172,10 @@ pub fn plan(needs: &[Need], now_ms: i64, cap_w: i64, slot_ms: i64) -> Vec<Schedu
             if *w == 0 {
                 continue;
             }
-            let wh = (w * slot_ms / 3_600_000).min(left[i]);
+            let wh = (w * len / 3_600_000).min(left[i]);
             left[i] -= wh;
             // Counted only up to the deadline (a slot across it, in part).
-            let within = (s.deadline_ms.clamp(now_ms, far).min(t + slot_ms) - t).clamp(0, slot_ms);
+            let within = (s.deadline_ms.clamp(now_ms, far).min(next) - t).clamp(0, len);
             // What goes in before the deadline: at `w` from the slot's start, up to `wh`.
             s.planned_wh += (w * within / 3_600_000).min(wh);
             if left[i] == 0 && s.ready_ms.is_none() {
@@ -181,7 +183,7 @@ pub fn plan(needs: &[Need], now_ms: i64, cap_w: i64, slot_ms: i64) -> Vec<Schedu
                 s.ready_ms = Some(t + ceil_div(wh * 3_600_000, *w));
             }
         }
-        t += slot_ms;
+        t = next;
     }
     for s in &mut out {
         if s.periods.last().is_some_and(|p| p.1 != 0) {

@@ -29,11 +29,12 @@ pub(super) type Connector = (String, i64);
 /// Limits over time: `(from_ms, watts)`, each until the next.
 pub(super) type Periods = Vec<(i64, i64)>;
 
-/// What was last sent to a connector: for which transaction, the watts, when.
+/// What was last sent to a connector: for which transaction, the limits (the first
+/// from when it was sent), when.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Sent {
     pub tx: Option<i64>,
-    pub watts: Vec<i64>,
+    pub periods: Periods,
     pub at_ms: i64,
 }
 

@@ -75,28 +75,83 @@ fn from_now(periods: &[(i64, i64)], now: i64) -> Vec<(i64, i64)> {
 }
 
 /// One profile to send: the connector (0: the charger), the transaction, how.
-struct Job {
-    connector: i64,
-    id: i64,
-    purpose: &'static str,
-    tx: Option<i64>,
-    periods: Vec<(i64, i64)>,
+pub(super) struct Job {
+    pub connector: i64,
+    pub id: i64,
+    pub purpose: &'static str,
+    pub tx: Option<i64>,
+    pub periods: Vec<(i64, i64)>,
 }
 
-/// Sends what is due to every connected charger, concurrently.
-pub(super) async fn send(
-    api: &Arc<ChargingApi>,
+impl Job {
+    /// The SetChargingProfile payload, as sent at `now`.
+    pub fn payload(&self, now: i64) -> Value {
+        profile(
+            self.connector,
+            self.id,
+            self.purpose,
+            self.tx,
+            now,
+            &self.periods,
+        )
+    }
+
+    /// Where what was sent is kept: the ChargePointMaxProfile and TxDefaultProfile share
+    /// connector 0, so they are keyed apart (below zero).
+    pub fn key(&self, charger: &str) -> (String, i64) {
+        let k = if self.connector == 0 {
+            -self.id
+        } else {
+            self.connector
+        };
+        (charger.to_string(), k)
+    }
+
+    /// Whether it must go out: never sent, sent for another transaction, long enough
+    /// ago that the charger's fallback must be pushed ahead, or with other limits
+    /// before it would go again anyway (RESEND_MS). A limit that went down always goes
+    /// (the cap depends on it); one that went up by less than a kilowatt or 2 % waits (a
+    /// charger is not sent a profile a minute for the planner's rounding, and drawing a
+    /// little less is safe).
+    pub fn due(&self, last: Option<&Sent>, now: i64) -> bool {
+        let Some(last) = last else { return true };
+        if now - last.at_ms >= RESEND_MS || last.tx != self.tx {
+            return true;
+        }
+        let horizon = now + RESEND_MS;
+        let steps = self.periods.iter().chain(&last.periods).map(|p| p.0);
+        std::iter::once(now)
+            .chain(steps.filter(|t| *t > now && *t < horizon))
+            .any(
+                |t| match (limit_at(&self.periods, t), limit_at(&last.periods, t)) {
+                    (Some(new), Some(old)) => new < old || new > old + (old / 50).max(1000),
+                    (new, old) => new != old,
+                },
+            )
+    }
+}
+
+/// The limit in force at `t` of periods `(from_ms, watts)` (None before the first).
+fn limit_at(periods: &[(i64, i64)], t: i64) -> Option<i64> {
+    periods.iter().take_while(|p| p.0 <= t).last().map(|p| p.1)
+}
+
+/// What every online charger is due this round: its ChargePointMaxProfile (full power
+/// now, its safe share of `fallback_w` from FALLBACK_AFTER_S on), its TxDefaultProfile,
+/// and a TxProfile per planned transaction (`txs` beside `plan`).
+pub(super) fn jobs<'a>(
     plan: &[Schedule],
     txs: &[i64],
-    chargers: &HashMap<String, (i64, i64)>,
+    chargers: &'a HashMap<String, (i64, i64)>,
+    online: &dyn Fn(&str) -> bool,
     fallback_w: i64,
-) {
-    let now = crate::util::now_ms();
+    now: i64,
+) -> HashMap<&'a str, Vec<Job>> {
     // Every charger at its share at once stays under the cap (less the other load's
     // peak: nobody lowers it once the edge is gone).
     let safe_w = fallback_w / (chargers.len().max(1) as i64);
     let mut jobs: HashMap<&str, Vec<Job>> = HashMap::new();
-    for (c, (max_w, per_connector)) in chargers.iter().filter(|(c, _)| api.online(c)) {
+    for (c, (max_w, per_connector)) in chargers.iter().filter(|(c, _)| online(c)) {
         let share = safe_w.min(*max_w);
         let list = jobs.entry(c.as_str()).or_default();
         list.push(Job {
@@ -127,6 +182,19 @@ pub(super) async fn send(
             periods: from_now(&s.periods, now),
         });
     }
+    jobs
+}
+
+/// Sends what is due to every connected charger, concurrently.
+pub(super) async fn send(
+    api: &Arc<ChargingApi>,
+    plan: &[Schedule],
+    txs: &[i64],
+    chargers: &HashMap<String, (i64, i64)>,
+    fallback_w: i64,
+) {
+    let now = crate::util::now_ms();
+    let jobs = jobs(plan, txs, chargers, &|c| api.online(c), fallback_w, now);
     // Each charger gets its jobs in order within the round's deadline: a CALL's
     // timeout for each, at most three.
     let round = api.call_timeout() * 3 + Duration::from_secs(1);
@@ -152,36 +220,16 @@ pub(super) async fn send(
 /// answer (the rest of its round is skipped).
 async fn send_if_due(api: &Arc<ChargingApi>, charger: &str, job: Job) -> bool {
     let now = crate::util::now_ms();
-    // The ChargePointMaxProfile and TxDefaultProfile share connector 0: keyed apart.
-    let key = (
-        charger.to_string(),
-        if job.connector == 0 {
-            -job.id
-        } else {
-            job.connector
-        },
-    );
-    let watts: Vec<i64> = job.periods.iter().map(|p| p.1).collect();
-    let due = match api.board.sent.read().get(&key) {
-        None => true,
-        Some(last) => now - last.at_ms >= RESEND_MS || last.tx != job.tx || last.watts != watts,
-    };
-    if !due {
+    let key = job.key(charger);
+    if !job.due(api.board.sent.read().get(&key), now) {
         return true;
     }
-    let body = profile(
-        job.connector,
-        job.id,
-        job.purpose,
-        job.tx,
-        now,
-        &job.periods,
-    );
+    let body = job.payload(now);
     match api.call(charger, "SetChargingProfile", body).await {
         Ok(a) if a["status"] == "Accepted" => {
             let sent = Sent {
                 tx: job.tx,
-                watts,
+                periods: job.periods.clone(),
                 at_ms: now,
             };
             api.board.sent.write().insert(key.clone(), sent);
@@ -194,7 +242,7 @@ async fn send_if_due(api: &Arc<ChargingApi>, charger: &str, job: Job) -> bool {
             // Not retried until the plan changes or RESEND_MS passes; an alarm says so.
             let sent = Sent {
                 tx: job.tx,
-                watts,
+                periods: job.periods.clone(),
                 at_ms: now,
             };
             api.board.sent.write().insert(key, sent);
@@ -233,3 +281,7 @@ pub(super) fn rejected_alarm(
         transaction_id: tx,
     }
 }
+
+#[cfg(test)]
+#[path = "night_tests.rs"]
+mod night_tests;
