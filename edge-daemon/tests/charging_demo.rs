@@ -6,6 +6,8 @@
 //! in Bahasa Indonesia and English, with their uPlot charts drawn.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "charging_demo_bind/mod.rs"]
+mod bind;
 mod common;
 
 use std::time::Duration;
@@ -375,7 +377,7 @@ async fn sign_in(d: &WebDriver, edge: &Edge) {
     click(d, By::Css("#login button")).await;
 }
 
-async fn pages_in_the_browser(edge: &Edge) {
+async fn pages_in_the_browser(edge: &Edge, t: &str) {
     if !require_tool("chromedriver") || !require_tool("chromium") {
         return;
     }
@@ -442,6 +444,7 @@ async fn pages_in_the_browser(edge: &Edge) {
         .await
         .unwrap()
         .contains("not ready in time"));
+    bind::on_the_page(&d, edge, t).await;
     // The language sticks (cookie) on the next page.
     d.goto(format!("{}/energy", edge.http)).await.unwrap();
     assert_eq!(
@@ -537,7 +540,8 @@ async fn the_demo_charges_its_buses_for_their_pull_outs_and_the_pages_show_it() 
     );
     the_demo_day(&edge, &t, 30).await;
     the_cap_holds_and_panels_report(&edge, &t).await;
-    pages_in_the_browser(&edge).await;
+    bind::through_the_api(&edge, &t).await;
+    pages_in_the_browser(&edge, &t).await;
     // A request the page cannot use is said on the page, in its language, as a 400.
     let r = reqwest::Client::new()
         .get(format!("{}/energy?month=2026-1&lang=id", edge.http))

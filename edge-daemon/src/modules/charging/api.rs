@@ -100,6 +100,55 @@ async fn put_tag(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BindBody {
+    /// The transaction the dispatcher saw on the connector.
+    transaction_id: i64,
+    /// The bus; null unbinds.
+    vehicle: Option<String>,
+}
+
+/// Binds a bus to the transaction running on a connector (the Charging page's form).
+async fn put_vehicle(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path((charger, connector)): Path<(String, i64)>,
+    body: Result<Json<BindBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let who = s.people.require(&headers, PEOPLE).await?;
+    let Json(b) = body.map_err(ApiError::from_json_rejection)?;
+    if !valid_id(&charger) || !(1..=64).contains(&connector) {
+        return Err(ApiError::not_found("no such connector"));
+    }
+    if let Some(v) = &b.vehicle {
+        if !valid_id(v) || !s.api.is_bus(v).await {
+            return Err(ApiError::bad_request(format!(
+                "{} is not a bus of this depot's fleet; choose one from the list",
+                if valid_id(v) { v.as_str() } else { "that id" }
+            )));
+        }
+    }
+    let bind = super::binding::Bind {
+        charger: &charger,
+        connector,
+        tx: b.transaction_id,
+        vehicle: b.vehicle.as_deref(),
+        by: &who.id,
+    };
+    match s.api.bind_vehicle(bind).await.map_err(ApiError::internal)? {
+        Ok(()) => Ok(Json(json!({"charger": charger, "connector": connector,
+            "transaction_id": b.transaction_id, "vehicle": b.vehicle, "bound_by": who.id}))),
+        Err(e @ super::binding::Refused::NoTransaction { .. }) => {
+            Err(ApiError::not_found(e.to_string()))
+        }
+        Err(e) => Err(ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            e.to_string(),
+        )),
+    }
+}
+
+#[derive(Deserialize)]
 struct DateQuery {
     date: Option<String>,
 }
@@ -188,6 +237,10 @@ pub(super) fn routes(
         .route("/api/v1/charging/load", get(load))
         .route("/api/v1/charging/sessions", get(sessions))
         .route("/api/v1/charging/tags/{tag}", put(put_tag))
+        .route(
+            "/api/v1/charging/chargers/{charger}/connectors/{connector}/vehicle",
+            put(put_vehicle),
+        )
         .merge(super::energy_api::routes(
             api.clone(),
             people.clone(),

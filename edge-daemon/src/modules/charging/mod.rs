@@ -5,6 +5,7 @@
 //! command chargers through `api.rs`; other modules use `service.rs`.
 
 mod api;
+mod binding;
 mod charger_energy;
 mod cli;
 mod commands_api;

@@ -67,6 +67,7 @@ pub(super) fn publish(t: &Transaction<'_>, actor: &ActorId, tx: i64) -> rusqlite
             ("meter_stop_wh", int(s.meter_stop_wh)),
             ("stop_reason", text(&s.stop_reason)),
             ("energy_wh", int(s.energy_wh)),
+            ("bound_by", text(&s.bound_by)),
         ])
         .map_err(err)?;
     t.execute(

@@ -197,6 +197,41 @@ impl ChargingApi {
             .await
     }
 
+    /// Binds a bus to (or, with None, unbinds it from) the transaction running on a
+    /// connector; the planner re-plans for it.
+    pub async fn bind_vehicle(
+        &self,
+        b: super::binding::Bind<'_>,
+    ) -> Result<Result<(), super::binding::Refused>, StoreCallError> {
+        let actor = self.actor.clone();
+        let (charger, vehicle, by) = (
+            b.charger.to_string(),
+            b.vehicle.map(str::to_string),
+            b.by.to_string(),
+        );
+        let (connector, tx) = (b.connector, b.tx);
+        let r = self
+            .store
+            .write(move |c| {
+                let t = c.transaction()?;
+                let b = super::binding::Bind {
+                    charger: &charger,
+                    connector,
+                    tx,
+                    vehicle: vehicle.as_deref(),
+                    by: &by,
+                };
+                let r = super::binding::bind(&t, &actor, &b)?;
+                t.commit()?;
+                Ok(r)
+            })
+            .await?;
+        if r.is_ok() {
+            self.session_changed(tx);
+        }
+        Ok(r)
+    }
+
     /// The bus an id tag stands for: a card bound to it, or the bus's own id.
     pub async fn vehicle_of_tag(&self, tag: &str) -> Result<Option<String>, StoreCallError> {
         let t = tag.to_string();
@@ -207,15 +242,29 @@ impl ChargingApi {
         {
             return Ok(Some(v));
         }
+        Ok(self.is_bus(tag).await.then(|| tag.to_string()))
+    }
+
+    /// The fleet's bus ids, sorted (none without a fleet module).
+    pub async fn bus_ids(&self) -> Vec<String> {
         let Some(fleet) = self.fleet.clone() else {
-            return Ok(None);
+            return Vec::new();
         };
-        let t = tag.to_string();
-        // A registry miss costs one query: off the async threads.
-        let known = tokio::task::spawn_blocking(move || fleet.is_known(&t))
+        tokio::task::spawn_blocking(move || fleet.list().into_iter().map(|v| v.id).collect())
             .await
-            .unwrap_or(false);
-        Ok(known.then(|| tag.to_string()))
+            .unwrap_or_default()
+    }
+
+    /// Whether the fleet knows this bus (no fleet module: none is known).
+    pub async fn is_bus(&self, id: &str) -> bool {
+        let Some(fleet) = self.fleet.clone() else {
+            return false;
+        };
+        let id = id.to_string();
+        // A registry miss costs one query: off the async threads.
+        tokio::task::spawn_blocking(move || fleet.is_known(&id))
+            .await
+            .unwrap_or(false)
     }
 
     pub(super) fn status_for(&self, known: bool) -> &'static str {

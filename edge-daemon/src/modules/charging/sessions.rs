@@ -60,10 +60,13 @@ pub struct Session {
     /// Metered energy so far: the newest register minus the first one known. None when
     /// the charger reported no two registers of this transaction.
     pub energy_wh: Option<i64>,
+    /// Who bound the bus to this transaction on the page (None: its card or id did).
+    pub bound_by: Option<String>,
 }
 
 const COLUMNS: &str = "id, charger_id, connector_id, origin, charger_tx_id, id_tag, vehicle_id,
-    start_ms, meter_start_wh, stop_ms, meter_stop_wh, stop_reason, last_wh, last_ms, first_wh";
+    start_ms, meter_start_wh, stop_ms, meter_stop_wh, stop_reason, last_wh, last_ms, first_wh,
+    bound_by";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Session> {
     let meter_start: Option<i64> = r.get(8)?;
@@ -87,6 +90,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Session> {
         stop_reason: r.get(11)?,
         last_wh: last,
         last_ms: r.get(13)?,
+        bound_by: r.get(15)?,
         // A register that went backwards (meter replaced, reset) gives no energy.
         energy_wh: match (from, to) {
             (Some(a), Some(b)) if b >= a => Some(b - a),

@@ -7,15 +7,7 @@ use rusqlite::Connection;
 use super::*;
 
 fn db() -> Connection {
-    let mut c = Connection::open_in_memory().unwrap();
-    crate::modules::sync::service::test_schema(&mut c);
-    crate::store::migrate::run(
-        &mut c,
-        "charging",
-        crate::modules::charging::store::MIGRATIONS,
-    )
-    .unwrap();
-    c
+    crate::modules::charging::store::test_db()
 }
 
 fn energy(ts_ms: i64, wh: f64, context: &str) -> Sample {

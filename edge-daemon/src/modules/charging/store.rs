@@ -311,3 +311,12 @@ pub(super) fn bind_tag(c: &Connection, tag: &str, vehicle: &str, by: &str) -> ru
     )?;
     Ok(())
 }
+
+/// An in-memory store with charging's tables and the sync outbox, for unit tests.
+#[cfg(test)]
+pub(crate) fn test_db() -> rusqlite::Connection {
+    let mut c = rusqlite::Connection::open_in_memory().expect("an in-memory database");
+    crate::modules::sync::service::test_schema(&mut c);
+    crate::store::migrate::run(&mut c, "charging", MIGRATIONS).expect("charging's migrations");
+    c
+}

@@ -67,12 +67,47 @@
     box.dataset.points = String(d.t.length);
   }
 
+  // A dispatcher typing a bus into a form: the refresh waits, or it would wipe the field.
+  // A refusal stays readable for 15 s before a refresh replaces it.
+  let binding = false, holdUntil = 0;
+  const editing = () => binding || Date.now() < holdUntil ||
+    (document.activeElement && document.activeElement.matches && document.activeElement.matches("form.bind input"));
+
+  document.addEventListener("submit", async (e) => {
+    const f = e.target;
+    if (!f.matches || !f.matches("form.bind")) return;
+    e.preventDefault();
+    const msg = f.querySelector(".bind-error");
+    const words = $("fleet-buses") ? $("fleet-buses").dataset : {};
+    msg.textContent = "";
+    const v = f.elements.vehicle.value.trim();
+    const url = "/api/v1/charging/chargers/" + encodeURIComponent(f.dataset.charger) + "/connectors/" + f.dataset.connector + "/vehicle";
+    binding = true;
+    let r = null;
+    try {
+      r = await fetch(url, {
+        method: "PUT", credentials: "same-origin", headers: { "content-type": "application/json" },
+        body: JSON.stringify({ transaction_id: Number(f.dataset.tx), vehicle: v === "" ? null : v }),
+      });
+    } catch (_) { /* shown below */ }
+    binding = false;
+    if (r && r.status === 401) { location.reload(); return; }
+    if (r && r.ok) { if (document.activeElement) document.activeElement.blur(); refresh(); return; }
+    msg.textContent = !r ? words.efail : r.status === 400 ? words.e400 : r.status === 404 ? words.e404 : r.status === 409 ? words.e409 : words.efail;
+    holdUntil = Date.now() + 15000;
+    if (r && r.status === 404) { holdUntil = 0; if (document.activeElement) document.activeElement.blur(); setTimeout(refresh, 2500); }
+  });
+
   async function refresh() {
+    if (editing()) return;
     try {
       const r = await fetch(location.pathname + "/view" + location.search, { credentials: "same-origin" });
       if (r.status === 401) { location.reload(); return; }
       if (!r.ok) return;
+      // Folds a dispatcher opened stay open across the refresh.
+      const opened = Array.from(document.querySelectorAll("details.bind[open]")).map((x) => x.dataset.key);
       $("view").innerHTML = await r.text();
+      document.querySelectorAll("details.bind").forEach((x) => { if (opened.includes(x.dataset.key)) x.open = true; });
       draw();
     } catch (_) { /* the LAN dropped: try again on the next tick */ }
   }

@@ -227,14 +227,16 @@ pub(super) async fn render(
             };
             out.push_str(&format!(
                 "<tr data-charger=\"{id}\" data-connector=\"{k}\" data-vehicle=\"{bus}\" class=\"{risk}\"><td><b>{id}</b> · {k}<br><span class=\"pill {on}\">{ontext}</span></td>\
-<td><span class=\"pill {st}\">{sttext}</span></td><td class=\"bus\">{bus}</td><td class=\"num kw\">{kwnow}</td><td class=\"num energy\">{energy}</td><td class=\"plan\">{plan_cell}</td><td class=\"ready\">{ready_cell}</td></tr>",
+<td><span class=\"pill {st}\">{sttext}</span></td>{bus_cell}<td class=\"num kw\">{kwnow}</td><td class=\"num energy\">{energy}</td><td class=\"plan\">{plan_cell}</td><td class=\"ready\">{ready_cell}</td></tr>",
                 id = esc(&c.id), bus = esc(&bus), risk = if risk { "at-risk" } else { "" },
                 on = if online { "online" } else { "offline" }, ontext = t(if online { "online" } else { "offline" }),
+                bus_cell = super::bus_cell::render(w, lang, sess),
                 st = esc(st), sttext = esc(&status(w, lang, st)), kwnow = kw(lang, now_w), energy = kwh(lang, energy),
             ));
         }
     }
     out.push_str("</tbody></table>");
+    out.push_str(&super::bus_cell::datalist(w, lang, &api.bus_ids().await));
     out.push_str(&format!(
         "<p class=\"muted\">{} {} · {} {}</p>",
         t("plan_made"),

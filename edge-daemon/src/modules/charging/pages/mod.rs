@@ -14,6 +14,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
+mod bus_cell;
 mod charging_view;
 mod energy_tables;
 mod energy_view;
@@ -51,6 +52,7 @@ pub(super) fn check() -> Result<(), String> {
         charging_view::KEYS
             .iter()
             .chain(energy_view::KEYS)
+            .chain(bus_cell::KEYS)
             .filter(|k| !c.has(k))
             .map(|k| k.to_string()),
     );
