@@ -188,7 +188,8 @@ pub struct Start<'a> {
 /// The transaction id for a StartTransaction: the same one again for a replay of the
 /// same start (same connector, time and register), so a charger whose answer was lost
 /// never gets two sessions for one charge. Also returns the transactions this start
-/// closed (their stop never came).
+/// closed (their stop never came) or took its bus from (a bus is on one running
+/// transaction: the newer start is where it is now).
 pub fn start(c: &Connection, s: &Start<'_>) -> rusqlite::Result<(i64, Vec<i64>)> {
     let same: Option<i64> = c
         .query_row(
@@ -203,7 +204,7 @@ pub fn start(c: &Connection, s: &Start<'_>) -> rusqlite::Result<(i64, Vec<i64>)>
     }
     // An older transaction still open on this connector lost its stop (the charger
     // rebooted): it ends at the last register it reported, nothing added.
-    let closed: Vec<i64> = c
+    let mut closed: Vec<i64> = c
         .prepare_cached(
             "UPDATE charging_transactions SET stop_ms = last_ms, meter_stop_wh = last_wh,
                stop_reason = 'NoStopReceived'
@@ -225,7 +226,20 @@ pub fn start(c: &Connection, s: &Start<'_>) -> rusqlite::Result<(i64, Vec<i64>)>
             s.meter_start_wh
         ],
     )?;
-    Ok((c.last_insert_rowid(), closed))
+    let id = c.last_insert_rowid();
+    if let Some(v) = s.vehicle {
+        let moved = c
+            .prepare_cached(
+                "UPDATE charging_transactions SET vehicle_id = NULL
+                 WHERE vehicle_id = ?1 AND stop_ms IS NULL AND origin = 'start' AND id <> ?2
+                   AND start_ms < ?3
+                 RETURNING id",
+            )?
+            .query_map(params![v, id, s.ts_ms], |r| r.get(0))?
+            .collect::<rusqlite::Result<Vec<i64>>>()?;
+        closed.extend(moved);
+    }
+    Ok((id, closed))
 }
 
 pub struct Stop<'a> {
@@ -273,7 +287,8 @@ pub fn stop(c: &Transaction<'_>, s: &Stop<'_>, data: &[Sample]) -> rusqlite::Res
     super::samples::record_samples(c, s.charger, None, Some(id), data)?;
     c.execute(
         "UPDATE charging_transactions SET stop_ms = ?2, meter_stop_wh = ?3, stop_reason = ?4,
-           id_tag = COALESCE(id_tag, ?5), vehicle_id = COALESCE(vehicle_id, ?6)
+           id_tag = COALESCE(id_tag, ?5),
+           vehicle_id = CASE WHEN bound_by IS NULL THEN COALESCE(vehicle_id, ?6) ELSE vehicle_id END
          WHERE id = ?1 AND (stop_ms IS NULL OR stop_reason = 'NoStopReceived')",
         params![id, s.ts_ms, s.meter_stop_wh, s.reason, s.id_tag, s.vehicle],
     )?;

@@ -17,6 +17,7 @@ pub(super) const KEYS: &[&str] = &[
     "bus_unknown",
     "bound_by",
     "bind_e400",
+    "bind_e403",
     "bind_e404",
     "bind_e409",
     "bind_efail",
@@ -26,8 +27,9 @@ pub(super) const KEYS: &[&str] = &[
 pub(super) fn datalist(w: &Catalogue, lang: Lang, buses: &[String]) -> String {
     let t = |k: &str| esc(w.t(lang, k));
     let mut out = format!(
-        "<datalist id=\"fleet-buses\" data-e400=\"{}\" data-e404=\"{}\" data-e409=\"{}\" data-efail=\"{}\">",
+        "<datalist id=\"fleet-buses\" data-e400=\"{}\" data-e403=\"{}\" data-e404=\"{}\" data-e409=\"{}\" data-efail=\"{}\">",
         t("bind_e400"),
+        t("bind_e403"),
         t("bind_e404"),
         t("bind_e409"),
         t("bind_efail")

@@ -69,9 +69,19 @@
 
   // A dispatcher typing a bus into a form: the refresh waits, or it would wipe the field.
   // A refusal stays readable for 15 s before a refresh replaces it.
-  let binding = false, holdUntil = 0;
-  const editing = () => binding || Date.now() < holdUntil ||
-    (document.activeElement && document.activeElement.matches && document.activeElement.matches("form.bind input"));
+  // Typing holds the refresh for a minute after the last key, not for ever.
+  let binding = false, holdUntil = 0, lastKey = 0;
+  const typing = () => document.activeElement && document.activeElement.matches &&
+    document.activeElement.matches("form.bind input") && Date.now() - lastKey < 60000;
+  const editing = () => binding || Date.now() < holdUntil || typing();
+  document.addEventListener("input", (e) => { if (e.target.closest && e.target.closest("form.bind")) lastKey = Date.now(); });
+  document.addEventListener("focusin", (e) => { if (e.target.closest && e.target.closest("form.bind")) lastKey = Date.now(); });
+  // Folds the dispatcher opened or closed stay so across refreshes.
+  const folds = {};
+  document.addEventListener("click", (e) => {
+    const d = e.target.closest && e.target.closest("details.bind");
+    if (d && e.target.closest("summary")) folds[d.dataset.key] = !d.open;
+  });
 
   document.addEventListener("submit", async (e) => {
     const f = e.target;
@@ -93,7 +103,8 @@
     binding = false;
     if (r && r.status === 401) { location.reload(); return; }
     if (r && r.ok) { if (document.activeElement) document.activeElement.blur(); refresh(); return; }
-    msg.textContent = !r ? words.efail : r.status === 400 ? words.e400 : r.status === 404 ? words.e404 : r.status === 409 ? words.e409 : words.efail;
+    const said = { 400: words.e400, 403: words.e403, 404: words.e404, 409: words.e409 };
+    msg.textContent = (r && said[r.status]) || words.efail;
     holdUntil = Date.now() + 15000;
     if (r && r.status === 404) { holdUntil = 0; if (document.activeElement) document.activeElement.blur(); setTimeout(refresh, 2500); }
   });
@@ -104,10 +115,11 @@
       const r = await fetch(location.pathname + "/view" + location.search, { credentials: "same-origin" });
       if (r.status === 401) { location.reload(); return; }
       if (!r.ok) return;
-      // Folds a dispatcher opened stay open across the refresh.
-      const opened = Array.from(document.querySelectorAll("details.bind[open]")).map((x) => x.dataset.key);
-      $("view").innerHTML = await r.text();
-      document.querySelectorAll("details.bind").forEach((x) => { if (opened.includes(x.dataset.key)) x.open = true; });
+      const html = await r.text();
+      // The dispatcher may have started typing while this was on its way.
+      if (editing()) return;
+      $("view").innerHTML = html;
+      document.querySelectorAll("details.bind").forEach((x) => { if (x.dataset.key in folds) x.open = folds[x.dataset.key]; });
       draw();
     } catch (_) { /* the LAN dropped: try again on the next tick */ }
   }
