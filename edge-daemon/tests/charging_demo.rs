@@ -168,22 +168,28 @@ async fn the_demo_day(edge: &Edge, t: &str, buses: usize) {
         out, want.past,
         "the blocks pulled out before the demo started"
     );
-    let flagged: Vec<&Value> = all
-        .iter()
-        .filter(|b| {
-            b["conflicts"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|c| c["code"] == "low_charge")
-        })
-        .collect();
+    // The board's forecast needs the bus's charge (telemetry), which may come a moment
+    // after the plan named it.
+    let low = |all: &[Value]| -> Vec<String> {
+        all.iter()
+            .filter(|b| {
+                b["conflicts"]
+                    .as_array()
+                    .is_some_and(|c| c.iter().any(|c| c["code"] == "low_charge"))
+            })
+            .filter_map(|b| b["assignment"]["vehicle"].as_str().map(str::to_string))
+            .collect()
+    };
+    let flagged = eventually(Duration::from_secs(30), || async {
+        let f = low(&blocks(edge, t).await);
+        f.contains(&want.risky).then_some(f)
+    })
+    .await;
     assert!(
-        flagged
-            .iter()
-            .any(|b| b["assignment"]["vehicle"] == want.risky.as_str()),
-        "{}'s block is a conflict on the board: {flagged:?}",
-        want.risky
+        flagged.is_some(),
+        "{}'s block is a conflict on the board: {:?}",
+        want.risky,
+        low(&blocks(edge, t).await)
     );
     let upcoming = all
         .iter()

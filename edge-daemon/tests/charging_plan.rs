@@ -181,8 +181,13 @@ async fn the_site_cap_is_shared_by_need_and_the_bus_that_cannot_make_it_is_on_th
         (max["starts"].clone(), max["limits"].clone()),
         (json!([0, 1200]), json!([150000.0, 100000.0]))
     );
-    // And a transaction the plan has not reached yet draws at most its connector's share.
-    assert_eq!(of("TxDefaultProfile")["limits"], json!([50000.0]));
+    // And a transaction the plan has not reached yet draws nothing while the edge lives
+    // (the plan shares the whole cap), its connector's share from the fallback on.
+    let default = of("TxDefaultProfile");
+    assert_eq!(
+        (default["starts"].clone(), default["limits"].clone()),
+        (json!([0, 1200]), json!([0.0, 50000.0]))
+    );
     // The cap shared by need: the site's 300 kWh in 3 h cannot cover both (313 kWh), so
     // the bus that can be ready (B1) gets all of it first (the site's 100 kW of the
     // charger's 150), B2 the rest after; never over 100 kW together.

@@ -39,7 +39,13 @@ impl Profile {
             .as_array()?
             .iter()
             .map(|x| Some((x["startPeriod"].as_i64()?, x["limit"].as_f64()? * per)))
-            .collect::<Option<Vec<_>>>()?;
+            .collect::<Option<Vec<(i64, f64)>>>()?;
+        // As a strict charger reads OCPP 1.6: the first period at 0, each later one after
+        // the one before; anything else is rejected.
+        let increasing = periods.windows(2).all(|w| w[0].0 < w[1].0);
+        if periods.first().map(|p| p.0) != Some(0) || !increasing {
+            return None;
+        }
         Some(Profile {
             id: p["chargingProfileId"].as_i64()?,
             purpose: p["chargingProfilePurpose"].as_str()?.to_string(),
@@ -94,13 +100,19 @@ impl Profiles {
 
     /// The limit for a connector's transaction at `ms` (None: no profile limits it).
     pub fn connector_limit(&self, connector: i64, tx: Option<i64>, ms: i64) -> Option<f64> {
+        // A profile whose schedule has not started yet (the charger's clock a little
+        // behind the edge's) leaves the next one down in force.
         let tx_profile = self
             .get(connector, "TxProfile")
             .filter(|p| p.transaction.is_none() || p.transaction == tx);
-        tx_profile
-            .or_else(|| self.get(connector, "TxDefaultProfile"))
-            .or_else(|| self.get(0, "TxDefaultProfile"))
-            .and_then(|p| p.limit_at(ms))
+        [
+            tx_profile,
+            self.get(connector, "TxDefaultProfile"),
+            self.get(0, "TxDefaultProfile"),
+        ]
+        .into_iter()
+        .flatten()
+        .find_map(|p| p.limit_at(ms))
     }
 
     /// The whole charger's limit at `ms`.

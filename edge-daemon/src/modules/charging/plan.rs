@@ -112,8 +112,7 @@ pub fn plan(needs: &[Need], now_ms: i64, cap_w: i64, slot_ms: i64) -> Vec<Schedu
     while t < end && left.iter().any(|l| *l > 0) {
         // Slots fall on whole multiples of `slot_ms` (the first one from now, shorter):
         // plans made a minute apart then agree on their steps, so a charger is only sent
-        // a profile again when its limits change, and two chargers never follow steps
-        // of different plans.
+        // a profile again when its limits change (`profiles::Job::due`).
         let next = (t.div_euclid(slot_ms) + 1) * slot_ms;
         let len = next - t;
         let mut order: Vec<usize> = (0..needs.len()).filter(|i| left[*i] > 0).collect();

@@ -1,7 +1,8 @@
 //! Sending the plan to the chargers: per charger a ChargePointMaxProfile (its full power
 //! now, its safe share of the site cap from FALLBACK_AFTER_S on: the edge keeps pushing
 //! that step ahead while it lives), a TxDefaultProfile (a transaction the plan has not
-//! reached yet draws at most its share), and a TxProfile per planned transaction.
+//! reached yet draws nothing while the edge lives, and the charger's share per
+//! connector from the same step on), and a TxProfile per planned transaction.
 //! Chargers are served concurrently, each within one round deadline; a charger that
 //! does not answer loses the rest of its round, never anyone else's. A rejected profile
 //! is an alarm.
@@ -37,13 +38,26 @@ pub fn profile(
     start_ms: i64,
     periods: &[(i64, i64)],
 ) -> Value {
-    let list: Vec<Value> = periods
+    // The schedule starts on the whole second (OCPP's times are whole seconds), so the
+    // plan's steps, on whole quarter hours, land exactly where they are, whenever the
+    // profile is sent. Steps already passed (the charger's earlier CALLs took a while)
+    // fold into the first period, the later one in force: OCPP wants the periods
+    // strictly increasing.
+    let start_ms = start_ms.div_euclid(1000) * 1000;
+    let mut list: Vec<(i64, i64)> = Vec::new();
+    for (from, w) in periods.iter().take(MAX_PERIODS) {
+        let at = (from - start_ms).max(0) / 1000;
+        match list.last_mut() {
+            Some(last) if last.0 >= at => *last = (last.0, *w),
+            _ => list.push((at, *w)),
+        }
+    }
+    if let Some(first) = list.first_mut() {
+        first.0 = 0;
+    }
+    let list: Vec<Value> = list
         .iter()
-        .take(MAX_PERIODS)
-        .map(
-            // Rounded: the send comes a moment after the plan (1199.7 s is 1200).
-            |(from, w)| json!({"startPeriod": ((from - start_ms).max(0) + 500) / 1000, "limit": *w as f64}),
-        )
+        .map(|(at, w)| json!({"startPeriod": at, "limit": *w as f64}))
         .collect();
     let mut p = json!({
         "chargingProfileId": id, "stackLevel": if tx.is_some() { 1 } else { 0 },
@@ -107,24 +121,77 @@ impl Job {
         (charger.to_string(), k)
     }
 
+    /// Whether any limit, at any step ahead, is lower than what the charger has: such
+    /// a profile always goes, and goes first (the cap depends on it).
+    pub fn lowers(&self, last: Option<&Sent>, now: i64) -> bool {
+        let Some(last) = last else { return false };
+        self.compare(last, now, i64::MAX, |new, old| new < old)
+    }
+
+    /// The same profile, never above what the charger has (`last`) at any moment: what
+    /// goes first when the new profile lowers some limits and raises others.
+    pub fn no_higher_than(&self, last: &Sent, now: i64) -> Job {
+        let mut steps: Vec<i64> = std::iter::once(now)
+            .chain(
+                self.periods
+                    .iter()
+                    .chain(&last.periods)
+                    .map(|p| p.0)
+                    .filter(|t| *t > now),
+            )
+            .collect();
+        steps.sort_unstable();
+        steps.dedup();
+        let mut periods: Vec<(i64, i64)> = Vec::new();
+        for t in steps {
+            let new = limit_at(&self.periods, t).unwrap_or(0);
+            let w = limit_at(&last.periods, t).map_or(new, |old| old.min(new));
+            if periods.last().map(|p| p.1) != Some(w) {
+                periods.push((t, w));
+            }
+        }
+        Job { periods, ..*self }
+    }
+
     /// Whether it must go out: never sent, sent for another transaction, long enough
-    /// ago that the charger's fallback must be pushed ahead, or with other limits
-    /// before it would go again anyway (RESEND_MS). A limit that went down always goes
-    /// (the cap depends on it); one that went up by less than a kilowatt or 2 % waits (a
-    /// charger is not sent a profile a minute for the planner's rounding, and drawing a
-    /// little less is safe).
+    /// ago that the charger's fallback must be pushed ahead, a limit lowered anywhere,
+    /// or raised before it would go again anyway (RESEND_MS) by more than a kilowatt or
+    /// 2 % (a charger is not sent a profile a minute for the planner's rounding, and
+    /// drawing a little less for a while is safe).
     pub fn due(&self, last: Option<&Sent>, now: i64) -> bool {
         let Some(last) = last else { return true };
-        if now - last.at_ms >= RESEND_MS || last.tx != self.tx {
-            return true;
+        now - last.at_ms >= RESEND_MS
+            || last.tx != self.tx
+            || self.lowers(Some(last), now)
+            || self.compare(last, now, now + RESEND_MS, |new, old| {
+                new > old + (old / 50).max(1000)
+            })
+    }
+
+    /// Whether `differs(new, old)` at now or at any step of either before `until`. The
+    /// charger-wide profiles' steps are reckoned from their send (the fallback step the
+    /// edge keeps pushing ahead), so only their watts, step by step, count.
+    fn compare(
+        &self,
+        last: &Sent,
+        now: i64,
+        until: i64,
+        differs: impl Fn(i64, i64) -> bool,
+    ) -> bool {
+        if self.connector == 0 {
+            return self.periods.len() != last.periods.len()
+                || self
+                    .periods
+                    .iter()
+                    .zip(&last.periods)
+                    .any(|(new, old)| differs(new.1, old.1));
         }
-        let horizon = now + RESEND_MS;
         let steps = self.periods.iter().chain(&last.periods).map(|p| p.0);
         std::iter::once(now)
-            .chain(steps.filter(|t| *t > now && *t < horizon))
+            .chain(steps.filter(|t| *t > now && *t < until))
             .any(
                 |t| match (limit_at(&self.periods, t), limit_at(&last.periods, t)) {
-                    (Some(new), Some(old)) => new < old || new > old + (old / 50).max(1000),
+                    (Some(new), Some(old)) => differs(new, old),
                     (new, old) => new != old,
                 },
             )
@@ -167,7 +234,13 @@ pub(super) fn jobs<'a>(
             id: 2,
             purpose: "TxDefaultProfile",
             tx: None,
-            periods: vec![(now, share / connectors)],
+            // Nothing until the plan reaches it (a second after the plug-in): the plan
+            // shares the whole cap among the buses it knows. Once the edge is gone, its
+            // share, when the charger-wide fallback also holds.
+            periods: vec![
+                (now, 0),
+                (now + FALLBACK_AFTER_S * 1000, share / connectors),
+            ],
         });
     }
     for (s, tx) in plan.iter().zip(txs) {
@@ -194,7 +267,48 @@ pub(super) async fn send(
     fallback_w: i64,
 ) {
     let now = crate::util::now_ms();
-    let jobs = jobs(plan, txs, chargers, &|c| api.online(c), fallback_w, now);
+    let all = jobs(plan, txs, chargers, &|c| api.online(c), fallback_w, now);
+    let (cuts, rest) = phases(all, &api.board.sent.read(), now);
+    if !send_all(api, cuts).await {
+        tracing::warn!(
+            "a lowered charging limit was not taken; raised ones wait for the next round"
+        );
+        return;
+    }
+    send_all(api, rest).await;
+}
+
+/// The round in two phases: first every lowered limit (a profile that lowers some
+/// limits and raises others goes first as its lower envelope, never above what the
+/// charger has), then, once those are answered, the rest. A charger that took its rise
+/// before another took its cut would put the site over its cap.
+pub(super) type Phase<'a> = Vec<(&'a str, Vec<Job>)>;
+pub(super) fn phases<'a>(
+    all: HashMap<&'a str, Vec<Job>>,
+    sent: &HashMap<(String, i64), Sent>,
+    now: i64,
+) -> (Phase<'a>, Phase<'a>) {
+    let (mut cuts, mut rest) = (Vec::new(), Vec::new());
+    for (charger, list) in all {
+        let (mut down, mut up) = (Vec::new(), Vec::new());
+        for job in list {
+            match sent.get(&job.key(charger)) {
+                Some(last) if job.lowers(Some(last), now) => {
+                    down.push(job.no_higher_than(last, now));
+                    up.push(job);
+                }
+                _ => up.push(job),
+            }
+        }
+        cuts.push((charger, down));
+        rest.push((charger, up));
+    }
+    (cuts, rest)
+}
+
+/// Sends each charger its jobs in order, chargers concurrently; false when any charger
+/// did not answer or did not accept one.
+async fn send_all(api: &Arc<ChargingApi>, jobs: Vec<(&str, Vec<Job>)>) -> bool {
     // Each charger gets its jobs in order within the round's deadline: a CALL's
     // timeout for each, at most three.
     let round = api.call_timeout() * 3 + Duration::from_secs(1);
@@ -202,9 +316,10 @@ pub(super) async fn send(
         let done = tokio::time::timeout(round, async {
             for job in list {
                 if !send_if_due(api, charger, job).await {
-                    break;
+                    return false;
                 }
             }
+            true
         })
         .await;
         if done.is_err() {
@@ -212,12 +327,16 @@ pub(super) async fn send(
             // charger has is unsure, so the next round sends it everything again.
             api.board.forget(charger);
         }
+        done.unwrap_or(false)
     });
-    futures::future::join_all(rounds).await;
+    futures::future::join_all(rounds)
+        .await
+        .into_iter()
+        .all(|ok| ok)
 }
 
 /// Sends one profile unless the charger has it already; false when the charger did not
-/// answer (the rest of its round is skipped).
+/// answer or did not accept it (the rest of its round is skipped).
 async fn send_if_due(api: &Arc<ChargingApi>, charger: &str, job: Job) -> bool {
     let now = crate::util::now_ms();
     let key = job.key(charger);
@@ -239,13 +358,8 @@ async fn send_if_due(api: &Arc<ChargingApi>, charger: &str, job: Job) -> bool {
             true
         }
         Ok(a) => {
-            // Not retried until the plan changes or RESEND_MS passes; an alarm says so.
-            let sent = Sent {
-                tx: job.tx,
-                periods: job.periods.clone(),
-                at_ms: now,
-            };
-            api.board.sent.write().insert(key, sent);
+            // Not recorded as sent: the charger keeps what it had, so the next round
+            // tries again (a lowered limit must not be taken as done); an alarm says so.
             api.profile_rejected(
                 charger,
                 job.connector.max(0),
@@ -255,7 +369,7 @@ async fn send_if_due(api: &Arc<ChargingApi>, charger: &str, job: Job) -> bool {
             .await;
             tracing::warn!(charger, connector = job.connector, purpose = job.purpose,
                 status = ?a["status"], "charger did not accept the charging profile");
-            true
+            false
         }
         Err(e) => {
             tracing::warn!(charger, connector = job.connector, error = %e, "charging profile not sent");

@@ -349,7 +349,7 @@ impl ChargingApi {
     ) {
         let a = super::profiles::rejected_alarm(charger, connector, tx, limit_w);
         self.metrics.profiles_rejected.inc();
-        if let Err(e) = self.store.write(move |c| store::raise(c, &a)).await {
+        if let Err(e) = self.store.write(move |c| store::raise_hourly(c, &a)).await {
             tracing::warn!(error = %e, "could not store a charging alarm");
         }
     }

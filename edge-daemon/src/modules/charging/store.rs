@@ -127,6 +127,28 @@ pub(super) fn raise(c: &Connection, a: &Alarm) -> rusqlite::Result<bool> {
     Ok(n == 1)
 }
 
+/// Records an alarm unless the same kind was raised for the same connector and
+/// transaction in the last hour (a charger refusing every profile is retried each
+/// round, and alarmed once an hour).
+pub(super) fn raise_hourly(c: &Connection, a: &Alarm) -> rusqlite::Result<bool> {
+    let recent: bool = c.query_row(
+        "SELECT EXISTS (SELECT 1 FROM charging_alarms WHERE charger_id = ?1 AND connector_id = ?2
+           AND kind = ?3 AND transaction_id IS ?4 AND ts_ms > ?5)",
+        params![
+            a.charger_id,
+            a.connector_id,
+            a.kind,
+            a.transaction_id,
+            a.ts_ms - 3_600_000
+        ],
+        |r| r.get(0),
+    )?;
+    if recent {
+        return Ok(false);
+    }
+    raise(c, a)
+}
+
 pub(super) fn alarms(c: &Connection, since_ms: i64) -> rusqlite::Result<Vec<Alarm>> {
     let mut st = c.prepare_cached(
         "SELECT charger_id, connector_id, ts_ms, kind, limit_w, drawn_w, transaction_id
