@@ -35,6 +35,14 @@ pub(super) async fn demo_charging(
     cancel: CancellationToken,
     tracker: &TaskTracker,
 ) -> anyhow::Result<usize> {
+    // An earlier run's simulated chargers are gone with it: what they left open ends
+    // where it was (else the planner would set their power aside as chargers that are
+    // offline mid-charge).
+    for c in api.chargers().await? {
+        if c.id.starts_with("CP-") {
+            api.close_lost_sessions(&c.id).await?;
+        }
+    }
     let mut chargers = Vec::new();
     for (n, pair) in day.plugged.chunks(2).enumerate() {
         let id = format!("CP-{:02}", n + 1);

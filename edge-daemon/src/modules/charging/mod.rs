@@ -13,6 +13,7 @@ pub mod config;
 mod efficiency;
 pub mod energy;
 mod energy_api;
+mod held;
 mod load;
 mod master;
 pub mod meters;

@@ -12,8 +12,9 @@
 
 use std::collections::HashMap;
 
+use crate::modules::charging::held::{held, uncontrolled_draw};
 use crate::modules::charging::plan::{self, Need};
-use crate::modules::charging::planner::{Sent, FALLBACK_AFTER_S, SLOT_MS};
+use crate::modules::charging::planner::{PlanBoard, Sent, FALLBACK_AFTER_S, SLOT_MS};
 use crate::sim::charge_profile::{Profile, Profiles};
 
 const MIN: i64 = 60_000;
@@ -108,7 +109,10 @@ struct Night {
 #[derive(Default)]
 struct Edge {
     held: HashMap<String, Profiles>,
-    sent: HashMap<(String, i64), Sent>,
+    /// The edge's record of what it sent (the real one), and who is failing.
+    board: PlanBoard,
+    /// A charger that refuses every TxProfile.
+    refuses: Option<String>,
     /// Profiles on their way: (when the charger has it, charger, connector, profile).
     on_the_way: Vec<(i64, String, i64, Profile)>,
 }
@@ -119,22 +123,34 @@ impl Edge {
     /// (so later ones start after the plan's `now`). Returns how many went.
     fn round(&mut self, jobs: HashMap<&str, Vec<super::Job>>, t: i64) -> usize {
         let mut n = 0;
-        let (cuts, rest) = super::phases(jobs, &self.sent, t);
+        let loose = self.board.failing.read().clone();
+        let chargers: Vec<String> = jobs.keys().map(|c| c.to_string()).collect();
+        let (cuts, rest) = super::phases(jobs, &self.board.sent.read(), t);
+        let mut failed: Vec<String> = Vec::new();
         // The second phase starts once the first is answered.
         let mut start = t;
-        for phase in [cuts, rest] {
+        for (phase, list) in [cuts, rest].into_iter().enumerate() {
+            // As `send`: a cut the plan counted on that was not taken holds rises back.
+            if phase == 1 && failed.iter().any(|c| !loose.contains(c)) {
+                break;
+            }
             let mut calls: HashMap<String, i64> = HashMap::new();
             let mut answered = start;
-            for (charger, list) in phase {
+            for (charger, list) in list {
                 for job in list {
                     let key = job.key(charger);
-                    if !job.due(self.sent.get(&key), t) {
+                    if !job.due(Some(&held(&self.board.sent.read(), charger, &job)), t) {
                         continue;
                     }
                     let k = calls.entry(charger.to_string()).or_default();
                     let at = start + 400 * *k;
                     *k += 1;
                     answered = answered.max(at + 400);
+                    if job.tx.is_some() && self.refuses.as_deref() == Some(charger) {
+                        // Refused: the charger keeps what it had; not recorded as sent.
+                        failed.push(charger.to_string());
+                        break;
+                    }
                     let body = job.payload(at);
                     let p = Profile::parse(&body["csChargingProfiles"], at)
                         .unwrap_or_else(|| panic!("a profile a strict charger reads: {body}"));
@@ -146,11 +162,19 @@ impl Edge {
                         periods: job.periods.clone(),
                         at_ms: at,
                     };
-                    self.sent.insert(key, sent);
+                    self.board.sent.write().insert(key, sent);
                     n += 1;
                 }
             }
             start = answered;
+        }
+        let mut failing = self.board.failing.write();
+        for c in chargers {
+            if failed.contains(&c) {
+                failing.insert(c);
+            } else {
+                failing.remove(&c);
+            }
         }
         n
     }
@@ -173,6 +197,10 @@ struct Scenario {
     outage: Option<(i64, i64)>,
     plan_at_ms: i64,
     late: Option<(usize, i64)>,
+    /// A charger whose link to the edge drops (which, from, to).
+    offline: Option<(&'static str, i64, i64)>,
+    /// A charger that refuses every TxProfile.
+    refuses: Option<&'static str>,
 }
 
 fn plain(cap_w: i64) -> Scenario {
@@ -181,6 +209,8 @@ fn plain(cap_w: i64) -> Scenario {
         outage: None,
         plan_at_ms: 0,
         late: None,
+        offline: None,
+        refuses: None,
     }
 }
 
@@ -195,11 +225,14 @@ fn run(sc: &Scenario) -> Night {
     let chargers: HashMap<String, (i64, i64)> = (1..=10)
         .map(|c| (format!("CP-{c:02}"), (CHARGER_W, CHARGER_W / 2)))
         .collect();
-    let mut edge = Edge::default();
+    let mut edge = Edge {
+        refuses: sc.refuses.map(str::to_string),
+        ..Edge::default()
+    };
     // The chargers were online before the buses came: they hold the edge's maximum and
     // default profiles of an empty plan.
     edge.round(
-        super::jobs(&[], &[], &chargers, &|_| true, cap_w, t22 - MIN),
+        super::jobs(&[], &[], &chargers, &|_| true, &|_| false, cap_w, t22 - MIN),
         t22 - MIN,
     );
     let mut night = Night {
@@ -219,11 +252,41 @@ fn run(sc: &Scenario) -> Night {
         let event = buses
             .iter()
             .any(|b| b.arrive_ms > t22 && t >= b.arrive_ms + 1_000 && t < b.arrive_ms + 11_000);
+        let online = |c: &str| sc.offline.is_none_or(|(x, a, b)| x != c || t < a || t >= b);
+        if let Some((c, _, back)) = sc.offline {
+            if t == back {
+                // Back: what it holds is unknown (as `ChargingApi::connect` says).
+                edge.board.forget(c);
+            }
+        }
         if ((t - t22 - sc.plan_at_ms).rem_euclid(MIN) == 0 || event) && !away {
-            let live: Vec<&Bus> = buses.iter().filter(|b| b.plugged(t)).collect();
+            // As `planner::replan`: buses on chargers it cannot steer are not planned,
+            // what those may draw is set aside.
+            let failing = edge.board.failing.read().clone();
+            let steered = |c: &str| online(c) && !failing.contains(c);
+            let mut aside_w = 0;
+            for c in chargers.keys().filter(|c| !steered(c)) {
+                let running: Vec<(i64, Option<i64>)> = buses
+                    .iter()
+                    .filter(|b| b.charger == *c && b.plugged(t))
+                    .map(|b| (b.connector, Some(b.tx)))
+                    .collect();
+                if running.is_empty() {
+                    continue;
+                }
+                aside_w += if online(c) {
+                    CHARGER_W
+                } else {
+                    uncontrolled_draw(&edge.board.sent.read(), c, CHARGER_W, &running, t)
+                };
+            }
+            let live: Vec<&Bus> = buses
+                .iter()
+                .filter(|b| b.plugged(t) && steered(&b.charger))
+                .collect();
             let needs: Vec<Need> = live.iter().map(|b| need(b)).collect();
             let txs: Vec<i64> = live.iter().map(|b| b.tx).collect();
-            let schedules = plan::plan(&needs, t, cap_w, SLOT_MS);
+            let schedules = plan::plan(&needs, t, (cap_w - aside_w).max(0), SLOT_MS);
             if t == t22 + sc.plan_at_ms {
                 night.at_risk_at_22 = schedules
                     .iter()
@@ -237,7 +300,15 @@ fn run(sc: &Scenario) -> Night {
                     night.first_at_risk.entry(*tx).or_insert(t);
                 }
             }
-            let jobs = super::jobs(&schedules, &txs, &chargers, &|_| true, cap_w, t);
+            let jobs = super::jobs(
+                &schedules,
+                &txs,
+                &chargers,
+                &online,
+                &|c| failing.contains(c),
+                cap_w,
+                t,
+            );
             night.profiles_sent += edge.round(jobs, t);
         }
         edge.arrive(t);
@@ -395,6 +466,7 @@ fn a_bus_plugged_in_just_before_the_edge_goes_and_steps_sent_half_a_second_early
         outage: Some((t22() + 6 * MIN, t22() + 90 * MIN)),
         plan_at_ms: 59_700,
         late: Some((19, t22() + 4 * MIN)),
+        ..plain(cap)
     });
     assert!(n.peak_w <= cap as f64, "{}", n.peak_w);
     assert!(
@@ -402,4 +474,34 @@ fn a_bus_plugged_in_just_before_the_edge_goes_and_steps_sent_half_a_second_early
         "{}",
         n.fallback_peak_w
     );
+}
+
+#[test]
+fn a_charger_that_drops_off_the_edge_keeps_its_share_set_aside_and_comes_back_safely() {
+    // CP-03 loses its link from 23:00 to 00:30 with both its buses charging: they keep
+    // drawing what they hold (until its fallback), the plan sets that aside, and when
+    // it is back (what it holds unknown) its new profiles go as cuts, first.
+    let cap = 600_000;
+    let n = run(&Scenario {
+        offline: Some(("CP-03", t22() + H, t22() + 150 * MIN)),
+        ..plain(cap)
+    });
+    assert!(n.peak_w <= cap as f64, "{}", n.peak_w);
+}
+
+#[test]
+fn a_charger_that_refuses_its_profiles_is_set_aside_and_its_buses_still_charge() {
+    let cap = 600_000;
+    let buses = fleet(t22());
+    let n = run(&Scenario {
+        refuses: Some("CP-04"),
+        ..plain(cap)
+    });
+    assert!(n.peak_w <= cap as f64, "{}", n.peak_w);
+    // CP-04's buses (6 and 7) are not left at 0 W: the charger is given its whole
+    // power, set aside from the cap.
+    for i in [6, 7] {
+        let gained = n.at_pull_out[i] - buses[i].have_wh;
+        assert!(gained > 50_000.0, "bus {i} gained {gained} Wh");
+    }
 }

@@ -14,6 +14,7 @@ use parking_lot::RwLock;
 
 use super::plan::{self, Need, Schedule};
 use super::service::ChargingApi;
+use super::sessions::Session;
 use crate::bus::Event;
 use crate::modules::dispatch::service::Dispatch;
 use crate::modules::dispatch::service::{ChargePlans, NextBlock};
@@ -49,6 +50,9 @@ pub struct PlanBoard {
     pub(super) accepted: RwLock<HashMap<Connector, Periods>>,
     /// What was last sent to each connector (0: the charger's max profile), and when.
     pub(super) sent: RwLock<HashMap<Connector, Sent>>,
+    /// Chargers that refused or did not answer a profile in the last round: the next
+    /// plan sets their possible draw aside instead of counting on them.
+    pub(super) failing: RwLock<std::collections::HashSet<String>>,
 }
 
 impl ChargePlans for PlanBoard {
@@ -62,22 +66,44 @@ impl ChargePlans for PlanBoard {
 }
 
 impl PlanBoard {
-    /// Forgets what a charger was sent and accepted (it reconnected or rebooted).
+    /// What a charger holds is unknown now (it reconnected, rebooted, was sent a
+    /// profile by a person, or a CALL went unanswered): counted at full power until the
+    /// edge's profiles are confirmed again (`held.rs`).
     pub fn forget(&self, charger: &str) {
-        self.sent.write().retain(|(c, _), _| c != charger);
+        for ((c, _), s) in self.sent.write().iter_mut() {
+            if c == charger {
+                s.periods = super::held::full();
+                s.at_ms = 0;
+            }
+        }
+        // Never sent anything: unknown already. The charger-wide ones, for the record.
+        for k in [-1, -2] {
+            self.sent
+                .write()
+                .entry((charger.to_string(), k))
+                .or_insert_with(|| Sent {
+                    tx: None,
+                    periods: super::held::full(),
+                    at_ms: 0,
+                });
+        }
         self.accepted.write().retain(|(c, _), _| c != charger);
     }
 
-    /// Forgets what every charger was sent.
+    /// What every charger holds is unknown (events were missed).
     pub fn forget_all(&self) {
-        self.sent.write().clear();
-        self.accepted.write().clear();
+        let chargers: std::collections::HashSet<String> =
+            self.sent.read().keys().map(|k| k.0.clone()).collect();
+        for c in chargers {
+            self.forget(&c);
+        }
     }
 
-    /// Forgets connectors no longer in the plan (their transaction ended).
-    fn keep_only(&self, planned: &[(String, i64)]) {
+    /// Forgets connectors no longer in the plan (their transaction ended), except on
+    /// chargers the plan set aside (what they hold still counts).
+    fn keep_only(&self, planned: &[(String, i64)], aside: &[String]) {
         // Connector 0's profiles (keyed below zero) belong to the charger, not a plan.
-        let keep = |k: &Connector| k.1 <= 0 || planned.contains(k);
+        let keep = |k: &Connector| k.1 <= 0 || planned.contains(k) || aside.contains(&k.0);
         self.sent.write().retain(|k, _| keep(k));
         self.accepted.write().retain(|k, _| keep(k));
     }
@@ -148,12 +174,10 @@ pub(super) async fn replan(
     let started = std::time::Instant::now();
     let now = crate::util::now_ms();
     let sessions = api.sessions(now).await.map_err(|e| e.to_string())?;
+    let list = api.chargers().await.map_err(|e| e.to_string())?;
     // Charger -> (its maximum, each connector's share of it).
-    let chargers: HashMap<String, (i64, i64)> = api
-        .chargers()
-        .await
-        .map_err(|e| e.to_string())?
-        .into_iter()
+    let chargers: HashMap<String, (i64, i64)> = list
+        .iter()
         .map(|c| {
             (
                 c.id.clone(),
@@ -161,6 +185,8 @@ pub(super) async fn replan(
             )
         })
         .collect();
+    let seen: HashMap<&str, Option<i64>> =
+        list.iter().map(|c| (c.id.as_str(), c.seen_ms)).collect();
     let next: HashMap<String, NextBlock> = match services.get::<Dispatch>() {
         Some(d) => d
             .next_blocks(now)
@@ -173,17 +199,30 @@ pub(super) async fn replan(
     };
     let fleet = services.get::<FleetApi>();
     let live = services.get::<LiveStateSource>();
+    let open: Vec<&Session> = sessions
+        .iter()
+        .filter(|s| s.stop_ms.is_none() && s.origin == "start")
+        .collect();
+    let (aside_w, aside) = set_aside(api, &open, &chargers, &seen, fallback_w, now);
+    // A bus on two running transactions (a stop that never came) is on the newer one.
+    let mut newest: HashMap<&str, i64> = HashMap::new();
+    for s in &open {
+        if let Some(v) = s.vehicle_id.as_deref() {
+            let n = newest.entry(v).or_insert(s.transaction_id);
+            *n = (*n).max(s.transaction_id);
+        }
+    }
     let mut needs = Vec::new();
     let mut txs = Vec::new();
-    for s in sessions
-        .iter()
-        .filter(|s| s.stop_ms.is_none() && s.origin == "start" && api.online(&s.charger_id))
-    {
+    for s in open.iter().filter(|s| !aside.contains(&s.charger_id)) {
         // A connector may take the whole charger; the plan shares it between them.
         let Some((max_w, _)) = chargers.get(&s.charger_id).copied() else {
             continue;
         };
-        let vehicle = s.vehicle_id.clone();
+        let vehicle = s
+            .vehicle_id
+            .clone()
+            .filter(|v| newest.get(v.as_str()) == Some(&s.transaction_id));
         let battery_wh = vehicle
             .as_deref()
             .and_then(|v| fleet.as_ref()?.get(v))
@@ -229,12 +268,12 @@ pub(super) async fn replan(
         });
         txs.push(s.transaction_id);
     }
-    let schedules = plan::plan(&needs, now, cap_w, SLOT_MS);
+    let schedules = plan::plan(&needs, now, (cap_w - aside_w).max(0), SLOT_MS);
     let planned: Vec<Connector> = schedules
         .iter()
         .map(|s| (s.charger.clone(), s.connector))
         .collect();
-    api.board.keep_only(&planned);
+    api.board.keep_only(&planned, &aside);
     *api.board.plan.write() = schedules.clone();
     *api.board.made_ms.write() = now;
     api.metrics
@@ -243,4 +282,59 @@ pub(super) async fn replan(
     api.metrics.planned.set(schedules.len() as i64);
     super::profiles::send(api, &schedules, &txs, &chargers, fallback_w).await;
     Ok(())
+}
+
+/// The chargers the plan cannot steer now (offline, or failing their profiles) and what
+/// they may draw in all, set aside from the cap: they keep following what they hold.
+fn set_aside(
+    api: &ChargingApi,
+    open: &[&Session],
+    chargers: &HashMap<String, (i64, i64)>,
+    seen: &HashMap<&str, Option<i64>>,
+    fallback_w: i64,
+    now: i64,
+) -> (i64, Vec<String>) {
+    // Unheard of for longer than the fallback takes, a charger holds at most its safe
+    // share (the edge's last ChargePointMaxProfile, sent no later than it was last
+    // heard, has dropped to it), whatever the edge remembers since a restart.
+    let share = fallback_w / (chargers.len().max(1) as i64);
+    let failing = api.board.failing.read().clone();
+    let sent = api.board.sent.read();
+    let mut aside: Vec<String> = chargers
+        .keys()
+        .filter(|c| !api.online(c) || failing.contains(*c))
+        .cloned()
+        .collect();
+    aside.sort();
+    let mut total = 0i64;
+    for c in &aside {
+        let running: Vec<(i64, Option<i64>)> = open
+            .iter()
+            .filter(|s| s.charger_id == *c)
+            .map(|s| (s.connector_id, Some(s.transaction_id)))
+            .collect();
+        if running.is_empty() {
+            continue;
+        }
+        let max_w = chargers.get(c).map_or(0, |x| x.0);
+        // A failing charger online is given its whole power by default (profiles.rs);
+        // an offline one keeps what it holds.
+        let may = if api.online(c) {
+            max_w
+        } else {
+            let held = super::held::uncontrolled_draw(&sent, c, max_w, &running, now);
+            let quiet = seen
+                .get(c.as_str())
+                .copied()
+                .flatten()
+                .is_none_or(|s| now - s >= FALLBACK_AFTER_S * 1000);
+            if quiet {
+                held.min(share)
+            } else {
+                held
+            }
+        };
+        total = total.saturating_add(may);
+    }
+    (total, aside)
 }

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use super::held::{held, limit_at};
 use super::plan::Schedule;
 use super::planner::{Sent, FALLBACK_AFTER_S};
 use super::service::ChargingApi;
@@ -71,21 +72,41 @@ pub fn profile(
 }
 
 /// The periods from the one in force at `now` on (that one starting at `now`).
+/// A rise comes this long after the step it belongs to: chargers' clocks differ by a
+/// few seconds, and a charger that rose on time while another cut late would put the
+/// site over its cap in between.
+pub(super) const RISE_LAG_MS: i64 = 10_000;
+
 fn from_now(periods: &[(i64, i64)], now: i64) -> Vec<(i64, i64)> {
     let first = periods
         .iter()
         .rposition(|(from, _)| *from <= now)
         .unwrap_or(0);
-    let out: Vec<(i64, i64)> = periods[first..]
-        .iter()
-        .map(|(from, w)| ((*from).max(now), *w))
-        .take(MAX_PERIODS)
-        .collect();
+    let mut out: Vec<(i64, i64)> = Vec::new();
+    for (from, w) in &periods[first..] {
+        let at = match out.last() {
+            Some(last) if *w > last.1 => (*from).max(now) + RISE_LAG_MS,
+            _ => (*from).max(now),
+        };
+        out.push((at, *w));
+    }
     // OCPP wants at least one period: a bus that needs nothing gets 0 W.
     if out.is_empty() {
         return vec![(now, 0)];
     }
-    out
+    bounded(out)
+}
+
+/// At most MAX_PERIODS periods; a schedule cut short ends at 0 W (the last period of a
+/// profile holds for ever; the edge sends the rest long before it is reached).
+fn bounded(mut periods: Vec<(i64, i64)>) -> Vec<(i64, i64)> {
+    if periods.len() > MAX_PERIODS {
+        periods.truncate(MAX_PERIODS);
+        if let Some(last) = periods.last_mut() {
+            last.1 = 0;
+        }
+    }
+    periods
 }
 
 /// One profile to send: the connector (0: the charger), the transaction, how.
@@ -150,7 +171,10 @@ impl Job {
                 periods.push((t, w));
             }
         }
-        Job { periods, ..*self }
+        Job {
+            periods: bounded(periods),
+            ..*self
+        }
     }
 
     /// Whether it must go out: never sent, sent for another transaction, long enough
@@ -198,11 +222,6 @@ impl Job {
     }
 }
 
-/// The limit in force at `t` of periods `(from_ms, watts)` (None before the first).
-fn limit_at(periods: &[(i64, i64)], t: i64) -> Option<i64> {
-    periods.iter().take_while(|p| p.0 <= t).last().map(|p| p.1)
-}
-
 /// What every online charger is due this round: its ChargePointMaxProfile (full power
 /// now, its safe share of `fallback_w` from FALLBACK_AFTER_S on), its TxDefaultProfile,
 /// and a TxProfile per planned transaction (`txs` beside `plan`).
@@ -211,6 +230,7 @@ pub(super) fn jobs<'a>(
     txs: &[i64],
     chargers: &'a HashMap<String, (i64, i64)>,
     online: &dyn Fn(&str) -> bool,
+    loose: &dyn Fn(&str) -> bool,
     fallback_w: i64,
     now: i64,
 ) -> HashMap<&'a str, Vec<Job>> {
@@ -236,11 +256,17 @@ pub(super) fn jobs<'a>(
             tx: None,
             // Nothing until the plan reaches it (a second after the plug-in): the plan
             // shares the whole cap among the buses it knows. Once the edge is gone, its
-            // share, when the charger-wide fallback also holds.
-            periods: vec![
-                (now, 0),
-                (now + FALLBACK_AFTER_S * 1000, share / connectors),
-            ],
+            // share, when the charger-wide fallback also holds. A charger the plan left
+            // out (failing its profiles) has its whole power set aside for it: its
+            // buses may take it.
+            periods: if loose(c) {
+                vec![(now, max_w / connectors)]
+            } else {
+                vec![
+                    (now, 0),
+                    (now + FALLBACK_AFTER_S * 1000, share / connectors),
+                ]
+            },
         });
     }
     for (s, tx) in plan.iter().zip(txs) {
@@ -267,15 +293,34 @@ pub(super) async fn send(
     fallback_w: i64,
 ) {
     let now = crate::util::now_ms();
-    let all = jobs(plan, txs, chargers, &|c| api.online(c), fallback_w, now);
+    let loose: std::collections::HashSet<String> = api.board.failing.read().clone();
+    let all = jobs(
+        plan,
+        txs,
+        chargers,
+        &|c| api.online(c),
+        &|c| loose.contains(c),
+        fallback_w,
+        now,
+    );
     let (cuts, rest) = phases(all, &api.board.sent.read(), now);
-    if !send_all(api, cuts).await {
-        tracing::warn!(
-            "a lowered charging limit was not taken; raised ones wait for the next round"
-        );
+    let failed_cuts = send_all(api, cuts).await;
+    // A charger the plan counted on that did not take its cut holds the rises back
+    // (they would put the site over its cap); one the plan already set aside does not.
+    if failed_cuts.iter().any(|c| !loose.contains(c)) {
+        tracing::warn!(chargers = ?failed_cuts,
+            "a lowered charging limit was not taken; raised ones wait for the next round");
         return;
     }
-    send_all(api, rest).await;
+    let failed = send_all(api, rest).await;
+    let mut failing = api.board.failing.write();
+    for c in chargers.keys() {
+        if failed_cuts.contains(c) || failed.contains(c) {
+            failing.insert(c.clone());
+        } else if api.online(c) {
+            failing.remove(c);
+        }
+    }
 }
 
 /// The round in two phases: first every lowered limit (a profile that lowers some
@@ -292,13 +337,11 @@ pub(super) fn phases<'a>(
     for (charger, list) in all {
         let (mut down, mut up) = (Vec::new(), Vec::new());
         for job in list {
-            match sent.get(&job.key(charger)) {
-                Some(last) if job.lowers(Some(last), now) => {
-                    down.push(job.no_higher_than(last, now));
-                    up.push(job);
-                }
-                _ => up.push(job),
+            let last = held(sent, charger, &job);
+            if job.lowers(Some(&last), now) {
+                down.push(job.no_higher_than(&last, now));
             }
+            up.push(job);
         }
         cuts.push((charger, down));
         rest.push((charger, up));
@@ -306,9 +349,9 @@ pub(super) fn phases<'a>(
     (cuts, rest)
 }
 
-/// Sends each charger its jobs in order, chargers concurrently; false when any charger
-/// did not answer or did not accept one.
-async fn send_all(api: &Arc<ChargingApi>, jobs: Vec<(&str, Vec<Job>)>) -> bool {
+/// Sends each charger its jobs in order, chargers concurrently; the chargers that did
+/// not answer or did not accept one.
+async fn send_all(api: &Arc<ChargingApi>, jobs: Vec<(&str, Vec<Job>)>) -> Vec<String> {
     // Each charger gets its jobs in order within the round's deadline: a CALL's
     // timeout for each, at most three.
     let round = api.call_timeout() * 3 + Duration::from_secs(1);
@@ -323,16 +366,17 @@ async fn send_all(api: &Arc<ChargingApi>, jobs: Vec<(&str, Vec<Job>)>) -> bool {
         })
         .await;
         if done.is_err() {
-            // A CALL may still be queued and taken later: what the edge thinks this
-            // charger has is unsure, so the next round sends it everything again.
+            // A CALL may still be queued and taken later: what this charger holds is
+            // unknown, so the next round counts it at full power.
             api.board.forget(charger);
         }
-        done.unwrap_or(false)
+        (!done.unwrap_or(false)).then(|| charger.to_string())
     });
     futures::future::join_all(rounds)
         .await
         .into_iter()
-        .all(|ok| ok)
+        .flatten()
+        .collect()
 }
 
 /// Sends one profile unless the charger has it already; false when the charger did not
@@ -340,7 +384,8 @@ async fn send_all(api: &Arc<ChargingApi>, jobs: Vec<(&str, Vec<Job>)>) -> bool {
 async fn send_if_due(api: &Arc<ChargingApi>, charger: &str, job: Job) -> bool {
     let now = crate::util::now_ms();
     let key = job.key(charger);
-    if !job.due(api.board.sent.read().get(&key), now) {
+    let last = held(&api.board.sent.read(), charger, &job);
+    if !job.due(Some(&last), now) {
         return true;
     }
     let body = job.payload(now);
@@ -372,6 +417,14 @@ async fn send_if_due(api: &Arc<ChargingApi>, charger: &str, job: Job) -> bool {
             false
         }
         Err(e) => {
+            // No answer: the charger may still take it. Unknown, so counted at full
+            // power until a profile is confirmed.
+            let unknown = Sent {
+                tx: job.tx,
+                periods: super::held::full(),
+                at_ms: 0,
+            };
+            api.board.sent.write().insert(key, unknown);
             tracing::warn!(charger, connector = job.connector, error = %e, "charging profile not sent");
             false
         }

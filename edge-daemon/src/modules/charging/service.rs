@@ -232,6 +232,23 @@ impl ChargingApi {
         Ok(r)
     }
 
+    /// Ends the transactions left open on a charger known to be gone (see
+    /// `sessions::close_open`), with their records for the cloud.
+    pub async fn close_lost_sessions(&self, charger: &str) -> Result<usize, StoreCallError> {
+        let (actor, c) = (self.actor.clone(), charger.to_string());
+        self.store
+            .write(move |db| {
+                let t = db.transaction()?;
+                let closed = sessions::close_open(&t, &c)?;
+                for tx in &closed {
+                    super::records::publish(&t, &actor, *tx)?;
+                }
+                t.commit()?;
+                Ok(closed.len())
+            })
+            .await
+    }
+
     /// The bus an id tag stands for: a card bound to it, or the bus's own id.
     pub async fn vehicle_of_tag(&self, tag: &str) -> Result<Option<String>, StoreCallError> {
         let t = tag.to_string();

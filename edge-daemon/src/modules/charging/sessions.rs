@@ -188,8 +188,8 @@ pub struct Start<'a> {
 /// The transaction id for a StartTransaction: the same one again for a replay of the
 /// same start (same connector, time and register), so a charger whose answer was lost
 /// never gets two sessions for one charge. Also returns the transactions this start
-/// closed (their stop never came) or took its bus from (a bus is on one running
-/// transaction: the newer start is where it is now).
+/// closed (their stop never came). A bus on two running transactions (a stop that never
+/// came on another charger) keeps both records; the planner counts the newer one.
 pub fn start(c: &Connection, s: &Start<'_>) -> rusqlite::Result<(i64, Vec<i64>)> {
     let same: Option<i64> = c
         .query_row(
@@ -204,7 +204,7 @@ pub fn start(c: &Connection, s: &Start<'_>) -> rusqlite::Result<(i64, Vec<i64>)>
     }
     // An older transaction still open on this connector lost its stop (the charger
     // rebooted): it ends at the last register it reported, nothing added.
-    let mut closed: Vec<i64> = c
+    let closed: Vec<i64> = c
         .prepare_cached(
             "UPDATE charging_transactions SET stop_ms = last_ms, meter_stop_wh = last_wh,
                stop_reason = 'NoStopReceived'
@@ -227,19 +227,21 @@ pub fn start(c: &Connection, s: &Start<'_>) -> rusqlite::Result<(i64, Vec<i64>)>
         ],
     )?;
     let id = c.last_insert_rowid();
-    if let Some(v) = s.vehicle {
-        let moved = c
-            .prepare_cached(
-                "UPDATE charging_transactions SET vehicle_id = NULL
-                 WHERE vehicle_id = ?1 AND stop_ms IS NULL AND origin = 'start' AND id <> ?2
-                   AND start_ms < ?3
-                 RETURNING id",
-            )?
-            .query_map(params![v, id, s.ts_ms], |r| r.get(0))?
-            .collect::<rusqlite::Result<Vec<i64>>>()?;
-        closed.extend(moved);
-    }
     Ok((id, closed))
+}
+
+/// Ends every transaction still open on `charger` at the last register it reported
+/// (`NoStopReceived`, nothing added): the charger is known to be gone (the demo's
+/// simulated chargers of an earlier run). Returns them, for the cloud.
+pub fn close_open(c: &Connection, charger: &str) -> rusqlite::Result<Vec<i64>> {
+    c.prepare_cached(
+        "UPDATE charging_transactions SET stop_ms = last_ms, meter_stop_wh = last_wh,
+           stop_reason = 'NoStopReceived'
+         WHERE charger_id = ?1 AND stop_ms IS NULL
+         RETURNING id",
+    )?
+    .query_map(params![charger], |r| r.get(0))?
+    .collect()
 }
 
 pub struct Stop<'a> {

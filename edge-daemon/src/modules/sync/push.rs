@@ -67,8 +67,73 @@ pub(super) fn read_stream_rows(
 pub(super) struct Pushed {
     pub(super) changes: u64,
     pub(super) stream_rows: u64,
-    /// Whether the outbox had more than one batch's worth.
+    /// Whether to push again at once: this batch was full, or it was a batch recorded
+    /// earlier (an outage, a restart) and more waits behind it. Not just "the outbox is
+    /// not empty": telemetry fills it every second, and the pull must get its turn.
     pub(super) full: bool,
+}
+
+/// The batch to send, read and recorded (as pending) in one transaction.
+pub(super) struct Taken {
+    pub(super) pending: Option<PendingBatch>,
+    pub(super) changes: Vec<ChangeRow>,
+    pub(super) rows: Vec<StreamRow>,
+    pub(super) backlog: Backlog,
+    /// Push again at once (see [`Pushed::full`]).
+    pub(super) again: bool,
+}
+
+/// The pending batch if a previous attempt did not finish, else the next one up to the
+/// limits, recorded before it is sent.
+pub(super) fn take_batch(c: &mut Connection) -> rusqlite::Result<Taken> {
+    let tx = c.transaction()?;
+    let pending = load_pending(&tx)?;
+    let resumed = pending.is_some();
+    let changes = read_changes(&tx, pending.map(|p| p.change_upto))?;
+    let rows = read_stream_rows(&tx, pending.map(|p| p.stream_upto))?;
+    let pending = match pending {
+        Some(p) => Some(p),
+        None if changes.is_empty() && rows.is_empty() => None,
+        None => {
+            let batch_seq = state_get(&tx, "push_batch_seq")?
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or(0)
+                + 1;
+            let p = PendingBatch {
+                batch_seq,
+                change_upto: changes.last().map_or(0, |r| r.0),
+                stream_upto: rows.last().map_or(0, |r| r.0),
+            };
+            state_set(&tx, "push_batch_seq", &batch_seq.to_string())?;
+            state_set(
+                &tx,
+                "push_pending",
+                &format!("{},{},{}", p.batch_seq, p.change_upto, p.stream_upto),
+            )?;
+            Some(p)
+        }
+    };
+    let backlog = backlog_estimate(&tx)?;
+    let more: bool = match pending {
+        Some(p) => tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM sync_outbox WHERE seq > ?1)
+                 OR EXISTS (SELECT 1 FROM sync_stream_outbox WHERE seq > ?2)",
+            params![p.change_upto, p.stream_upto],
+            |r| r.get(0),
+        )?,
+        None => false,
+    };
+    tx.commit()?;
+    let again = changes.len() as i64 == PUSH_LIMIT
+        || rows.len() as i64 == STREAM_PUSH_LIMIT
+        || (resumed && more);
+    Ok(Taken {
+        pending,
+        changes,
+        rows,
+        backlog,
+        again,
+    })
 }
 
 /// One push: the pending batch if a previous attempt did not finish, else the next up
@@ -78,46 +143,20 @@ pub(super) async fn push_once(
     http: &reqwest::Client,
     e: &Enrolment,
 ) -> Result<Pushed, SyncError> {
-    let (pending, changes, rows, backlog_now) = store
-        .write(|c| {
-            let tx = c.transaction()?;
-            let pending = load_pending(&tx)?;
-            let changes = read_changes(&tx, pending.map(|p| p.change_upto))?;
-            let rows = read_stream_rows(&tx, pending.map(|p| p.stream_upto))?;
-            let pending = match pending {
-                Some(p) => Some(p),
-                None if changes.is_empty() && rows.is_empty() => None,
-                None => {
-                    let batch_seq = state_get(&tx, "push_batch_seq")?
-                        .and_then(|v| v.parse::<i64>().ok())
-                        .unwrap_or(0)
-                        + 1;
-                    let p = PendingBatch {
-                        batch_seq,
-                        change_upto: changes.last().map_or(0, |r| r.0),
-                        stream_upto: rows.last().map_or(0, |r| r.0),
-                    };
-                    state_set(&tx, "push_batch_seq", &batch_seq.to_string())?;
-                    state_set(
-                        &tx,
-                        "push_pending",
-                        &format!("{},{},{}", p.batch_seq, p.change_upto, p.stream_upto),
-                    )?;
-                    Some(p)
-                }
-            };
-            let b = backlog_estimate(&tx)?;
-            tx.commit()?;
-            Ok((pending, changes, rows, b))
-        })
-        .await?;
+    let Taken {
+        pending,
+        changes,
+        rows,
+        backlog: backlog_now,
+        again,
+    } = store.write(take_batch).await?;
     let Some(pending) = pending else {
         return Ok(Pushed::default());
     };
     let out = Pushed {
         changes: changes.len() as u64,
         stream_rows: rows.len() as u64,
-        full: changes.len() as i64 == PUSH_LIMIT || rows.len() as i64 == STREAM_PUSH_LIMIT,
+        full: again,
     };
     let mut entries = Vec::with_capacity(changes.len() + rows.len());
     entries.extend(

@@ -87,6 +87,52 @@ fn quota_thins_then_drops_stream_rows_and_never_changes() {
     assert_eq!(backlog(&c).unwrap().changes, 10);
 }
 
+/// Issue 14: a batch recorded during an outage holds what the outbox had then; after the
+/// reconnect, the worker must push what queued behind it at once, not a sync interval
+/// later. A fresh batch that was not full waits (telemetry keeps the outbox busy, and
+/// the pull needs its turn).
+#[test]
+fn a_resumed_partial_batch_asks_to_push_again_at_once() {
+    use super::push::take_batch;
+    let mut c = Connection::open_in_memory().unwrap();
+    test_schema(&mut c);
+    let add = |c: &mut Connection, from: i64, n: i64| {
+        let tx = c.transaction().unwrap();
+        for i in from..from + n {
+            append_change(&tx, "vehicle_status", &format!("bus-{i}"), &[7u8; 10]).unwrap();
+            append_stream_row(&tx, "telemetry.v1", i, &[1u8; 10]).unwrap();
+        }
+        tx.commit().unwrap();
+    };
+    add(&mut c, 0, 3);
+    let first = take_batch(&mut c).unwrap();
+    assert_eq!((first.changes.len(), first.rows.len()), (3, 3));
+    assert!(!first.again, "a small fresh batch does not loop");
+    // The link drops before the cloud answers; more queues meanwhile.
+    add(&mut c, 3, 5);
+    let resumed = take_batch(&mut c).unwrap();
+    assert_eq!(resumed.pending, first.pending, "the same batch, sent again");
+    assert_eq!(resumed.changes.len(), 3);
+    assert!(resumed.again, "five changes wait behind the resumed batch");
+    // Acknowledged (as push_once does), the next batch is the rest, and that one waits.
+    let p = resumed.pending.unwrap();
+    c.execute("DELETE FROM sync_outbox WHERE seq <= ?1", [p.change_upto])
+        .unwrap();
+    c.execute(
+        "DELETE FROM sync_stream_outbox WHERE seq <= ?1",
+        [p.stream_upto],
+    )
+    .unwrap();
+    c.execute("DELETE FROM sync_state WHERE key = 'push_pending'", [])
+        .unwrap();
+    let next = take_batch(&mut c).unwrap();
+    assert_eq!((next.changes.len(), next.rows.len()), (5, 5));
+    assert!(!next.again);
+    // A resumed batch with nothing behind it does not loop either.
+    let again = take_batch(&mut c).unwrap();
+    assert!(!again.again);
+}
+
 #[test]
 fn stream_seq_is_never_reused() {
     let mut c = Connection::open_in_memory().unwrap();

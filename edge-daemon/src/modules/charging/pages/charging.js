@@ -74,7 +74,15 @@
   const typing = () => document.activeElement && document.activeElement.matches &&
     document.activeElement.matches("form.bind input") && Date.now() - lastKey < 60000;
   const editing = () => binding || Date.now() < holdUntil || typing();
-  document.addEventListener("input", (e) => { if (e.target.closest && e.target.closest("form.bind")) lastKey = Date.now(); });
+  // What was typed but not sent survives a refresh (a click elsewhere took the focus).
+  const drafts = {};
+  const keyOf = (f) => f.dataset.charger + "/" + f.dataset.connector + "/" + f.dataset.tx;
+  document.addEventListener("input", (e) => {
+    const f = e.target.closest && e.target.closest("form.bind");
+    if (!f) return;
+    lastKey = Date.now();
+    drafts[keyOf(f)] = e.target.value;
+  });
   document.addEventListener("focusin", (e) => { if (e.target.closest && e.target.closest("form.bind")) lastKey = Date.now(); });
   // Folds the dispatcher opened or closed stay so across refreshes.
   const folds = {};
@@ -94,23 +102,37 @@
     const url = "/api/v1/charging/chargers/" + encodeURIComponent(f.dataset.charger) + "/connectors/" + f.dataset.connector + "/vehicle";
     binding = true;
     let r = null;
+    // A LAN that swallows the request must not hold the page: 10 s, then "try again".
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(), 10000);
     try {
       r = await fetch(url, {
         method: "PUT", credentials: "same-origin", headers: { "content-type": "application/json" },
         body: JSON.stringify({ transaction_id: Number(f.dataset.tx), vehicle: v === "" ? null : v }),
+        signal: abort.signal,
       });
     } catch (_) { /* shown below */ }
+    clearTimeout(timer);
     binding = false;
     if (r && r.status === 401) { location.reload(); return; }
-    if (r && r.ok) { if (document.activeElement) document.activeElement.blur(); refresh(); return; }
+    if (r && r.ok) {
+      delete drafts[keyOf(f)];
+      holdUntil = 0;
+      if (document.activeElement) document.activeElement.blur();
+      refresh();
+      return;
+    }
     const said = { 400: words.e400, 403: words.e403, 404: words.e404, 409: words.e409 };
     msg.textContent = (r && said[r.status]) || words.efail;
     holdUntil = Date.now() + 15000;
     if (r && r.status === 404) { holdUntil = 0; if (document.activeElement) document.activeElement.blur(); setTimeout(refresh, 2500); }
   });
 
+  let refreshing = false;
   async function refresh() {
-    if (editing()) return;
+    // One at a time: on a slow LAN an older answer must not land after a newer one.
+    if (editing() || refreshing) return;
+    refreshing = true;
     try {
       const r = await fetch(location.pathname + "/view" + location.search, { credentials: "same-origin" });
       if (r.status === 401) { location.reload(); return; }
@@ -120,8 +142,12 @@
       if (editing()) return;
       $("view").innerHTML = html;
       document.querySelectorAll("details.bind").forEach((x) => { if (x.dataset.key in folds) x.open = folds[x.dataset.key]; });
+      document.querySelectorAll("form.bind").forEach((f) => {
+        const d = drafts[keyOf(f)];
+        if (d !== undefined) { f.elements.vehicle.value = d; f.closest("details").open = true; }
+      });
       draw();
-    } catch (_) { /* the LAN dropped: try again on the next tick */ }
+    } catch (_) { /* the LAN dropped: try again on the next tick */ } finally { refreshing = false; }
   }
 
   const out = $("signout");
