@@ -111,8 +111,8 @@ struct Edge {
     held: HashMap<String, Profiles>,
     /// The edge's record of what it sent (the real one), and who is failing.
     board: PlanBoard,
-    /// A charger that refuses every TxProfile.
-    refuses: Option<String>,
+    /// A charger that refuses every TxProfile (or, with true, every profile).
+    refuses: Option<(&'static str, bool)>,
     /// Profiles on their way: (when the charger has it, charger, connector, profile).
     on_the_way: Vec<(i64, String, i64, Profile)>,
 }
@@ -123,15 +123,21 @@ impl Edge {
     /// (so later ones start after the plan's `now`). Returns how many went.
     fn round(&mut self, jobs: HashMap<&str, Vec<super::Job>>, t: i64) -> usize {
         let mut n = 0;
-        let loose = self.board.failing.read().clone();
         let chargers: Vec<String> = jobs.keys().map(|c| c.to_string()).collect();
+        let loose: std::collections::HashSet<String> = chargers
+            .iter()
+            .filter(|c| self.board.loose(c, t))
+            .cloned()
+            .collect();
         let (cuts, rest) = super::phases(jobs, &self.board.sent.read(), t);
-        let mut failed: Vec<String> = Vec::new();
+        let mut failed: [Vec<String>; 2] = Default::default();
+        let mut held_back = false;
         // The second phase starts once the first is answered.
         let mut start = t;
         for (phase, list) in [cuts, rest].into_iter().enumerate() {
             // As `send`: a cut the plan counted on that was not taken holds rises back.
-            if phase == 1 && failed.iter().any(|c| !loose.contains(c)) {
+            if phase == 1 && failed[0].iter().any(|c| !loose.contains(c)) {
+                held_back = true;
                 break;
             }
             let mut calls: HashMap<String, i64> = HashMap::new();
@@ -146,9 +152,13 @@ impl Edge {
                     let at = start + 400 * *k;
                     *k += 1;
                     answered = answered.max(at + 400);
-                    if job.tx.is_some() && self.refuses.as_deref() == Some(charger) {
+                    let refused = match self.refuses {
+                        Some((c, all)) => c == charger && (all || job.tx.is_some()),
+                        None => false,
+                    };
+                    if refused {
                         // Refused: the charger keeps what it had; not recorded as sent.
-                        failed.push(charger.to_string());
+                        failed[phase].push(charger.to_string());
                         break;
                     }
                     let body = job.payload(at);
@@ -168,14 +178,15 @@ impl Edge {
             }
             start = answered;
         }
-        let mut failing = self.board.failing.write();
-        for c in chargers {
-            if failed.contains(&c) {
-                failing.insert(c);
-            } else {
-                failing.remove(&c);
-            }
-        }
+        super::mark_failing(
+            &self.board,
+            chargers.iter(),
+            &loose,
+            &failed[0],
+            &failed[1],
+            held_back,
+            t,
+        );
         n
     }
 
@@ -199,8 +210,8 @@ struct Scenario {
     late: Option<(usize, i64)>,
     /// A charger whose link to the edge drops (which, from, to).
     offline: Option<(&'static str, i64, i64)>,
-    /// A charger that refuses every TxProfile.
-    refuses: Option<&'static str>,
+    /// A charger that refuses every TxProfile (or, with true, every profile).
+    refuses: Option<(&'static str, bool)>,
 }
 
 fn plain(cap_w: i64) -> Scenario {
@@ -226,9 +237,10 @@ fn run(sc: &Scenario) -> Night {
         .map(|c| (format!("CP-{c:02}"), (CHARGER_W, CHARGER_W / 2)))
         .collect();
     let mut edge = Edge {
-        refuses: sc.refuses.map(str::to_string),
+        refuses: sc.refuses,
         ..Edge::default()
     };
+    *edge.board.started_ms.write() = t22 - 2 * MIN;
     // The chargers were online before the buses came: they hold the edge's maximum and
     // default profiles of an empty plan.
     edge.round(
@@ -253,31 +265,43 @@ fn run(sc: &Scenario) -> Night {
             .iter()
             .any(|b| b.arrive_ms > t22 && t >= b.arrive_ms + 1_000 && t < b.arrive_ms + 11_000);
         let online = |c: &str| sc.offline.is_none_or(|(x, a, b)| x != c || t < a || t >= b);
-        if let Some((c, _, back)) = sc.offline {
+        if let Some((c, gone, back)) = sc.offline {
+            if t == gone {
+                edge.board.gone.write().insert(c.to_string(), t);
+            }
             if t == back {
                 // Back: what it holds is unknown (as `ChargingApi::connect` says).
                 edge.board.forget(c);
+                edge.board.gone.write().remove(c);
             }
         }
         if ((t - t22 - sc.plan_at_ms).rem_euclid(MIN) == 0 || event) && !away {
             // As `planner::replan`: buses on chargers it cannot steer are not planned,
             // what those may draw is set aside.
-            let failing = edge.board.failing.read().clone();
-            let steered = |c: &str| online(c) && !failing.contains(c);
+            let loose = |c: &str| edge.board.loose(c, t);
+            let steered = |c: &str| online(c) && !loose(c);
             let mut aside_w = 0;
+            let share = cap_w / chargers.len() as i64;
             for c in chargers.keys().filter(|c| !steered(c)) {
-                let running: Vec<(i64, Option<i64>)> = buses
-                    .iter()
-                    .filter(|b| b.charger == *c && b.plugged(t))
-                    .map(|b| (b.connector, Some(b.tx)))
+                let running: Vec<(i64, Option<i64>)> = (1..=2)
+                    .map(|k| {
+                        let on = buses
+                            .iter()
+                            .find(|b| b.charger == *c && b.connector == k && b.plugged(t));
+                        (k, on.map(|b| b.tx))
+                    })
+                    .filter(|(_, tx)| online(c) || tx.is_some())
                     .collect();
                 if running.is_empty() {
                     continue;
                 }
+                let held = uncontrolled_draw(&edge.board.sent.read(), c, CHARGER_W, &running, t);
                 aside_w += if online(c) {
-                    CHARGER_W
+                    held.max(share)
+                } else if t - edge.board.last_contact(c) >= FALLBACK_AFTER_S * 1000 {
+                    held.min(share)
                 } else {
-                    uncontrolled_draw(&edge.board.sent.read(), c, CHARGER_W, &running, t)
+                    held
                 };
             }
             let live: Vec<&Bus> = buses
@@ -305,7 +329,7 @@ fn run(sc: &Scenario) -> Night {
                 &txs,
                 &chargers,
                 &online,
-                &|c| failing.contains(c),
+                &|c| loose(c),
                 cap_w,
                 t,
             );
@@ -340,6 +364,14 @@ fn run(sc: &Scenario) -> Night {
                 .held
                 .get(c)
                 .map_or_else(|| want.iter().map(|w| w.2).collect(), |p| p.share(&want, t));
+            // A charger gives at most its rating, whatever it holds.
+            let raw: f64 = draw.iter().sum();
+            let k = if raw > CHARGER_W as f64 {
+                CHARGER_W as f64 / raw
+            } else {
+                1.0
+            };
+            let draw: Vec<f64> = draw.iter().map(|w| (w * k).floor()).collect();
             let total: f64 = draw.iter().sum();
             if away && outage.is_some_and(|(a, _)| t >= a + FALLBACK_AFTER_S * 1000) {
                 night.fallback_peak_w = night.fallback_peak_w.max(total);
@@ -494,7 +526,7 @@ fn a_charger_that_refuses_its_profiles_is_set_aside_and_its_buses_still_charge()
     let cap = 600_000;
     let buses = fleet(t22());
     let n = run(&Scenario {
-        refuses: Some("CP-04"),
+        refuses: Some(("CP-04", false)),
         ..plain(cap)
     });
     assert!(n.peak_w <= cap as f64, "{}", n.peak_w);
@@ -504,4 +536,27 @@ fn a_charger_that_refuses_its_profiles_is_set_aside_and_its_buses_still_charge()
         let gained = n.at_pull_out[i] - buses[i].have_wh;
         assert!(gained > 50_000.0, "bus {i} gained {gained} Wh");
     }
+}
+
+#[test]
+fn a_charger_that_refuses_every_profile_counts_at_full_power_and_holds_nothing_back() {
+    // CP-05 refuses even its ChargePointMaxProfile: the edge cannot limit it at all, so
+    // its whole power is set aside and the others share the rest; its refusals do not
+    // keep new buses elsewhere at 0 W.
+    let cap = 600_000;
+    let buses = fleet(t22());
+    let n = run(&Scenario {
+        refuses: Some(("CP-05", true)),
+        ..plain(cap)
+    });
+    assert!(n.peak_w <= cap as f64, "{}", n.peak_w);
+    let ready = buses
+        .iter()
+        .zip(&n.at_pull_out)
+        .filter(|(b, h)| **h >= b.block_wh as f64)
+        .count();
+    assert!(
+        ready >= 16,
+        "{ready} of 20 ready with 450 kW for the other 18"
+    );
 }

@@ -50,10 +50,18 @@ pub struct PlanBoard {
     pub(super) accepted: RwLock<HashMap<Connector, Periods>>,
     /// What was last sent to each connector (0: the charger's max profile), and when.
     pub(super) sent: RwLock<HashMap<Connector, Sent>>,
-    /// Chargers that refused or did not answer a profile in the last round: the next
-    /// plan sets their possible draw aside instead of counting on them.
-    pub(super) failing: RwLock<std::collections::HashSet<String>>,
+    /// Chargers that refused or did not answer a profile, since when: for LOOSE_MS the
+    /// plan sets their possible draw aside instead of counting on them, then tries them
+    /// again.
+    pub(super) failing: RwLock<HashMap<String, i64>>,
+    /// When each charger's link last dropped; a charger never connected to this process
+    /// counts from `started_ms`. The last profile it took is no later than that.
+    pub(super) gone: RwLock<HashMap<String, i64>>,
+    pub(super) started_ms: RwLock<i64>,
 }
+
+/// How long a failing charger is set aside before it is planned again.
+pub(super) const LOOSE_MS: i64 = 10 * 60_000;
 
 impl ChargePlans for PlanBoard {
     fn periods(&self, vehicle: &str) -> Option<Vec<(i64, i64)>> {
@@ -66,6 +74,23 @@ impl ChargePlans for PlanBoard {
 }
 
 impl PlanBoard {
+    /// Whether `charger` is set aside now (it failed its profiles lately).
+    pub(super) fn loose(&self, charger: &str, now: i64) -> bool {
+        self.failing
+            .read()
+            .get(charger)
+            .is_some_and(|since| now - since < LOOSE_MS)
+    }
+
+    /// When the edge last had a link to `charger` (now, when it has one).
+    pub(super) fn last_contact(&self, charger: &str) -> i64 {
+        self.gone
+            .read()
+            .get(charger)
+            .copied()
+            .unwrap_or(*self.started_ms.read())
+    }
+
     /// What a charger holds is unknown now (it reconnected, rebooted, was sent a
     /// profile by a person, or a CALL went unanswered): counted at full power until the
     /// edge's profiles are confirmed again (`held.rs`).
@@ -129,6 +154,7 @@ pub(super) async fn run(
     let Some(cap_w) = api.cfg.site_cap_kw.map(|kw| (kw * 1000.0) as i64) else {
         return;
     };
+    *api.board.started_ms.write() = crate::util::now_ms();
     let mut events = api.bus_subscribe();
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     loop {
@@ -185,8 +211,6 @@ pub(super) async fn replan(
             )
         })
         .collect();
-    let seen: HashMap<&str, Option<i64>> =
-        list.iter().map(|c| (c.id.as_str(), c.seen_ms)).collect();
     let next: HashMap<String, NextBlock> = match services.get::<Dispatch>() {
         Some(d) => d
             .next_blocks(now)
@@ -203,7 +227,7 @@ pub(super) async fn replan(
         .iter()
         .filter(|s| s.stop_ms.is_none() && s.origin == "start")
         .collect();
-    let (aside_w, aside) = set_aside(api, &open, &chargers, &seen, fallback_w, now);
+    let (aside_w, aside) = set_aside(api, &open, &chargers, fallback_w, now);
     // A bus on two running transactions (a stop that never came) is on the newer one.
     let mut newest: HashMap<&str, i64> = HashMap::new();
     for s in &open {
@@ -290,49 +314,48 @@ fn set_aside(
     api: &ChargingApi,
     open: &[&Session],
     chargers: &HashMap<String, (i64, i64)>,
-    seen: &HashMap<&str, Option<i64>>,
     fallback_w: i64,
     now: i64,
 ) -> (i64, Vec<String>) {
-    // Unheard of for longer than the fallback takes, a charger holds at most its safe
-    // share (the edge's last ChargePointMaxProfile, sent no later than it was last
-    // heard, has dropped to it), whatever the edge remembers since a restart.
+    // The share each charger falls back to (profiles.rs): what a failing one is given
+    // by default, and the most an offline one holds once unheard for longer than the
+    // fallback takes (the last ChargePointMaxProfile it took, no later than its link
+    // dropped, has stepped down to it).
     let share = fallback_w / (chargers.len().max(1) as i64);
-    let failing = api.board.failing.read().clone();
     let sent = api.board.sent.read();
     let mut aside: Vec<String> = chargers
         .keys()
-        .filter(|c| !api.online(c) || failing.contains(*c))
+        .filter(|c| !api.online(c) || api.board.loose(c, now))
         .cloned()
         .collect();
     aside.sort();
     let mut total = 0i64;
     for c in &aside {
-        let running: Vec<(i64, Option<i64>)> = open
-            .iter()
-            .filter(|s| s.charger_id == *c)
-            .map(|s| (s.connector_id, Some(s.transaction_id)))
+        let (max_w, per) = chargers.get(c).copied().unwrap_or((0, 1));
+        let online = api.online(c);
+        // Online, every connector (a bus may plug in, under its default); offline, the
+        // transactions the edge knows of (one started while the charger cannot reach
+        // the edge is not counted: README, Charging).
+        let running: Vec<(i64, Option<i64>)> = (1..=(max_w / per.max(1)).max(1))
+            .map(|k| {
+                let tx = open
+                    .iter()
+                    .find(|s| s.charger_id == *c && s.connector_id == k)
+                    .map(|s| s.transaction_id);
+                (k, tx)
+            })
+            .filter(|(_, tx)| online || tx.is_some())
             .collect();
         if running.is_empty() {
             continue;
         }
-        let max_w = chargers.get(c).map_or(0, |x| x.0);
-        // A failing charger online is given its whole power by default (profiles.rs);
-        // an offline one keeps what it holds.
-        let may = if api.online(c) {
-            max_w
+        let held = super::held::uncontrolled_draw(&sent, c, max_w, &running, now);
+        let may = if online {
+            held.max(share.min(max_w))
+        } else if now - api.board.last_contact(c) >= FALLBACK_AFTER_S * 1000 {
+            held.min(share)
         } else {
-            let held = super::held::uncontrolled_draw(&sent, c, max_w, &running, now);
-            let quiet = seen
-                .get(c.as_str())
-                .copied()
-                .flatten()
-                .is_none_or(|s| now - s >= FALLBACK_AFTER_S * 1000);
-            if quiet {
-                held.min(share)
-            } else {
-                held
-            }
+            held
         };
         total = total.saturating_add(may);
     }

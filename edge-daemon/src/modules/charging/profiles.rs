@@ -21,6 +21,8 @@ use super::store;
 
 /// Profiles are sent again at least this often (well before the fallback starts).
 const RESEND_MS: i64 = 10 * 60_000;
+/// How far before the send a schedule starts (see `profile`).
+const CLOCK_SLACK_MS: i64 = 60_000;
 /// Most periods one profile carries (chargers' ChargingScheduleMaxPeriods is often 24).
 const MAX_PERIODS: usize = 24;
 
@@ -44,7 +46,9 @@ pub fn profile(
     // profile is sent. Steps already passed (the charger's earlier CALLs took a while)
     // fold into the first period, the later one in force: OCPP wants the periods
     // strictly increasing.
-    let start_ms = start_ms.div_euclid(1000) * 1000;
+    // And it starts a minute early: a charger whose clock is behind the edge's takes
+    // the first period at once, not when its clock reaches the send.
+    let start_ms = start_ms.div_euclid(1000) * 1000 - CLOCK_SLACK_MS;
     let mut list: Vec<(i64, i64)> = Vec::new();
     for (from, w) in periods.iter().take(MAX_PERIODS) {
         let at = (from - start_ms).max(0) / 1000;
@@ -257,10 +261,10 @@ pub(super) fn jobs<'a>(
             // Nothing until the plan reaches it (a second after the plug-in): the plan
             // shares the whole cap among the buses it knows. Once the edge is gone, its
             // share, when the charger-wide fallback also holds. A charger the plan left
-            // out (failing its profiles) has its whole power set aside for it: its
-            // buses may take it.
+            // out (failing its profiles) gets its share now: set aside for it, so its
+            // buses still charge.
             periods: if loose(c) {
-                vec![(now, max_w / connectors)]
+                vec![(now, share / connectors)]
             } else {
                 vec![
                     (now, 0),
@@ -293,7 +297,11 @@ pub(super) async fn send(
     fallback_w: i64,
 ) {
     let now = crate::util::now_ms();
-    let loose: std::collections::HashSet<String> = api.board.failing.read().clone();
+    let loose: std::collections::HashSet<String> = chargers
+        .keys()
+        .filter(|c| api.board.loose(c, now))
+        .cloned()
+        .collect();
     let all = jobs(
         plan,
         txs,
@@ -307,17 +315,46 @@ pub(super) async fn send(
     let failed_cuts = send_all(api, cuts).await;
     // A charger the plan counted on that did not take its cut holds the rises back
     // (they would put the site over its cap); one the plan already set aside does not.
-    if failed_cuts.iter().any(|c| !loose.contains(c)) {
+    let held_back = failed_cuts.iter().any(|c| !loose.contains(c));
+    let failed = if held_back {
         tracing::warn!(chargers = ?failed_cuts,
             "a lowered charging limit was not taken; raised ones wait for the next round");
-        return;
-    }
-    let failed = send_all(api, rest).await;
-    let mut failing = api.board.failing.write();
-    for c in chargers.keys() {
+        Vec::new()
+    } else {
+        send_all(api, rest).await
+    };
+    mark_failing(
+        &api.board,
+        chargers.keys(),
+        &loose,
+        &failed_cuts,
+        &failed,
+        held_back,
+        now,
+    );
+}
+
+/// After a round: a charger that failed is set aside from now (one already set aside
+/// keeps its date, so it is tried again LOOSE_MS after it first failed); one the plan
+/// counted on that took everything is steered again.
+pub(super) fn mark_failing<'a>(
+    board: &super::planner::PlanBoard,
+    chargers: impl Iterator<Item = &'a String>,
+    loose: &std::collections::HashSet<String>,
+    failed_cuts: &[String],
+    failed: &[String],
+    held_back: bool,
+    now: i64,
+) {
+    let mut failing = board.failing.write();
+    for c in chargers {
         if failed_cuts.contains(c) || failed.contains(c) {
-            failing.insert(c.clone());
-        } else if api.online(c) {
+            if loose.contains(c) {
+                failing.entry(c.clone()).or_insert(now);
+            } else {
+                failing.insert(c.clone(), now);
+            }
+        } else if !held_back && !loose.contains(c) {
             failing.remove(c);
         }
     }
@@ -336,11 +373,33 @@ pub(super) fn phases<'a>(
     let (mut cuts, mut rest) = (Vec::new(), Vec::new());
     for (charger, list) in all {
         let (mut down, mut up) = (Vec::new(), Vec::new());
-        for job in list {
+        for mut job in list {
             let last = held(sent, charger, &job);
-            if job.lowers(Some(&last), now) {
-                down.push(job.no_higher_than(&last, now));
+            let unknown = last.periods == super::held::full();
+            // Unknown: nothing first (certainly a cut), then the profile.
+            let first = if unknown {
+                Some(Job {
+                    periods: vec![(now, 0)],
+                    ..job
+                })
+            } else if job.lowers(Some(&last), now) {
+                Some(job.no_higher_than(&last, now))
+            } else {
+                None
+            };
+            // A transaction's rise now waits RISE_LAG_MS like a later step's: another
+            // charger's cut may take effect a few seconds late on its clock.
+            let before = first.as_ref().map_or(&last.periods, |f| &f.periods).clone();
+            if let (Some(_), Some(was), Some(&(_, w))) =
+                (job.tx, limit_at(&before, now), job.periods.first())
+            {
+                if w > was {
+                    job.periods[0].0 = now + RISE_LAG_MS;
+                    job.periods.insert(0, (now, was));
+                    job.periods = bounded(std::mem::take(&mut job.periods));
+                }
             }
+            down.extend(first);
             up.push(job);
         }
         cuts.push((charger, down));

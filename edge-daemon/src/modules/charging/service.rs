@@ -397,6 +397,7 @@ impl ChargingApi {
         // A charger that (re)connects may have lost its profiles: the next round sends
         // it everything again.
         self.board.forget(charger);
+        self.board.gone.write().remove(charger);
         self.bus.publish(Event::ChargerConnection {
             charger_id: charger.to_string(),
             online: true,
@@ -417,6 +418,10 @@ impl ChargingApi {
         {
             conns.remove(charger);
             drop(conns);
+            self.board
+                .gone
+                .write()
+                .insert(charger.to_string(), crate::util::now_ms());
             self.metrics.connected.dec();
             self.bus.publish(Event::ChargerConnection {
                 charger_id: charger.to_string(),
