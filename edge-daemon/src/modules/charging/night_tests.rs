@@ -240,7 +240,6 @@ fn run(sc: &Scenario) -> Night {
         refuses: sc.refuses,
         ..Edge::default()
     };
-    *edge.board.started_ms.write() = t22 - 2 * MIN;
     // The chargers were online before the buses came: they hold the edge's maximum and
     // default profiles of an empty plan.
     edge.round(
@@ -265,14 +264,10 @@ fn run(sc: &Scenario) -> Night {
             .iter()
             .any(|b| b.arrive_ms > t22 && t >= b.arrive_ms + 1_000 && t < b.arrive_ms + 11_000);
         let online = |c: &str| sc.offline.is_none_or(|(x, a, b)| x != c || t < a || t >= b);
-        if let Some((c, gone, back)) = sc.offline {
-            if t == gone {
-                edge.board.gone.write().insert(c.to_string(), t);
-            }
+        if let Some((c, _, back)) = sc.offline {
             if t == back {
                 // Back: what it holds is unknown (as `ChargingApi::connect` says).
                 edge.board.forget(c);
-                edge.board.gone.write().remove(c);
             }
         }
         if ((t - t22 - sc.plan_at_ms).rem_euclid(MIN) == 0 || event) && !away {
@@ -298,7 +293,14 @@ fn run(sc: &Scenario) -> Night {
                 let held = uncontrolled_draw(&edge.board.sent.read(), c, CHARGER_W, &running, t);
                 aside_w += if online(c) {
                     held.max(share)
-                } else if t - edge.board.last_contact(c) >= FALLBACK_AFTER_S * 1000 {
+                } else if edge
+                    .board
+                    .sent
+                    .read()
+                    .get(&(c.clone(), -1))
+                    .filter(|m| m.periods != crate::modules::charging::held::full())
+                    .is_some_and(|m| t - m.at_ms >= FALLBACK_AFTER_S * 1000)
+                {
                     held.min(share)
                 } else {
                     held
@@ -559,4 +561,17 @@ fn a_charger_that_refuses_every_profile_counts_at_full_power_and_holds_nothing_b
         ready >= 16,
         "{ready} of 20 ready with 450 kW for the other 18"
     );
+}
+
+#[test]
+fn a_charger_that_never_took_a_maximum_and_drops_off_still_counts_in_full() {
+    // CP-05 refuses every profile, then loses its link for two hours: the edge never
+    // saw it take a ChargePointMaxProfile, so it never counts it at a fallback share.
+    let cap = 600_000;
+    let n = run(&Scenario {
+        refuses: Some(("CP-05", true)),
+        offline: Some(("CP-05", t22() + H, t22() + 3 * H)),
+        ..plain(cap)
+    });
+    assert!(n.peak_w <= cap as f64, "{}", n.peak_w);
 }

@@ -54,10 +54,6 @@ pub struct PlanBoard {
     /// plan sets their possible draw aside instead of counting on them, then tries them
     /// again.
     pub(super) failing: RwLock<HashMap<String, i64>>,
-    /// When each charger's link last dropped; a charger never connected to this process
-    /// counts from `started_ms`. The last profile it took is no later than that.
-    pub(super) gone: RwLock<HashMap<String, i64>>,
-    pub(super) started_ms: RwLock<i64>,
 }
 
 /// How long a failing charger is set aside before it is planned again.
@@ -80,15 +76,6 @@ impl PlanBoard {
             .read()
             .get(charger)
             .is_some_and(|since| now - since < LOOSE_MS)
-    }
-
-    /// When the edge last had a link to `charger` (now, when it has one).
-    pub(super) fn last_contact(&self, charger: &str) -> i64 {
-        self.gone
-            .read()
-            .get(charger)
-            .copied()
-            .unwrap_or(*self.started_ms.read())
     }
 
     /// What a charger holds is unknown now (it reconnected, rebooted, was sent a
@@ -154,7 +141,6 @@ pub(super) async fn run(
     let Some(cap_w) = api.cfg.site_cap_kw.map(|kw| (kw * 1000.0) as i64) else {
         return;
     };
-    *api.board.started_ms.write() = crate::util::now_ms();
     let mut events = api.bus_subscribe();
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     loop {
@@ -317,10 +303,8 @@ fn set_aside(
     fallback_w: i64,
     now: i64,
 ) -> (i64, Vec<String>) {
-    // The share each charger falls back to (profiles.rs): what a failing one is given
-    // by default, and the most an offline one holds once unheard for longer than the
-    // fallback takes (the last ChargePointMaxProfile it took, no later than its link
-    // dropped, has stepped down to it).
+    // The share each charger falls back to (profiles.rs): what a failing one is held
+    // to, and the most an offline one draws once its fallback step has come.
     let share = fallback_w / (chargers.len().max(1) as i64);
     let sent = api.board.sent.read();
     let mut aside: Vec<String> = chargers
@@ -350,9 +334,16 @@ fn set_aside(
             continue;
         }
         let held = super::held::uncontrolled_draw(&sent, c, max_w, &running, now);
+        // Offline: at most its share once the last ChargePointMaxProfile it took (the
+        // edge saw it accepted) has stepped down to it; unknown (never confirmed, or
+        // the edge restarted since), what it holds, up to its rating.
+        let fallen = sent
+            .get(&(c.clone(), -1))
+            .filter(|m| m.periods != super::held::full())
+            .is_some_and(|m| now - m.at_ms >= FALLBACK_AFTER_S * 1000);
         let may = if online {
             held.max(share.min(max_w))
-        } else if now - api.board.last_contact(c) >= FALLBACK_AFTER_S * 1000 {
+        } else if fallen {
             held.min(share)
         } else {
             held

@@ -250,7 +250,14 @@ pub(super) fn jobs<'a>(
             id: 1,
             purpose: "ChargePointMaxProfile",
             tx: None,
-            periods: vec![(now, *max_w), (now + FALLBACK_AFTER_S * 1000, share)],
+            // A charger the plan set aside (failing its profiles) is held to its share
+            // outright, one plain period: what is set aside for it, and the simplest
+            // profile a charger can take.
+            periods: if loose(c) {
+                vec![(now, share)]
+            } else {
+                vec![(now, *max_w), (now + FALLBACK_AFTER_S * 1000, share)]
+            },
         });
         let connectors = (max_w / (*per_connector).max(1)).max(1);
         list.push(Job {

@@ -397,7 +397,6 @@ impl ChargingApi {
         // A charger that (re)connects may have lost its profiles: the next round sends
         // it everything again.
         self.board.forget(charger);
-        self.board.gone.write().remove(charger);
         self.bus.publish(Event::ChargerConnection {
             charger_id: charger.to_string(),
             online: true,
@@ -418,10 +417,6 @@ impl ChargingApi {
         {
             conns.remove(charger);
             drop(conns);
-            self.board
-                .gone
-                .write()
-                .insert(charger.to_string(), crate::util::now_ms());
             self.metrics.connected.dec();
             self.bus.publish(Event::ChargerConnection {
                 charger_id: charger.to_string(),
