@@ -224,7 +224,7 @@ async fn the_site_cap_is_shared_by_need_and_the_bus_that_cannot_make_it_is_on_th
             .last()
             .map_or(0.0, |x| x.1)
     };
-    let (a, b) = (periods(&p1), periods(&p2));
+    let (a, b) = (periods(p1), periods(p2));
     // Schedules start a minute before the send, and a rise comes 10 s after its step:
     // B1 has the site's 100 kW from 70 s into its schedule.
     assert_eq!(at(&a, 70), 100_000.0, "{p1}");
