@@ -147,14 +147,24 @@ impl Module for TelemetryModule {
                             if round % 6 != 0 {
                                 return Ok(None);
                             }
-                            let mut c = store.connect(Role::Writer).map_err(|e| e.to_string())?;
-                            query::housekeeping(
-                                &mut c,
-                                now_ms(),
-                                cfg.raw_retention_days,
-                                cfg.rollup_retention_days,
-                                cfg.dead_letter_keep,
-                            )
+                            // Through the node's shared writer, one short step at a time:
+                            // the sync push (and every other write) queues between steps
+                            // rather than against SQLite's busy timeout ("database is
+                            // locked" after a long backlog, issue 14).
+                            let steps = store
+                                .read_blocking(|c| {
+                                    query::housekeeping_steps(
+                                        c,
+                                        now_ms(),
+                                        cfg.raw_retention_days,
+                                        cfg.rollup_retention_days,
+                                        cfg.dead_letter_keep,
+                                    )
+                                })
+                                .map_err(|e| e.to_string())?;
+                            query::run_housekeeping(&steps, |s| {
+                                store.write_blocking(|c| query::housekeeping_step(c, s))
+                            })
                             .map(Some)
                             .map_err(|e| e.to_string())
                         },

@@ -113,14 +113,39 @@ pub fn bucketed(
     rows.collect()
 }
 
-/// One housekeeping pass. Returns (minutes rolled up, raw rows deleted).
-pub fn housekeeping(
-    c: &mut Connection,
+/// One piece of housekeeping, small enough to hold the write lock only briefly: an
+/// hour of one bus's samples rolled up (on whole minutes, so a minute's bucket is never
+/// split), CHUNK_ROWS of one bus's old rows deleted, or the dead letters trimmed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    Roll {
+        vehicle: String,
+        from: i64,
+        to: i64,
+    },
+    Delete {
+        raw: bool,
+        vehicle: String,
+        cut: i64,
+    },
+    DeadLetters {
+        keep: i64,
+    },
+}
+
+/// Housekeeping's transactions: this much time of samples rolled up, or this many rows
+/// deleted, at a time.
+const CHUNK_MS: i64 = 60 * MINUTE_MS;
+const CHUNK_ROWS: usize = 5_000;
+
+/// What one housekeeping pass will do.
+pub fn housekeeping_steps(
+    c: &Connection,
     now_ms: i64,
     raw_days: u64,
     rollup_days: u64,
     dead_keep: u64,
-) -> rusqlite::Result<(usize, usize)> {
+) -> rusqlite::Result<Vec<Step>> {
     let vehicles: Vec<(String, Option<i64>)> = {
         let mut st = c.prepare(
             "SELECT l.vehicle_id, r.rolled_until_ms FROM telemetry_latest l
@@ -132,43 +157,123 @@ pub fn housekeeping(
     let until = (now_ms / MINUTE_MS) * MINUTE_MS; // only complete minutes
     let raw_cut = now_ms - raw_days as i64 * DAY_MS;
     let rollup_cut = now_ms - rollup_days as i64 * DAY_MS;
-    let mut rolled = 0;
-    let mut deleted = 0;
+    let mut steps = Vec::new();
     for (vehicle, done) in vehicles {
-        let tx = c.transaction()?;
-        let start = done
+        let mut from = done
             .map(|d| d - ROLLUP_REDO_MS)
             .unwrap_or(raw_cut)
             .max(raw_cut);
-        rolled += tx.execute(
-            "INSERT OR REPLACE INTO telemetry_rollup_1m (vehicle_id, bucket_ms, samples, speed_sum, speed_n, speed_max,
-               soc_min, soc_max, odometer_max, battery_temp_max, power_sum, power_n)
-             SELECT vehicle_id, (ts_ms / 60000) * 60000, count(*), total(speed_kmh), count(speed_kmh), max(speed_kmh),
-               min(soc_pct), max(soc_pct), max(odometer_km), max(battery_temp_c), total(power_w), count(power_w)
-             FROM telemetry_samples WHERE vehicle_id = ?1 AND ts_ms >= ?2 AND ts_ms < ?3
-             GROUP BY (ts_ms / 60000)",
-            params![vehicle, start, until],
-        )?;
-        tx.execute(
-            "INSERT INTO telemetry_rollup_state (vehicle_id, rolled_until_ms) VALUES (?1, ?2)
-             ON CONFLICT(vehicle_id) DO UPDATE SET rolled_until_ms = excluded.rolled_until_ms",
-            params![vehicle, until],
-        )?;
-        deleted += tx.execute(
-            "DELETE FROM telemetry_samples WHERE vehicle_id = ?1 AND ts_ms < ?2",
-            params![vehicle, raw_cut],
-        )?;
-        tx.execute(
-            "DELETE FROM telemetry_rollup_1m WHERE vehicle_id = ?1 AND bucket_ms < ?2",
-            params![vehicle, rollup_cut],
-        )?;
-        tx.commit()?;
+        loop {
+            let to = (((from + CHUNK_MS) / MINUTE_MS) * MINUTE_MS).min(until);
+            steps.push(Step::Roll {
+                vehicle: vehicle.clone(),
+                from,
+                to,
+            });
+            if to >= until {
+                break;
+            }
+            from = to;
+        }
+        steps.push(Step::Delete {
+            raw: true,
+            vehicle: vehicle.clone(),
+            cut: raw_cut,
+        });
+        steps.push(Step::Delete {
+            raw: false,
+            vehicle,
+            cut: rollup_cut,
+        });
     }
-    c.execute(
-        "DELETE FROM telemetry_dead_letters WHERE id <= (SELECT max(id) FROM telemetry_dead_letters) - ?1",
-        params![dead_keep as i64],
-    )?;
+    steps.push(Step::DeadLetters {
+        keep: dead_keep as i64,
+    });
+    Ok(steps)
+}
+
+/// Does one step in one transaction; the rows it rolled up or deleted.
+pub fn housekeeping_step(c: &mut Connection, s: &Step) -> rusqlite::Result<usize> {
+    match s {
+        Step::Roll { vehicle, from, to } => {
+            let tx = c.transaction()?;
+            let n = if to > from {
+                tx.execute(
+                    "INSERT OR REPLACE INTO telemetry_rollup_1m (vehicle_id, bucket_ms, samples, speed_sum, speed_n, speed_max,
+                       soc_min, soc_max, odometer_max, battery_temp_max, power_sum, power_n)
+                     SELECT vehicle_id, (ts_ms / 60000) * 60000, count(*), total(speed_kmh), count(speed_kmh), max(speed_kmh),
+                       min(soc_pct), max(soc_pct), max(odometer_km), max(battery_temp_c), total(power_w), count(power_w)
+                     FROM telemetry_samples WHERE vehicle_id = ?1 AND ts_ms >= ?2 AND ts_ms < ?3
+                     GROUP BY (ts_ms / 60000)",
+                    params![vehicle, from, to],
+                )?
+            } else {
+                0
+            };
+            tx.execute(
+                "INSERT INTO telemetry_rollup_state (vehicle_id, rolled_until_ms) VALUES (?1, ?2)
+                 ON CONFLICT(vehicle_id) DO UPDATE SET rolled_until_ms = excluded.rolled_until_ms",
+                params![vehicle, to],
+            )?;
+            tx.commit()?;
+            Ok(n)
+        }
+        Step::Delete { raw, vehicle, cut } => {
+            let (table, column) = if *raw {
+                ("telemetry_samples", "ts_ms")
+            } else {
+                ("telemetry_rollup_1m", "bucket_ms")
+            };
+            c.execute(
+                &format!(
+                    "DELETE FROM {table} WHERE vehicle_id = ?1 AND {column} IN (SELECT {column} FROM {table}
+                       WHERE vehicle_id = ?1 AND {column} < ?2 ORDER BY {column} LIMIT ?3)"
+                ),
+                params![vehicle, cut, CHUNK_ROWS as i64],
+            )
+        }
+        Step::DeadLetters { keep } => c.execute(
+            "DELETE FROM telemetry_dead_letters WHERE id <= (SELECT max(id) FROM telemetry_dead_letters) - ?1",
+            params![keep],
+        ),
+    }
+}
+
+/// Runs the steps through `exec` (each in its own transaction; a deletion again until
+/// it finds fewer than CHUNK_ROWS). Returns (minutes rolled up, raw rows deleted).
+pub fn run_housekeeping<E>(
+    steps: &[Step],
+    mut exec: impl FnMut(&Step) -> Result<usize, E>,
+) -> Result<(usize, usize), E> {
+    let (mut rolled, mut deleted) = (0, 0);
+    for s in steps {
+        loop {
+            let n = exec(s)?;
+            match s {
+                Step::Roll { .. } => rolled += n,
+                Step::Delete { raw: true, .. } => deleted += n,
+                _ => {}
+            }
+            if !matches!(s, Step::Delete { .. }) || n < CHUNK_ROWS {
+                break;
+            }
+        }
+    }
     Ok((rolled, deleted))
+}
+
+/// One housekeeping pass on one connection. Returns (minutes rolled up, raw rows
+/// deleted). The node runs it through its shared writer instead (`telemetry::mod`), one
+/// step at a time, so the sync push queues between steps.
+pub fn housekeeping(
+    c: &mut Connection,
+    now_ms: i64,
+    raw_days: u64,
+    rollup_days: u64,
+    dead_keep: u64,
+) -> rusqlite::Result<(usize, usize)> {
+    let steps = housekeeping_steps(c, now_ms, raw_days, rollup_days, dead_keep)?;
+    run_housekeeping(&steps, |s| housekeeping_step(c, s))
 }
 
 #[cfg(test)]
@@ -221,5 +326,80 @@ mod tests {
         assert_eq!(bucket_ms("raw"), Some(None));
         assert_eq!(bucket_ms("1h"), Some(Some(3_600_000)));
         assert_eq!(bucket_ms("7m"), None);
+    }
+
+    /// Issue 14: a restarted depot's first push failed with "database is locked" while
+    /// housekeeping worked through a backlog on a connection of its own. Run as the node
+    /// runs it (step by step through the shared writer), another write (the sync push
+    /// uses the same writer) waits for one step at most, never for the whole backlog.
+    #[test]
+    fn housekeeping_of_a_big_backlog_keeps_other_writes_waiting_briefly() {
+        use crate::store::{DataDir, Store};
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        use std::time::{Duration, Instant};
+        let tmp = tempfile::tempdir().unwrap();
+        let dd = DataDir::new(&tmp.path().join("data"), None);
+        dd.init().unwrap();
+        let store = Store::open(&dd).unwrap();
+        let now = 100 * DAY_MS;
+        store
+            .write_blocking(|c| {
+                crate::store::migrate::run(c, "telemetry", super::super::store::MIGRATIONS)
+                    .unwrap();
+                c.execute_batch("CREATE TABLE other (x INTEGER)")?;
+                c.execute("INSERT INTO telemetry_latest (vehicle_id) VALUES ('b')", [])?;
+                // Eight days of a sample every 2 s for one bus, never rolled up: a day
+                // of it past raw retention (7 d).
+                let t = c.transaction()?;
+                {
+                    let mut st = t.prepare(
+                        "INSERT INTO telemetry_samples (vehicle_id, ts_ms, received_ms, speed_kmh, soc_pct) VALUES ('b', ?1, ?1, 30.0, 70.0)",
+                    )?;
+                    let mut ts = now - 8 * DAY_MS;
+                    while ts < now {
+                        st.execute(params![ts])?;
+                        ts += 2_000;
+                    }
+                }
+                t.commit()
+            })
+            .unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (stop2, store2) = (stop.clone(), store.clone());
+        let other = std::thread::spawn(move || {
+            let (mut n, mut worst) = (0, Duration::ZERO);
+            while !stop2.load(Ordering::SeqCst) {
+                let t0 = Instant::now();
+                store2
+                    .write_blocking(|c| c.execute("INSERT INTO other (x) VALUES (1)", []))
+                    .unwrap();
+                worst = worst.max(t0.elapsed());
+                n += 1;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            (n, worst)
+        });
+        std::thread::sleep(Duration::from_millis(20));
+        let t0 = Instant::now();
+        let steps = store
+            .read_blocking(|c| housekeeping_steps(c, now, 7, 400, 100))
+            .unwrap();
+        let (rolled, deleted) = run_housekeeping(&steps, |s| {
+            store.write_blocking(|c| housekeeping_step(c, s))
+        })
+        .unwrap();
+        let took = t0.elapsed();
+        stop.store(true, Ordering::SeqCst);
+        let (n, worst) = other.join().unwrap();
+        assert_eq!(deleted, 43_200, "a day of 2 s samples past retention");
+        assert_eq!(rolled, 7 * 24 * 60, "seven days of whole minutes");
+        assert!(n > 10, "{n} other writes in {took:?}");
+        // One step (an hour of samples, 5,000 rows) at most: far below the push's 5 s
+        // busy timeout, and a small part of the whole pass.
+        assert!(
+            worst < Duration::from_millis(200) && worst * 3 < took,
+            "another write waited {worst:?} while housekeeping took {took:?}"
+        );
     }
 }
