@@ -87,6 +87,45 @@ pub(super) fn uncontrolled_draw(
         .clamp(0, max_w.max(0))
 }
 
+/// What the plan sets aside for a charger it cannot steer (`planner::set_aside`; the
+/// night test uses the same rule). `connectors`: each connector and the transaction the
+/// edge knows on it. Online (failing its profiles): every connector counts (a bus may
+/// plug in, under its default) and at least the share it is held to. Offline: the
+/// transactions the edge knows of (one started while the charger cannot reach the edge
+/// is not counted), at most its share once the last ChargePointMaxProfile the edge saw
+/// it take has stepped down to it; unknown (never confirmed, or the edge restarted
+/// since), what it holds, up to its rating.
+pub(super) fn set_aside_w(
+    sent: &HashMap<Connector, Sent>,
+    charger: &str,
+    max_w: i64,
+    connectors: &[(i64, Option<i64>)],
+    online: bool,
+    share: i64,
+    now: i64,
+) -> i64 {
+    let running: Vec<(i64, Option<i64>)> = connectors
+        .iter()
+        .copied()
+        .filter(|(_, tx)| online || tx.is_some())
+        .collect();
+    if running.is_empty() {
+        return 0;
+    }
+    let held = uncontrolled_draw(sent, charger, max_w, &running, now);
+    let fallen = sent
+        .get(&(charger.to_string(), -1))
+        .filter(|m| m.periods != full())
+        .is_some_and(|m| now - m.at_ms >= super::planner::FALLBACK_AFTER_S * 1000);
+    if online {
+        held.max(share.min(max_w))
+    } else if fallen {
+        held.min(share)
+    } else {
+        held
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

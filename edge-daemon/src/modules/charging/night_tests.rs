@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 
-use crate::modules::charging::held::{held, uncontrolled_draw};
+use crate::modules::charging::held::{held, set_aside_w};
 use crate::modules::charging::plan::{self, Need};
 use crate::modules::charging::planner::{PlanBoard, Sent, FALLBACK_AFTER_S, SLOT_MS};
 use crate::sim::charge_profile::{Profile, Profiles};
@@ -145,7 +145,7 @@ impl Edge {
             for (charger, list) in list {
                 for job in list {
                     let key = job.key(charger);
-                    if !job.due(Some(&held(&self.board.sent.read(), charger, &job)), t) {
+                    if !job.due(&held(&self.board.sent.read(), charger, &job), t) {
                         continue;
                     }
                     let k = calls.entry(charger.to_string()).or_default();
@@ -278,33 +278,16 @@ fn run(sc: &Scenario) -> Night {
             let mut aside_w = 0;
             let share = cap_w / chargers.len() as i64;
             for c in chargers.keys().filter(|c| !steered(c)) {
-                let running: Vec<(i64, Option<i64>)> = (1..=2)
+                let connectors: Vec<(i64, Option<i64>)> = (1..=2)
                     .map(|k| {
                         let on = buses
                             .iter()
                             .find(|b| b.charger == *c && b.connector == k && b.plugged(t));
                         (k, on.map(|b| b.tx))
                     })
-                    .filter(|(_, tx)| online(c) || tx.is_some())
                     .collect();
-                if running.is_empty() {
-                    continue;
-                }
-                let held = uncontrolled_draw(&edge.board.sent.read(), c, CHARGER_W, &running, t);
-                aside_w += if online(c) {
-                    held.max(share)
-                } else if edge
-                    .board
-                    .sent
-                    .read()
-                    .get(&(c.clone(), -1))
-                    .filter(|m| m.periods != crate::modules::charging::held::full())
-                    .is_some_and(|m| t - m.at_ms >= FALLBACK_AFTER_S * 1000)
-                {
-                    held.min(share)
-                } else {
-                    held
-                };
+                let sent = edge.board.sent.read();
+                aside_w += set_aside_w(&sent, c, CHARGER_W, &connectors, online(c), share, t);
             }
             let live: Vec<&Bus> = buses
                 .iter()

@@ -316,11 +316,7 @@ fn set_aside(
     let mut total = 0i64;
     for c in &aside {
         let (max_w, per) = chargers.get(c).copied().unwrap_or((0, 1));
-        let online = api.online(c);
-        // Online, every connector (a bus may plug in, under its default); offline, the
-        // transactions the edge knows of (one started while the charger cannot reach
-        // the edge is not counted: README, Charging).
-        let running: Vec<(i64, Option<i64>)> = (1..=(max_w / per.max(1)).max(1))
+        let connectors: Vec<(i64, Option<i64>)> = (1..=(max_w / per.max(1)).max(1))
             .map(|k| {
                 let tx = open
                     .iter()
@@ -328,26 +324,8 @@ fn set_aside(
                     .map(|s| s.transaction_id);
                 (k, tx)
             })
-            .filter(|(_, tx)| online || tx.is_some())
             .collect();
-        if running.is_empty() {
-            continue;
-        }
-        let held = super::held::uncontrolled_draw(&sent, c, max_w, &running, now);
-        // Offline: at most its share once the last ChargePointMaxProfile it took (the
-        // edge saw it accepted) has stepped down to it; unknown (never confirmed, or
-        // the edge restarted since), what it holds, up to its rating.
-        let fallen = sent
-            .get(&(c.clone(), -1))
-            .filter(|m| m.periods != super::held::full())
-            .is_some_and(|m| now - m.at_ms >= FALLBACK_AFTER_S * 1000);
-        let may = if online {
-            held.max(share.min(max_w))
-        } else if fallen {
-            held.min(share)
-        } else {
-            held
-        };
+        let may = super::held::set_aside_w(&sent, c, max_w, &connectors, api.online(c), share, now);
         total = total.saturating_add(may);
     }
     (total, aside)

@@ -148,8 +148,7 @@ impl Job {
 
     /// Whether any limit, at any step ahead, is lower than what the charger has: such
     /// a profile always goes, and goes first (the cap depends on it).
-    pub fn lowers(&self, last: Option<&Sent>, now: i64) -> bool {
-        let Some(last) = last else { return false };
+    pub fn lowers(&self, last: &Sent, now: i64) -> bool {
         self.compare(last, now, i64::MAX, |new, old| new < old)
     }
 
@@ -181,16 +180,15 @@ impl Job {
         }
     }
 
-    /// Whether it must go out: never sent, sent for another transaction, long enough
+    /// Whether it must go out: never sent (`held` makes that full power), sent for another transaction, long enough
     /// ago that the charger's fallback must be pushed ahead, a limit lowered anywhere,
     /// or raised before it would go again anyway (RESEND_MS) by more than a kilowatt or
     /// 2 % (a charger is not sent a profile a minute for the planner's rounding, and
     /// drawing a little less for a while is safe).
-    pub fn due(&self, last: Option<&Sent>, now: i64) -> bool {
-        let Some(last) = last else { return true };
+    pub fn due(&self, last: &Sent, now: i64) -> bool {
         now - last.at_ms >= RESEND_MS
             || last.tx != self.tx
-            || self.lowers(Some(last), now)
+            || self.lowers(last, now)
             || self.compare(last, now, now + RESEND_MS, |new, old| {
                 new > old + (old / 50).max(1000)
             })
@@ -389,7 +387,7 @@ pub(super) fn phases<'a>(
                     periods: vec![(now, 0)],
                     ..job
                 })
-            } else if job.lowers(Some(&last), now) {
+            } else if job.lowers(&last, now) {
                 Some(job.no_higher_than(&last, now))
             } else {
                 None
@@ -451,7 +449,7 @@ async fn send_if_due(api: &Arc<ChargingApi>, charger: &str, job: Job) -> bool {
     let now = crate::util::now_ms();
     let key = job.key(charger);
     let last = held(&api.board.sent.read(), charger, &job);
-    if !job.due(Some(&last), now) {
+    if !job.due(&last, now) {
         return true;
     }
     let body = job.payload(now);
