@@ -56,6 +56,12 @@ const ROUTES: &[(&str, &str, &[&str])] = &[
         &["vehicle:s", "reason:s"],
     ),
     ("POST", "/api/v1/dispatch/vehicles/{v}/{a}", &["note:s"]),
+    ("PUT", "/api/v1/charging/tags/{v}", &["vehicle:s"]),
+    (
+        "PUT",
+        "/api/v1/charging/chargers/{v}/connectors/{d}/vehicle",
+        &["transaction_id:n", "vehicle:s"],
+    ),
     (
         "POST",
         "/api/v1/signon",

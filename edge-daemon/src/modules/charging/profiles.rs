@@ -180,8 +180,9 @@ impl Job {
         }
     }
 
-    /// Whether it must go out: never sent (`held` makes that full power), sent for another transaction, long enough
-    /// ago that the charger's fallback must be pushed ahead, a limit lowered anywhere,
+    /// Whether it must go out: never sent (`held` makes that full power), sent for
+    /// another transaction, long enough ago that the charger's fallback must be pushed
+    /// ahead, a limit lowered anywhere,
     /// or raised before it would go again anyway (RESEND_MS) by more than a kilowatt or
     /// 2 % (a charger is not sent a profile a minute for the planner's rounding, and
     /// drawing a little less for a while is safe).
