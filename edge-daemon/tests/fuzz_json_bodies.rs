@@ -17,7 +17,7 @@ use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde_json::{json, Value};
 
 /// (method, path template, the body type's fields as `name:type`, s(tring), n(umber),
-/// b(ool)).
+/// i(nteger), b(ool)).
 const ROUTES: &[(&str, &str, &[&str])] = &[
     (
         "PUT",
@@ -60,7 +60,7 @@ const ROUTES: &[(&str, &str, &[&str])] = &[
     (
         "PUT",
         "/api/v1/charging/chargers/{v}/connectors/{d}/vehicle",
-        &["transaction_id:n", "vehicle:s"],
+        &["transaction_id:i", "vehicle:s"],
     ),
     (
         "POST",
@@ -142,6 +142,8 @@ fn body(fields: &'static [&'static str]) -> impl Strategy<Value = Vec<u8>> {
                         (0, _) => any,
                         (_, "s") => Value::from(s),
                         (_, "n") => Value::from(n),
+                        // Whole numbers (ids): saturating, so f64::MAX is i64::MAX.
+                        (_, "i") => Value::from(n as i64),
                         _ => Value::from(b),
                     };
                     (name.to_string(), v)
@@ -169,6 +171,10 @@ fn segment() -> impl Strategy<Value = String> {
         1 => Just("in-service".to_string()),
         2 => "\\PC{1,20}",
         1 => Just("9999-99-99".to_string()),
+        // Numbers, for routes with a numeric segment (a connector).
+        2 => Just("1".to_string()),
+        1 => Just("-1".to_string()),
+        1 => Just("99999999999999999999".to_string()),
     ]
     .prop_map(|s| {
         s.bytes()
