@@ -1,8 +1,10 @@
 //! The materialiser: folds stored changes into one merged document and visible fields per
 //! record (`records` table), so the cloud can list and show any depot's records without
-//! replaying their history. It follows the global change cursor; a crash at any point
-//! only means the next run re-applies a page (applying a change twice is a no-op), since
-//! documents and the cursor are saved in one transaction.
+//! replaying their history. It follows each depot's change cursor on its own (cursors are
+//! per depot, see [`ChangePosition`]), one depot per transaction, so its work stays
+//! inside one depot as the depots' data would be on a distributed store; a crash at any
+//! point only means the next run re-applies a page (applying a change twice is a no-op),
+//! since documents and the depot's cursor are saved in one transaction.
 //!
 //! Documents are loaded only for the records a page touches (automerge documents cost
 //! ~17 KiB each when loaded), and written back once per page.
@@ -20,7 +22,10 @@ use std::sync::Arc;
 use garasi_sync_protocol::actor::{new_actor, ActorId, Side};
 use garasi_sync_protocol::record::Record;
 
-use crate::store::{CloudStore, MaterialRecord, Quarantined, ReadModel, RecordKey, StoreError};
+use crate::store::{
+    ChangeOut, ChangePosition, CloudStore, MaterialRecord, Quarantined, ReadModel, RecordKey,
+    StoreError,
+};
 
 /// Changes folded per transaction. Large pages matter: a record touched by a page is
 /// loaded and saved once per page, however many of its changes the page holds.
@@ -45,7 +50,9 @@ pub struct Materialiser<S> {
     pub quarantined_total: std::sync::atomic::AtomicU64,
 }
 
-/// How far the materialised records are behind the stored changes.
+/// How far the materialised records are behind the stored changes: of one depot (its
+/// cursors), or of the whole cloud (cursors summed over depots, so only the difference
+/// means something).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Freshness {
     pub materialised_cursor: i64,
@@ -54,16 +61,27 @@ pub struct Freshness {
     pub changes_behind: i64,
 }
 
+impl Freshness {
+    fn of(positions: &[ChangePosition]) -> Freshness {
+        let (m, l) = positions.iter().fold((0i64, 0i64), |(m, l), p| {
+            (m.saturating_add(p.materialised), l.saturating_add(p.last))
+        });
+        Freshness {
+            materialised_cursor: m,
+            last_cursor: l,
+            changes_behind: positions
+                .iter()
+                .map(|p| (p.last - p.materialised).max(0))
+                .sum(),
+        }
+    }
+}
+
 /// Reading how far behind the materialiser is needs only the read model (ops views).
 impl<S: ReadModel> Materialiser<S> {
-    pub async fn freshness(&self) -> Result<Freshness, StoreError> {
-        let materialised_cursor = self.store.materialised_cursor().await?;
-        let last_cursor = self.store.last_cursor().await?;
-        Ok(Freshness {
-            materialised_cursor,
-            last_cursor,
-            changes_behind: (last_cursor - materialised_cursor).max(0),
-        })
+    /// Of one depot, or of every depot (`None`).
+    pub async fn freshness(&self, depot: Option<&str>) -> Result<Freshness, StoreError> {
+        Ok(Freshness::of(&self.store.change_positions(depot).await?))
     }
 }
 
@@ -81,7 +99,18 @@ impl<S: CloudStore> Materialiser<S> {
     /// Catches up for a read, bounded in time: a read answers from the last materialised
     /// state (and says how stale it is) rather than fail or wait long because the
     /// materialiser is behind or its store call failed.
-    pub async fn refresh_for_read(&self, within: std::time::Duration) -> Freshness {
+    pub async fn refresh_for_read(
+        &self,
+        depot: Option<&str>,
+        within: std::time::Duration,
+    ) -> Freshness {
+        // Records already folded up to what is stored answer at once, without queueing
+        // behind a fold of other depots' changes (a reconnect storm keeps it busy).
+        if let Ok(f) = self.freshness(depot).await {
+            if f.changes_behind == 0 {
+                return f;
+            }
+        }
         match tokio::time::timeout(within, self.catch_up()).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => {
@@ -91,84 +120,106 @@ impl<S: CloudStore> Materialiser<S> {
                 "materialiser still folding; answering from the last materialised state"
             ),
         }
-        self.freshness().await.unwrap_or(Freshness {
+        self.freshness(depot).await.unwrap_or(Freshness {
             materialised_cursor: -1,
             last_cursor: -1,
             changes_behind: -1,
         })
     }
 
-    /// Folds every change stored so far. Returns how many changes were folded.
+    /// Folds every change stored so far, depot by depot. Returns how many changes were
+    /// folded.
     pub async fn catch_up(&self) -> Result<u64, MaterialiseError> {
         let _one = self.lock.lock().await;
-        let mut cursor = self.store.materialised_cursor().await?;
         let mut folded = 0u64;
-        loop {
-            let page = self.store.changes_after(cursor, PAGE).await?;
-            let Some(last) = page.last().map(|c| c.cursor) else {
-                return Ok(folded);
-            };
-            folded += page.len() as u64;
-            // Changes per record, in cursor order.
-            let mut order: Vec<RecordKey> = Vec::new();
-            let mut by_key: HashMap<RecordKey, Vec<(i64, Vec<u8>)>> = HashMap::new();
-            for c in page {
-                let key = RecordKey {
-                    depot: c.depot,
-                    record_type: c.record_type,
-                    record_id: c.record_id,
+        for pos in self.store.change_positions(None).await? {
+            let mut at = pos.materialised;
+            while at < pos.last {
+                let page = self
+                    .store
+                    .changes_after(&pos.depot, at, pos.last, PAGE)
+                    .await?;
+                // A short page is everything up to `last` (read before it, and nothing
+                // can commit below it later), so the depot is then folded up to `last`.
+                let next = match page.last() {
+                    Some(c) if page.len() as i64 >= PAGE => c.cursor,
+                    _ => pos.last,
                 };
-                by_key
-                    .entry(key.clone())
-                    .or_insert_with(|| {
-                        order.push(key);
-                        Vec::new()
-                    })
-                    .push((c.cursor, c.change));
+                folded += page.len() as u64;
+                self.fold_page(&pos.depot, page, next).await?;
+                at = next;
             }
-            let docs = self.store.load_records(&order).await?;
-            let now = crate::store::now_ms();
-            // CPU work (automerge) off the async threads, split across the cores.
-            let workers = std::thread::available_parallelism()
-                .map_or(1, |n| n.get())
-                .min(8);
-            let per = order.len().div_ceil(workers).max(1);
-            let mut jobs = Vec::new();
-            let mut docs = docs.into_iter();
-            let mut keys = order.into_iter();
-            loop {
-                let part: Vec<RecordKey> = keys.by_ref().take(per).collect();
-                if part.is_empty() {
-                    break;
-                }
-                let part_docs: Vec<_> = docs.by_ref().take(part.len()).collect();
-                let part_changes: HashMap<RecordKey, Vec<(i64, Vec<u8>)>> =
-                    part.iter().filter_map(|k| by_key.remove_entry(k)).collect();
-                let actor = self.actor.clone();
-                jobs.push(tokio::task::spawn_blocking(move || {
-                    fold(part, part_docs, part_changes, actor, now)
-                }));
-            }
-            let (mut records, mut quarantined) = (Vec::new(), Vec::new());
-            for j in jobs {
-                let (r, q) = j.await.map_err(|e| MaterialiseError::Task(e.to_string()))?;
-                records.extend(r);
-                quarantined.extend(q);
-            }
-            for q in &quarantined {
-                tracing::error!(depot = %q.key.depot, record_type = %q.key.record_type,
-                    record_id = %q.key.record_id, cursor = q.cursor, reason = %q.reason,
-                    "record quarantined: a change could not be folded; the record keeps its last good state");
-            }
-            self.quarantined_total.fetch_add(
-                quarantined.len() as u64,
-                std::sync::atomic::Ordering::Relaxed,
-            );
-            self.store
-                .save_records(&records, &quarantined, last)
-                .await?;
-            cursor = last;
         }
+        Ok(folded)
+    }
+
+    /// Folds one page of one depot's changes and saves the records with the depot's
+    /// new cursor `upto`.
+    async fn fold_page(
+        &self,
+        depot: &str,
+        page: Vec<ChangeOut>,
+        upto: i64,
+    ) -> Result<(), MaterialiseError> {
+        // Changes per record, in cursor order.
+        let mut order: Vec<RecordKey> = Vec::new();
+        let mut by_key: HashMap<RecordKey, Vec<(i64, Vec<u8>)>> = HashMap::new();
+        for c in page {
+            let key = RecordKey {
+                depot: depot.to_string(),
+                record_type: c.record_type,
+                record_id: c.record_id,
+            };
+            by_key
+                .entry(key.clone())
+                .or_insert_with(|| {
+                    order.push(key);
+                    Vec::new()
+                })
+                .push((c.cursor, c.change));
+        }
+        let docs = self.store.load_records(&order).await?;
+        let now = crate::store::now_ms();
+        // CPU work (automerge) off the async threads, split across the cores.
+        let workers = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(8);
+        let per = order.len().div_ceil(workers).max(1);
+        let mut jobs = Vec::new();
+        let mut docs = docs.into_iter();
+        let mut keys = order.into_iter();
+        loop {
+            let part: Vec<RecordKey> = keys.by_ref().take(per).collect();
+            if part.is_empty() {
+                break;
+            }
+            let part_docs: Vec<_> = docs.by_ref().take(part.len()).collect();
+            let part_changes: HashMap<RecordKey, Vec<(i64, Vec<u8>)>> =
+                part.iter().filter_map(|k| by_key.remove_entry(k)).collect();
+            let actor = self.actor.clone();
+            jobs.push(tokio::task::spawn_blocking(move || {
+                fold(part, part_docs, part_changes, actor, now)
+            }));
+        }
+        let (mut records, mut quarantined) = (Vec::new(), Vec::new());
+        for j in jobs {
+            let (r, q) = j.await.map_err(|e| MaterialiseError::Task(e.to_string()))?;
+            records.extend(r);
+            quarantined.extend(q);
+        }
+        for q in &quarantined {
+            tracing::error!(depot = %q.key.depot, record_type = %q.key.record_type,
+                record_id = %q.key.record_id, cursor = q.cursor, reason = %q.reason,
+                "record quarantined: a change could not be folded; the record keeps its last good state");
+        }
+        self.quarantined_total.fetch_add(
+            quarantined.len() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        self.store
+            .save_records(&records, &quarantined, &[(depot.to_string(), upto)])
+            .await?;
+        Ok(())
     }
 
     /// Keeps the records up to date: folds after every wake-up (and every few seconds).

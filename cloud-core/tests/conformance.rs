@@ -8,13 +8,18 @@ use std::sync::Arc;
 
 use garasi_cloud::materialise::Materialiser;
 use garasi_cloud::store::{
-    ChangeIn, CloudStore, Quarantined, RecordKey, StoreError, StreamRowIn, SyncReport,
+    ChangeIn, ChangePosition, CloudStore, Quarantined, RecordKey, StoreError, StreamRowIn,
+    SyncReport,
 };
 use garasi_sync_protocol::actor::{new_actor, Side};
 use garasi_sync_protocol::record::{FieldValue, Record};
 
+#[path = "conformance/concurrency.rs"]
+mod concurrency;
+
 mod cases {
     use super::*;
+    pub use crate::concurrency::concurrent_writers_never_hide_a_change_behind_a_cursor;
 
     fn change(id: &str, n: u8) -> ChangeIn {
         ChangeIn {
@@ -92,12 +97,29 @@ mod cases {
             reason: format!("field \"status\" holds a nested object ({id})"),
             at_ms: 1_700_000_000_000,
         };
-        s.save_records(&[], &[q(&a, "bus-1", 3), q(&a, "bus-2", 5)], 7)
+        assert!(
+            s.change_positions(None).await.unwrap().is_empty(),
+            "no change stored yet"
+        );
+        let eight: Vec<ChangeIn> = (1..=8).map(|n| change("bus-1", n)).collect();
+        s.add_changes(&a, &eight).await.unwrap();
+        let at = |n: i64| vec![(a.clone(), n)];
+        s.save_records(&[], &[q(&a, "bus-1", 3), q(&a, "bus-2", 5)], &at(7))
             .await
             .unwrap();
         // Saving the same page again (a crash before the caller saw the answer) adds nothing.
-        s.save_records(&[], &[q(&a, "bus-2", 5)], 7).await.unwrap();
-        assert_eq!(s.materialised_cursor().await.unwrap(), 7);
+        s.save_records(&[], &[q(&a, "bus-2", 5)], &at(7))
+            .await
+            .unwrap();
+        assert_eq!(
+            s.change_positions(Some(&a)).await.unwrap(),
+            vec![ChangePosition {
+                depot: a.clone(),
+                materialised: 7,
+                last: 8
+            }]
+        );
+        assert!(s.change_positions(Some(&b)).await.unwrap().is_empty());
         assert_eq!(
             s.quarantined(&a, 10).await.unwrap(),
             vec![q(&a, "bus-2", 5), q(&a, "bus-1", 3)]
@@ -115,7 +137,6 @@ mod cases {
             counts.contains(&(a, 2)) && counts.contains(&(b, 0)),
             "{counts:?}"
         );
-        assert_eq!(s.last_cursor().await.unwrap(), 0, "no change stored yet");
     }
 
     pub async fn enrolment_is_one_time_and_authenticates<S: CloudStore + 'static>(s: &Arc<S>) {
@@ -237,13 +258,20 @@ mod cases {
             0,
             "idempotent"
         );
-        let all = s.changes_after(0, 100).await.unwrap();
+        let mut all = Vec::new();
+        for d in [&a, &b] {
+            let last = s.change_positions(Some(d)).await.unwrap();
+            let upto = last.first().map_or(0, |p| p.last);
+            for c in s.changes_after(d, 0, upto, 100).await.unwrap() {
+                all.push((d.to_string(), c));
+            }
+        }
         let of = |depot: &str, id: &str| -> Vec<Vec<u8>> {
             all.iter()
-                .filter(|c| {
-                    c.depot == depot && c.record_type == "vehicle_status" && c.record_id == id
+                .filter(|(d, c)| {
+                    d == depot && c.record_type == "vehicle_status" && c.record_id == id
                 })
-                .map(|c| c.change.clone())
+                .map(|(_, c)| c.change.clone())
                 .collect()
         };
         let bus1 = of(&a, "bus-1");
@@ -360,9 +388,15 @@ mod cases {
             serde_json::from_str(&s.list_records(&b, "vehicle_status").await.unwrap()[0].1)
                 .unwrap();
         assert_eq!(other["status"], "in_service", "B's record is its own");
-        let all = s.changes_after(0, 100).await.unwrap();
-        assert_eq!(all.len(), 4);
-        assert_eq!(s.materialised_cursor().await.unwrap(), all[3].cursor);
+        let positions = s.change_positions(None).await.unwrap();
+        assert_eq!(positions.len(), 2, "{positions:?}");
+        assert!(
+            positions.iter().all(|p| p.materialised == p.last),
+            "every depot folded to its newest change: {positions:?}"
+        );
+        let stored =
+            s.pull(&a, 0, 100).await.unwrap().len() + s.pull(&b, 0, 100).await.unwrap().len();
+        assert_eq!(stored, 4);
     }
 
     pub async fn timetables_and_depot_plans_round_trip<S: CloudStore + 'static>(s: &Arc<S>) {
@@ -445,5 +479,6 @@ conformance!(
     migrate_is_idempotent,
     sync_reports_feed_the_ops_view,
     materialiser_folds_every_change_once,
+    concurrent_writers_never_hide_a_change_behind_a_cursor,
     timetables_and_depot_plans_round_trip,
 );

@@ -79,10 +79,9 @@ async fn later_good_changes_of_a_quarantined_record_are_never_shown() {
     let listed = s.list_records(&d, "vehicle_status").await.unwrap();
     let f: serde_json::Value = serde_json::from_str(&listed[0].1).unwrap();
     eprintln!(
-        "cloud shows {f}; quarantine rows {}; materialised {} of {}",
+        "cloud shows {f}; quarantine rows {}; positions {:?}",
         s.quarantined(&d, 10).await.unwrap().len(),
-        s.materialised_cursor().await.unwrap(),
-        s.last_cursor().await.unwrap()
+        s.change_positions(None).await.unwrap(),
     );
     assert_eq!(
         f["status"], "out_of_service",

@@ -88,7 +88,7 @@ async fn list_depots<S: ReadModel>(
             })
         })
         .collect();
-    let fresh = s.materialiser.freshness().await?;
+    let fresh = s.materialiser.freshness(None).await?;
     Ok(Json(
         serde_json::json!({ "depots": depots, "materialiser": fresh }),
     ))

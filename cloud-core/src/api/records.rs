@@ -50,7 +50,7 @@ pub(super) async fn load_record<S: CloudStore>(
     };
     // Cursor first: a document saved after it only makes some changes apply twice
     // (a no-op), never miss.
-    let fresh = s.materialiser.freshness().await?;
+    let fresh = s.materialiser.freshness(Some(depot)).await?;
     let doc = s
         .store
         .load_records(std::slice::from_ref(&key))
@@ -195,7 +195,7 @@ pub(super) async fn edit_record<S: CloudStore>(
             .await?;
     }
     s.materialiser.wake.notify_one();
-    let fresh = s.materialiser.freshness().await?;
+    let fresh = s.materialiser.freshness(Some(depot)).await?;
     Ok((record, fresh))
 }
 
@@ -231,7 +231,10 @@ async fn list_records<S: CloudStore>(
     _: Admin,
     KnownDepot(depot): KnownDepot,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let fresh = s.materialiser.refresh_for_read(READ_FRESHNESS_WAIT).await;
+    let fresh = s
+        .materialiser
+        .refresh_for_read(Some(&depot), READ_FRESHNESS_WAIT)
+        .await;
     let mut records = Vec::new();
     for (id, fields) in s.store.list_records(&depot, &record_type).await? {
         let fields: serde_json::Value = serde_json::from_str(&fields)

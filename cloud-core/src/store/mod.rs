@@ -34,6 +34,8 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("PostgreSQL: {0}")]
     Postgres(#[from] tokio_postgres::Error),
+    #[error("PostgreSQL connection pool: {0}")]
+    Pool(String),
     #[error("store task failed: {0}")]
     Task(String),
 }
@@ -123,14 +125,17 @@ pub struct Quarantined {
     pub at_ms: i64,
 }
 
-/// A stored change with its depot, for the materialiser (which works across depots).
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredChange {
-    pub cursor: i64,
+/// Where one depot's change sequence stands. Change cursors are per depot: a depot's
+/// changes are numbered in the order their transactions commit (each push or cloud edit
+/// holds the depot's sequence until it commits), so whoever has read a depot up to `n`
+/// can never see a change below `n` appear later.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangePosition {
     pub depot: String,
-    pub record_type: String,
-    pub record_id: String,
-    pub change: Vec<u8>,
+    /// The materialiser has folded this depot's changes up to here (0 = none).
+    pub materialised: i64,
+    /// The depot's newest stored change (its cursor).
+    pub last: i64,
 }
 
 /// Identifies one replicated record at the cloud.
@@ -243,25 +248,28 @@ pub trait CloudStore: ReadModel {
         depot: &str,
         report: Option<SyncReport>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Changes of every depot after `cursor`, in cursor order (the materialiser's input).
+    /// `depot`'s changes with `after < cursor <= upto`, in cursor order, at most `limit`
+    /// (the materialiser's input; `upto` is a `last` it read, so the page is exact).
     fn changes_after(
         &self,
-        cursor: i64,
+        depot: &str,
+        after: i64,
+        upto: i64,
         limit: i64,
-    ) -> impl Future<Output = Result<Vec<StoredChange>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Vec<ChangeOut>, StoreError>> + Send;
     /// The materialised documents of these records (None where there is none yet), in
     /// the order asked.
     fn load_records(
         &self,
         keys: &[RecordKey],
     ) -> impl Future<Output = Result<Vec<Option<Vec<u8>>>, StoreError>> + Send;
-    /// Saves materialised records, the records quarantined on the way, and the cursor
-    /// they are up to date with, atomically.
+    /// Saves materialised records, the records quarantined on the way, and the per-depot
+    /// cursors they are up to date with (`(depot, cursor)`), atomically.
     fn save_records(
         &self,
         records: &[MaterialRecord],
         quarantined: &[Quarantined],
-        cursor: i64,
+        positions: &[(String, i64)],
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// One record's changes stored after `cursor`, in cursor order: with the record's
     /// materialised document, its state up to every stored change (what a cloud edit

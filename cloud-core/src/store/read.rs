@@ -11,24 +11,25 @@
 
 use std::future::Future;
 
-use super::{DepotInfo, Quarantined, StoreError, StreamRowIn, TimetableInfo};
+use super::{ChangePosition, DepotInfo, Quarantined, StoreError, StreamRowIn, TimetableInfo};
 
 /// Read-only queries over depots, materialised records, quarantine, streams and
 /// timetables. Both stores implement it; `tests/conformance.rs` covers it.
 pub trait ReadModel: Send + Sync {
     /// Every depot with its enrolment and last sync report, by name.
     fn depots(&self) -> impl Future<Output = Result<Vec<DepotInfo>, StoreError>> + Send;
-    /// How far the materialised records are up to date (a change cursor; 0 = nothing).
-    fn materialised_cursor(&self) -> impl Future<Output = Result<i64, StoreError>> + Send;
+    /// Where each depot's changes stand (stored and materialised), by depot; only
+    /// `depot`'s when given. Depots that never stored a change are absent.
+    fn change_positions(
+        &self,
+        depot: Option<&str>,
+    ) -> impl Future<Output = Result<Vec<ChangePosition>, StoreError>> + Send;
     /// A depot's quarantined records, newest first (at most `limit`).
     fn quarantined(
         &self,
         depot: &str,
         limit: i64,
     ) -> impl Future<Output = Result<Vec<Quarantined>, StoreError>> + Send;
-    /// The newest change cursor stored (0 = none): with the materialised cursor, how far
-    /// behind the materialised records are.
-    fn last_cursor(&self) -> impl Future<Output = Result<i64, StoreError>> + Send;
     /// Visible fields (JSON object text) of a depot's records of one type, by id.
     fn list_records(
         &self,
@@ -63,8 +64,11 @@ macro_rules! forward_read_model {
             ) -> Result<Vec<$crate::store::DepotInfo>, $crate::store::StoreError> {
                 <$store>::depots(self).await
             }
-            async fn materialised_cursor(&self) -> Result<i64, $crate::store::StoreError> {
-                <$store>::materialised_cursor(self).await
+            async fn change_positions(
+                &self,
+                depot: Option<&str>,
+            ) -> Result<Vec<$crate::store::ChangePosition>, $crate::store::StoreError> {
+                <$store>::change_positions(self, depot).await
             }
             async fn quarantined(
                 &self,
@@ -72,9 +76,6 @@ macro_rules! forward_read_model {
                 limit: i64,
             ) -> Result<Vec<$crate::store::Quarantined>, $crate::store::StoreError> {
                 <$store>::quarantined(self, depot, limit).await
-            }
-            async fn last_cursor(&self) -> Result<i64, $crate::store::StoreError> {
-                <$store>::last_cursor(self).await
             }
             async fn list_records(
                 &self,

@@ -1,119 +1,126 @@
-//! PostgreSQL implementation of [`CloudStore`]. One connection; a mutex serialises
-//! transactions, which also keeps `changes.cursor` commit-ordered (with concurrent
-//! writers a BIGSERIAL cursor can commit out of order and a puller could skip a row;
-//! revisit with a pool). Batches are written with one statement per table (arrays
-//! unnested server-side). Stream rows are indexed by (depot, ts_ms). The read-only
-//! queries are in `read.rs`, the schema in `schema.rs`, depot credentials in
-//! `depots.rs`.
+//! PostgreSQL implementation of [`CloudStore`]. Two pools of connections: one for sync
+//! and the materialiser (pushes of different depots run in parallel; each depot's
+//! changes are numbered by its own locked sequence, `changes.rs`), one for the read
+//! model, so admin and dashboard reads never queue behind a reconnect storm's pushes.
+//! Batches are written with one statement per table (arrays unnested server-side).
+//! Stream rows are indexed by (depot, ts_ms). The read-only queries are in `read.rs`,
+//! the schema in `schema.rs`, depot credentials in `depots.rs`. Every key of depot data
+//! starts with the depot, and no transaction spans depots (ARCHITECTURE.md, "Scaling the
+//! cloud").
 
+mod changes;
 mod depots;
 mod read;
 mod schema;
 
-use tokio::sync::Mutex;
-use tokio_postgres::{Client, NoTls};
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
 
 use super::*;
 use schema::{SCHEMA, SCHEMA_2, SCHEMA_3, SCHEMA_4, SCHEMA_5, SCHEMA_5_COLUMN};
 
+/// How many connections each pool opens at most.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolSizes {
+    /// Sync (pushes, pulls, authentication) and the materialiser.
+    pub write: usize,
+    /// The read model (ops view, record views, streams).
+    pub read: usize,
+}
+
+impl Default for PoolSizes {
+    fn default() -> Self {
+        // More writers than cores: a push spends much of its time waiting on the WAL
+        // flush and the network, and depots' pushes do not block each other.
+        PoolSizes { write: 16, read: 4 }
+    }
+}
+
 pub struct PgStore {
-    client: Mutex<Client>,
+    write: Pool,
+    read: Pool,
 }
 
 impl PgStore {
     /// Connects with a libpq-style string (`host=127.0.0.1 user=postgres dbname=garasi`)
     /// or URL. With `schema`, everything lives in that schema (created if missing).
     pub async fn connect(conn: &str, schema: Option<&str>) -> Result<Self, StoreError> {
-        let (client, connection) = tokio_postgres::connect(conn, NoTls).await?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                eprintln!("garasi-cloud: PostgreSQL connection ended: {e}");
-            }
-        });
+        Self::connect_with(conn, schema, PoolSizes::default()).await
+    }
+
+    pub async fn connect_with(
+        conn: &str,
+        schema: Option<&str>,
+        sizes: PoolSizes,
+    ) -> Result<Self, StoreError> {
+        let mut config: tokio_postgres::Config = conn.parse()?;
         if let Some(s) = schema {
             // Schema names come from our own code (tests, config), never from requests.
-            let ident = s.replace('"', "");
+            let ident: String = s
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            let (client, connection) = config.connect(NoTls).await?;
+            let task = tokio::spawn(connection);
             client
-                .batch_execute(&format!(
-                    "CREATE SCHEMA IF NOT EXISTS \"{ident}\"; SET search_path TO \"{ident}\";"
-                ))
+                .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS \"{ident}\""))
                 .await?;
+            drop(client);
+            let _ = task.await;
+            config.options(format!("-c search_path={ident}"));
         }
-        Ok(PgStore {
-            client: Mutex::new(client),
-        })
+        let pool = |size: usize| {
+            let manager = Manager::from_config(
+                config.clone(),
+                NoTls,
+                ManagerConfig {
+                    recycling_method: RecyclingMethod::Fast,
+                },
+            );
+            Pool::builder(manager)
+                .max_size(size.max(1))
+                .runtime(Runtime::Tokio1)
+                .build()
+                .map_err(|e| StoreError::Pool(e.to_string()))
+        };
+        let store = PgStore {
+            write: pool(sizes.write)?,
+            read: pool(sizes.read)?,
+        };
+        // Fail now, with PostgreSQL's own words, if the database cannot be reached.
+        drop(store.w().await?);
+        Ok(store)
+    }
+
+    /// A connection of the sync and materialiser pool.
+    async fn w(&self) -> Result<Object, StoreError> {
+        self.write.get().await.map_err(pool_error)
+    }
+
+    /// A connection of the read model's pool.
+    async fn r(&self) -> Result<Object, StoreError> {
+        self.read.get().await.map_err(pool_error)
     }
 
     /// Drops a schema (test clean-up).
     pub async fn drop_schema(&self, schema: &str) -> Result<(), StoreError> {
         let ident = schema.replace('"', "");
-        self.client
-            .lock()
-            .await
+        self.w()
+            .await?
             .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{ident}\" CASCADE"))
             .await?;
         Ok(())
     }
-}
 
-impl CloudStore for PgStore {
-    async fn migrate(&self) -> Result<(), StoreError> {
-        let client = self.client.lock().await;
-        client.batch_execute(SCHEMA).await?;
-        client.batch_execute(SCHEMA_2).await?;
-        client.batch_execute(SCHEMA_3).await?;
-        client.batch_execute(SCHEMA_4).await?;
-        client.batch_execute(SCHEMA_5_COLUMN).await?;
-        client
-            .execute(SCHEMA_5, &[&DEFAULT_ENROLMENT_TTL_MS])
-            .await?;
-        Ok(())
-    }
-
-    async fn create_depot_until(
-        &self,
-        name: &str,
-        expires_ms: i64,
-    ) -> Result<NewDepot, StoreError> {
-        depots::create(&*self.client.lock().await, name, expires_ms).await
-    }
-
-    async fn enroll(&self, token: &str) -> Result<DepotCredentials, StoreError> {
-        depots::enroll(&mut *self.client.lock().await, token).await
-    }
-
-    async fn authenticate(&self, depot_id: &str, secret: &str) -> Result<bool, StoreError> {
-        let row = self
-            .client
-            .lock()
-            .await
-            .query_opt("SELECT secret_hash FROM depots WHERE id = $1", &[&depot_id])
-            .await?;
-        Ok(row
-            .and_then(|r| r.get::<_, Option<String>>(0))
-            .is_some_and(|s| s == hash_secret(secret)))
-    }
-
-    async fn issue_enrolment_token(
-        &self,
-        depot: &str,
-        expires_ms: i64,
-    ) -> Result<String, StoreError> {
-        depots::issue_token(&*self.client.lock().await, depot, expires_ms).await
-    }
-
-    async fn revoke_depot(&self, depot: &str) -> Result<(), StoreError> {
-        depots::revoke(&*self.client.lock().await, depot).await
-    }
-
-    async fn push(
+    /// One push as one transaction.
+    async fn push_once(
         &self,
         depot: &str,
         batch_seq: i64,
         changes: &[ChangeIn],
         rows: &[StreamRowIn],
     ) -> Result<PushOutcome, StoreError> {
-        let mut client = self.client.lock().await;
+        let mut client = self.w().await?;
         let tx = client.transaction().await?;
         let now = now_ms();
         let fresh = tx
@@ -126,7 +133,7 @@ impl CloudStore for PgStore {
             replayed: fresh == 0,
             ..Default::default()
         };
-        out.new_changes = insert_changes(&tx, depot, changes, now).await?;
+        out.new_changes = changes::insert(&tx, depot, changes, now).await?;
         if !rows.is_empty() {
             // One statement per batch (arrays, unnested server-side): a round trip per row
             // would cap the drain at a few thousand rows/s.
@@ -146,6 +153,85 @@ impl CloudStore for PgStore {
         tx.commit().await?;
         Ok(out)
     }
+}
+
+fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
+    match e {
+        deadpool_postgres::PoolError::Backend(pe) => StoreError::Postgres(pe),
+        other => StoreError::Pool(other.to_string()),
+    }
+}
+
+/// Transactions that lost a serialization conflict or a deadlock are run again (a few
+/// times): the other transaction went through, so this one will.
+const ATTEMPTS: usize = 4;
+
+impl CloudStore for PgStore {
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut client = self.w().await?;
+        if schema::version(&client).await? < 6 {
+            client.batch_execute(SCHEMA).await?;
+            client.batch_execute(SCHEMA_2).await?;
+            client.batch_execute(SCHEMA_3).await?;
+            client.batch_execute(SCHEMA_4).await?;
+            client.batch_execute(SCHEMA_5_COLUMN).await?;
+            client
+                .execute(SCHEMA_5, &[&DEFAULT_ENROLMENT_TTL_MS])
+                .await?;
+        }
+        schema::run_versioned(&mut client).await
+    }
+
+    async fn create_depot_until(
+        &self,
+        name: &str,
+        expires_ms: i64,
+    ) -> Result<NewDepot, StoreError> {
+        depots::create(&*self.w().await?, name, expires_ms).await
+    }
+
+    async fn enroll(&self, token: &str) -> Result<DepotCredentials, StoreError> {
+        depots::enroll(&mut *self.w().await?, token).await
+    }
+
+    async fn authenticate(&self, depot_id: &str, secret: &str) -> Result<bool, StoreError> {
+        let row = self
+            .w()
+            .await?
+            .query_opt("SELECT secret_hash FROM depots WHERE id = $1", &[&depot_id])
+            .await?;
+        Ok(row
+            .and_then(|r| r.get::<_, Option<String>>(0))
+            .is_some_and(|s| s == hash_secret(secret)))
+    }
+
+    async fn issue_enrolment_token(
+        &self,
+        depot: &str,
+        expires_ms: i64,
+    ) -> Result<String, StoreError> {
+        depots::issue_token(&*self.w().await?, depot, expires_ms).await
+    }
+
+    async fn revoke_depot(&self, depot: &str) -> Result<(), StoreError> {
+        depots::revoke(&*self.w().await?, depot).await
+    }
+
+    async fn push(
+        &self,
+        depot: &str,
+        batch_seq: i64,
+        changes: &[ChangeIn],
+        rows: &[StreamRowIn],
+    ) -> Result<PushOutcome, StoreError> {
+        let mut attempt = 1;
+        loop {
+            match self.push_once(depot, batch_seq, changes, rows).await {
+                Err(e) if attempt < ATTEMPTS && changes::retryable(&e) => attempt += 1,
+                done => return done,
+            }
+        }
+    }
 
     async fn pull(
         &self,
@@ -153,32 +239,24 @@ impl CloudStore for PgStore {
         cursor: i64,
         limit: i64,
     ) -> Result<Vec<ChangeOut>, StoreError> {
-        let rows = self
-            .client
-            .lock()
-            .await
-            .query(
-                "SELECT cursor, record_type, record_id, change FROM changes WHERE depot = $1 AND cursor > $2 ORDER BY cursor LIMIT $3",
-                &[&depot, &cursor, &limit],
-            )
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|r| ChangeOut {
-                cursor: r.get(0),
-                record_type: r.get(1),
-                record_id: r.get(2),
-                change: r.get(3),
-            })
-            .collect())
+        let client = self.w().await?;
+        changes::after(&client, depot, cursor, i64::MAX, limit).await
     }
 
     async fn add_changes(&self, depot: &str, changes: &[ChangeIn]) -> Result<u64, StoreError> {
-        let mut client = self.client.lock().await;
-        let tx = client.transaction().await?;
-        let n = insert_changes(&tx, depot, changes, now_ms()).await?;
-        tx.commit().await?;
-        Ok(n)
+        let mut attempt = 1;
+        loop {
+            let mut client = self.w().await?;
+            let tx = client.transaction().await?;
+            let done = match changes::insert(&tx, depot, changes, now_ms()).await {
+                Ok(n) => tx.commit().await.map(|_| n).map_err(StoreError::from),
+                Err(e) => Err(e),
+            };
+            match done {
+                Err(e) if attempt < ATTEMPTS && changes::retryable(&e) => attempt += 1,
+                done => return done,
+            }
+        }
     }
 
     async fn save_timetable(
@@ -188,9 +266,8 @@ impl CloudStore for PgStore {
         report_json: &str,
     ) -> Result<i64, StoreError> {
         let row = self
-            .client
-            .lock()
-            .await
+            .w()
+            .await?
             .query_one(
                 "INSERT INTO timetables (name, created_ms, zip, report) VALUES ($1, $2, $3, $4) RETURNING id",
                 &[&name, &now_ms(), &zip, &report_json],
@@ -201,18 +278,16 @@ impl CloudStore for PgStore {
 
     async fn timetable_zip(&self, id: i64) -> Result<Option<Vec<u8>>, StoreError> {
         let row = self
-            .client
-            .lock()
-            .await
+            .w()
+            .await?
             .query_opt("SELECT zip FROM timetables WHERE id = $1", &[&id])
             .await?;
         Ok(row.map(|r| r.get(0)))
     }
 
     async fn set_depot_plan(&self, depot: &str, plan_json: &str) -> Result<(), StoreError> {
-        self.client
-            .lock()
-            .await
+        self.w()
+            .await?
             .execute(
                 "INSERT INTO depot_plans (depot, plan, updated_ms) VALUES ($1, $2, $3)
                  ON CONFLICT (depot) DO UPDATE SET plan = excluded.plan, updated_ms = excluded.updated_ms",
@@ -224,9 +299,8 @@ impl CloudStore for PgStore {
 
     async fn depot_plans(&self) -> Result<Vec<(String, String)>, StoreError> {
         let rows = self
-            .client
-            .lock()
-            .await
+            .w()
+            .await?
             .query("SELECT depot, plan FROM depot_plans ORDER BY depot", &[])
             .await?;
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
@@ -234,9 +308,8 @@ impl CloudStore for PgStore {
 
     async fn record_sync(&self, depot: &str, report: Option<SyncReport>) -> Result<(), StoreError> {
         let r = report.unwrap_or_default();
-        self.client
-            .lock()
-            .await
+        self.w()
+            .await?
             .execute(
                 "INSERT INTO depot_sync (depot, last_sync_ms, backlog_entries, backlog_bytes, oldest_change_ms)
                  VALUES ($1, $2, $3, $4, $5)
@@ -259,53 +332,51 @@ impl CloudStore for PgStore {
 
     async fn changes_after(
         &self,
-        cursor: i64,
+        depot: &str,
+        after: i64,
+        upto: i64,
         limit: i64,
-    ) -> Result<Vec<StoredChange>, StoreError> {
-        let rows = self
-            .client
-            .lock()
-            .await
-            .query(
-                "SELECT cursor, depot, record_type, record_id, change FROM changes WHERE cursor > $1 ORDER BY cursor LIMIT $2",
-                &[&cursor, &limit],
-            )
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|r| StoredChange {
-                cursor: r.get(0),
-                depot: r.get(1),
-                record_type: r.get(2),
-                record_id: r.get(3),
-                change: r.get(4),
-            })
-            .collect())
+    ) -> Result<Vec<ChangeOut>, StoreError> {
+        let client = self.w().await?;
+        changes::after(&client, depot, after, upto, limit).await
     }
 
     async fn load_records(&self, keys: &[RecordKey]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        let joined: Vec<String> = keys.iter().map(RecordKey::joined).collect();
+        let depots: Vec<&str> = keys.iter().map(|k| k.depot.as_str()).collect();
+        let types: Vec<&str> = keys.iter().map(|k| k.record_type.as_str()).collect();
+        let ids: Vec<&str> = keys.iter().map(|k| k.record_id.as_str()).collect();
+        // The read pool: record views load documents while the writers are busy.
         let rows = self
-            .client
-            .lock()
-            .await
+            .r()
+            .await?
             .query(
-                "SELECT rkey, doc FROM records WHERE rkey = ANY($1)",
-                &[&joined],
+                "SELECT r.depot, r.record_type, r.record_id, r.doc
+                 FROM unnest($1::text[], $2::text[], $3::text[]) AS k(d, t, i)
+                 JOIN records r ON r.depot = k.d AND r.record_type = k.t AND r.record_id = k.i",
+                &[&depots, &types, &ids],
             )
             .await?;
-        let mut found: std::collections::HashMap<String, Vec<u8>> =
-            rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-        Ok(joined.iter().map(|k| found.remove(k)).collect())
+        let mut found: std::collections::HashMap<RecordKey, Vec<u8>> = rows
+            .iter()
+            .map(|r| {
+                let key = RecordKey {
+                    depot: r.get(0),
+                    record_type: r.get(1),
+                    record_id: r.get(2),
+                };
+                (key, r.get(3))
+            })
+            .collect();
+        Ok(keys.iter().map(|k| found.remove(k)).collect())
     }
 
     async fn save_records(
         &self,
         records: &[MaterialRecord],
         quarantined: &[Quarantined],
-        cursor: i64,
+        positions: &[(String, i64)],
     ) -> Result<(), StoreError> {
-        let mut client = self.client.lock().await;
+        let mut client = self.w().await?;
         let tx = client.transaction().await?;
         for q in quarantined {
             tx.execute(
@@ -323,7 +394,6 @@ impl CloudStore for PgStore {
             .await?;
         }
         if !records.is_empty() {
-            let rkeys: Vec<String> = records.iter().map(|r| r.key.joined()).collect();
             let depots: Vec<&str> = records.iter().map(|r| r.key.depot.as_str()).collect();
             let types: Vec<&str> = records.iter().map(|r| r.key.record_type.as_str()).collect();
             let ids: Vec<&str> = records.iter().map(|r| r.key.record_id.as_str()).collect();
@@ -331,18 +401,20 @@ impl CloudStore for PgStore {
             let fields: Vec<&str> = records.iter().map(|r| r.fields_json.as_str()).collect();
             let updated: Vec<i64> = records.iter().map(|r| r.updated_ms).collect();
             tx.execute(
-                "INSERT INTO records (rkey, depot, record_type, record_id, doc, fields, updated_ms)
-                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bytea[], $6::text[], $7::bigint[])
-                 ON CONFLICT (rkey) DO UPDATE SET doc = excluded.doc, fields = excluded.fields,
-                   updated_ms = excluded.updated_ms",
-                &[&rkeys, &depots, &types, &ids, &docs, &fields, &updated],
+                "INSERT INTO records (depot, record_type, record_id, doc, fields, updated_ms)
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::text[], $6::bigint[])
+                 ON CONFLICT (depot, record_type, record_id) DO UPDATE SET doc = excluded.doc,
+                   fields = excluded.fields, updated_ms = excluded.updated_ms",
+                &[&depots, &types, &ids, &docs, &fields, &updated],
             )
             .await?;
         }
+        let pos_depots: Vec<&str> = positions.iter().map(|p| p.0.as_str()).collect();
+        let pos_cursors: Vec<i64> = positions.iter().map(|p| p.1).collect();
         tx.execute(
-            "INSERT INTO materialiser (id, cursor) VALUES (1, $1)
-             ON CONFLICT (id) DO UPDATE SET cursor = excluded.cursor",
-            &[&cursor],
+            "INSERT INTO materialiser_pos (depot, cursor) SELECT * FROM unnest($1::text[], $2::bigint[])
+             ON CONFLICT (depot) DO UPDATE SET cursor = excluded.cursor",
+            &[&pos_depots, &pos_cursors],
         )
         .await?;
         tx.commit().await?;
@@ -355,9 +427,8 @@ impl CloudStore for PgStore {
         cursor: i64,
     ) -> Result<Vec<Vec<u8>>, StoreError> {
         let rows = self
-            .client
-            .lock()
-            .await
+            .r()
+            .await?
             .query(
                 "SELECT change FROM changes WHERE cursor > $1 AND depot = $2 AND record_type = $3 AND record_id = $4 ORDER BY cursor",
                 &[&cursor, &key.depot, &key.record_type, &key.record_id],
@@ -365,31 +436,4 @@ impl CloudStore for PgStore {
             .await?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
-}
-
-/// Inserts changes (idempotent by record and content hash per depot) with one statement.
-async fn insert_changes(
-    tx: &tokio_postgres::Transaction<'_>,
-    depot: &str,
-    changes: &[ChangeIn],
-    now: i64,
-) -> Result<u64, StoreError> {
-    if changes.is_empty() {
-        return Ok(0);
-    }
-    let types: Vec<&str> = changes.iter().map(|c| c.record_type.as_str()).collect();
-    let ids: Vec<&str> = changes.iter().map(|c| c.record_id.as_str()).collect();
-    let keys: Vec<Vec<u8>> = changes.iter().map(change_key).collect();
-    let bodies: Vec<&[u8]> = changes.iter().map(|c| c.change.as_slice()).collect();
-    // WITH ORDINALITY keeps the batch's order in the cursor sequence: a record's changes
-    // are pulled in the order they were pushed.
-    Ok(tx
-        .execute(
-            "INSERT INTO changes (depot, record_type, record_id, key, change, received_ms)
-             SELECT $1, t, i, k, c, $6 FROM unnest($2::text[], $3::text[], $4::bytea[], $5::bytea[])
-               WITH ORDINALITY AS u(t, i, k, c, n) ORDER BY n
-             ON CONFLICT (depot, key) DO NOTHING",
-            &[&depot, &types, &ids, &keys, &bodies, &now],
-        )
-        .await?)
 }

@@ -2,14 +2,15 @@
 //! inherent methods so holders of a concrete store need no trait import.
 
 use super::PgStore;
-use crate::store::{DepotInfo, Quarantined, RecordKey, StoreError, StreamRowIn, TimetableInfo};
+use crate::store::{
+    ChangePosition, DepotInfo, Quarantined, RecordKey, StoreError, StreamRowIn, TimetableInfo,
+};
 
 impl PgStore {
     pub async fn depots(&self) -> Result<Vec<DepotInfo>, StoreError> {
         let rows = self
-            .client
-            .lock()
-            .await
+            .r()
+            .await?
             .query(
                 "SELECT d.id, d.name, d.secret_hash IS NOT NULL, s.last_sync_ms, s.backlog_entries, s.backlog_bytes, s.oldest_change_ms,
                    (SELECT count(*) FROM quarantine q WHERE q.depot = d.id)
@@ -32,24 +33,12 @@ impl PgStore {
             .collect())
     }
 
-    pub async fn materialised_cursor(&self) -> Result<i64, StoreError> {
-        let row = self
-            .client
-            .lock()
-            .await
-            .query_opt("SELECT cursor FROM materialiser WHERE id = 1", &[])
-            .await?;
-        Ok(row.map(|r| r.get(0)).unwrap_or(0))
-    }
-
-    pub async fn last_cursor(&self) -> Result<i64, StoreError> {
-        let row = self
-            .client
-            .lock()
-            .await
-            .query_one("SELECT coalesce(max(cursor), 0)::BIGINT FROM changes", &[])
-            .await?;
-        Ok(row.get(0))
+    pub async fn change_positions(
+        &self,
+        depot: Option<&str>,
+    ) -> Result<Vec<ChangePosition>, StoreError> {
+        let client = self.r().await?;
+        super::changes::positions(&client, depot).await
     }
 
     pub async fn quarantined(
@@ -58,9 +47,8 @@ impl PgStore {
         limit: i64,
     ) -> Result<Vec<Quarantined>, StoreError> {
         let rows = self
-            .client
-            .lock()
-            .await
+            .r()
+            .await?
             .query(
                 "SELECT depot, record_type, record_id, cursor, reason, at_ms FROM quarantine
                  WHERE depot = $1 ORDER BY cursor DESC LIMIT $2",
@@ -88,9 +76,8 @@ impl PgStore {
         record_type: &str,
     ) -> Result<Vec<(String, String)>, StoreError> {
         let rows = self
-            .client
-            .lock()
-            .await
+            .r()
+            .await?
             .query(
                 "SELECT record_id, fields FROM records WHERE depot = $1 AND record_type = $2 ORDER BY record_id",
                 &[&depot, &record_type],
@@ -107,9 +94,8 @@ impl PgStore {
         limit: i64,
     ) -> Result<Vec<StreamRowIn>, StoreError> {
         let rows = self
-            .client
-            .lock()
-            .await
+            .r()
+            .await?
             .query(
                 "SELECT stream, seq, ts_ms, payload FROM stream_rows WHERE depot = $1 AND stream = $2 AND seq > $3 ORDER BY seq LIMIT $4",
                 &[&depot, &stream, &after, &limit],
@@ -128,9 +114,8 @@ impl PgStore {
 
     pub async fn stream_len(&self, depot: &str, stream: &str) -> Result<i64, StoreError> {
         let row = self
-            .client
-            .lock()
-            .await
+            .r()
+            .await?
             .query_one(
                 "SELECT count(*) FROM stream_rows WHERE depot = $1 AND stream = $2",
                 &[&depot, &stream],
@@ -141,9 +126,8 @@ impl PgStore {
 
     pub async fn timetables(&self) -> Result<Vec<TimetableInfo>, StoreError> {
         let rows = self
-            .client
-            .lock()
-            .await
+            .r()
+            .await?
             .query(
                 "SELECT id, name, created_ms, octet_length(zip)::BIGINT, report FROM timetables ORDER BY id DESC",
                 &[],

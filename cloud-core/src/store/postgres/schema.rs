@@ -101,3 +101,79 @@ WHERE token_hash IS NOT NULL AND token_expires_ms IS NULL
 
 pub(super) const SCHEMA_5_COLUMN: &str =
     "ALTER TABLE depots ADD COLUMN IF NOT EXISTS token_expires_ms BIGINT";
+
+/// Issue 14, a schema ready to be distributed by depot: change cursors per depot
+/// (`depot_seq`, locked by each transaction that adds changes, replaces the global
+/// BIGSERIAL), the materialiser's position per depot, and depot first in the keys of
+/// `changes` and `records`. Existing cursors keep their values (they increase within
+/// each depot, so edges' pull cursors stay valid); a depot's sequence continues from its
+/// newest change. Run once, in one transaction, guarded by `schema_version`.
+pub(super) const SCHEMA_6: &str = "
+CREATE TABLE depot_seq (
+  depot TEXT PRIMARY KEY,
+  last BIGINT NOT NULL
+);
+INSERT INTO depot_seq (depot, last) SELECT depot, max(cursor) FROM changes GROUP BY depot;
+CREATE TABLE materialiser_pos (
+  depot TEXT PRIMARY KEY,
+  cursor BIGINT NOT NULL
+);
+INSERT INTO materialiser_pos (depot, cursor)
+  SELECT c.depot, max(c.cursor) FROM changes c JOIN materialiser m ON c.cursor <= m.cursor
+  GROUP BY c.depot;
+DROP TABLE materialiser;
+ALTER TABLE changes ALTER COLUMN cursor DROP DEFAULT;
+DROP SEQUENCE IF EXISTS changes_cursor_seq;
+ALTER TABLE changes DROP CONSTRAINT changes_pkey;
+ALTER TABLE changes ADD PRIMARY KEY (depot, cursor);
+ALTER TABLE records DROP CONSTRAINT records_pkey;
+ALTER TABLE records ADD PRIMARY KEY (depot, record_type, record_id);
+DROP INDEX IF EXISTS records_by_type;
+ALTER TABLE records DROP COLUMN rkey;
+";
+
+/// Versioned steps after the idempotent ones above (each runs once). A database that has
+/// them skips the idempotent steps: they would bring back what the steps dropped.
+pub(super) const VERSIONED: &[(i32, &str)] = &[(6, SCHEMA_6)];
+
+/// Runs the versioned steps not yet applied, each in its own transaction; concurrent
+/// start-ups wait on the version table's lock (start-up only, never a hot path).
+pub(super) async fn run_versioned(
+    client: &mut tokio_postgres::Client,
+) -> Result<(), crate::store::StoreError> {
+    for (version, sql) in VERSIONED {
+        let tx = client.transaction().await?;
+        tx.batch_execute("LOCK TABLE schema_version IN EXCLUSIVE MODE")
+            .await?;
+        let done = tx
+            .query_opt(
+                "SELECT 1 FROM schema_version WHERE version = $1",
+                &[version],
+            )
+            .await?
+            .is_some();
+        if !done {
+            tx.batch_execute(sql).await?;
+            tx.execute(
+                "INSERT INTO schema_version (version) VALUES ($1)",
+                &[version],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+    }
+    Ok(())
+}
+
+/// The newest versioned step applied (0 = none yet; creates the version table).
+pub(super) async fn version(
+    client: &tokio_postgres::Client,
+) -> Result<i32, crate::store::StoreError> {
+    client
+        .batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version INT PRIMARY KEY)")
+        .await?;
+    let row = client
+        .query_one("SELECT coalesce(max(version), 0) FROM schema_version", &[])
+        .await?;
+    Ok(row.get(0))
+}

@@ -1,6 +1,10 @@
-//! SQLite implementation of [`CloudStore`] (the embedded default). One connection behind
-//! a mutex, used from the blocking pool; WAL so readers never wait for the writer. The
-//! read-only queries are in `read.rs`, the schema in `schema.rs`, depot credentials in
+//! SQLite implementation of [`CloudStore`] (the embedded default). One writing
+//! connection behind a mutex, used from the blocking pool, and a few read-only
+//! connections for the read model: WAL lets them read while the writer commits, so the
+//! ops view and record views never queue behind pushes. With one writer, the global
+//! AUTOINCREMENT cursor commits in order, so it also serves as each depot's cursor
+//! (increasing within the depot); `depot_seq` keeps each depot's newest. The read-only
+//! queries are in `read.rs`, the schema in `schema.rs`, depot credentials in
 //! `depots.rs`.
 
 mod depots;
@@ -16,9 +20,14 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::*;
 use schema::{SCHEMA, SCHEMA_2, SCHEMA_3, SCHEMA_4};
 
+/// Read-only connections beside the writer.
+const READERS: usize = 3;
+
 #[derive(Clone)]
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
+    readers: Arc<Vec<Mutex<Connection>>>,
+    next_reader: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl SqliteStore {
@@ -28,9 +37,43 @@ impl SqliteStore {
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
         )?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let mut readers = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            let r = Connection::open_with_flags(
+                path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            r.busy_timeout(std::time::Duration::from_secs(5))?;
+            readers.push(Mutex::new(r));
+        }
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
+            readers: Arc::new(readers),
+            next_reader: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
         })
+    }
+
+    /// Runs a read-only query on a reader connection (a free one if any, else the next
+    /// in turn), from the blocking pool.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (readers, next) = (self.readers.clone(), self.next_reader.clone());
+        tokio::task::spawn_blocking(move || {
+            let free = readers.iter().find_map(|r| r.try_lock());
+            let c = match free {
+                Some(c) => c,
+                None => {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    readers[i % readers.len()].lock()
+                }
+            };
+            f(&c)
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
     }
 
     async fn call<T: Send + 'static>(
@@ -56,7 +99,8 @@ impl CloudStore for SqliteStore {
             c.execute_batch(SCHEMA_2)?;
             c.execute_batch(SCHEMA_3)?;
             c.execute_batch(SCHEMA_4)?;
-            schema::token_expiry(c)
+            schema::token_expiry(c)?;
+            schema::depot_cursors(c)
         })
         .await
     }
@@ -126,6 +170,9 @@ impl CloudStore for SqliteStore {
                 for ch in &changes {
                     out.new_changes += ins.execute(params![depot, ch.record_type, ch.record_id, change_key(ch), ch.change, now])? as u64;
                 }
+                if out.new_changes > 0 {
+                    bump_depot_seq(&tx, &depot)?;
+                }
                 let mut ins = tx.prepare_cached("INSERT OR IGNORE INTO stream_rows (depot, stream, seq, ts_ms, payload) VALUES (?1, ?2, ?3, ?4, ?5)")?;
                 for r in &rows {
                     out.new_rows += ins.execute(params![depot, r.stream, r.seq, r.ts_ms, r.payload])? as u64;
@@ -167,6 +214,9 @@ impl CloudStore for SqliteStore {
                 )?;
                 for ch in &changes {
                     n += ins.execute(params![depot, ch.record_type, ch.record_id, change_key(ch), ch.change, now_ms()])? as u64;
+                }
+                if n > 0 {
+                    bump_depot_seq(&tx, &depot)?;
                 }
             }
             tx.commit()?;
@@ -253,20 +303,23 @@ impl CloudStore for SqliteStore {
 
     async fn changes_after(
         &self,
-        cursor: i64,
+        depot: &str,
+        after: i64,
+        upto: i64,
         limit: i64,
-    ) -> Result<Vec<StoredChange>, StoreError> {
+    ) -> Result<Vec<ChangeOut>, StoreError> {
+        let depot = depot.to_string();
         self.call(move |c| {
             let mut st = c.prepare_cached(
-                "SELECT cursor, depot, record_type, record_id, change FROM changes WHERE cursor > ?1 ORDER BY cursor LIMIT ?2",
+                "SELECT cursor, record_type, record_id, change FROM changes
+                 WHERE depot = ?1 AND cursor > ?2 AND cursor <= ?3 ORDER BY cursor LIMIT ?4",
             )?;
-            let rows = st.query_map(params![cursor, limit], |r| {
-                Ok(StoredChange {
+            let rows = st.query_map(params![depot, after, upto, limit], |r| {
+                Ok(ChangeOut {
                     cursor: r.get(0)?,
-                    depot: r.get(1)?,
-                    record_type: r.get(2)?,
-                    record_id: r.get(3)?,
-                    change: r.get(4)?,
+                    record_type: r.get(1)?,
+                    record_id: r.get(2)?,
+                    change: r.get(3)?,
                 })
             })?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
@@ -276,7 +329,8 @@ impl CloudStore for SqliteStore {
 
     async fn load_records(&self, keys: &[RecordKey]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         let keys = keys.to_vec();
-        self.call(move |c| {
+        // A reader: record views load documents while the writer commits pushes.
+        self.read(move |c| {
             let mut st = c.prepare_cached("SELECT doc FROM records WHERE rkey = ?1")?;
             let mut out = Vec::with_capacity(keys.len());
             for k in &keys {
@@ -291,9 +345,10 @@ impl CloudStore for SqliteStore {
         &self,
         records: &[MaterialRecord],
         quarantined: &[Quarantined],
-        cursor: i64,
+        positions: &[(String, i64)],
     ) -> Result<(), StoreError> {
-        let (records, quarantined) = (records.to_vec(), quarantined.to_vec());
+        let (records, quarantined, positions) =
+            (records.to_vec(), quarantined.to_vec(), positions.to_vec());
         self.call(move |c| {
             let tx = c.transaction()?;
             {
@@ -322,11 +377,13 @@ impl CloudStore for SqliteStore {
                     ])?;
                 }
             }
-            tx.execute(
-                "INSERT INTO materialiser (id, cursor) VALUES (1, ?1)
-                 ON CONFLICT(id) DO UPDATE SET cursor = excluded.cursor",
-                params![cursor],
-            )?;
+            for (depot, cursor) in &positions {
+                tx.execute(
+                    "INSERT INTO materialiser_pos (depot, cursor) VALUES (?1, ?2)
+                     ON CONFLICT(depot) DO UPDATE SET cursor = excluded.cursor",
+                    params![depot, cursor],
+                )?;
+            }
             tx.commit()?;
             Ok(())
         })
@@ -339,7 +396,7 @@ impl CloudStore for SqliteStore {
         cursor: i64,
     ) -> Result<Vec<Vec<u8>>, StoreError> {
         let key = key.clone();
-        self.call(move |c| {
+        self.read(move |c| {
             let mut st = c.prepare_cached(
                 "SELECT change FROM changes WHERE cursor > ?1 AND depot = ?2 AND record_type = ?3 AND record_id = ?4 ORDER BY cursor",
             )?;
@@ -348,4 +405,15 @@ impl CloudStore for SqliteStore {
         })
         .await
     }
+}
+
+/// Records the depot's newest change (the row just inserted) after a write that stored
+/// changes.
+fn bump_depot_seq(tx: &rusqlite::Transaction<'_>, depot: &str) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO depot_seq (depot, last) SELECT ?1, max(cursor) FROM changes WHERE depot = ?1
+         ON CONFLICT(depot) DO UPDATE SET last = excluded.last",
+        params![depot],
+    )?;
+    Ok(())
 }

@@ -1,14 +1,16 @@
 //! The SQLite store's read model: the read-only queries (see `store::read`), as
 //! inherent methods so holders of a concrete store need no trait import.
 
-use rusqlite::{params, OptionalExtension};
+use rusqlite::params;
 
 use super::SqliteStore;
-use crate::store::{DepotInfo, Quarantined, RecordKey, StoreError, StreamRowIn, TimetableInfo};
+use crate::store::{
+    ChangePosition, DepotInfo, Quarantined, RecordKey, StoreError, StreamRowIn, TimetableInfo,
+};
 
 impl SqliteStore {
     pub async fn depots(&self) -> Result<Vec<DepotInfo>, StoreError> {
-        self.call(|c| {
+        self.read(|c| {
             let mut st = c.prepare_cached(
                 "SELECT d.id, d.name, d.secret_hash IS NOT NULL, s.last_sync_ms, s.backlog_entries, s.backlog_bytes, s.oldest_change_ms,
                    (SELECT count(*) FROM quarantine q WHERE q.depot = d.id)
@@ -31,26 +33,25 @@ impl SqliteStore {
         .await
     }
 
-    pub async fn materialised_cursor(&self) -> Result<i64, StoreError> {
-        self.call(|c| {
-            Ok(
-                c.query_row("SELECT cursor FROM materialiser WHERE id = 1", [], |r| {
-                    r.get(0)
+    pub async fn change_positions(
+        &self,
+        depot: Option<&str>,
+    ) -> Result<Vec<ChangePosition>, StoreError> {
+        let depot = depot.map(str::to_string);
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT s.depot, coalesce(p.cursor, 0), s.last FROM depot_seq s
+                 LEFT JOIN materialiser_pos p ON p.depot = s.depot
+                 WHERE ?1 IS NULL OR s.depot = ?1 ORDER BY s.depot",
+            )?;
+            let rows = st.query_map(params![depot], |r| {
+                Ok(ChangePosition {
+                    depot: r.get(0)?,
+                    materialised: r.get(1)?,
+                    last: r.get(2)?,
                 })
-                .optional()?
-                .unwrap_or(0),
-            )
-        })
-        .await
-    }
-
-    pub async fn last_cursor(&self) -> Result<i64, StoreError> {
-        self.call(|c| {
-            Ok(
-                c.query_row("SELECT coalesce(max(cursor), 0) FROM changes", [], |r| {
-                    r.get(0)
-                })?,
-            )
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
         .await
     }
@@ -61,7 +62,7 @@ impl SqliteStore {
         limit: i64,
     ) -> Result<Vec<Quarantined>, StoreError> {
         let depot = depot.to_string();
-        self.call(move |c| {
+        self.read(move |c| {
             let mut st = c.prepare_cached(
                 "SELECT depot, record_type, record_id, cursor, reason, at_ms FROM quarantine
                  WHERE depot = ?1 ORDER BY cursor DESC LIMIT ?2",
@@ -89,7 +90,7 @@ impl SqliteStore {
         record_type: &str,
     ) -> Result<Vec<(String, String)>, StoreError> {
         let (d, t) = (depot.to_string(), record_type.to_string());
-        self.call(move |c| {
+        self.read(move |c| {
             let mut st = c.prepare_cached(
                 "SELECT record_id, fields FROM records WHERE depot = ?1 AND record_type = ?2 ORDER BY record_id",
             )?;
@@ -107,7 +108,7 @@ impl SqliteStore {
         limit: i64,
     ) -> Result<Vec<StreamRowIn>, StoreError> {
         let (d, st) = (depot.to_string(), stream.to_string());
-        self.call(move |c| {
+        self.read(move |c| {
             let mut q = c.prepare_cached(
                 "SELECT stream, seq, ts_ms, payload FROM stream_rows WHERE depot = ?1 AND stream = ?2 AND seq > ?3 ORDER BY seq LIMIT ?4",
             )?;
@@ -121,7 +122,7 @@ impl SqliteStore {
 
     pub async fn stream_len(&self, depot: &str, stream: &str) -> Result<i64, StoreError> {
         let (depot, stream) = (depot.to_string(), stream.to_string());
-        self.call(move |c| {
+        self.read(move |c| {
             Ok(c.query_row(
                 "SELECT count(*) FROM stream_rows WHERE depot = ?1 AND stream = ?2",
                 params![depot, stream],
@@ -132,7 +133,7 @@ impl SqliteStore {
     }
 
     pub async fn timetables(&self) -> Result<Vec<TimetableInfo>, StoreError> {
-        self.call(|c| {
+        self.read(|c| {
             let mut st = c.prepare_cached(
                 "SELECT id, name, created_ms, length(zip), report FROM timetables ORDER BY id DESC",
             )?;

@@ -108,3 +108,35 @@ pub(super) fn token_expiry(c: &rusqlite::Connection) -> Result<(), super::StoreE
     )?;
     Ok(())
 }
+
+/// Issue 14: per-depot change positions. The global cursor stays (one writer commits in
+/// order), `depot_seq` keeps each depot's newest and `materialiser_pos` the
+/// materialiser's position per depot, converted once from the old single `materialiser`
+/// row (a depot is folded up to its newest change at or below that cursor).
+pub(super) fn depot_cursors(c: &rusqlite::Connection) -> Result<(), super::StoreError> {
+    c.execute_batch(
+        "CREATE TABLE IF NOT EXISTS depot_seq (depot TEXT PRIMARY KEY, last INTEGER NOT NULL) WITHOUT ROWID;
+         CREATE TABLE IF NOT EXISTS materialiser_pos (depot TEXT PRIMARY KEY, cursor INTEGER NOT NULL) WITHOUT ROWID;
+         CREATE INDEX IF NOT EXISTS changes_by_depot ON changes (depot, cursor);",
+    )?;
+    // `SCHEMA_2` (landed, so unchanged) creates the old table again at every start: only
+    // a row in it (a database from before) has anything to convert.
+    let old = c
+        .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'materialiser'")?
+        .exists([])?
+        && c.prepare("SELECT 1 FROM materialiser")?.exists([])?;
+    if !old {
+        c.execute_batch("DROP TABLE IF EXISTS materialiser")?;
+    } else {
+        c.execute_batch(
+            "BEGIN;
+             INSERT OR IGNORE INTO depot_seq (depot, last) SELECT depot, max(cursor) FROM changes GROUP BY depot;
+             INSERT OR IGNORE INTO materialiser_pos (depot, cursor)
+               SELECT c.depot, max(c.cursor) FROM changes c JOIN materialiser m ON c.cursor <= m.cursor
+               GROUP BY c.depot;
+             DROP TABLE materialiser;
+             COMMIT;",
+        )?;
+    }
+    Ok(())
+}
