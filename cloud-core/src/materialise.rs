@@ -57,7 +57,9 @@ pub struct Materialiser<S> {
 pub struct Freshness {
     pub materialised_cursor: i64,
     pub last_cursor: i64,
-    /// Stored changes not yet folded into the records shown.
+    /// Stored changes not yet folded into the records shown: the distance between the
+    /// cursors, so at most that many (cursors of a database from before per-depot
+    /// sequences, and SQLite's shared cursor, have gaps).
     pub changes_behind: i64,
 }
 
@@ -96,9 +98,9 @@ impl<S: CloudStore> Materialiser<S> {
         }
     }
 
-    /// Catches up for a read, bounded in time: a read answers from the last materialised
-    /// state (and says how stale it is) rather than fail or wait long because the
-    /// materialiser is behind or its store call failed.
+    /// Catches up one depot (or all) for a read, bounded in time: a read answers from the
+    /// last materialised state (and says how stale it is) rather than fail or wait long
+    /// because the materialiser is behind or its store call failed.
     pub async fn refresh_for_read(
         &self,
         depot: Option<&str>,
@@ -111,8 +113,17 @@ impl<S: CloudStore> Materialiser<S> {
                 return f;
             }
         }
-        match tokio::time::timeout(within, self.catch_up()).await {
-            Ok(Ok(_)) => {}
+        let fold = async {
+            match depot {
+                Some(d) => while self.fold_next_page(d).await?.0 {},
+                None => {
+                    self.catch_up().await?;
+                }
+            }
+            Ok::<_, MaterialiseError>(())
+        };
+        match tokio::time::timeout(within, fold).await {
+            Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "materialiser behind; answering from the last materialised state")
             }
@@ -127,30 +138,57 @@ impl<S: CloudStore> Materialiser<S> {
         })
     }
 
-    /// Folds every change stored so far, depot by depot. Returns how many changes were
-    /// folded.
+    /// Folds every change stored so far, one page of each depot behind in turn (a depot
+    /// with a big backlog does not keep the others waiting). Returns how many changes
+    /// were folded.
     pub async fn catch_up(&self) -> Result<u64, MaterialiseError> {
-        let _one = self.lock.lock().await;
-        let mut folded = 0u64;
-        for pos in self.store.change_positions(None).await? {
-            let mut at = pos.materialised;
-            while at < pos.last {
-                let page = self
-                    .store
-                    .changes_after(&pos.depot, at, pos.last, PAGE)
-                    .await?;
-                // A short page is everything up to `last` (read before it, and nothing
-                // can commit below it later), so the depot is then folded up to `last`.
-                let next = match page.last() {
-                    Some(c) if page.len() as i64 >= PAGE => c.cursor,
-                    _ => pos.last,
-                };
-                folded += page.len() as u64;
-                self.fold_page(&pos.depot, page, next).await?;
-                at = next;
+        let mut folded = 0;
+        let mut behind: Vec<String> = self
+            .store
+            .change_positions(None)
+            .await?
+            .into_iter()
+            .filter(|p| p.materialised < p.last)
+            .map(|p| p.depot)
+            .collect();
+        while !behind.is_empty() {
+            let mut still = Vec::with_capacity(behind.len());
+            for depot in behind {
+                let (more, n) = self.fold_next_page(&depot).await?;
+                folded += n;
+                if more {
+                    still.push(depot);
+                }
             }
+            behind = still;
         }
         Ok(folded)
+    }
+
+    /// Folds the next page of one depot's changes, if it has any not yet folded: whether
+    /// more may follow, and how many it folded. One page at a time under the lock, the position read under it,
+    /// so the background fold and a read's fold take turns without folding a page twice.
+    async fn fold_next_page(&self, depot: &str) -> Result<(bool, u64), MaterialiseError> {
+        let _one = self.lock.lock().await;
+        let Some(pos) = self.store.change_positions(Some(depot)).await?.pop() else {
+            return Ok((false, 0));
+        };
+        if pos.materialised >= pos.last {
+            return Ok((false, 0));
+        }
+        let page = self
+            .store
+            .changes_after(depot, pos.materialised, pos.last, PAGE)
+            .await?;
+        // A short page is everything up to `last` (read before it, and nothing can commit
+        // below it later), so the depot is then folded up to `last`.
+        let next = match page.last() {
+            Some(c) if page.len() as i64 >= PAGE => c.cursor,
+            _ => pos.last,
+        };
+        let n = page.len() as u64;
+        self.fold_page(depot, page, next).await?;
+        Ok((next < pos.last, n))
     }
 
     /// Folds one page of one depot's changes and saves the records with the depot's

@@ -126,3 +126,10 @@ pub(super) fn retryable(e: &StoreError) -> bool {
         *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED
     }))
 }
+
+/// A short, growing, jittered wait before running a failed transaction again.
+pub(super) async fn back_off(attempt: usize) {
+    use rand::Rng;
+    let ms = 5 * (1u64 << attempt.min(6)) + rand::rng().random_range(0..10);
+    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+}

@@ -10,6 +10,8 @@
 
 mod changes;
 mod depots;
+#[cfg(test)]
+mod distribution_tests;
 mod read;
 mod schema;
 
@@ -17,7 +19,6 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, R
 use tokio_postgres::NoTls;
 
 use super::*;
-use schema::{SCHEMA, SCHEMA_2, SCHEMA_3, SCHEMA_4, SCHEMA_5, SCHEMA_5_COLUMN};
 
 /// How many connections each pool opens at most.
 #[derive(Debug, Clone, Copy)]
@@ -55,11 +56,7 @@ impl PgStore {
     ) -> Result<Self, StoreError> {
         let mut config: tokio_postgres::Config = conn.parse()?;
         if let Some(s) = schema {
-            // Schema names come from our own code (tests, config), never from requests.
-            let ident: String = s
-                .chars()
-                .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
-                .collect();
+            let ident = schema_ident(s);
             let (client, connection) = config.connect(NoTls).await?;
             let task = tokio::spawn(connection);
             client
@@ -67,7 +64,12 @@ impl PgStore {
                 .await?;
             drop(client);
             let _ = task.await;
-            config.options(format!("-c search_path={ident}"));
+            // Added to whatever options the connection string gave.
+            let options = match config.get_options() {
+                Some(o) if !o.is_empty() => format!("{o} -c search_path={ident}"),
+                _ => format!("-c search_path={ident}"),
+            };
+            config.options(options);
         }
         let pool = |size: usize| {
             let manager = Manager::from_config(
@@ -79,6 +81,9 @@ impl PgStore {
             );
             Pool::builder(manager)
                 .max_size(size.max(1))
+                // A pool that stays full for this long is an error to report, not a
+                // wait without end.
+                .wait_timeout(Some(std::time::Duration::from_secs(30)))
                 .runtime(Runtime::Tokio1)
                 .build()
                 .map_err(|e| StoreError::Pool(e.to_string()))
@@ -104,7 +109,7 @@ impl PgStore {
 
     /// Drops a schema (test clean-up).
     pub async fn drop_schema(&self, schema: &str) -> Result<(), StoreError> {
-        let ident = schema.replace('"', "");
+        let ident = schema_ident(schema);
         self.w()
             .await?
             .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{ident}\" CASCADE"))
@@ -155,6 +160,16 @@ impl PgStore {
     }
 }
 
+/// A schema name as the store uses it everywhere: lower case letters, digits and `_`
+/// (names come from our own code and config, never from requests; one spelling keeps
+/// create, `search_path` and drop on the same schema).
+fn schema_ident(s: &str) -> String {
+    s.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect::<String>()
+        .to_ascii_lowercase()
+}
+
 fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
     match e {
         deadpool_postgres::PoolError::Backend(pe) => StoreError::Postgres(pe),
@@ -169,17 +184,7 @@ const ATTEMPTS: usize = 4;
 impl CloudStore for PgStore {
     async fn migrate(&self) -> Result<(), StoreError> {
         let mut client = self.w().await?;
-        if schema::version(&client).await? < 6 {
-            client.batch_execute(SCHEMA).await?;
-            client.batch_execute(SCHEMA_2).await?;
-            client.batch_execute(SCHEMA_3).await?;
-            client.batch_execute(SCHEMA_4).await?;
-            client.batch_execute(SCHEMA_5_COLUMN).await?;
-            client
-                .execute(SCHEMA_5, &[&DEFAULT_ENROLMENT_TTL_MS])
-                .await?;
-        }
-        schema::run_versioned(&mut client).await
+        schema::migrate(&mut client).await
     }
 
     async fn create_depot_until(
@@ -227,7 +232,10 @@ impl CloudStore for PgStore {
         let mut attempt = 1;
         loop {
             match self.push_once(depot, batch_seq, changes, rows).await {
-                Err(e) if attempt < ATTEMPTS && changes::retryable(&e) => attempt += 1,
+                Err(e) if attempt < ATTEMPTS && changes::retryable(&e) => {
+                    changes::back_off(attempt).await;
+                    attempt += 1
+                }
                 done => return done,
             }
         }
@@ -253,7 +261,10 @@ impl CloudStore for PgStore {
                 Err(e) => Err(e),
             };
             match done {
-                Err(e) if attempt < ATTEMPTS && changes::retryable(&e) => attempt += 1,
+                Err(e) if attempt < ATTEMPTS && changes::retryable(&e) => {
+                    changes::back_off(attempt).await;
+                    attempt += 1
+                }
                 done => return done,
             }
         }
@@ -413,7 +424,7 @@ impl CloudStore for PgStore {
         let pos_cursors: Vec<i64> = positions.iter().map(|p| p.1).collect();
         tx.execute(
             "INSERT INTO materialiser_pos (depot, cursor) SELECT * FROM unnest($1::text[], $2::bigint[])
-             ON CONFLICT (depot) DO UPDATE SET cursor = excluded.cursor",
+             ON CONFLICT (depot) DO UPDATE SET cursor = GREATEST(materialiser_pos.cursor, excluded.cursor)",
             &[&pos_depots, &pos_cursors],
         )
         .await?;

@@ -136,44 +136,54 @@ ALTER TABLE records DROP COLUMN rkey;
 /// them skips the idempotent steps: they would bring back what the steps dropped.
 pub(super) const VERSIONED: &[(i32, &str)] = &[(6, SCHEMA_6)];
 
-/// Runs the versioned steps not yet applied, each in its own transaction; concurrent
-/// start-ups wait on the version table's lock (start-up only, never a hot path).
-pub(super) async fn run_versioned(
+/// Brings the schema up to date in one transaction, holding the version table's lock
+/// (start-up only, never a hot path), so cloud processes starting at once neither run a
+/// step twice nor run the idempotent steps 1-5 on a database past step 6 (they would
+/// bring back what step 6 dropped). Two first start-ups racing to create the version
+/// table itself: the loser tries again.
+pub(super) async fn migrate(
     client: &mut tokio_postgres::Client,
 ) -> Result<(), crate::store::StoreError> {
-    for (version, sql) in VERSIONED {
-        let tx = client.transaction().await?;
-        tx.batch_execute("LOCK TABLE schema_version IN EXCLUSIVE MODE")
-            .await?;
-        let done = tx
-            .query_opt(
-                "SELECT 1 FROM schema_version WHERE version = $1",
-                &[version],
-            )
-            .await?
-            .is_some();
-        if !done {
-            tx.batch_execute(sql).await?;
-            tx.execute(
-                "INSERT INTO schema_version (version) VALUES ($1)",
-                &[version],
-            )
-            .await?;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match migrate_once(client).await {
+            Err(crate::store::StoreError::Postgres(e))
+                if attempt < 3
+                    && e.code().is_some_and(|c| {
+                        *c == tokio_postgres::error::SqlState::UNIQUE_VIOLATION
+                            || *c == tokio_postgres::error::SqlState::DUPLICATE_TABLE
+                    }) => {}
+            done => return done,
         }
-        tx.commit().await?;
     }
-    Ok(())
 }
 
-/// The newest versioned step applied (0 = none yet; creates the version table).
-pub(super) async fn version(
-    client: &tokio_postgres::Client,
-) -> Result<i32, crate::store::StoreError> {
+async fn migrate_once(client: &mut tokio_postgres::Client) -> Result<(), crate::store::StoreError> {
     client
         .batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version INT PRIMARY KEY)")
         .await?;
-    let row = client
-        .query_one("SELECT coalesce(max(version), 0) FROM schema_version", &[])
+    let tx = client.transaction().await?;
+    tx.batch_execute("LOCK TABLE schema_version IN EXCLUSIVE MODE")
         .await?;
-    Ok(row.get(0))
+    let version: i32 = tx
+        .query_one("SELECT coalesce(max(version), 0) FROM schema_version", &[])
+        .await?
+        .get(0);
+    if version < 6 {
+        for step in [SCHEMA, SCHEMA_2, SCHEMA_3, SCHEMA_4, SCHEMA_5_COLUMN] {
+            tx.batch_execute(step).await?;
+        }
+        tx.execute(SCHEMA_5, &[&crate::store::DEFAULT_ENROLMENT_TTL_MS])
+            .await?;
+    }
+    for (v, sql) in VERSIONED {
+        if *v > version {
+            tx.batch_execute(sql).await?;
+            tx.execute("INSERT INTO schema_version (version) VALUES ($1)", &[v])
+                .await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(())
 }

@@ -8,6 +8,8 @@
 //! `depots.rs`.
 
 mod depots;
+#[cfg(test)]
+mod migrate_tests;
 mod read;
 mod schema;
 
@@ -32,6 +34,12 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if path.as_os_str() == ":memory:" || path.as_os_str().is_empty() {
+            // Each reader would open a database of its own.
+            return Err(StoreError::Task(
+                "the SQLite store needs a file (sqlite://PATH): an in-memory database cannot be shared with its readers".into(),
+            ));
+        }
         let conn = Connection::open(path)?;
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
@@ -380,7 +388,7 @@ impl CloudStore for SqliteStore {
             for (depot, cursor) in &positions {
                 tx.execute(
                     "INSERT INTO materialiser_pos (depot, cursor) VALUES (?1, ?2)
-                     ON CONFLICT(depot) DO UPDATE SET cursor = excluded.cursor",
+                     ON CONFLICT(depot) DO UPDATE SET cursor = max(cursor, excluded.cursor)",
                     params![depot, cursor],
                 )?;
             }

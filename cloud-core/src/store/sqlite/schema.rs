@@ -125,12 +125,20 @@ pub(super) fn depot_cursors(c: &rusqlite::Connection) -> Result<(), super::Store
         .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'materialiser'")?
         .exists([])?
         && c.prepare("SELECT 1 FROM materialiser")?.exists([])?;
+    // Every depot with changes has its newest in `depot_seq` from here on (each write
+    // keeps it); a database from before has none yet, whether or not it was folded.
+    let unnumbered = !c.prepare("SELECT 1 FROM depot_seq")?.exists([])?
+        && c.prepare("SELECT 1 FROM changes")?.exists([])?;
+    if unnumbered {
+        c.execute_batch(
+            "INSERT OR IGNORE INTO depot_seq (depot, last) SELECT depot, max(cursor) FROM changes GROUP BY depot",
+        )?;
+    }
     if !old {
         c.execute_batch("DROP TABLE IF EXISTS materialiser")?;
     } else {
         c.execute_batch(
             "BEGIN;
-             INSERT OR IGNORE INTO depot_seq (depot, last) SELECT depot, max(cursor) FROM changes GROUP BY depot;
              INSERT OR IGNORE INTO materialiser_pos (depot, cursor)
                SELECT c.depot, max(c.cursor) FROM changes c JOIN materialiser m ON c.cursor <= m.cursor
                GROUP BY c.depot;

@@ -1,0 +1,203 @@
+//! Checks that the PostgreSQL schema stays distributable by depot (ARCHITECTURE.md,
+//! "Scaling the cloud"), and that migration 6 keeps what a database held before it.
+//! They need `GARASI_TEST_POSTGRES` (required in CI, like the conformance suite).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use super::schema::{SCHEMA, SCHEMA_2, SCHEMA_3, SCHEMA_4, SCHEMA_5, SCHEMA_5_COLUMN};
+use super::*;
+
+/// Cloud-wide tables: small, copied to every node of a distributed database.
+const REFERENCE: &[&str] = &["depots", "timetables", "schema_version"];
+
+async fn fresh(name: &str) -> Option<(PgStore, String)> {
+    let Ok(conn) = std::env::var("GARASI_TEST_POSTGRES") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "GARASI_TEST_POSTGRES must be set in CI (.ci/run sets it)"
+        );
+        eprintln!("SKIPPED: set GARASI_TEST_POSTGRES");
+        return None;
+    };
+    let schema = format!("garasi_test_{name}_{}", std::process::id());
+    let s = PgStore::connect(&conn, Some(&schema)).await.unwrap();
+    s.drop_schema(&schema).await.unwrap();
+    let s = PgStore::connect(&conn, Some(&schema)).await.unwrap();
+    Some((s, schema))
+}
+
+/// Every table is either a small reference table or holds depot data; every primary key
+/// and unique constraint of depot data starts with the depot, and so does every index.
+#[tokio::test]
+async fn every_key_of_depot_data_starts_with_the_depot() {
+    let Some((s, schema)) = fresh("dist").await else {
+        return;
+    };
+    s.migrate().await.unwrap();
+    let c = s.w().await.unwrap();
+    let tables: Vec<String> = c
+        .query(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = $1 ORDER BY 1",
+            &[&schema],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(tables.len() >= 10, "{tables:?}");
+    for t in tables.iter().filter(|t| !REFERENCE.contains(&t.as_str())) {
+        let first: Vec<(String, String)> = c
+            .query(
+                "SELECT i.relname::text, a.attname::text FROM pg_index x
+                 JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class r ON r.oid = x.indrelid
+                 JOIN pg_namespace n ON n.oid = r.relnamespace
+                 JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum = x.indkey[0]
+                 WHERE n.nspname = $1 AND r.relname = $2",
+                &[&schema, t],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        assert!(!first.is_empty(), "{t}: depot data without a primary key");
+        for (index, column) in &first {
+            assert_eq!(
+                column, "depot",
+                "{t}: index or key {index} does not start with the depot, so it cannot be distributed by depot"
+            );
+        }
+    }
+    drop(c);
+    s.drop_schema(&schema).await.unwrap();
+}
+
+/// Two cloud processes starting at once on a fresh database: the schema is made once,
+/// step 6 runs once, and nothing of the old schema comes back.
+#[tokio::test]
+async fn two_start_ups_at_once_migrate_once() {
+    let Some((s, schema)) = fresh("twostart").await else {
+        return;
+    };
+    let conn = std::env::var("GARASI_TEST_POSTGRES").unwrap();
+    let other = PgStore::connect(&conn, Some(&schema)).await.unwrap();
+    let (a, b) = tokio::join!(s.migrate(), other.migrate());
+    a.unwrap();
+    b.unwrap();
+    s.migrate().await.unwrap();
+    let c = s.w().await.unwrap();
+    let versions: Vec<i32> = c
+        .query("SELECT version FROM schema_version ORDER BY 1", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(versions, [6]);
+    let old = c
+        .query_one("SELECT to_regclass('materialiser') IS NULL", &[])
+        .await
+        .unwrap();
+    assert!(old.get::<_, bool>(0), "the old materialiser table is gone");
+    drop(c);
+    s.drop_schema(&schema).await.unwrap();
+}
+
+/// No query uses the server's clock, and nothing on the store's paths needs what a
+/// distributed database does not give (advisory locks, LISTEN/NOTIFY, triggers).
+#[test]
+fn queries_keep_to_the_distribution_rules() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/store/postgres");
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let path = e.unwrap().path();
+        if path
+            .file_name()
+            .is_some_and(|n| n == "distribution_tests.rs")
+        {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap().to_lowercase();
+        for banned in [
+            "now()",
+            "current_timestamp",
+            "pg_advisory",
+            "listen ",
+            "notify ",
+            "create trigger",
+            "bigserial primary key",
+        ] {
+            let hits: Vec<&str> = text
+                .lines()
+                .filter(|l| l.contains(banned) && !l.trim_start().starts_with("//"))
+                .collect();
+            let allowed = banned == "bigserial primary key" && path.ends_with("schema.rs");
+            assert!(
+                hits.is_empty() || allowed,
+                "{}: {banned:?} in {hits:?}",
+                path.display()
+            );
+        }
+    }
+}
+
+/// A database from before migration 6 (cursors from the global BIGSERIAL, the
+/// materialiser's single cursor, records keyed by `rkey`) keeps its cursors (edges' pull
+/// cursors stay valid), its records and how far each depot was folded.
+#[tokio::test]
+async fn migration_6_keeps_cursors_records_and_the_materialiser_position() {
+    let Some((s, schema)) = fresh("mig6").await else {
+        return;
+    };
+    {
+        let c = s.w().await.unwrap();
+        for step in [SCHEMA, SCHEMA_2, SCHEMA_3, SCHEMA_4, SCHEMA_5_COLUMN] {
+            c.batch_execute(step).await.unwrap();
+        }
+        c.execute(SCHEMA_5, &[&DEFAULT_ENROLMENT_TTL_MS])
+            .await
+            .unwrap();
+        c.batch_execute(
+            "INSERT INTO changes (depot, record_type, record_id, key, change, received_ms) VALUES
+               ('a', 't', '1', '\\x01', '\\x01', 0), ('b', 't', '1', '\\x02', '\\x02', 0),
+               ('a', 't', '2', '\\x03', '\\x03', 0);
+             INSERT INTO materialiser (id, cursor) VALUES (1, 2);
+             INSERT INTO records (rkey, depot, record_type, record_id, doc, fields, updated_ms)
+               VALUES (E'a\\x1ft\\x1f1', 'a', 't', '1', '\\x00aa', '{}', 0);",
+        )
+        .await
+        .unwrap();
+    }
+    s.migrate().await.unwrap();
+    s.migrate().await.unwrap();
+    let cursors = |v: Vec<ChangeOut>| v.iter().map(|c| c.cursor).collect::<Vec<_>>();
+    assert_eq!(cursors(s.pull("a", 0, 10).await.unwrap()), [1, 3]);
+    assert_eq!(cursors(s.pull("b", 0, 10).await.unwrap()), [2]);
+    let pos = |d: &str, m: i64, l: i64| ChangePosition {
+        depot: d.into(),
+        materialised: m,
+        last: l,
+    };
+    assert_eq!(
+        s.change_positions(None).await.unwrap(),
+        [pos("a", 1, 3), pos("b", 2, 2)],
+        "a was folded up to 1 (its newest change at or below the old cursor 2)"
+    );
+    let new = ChangeIn {
+        record_type: "t".into(),
+        record_id: "3".into(),
+        change: vec![4],
+    };
+    assert_eq!(s.add_changes("a", &[new]).await.unwrap(), 1);
+    assert_eq!(
+        cursors(s.pull("a", 3, 10).await.unwrap()),
+        [4],
+        "a's sequence goes on"
+    );
+    let key = RecordKey {
+        depot: "a".into(),
+        record_type: "t".into(),
+        record_id: "1".into(),
+    };
+    assert_eq!(s.load_records(&[key]).await.unwrap(), [Some(vec![0, 0xaa])]);
+    s.drop_schema(&schema).await.unwrap();
+}
