@@ -12,10 +12,11 @@
 //! Last line of output: JSON with every figure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use garasi_cloud::http::{router, serve_tls, tls_acceptor, AppState};
 use garasi_cloud::materialise::Materialiser;
 use garasi_cloud::store::postgres::PgStore;
 use garasi_cloud::store::sqlite::SqliteStore;
@@ -26,9 +27,8 @@ use garasi_edge::node::{self, Node};
 use garasi_edge::store::{DataDir, Store};
 use garasi_sync_protocol::actor::{new_actor, Side};
 use garasi_sync_protocol::record::{FieldValue, Record};
-use garasi_sync_protocol::streams::{TelemetrySampleV1, TELEMETRY_V1};
+use garasi_sync_protocol::streams::TELEMETRY_V1;
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
 
 const CHANGES: usize = 10_000;
 const VEHICLES: usize = 200;
@@ -37,22 +37,7 @@ const APPLY_PER_RECORD: usize = 10;
 const REF_BATCH: usize = 20_000;
 
 fn payload(i: usize) -> (i64, Vec<u8>) {
-    let ts = 1_763_700_000_000 + (i / VEHICLES) as i64 * 1000;
-    let s = TelemetrySampleV1 {
-        vehicle_id: format!("bus-{:03}", i % VEHICLES),
-        ts_ms: ts,
-        lat: Some(28.06 + (i % 1000) as f64 * 1e-5),
-        lon: Some(-82.41 - (i % 777) as f64 * 1e-5),
-        heading: Some((i % 360) as f64),
-        speed_kmh: Some((i % 70) as f64),
-        soc_pct: Some(90.0 - (i % 500) as f64 * 0.1),
-        odometer_km: Some(10_000.0 + i as f64 * 0.01),
-        battery_temp_c: Some(31.5),
-        power_w: Some(45_000.0),
-        charging: Some(false),
-        extra: None,
-    };
-    (ts, s.encode())
+    support::payload(i, VEHICLES)
 }
 
 enum Backend {
@@ -69,84 +54,19 @@ impl Backend {
     }
 }
 
-/// Serves the cloud over TLS on a free port with the materialiser running.
-async fn serve_cloud<S: CloudStore + 'static>(
-    store: S,
-    dir: &std::path::Path,
-) -> (Arc<S>, std::net::SocketAddr, String, CancellationToken) {
-    let (ca, cert, key) = garasi_fleet_tests::test_pki(dir).unwrap();
-    store.migrate().await.unwrap();
-    let store = Arc::new(store);
-    let state = AppState::new(store.clone(), Arc::from(garasi_fleet_tests::ADMIN)).unwrap();
-    let cancel = CancellationToken::new();
-    tokio::spawn(state.materialiser.clone().run(cancel.clone()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let tls = tls_acceptor(&cert, &key).unwrap();
-    let c = cancel.clone();
-    tokio::spawn(async move { serve_tls(listener, tls, router(state), c).await.unwrap() });
-    (store, addr, std::fs::read_to_string(ca).unwrap(), cancel)
-}
-
 /// Builds the depot's backlog, starts the node, times the drain.
 async fn drain<S: CloudStore + 'static>(
     store: S,
     dir: &std::path::Path,
     samples: usize,
 ) -> serde_json::Value {
-    let (store, addr, ca_pem, cancel) = serve_cloud(store, dir).await;
-    let token = store
-        .create_depot("Bench depot")
-        .await
-        .unwrap()
-        .enrolment_token;
+    let cloud = support::serve_cloud(store, dir).await;
     let edge_dir = dir.join("edge");
-    let dd = DataDir::new(&edge_dir, None);
-    dd.init().unwrap();
-    let es = Store::open(&dd).unwrap();
-    node::migrate_all(&es).unwrap();
-    for v in 0..VEHICLES {
-        let id = format!("bus-{v:03}");
-        fleet::service::upsert_vehicle(
-            &es,
-            &fleet::service::Vehicle {
-                id: id.clone(),
-                label: id,
-                plate: None,
-                battery_kwh: 350.0,
-                kwh_per_km: None,
-                vehicle_type: None,
-            },
-        )
-        .unwrap();
-    }
-    let depot = sync::service::enroll(&es, &format!("https://{addr}"), &token, Some(ca_pem))
-        .await
-        .unwrap();
     let t = Instant::now();
-    let actor = new_actor(Side::Depot);
-    es.write_blocking(|c| {
-        let statuses = ["in_service", "out_of_service", "in_maintenance"];
-        for i in 0..CHANGES {
-            let body = fleet::service::StatusBody {
-                status: statuses[i % 3].into(),
-                note: Some(format!("change {i}")),
-                set_by: "bench".into(),
-            };
-            fleet::service::set_status(c, &actor, &format!("bus-{:03}", i % VEHICLES), &body)
-                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.to_string().into()))?;
-        }
-        for chunk in (0..samples).collect::<Vec<_>>().chunks(50_000) {
-            let tx = c.transaction()?;
-            for &i in chunk {
-                let (ts, p) = payload(i);
-                sync::service::append_stream_row(&tx, TELEMETRY_V1, ts, &p)?;
-            }
-            tx.commit()?;
-        }
-        Ok(())
-    })
-    .unwrap();
+    support::build_backlog(&edge_dir, VEHICLES, CHANGES, samples);
+    let depot = support::enroll(&edge_dir, &cloud, "Bench depot").await;
+    let (store, cancel) = (cloud.store.clone(), cloud.cancel.clone());
+    let es = Store::open(&DataDir::new(&edge_dir, None)).unwrap();
     let backlog = es.read_blocking(sync::service::backlog).unwrap();
     eprintln!(
         "  backlog built in {:.1} s: {backlog:?}",

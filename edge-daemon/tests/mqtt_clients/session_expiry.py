@@ -6,7 +6,9 @@ session present flag on reconnect, "got": messages received after reconnecting}.
 Probes: "zero" (interval 0, the MQTT 5 default: the session ends at disconnect),
 "minute" (60 s, back at once: resumed), "short" (1 s, back after 2.5 s: gone),
 "renewed" (after "short"'s session is gone, the new one is kept: subscribe again, away
-briefly, back: resumed with the message).
+briefly, back: resumed with the message), "ended_at_disconnect" (60 s, but the DISCONNECT
+sets the interval to 0: gone), "dropped" (60 s, the connection dropped without a
+DISCONNECT: resumed with the message).
 Usage: session_expiry.py HOST PORT USERNAME PASSWORD TOPIC_PREFIX"""
 import json
 import sys
@@ -39,7 +41,7 @@ def session(name, expiry, topic, got, flags):
     return c
 
 
-def probe(name, expiry, away):
+def probe(name, expiry, away, end="disconnect"):
     topic = prefix + name
     got, flags = [], []
     c = session(name, expiry, topic, got, flags)
@@ -47,8 +49,18 @@ def probe(name, expiry, away):
     c.on_subscribe = lambda cl, u, m, rc, p: done.set()
     c.subscribe(topic, qos=1)
     done.wait(5)
-    c.disconnect()
-    c.loop_stop()
+    if end == "drop":
+        c.loop_stop()
+        c.socket().close()
+        time.sleep(0.3)
+    elif end == "zero_at_disconnect":
+        props = Properties(PacketTypes.DISCONNECT)
+        props.SessionExpiryInterval = 0
+        c.disconnect(properties=props)
+        c.loop_stop()
+    else:
+        c.disconnect()
+        c.loop_stop()
     pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="se-pub-" + name, protocol=mqtt.MQTTv5)
     pub.username_pw_set(user, password)
     pub.connect(host, port, keepalive=30)
@@ -101,5 +113,7 @@ out = {
     "minute": probe("minute", 60, 0.3),
     "short": probe("short", 1, 2.5),
     "renewed": renewed(),
+    "ended_at_disconnect": probe("ended_at_disconnect", 60, 0.3, "zero_at_disconnect"),
+    "dropped": probe("dropped", 60, 0.3, "drop"),
 }
 print(json.dumps(out))

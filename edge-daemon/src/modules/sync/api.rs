@@ -24,8 +24,6 @@ pub(super) struct LinkState {
     pub(super) last_error: Option<String>,
     pub(super) pushed_total: u64,
     pub(super) pulled_total: u64,
-    pub(super) stream_rows_thinned: u64,
-    pub(super) stream_rows_dropped: u64,
     pub(super) unknown_record_changes: u64,
     pub(super) dead_letters: u64,
     /// Entries acknowledged per second, smoothed over recent pushes.
@@ -53,13 +51,14 @@ pub(super) async fn status(
         Some(p) => p.require(&headers, STAFF).await.is_ok(),
         None => false,
     };
-    let (b, enrolled, (dead_kept, dead_newest)) = s
+    let (b, enrolled, (dead_kept, dead_newest), (thinned, dropped)) = s
         .store
         .read(|c| {
             Ok((
                 backlog_estimate(c)?,
                 load_enrolment(c)?.map(|e| e.depot_id),
                 dead_letters::summary(c, 5)?,
+                super::outbox::quota_totals(c)?,
             ))
         })
         .await
@@ -96,9 +95,10 @@ pub(super) async fn status(
         "eta_s": eta_s,
         "pushed_total": link.pushed_total,
         "pulled_total": link.pulled_total,
+        // Since the depot began (kept in its store), not since this start.
         "quota": {
-            "stream_rows_thinned": link.stream_rows_thinned,
-            "stream_rows_dropped": link.stream_rows_dropped,
+            "stream_rows_thinned": thinned,
+            "stream_rows_dropped": dropped,
         },
         "unknown_record_changes": link.unknown_record_changes,
         "dead_letters": {

@@ -121,7 +121,9 @@ pub struct QuotaOutcome {
 /// 2. drop: if still over, the oldest stream rows are removed until it fits.
 ///
 /// Removed rows stay in the local store (telemetry keeps its own tables); they are only
-/// never uploaded. Both steps are counted and reported.
+/// never uploaded. Both steps are counted and reported: the totals are kept in
+/// `sync_state` in the transaction that removes the rows ([`quota_totals`]), so the
+/// sync status reports them exactly across restarts.
 pub fn enforce_quota(c: &mut Connection, quota_bytes: i64) -> rusqlite::Result<QuotaOutcome> {
     let mut out = QuotaOutcome::default();
     let b = backlog(c)?;
@@ -150,6 +152,11 @@ pub fn enforce_quota(c: &mut Connection, quota_bytes: i64) -> rusqlite::Result<Q
         )? as u64;
         over -= n * avg;
     }
+    if out.thinned + out.dropped > 0 {
+        let (thinned, dropped) = quota_totals(&tx)?;
+        super::store::state_set(&tx, THINNED, &(thinned + out.thinned).to_string())?;
+        super::store::state_set(&tx, DROPPED, &(dropped + out.dropped).to_string())?;
+    }
     tx.commit()?;
     if over > 0 {
         tracing::warn!(
@@ -158,4 +165,17 @@ pub fn enforce_quota(c: &mut Connection, quota_bytes: i64) -> rusqlite::Result<Q
         );
     }
     Ok(out)
+}
+
+const THINNED: &str = "quota_thinned_total";
+const DROPPED: &str = "quota_dropped_total";
+
+/// Unsent stream rows the quota has removed since the depot began: (thinned, dropped).
+pub fn quota_totals(c: &Connection) -> rusqlite::Result<(u64, u64)> {
+    let get = |k: &str| -> rusqlite::Result<u64> {
+        Ok(super::store::state_get(c, k)?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0))
+    };
+    Ok((get(THINNED)?, get(DROPPED)?))
 }

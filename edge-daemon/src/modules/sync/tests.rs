@@ -74,6 +74,12 @@ fn quota_thins_then_drops_stream_rows_and_never_changes() {
     let after = backlog(&c).unwrap();
     assert!(after.bytes() <= 20_000, "{after:?}");
     assert_eq!(after.changes, 10, "operational changes are never removed");
+    // The totals the sync status shows are kept in the store, exactly: every row
+    // written is either still queued or counted as thinned or dropped.
+    let (thinned, dropped) = super::outbox::quota_totals(&c).unwrap();
+    assert_eq!(thinned, 250 + q.thinned);
+    assert_eq!(dropped, q.dropped);
+    assert_eq!(after.stream_rows as u64 + thinned + dropped, 1000);
     // The newest rows survive.
     let newest: i64 = c
         .query_row("SELECT max(ts_ms) FROM sync_stream_outbox", [], |r| {

@@ -234,9 +234,6 @@ impl Worker {
                 let m = &self.metrics.stream_rows_dropped_total;
                 m.with_label_values(&["thinned"]).inc_by(q.thinned);
                 m.with_label_values(&["dropped"]).inc_by(q.dropped);
-                let mut l = self.link.lock();
-                l.stream_rows_thinned += q.thinned;
-                l.stream_rows_dropped += q.dropped;
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "sync outbox quota check failed"),

@@ -1,0 +1,396 @@
+//! Reconnect-storm benchmark (issue 14): `cargo bench -p garasi-fleet-tests --bench
+//! fleet_drain [-- SAMPLES]`. For K = 1, 4, 8 and 16 depots, each depot's outbox holds
+//! SAMPLES telemetry rows (default 100,000) and 500 status changes; all K nodes start
+//! at the same moment against one fresh cloud (SQLite always; PostgreSQL when
+//! GARASI_TEST_POSTGRES is set) and drain. Reported: time until every outbox is empty,
+//! aggregate samples/s, the machine's cores busy over the drain (/proc/stat: cloud,
+//! edges and PostgreSQL share the 2 cores), and the latency of the ops view
+//! (`GET /api/v1/admin/depots`) and a record view (a depot's `vehicle_status` records)
+//! asked every 50 ms during the drain. Every depot's rows and changes are checked at the
+//! cloud, exactly once. Edges and the cloud run in this process (the edge nodes are the
+//! real `Node`, the cloud the real router over TLS); PostgreSQL is its own server.
+//! Reference: one raw batched INSERT stream of the same rows, measured in the same run.
+//!
+//! Last line of output: JSON with every figure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use garasi_cloud::store::postgres::PgStore;
+use garasi_cloud::store::sqlite::SqliteStore;
+use garasi_cloud::store::CloudStore;
+use garasi_edge::config::Settings;
+use garasi_edge::modules::{fleet, sync};
+use garasi_edge::node::{self, Node};
+use garasi_sync_protocol::streams::TELEMETRY_V1;
+use serde_json::json;
+
+const VEHICLES: usize = 30;
+const CHANGES: usize = 500;
+const KS: [usize; 4] = [1, 4, 8, 16];
+
+/// Busy and total jiffies of the whole machine.
+fn cpu_jiffies() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let v: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    (total - idle, total)
+}
+
+/// CPU seconds used so far by this process (cloud and edges) and by every PostgreSQL
+/// process on the machine (their `comm` is `postgres`).
+fn cpu_split() -> (f64, f64) {
+    let ticks = 100.0; // USER_HZ on Linux
+    let used = |stat: &str| -> f64 {
+        // Fields after the `(comm)`: utime and stime are the 12th and 13th.
+        let rest = stat.rsplit_once(')').map_or("", |x| x.1);
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let n = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        (n(11) + n(12)) / ticks
+    };
+    let me = used(&std::fs::read_to_string("/proc/self/stat").unwrap_or_default());
+    let mut pg = 0.0;
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let dir = e.path();
+        if std::fs::read_to_string(dir.join("comm")).is_ok_and(|c| c.trim() == "postgres") {
+            pg += used(&std::fs::read_to_string(dir.join("stat")).unwrap_or_default());
+        }
+    }
+    (me, pg)
+}
+
+fn percentile(v: &mut [f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// Asks `path` every 50 ms until `stop`; returns the latencies in ms (each must be 200).
+async fn probe(
+    http: reqwest::Client,
+    url: String,
+    stop: tokio_util::sync::CancellationToken,
+) -> Vec<f64> {
+    let mut out = Vec::new();
+    while !stop.is_cancelled() {
+        let t = Instant::now();
+        let r = http
+            .get(&url)
+            .bearer_auth(garasi_fleet_tests::ADMIN)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{url}: {}", r.status());
+        r.bytes().await.unwrap();
+        out.push(t.elapsed().as_secs_f64() * 1000.0);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    out
+}
+
+/// Where the cloud's `batches` table is, to read when each batch arrived.
+enum Batches<'a> {
+    Sqlite(std::path::PathBuf),
+    Postgres(&'a str, &'a str),
+}
+
+/// The longest wait between two batches of one depot arriving at the cloud (ms), over
+/// every depot: an edge that paused between batches (a sync interval, 2 s) shows here.
+async fn longest_pause(b: &Batches<'_>) -> i64 {
+    let sql = "SELECT depot, received_ms FROM batches ORDER BY depot, batch_seq";
+    let rows: Vec<(String, i64)> = match b {
+        Batches::Sqlite(path) => {
+            let c = rusqlite::Connection::open(path).unwrap();
+            let mut st = c.prepare(sql).unwrap();
+            st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        }
+        Batches::Postgres(conn, schema) => {
+            let (c, connection) = tokio_postgres::connect(conn, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(connection);
+            c.batch_execute(&format!("SET search_path TO {schema}"))
+                .await
+                .unwrap();
+            c.query(sql, &[])
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect()
+        }
+    };
+    rows.windows(2)
+        .filter(|w| w[0].0 == w[1].0)
+        .map(|w| w[1].1 - w[0].1)
+        .max()
+        .unwrap_or(0)
+}
+
+/// K depots draining at once into a fresh cloud on `store`.
+async fn storm<S: CloudStore + 'static>(
+    store: S,
+    batches: Batches<'_>,
+    dir: &std::path::Path,
+    template: &std::path::Path,
+    k: usize,
+    samples: usize,
+) -> serde_json::Value {
+    let cloud = support::serve_cloud(store, dir).await;
+    let mut depots = Vec::new();
+    for i in 0..k {
+        let edge_dir = dir.join(format!("edge-{i}"));
+        copy_dir(template, &edge_dir);
+        depots.push((
+            support::enroll(&edge_dir, &cloud, &format!("D{i}")).await,
+            edge_dir,
+        ));
+    }
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cloud.ca_pem.as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let base = format!("https://{}/api/v1/admin/depots", cloud.addr);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let ops = tokio::spawn(probe(http.clone(), base.clone(), stop.clone()));
+    let recs = tokio::spawn(probe(
+        http.clone(),
+        format!("{base}/{}/records/vehicle_status", depots[0].0),
+        stop.clone(),
+    ));
+    let mut nodes = Vec::new();
+    let (busy0, total0) = cpu_jiffies();
+    let (me0, pg0) = cpu_split();
+    let t = Instant::now();
+    for (_, edge_dir) in &depots {
+        let settings = Settings {
+            http_listen: Some("127.0.0.1:0".into()),
+            mqtt_listen: Some("127.0.0.1:0".into()),
+            mqtt5_listen: Some("127.0.0.1:0".into()),
+            sync_interval_ms: Some("2000".into()),
+            ..Default::default()
+        };
+        let cfg = settings.resolve(edge_dir).unwrap();
+        let bound = node::bind(&cfg).unwrap();
+        nodes.push(Node::start(cfg, bound).await.unwrap());
+    }
+    let mut drained = vec![None; k];
+    while drained.iter().any(Option::is_none) {
+        for (i, n) in nodes.iter().enumerate() {
+            if drained[i].is_none() {
+                let b = n.store.read(sync::service::backlog_estimate).await.unwrap();
+                if b.entries() == 0 {
+                    drained[i] = Some(t.elapsed().as_secs_f64());
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let drain_s = t.elapsed().as_secs_f64();
+    let (busy1, total1) = cpu_jiffies();
+    let (me1, pg1) = cpu_split();
+    stop.cancel();
+    let (mut ops, mut recs) = (ops.await.unwrap(), recs.await.unwrap());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let cores_busy = (busy1 - busy0) as f64 / (total1 - total0).max(1) as f64 * cores;
+    // Why a depot waited between batches: its failed pushes, and the cloud's refusals.
+    let plain = reqwest::Client::new();
+    let mut push_failures = 0.0;
+    for n in &nodes {
+        let text = plain
+            .get(format!("http://{}/metrics", n.http_addr))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        push_failures += metric_sum(&text, "garasi_sync_failures_total{step=\"push\"}");
+    }
+    let cloud_metrics = http
+        .get(format!("https://{}/metrics", cloud.addr))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let cloud_refusals = metric_sum(&cloud_metrics, "garasi_cloud_refusals_total");
+    for n in nodes {
+        n.stop(Duration::from_secs(10)).await;
+    }
+    for (depot, _) in &depots {
+        assert_eq!(
+            cloud.store.stream_len(depot, TELEMETRY_V1).await.unwrap(),
+            samples as i64,
+            "{depot}: every sample at the cloud, once"
+        );
+        let changes = cloud.store.pull(depot, 0, i64::MAX).await.unwrap();
+        let status = changes
+            .iter()
+            .filter(|c| c.record_type == fleet::service::STATUS_RECORD)
+            .count();
+        assert_eq!(status, CHANGES, "{depot}: every change at the cloud, once");
+    }
+    cloud.cancel.cancel();
+    let pause_ms = longest_pause(&batches).await;
+    let slowest = drained.iter().flatten().copied().fold(0.0, f64::max);
+    let fastest = drained.iter().flatten().copied().fold(f64::MAX, f64::min);
+    json!({
+        "k": k,
+        "drain_s": drain_s,
+        "samples_per_s": ((k * samples) as f64 / drain_s).round(),
+        "first_depot_done_s": fastest,
+        "last_depot_done_s": slowest,
+        "cores_busy": (cores_busy * 100.0).round() / 100.0,
+        "cores_this_process": ((me1 - me0) / drain_s * 100.0).round() / 100.0,
+        "cores_postgres": ((pg1 - pg0) / drain_s * 100.0).round() / 100.0,
+        "longest_pause_between_batches_ms": pause_ms,
+        "edge_push_failures": push_failures,
+        "cloud_refusals": cloud_refusals,
+        "ops_view_ms": { "n": ops.len(), "p50": percentile(&mut ops, 0.5), "p99": percentile(&mut ops, 0.99), "max": percentile(&mut ops, 1.0) },
+        "record_view_ms": { "n": recs.len(), "p50": percentile(&mut recs, 0.5), "p99": percentile(&mut recs, 0.99), "max": percentile(&mut recs, 1.0) },
+    })
+}
+
+/// The sum of every sample of a Prometheus text whose line starts with `name`.
+fn metric_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+/// The reference: the same rows as one raw batched INSERT stream into PostgreSQL.
+async fn raw_postgres(conn: &str, schema: &str, rows: usize) -> f64 {
+    let (client, connection) = tokio_postgres::connect(conn, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let raw = format!("{schema}_raw");
+    client.batch_execute(&format!("DROP SCHEMA IF EXISTS {raw} CASCADE; CREATE SCHEMA {raw}; SET search_path TO {raw};
+        CREATE TABLE stream_rows (depot TEXT NOT NULL, stream TEXT NOT NULL, seq BIGINT NOT NULL, ts_ms BIGINT NOT NULL,
+          payload BYTEA NOT NULL, PRIMARY KEY (depot, stream, seq));
+        CREATE INDEX stream_rows_time ON stream_rows (depot, ts_ms);")).await.unwrap();
+    let t = Instant::now();
+    for start in (0..rows).step_by(20_000) {
+        let end = (start + 20_000).min(rows);
+        let seqs: Vec<i64> = (start..end).map(|i| i as i64 + 1).collect();
+        let pl: Vec<(i64, Vec<u8>)> = (start..end)
+            .map(|i| support::payload(i, VEHICLES))
+            .collect();
+        let ts: Vec<i64> = pl.iter().map(|p| p.0).collect();
+        let ps: Vec<&[u8]> = pl.iter().map(|p| p.1.as_slice()).collect();
+        client.execute("INSERT INTO stream_rows SELECT 'd', 'telemetry.v1', * FROM unnest($1::bigint[], $2::bigint[], $3::bytea[])", &[&seqs, &ts, &ps]).await.unwrap();
+    }
+    let s = t.elapsed().as_secs_f64();
+    client
+        .batch_execute(&format!("DROP SCHEMA {raw} CASCADE"))
+        .await
+        .unwrap();
+    (rows as f64 / s).round()
+}
+
+async fn run(samples: usize) {
+    let tmp = tempfile::tempdir().unwrap();
+    let template = tmp.path().join("template");
+    let t = Instant::now();
+    support::build_backlog(&template, VEHICLES, CHANGES, samples);
+    eprintln!(
+        "backlog of one depot built in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let pg = std::env::var("GARASI_TEST_POSTGRES").ok();
+    if pg.is_none() {
+        eprintln!("PostgreSQL skipped: set GARASI_TEST_POSTGRES");
+    }
+    let mut out = json!({ "samples_per_depot": samples, "changes_per_depot": CHANGES });
+    for backend in ["sqlite", "postgres"] {
+        let mut results = Vec::new();
+        for k in KS {
+            let dir = tmp.path().join(format!("{backend}-{k}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            let r = match (backend, &pg) {
+                ("sqlite", _) => {
+                    let s = SqliteStore::open(&dir.join("cloud.db")).unwrap();
+                    let b = Batches::Sqlite(dir.join("cloud.db"));
+                    storm(s, b, &dir, &template, k, samples).await
+                }
+                ("postgres", Some(conn)) => {
+                    let schema = format!("garasi_storm_{}_{k}", std::process::id());
+                    let s = PgStore::connect(conn, Some(&schema)).await.unwrap();
+                    s.drop_schema(&schema).await.unwrap();
+                    let s = PgStore::connect(conn, Some(&schema)).await.unwrap();
+                    let b = Batches::Postgres(conn, &schema);
+                    let r = storm(s, b, &dir, &template, k, samples).await;
+                    let s = PgStore::connect(conn, Some(&schema)).await.unwrap();
+                    s.drop_schema(&schema).await.unwrap();
+                    r
+                }
+                _ => continue,
+            };
+            println!(
+                "{backend:8} K={k:2}: {:>8} samples/s in {:.1} s, cores busy {:.2} (cloud+edges {}, PostgreSQL {}), longest pause {} ms (push failures {}, cloud refusals {}), ops view p50 {:.1} p99 {:.1} ms, record view p50 {:.1} p99 {:.1} ms",
+                r["samples_per_s"], r["drain_s"].as_f64().unwrap(), r["cores_busy"].as_f64().unwrap(),
+                r["cores_this_process"], r["cores_postgres"],
+                r["longest_pause_between_batches_ms"], r["edge_push_failures"], r["cloud_refusals"],
+                r["ops_view_ms"]["p50"].as_f64().unwrap(), r["ops_view_ms"]["p99"].as_f64().unwrap(),
+                r["record_view_ms"]["p50"].as_f64().unwrap(), r["record_view_ms"]["p99"].as_f64().unwrap(),
+            );
+            results.push(r);
+        }
+        out[backend] = json!(results);
+        std::fs::remove_dir_all(tmp.path().join(format!("{backend}-1"))).ok();
+    }
+    if let Some(conn) = &pg {
+        let raw = raw_postgres(
+            conn,
+            &format!("garasi_storm_{}", std::process::id()),
+            samples * 4,
+        )
+        .await;
+        println!("reference: raw batched INSERT into PostgreSQL, one stream: {raw} rows/s");
+        out["postgres_raw_insert_rows_per_s"] = json!(raw);
+    }
+    println!("{out}");
+}
+
+fn main() {
+    let samples = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(100_000);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(run(samples));
+}
