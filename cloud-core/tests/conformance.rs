@@ -190,6 +190,19 @@ mod cases {
         assert_eq!((retry.new_changes, retry.new_rows), (0, 0));
         assert_eq!(s.stream_len(&d, "telemetry").await.unwrap(), 3);
         assert_eq!(s.pull(&d, 0, 100).await.unwrap().len(), 2);
+        // A new batch mixing stored rows with new ones (an edge restored from a backup),
+        // and one row twice: the new ones are stored, once each.
+        let mixed = [row(3), row(4), row(5), row(4)];
+        let m = s.push(&d, 3, &[], &mixed).await.unwrap();
+        assert_eq!((m.replayed, m.new_rows), (false, 2));
+        let seqs: Vec<i64> = s
+            .stream_rows(&d, "telemetry", 0, 100)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.seq)
+            .collect();
+        assert_eq!(seqs, [1, 2, 3, 4, 5]);
     }
 
     pub async fn depots_are_isolated<S: CloudStore + 'static>(s: &Arc<S>) {

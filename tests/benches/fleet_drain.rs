@@ -7,8 +7,9 @@
 //! edges and PostgreSQL share the 2 cores), and the latency of the ops view
 //! (`GET /api/v1/admin/depots`) and a record view (a depot's `vehicle_status` records)
 //! asked every 50 ms during the drain. Every depot's rows and changes are checked at the
-//! cloud, exactly once. Edges and the cloud run in this process (the edge nodes are the
-//! real `Node`, the cloud the real router over TLS); PostgreSQL is its own server.
+//! cloud, exactly once. The cloud is the real `garasi-cloud serve` in its own process
+//! (`fleet-cloud`, this package's build of it); the K edges are the real `Node`, in this
+//! process; PostgreSQL is its own server. CPU is reported per party.
 //! Reference: one raw batched INSERT stream of the same rows, measured in the same run.
 //!
 //! Last line of output: JSON with every figure.
@@ -142,24 +143,100 @@ async fn longest_pause(b: &Batches<'_>) -> i64 {
         .unwrap_or(0)
 }
 
-/// K depots draining at once into a fresh cloud on `store`.
+/// `garasi-cloud serve` on `database`, in its own process; killed on drop.
+struct CloudProcess {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+    ca_pem: String,
+}
+
+impl CloudProcess {
+    fn start(dir: &std::path::Path, database: &str) -> CloudProcess {
+        std::fs::create_dir_all(dir).unwrap();
+        let (ca, cert, key) = garasi_fleet_tests::test_pki(dir).unwrap();
+        let token = dir.join("admin.token");
+        std::fs::write(&token, garasi_fleet_tests::ADMIN).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_fleet-cloud"))
+            .args([
+                "serve",
+                "--database",
+                database,
+                "--listen",
+                &addr.to_string(),
+            ])
+            .arg("--tls-cert")
+            .arg(&cert)
+            .arg("--tls-key")
+            .arg(&key)
+            .arg("--admin-token-file")
+            .arg(&token)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.join("cloud.log")).unwrap())
+            .spawn()
+            .unwrap();
+        for _ in 0..400 {
+            if std::net::TcpStream::connect(addr).is_ok() {
+                return CloudProcess {
+                    child,
+                    addr,
+                    ca_pem: std::fs::read_to_string(ca).unwrap(),
+                };
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!(
+            "garasi-cloud did not listen; see {}",
+            dir.join("cloud.log").display()
+        );
+    }
+
+    /// CPU seconds the cloud process has used.
+    fn cpu_s(&self) -> f64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        let rest = stat.rsplit_once(')').map_or("", |x| x.1);
+        let f: Vec<f64> = rest
+            .split_whitespace()
+            .map(|v| v.parse().unwrap_or(0.0))
+            .collect();
+        (f.get(11).unwrap_or(&0.0) + f.get(12).unwrap_or(&0.0)) / 100.0
+    }
+}
+
+impl Drop for CloudProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// K depots draining at once into a fresh cloud process on `database`; `store` is the
+/// same database, for creating depots and checking what arrived.
 async fn storm<S: CloudStore + 'static>(
     store: S,
+    database: &str,
     batches: Batches<'_>,
     dir: &std::path::Path,
     template: &std::path::Path,
     k: usize,
     samples: usize,
 ) -> serde_json::Value {
-    let cloud = support::serve_cloud(store, dir).await;
+    let cloud = CloudProcess::start(dir, database);
+    store.migrate().await.unwrap();
     let mut depots = Vec::new();
     for i in 0..k {
         let edge_dir = dir.join(format!("edge-{i}"));
         copy_dir(template, &edge_dir);
-        depots.push((
-            support::enroll(&edge_dir, &cloud, &format!("D{i}")).await,
-            edge_dir,
-        ));
+        let name = format!("D{i}");
+        let id = support::enroll_with(&edge_dir, &store, cloud.addr, &cloud.ca_pem, &name).await;
+        depots.push((id, edge_dir));
     }
     let http = reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(cloud.ca_pem.as_bytes()).unwrap())
@@ -176,6 +253,7 @@ async fn storm<S: CloudStore + 'static>(
     let mut nodes = Vec::new();
     let (busy0, total0) = cpu_jiffies();
     let (me0, pg0) = cpu_split();
+    let cloud0 = cloud.cpu_s();
     let t = Instant::now();
     for (_, edge_dir) in &depots {
         let settings = Settings {
@@ -204,6 +282,7 @@ async fn storm<S: CloudStore + 'static>(
     let drain_s = t.elapsed().as_secs_f64();
     let (busy1, total1) = cpu_jiffies();
     let (me1, pg1) = cpu_split();
+    let cloud1 = cloud.cpu_s();
     stop.cancel();
     let (mut ops, mut recs) = (ops.await.unwrap(), recs.await.unwrap());
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
@@ -236,18 +315,18 @@ async fn storm<S: CloudStore + 'static>(
     }
     for (depot, _) in &depots {
         assert_eq!(
-            cloud.store.stream_len(depot, TELEMETRY_V1).await.unwrap(),
+            store.stream_len(depot, TELEMETRY_V1).await.unwrap(),
             samples as i64,
             "{depot}: every sample at the cloud, once"
         );
-        let changes = cloud.store.pull(depot, 0, i64::MAX).await.unwrap();
+        let changes = store.pull(depot, 0, i64::MAX).await.unwrap();
         let status = changes
             .iter()
             .filter(|c| c.record_type == fleet::service::STATUS_RECORD)
             .count();
         assert_eq!(status, CHANGES, "{depot}: every change at the cloud, once");
     }
-    cloud.cancel.cancel();
+    drop(cloud);
     let pause_ms = longest_pause(&batches).await;
     let slowest = drained.iter().flatten().copied().fold(0.0, f64::max);
     let fastest = drained.iter().flatten().copied().fold(f64::MAX, f64::min);
@@ -258,7 +337,8 @@ async fn storm<S: CloudStore + 'static>(
         "first_depot_done_s": fastest,
         "last_depot_done_s": slowest,
         "cores_busy": (cores_busy * 100.0).round() / 100.0,
-        "cores_this_process": ((me1 - me0) / drain_s * 100.0).round() / 100.0,
+        "cores_edges": ((me1 - me0) / drain_s * 100.0).round() / 100.0,
+        "cores_cloud": ((cloud1 - cloud0) / drain_s * 100.0).round() / 100.0,
         "cores_postgres": ((pg1 - pg0) / drain_s * 100.0).round() / 100.0,
         "longest_pause_between_batches_ms": pause_ms,
         "edge_push_failures": push_failures,
@@ -289,8 +369,9 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     }
 }
 
-/// The reference: the same rows as one raw batched INSERT stream into PostgreSQL.
-async fn raw_postgres(conn: &str, schema: &str, rows: usize) -> f64 {
+/// The references: the same rows as one raw stream into PostgreSQL, in batches of 20,000,
+/// by `INSERT ... SELECT FROM unnest` and by binary COPY: (rows/s, rows/s).
+async fn raw_postgres(conn: &str, schema: &str, rows: usize) -> (f64, f64) {
     let (client, connection) = tokio_postgres::connect(conn, tokio_postgres::NoTls)
         .await
         .unwrap();
@@ -311,12 +392,39 @@ async fn raw_postgres(conn: &str, schema: &str, rows: usize) -> f64 {
         let ps: Vec<&[u8]> = pl.iter().map(|p| p.1.as_slice()).collect();
         client.execute("INSERT INTO stream_rows SELECT 'd', 'telemetry.v1', * FROM unnest($1::bigint[], $2::bigint[], $3::bytea[])", &[&seqs, &ts, &ps]).await.unwrap();
     }
-    let s = t.elapsed().as_secs_f64();
+    let insert_s = t.elapsed().as_secs_f64();
+    client.batch_execute("TRUNCATE stream_rows").await.unwrap();
+    let t = Instant::now();
+    for start in (0..rows).step_by(20_000) {
+        use tokio_postgres::binary_copy::BinaryCopyInWriter;
+        use tokio_postgres::types::Type;
+        let sink = client
+            .copy_in("COPY stream_rows FROM STDIN (FORMAT binary)")
+            .await
+            .unwrap();
+        let w = BinaryCopyInWriter::new(
+            sink,
+            &[Type::TEXT, Type::TEXT, Type::INT8, Type::INT8, Type::BYTEA],
+        );
+        tokio::pin!(w);
+        for i in start..(start + 20_000).min(rows) {
+            let (ts, p) = support::payload(i, VEHICLES);
+            w.as_mut()
+                .write(&[&"d", &"telemetry.v1", &(i as i64 + 1), &ts, &p])
+                .await
+                .unwrap();
+        }
+        w.finish().await.unwrap();
+    }
+    let copy_s = t.elapsed().as_secs_f64();
     client
         .batch_execute(&format!("DROP SCHEMA {raw} CASCADE"))
         .await
         .unwrap();
-    (rows as f64 / s).round()
+    (
+        (rows as f64 / insert_s).round(),
+        (rows as f64 / copy_s).round(),
+    )
 }
 
 async fn run(samples: usize) {
@@ -333,24 +441,45 @@ async fn run(samples: usize) {
         eprintln!("PostgreSQL skipped: set GARASI_TEST_POSTGRES");
     }
     let mut out = json!({ "samples_per_depot": samples, "changes_per_depot": CHANGES });
+    // GARASI_BENCH_ONLY=sqlite|postgres runs one store.
+    let only = std::env::var("GARASI_BENCH_ONLY").ok();
     for backend in ["sqlite", "postgres"] {
+        if only.as_deref().is_some_and(|o| o != backend) {
+            continue;
+        }
         let mut results = Vec::new();
         for k in KS {
             let dir = tmp.path().join(format!("{backend}-{k}"));
             std::fs::create_dir_all(&dir).unwrap();
             let r = match (backend, &pg) {
                 ("sqlite", _) => {
+                    let db = format!("sqlite://{}", dir.join("cloud.db").display());
+                    // The cloud process makes the database; this handle reads it after.
+                    drop(CloudProcess::start(&dir.join("first"), &db));
                     let s = SqliteStore::open(&dir.join("cloud.db")).unwrap();
                     let b = Batches::Sqlite(dir.join("cloud.db"));
-                    storm(s, b, &dir, &template, k, samples).await
+                    storm(s, &db, b, &dir, &template, k, samples).await
                 }
                 ("postgres", Some(conn)) => {
                     let schema = format!("garasi_storm_{}_{k}", std::process::id());
                     let s = PgStore::connect(conn, Some(&schema)).await.unwrap();
                     s.drop_schema(&schema).await.unwrap();
-                    let s = PgStore::connect(conn, Some(&schema)).await.unwrap();
+                    // GARASI_BENCH_PG_WRITE_POOL: the write pool's size (default: the
+                    // store's own).
+                    let mut sizes = garasi_cloud::store::postgres::PoolSizes::default();
+                    if let Some(n) = std::env::var("GARASI_BENCH_PG_WRITE_POOL")
+                        .ok()
+                        .and_then(|v| v.parse().ok())
+                    {
+                        sizes.write = n;
+                    }
+                    let s = PgStore::connect_with(conn, Some(&schema), sizes)
+                        .await
+                        .unwrap();
                     let b = Batches::Postgres(conn, &schema);
-                    let r = storm(s, b, &dir, &template, k, samples).await;
+                    // The cloud process lives in the same schema.
+                    let db = format!("{conn} options='-c search_path={schema}'");
+                    let r = storm(s, &db, b, &dir, &template, k, samples).await;
                     let s = PgStore::connect(conn, Some(&schema)).await.unwrap();
                     s.drop_schema(&schema).await.unwrap();
                     r
@@ -358,9 +487,9 @@ async fn run(samples: usize) {
                 _ => continue,
             };
             println!(
-                "{backend:8} K={k:2}: {:>8} samples/s in {:.1} s, cores busy {:.2} (cloud+edges {}, PostgreSQL {}), longest pause {} ms (push failures {}, cloud refusals {}), ops view p50 {:.1} p99 {:.1} ms, record view p50 {:.1} p99 {:.1} ms",
+                "{backend:8} K={k:2}: {:>8} samples/s in {:.1} s, cores busy {:.2} (cloud {}, edges {}, PostgreSQL {}), longest pause {} ms (push failures {}, cloud refusals {}), ops view p50 {:.1} p99 {:.1} ms, record view p50 {:.1} p99 {:.1} ms",
                 r["samples_per_s"], r["drain_s"].as_f64().unwrap(), r["cores_busy"].as_f64().unwrap(),
-                r["cores_this_process"], r["cores_postgres"],
+                r["cores_cloud"], r["cores_edges"], r["cores_postgres"],
                 r["longest_pause_between_batches_ms"], r["edge_push_failures"], r["cloud_refusals"],
                 r["ops_view_ms"]["p50"].as_f64().unwrap(), r["ops_view_ms"]["p99"].as_f64().unwrap(),
                 r["record_view_ms"]["p50"].as_f64().unwrap(), r["record_view_ms"]["p99"].as_f64().unwrap(),
@@ -377,8 +506,10 @@ async fn run(samples: usize) {
             samples * 4,
         )
         .await;
-        println!("reference: raw batched INSERT into PostgreSQL, one stream: {raw} rows/s");
-        out["postgres_raw_insert_rows_per_s"] = json!(raw);
+        let (insert, copy) = raw;
+        println!("references, one raw stream into PostgreSQL: INSERT from unnest {insert} rows/s, binary COPY {copy} rows/s");
+        out["postgres_raw_insert_rows_per_s"] = json!(insert);
+        out["postgres_raw_copy_rows_per_s"] = json!(copy);
     }
     println!("{out}");
 }

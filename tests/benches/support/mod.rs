@@ -117,18 +117,24 @@ pub async fn enroll<S: CloudStore + 'static>(
     cloud: &BenchCloud<S>,
     name: &str,
 ) -> String {
-    let token = cloud
-        .store
-        .create_depot(name)
-        .await
-        .unwrap()
-        .enrolment_token;
+    enroll_with(edge_dir, &*cloud.store, cloud.addr, &cloud.ca_pem, name).await
+}
+
+/// Enrols with a cloud at `addr` whose store `store` can create the depot.
+pub async fn enroll_with<S: CloudStore + 'static>(
+    edge_dir: &std::path::Path,
+    store: &S,
+    addr: std::net::SocketAddr,
+    ca_pem: &str,
+    name: &str,
+) -> String {
+    let token = store.create_depot(name).await.unwrap().enrolment_token;
     let es = Store::open(&DataDir::new(edge_dir, None)).unwrap();
     sync::service::enroll(
         &es,
-        &format!("https://{}", cloud.addr),
+        &format!("https://{addr}"),
         &token,
-        Some(cloud.ca_pem.clone()),
+        Some(ca_pem.to_string()),
     )
     .await
     .unwrap()

@@ -133,3 +133,34 @@ pub(super) async fn back_off(attempt: usize) {
     let ms = 5 * (1u64 << attempt.min(6)) + rand::rng().random_range(0..10);
     tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
 }
+
+/// Stream rows by binary COPY, for a batch whose rows are new (see `PgStore::push_once`).
+pub(super) async fn copy_rows(
+    tx: &tokio_postgres::Transaction<'_>,
+    depot: &str,
+    rows: &[StreamRowIn],
+) -> Result<u64, StoreError> {
+    use tokio_postgres::binary_copy::BinaryCopyInWriter;
+    use tokio_postgres::types::Type;
+    let sink = tx
+        .copy_in("COPY stream_rows (depot, stream, seq, ts_ms, payload) FROM STDIN (FORMAT binary)")
+        .await?;
+    let writer = BinaryCopyInWriter::new(
+        sink,
+        &[Type::TEXT, Type::TEXT, Type::INT8, Type::INT8, Type::BYTEA],
+    );
+    tokio::pin!(writer);
+    for r in rows {
+        writer
+            .as_mut()
+            .write(&[&depot, &r.stream, &r.seq, &r.ts_ms, &r.payload])
+            .await?;
+    }
+    Ok(writer.finish().await?)
+}
+
+/// Whether the error is a unique violation (a row stored before).
+pub(super) fn duplicate(e: &StoreError) -> bool {
+    matches!(e, StoreError::Postgres(pe)
+        if pe.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION))
+}

@@ -197,3 +197,33 @@ fn a_run_near_its_start_needs_a_signed_on_driver() {
     assert_eq!(at(340, Some("drv-1"), &[]), ["driver_not_signed_on"]);
     assert!(at(340, Some("drv-1"), &["drv-1"]).is_empty());
 }
+
+/// A run spanning two blocks: run 2 takes block B1 from run 1 at M at 390 and drives it
+/// to B by 420, then takes block B2 from run 3 at M at 430. Two reliefs, both at the right
+/// place and time, so no conflict. If run 3 only leaves B2 at 440, run 2 would take it at
+/// 430 while run 3 still drives it: relief_overlap, on run 2's second piece only.
+#[test]
+fn a_run_spanning_two_blocks_is_relieved_on_each() {
+    let p = Params::default();
+    for (run3_leaves, want) in [(430, vec![]), (440, vec!["relief_overlap"])] {
+        let runs = vec![
+            run("run-1", vec![drive("B1", "A", "M", 360, 390)]),
+            run(
+                "run-2",
+                vec![
+                    drive("B1", "M", "B", 390, 420),
+                    drive("B2", "M", "A", 430, 480),
+                ],
+            ),
+            run("run-3", vec![drive("B2", "A", "M", 360, run3_leaves)]),
+        ];
+        let rl = reliefs(&runs);
+        assert_eq!(rl.len(), 2, "one relief on each block: {rl:?}");
+        assert_eq!(
+            codes(&runs[1], &runs, &[], &p),
+            want,
+            "run 3 leaves B2 at {run3_leaves}"
+        );
+        assert!(codes(&runs[0], &runs, &[], &p).is_empty());
+    }
+}
