@@ -177,6 +177,12 @@ impl CloudProcess {
             .arg("--admin-token-file")
             .arg(&token)
             .env("RUST_LOG", "warn")
+            // GARASI_BENCH_PG_WRITE_POOL: the cloud's write pool (default: its own).
+            .envs(
+                std::env::var("GARASI_BENCH_PG_WRITE_POOL")
+                    .ok()
+                    .map(|n| ("GARASI_CLOUD_PG_WRITE_CONNECTIONS", n)),
+            )
             .stdout(std::process::Stdio::null())
             .stderr(std::fs::File::create(dir.join("cloud.log")).unwrap())
             .spawn()

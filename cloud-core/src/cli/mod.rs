@@ -131,6 +131,24 @@ pub(crate) enum AnyStore {
     Postgres(PgStore),
 }
 
+/// The PostgreSQL pools' sizes: the store's defaults, or GARASI_CLOUD_PG_WRITE_CONNECTIONS
+/// (sync and the materialiser) and GARASI_CLOUD_PG_READ_CONNECTIONS (the read model).
+fn pool_sizes() -> anyhow::Result<crate::store::postgres::PoolSizes> {
+    let mut sizes = crate::store::postgres::PoolSizes::default();
+    for (var, slot) in [
+        ("GARASI_CLOUD_PG_WRITE_CONNECTIONS", &mut sizes.write),
+        ("GARASI_CLOUD_PG_READ_CONNECTIONS", &mut sizes.read),
+    ] {
+        if let Ok(v) = std::env::var(var) {
+            *slot = match v.trim().parse::<usize>() {
+                Ok(n) if (1..=512).contains(&n) => n,
+                _ => bail!("{var}={v:?}: give a number of connections from 1 to 512"),
+            };
+        }
+    }
+    Ok(sizes)
+}
+
 pub(crate) async fn open(database: &str) -> anyhow::Result<AnyStore> {
     let store = if let Some(path) = database.strip_prefix("sqlite://") {
         AnyStore::Sqlite(
@@ -139,7 +157,7 @@ pub(crate) async fn open(database: &str) -> anyhow::Result<AnyStore> {
         )
     } else if database.starts_with("postgres") || database.contains("host=") {
         AnyStore::Postgres(
-            PgStore::connect(database, None)
+            PgStore::connect_with(database, None, pool_sizes()?)
                 .await
                 .context("connecting to PostgreSQL")?,
         )
