@@ -77,6 +77,7 @@ async fn a_huge_telemetry_page_is_cut_to_a_bounded_one() {
             "cut to 5,000"
         );
         assert_eq!(page["next"], 5_000);
+        assert_eq!(page["limit"], 5_000, "the client sees its limit was cut");
     }
     let (rss1, hwm1) = cloud.mem_kib();
     println!("ten pages asked at limit=50000: RSS {rss0} -> {rss1} KiB, peak {hwm0} -> {hwm1} KiB");

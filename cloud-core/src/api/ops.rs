@@ -90,6 +90,7 @@ async fn depot_telemetry<S: ReadModel>(
         )
         .map_err(|e| ApiError::internal(e.to_string()))?;
     }
-    body.extend_from_slice(format!("],\"next\":{next}}}").as_bytes());
+    // The limit used: a client asking for more than a page sees it was cut.
+    body.extend_from_slice(format!("],\"next\":{next},\"limit\":{limit}}}").as_bytes());
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }

@@ -139,10 +139,11 @@ fn pool_sizes() -> anyhow::Result<crate::store::postgres::PoolSizes> {
         ("GARASI_CLOUD_PG_WRITE_CONNECTIONS", &mut sizes.write),
         ("GARASI_CLOUD_PG_READ_CONNECTIONS", &mut sizes.read),
     ] {
-        if let Ok(v) = std::env::var(var) {
+        if let Some(v) = std::env::var_os(var) {
+            let v = v.to_string_lossy();
             *slot = match v.trim().parse::<usize>() {
                 Ok(n) if (1..=512).contains(&n) => n,
-                _ => bail!("{var}={v:?}: give a number of connections from 1 to 512"),
+                _ => bail!("{var}={v:?}: give a number of connections from 1 to 512 (within the server's max_connections)"),
             };
         }
     }

@@ -131,15 +131,18 @@ pub fn enforce_quota(c: &mut Connection, quota_bytes: i64) -> rusqlite::Result<Q
         return Ok(out);
     }
     let tx = c.transaction()?;
+    // Rows of a batch already sent (its answer may have been lost) may be at the cloud:
+    // they are neither thinned nor dropped, so the totals count only rows never sent.
+    let sent = super::push::load_pending(&tx)?.map_or(0, |p| p.stream_upto);
     let (lo, hi): (i64, i64) = tx.query_row(
-        "SELECT coalesce(min(seq), 0), coalesce(max(seq), 0) FROM sync_stream_outbox",
-        [],
+        "SELECT coalesce(min(seq), 0), coalesce(max(seq), 0) FROM sync_stream_outbox WHERE seq > ?1",
+        params![sent],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
     let mid = lo + (hi - lo) / 2;
     out.thinned = tx.execute(
-        "DELETE FROM sync_stream_outbox WHERE seq <= ?1 AND seq % 2 = 1",
-        params![mid],
+        "DELETE FROM sync_stream_outbox WHERE seq > ?1 AND seq <= ?2 AND seq % 2 = 1",
+        params![sent, mid],
     )? as u64;
     let b = backlog(&tx)?;
     let mut over = b.bytes() - quota_bytes;
@@ -147,8 +150,8 @@ pub fn enforce_quota(c: &mut Connection, quota_bytes: i64) -> rusqlite::Result<Q
         let avg = (b.stream_bytes / b.stream_rows).max(1);
         let n = (over / avg + 1).min(b.stream_rows);
         out.dropped = tx.execute(
-            "DELETE FROM sync_stream_outbox WHERE seq IN (SELECT seq FROM sync_stream_outbox ORDER BY seq LIMIT ?1)",
-            params![n],
+            "DELETE FROM sync_stream_outbox WHERE seq IN (SELECT seq FROM sync_stream_outbox WHERE seq > ?2 ORDER BY seq LIMIT ?1)",
+            params![n, sent],
         )? as u64;
         over -= n * avg;
     }

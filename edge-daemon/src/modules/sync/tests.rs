@@ -241,3 +241,42 @@ async fn worker_waits_for_every_module_before_reaching_the_cloud() {
     cancel.cancel();
     task.await.unwrap();
 }
+
+/// The quota never removes rows of a batch already sent (its answer lost while the link
+/// went down): the cloud may hold them, so they are neither thinned nor dropped, and the
+/// totals count only rows that will never be uploaded.
+#[test]
+fn the_quota_leaves_a_sent_batch_alone() {
+    use super::push::take_batch;
+    let mut c = Connection::open_in_memory().unwrap();
+    test_schema(&mut c);
+    let tx = c.transaction().unwrap();
+    for i in 0..100 {
+        append_stream_row(&tx, "telemetry.v1", i, &[1u8; 100]).unwrap();
+    }
+    tx.commit().unwrap();
+    let sent = take_batch(&mut c).unwrap().pending.unwrap();
+    assert_eq!(sent.stream_upto, 100);
+    let tx = c.transaction().unwrap();
+    for i in 100..1000 {
+        append_stream_row(&tx, "telemetry.v1", i, &[1u8; 100]).unwrap();
+    }
+    tx.commit().unwrap();
+    // Far over: everything not sent may go, the sent batch stays whole.
+    let q = enforce_quota(&mut c, 1_000).unwrap();
+    let in_flight: i64 = c
+        .query_row(
+            "SELECT count(*) FROM sync_stream_outbox WHERE seq <= 100",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(in_flight, 100, "{q:?}");
+    let left = backlog(&c).unwrap().stream_rows as u64;
+    let (thinned, dropped) = super::outbox::quota_totals(&c).unwrap();
+    assert_eq!(
+        left - 100 + thinned + dropped,
+        900,
+        "the 900 unsent, each counted once"
+    );
+}
