@@ -73,7 +73,7 @@ async fn every_key_of_depot_data_starts_with_the_depot() {
 }
 
 /// Two cloud processes starting at once on a fresh database: the schema is made once,
-/// step 6 runs once, and nothing of the old schema comes back.
+/// steps 6 and 7 run once, and nothing of the old schema comes back.
 #[tokio::test]
 async fn two_start_ups_at_once_migrate_once() {
     let Some((s, schema)) = fresh("twostart").await else {
@@ -93,7 +93,7 @@ async fn two_start_ups_at_once_migrate_once() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, [6]);
+    assert_eq!(versions, [6, 7], "each step once");
     let old = c
         .query_one("SELECT to_regclass('materialiser') IS NULL", &[])
         .await
@@ -161,6 +161,9 @@ async fn migration_6_keeps_cursors_records_and_the_materialiser_position() {
                ('a', 't', '1', '\\x01', '\\x01', 0), ('b', 't', '1', '\\x02', '\\x02', 0),
                ('a', 't', '2', '\\x03', '\\x03', 0);
              INSERT INTO materialiser (id, cursor) VALUES (1, 2);
+             INSERT INTO stream_rows (depot, stream, seq, ts_ms, payload) VALUES
+               ('a', 'telemetry.v1', 1, 1768435200000, '\\x01'),
+               ('a', 'telemetry.v1', 2, 0, '\\x02');
              INSERT INTO records (rkey, depot, record_type, record_id, doc, fields, updated_ms)
                VALUES (E'a\\x1ft\\x1f1', 'a', 't', '1', '\\x00aa', '{}', 0);",
         )
@@ -199,5 +202,85 @@ async fn migration_6_keeps_cursors_records_and_the_materialiser_position() {
         record_id: "1".into(),
     };
     assert_eq!(s.load_records(&[key]).await.unwrap(), [Some(vec![0, 0xaa])]);
+    // Step 7 moved the stream rows into their months (2026-01 and the early partition).
+    let rows = s.stream_rows("a", "telemetry.v1", 0, 10).await.unwrap();
+    assert_eq!(rows.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2]);
+    let c = s.w().await.unwrap();
+    let held = |t: &'static str| {
+        let c = &c;
+        async move {
+            c.query_one(&format!("SELECT count(*) FROM {t}"), &[])
+                .await
+                .unwrap()
+                .get::<_, i64>(0)
+        }
+    };
+    assert_eq!(held("stream_rows_y2026m01").await, 1);
+    assert_eq!(held("stream_rows_early").await, 1);
+    drop(c);
+    s.drop_schema(&schema).await.unwrap();
+}
+
+/// Stream rows land in their month's partition (made on first use), rows from a clock
+/// gone wrong in the early or late one; retention drops whole months and nothing else; a
+/// month dropped behind this process's back is made again on the next push.
+#[tokio::test]
+async fn stream_rows_are_kept_by_month_and_dropped_a_month_at_a_time() {
+    let Some((s, schema)) = fresh("months").await else {
+        return;
+    };
+    s.migrate().await.unwrap();
+    // 2026-01-15, 2026-02-15, 2026-03-15 (UTC), 1970 and 2100.
+    let (jan, feb, mar) = (1_768_435_200_000, 1_771_113_600_000, 1_773_532_800_000);
+    let row = |seq: i64, ts_ms: i64| StreamRowIn {
+        stream: "telemetry.v1".into(),
+        seq,
+        ts_ms,
+        payload: vec![seq as u8],
+    };
+    let rows = [
+        row(1, jan),
+        row(2, feb),
+        row(3, mar),
+        row(4, 0),
+        row(5, 4_102_444_800_001),
+    ];
+    assert_eq!(s.push("d", 1, &[], &rows).await.unwrap().new_rows, 5);
+    assert_eq!(
+        s.push("d", 1, &[], &rows).await.unwrap().new_rows,
+        0,
+        "a replay"
+    );
+    // 2026-03-01 00:00 UTC: January and February end at or before it.
+    let dropped = s
+        .drop_stream_months_before(1_772_323_200_000)
+        .await
+        .unwrap();
+    assert_eq!(dropped, ["stream_rows_y2026m01", "stream_rows_y2026m02"]);
+    let seqs = |v: Vec<StreamRowIn>| v.iter().map(|r| r.seq).collect::<Vec<_>>();
+    assert_eq!(
+        seqs(s.stream_rows("d", "telemetry.v1", 0, 10).await.unwrap()),
+        [3, 4, 5]
+    );
+    // A late January row (a depot back from a long outage) makes its month again.
+    s.push("d", 2, &[], &[row(6, jan)]).await.unwrap();
+    // March dropped by someone else while this store thinks it exists.
+    s.w()
+        .await
+        .unwrap()
+        .batch_execute("DROP TABLE stream_rows_y2026m03")
+        .await
+        .unwrap();
+    assert_eq!(
+        s.push("d", 3, &[], &[row(7, mar + 1)])
+            .await
+            .unwrap()
+            .new_rows,
+        1
+    );
+    assert_eq!(
+        seqs(s.stream_rows("d", "telemetry.v1", 0, 10).await.unwrap()),
+        [4, 5, 6, 7]
+    );
     s.drop_schema(&schema).await.unwrap();
 }

@@ -12,6 +12,7 @@ mod changes;
 mod depots;
 #[cfg(test)]
 mod distribution_tests;
+mod partitions;
 mod read;
 mod schema;
 
@@ -40,6 +41,8 @@ impl Default for PoolSizes {
 pub struct PgStore {
     write: Pool,
     read: Pool,
+    /// Stream row partitions known to exist (`partitions.rs`).
+    months: parking_lot::Mutex<std::collections::HashSet<String>>,
 }
 
 impl PgStore {
@@ -91,6 +94,7 @@ impl PgStore {
         let store = PgStore {
             write: pool(sizes.write)?,
             read: pool(sizes.read)?,
+            months: Default::default(),
         };
         // Fail now, with PostgreSQL's own words, if the database cannot be reached.
         drop(store.w().await?);
@@ -117,6 +121,18 @@ impl PgStore {
         Ok(())
     }
 
+    /// Drops the stream rows of every month that ends at or before `before_ms`, a whole
+    /// partition at a time (retention); returns the partitions dropped.
+    pub async fn drop_stream_months_before(
+        &self,
+        before_ms: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let client = self.w().await?;
+        let dropped = partitions::drop_before(&client, before_ms).await?;
+        self.months.lock().retain(|m| !dropped.contains(m));
+        Ok(dropped)
+    }
+
     /// One push as one transaction. `fresh_rows`: the batch is new, so its stream rows
     /// are expected to be new too and go in by binary COPY (no conflict check, the
     /// fastest load PostgreSQL has); a row stored before makes the COPY fail with a unique
@@ -130,6 +146,7 @@ impl PgStore {
         fresh_rows: bool,
     ) -> Result<PushOutcome, StoreError> {
         let mut client = self.w().await?;
+        partitions::ensure(&client, &self.months, rows.iter().map(|r| r.ts_ms)).await?;
         let tx = client.transaction().await?;
         let now = now_ms();
         let fresh = tx
@@ -235,12 +252,17 @@ impl CloudStore for PgStore {
         changes: &[ChangeIn],
         rows: &[StreamRowIn],
     ) -> Result<PushOutcome, StoreError> {
-        let (mut attempt, mut fresh_rows) = (1, true);
+        let (mut attempt, mut fresh_rows, mut remade) = (1, true, false);
         loop {
             match self
                 .push_once(depot, batch_seq, changes, rows, fresh_rows)
                 .await
             {
+                // A month this process thought made was dropped meanwhile: make it again.
+                Err(e) if !remade && partitions::missing(&e) => {
+                    self.months.lock().clear();
+                    remade = true
+                }
                 // A new batch holding a row stored before (an edge whose store was
                 // restored from a backup numbers batches again): store what is new.
                 Err(e) if fresh_rows && changes::duplicate(&e) => fresh_rows = false,

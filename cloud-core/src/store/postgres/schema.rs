@@ -184,6 +184,12 @@ async fn migrate_once(client: &mut tokio_postgres::Client) -> Result<(), crate::
                 .await?;
         }
     }
+    // Step 7: stream rows partitioned by month (`partitions.rs`).
+    if version < 7 {
+        super::partitions::convert(&tx).await?;
+        tx.execute("INSERT INTO schema_version (version) VALUES (7)", &[])
+            .await?;
+    }
     tx.commit().await?;
     Ok(())
 }
