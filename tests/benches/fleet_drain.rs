@@ -155,7 +155,7 @@ impl CloudProcess {
             .unwrap()
             .port();
         let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_fleet-cloud"))
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fleet-cloud"))
             .args([
                 "serve",
                 "--database",
@@ -190,6 +190,8 @@ impl CloudProcess {
             }
             std::thread::sleep(Duration::from_millis(25));
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!(
             "garasi-cloud did not listen; see {}",
             dir.join("cloud.log").display()
