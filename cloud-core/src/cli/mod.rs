@@ -25,6 +25,7 @@ macro_rules! outln {
 mod gtfs;
 mod limits;
 mod serve;
+mod streams;
 
 use limits::{GtfsLimitArgs, ServeLimitArgs};
 
@@ -71,6 +72,24 @@ enum Cmd {
     Depot {
         #[command(subcommand)]
         cmd: DepotCmd,
+    },
+    /// Stream rows (telemetry, charger meter samples) kept at the cloud.
+    Streams {
+        #[command(subcommand)]
+        cmd: StreamsCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum StreamsCmd {
+    /// Drop every month of stream rows that ends on or before a date (UTC): whole
+    /// PostgreSQL partitions, for retention.
+    DropBefore {
+        #[arg(long, env = "GARASI_CLOUD_DATABASE")]
+        database: String,
+        /// YYYY-MM-DD: months ending on or before its start are dropped.
+        #[arg(long)]
+        before: jiff::civil::Date,
     },
 }
 
@@ -240,6 +259,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Cmd::Streams {
+            cmd: StreamsCmd::DropBefore { database, before },
+        } => streams::drop_before(&database, before).await,
         Cmd::AdminToken {
             cmd: AdminTokenCmd::New { file },
         } => {

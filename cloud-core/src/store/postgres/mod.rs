@@ -67,13 +67,11 @@ impl PgStore {
                 .await?;
             drop(client);
             let _ = task.await;
-            // Added to whatever options the connection string gave.
-            let options = match config.get_options() {
-                Some(o) if !o.is_empty() => format!("{o} -c search_path={ident}"),
-                _ => format!("-c search_path={ident}"),
-            };
-            config.options(options);
+            add_option(&mut config, &format!("-c search_path={ident}"));
         }
+        // The idempotent schema steps' "already exists, skipping" notices are not news
+        // (they were logged at every start, and on a command's output).
+        add_option(&mut config, "-c client_min_messages=warning");
         let pool = |size: usize| {
             let manager = Manager::from_config(
                 config.clone(),
@@ -181,6 +179,15 @@ impl PgStore {
         tx.commit().await?;
         Ok(out)
     }
+}
+
+/// Adds a server option to whatever options the connection string gave.
+fn add_option(config: &mut tokio_postgres::Config, option: &str) {
+    let options = match config.get_options() {
+        Some(o) if !o.is_empty() => format!("{o} {option}"),
+        _ => option.to_string(),
+    };
+    config.options(options);
 }
 
 /// A schema name as the store uses it everywhere: lower case letters, digits and `_`
