@@ -143,16 +143,22 @@ pub async fn depot(
     .await
     .unwrap();
     drop(store);
+    (start_node(dir, Some("200")).await, depot_id)
+}
+
+/// Starts the node of the data directory `dir` on free ports (syncing every
+/// `sync_interval_ms`, or the default 2 s).
+pub async fn start_node(dir: &std::path::Path, sync_interval_ms: Option<&str>) -> Node {
     let settings = Settings {
         http_listen: Some("127.0.0.1:0".into()),
         mqtt_listen: Some("127.0.0.1:0".into()),
         mqtt5_listen: Some("127.0.0.1:0".into()),
-        sync_interval_ms: Some("200".into()),
+        sync_interval_ms: sync_interval_ms.map(str::to_string),
         ..Default::default()
     };
     let cfg = settings.resolve(dir).unwrap();
     let bound = node::bind(&cfg).unwrap();
-    (Node::start(cfg, bound).await.unwrap(), depot_id)
+    Node::start(cfg, bound).await.unwrap()
 }
 
 /// Polls `f` until true; panics naming `what` after 20 s.
