@@ -291,13 +291,5 @@ async fn run(samples: usize) {
 }
 
 fn main() {
-    let samples = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(1_000_000);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(run(samples));
+    support::main_with(1_000_000, run);
 }

@@ -297,24 +297,10 @@ async fn storm<S: CloudStore + 'static>(
     let plain = reqwest::Client::new();
     let mut push_failures = 0.0;
     for n in &nodes {
-        let text = plain
-            .get(format!("http://{}/metrics", n.http_addr))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = support::get_text(&plain, format!("http://{}/metrics", n.http_addr)).await;
         push_failures += metric_sum(&text, "garasi_sync_failures_total{step=\"push\"}");
     }
-    let cloud_metrics = http
-        .get(format!("https://{}/metrics", cloud.addr))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let cloud_metrics = support::get_text(&http, format!("https://{}/metrics", cloud.addr)).await;
     let cloud_refusals = metric_sum(&cloud_metrics, "garasi_cloud_refusals_total");
     for n in nodes {
         n.stop(Duration::from_secs(10)).await;
@@ -513,13 +499,5 @@ async fn run(samples: usize) {
 }
 
 fn main() {
-    let samples = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(100_000);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(run(samples));
+    support::main_with(100_000, run);
 }

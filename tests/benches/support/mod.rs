@@ -139,3 +139,24 @@ pub async fn enroll_with<S: CloudStore + 'static>(
     .await
     .unwrap()
 }
+
+/// Runs a benchmark's `run(samples)`: the sample count is the first number after `--`.
+pub fn main_with<F: std::future::Future<Output = ()>>(
+    default: usize,
+    run: impl FnOnce(usize) -> F,
+) {
+    let samples = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(default);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(run(samples));
+}
+
+/// A page's text (the bench's own requests: they must answer).
+pub async fn get_text(http: &reqwest::Client, url: String) -> String {
+    http.get(url).send().await.unwrap().text().await.unwrap()
+}
