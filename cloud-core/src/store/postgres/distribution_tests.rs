@@ -282,5 +282,18 @@ async fn stream_rows_are_kept_by_month_and_dropped_a_month_at_a_time() {
         seqs(s.stream_rows("d", "telemetry.v1", 0, 10).await.unwrap()),
         [4, 5, 6, 7]
     );
+    // A month detached to be archived: a push of that month says what to do, once,
+    // rather than failing without a word (CREATE ... IF NOT EXISTS skips a plain table).
+    s.w()
+        .await
+        .unwrap()
+        .batch_execute("ALTER TABLE stream_rows DETACH PARTITION stream_rows_y2026m03")
+        .await
+        .unwrap();
+    let e = s.push("d", 4, &[], &[row(8, mar + 2)]).await.unwrap_err();
+    assert!(
+        e.to_string().contains("is not a partition of stream_rows"),
+        "{e}"
+    );
     s.drop_schema(&schema).await.unwrap();
 }

@@ -92,6 +92,24 @@ pub(super) async fn ensure(
                 }) => {}
             Err(e) => return Err(e.into()),
         }
+        // IF NOT EXISTS also skips a plain table of that name (a month detached to be
+        // archived): rows would then find no partition at every push. Say so instead.
+        let attached = client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_inherits i
+                   JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent
+                   WHERE c.relname = $1 AND p.relname = 'stream_rows'
+                     AND c.relnamespace = current_schema()::regnamespace)",
+                &[&m.name],
+            )
+            .await?
+            .get::<_, bool>(0);
+        if !attached {
+            return Err(StoreError::Task(format!(
+                "table {} exists but is not a partition of stream_rows, so rows of that month cannot be stored: attach it again (ALTER TABLE stream_rows ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({})) or rename it",
+                m.name, m.name, m.from_ms, m.to_ms
+            )));
+        }
         known.lock().insert(m.name);
     }
     Ok(())
@@ -103,6 +121,17 @@ pub(super) async fn drop_before(
     client: &tokio_postgres::Client,
     before_ms: i64,
 ) -> Result<Vec<String>, StoreError> {
+    // A search_path naming no schema that holds the store would match nothing and
+    // report "nothing to drop" for ever from cron.
+    let found: bool = client
+        .query_one("SELECT to_regclass('stream_rows') IS NOT NULL", &[])
+        .await?
+        .get(0);
+    if !found {
+        return Err(StoreError::Task(
+            "no stream_rows table on this connection's search_path: check --database (and its options='-c search_path=...')".into(),
+        ));
+    }
     let names: Vec<String> = client
         .query(
             "SELECT c.relname::text FROM pg_inherits i
