@@ -1,11 +1,19 @@
 //! Helpers of the depot-day test: a one-route GTFS feed made on the fly, MQTT
-//! publishing as a device, day-view lookups, edge HTTP calls with a session, and a child
-//! process reaped when the test ends.
+//! publishing as a device (`common/mqtt.rs`), day-view lookups, edge HTTP calls with a
+//! session, and a child process reaped when the test ends.
 
-use std::io::Write;
+#[path = "../common/zip.rs"]
+mod zip_files;
+
 use std::time::Duration;
 
 use super::procs::EdgeProc;
+
+#[path = "../common/mqtt.rs"]
+mod mqtt;
+// tods_runs.rs shares this file and publishes nothing.
+#[allow(unused_imports)]
+pub(crate) use mqtt::publish;
 
 pub(crate) const DEPOT: (f64, f64) = (-6.2, 106.8);
 
@@ -63,57 +71,7 @@ pub(crate) fn feed_zip() -> Vec<u8> {
         ("trips.txt", trips),
         ("stop_times.txt", times),
     ];
-    let mut buf = std::io::Cursor::new(Vec::new());
-    let mut z = zip::ZipWriter::new(&mut buf);
-    let opts =
-        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
-    for (name, text) in files {
-        z.start_file(name, opts).unwrap();
-        z.write_all(text.as_bytes()).unwrap();
-    }
-    z.finish().unwrap();
-    buf.into_inner()
-}
-
-/// Publishes one JSON message as `vehicle` on its own topic `kind` (QoS 1, waits for
-/// the acknowledgement).
-pub(crate) async fn publish(
-    mqtt_port: u16,
-    vehicle: &str,
-    password: &str,
-    kind: &str,
-    payload: serde_json::Value,
-) {
-    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-    let mut opts = MqttOptions::new(
-        format!("{vehicle}-{kind}-{}", now_ms()),
-        "127.0.0.1",
-        mqtt_port,
-    );
-    opts.set_credentials(vehicle, password);
-    let (client, mut events) = AsyncClient::new(opts, 8);
-    client
-        .publish(
-            format!("garasi/v1/vehicles/{vehicle}/{kind}"),
-            QoS::AtLeastOnce,
-            false,
-            payload.to_string(),
-        )
-        .await
-        .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no PUBACK for {vehicle} {kind}"
-        );
-        match tokio::time::timeout(Duration::from_secs(5), events.poll()).await {
-            Ok(Ok(Event::Incoming(Packet::PubAck(_)))) => break,
-            Ok(Ok(_)) => {}
-            _ => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
-    let _ = client.disconnect().await;
+    zip_files::zip_files(&files)
 }
 
 /// One block's row of a day view.

@@ -27,6 +27,7 @@ pub mod service;
 mod store;
 #[cfg(test)]
 mod tests;
+mod thinned;
 mod worker;
 
 use std::sync::Arc;

@@ -3,6 +3,8 @@
 
 use rusqlite::{params, Connection, Transaction};
 
+use super::thinned;
+
 /// Appends one automerge change of a replicated record, inside the caller's transaction.
 pub fn append_change(
     tx: &Transaction<'_>,
@@ -53,9 +55,10 @@ impl Backlog {
 }
 
 /// What waits, cheaply: exact for changes (a small table); for stream rows the seq span
-/// (exact unless the quota thinned the middle, then an upper bound) and bytes from the
-/// newest 1,000 rows' average. Push, pull and the status route call this on every cycle,
-/// and a full scan of a million-row outbox would cost more than the push itself.
+/// corrected for the gaps the quota's thinning left ([`thinned`]: exact until pushes
+/// reach the thinned part, then within a row or so), and bytes from the newest 1,000 rows'
+/// average. Push, pull and the status route call this on every cycle, and a full scan
+/// of a million-row outbox would cost more than the push itself.
 pub fn backlog_estimate(c: &Connection) -> rusqlite::Result<Backlog> {
     let (changes, change_bytes, oldest_change_ms) = c.query_row(
         "SELECT count(*), coalesce(sum(length(change)), 0), min(created_ms) FROM sync_outbox",
@@ -68,7 +71,7 @@ pub fn backlog_estimate(c: &Connection) -> rusqlite::Result<Backlog> {
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
     let stream_rows = match (lo, hi) {
-        (Some(lo), Some(hi)) => hi - lo + 1,
+        (Some(lo), Some(hi)) => thinned::rows_waiting(c, lo, hi)?,
         _ => 0,
     };
     let avg: f64 = c.query_row(
@@ -145,6 +148,7 @@ pub fn enforce_quota(c: &mut Connection, quota_bytes: i64) -> rusqlite::Result<Q
         params![sent, mid],
     )? as u64;
     let b = backlog(&tx)?;
+    let mut rows_left = b.stream_rows;
     let mut over = b.bytes() - quota_bytes;
     if over > 0 && b.stream_rows > 0 {
         let avg = (b.stream_bytes / b.stream_rows).max(1);
@@ -153,12 +157,14 @@ pub fn enforce_quota(c: &mut Connection, quota_bytes: i64) -> rusqlite::Result<Q
             "DELETE FROM sync_stream_outbox WHERE seq IN (SELECT seq FROM sync_stream_outbox WHERE seq > ?2 ORDER BY seq LIMIT ?1)",
             params![n, sent],
         )? as u64;
+        rows_left -= out.dropped as i64;
         over -= n * avg;
     }
     if out.thinned + out.dropped > 0 {
         let (thinned, dropped) = quota_totals(&tx)?;
         super::store::state_set(&tx, THINNED, &(thinned + out.thinned).to_string())?;
         super::store::state_set(&tx, DROPPED, &(dropped + out.dropped).to_string())?;
+        thinned::note(&tx, sent, rows_left, mid)?;
     }
     tx.commit()?;
     if over > 0 {
