@@ -42,8 +42,10 @@ pub enum MaterialiseError {
 pub struct Materialiser<S> {
     store: Arc<S>,
     actor: ActorId,
-    /// One fold at a time (the background task and readers catching up).
-    lock: tokio::sync::Mutex<()>,
+    /// One fold at a time per depot (the background task and readers catching up take
+    /// turns on a depot's pages); a read of one depot never waits for another depot's
+    /// fold, which a reconnect storm keeps long. One entry per depot ever folded.
+    locks: parking_lot::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Woken after every push that stored changes.
     pub wake: tokio::sync::Notify,
     /// Records quarantined since start (for `/metrics`).
@@ -92,7 +94,7 @@ impl<S: CloudStore> Materialiser<S> {
         Materialiser {
             store,
             actor: new_actor(Side::Cloud),
-            lock: tokio::sync::Mutex::new(()),
+            locks: parking_lot::Mutex::new(HashMap::new()),
             wake: tokio::sync::Notify::new(),
             quarantined_total: std::sync::atomic::AtomicU64::new(0),
         }
@@ -166,10 +168,17 @@ impl<S: CloudStore> Materialiser<S> {
     }
 
     /// Folds the next page of one depot's changes, if it has any not yet folded: whether
-    /// more may follow, and how many it folded. One page at a time under the lock, the position read under it,
-    /// so the background fold and a read's fold take turns without folding a page twice.
+    /// more may follow, and how many it folded. One page at a time under the depot's
+    /// lock, the position read under it, so the background fold and a read's fold take
+    /// turns without folding a page twice.
     async fn fold_next_page(&self, depot: &str) -> Result<(bool, u64), MaterialiseError> {
-        let _one = self.lock.lock().await;
+        let lock = self
+            .locks
+            .lock()
+            .entry(depot.to_string())
+            .or_default()
+            .clone();
+        let _one = lock.lock().await;
         let Some(pos) = self.store.change_positions(Some(depot)).await?.pop() else {
             return Ok((false, 0));
         };
@@ -274,6 +283,10 @@ impl<S: CloudStore> Materialiser<S> {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "materialise_tests.rs"]
+mod tests;
 
 /// Folds one part of a page. Returns the records to save and the quarantine rows.
 fn fold(
