@@ -42,9 +42,9 @@ pub enum MaterialiseError {
 pub struct Materialiser<S> {
     store: Arc<S>,
     actor: ActorId,
-    /// One fold at a time per depot (the background task and readers catching up take
-    /// turns on a depot's pages); a read of one depot never waits for another depot's
-    /// fold, which a reconnect storm keeps long. One entry per depot ever folded.
+    /// One fold at a time per depot (the background task and a plan's publication
+    /// catching up take turns on a depot's pages, never folding one twice); folds of
+    /// different depots do not wait for each other. One entry per depot ever folded.
     locks: parking_lot::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Woken after every push that stored changes.
     pub wake: tokio::sync::Notify,
@@ -98,46 +98,6 @@ impl<S: CloudStore> Materialiser<S> {
             wake: tokio::sync::Notify::new(),
             quarantined_total: std::sync::atomic::AtomicU64::new(0),
         }
-    }
-
-    /// Catches up one depot (or all) for a read, bounded in time: a read answers from the
-    /// last materialised state (and says how stale it is) rather than fail or wait long
-    /// because the materialiser is behind or its store call failed.
-    pub async fn refresh_for_read(
-        &self,
-        depot: Option<&str>,
-        within: std::time::Duration,
-    ) -> Freshness {
-        // Records already folded up to what is stored answer at once, without queueing
-        // behind a fold of other depots' changes (a reconnect storm keeps it busy).
-        if let Ok(f) = self.freshness(depot).await {
-            if f.changes_behind == 0 {
-                return f;
-            }
-        }
-        let fold = async {
-            match depot {
-                Some(d) => while self.fold_next_page(d).await?.0 {},
-                None => {
-                    self.catch_up().await?;
-                }
-            }
-            Ok::<_, MaterialiseError>(())
-        };
-        match tokio::time::timeout(within, fold).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "materialiser behind; answering from the last materialised state")
-            }
-            Err(_) => tracing::warn!(
-                "materialiser still folding; answering from the last materialised state"
-            ),
-        }
-        self.freshness(depot).await.unwrap_or(Freshness {
-            materialised_cursor: -1,
-            last_cursor: -1,
-            changes_behind: -1,
-        })
     }
 
     /// Folds every change stored so far, one page of each depot behind in turn (a depot

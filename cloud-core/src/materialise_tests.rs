@@ -1,5 +1,6 @@
-//! The materialiser's locks: a read catching one depot up never waits for another
-//! depot's fold (a reconnect storm keeps the others folding for seconds).
+//! The materialiser's locks: one depot's fold never waits for another depot's (a
+//! reconnect storm keeps the others folding for seconds), and a depot's folds take
+//! turns.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
@@ -24,7 +25,7 @@ fn status_change(status: &str) -> ChangeIn {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_read_of_one_depot_does_not_wait_for_another_depots_fold() {
+async fn one_depots_fold_does_not_wait_for_another_depots() {
     let dir = tempfile::tempdir().unwrap();
     let s = SqliteStore::open(&dir.path().join("cloud.db")).unwrap();
     s.migrate().await.unwrap();
@@ -43,18 +44,17 @@ async fn a_read_of_one_depot_does_not_wait_for_another_depots_fold() {
     // Depot B's fold is under way (its lock held, as while it folds a long page).
     let b_lock = m.locks.lock().entry(b.clone()).or_default().clone();
     let held = b_lock.lock().await;
-    // With one lock for every depot, A's read gave up after its wait, unfolded.
-    let fresh = m.refresh_for_read(Some(&a), Duration::from_secs(2)).await;
-    assert_eq!(fresh.changes_behind, 0, "depot A folded for its read");
-    // B's own read does wait for B's fold, bounded, and answers with what is folded.
-    let fresh = m
-        .refresh_for_read(Some(&b), Duration::from_millis(200))
-        .await;
-    assert!(
-        fresh.changes_behind > 0,
-        "B not folded while its fold holds the lock"
-    );
+    // With one lock for every depot, A's fold waited here for B's.
+    let folded = tokio::time::timeout(Duration::from_secs(5), m.fold_next_page(&a))
+        .await
+        .expect("A's fold waited for B's")
+        .unwrap();
+    assert_eq!(folded, (false, 1));
+    assert_eq!(m.freshness(Some(&a)).await.unwrap().changes_behind, 0);
+    // B's next fold waits its turn.
+    let waiting = tokio::time::timeout(Duration::from_millis(200), m.fold_next_page(&b)).await;
+    assert!(waiting.is_err(), "two folds of B at once");
     drop(held);
-    let fresh = m.refresh_for_read(Some(&b), Duration::from_secs(2)).await;
-    assert_eq!(fresh.changes_behind, 0);
+    assert_eq!(m.fold_next_page(&b).await.unwrap(), (false, 1));
+    assert_eq!(m.freshness(Some(&b)).await.unwrap().changes_behind, 0);
 }

@@ -228,6 +228,38 @@ mod cases {
         assert_eq!(both.new_changes, 1);
     }
 
+    /// What a record list applies on top of the materialised records: one type's
+    /// changes of one depot after a cursor, in order, bounded.
+    pub async fn type_changes_after_a_cursor<S: CloudStore + 'static>(s: &Arc<S>) {
+        let a = s.create_depot("A").await.unwrap().id;
+        let b = s.create_depot("B").await.unwrap().id;
+        let other = ChangeIn {
+            record_type: "assignment".into(),
+            ..change("blk-1", 7)
+        };
+        s.push(&a, 1, &[change("bus-1", 1), other, change("bus-2", 2)], &[])
+            .await
+            .unwrap();
+        s.push(&b, 1, &[change("bus-1", 9)], &[]).await.unwrap();
+        s.push(&a, 2, &[change("bus-1", 3)], &[]).await.unwrap();
+        let got = s
+            .type_changes_after(&a, "vehicle_status", 0, 100)
+            .await
+            .unwrap();
+        let want = [("bus-1", 1), ("bus-2", 2), ("bus-1", 3)]
+            .map(|(id, n)| (id.to_string(), change(id, n).change));
+        assert_eq!(
+            got, want,
+            "A's status changes in order; not B's, not assignments"
+        );
+        let first = s.pull(&a, 0, 100).await.unwrap()[0].cursor;
+        let after = s
+            .type_changes_after(&a, "vehicle_status", first, 1)
+            .await
+            .unwrap();
+        assert_eq!(after, want[1..2], "after the first, at most one");
+    }
+
     pub async fn pull_pages_in_order_exactly_once<S: CloudStore + 'static>(s: &Arc<S>) {
         let d = s.create_depot("D").await.unwrap().id;
         let all: Vec<ChangeIn> = (0..7).map(|n| change(&format!("bus-{n}"), n)).collect();
@@ -488,6 +520,7 @@ conformance!(
     push_is_idempotent,
     depots_are_isolated,
     pull_pages_in_order_exactly_once,
+    type_changes_after_a_cursor,
     cloud_changes_reach_only_their_depot,
     migrate_is_idempotent,
     sync_reports_feed_the_ops_view,

@@ -65,6 +65,8 @@ impl Cloud {
         let store = SqliteStore::open(&dir.join("cloud.db")).unwrap();
         store.migrate().await.unwrap();
         let state = AppState::new(Arc::new(store), Arc::from(ADMIN)).unwrap();
+        // The materialiser runs beside the API, as `serve` runs it.
+        tokio::spawn(state.materialiser.clone().run(CancellationToken::new()));
         let link_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let link_addr = link_listener.local_addr().unwrap();
         let link = serve(link_listener, state.clone(), tls.clone());

@@ -17,6 +17,7 @@ mod master;
 mod master_charging;
 mod ops;
 mod planning;
+mod record_list;
 mod records;
 mod sync;
 pub mod upload_sweep;

@@ -245,23 +245,24 @@ async fn day<S: CloudStore>(
         )));
     }
     KnownDepot::check(&*s.store, &depot).await?;
-    s.materialiser.catch_up().await?;
-    let store = &*s.store;
-    let of_day = |rows: Vec<(String, String)>| -> Vec<(String, serde_json::Value)> {
-        rows.into_iter()
-            .filter_map(|(id, f)| {
-                let v: serde_json::Value = serde_json::from_str(&f).ok()?;
-                (v["service_date"] == date.as_str()).then_some((id, v))
-            })
-            .collect()
-    };
-    let blocks = of_day(store.list_records(&depot, timetable::BLOCK_RECORD).await?);
+    // Up to every stored change, without waiting for the materialiser (it used to
+    // fold every depot's backlog first, which a reconnect storm made long).
+    let mut up_to_date = true;
+    let mut of_day =
+        async |record_type: &str| -> Result<Vec<(String, serde_json::Value)>, ApiError> {
+            let list = super::record_list::list_up_to_date(&s, &depot, record_type).await?;
+            up_to_date &= list.up_to_date;
+            Ok(list
+                .records
+                .into_iter()
+                .filter(|(_, v)| v["service_date"] == date.as_str())
+                .collect())
+        };
+    let blocks = of_day(timetable::BLOCK_RECORD).await?;
     let assignments: std::collections::HashMap<String, serde_json::Value> =
-        of_day(store.list_records(&depot, records::ASSIGNMENT).await?)
-            .into_iter()
-            .collect();
-    let signons = of_day(store.list_records(&depot, records::SIGNON).await?);
-    let mut events = of_day(store.list_records(&depot, records::DISPATCH_EVENT).await?);
+        of_day(records::ASSIGNMENT).await?.into_iter().collect();
+    let signons = of_day(records::SIGNON).await?;
+    let mut events = of_day(records::DISPATCH_EVENT).await?;
     events.sort_by_key(|(_, v)| v["at_ms"].as_i64().unwrap_or(0));
     let blocks: Vec<serde_json::Value> = blocks
         .into_iter()
@@ -287,5 +288,6 @@ async fn day<S: CloudStore>(
         "blocks": blocks,
         "signons": pack(signons),
         "events": pack(events),
+        "up_to_date": up_to_date,
     })))
 }

@@ -14,10 +14,6 @@ use super::{Admin, ApiError, AppState, KnownDepot, EDIT_STRIPES};
 use crate::materialise::Freshness;
 use crate::store::{ChangeIn, CloudStore, ReadModel, RecordKey};
 
-/// How long a list waits for the materialiser before it answers from the last
-/// materialised state (and says how far behind that is).
-const READ_FRESHNESS_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
-
 pub(super) fn routes<S: CloudStore + 'static>() -> Router<AppState<S>> {
     Router::new()
         .route(
@@ -224,24 +220,24 @@ async fn list_quarantine<S: ReadModel>(
     Ok(Json(serde_json::json!({ "quarantined": rows })))
 }
 
-/// Every record of one type at one depot, merged (the cloud's view of the depot).
+/// Every record of one type at one depot, merged up to every stored change (the
+/// cloud's view of the depot), without waiting for the materialiser or the writers.
 async fn list_records<S: CloudStore>(
     State(s): State<AppState<S>>,
     Path((_, record_type)): Path<(String, String)>,
     _: Admin,
     KnownDepot(depot): KnownDepot,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let fresh = s
-        .materialiser
-        .refresh_for_read(Some(&depot), READ_FRESHNESS_WAIT)
-        .await;
-    let mut records = Vec::new();
-    for (id, fields) in s.store.list_records(&depot, &record_type).await? {
-        let fields: serde_json::Value = serde_json::from_str(&fields)
-            .map_err(|e| ApiError::internal(format!("stored fields: {e}")))?;
-        records.push(serde_json::json!({ "record_id": id, "fields": fields }));
-    }
-    Ok(Json(
-        serde_json::json!({ "record_type": record_type, "records": records, "freshness": fresh }),
-    ))
+    let list = super::record_list::list_up_to_date(&s, &depot, &record_type).await?;
+    let records: Vec<serde_json::Value> = list
+        .records
+        .into_iter()
+        .map(|(id, fields)| serde_json::json!({ "record_id": id, "fields": fields }))
+        .collect();
+    Ok(Json(serde_json::json!({
+        "record_type": record_type,
+        "records": records,
+        "freshness": list.freshness,
+        "up_to_date": list.up_to_date,
+    })))
 }

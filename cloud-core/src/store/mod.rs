@@ -279,6 +279,17 @@ pub trait CloudStore: ReadModel {
         key: &RecordKey,
         cursor: i64,
     ) -> impl Future<Output = Result<Vec<Vec<u8>>, StoreError>> + Send;
+    /// A depot's changes of one record type stored after `cursor`, in cursor order, at
+    /// most `limit`, as (record id, change): with the materialised records of that
+    /// type, the list up to every stored change, read without waiting for the
+    /// materialiser or the writers.
+    fn type_changes_after(
+        &self,
+        depot: &str,
+        record_type: &str,
+        cursor: i64,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<(String, Vec<u8>)>, StoreError>> + Send;
     /// Stores an imported timetable (the zip as uploaded) and returns its id.
     fn save_timetable(
         &self,

@@ -27,7 +27,11 @@ pub async fn start() -> Cloud {
     let store = SqliteStore::open(&dir.path().join("cloud.db")).unwrap();
     store.migrate().await.unwrap();
     let store = Arc::new(store);
-    let app = router(AppState::new(store.clone(), Arc::from(ADMIN)).unwrap());
+    let state = AppState::new(store.clone(), Arc::from(ADMIN)).unwrap();
+    // The materialiser runs beside the API, as `serve` runs it.
+    let m = state.materialiser.clone();
+    tokio::spawn(m.run(tokio_util::sync::CancellationToken::new()));
+    let app = router(state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });

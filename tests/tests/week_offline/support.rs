@@ -153,3 +153,11 @@ pub(crate) fn report(ts: i64, soc: f64, lat: f64, lon: f64) -> serde_json::Value
         "Vehicle.Speed": 0.0,
     }})
 }
+
+/// The node's sync status, as the board's banner reads it (no session needed).
+pub(crate) async fn sync_status(node: &Node) -> serde_json::Value {
+    let url = format!("http://{}/api/v1/sync/status", node.http_addr);
+    let r = reqwest::get(url).await.unwrap();
+    assert!(r.status().is_success(), "sync status: {}", r.status());
+    r.json().await.unwrap()
+}

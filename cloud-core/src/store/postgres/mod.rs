@@ -488,4 +488,22 @@ impl CloudStore for PgStore {
             .await?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
+
+    async fn type_changes_after(
+        &self,
+        depot: &str,
+        record_type: &str,
+        cursor: i64,
+        limit: i64,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let rows = self
+            .r()
+            .await?
+            .query(
+                "SELECT record_id, change FROM changes WHERE depot = $1 AND cursor > $2 AND record_type = $3 ORDER BY cursor LIMIT $4",
+                &[&depot, &cursor, &record_type, &limit],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
 }

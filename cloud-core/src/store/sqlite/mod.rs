@@ -413,6 +413,26 @@ impl CloudStore for SqliteStore {
         })
         .await
     }
+
+    async fn type_changes_after(
+        &self,
+        depot: &str,
+        record_type: &str,
+        cursor: i64,
+        limit: i64,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let (depot, record_type) = (depot.to_string(), record_type.to_string());
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT record_id, change FROM changes WHERE depot = ?1 AND cursor > ?2 AND record_type = ?3 ORDER BY cursor LIMIT ?4",
+            )?;
+            let rows = st.query_map(params![depot, cursor, record_type, limit], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
 }
 
 /// Records the depot's newest change (the row just inserted) after a write that stored

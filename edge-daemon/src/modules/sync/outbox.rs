@@ -56,10 +56,19 @@ impl Backlog {
 
 /// What waits, cheaply: exact for changes (a small table); for stream rows the seq span
 /// corrected for the gaps the quota's thinning left ([`thinned`]: exact until pushes
-/// reach the thinned part, then within a row or so), and bytes from the newest 1,000 rows'
-/// average. Push, pull and the status route call this on every cycle, and a full scan
-/// of a million-row outbox would cost more than the push itself.
+/// reach the thinned part, then within a row or so), and bytes from the newest 1,000
+/// rows' average. Push, pull and the status route call this on every cycle, and a full
+/// scan of a million-row outbox would cost more than the push itself.
 pub fn backlog_estimate(c: &Connection) -> rusqlite::Result<Backlog> {
+    // One snapshot: what a quota pass noted and the seqs it describes must agree.
+    if c.is_autocommit() {
+        let tx = c.unchecked_transaction()?;
+        return estimate_in(&tx);
+    }
+    estimate_in(c)
+}
+
+fn estimate_in(c: &Connection) -> rusqlite::Result<Backlog> {
     let (changes, change_bytes, oldest_change_ms) = c.query_row(
         "SELECT count(*), coalesce(sum(length(change)), 0), min(created_ms) FROM sync_outbox",
         [],

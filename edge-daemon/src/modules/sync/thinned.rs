@@ -7,9 +7,11 @@
 //! oldest rows; seqs are never reused. So after a quota pass the outbox is, from the
 //! bottom: the rows of the batch in flight (below `from`, at most one batch, counted
 //! when asked; a gap may follow them), the thinned part [`from`, `upto`] holding `rows`
-//! rows (counted by the pass, which knows how many rows it left), and every seq above
-//! `upto`. As pushes take rows off the thinned part, the rows left in it are taken in
-//! proportion, which is exact to a row for the evenly spread gaps thinning makes.
+//! rows (counted by the pass, which knows how many rows it left; empty when the pass
+//! took everything above the batch), and every seq above `upto`. As pushes take rows
+//! off the thinned part, the rows left in it are taken in proportion, which is exact to
+//! a row for the evenly spread gaps thinning makes. An outbox thinned by a version
+//! before this one is estimated by its span (an upper bound) until the next pass.
 
 use rusqlite::{params, Connection, Transaction};
 
@@ -50,7 +52,6 @@ pub(super) fn note(
         params![sent],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )?;
-    // Nothing above the batch in flight: no gap above it either.
     let v = match (from, hi) {
         (Some(from), Some(hi)) => {
             // The part ends where thinning stopped, or just below `from` if it stopped
@@ -58,6 +59,16 @@ pub(super) fn note(
             let upto = upto.max(from - 1).min(hi);
             let rows = (rows_left - in_flight - (hi - upto)).max(0);
             format!("{from},{upto},{rows}")
+        }
+        (None, Some(_)) => {
+            // Everything above the batch in flight went: an empty part ending at the
+            // last seq ever given, so rows that come later are counted above the gap.
+            let last: i64 = tx.query_row(
+                "SELECT seq FROM sqlite_sequence WHERE name = 'sync_stream_outbox'",
+                [],
+                |r| r.get(0),
+            )?;
+            format!("{},{last},0", last + 1)
         }
         _ => String::new(),
     };

@@ -1,0 +1,67 @@
+//! The record list shows every stored change without the materialiser having folded
+//! it, and says when a depot is too far behind for one list to apply everything.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use garasi_sync_protocol::actor::{new_actor, Side};
+use garasi_sync_protocol::record::{FieldValue, Record};
+
+use super::{list_applying_at_most, list_up_to_date};
+use crate::api::AppState;
+use crate::store::sqlite::SqliteStore;
+use crate::store::{ChangeIn, CloudStore};
+
+fn status(record: &mut Record, id: &str, status: &str) -> ChangeIn {
+    let change = record
+        .set(&[("status", FieldValue::Text(status.into()))])
+        .unwrap()
+        .unwrap();
+    ChangeIn {
+        record_type: "vehicle_status".into(),
+        record_id: id.into(),
+        change,
+    }
+}
+
+#[tokio::test]
+async fn a_list_shows_changes_the_materialiser_has_not_folded() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("cloud.db")).unwrap();
+    store.migrate().await.unwrap();
+    let s = AppState::new(Arc::new(store), Arc::from("admin-token-for-tests")).unwrap();
+    let d = s.store.create_depot("D").await.unwrap().id;
+    let (mut bus1, mut bus2) = (
+        Record::new(new_actor(Side::Depot)),
+        Record::new(new_actor(Side::Depot)),
+    );
+    let c1 = status(&mut bus1, "bus-1", "in_service");
+    s.store.push(&d, 1, &[c1], &[]).await.unwrap();
+    // Nothing folded (no materialiser runs here): the list applies the change itself.
+    let list = list_up_to_date(&s, &d, "vehicle_status").await.unwrap();
+    assert!(list.freshness.changes_behind > 0, "nothing was folded");
+    assert!(list.up_to_date);
+    assert_eq!(list.records["bus-1"]["status"], "in_service");
+    // Folded, then a later change on top of the stored document, and a new record.
+    s.materialiser.catch_up().await.unwrap();
+    let c2 = status(&mut bus1, "bus-1", "in_maintenance");
+    let c3 = status(&mut bus2, "bus-2", "out_of_service");
+    s.store.push(&d, 2, &[c2, c3], &[]).await.unwrap();
+    let list = list_up_to_date(&s, &d, "vehicle_status").await.unwrap();
+    assert_eq!(list.records["bus-1"]["status"], "in_maintenance");
+    assert_eq!(list.records["bus-2"]["status"], "out_of_service");
+    // Other types are not shown in this list.
+    assert_eq!(list.records.len(), 2);
+    // Too far behind for one list: a prefix, and it says so.
+    let list = list_applying_at_most(&s, &d, "vehicle_status", 1)
+        .await
+        .unwrap();
+    assert!(!list.up_to_date);
+    assert_eq!(list.records["bus-1"]["status"], "in_maintenance");
+    assert!(!list.records.contains_key("bus-2"), "{:?}", list.records);
+    // Once folded, the stored fields alone say the same.
+    s.materialiser.catch_up().await.unwrap();
+    let list = list_up_to_date(&s, &d, "vehicle_status").await.unwrap();
+    assert_eq!(list.freshness.changes_behind, 0);
+    assert_eq!(list.records["bus-2"]["status"], "out_of_service");
+}
