@@ -52,6 +52,9 @@ pub struct AppState<S> {
     pub timetables: Arc<crate::timetable::Timetables>,
     /// Bounds concurrent batch decodes ([`CONCURRENT_DECODES`]).
     pub decodes: Arc<tokio::sync::Semaphore>,
+    /// Record lists applying unfolded changes at once ([`record_list`]); past it a list
+    /// answers with the materialised fields and says it is not up to date.
+    pub overlays: Arc<tokio::sync::Semaphore>,
     /// Serialises edits of one record ([`EDIT_STRIPES`]).
     pub edit_locks: Arc<Vec<tokio::sync::Mutex<()>>>,
     pub metrics: Arc<crate::metrics::CloudMetrics>,
@@ -92,6 +95,9 @@ impl<S: CloudStore> AppState<S> {
                 Some(metrics.clone()),
             )),
             decodes: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_DECODES)),
+            overlays: Arc::new(tokio::sync::Semaphore::new(
+                record_list::CONCURRENT_OVERLAYS,
+            )),
             edit_locks: Arc::new(
                 (0..EDIT_STRIPES)
                     .map(|_| tokio::sync::Mutex::new(()))
@@ -114,6 +120,7 @@ impl<S> Clone for AppState<S> {
             admin_token: self.admin_token.clone(),
             timetables: self.timetables.clone(),
             decodes: self.decodes.clone(),
+            overlays: self.overlays.clone(),
             edit_locks: self.edit_locks.clone(),
             metrics: self.metrics.clone(),
             limits: self.limits.clone(),

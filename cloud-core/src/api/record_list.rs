@@ -16,6 +16,10 @@ use crate::store::{CloudStore, RecordKey};
 /// Unfolded changes applied in memory per list, at most. Past this (a depot far
 /// behind), the list shows a prefix of them and says it is not up to date.
 const PENDING_LIMIT: i64 = 5_000;
+/// Lists applying unfolded changes at once (each may hold a page of changes and their
+/// documents). A list finding none free does not wait: it answers with the
+/// materialised fields and says it is not up to date.
+pub(super) const CONCURRENT_OVERLAYS: usize = 4;
 
 /// A listed type: visible fields by record id, in id order.
 pub(super) struct RecordList {
@@ -56,6 +60,13 @@ async fn list_applying_at_most<S: CloudStore>(
         });
     }
     s.materialiser.wake.notify_one();
+    let Ok(_permit) = s.overlays.clone().try_acquire_owned() else {
+        return Ok(RecordList {
+            records,
+            freshness,
+            up_to_date: false,
+        });
+    };
     let mut pending = s
         .store
         .type_changes_after(depot, record_type, freshness.materialised_cursor, limit + 1)
@@ -102,19 +113,21 @@ async fn list_applying_at_most<S: CloudStore>(
 }
 
 /// A record's visible fields with `changes` applied to its stored document: what the
-/// materialiser will save. A change that does not apply is left out, as the
-/// materialiser leaves it out (and quarantines it); `None` if the record shows nothing
-/// new (a stored document that no longer loads keeps its stored fields).
+/// materialiser will save (the same steps as its fold). All at once, and one by one
+/// only if that fails, leaving out a change that does not apply as the fold does (and
+/// quarantines it). `None` where the fold saves nothing: a stored document that no
+/// longer loads keeps its stored fields.
 fn apply(doc: Option<&[u8]>, changes: &[Vec<u8>]) -> Option<serde_json::Value> {
-    let mut record = match doc {
-        Some(bytes) => Record::load(bytes, new_actor(Side::Cloud)).ok()?,
-        None => Record::new(new_actor(Side::Cloud)),
+    let load = || match doc {
+        Some(bytes) => Record::load(bytes, new_actor(Side::Cloud)).ok(),
+        None => Some(Record::new(new_actor(Side::Cloud))),
     };
-    for change in changes {
-        let _ = record.apply(std::slice::from_ref(change));
-    }
-    if record.heads().is_empty() {
-        return None;
+    let mut record = load()?;
+    if record.apply(changes).is_err() {
+        record = load()?;
+        for change in changes {
+            let _ = record.apply(std::slice::from_ref(change));
+        }
     }
     serde_json::to_value(record.visible().ok()?).ok()
 }

@@ -62,7 +62,8 @@ impl Backlog {
 pub fn backlog_estimate(c: &Connection) -> rusqlite::Result<Backlog> {
     // One snapshot: what a quota pass noted and the seqs it describes must agree.
     if c.is_autocommit() {
-        let tx = c.unchecked_transaction()?;
+        // Deferred: a read, never the write lock (the writer's default is IMMEDIATE).
+        let tx = Transaction::new_unchecked(c, rusqlite::TransactionBehavior::Deferred)?;
         return estimate_in(&tx);
     }
     estimate_in(c)

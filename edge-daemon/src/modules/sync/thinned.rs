@@ -13,7 +13,7 @@
 //! a row for the evenly spread gaps thinning makes. An outbox thinned by a version
 //! before this one is estimated by its span (an upper bound) until the next pass.
 
-use rusqlite::{params, Connection, Transaction};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 const KEY: &str = "quota_thinned_part";
 
@@ -60,14 +60,17 @@ pub(super) fn note(
             let rows = (rows_left - in_flight - (hi - upto)).max(0);
             format!("{from},{upto},{rows}")
         }
-        (None, Some(_)) => {
+        (None, Some(hi)) => {
             // Everything above the batch in flight went: an empty part ending at the
             // last seq ever given, so rows that come later are counted above the gap.
-            let last: i64 = tx.query_row(
-                "SELECT seq FROM sqlite_sequence WHERE name = 'sync_stream_outbox'",
-                [],
-                |r| r.get(0),
-            )?;
+            let last: i64 = tx
+                .query_row(
+                    "SELECT seq FROM sqlite_sequence WHERE name = 'sync_stream_outbox'",
+                    [],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .unwrap_or(hi);
             format!("{},{last},0", last + 1)
         }
         _ => String::new(),
