@@ -228,11 +228,16 @@ mod cases {
         assert_eq!(both.new_changes, 1);
     }
 
-    /// What a record list applies on top of the materialised records: one type's
-    /// changes of one depot after a cursor, in order, bounded.
-    pub async fn type_changes_after_a_cursor<S: CloudStore + 'static>(s: &Arc<S>) {
+    /// What a record list reads in one statement: the position, the materialised
+    /// records (documents only of those with pending changes), and one type's
+    /// pending changes of one depot in order, bounded.
+    pub async fn list_snapshot_reads_records_and_pending_changes<S: CloudStore + 'static>(
+        s: &Arc<S>,
+    ) {
         let a = s.create_depot("A").await.unwrap().id;
         let b = s.create_depot("B").await.unwrap().id;
+        let empty = s.list_snapshot(&a, "vehicle_status", 10).await.unwrap();
+        assert_eq!(empty, garasi_cloud::store::ListSnapshot::default());
         let other = ChangeIn {
             record_type: "assignment".into(),
             ..change("blk-1", 7)
@@ -241,23 +246,40 @@ mod cases {
             .await
             .unwrap();
         s.push(&b, 1, &[change("bus-1", 9)], &[]).await.unwrap();
-        s.push(&a, 2, &[change("bus-1", 3)], &[]).await.unwrap();
-        let got = s
-            .type_changes_after(&a, "vehicle_status", 0, 100)
-            .await
-            .unwrap();
-        let want = [("bus-1", 1), ("bus-2", 2), ("bus-1", 3)]
-            .map(|(id, n)| (id.to_string(), change(id, n).change));
+        let snap = s.list_snapshot(&a, "vehicle_status", 100).await.unwrap();
+        let want =
+            [("bus-1", 1), ("bus-2", 2)].map(|(id, n)| (id.to_string(), change(id, n).change));
         assert_eq!(
-            got, want,
+            snap.pending, want,
             "A's status changes in order; not B's, not assignments"
         );
-        let first = s.pull(&a, 0, 100).await.unwrap()[0].cursor;
-        let after = s
-            .type_changes_after(&a, "vehicle_status", first, 1)
-            .await
-            .unwrap();
-        assert_eq!(after, want[1..2], "after the first, at most one");
+        assert_eq!(
+            (snap.materialised, snap.records.len()),
+            (0, 0),
+            "nothing folded"
+        );
+        assert!(snap.last > 0);
+        // Folded (the fake changes are quarantined, so records are saved with {}).
+        Materialiser::new(s.clone()).catch_up().await.unwrap();
+        s.push(&a, 2, &[change("bus-1", 3)], &[]).await.unwrap();
+        let snap = s.list_snapshot(&a, "vehicle_status", 1).await.unwrap();
+        assert_eq!(
+            snap.pending,
+            [("bus-1".to_string(), change("bus-1", 3).change)]
+        );
+        let ids: Vec<(&str, bool)> = snap
+            .records
+            .iter()
+            .map(|(id, _, doc)| (id.as_str(), doc.is_some()))
+            .collect();
+        assert_eq!(
+            ids,
+            [("bus-1", true), ("bus-2", false)],
+            "documents only where pending"
+        );
+        assert!(snap.materialised > 0 && snap.last > snap.materialised);
+        let none = s.list_snapshot(&a, "vehicle_status", 0).await.unwrap();
+        assert!(none.pending.is_empty() && none.records.iter().all(|r| r.2.is_none()));
     }
 
     pub async fn pull_pages_in_order_exactly_once<S: CloudStore + 'static>(s: &Arc<S>) {
@@ -520,7 +542,7 @@ conformance!(
     push_is_idempotent,
     depots_are_isolated,
     pull_pages_in_order_exactly_once,
-    type_changes_after_a_cursor,
+    list_snapshot_reads_records_and_pending_changes,
     cloud_changes_reach_only_their_depot,
     migrate_is_idempotent,
     sync_reports_feed_the_ops_view,

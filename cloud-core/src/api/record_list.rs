@@ -1,8 +1,10 @@
 //! A depot's records of one type up to every stored change, read without waiting: the
 //! materialised records, with the changes the materialiser has not folded yet applied
-//! in memory on top (read connections only). During a reconnect storm a list used to
-//! fold the depot's backlog first, through the writers every push was queueing on, and
-//! so waited for them; now it never does, and it still shows every stored change.
+//! in memory on top, all read in one statement on a read connection (one snapshot, and
+//! one round trip: with the cores saturated each round trip waits for one). During a
+//! reconnect storm a list used to fold the depot's backlog first, through the writers
+//! every push was queueing on; now it never waits for them and still shows every
+//! stored change.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -11,7 +13,7 @@ use garasi_sync_protocol::record::Record;
 
 use super::{ApiError, AppState};
 use crate::materialise::Freshness;
-use crate::store::{CloudStore, RecordKey};
+use crate::store::CloudStore;
 
 /// Unfolded changes applied in memory per list, at most. Past this (a depot far
 /// behind), the list shows a prefix of them and says it is not up to date.
@@ -44,64 +46,68 @@ async fn list_applying_at_most<S: CloudStore>(
     record_type: &str,
     limit: i64,
 ) -> Result<RecordList, ApiError> {
-    // Cursor first: records saved after it only make some changes apply twice (a no-op).
-    let freshness = s.materialiser.freshness(Some(depot)).await?;
+    // No overlay free: the materialised fields alone, read the same way.
+    let permit = s.overlays.clone().try_acquire_owned().ok();
+    let ask = if permit.is_some() { limit + 1 } else { 0 };
+    let snap = s.store.list_snapshot(depot, record_type, ask).await?;
+    let freshness = Freshness {
+        materialised_cursor: snap.materialised,
+        last_cursor: snap.last,
+        changes_behind: (snap.last - snap.materialised).max(0),
+    };
     let mut records = BTreeMap::new();
-    for (id, fields) in s.store.list_records(depot, record_type).await? {
+    let mut docs: HashMap<String, Vec<u8>> = HashMap::new();
+    for (id, fields, doc) in snap.records {
         let fields = serde_json::from_str(&fields)
             .map_err(|e| ApiError::internal(format!("stored fields: {e}")))?;
+        if let Some(doc) = doc {
+            docs.insert(id.clone(), doc);
+        }
         records.insert(id, fields);
     }
-    if freshness.changes_behind <= 0 {
+    if freshness.changes_behind == 0 {
         return Ok(RecordList {
             records,
             freshness,
-            up_to_date: freshness.changes_behind == 0,
+            up_to_date: true,
         });
     }
     s.materialiser.wake.notify_one();
-    let Ok(_permit) = s.overlays.clone().try_acquire_owned() else {
+    if permit.is_none() {
         return Ok(RecordList {
             records,
             freshness,
             up_to_date: false,
         });
-    };
-    let mut pending = s
-        .store
-        .type_changes_after(depot, record_type, freshness.materialised_cursor, limit + 1)
-        .await?;
+    }
+    let mut pending = snap.pending;
     let up_to_date = pending.len() as i64 <= limit;
     pending.truncate(usize::try_from(limit).unwrap_or(0));
-    let mut order: Vec<RecordKey> = Vec::new();
+    let mut order: Vec<String> = Vec::new();
     let mut by_id: HashMap<String, Vec<Vec<u8>>> = HashMap::new();
     for (id, change) in pending {
         by_id
             .entry(id.clone())
             .or_insert_with(|| {
-                order.push(RecordKey {
-                    depot: depot.into(),
-                    record_type: record_type.into(),
-                    record_id: id,
-                });
+                order.push(id);
                 Vec::new()
             })
             .push(change);
     }
-    let docs = s.store.load_records(&order).await?;
     // Automerge work off the async threads.
     let shown = tokio::task::spawn_blocking(move || {
         let mut shown = Vec::with_capacity(order.len());
-        for (key, doc) in order.into_iter().zip(docs) {
-            let changes = by_id.remove(&key.record_id).unwrap_or_default();
-            if let Some(fields) = apply(doc.as_deref(), &changes) {
-                shown.push((key.record_id, fields));
+        for id in order {
+            let changes = by_id.remove(&id).unwrap_or_default();
+            if let Some(fields) = apply(docs.get(&id).map(Vec::as_slice), &changes) {
+                shown.push((id, fields));
             }
         }
         shown
     })
     .await
     .map_err(|e| ApiError::internal(format!("applying unfolded changes: {e}")))?;
+    drop(permit);
     for (id, fields) in shown {
         records.insert(id, fields);
     }

@@ -138,6 +138,51 @@ pub struct ChangePosition {
     pub last: i64,
 }
 
+/// One depot's records of one type, read at one moment: what the materialiser has
+/// folded, and the changes it has not folded yet, so a reader can show every stored
+/// change without waiting for it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ListSnapshot {
+    /// The depot's materialised and newest cursor (0 and 0 if it never stored a change).
+    pub materialised: i64,
+    pub last: i64,
+    /// Materialised records by id: visible fields (JSON text), and the stored
+    /// document of those with pending changes.
+    pub records: Vec<(String, String, Option<Vec<u8>>)>,
+    /// Changes of the type after `materialised`, in cursor order: (record id, change).
+    pub pending: Vec<(String, Vec<u8>)>,
+}
+
+/// Decodes the rows of a backend's `LIST_SNAPSHOT` statement: (kind, id, fields,
+/// bytes, a, b) with kind 0 the position (a materialised, b last), 1 a record (bytes
+/// its document or none), 2 a pending change (bytes the change, a its cursor).
+pub(crate) type SnapshotRow = (
+    i64,
+    Option<String>,
+    Option<String>,
+    Option<Vec<u8>>,
+    Option<i64>,
+    Option<i64>,
+);
+
+pub(crate) fn snapshot_of(rows: Vec<SnapshotRow>) -> ListSnapshot {
+    let mut out = ListSnapshot::default();
+    let mut pending = Vec::new();
+    for (kind, id, fields, bytes, a, b) in rows {
+        match (kind, id) {
+            (0, _) => (out.materialised, out.last) = (a.unwrap_or(0), b.unwrap_or(0)),
+            (1, Some(id)) => out.records.push((id, fields.unwrap_or_default(), bytes)),
+            (2, Some(id)) => pending.push((a.unwrap_or(0), id, bytes.unwrap_or_default())),
+            _ => {}
+        }
+    }
+    // Byte order of ids on both stores (PostgreSQL's collation may differ).
+    out.records.sort_by(|x, y| x.0.cmp(&y.0));
+    pending.sort_by_key(|p| p.0);
+    out.pending = pending.into_iter().map(|(_, id, c)| (id, c)).collect();
+    out
+}
+
 /// Identifies one replicated record at the cloud.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RecordKey {
@@ -279,17 +324,15 @@ pub trait CloudStore: ReadModel {
         key: &RecordKey,
         cursor: i64,
     ) -> impl Future<Output = Result<Vec<Vec<u8>>, StoreError>> + Send;
-    /// A depot's changes of one record type stored after `cursor`, in cursor order, at
-    /// most `limit`, as (record id, change): with the materialised records of that
-    /// type, the list up to every stored change, read without waiting for the
-    /// materialiser or the writers.
-    fn type_changes_after(
+    /// A depot's records of one type as a list shows them, read in one statement (one
+    /// snapshot, one round trip: under load every round trip waits for a core): see
+    /// [`ListSnapshot`]. At most `limit` pending changes.
+    fn list_snapshot(
         &self,
         depot: &str,
         record_type: &str,
-        cursor: i64,
         limit: i64,
-    ) -> impl Future<Output = Result<Vec<(String, Vec<u8>)>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<ListSnapshot, StoreError>> + Send;
     /// Stores an imported timetable (the zip as uploaded) and returns its id.
     fn save_timetable(
         &self,

@@ -489,21 +489,31 @@ impl CloudStore for PgStore {
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
-    async fn type_changes_after(
+    async fn list_snapshot(
         &self,
         depot: &str,
         record_type: &str,
-        cursor: i64,
         limit: i64,
-    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    ) -> Result<ListSnapshot, StoreError> {
+        // The read pool, one statement: one snapshot and one round trip.
         let rows = self
             .r()
             .await?
-            .query(
-                "SELECT record_id, change FROM changes WHERE depot = $1 AND cursor > $2 AND record_type = $3 ORDER BY cursor LIMIT $4",
-                &[&depot, &cursor, &record_type, &limit],
-            )
+            .query(read::LIST_SNAPSHOT, &[&depot, &record_type, &limit])
             .await?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        Ok(crate::store::snapshot_of(
+            rows.iter()
+                .map(|r| {
+                    (
+                        i64::from(r.get::<_, i32>(0)),
+                        r.get(1),
+                        r.get(2),
+                        r.get(3),
+                        r.get(4),
+                        r.get(5),
+                    )
+                })
+                .collect(),
+        ))
     }
 }

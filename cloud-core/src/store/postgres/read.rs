@@ -147,3 +147,25 @@ impl PgStore {
 }
 
 crate::store::read::forward_read_model!(PgStore);
+
+/// [`ListSnapshot`](crate::store::ListSnapshot) in one statement: kind 0 the position,
+/// 1 a materialised record (its document only if it has pending changes), 2 a pending
+/// change with its cursor. $1 depot, $2 record type, $3 most pending changes.
+pub(super) const LIST_SNAPSHOT: &str = "
+WITH pos AS (
+  SELECT coalesce(p.cursor, 0) AS m, s.last AS l FROM depot_seq s
+  LEFT JOIN materialiser_pos p ON p.depot = s.depot WHERE s.depot = $1
+), pending AS (
+  SELECT cursor, record_id, change FROM changes
+   WHERE depot = $1 AND record_type = $2 AND cursor > coalesce((SELECT m FROM pos), 0)
+   ORDER BY cursor LIMIT $3
+)
+SELECT 0::int, NULL::text, NULL::text, NULL::bytea,
+       coalesce((SELECT m FROM pos), 0)::bigint, coalesce((SELECT l FROM pos), 0)::bigint
+UNION ALL
+SELECT 1, r.record_id, r.fields,
+       CASE WHEN EXISTS (SELECT 1 FROM pending q WHERE q.record_id = r.record_id) THEN r.doc END,
+       NULL, NULL
+  FROM records r WHERE r.depot = $1 AND r.record_type = $2
+UNION ALL
+SELECT 2, record_id, NULL, change, cursor, NULL FROM pending";

@@ -414,22 +414,27 @@ impl CloudStore for SqliteStore {
         .await
     }
 
-    async fn type_changes_after(
+    async fn list_snapshot(
         &self,
         depot: &str,
         record_type: &str,
-        cursor: i64,
         limit: i64,
-    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    ) -> Result<ListSnapshot, StoreError> {
         let (depot, record_type) = (depot.to_string(), record_type.to_string());
         self.read(move |c| {
-            let mut st = c.prepare_cached(
-                "SELECT record_id, change FROM changes WHERE depot = ?1 AND cursor > ?2 AND record_type = ?3 ORDER BY cursor LIMIT ?4",
-            )?;
-            let rows = st.query_map(params![depot, cursor, record_type, limit], |r| {
-                Ok((r.get(0)?, r.get(1)?))
+            let mut st = c.prepare_cached(read::LIST_SNAPSHOT)?;
+            let rows = st.query_map(params![depot, record_type, limit], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, Option<String>>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                    r.get::<_, Option<Vec<u8>>>(3)?,
+                    r.get::<_, Option<i64>>(4)?,
+                    r.get::<_, Option<i64>>(5)?,
+                ))
             })?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            let rows = rows.collect::<Result<Vec<_>, _>>()?;
+            Ok(super::snapshot_of(rows))
         })
         .await
     }
