@@ -46,10 +46,7 @@ async fn list_applying_at_most<S: CloudStore>(
     record_type: &str,
     limit: i64,
 ) -> Result<RecordList, ApiError> {
-    // No overlay free: the materialised fields alone, read the same way.
-    let permit = s.overlays.clone().try_acquire_owned().ok();
-    let ask = if permit.is_some() { limit + 1 } else { 0 };
-    let snap = s.store.list_snapshot(depot, record_type, ask).await?;
+    let snap = s.store.list_snapshot(depot, record_type, limit + 1).await?;
     let freshness = Freshness {
         materialised_cursor: snap.materialised,
         last_cursor: snap.last,
@@ -73,13 +70,14 @@ async fn list_applying_at_most<S: CloudStore>(
         });
     }
     s.materialiser.wake.notify_one();
-    if permit.is_none() {
+    // Applying is the costly part: no overlay free, the materialised fields alone.
+    let Ok(permit) = s.overlays.clone().try_acquire_owned() else {
         return Ok(RecordList {
             records,
             freshness,
             up_to_date: false,
         });
-    }
+    };
     let mut pending = snap.pending;
     let up_to_date = pending.len() as i64 <= limit;
     pending.truncate(usize::try_from(limit).unwrap_or(0));

@@ -495,11 +495,12 @@ impl CloudStore for PgStore {
         record_type: &str,
         limit: i64,
     ) -> Result<ListSnapshot, StoreError> {
-        // The read pool, one statement: one snapshot and one round trip.
-        let rows = self
-            .r()
-            .await?
-            .query(read::LIST_SNAPSHOT, &[&depot, &record_type, &limit])
+        // The read pool, one statement: one snapshot, and one round trip once the
+        // connection has it prepared.
+        let client = self.r().await?;
+        let statement = client.prepare_cached(read::LIST_SNAPSHOT).await?;
+        let rows = client
+            .query(&statement, &[&depot, &record_type, &limit])
             .await?;
         Ok(crate::store::snapshot_of(
             rows.iter()
