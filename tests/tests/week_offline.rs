@@ -1,10 +1,11 @@
 //! Issue 14, acceptance 6: a depot a week away from the cloud, then the drain.
 //!
-//! The cloud publishes the week's timetable, vehicles, device credentials and a
-//! dispatcher; then the depot's link is cut for seven days of a simulated clock (the
+//! The cloud publishes the week's timetable, vehicles, device credentials, drivers and
+//! a dispatcher; then the depot's link is cut for seven days of a simulated clock (the
 //! seven days after today, which the cloud's plan window holds). Each day, at the real
 //! node: buses report their charge from the yard over MQTT, the dispatcher auto-assigns
-//! the day's ten blocks through the HTTP API (planned), and every assigned bus leaves
+//! the day's ten blocks and puts a driver and a bay on each through the HTTP API
+//! (planned), and every assigned bus leaves
 //! the yard geofence at its block's pull-out and comes back after its pull-in (run: the
 //! node records both from the buses' positions). Meanwhile 30 buses report every 5 s
 //! (3,628,800 samples, written straight into the outbox through the node's own store:
@@ -41,6 +42,16 @@ const REPORT_EVERY_MS: i64 = 5_000;
 const QUOTA_MIB: u64 = 24;
 const DAY_MS: i64 = 86_400_000;
 const DISPATCHER: &str = "disp-week";
+
+/// What a block's day at the depot was: its bus and driver (assigned by the
+/// dispatcher), its bay, and when the bus left and came back.
+struct Run {
+    bus: String,
+    driver: String,
+    bay: String,
+    out: i64,
+    back: i64,
+}
 
 fn sample(bus: usize, ts_ms: i64) -> Vec<u8> {
     TelemetrySampleV1 {
@@ -89,8 +100,8 @@ async fn write_hour(store: &Store, h0: i64, hour: i64) -> u64 {
     (3_600_000 / REPORT_EVERY_MS) as u64 * BUSES as u64
 }
 
-/// Sets up the cloud side before the outage: vehicles, devices (returns their
-/// passwords), the dispatcher, the week's plan. Returns the bus passwords.
+/// Sets up the cloud side before the outage: vehicles, devices, drivers, the week's
+/// plan. Returns the bus passwords.
 async fn master_data(cloud: &Cloud, depot: &str, first: jiff::civil::Date) -> Vec<String> {
     let mut passwords = Vec::new();
     for b in 0..BUSES {
@@ -108,6 +119,12 @@ async fn master_data(cloud: &Cloud, depot: &str, first: jiff::civil::Date) -> Ve
         )
         .await;
         passwords.push(d["password"].as_str().unwrap().to_string());
+    }
+    // A driver per block of a day (drv-0 to drv-9).
+    for k in 0..BLOCKS {
+        let path = format!("/api/v1/admin/depots/{depot}/people/drv-{k}");
+        let body = serde_json::json!({"name": format!("Driver {k}"), "roles": ["driver"], "pin": format!("{}", 5100 + k * 7)});
+        admin(cloud, Method::PUT, &path, body, None).await;
     }
     let last = first.checked_add(jiff::Span::new().days(DAYS)).unwrap();
     let (f, l) = (first.strftime("%Y%m%d"), last.strftime("%Y%m%d"));
@@ -133,15 +150,15 @@ async fn master_data(cloud: &Cloud, depot: &str, first: jiff::civil::Date) -> Ve
     passwords
 }
 
-/// A dispatch day at the node: charge reported from the yard, the day auto-assigned,
-/// each assigned bus out through the geofence and back. Returns what the depot
-/// recorded per block: (vehicle, pull-out ms, pull-in ms); and the MQTT samples sent.
+/// A dispatch day at the node: charge reported from the yard, the day auto-assigned, a
+/// driver and a bay put on each block, each assigned bus out through the geofence and
+/// back. Returns what the depot recorded per block, and the MQTT samples sent.
 async fn dispatch_day(
     node: &garasi_edge::node::Node,
     date: &str,
     d0: i64,
     passwords: &[String],
-) -> (BTreeMap<String, (String, i64, i64)>, u64) {
+) -> (BTreeMap<String, Run>, u64) {
     let edge = Edge::sign_in(
         node,
         DISPATCHER,
@@ -166,7 +183,8 @@ async fn dispatch_day(
     })
     .await;
     let plan = edge
-        .post(
+        .write(
+            Method::POST,
             &format!("{path}/auto-assign"),
             serde_json::json!({"apply": true}),
         )
@@ -178,7 +196,12 @@ async fn dispatch_day(
     );
     let day = edge.get(&path).await;
     let mut expected = BTreeMap::new();
-    for b in day["blocks"].as_array().unwrap() {
+    for (k, b) in day["blocks"].as_array().unwrap().iter().enumerate() {
+        let id = b["id"].as_str().unwrap().to_string();
+        let (driver, bay) = (format!("drv-{k}"), format!("B{k}"));
+        let body = serde_json::json!({"driver": driver, "bay": bay});
+        edge.write(Method::PUT, &format!("{path}/blocks/{id}/assignment"), body)
+            .await;
         let bus = b["assignment"]["vehicle"].as_str().unwrap().to_string();
         let pw = &passwords[bus[4..].parse::<usize>().unwrap()];
         let (out, back) = (
@@ -188,7 +211,16 @@ async fn dispatch_day(
         let away = report(out, 90.0, YARD.0 + 0.01, YARD.1);
         mqtt::publish(mqtt, &bus, pw, "telemetry", away).await;
         mqtt::publish(mqtt, &bus, pw, "telemetry", yard(back)).await;
-        expected.insert(b["id"].as_str().unwrap().to_string(), (bus, out, back));
+        expected.insert(
+            id,
+            Run {
+                bus,
+                driver,
+                bay,
+                out,
+                back,
+            },
+        );
     }
     eventually(
         "every block's pull-out and pull-in are recorded",
@@ -196,10 +228,11 @@ async fn dispatch_day(
             let day = edge.get(&path).await;
             day["blocks"].as_array().unwrap().iter().all(|b| {
                 let a = &b["assignment"];
-                let (bus, out, back) = &expected[b["id"].as_str().unwrap()];
-                a["vehicle"] == bus.as_str()
-                    && a["pull_out_actual_ms"] == *out
-                    && a["pull_in_actual_ms"] == *back
+                let run = &expected[b["id"].as_str().unwrap()];
+                a["vehicle"] == run.bus.as_str()
+                    && a["driver"] == run.driver.as_str()
+                    && a["pull_out_actual_ms"] == run.out
+                    && a["pull_in_actual_ms"] == run.back
             })
         },
     )
@@ -248,11 +281,15 @@ async fn a_week_offline_then_every_record_and_every_kept_sample_arrives_once() {
         &format!("{DISPATCHER} password for tests"),
     )
     .await;
-    eventually("the week's plan and the fleet reach the depot", || async {
-        let v = edge.get(&format!("/api/v1/dispatch/days/{last}")).await;
-        v["blocks"].as_array().map(Vec::len) == Some(BLOCKS)
-            && v["vehicles"].as_array().map(Vec::len) == Some(BUSES)
-    })
+    eventually(
+        "the week's plan, the fleet and the drivers reach the depot",
+        || async {
+            let v = edge.get(&format!("/api/v1/dispatch/days/{last}")).await;
+            v["blocks"].as_array().map(Vec::len) == Some(BLOCKS)
+                && v["vehicles"].as_array().map(Vec::len) == Some(BUSES)
+                && v["drivers"].as_array().map(Vec::len) == Some(BLOCKS)
+        },
+    )
     .await;
 
     // ---- The link is cut for the week.
@@ -383,7 +420,7 @@ async fn check_cloud(
     cloud: &Cloud,
     depot: &str,
     kept: &BTreeSet<i64>,
-    expected: &BTreeMap<String, (String, i64, i64)>,
+    expected: &BTreeMap<String, Run>,
 ) {
     let store = cloud.state.store.clone();
     let mut at_cloud = Vec::new();
@@ -436,11 +473,13 @@ async fn check_cloud(
         2 * expected.len(),
         "a pull-out and a pull-in per block"
     );
-    for (block, (bus, out, back)) in expected {
+    for (block, run) in expected {
         let a = &assignments[block];
-        assert_eq!(a["vehicle"], bus.as_str(), "{block}: {a}");
+        assert_eq!(a["vehicle"], run.bus.as_str(), "{block}: {a}");
+        assert_eq!(a["driver"], run.driver.as_str(), "{block}: {a}");
+        assert_eq!(a["bay"], run.bay.as_str(), "{block}: {a}");
         assert_eq!(a["assigned_by"], DISPATCHER, "{block}: {a}");
-        assert_eq!(a["pull_out_actual_ms"], *out, "{block}: {a}");
-        assert_eq!(a["pull_in_actual_ms"], *back, "{block}: {a}");
+        assert_eq!(a["pull_out_actual_ms"], run.out, "{block}: {a}");
+        assert_eq!(a["pull_in_actual_ms"], run.back, "{block}: {a}");
     }
 }

@@ -128,10 +128,16 @@ impl Edge {
         r.json().await.unwrap()
     }
 
-    pub(crate) async fn post(&self, path: &str, body: serde_json::Value) -> serde_json::Value {
+    /// A write (`POST`, `PUT`) with a JSON body; asserts success.
+    pub(crate) async fn write(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: serde_json::Value,
+    ) -> serde_json::Value {
         let r = self
             .http
-            .post(format!("{}{path}", self.base))
+            .request(method.clone(), format!("{}{path}", self.base))
             .bearer_auth(&self.token)
             .json(&body)
             .send()
@@ -139,7 +145,7 @@ impl Edge {
             .unwrap();
         let status = r.status();
         let v: serde_json::Value = r.json().await.unwrap_or_default();
-        assert!(status.is_success(), "POST {path}: {status} {v}");
+        assert!(status.is_success(), "{method} {path}: {status} {v}");
         v
     }
 }
