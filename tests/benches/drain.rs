@@ -154,15 +154,7 @@ async fn raw_insert(backend: &Backend, samples: usize) -> f64 {
             t.elapsed().as_secs_f64()
         }
         Backend::Postgres(conn, schema) => {
-            let (client, connection) = tokio_postgres::connect(conn, tokio_postgres::NoTls)
-                .await
-                .unwrap();
-            tokio::spawn(connection);
-            let raw = format!("{schema}_raw");
-            client.batch_execute(&format!("DROP SCHEMA IF EXISTS {raw} CASCADE; CREATE SCHEMA {raw}; SET search_path TO {raw};
-                CREATE TABLE stream_rows (depot TEXT NOT NULL, stream TEXT NOT NULL, seq BIGINT NOT NULL, ts_ms BIGINT NOT NULL,
-                  payload BYTEA NOT NULL, PRIMARY KEY (depot, stream, seq));
-                CREATE INDEX stream_rows_time ON stream_rows (depot, ts_ms);")).await.unwrap();
+            let (client, raw) = support::raw_reference(conn, schema).await;
             let t = Instant::now();
             for chunk in rows.chunks(REF_BATCH) {
                 let seqs: Vec<i64> = chunk.iter().map(|r| r.0).collect();

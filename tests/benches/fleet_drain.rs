@@ -367,15 +367,7 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
 /// The references: the same rows as one raw stream into PostgreSQL, in batches of 20,000,
 /// by `INSERT ... SELECT FROM unnest` and by binary COPY: (rows/s, rows/s).
 async fn raw_postgres(conn: &str, schema: &str, rows: usize) -> (f64, f64) {
-    let (client, connection) = tokio_postgres::connect(conn, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    let raw = format!("{schema}_raw");
-    client.batch_execute(&format!("DROP SCHEMA IF EXISTS {raw} CASCADE; CREATE SCHEMA {raw}; SET search_path TO {raw};
-        CREATE TABLE stream_rows (depot TEXT NOT NULL, stream TEXT NOT NULL, seq BIGINT NOT NULL, ts_ms BIGINT NOT NULL,
-          payload BYTEA NOT NULL, PRIMARY KEY (depot, stream, seq));
-        CREATE INDEX stream_rows_time ON stream_rows (depot, ts_ms);")).await.unwrap();
+    let (client, raw) = support::raw_reference(conn, schema).await;
     let t = Instant::now();
     for start in (0..rows).step_by(20_000) {
         let end = (start + 20_000).min(rows);

@@ -160,3 +160,19 @@ pub fn main_with<F: std::future::Future<Output = ()>>(
 pub async fn get_text(http: &reqwest::Client, url: String) -> String {
     http.get(url).send().await.unwrap().text().await.unwrap()
 }
+
+/// A connection to PostgreSQL with a fresh schema `{schema}_raw` holding a bare
+/// `stream_rows` table keyed like the store's, on the search path: where the benches'
+/// raw references write. Returns the client and the schema's name.
+pub async fn raw_reference(conn: &str, schema: &str) -> (tokio_postgres::Client, String) {
+    let (client, connection) = tokio_postgres::connect(conn, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let raw = format!("{schema}_raw");
+    client.batch_execute(&format!("DROP SCHEMA IF EXISTS {raw} CASCADE; CREATE SCHEMA {raw}; SET search_path TO {raw};
+        CREATE TABLE stream_rows (depot TEXT NOT NULL, stream TEXT NOT NULL, seq BIGINT NOT NULL, ts_ms BIGINT NOT NULL,
+          payload BYTEA NOT NULL, PRIMARY KEY (depot, stream, seq));
+        CREATE INDEX stream_rows_time ON stream_rows (depot, ts_ms);")).await.unwrap();
+    (client, raw)
+}
