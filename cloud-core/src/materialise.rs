@@ -66,6 +66,16 @@ pub struct Freshness {
 }
 
 impl Freshness {
+    /// Of one depot whose changes are folded up to `materialised` and stored up to
+    /// `last`.
+    pub fn at(materialised: i64, last: i64) -> Freshness {
+        Freshness {
+            materialised_cursor: materialised,
+            last_cursor: last,
+            changes_behind: (last - materialised).max(0),
+        }
+    }
+
     fn of(positions: &[ChangePosition]) -> Freshness {
         let (m, l) = positions.iter().fold((0i64, 0i64), |(m, l), p| {
             (m.saturating_add(p.materialised), l.saturating_add(p.last))

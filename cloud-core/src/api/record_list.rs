@@ -47,11 +47,7 @@ async fn list_applying_at_most<S: CloudStore>(
     limit: i64,
 ) -> Result<RecordList, ApiError> {
     let snap = s.store.list_snapshot(depot, record_type, limit + 1).await?;
-    let freshness = Freshness {
-        materialised_cursor: snap.materialised,
-        last_cursor: snap.last,
-        changes_behind: (snap.last - snap.materialised).max(0),
-    };
+    let freshness = Freshness::at(snap.materialised, snap.last);
     let mut records = BTreeMap::new();
     let mut docs: HashMap<String, Vec<u8>> = HashMap::new();
     for (id, fields, doc) in snap.records {
