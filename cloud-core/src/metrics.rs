@@ -1,8 +1,12 @@
 //! The cloud's Prometheus metrics: what sync refused (by reason), what the materialiser
-//! quarantined, what the server's limits refused (by reason) and its open connections.
+//! quarantined, what the server's limits refused (by reason), its open connections and
+//! how long each route takes to answer.
 //! Labels are low-cardinality (no depot or record ids, no addresses).
 
-use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
 
 pub struct CloudMetrics {
     registry: Registry,
@@ -17,6 +21,8 @@ pub struct CloudMetrics {
     refusals: IntCounterVec,
     /// Connections open now.
     pub connections: IntGauge,
+    /// Time to a response's head, by method and route template (`api::timing`).
+    pub requests: HistogramVec,
 }
 
 impl CloudMetrics {
@@ -41,16 +47,28 @@ impl CloudMetrics {
             &["reason"],
         )?;
         let connections = IntGauge::new("garasi_cloud_connections", "Connections open now")?;
+        let requests = HistogramVec::new(
+            HistogramOpts::new(
+                "garasi_cloud_http_request_seconds",
+                "Time from a request's arrival at the router to its response head, by route",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+            &["method", "route"],
+        )?;
         registry.register(Box::new(sync_refused.clone()))?;
         registry.register(Box::new(quarantined.clone()))?;
         registry.register(Box::new(refusals.clone()))?;
         registry.register(Box::new(connections.clone()))?;
+        registry.register(Box::new(requests.clone()))?;
         Ok(CloudMetrics {
             registry,
             sync_refused,
             quarantined,
             refusals,
             connections,
+            requests,
         })
     }
 

@@ -371,3 +371,47 @@ async fn ops_view_and_master_data() {
         .unwrap();
     assert_eq!(r.status(), 404);
 }
+
+/// Each request is timed under its route's template: a record view of a depot is counted
+/// under `{depot}`, never under the depot's id (labels stay few and say nothing of whom).
+#[tokio::test]
+async fn request_times_are_labelled_by_route_template_not_by_id() {
+    let c = start().await;
+    let (a, _) = c.depot("A").await;
+    for _ in 0..3 {
+        let r = c
+            .http
+            .get(format!(
+                "{}/api/v1/admin/depots/{a}/records/vehicle_status",
+                c.base
+            ))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let text = c
+        .http
+        .get(format!("{}/metrics", c.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let count = |route: &str| -> f64 {
+        let key =
+            format!("garasi_cloud_http_request_seconds_count{{method=\"GET\",route=\"{route}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(key.as_str()))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    assert_eq!(
+        count("/api/v1/admin/depots/{depot}/records/{record_type}"),
+        3.0,
+        "{text}"
+    );
+    assert!(!text.contains(&a), "a depot id reached a label: {text}");
+}

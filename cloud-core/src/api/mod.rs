@@ -4,7 +4,8 @@
 //! `planning` (timetables, plans, people, a depot's day: admin), `credentials` (rotating and revoking depot, device and admin credentials:
 //! admin), `ops` (health, metrics, telemetry). `auth` holds the extractors that
 //! authenticate a request (`Admin`, `Depot`, `KnownDepot`); `error` the one error type;
-//! `body` what a request body may be before a handler reads it; `limits` the settings.
+//! `body` what a request body may be before a handler reads it; `limits` the settings;
+//! `timing` each route's answer time.
 //! Route paths stay string literals in `.route` calls (no nesting): the tidy test checks
 //! them against `schemas/cloud-openapi.json`.
 
@@ -20,6 +21,7 @@ mod planning;
 mod record_list;
 mod records;
 mod sync;
+mod timing;
 pub mod upload_sweep;
 
 use std::sync::Arc;
@@ -132,10 +134,11 @@ impl<S> Clone for AppState<S> {
 }
 
 /// The whole API: every area's routes, the JSON body limit on all of them (enrolment
-/// lowers it; push and timetable upload read their own bodies), and the body guard in
-/// front of them all.
+/// lowers it; push and timetable upload read their own bodies), the body guard in
+/// front of them all and the timing of each (`timing`) in front of that.
 pub fn router<S: CloudStore + 'static>(state: AppState<S>) -> Router {
     let guard = axum::middleware::from_fn_with_state(state.clone(), body::guard::<S>);
+    let timed = axum::middleware::from_fn_with_state(state.clone(), timing::observe::<S>);
     Router::new()
         .merge(ops::routes::<S>())
         .merge(records::routes::<S>())
@@ -146,5 +149,6 @@ pub fn router<S: CloudStore + 'static>(state: AppState<S>) -> Router {
         .merge(sync::routes::<S>())
         .layer(DefaultBodyLimit::max(state.limits.json_body_bytes))
         .layer(guard)
+        .layer(timed)
         .with_state(state)
 }
