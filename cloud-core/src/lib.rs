@@ -11,6 +11,7 @@
 
 pub mod admin_token;
 pub mod api;
+pub mod bulk;
 pub mod cli;
 pub mod gtfs;
 pub mod http;

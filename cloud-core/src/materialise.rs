@@ -197,7 +197,8 @@ impl<S: CloudStore> Materialiser<S> {
         }
         let docs = self.store.load_records(&order).await?;
         let now = crate::store::now_ms();
-        // CPU work (automerge) off the async threads, split across the cores.
+        // CPU work (automerge) off the async threads, split across the cores, at the
+        // bulk priority (requests first).
         let workers = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
             .min(8);
@@ -214,7 +215,7 @@ impl<S: CloudStore> Materialiser<S> {
             let part_changes: HashMap<RecordKey, Vec<(i64, Vec<u8>)>> =
                 part.iter().filter_map(|k| by_key.remove_entry(k)).collect();
             let actor = self.actor.clone();
-            jobs.push(tokio::task::spawn_blocking(move || {
+            jobs.push(crate::bulk::spawn_blocking(move || {
                 fold(part, part_docs, part_changes, actor, now)
             }));
         }

@@ -30,6 +30,8 @@ pub struct ApiLimits {
     pub push_budget_bytes: usize,
     /// How long a new enrolment token can be used.
     pub enrolment_ttl: Duration,
+    /// Pushes stored at once (the others wait, their bodies within the push budget).
+    pub concurrent_pushes: usize,
     /// Where uploads are kept while they are imported (the system's temporary
     /// directory when None).
     pub upload_dir: Option<std::path::PathBuf>,
@@ -45,9 +47,17 @@ impl Default for ApiLimits {
             json_budget_bytes: 32 * 1024 * 1024,
             push_budget_bytes: 4 * PUSH_BODY_BYTES,
             enrolment_ttl: Duration::from_secs(7 * 24 * 3600),
+            concurrent_pushes: default_concurrent_pushes(),
             upload_dir: None,
         }
     }
+}
+
+/// Twice the cores, at least 4: a store waits on the database's WAL flush and the
+/// network for part of its time, so a few more than the cores keep them busy; more only
+/// queue for the CPU, and a person's read queues behind each of them.
+fn default_concurrent_pushes() -> usize {
+    std::thread::available_parallelism().map_or(4, |n| (2 * n.get()).clamp(4, 64))
 }
 
 /// Permits (KiB, at least 1) a body of `bytes` takes from a byte budget.

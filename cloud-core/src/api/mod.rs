@@ -54,6 +54,8 @@ pub struct AppState<S> {
     pub timetables: Arc<crate::timetable::Timetables>,
     /// Bounds concurrent batch decodes ([`CONCURRENT_DECODES`]).
     pub decodes: Arc<tokio::sync::Semaphore>,
+    /// Bounds pushes being stored at once ([`ApiLimits::concurrent_pushes`]).
+    pub stores: Arc<tokio::sync::Semaphore>,
     /// Record lists applying unfolded changes at once ([`record_list`]); past it a list
     /// answers with the materialised fields and says it is not up to date.
     pub overlays: Arc<tokio::sync::Semaphore>,
@@ -97,6 +99,7 @@ impl<S: CloudStore> AppState<S> {
                 Some(metrics.clone()),
             )),
             decodes: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_DECODES)),
+            stores: Arc::new(tokio::sync::Semaphore::new(limits.concurrent_pushes.max(1))),
             overlays: Arc::new(tokio::sync::Semaphore::new(
                 record_list::CONCURRENT_OVERLAYS,
             )),
@@ -122,6 +125,7 @@ impl<S> Clone for AppState<S> {
             admin_token: self.admin_token.clone(),
             timetables: self.timetables.clone(),
             decodes: self.decodes.clone(),
+            stores: self.stores.clone(),
             overlays: self.overlays.clone(),
             edit_locks: self.edit_locks.clone(),
             metrics: self.metrics.clone(),

@@ -87,7 +87,7 @@ async fn push<S: CloudStore>(
             .await
             .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting down"))?;
         let authenticated = depot.clone();
-        tokio::task::spawn_blocking(move || {
+        crate::bulk::spawn_blocking(move || {
             let _permit = permit;
             push_check::check(&body, &authenticated)
         })
@@ -116,7 +116,16 @@ async fn push<S: CloudStore>(
             "the depot's secret was revoked or replaced while the push arrived: enrol again",
         ));
     }
-    let out = s.store.push(&depot, batch_seq, &changes, &rows).await?;
+    // Stores at once are bounded: past the cores, more transactions only queue for
+    // them, and every one queued is one more a person's read waits behind.
+    let out = {
+        let _store = s
+            .stores
+            .acquire()
+            .await
+            .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting down"))?;
+        s.store.push(&depot, batch_seq, &changes, &rows).await?
+    };
     s.store.record_sync(&depot, sync_report(&headers)).await?;
     if out.new_changes > 0 {
         s.materialiser.wake.notify_one();

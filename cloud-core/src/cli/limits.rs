@@ -93,6 +93,10 @@ pub(super) struct ServeLimitArgs {
     /// Hours a new enrolment token works (a request may ask for 1 s to 30 days).
     #[arg(long, env = "GARASI_CLOUD_ENROLMENT_TTL_HOURS", default_value_t = secs(ApiLimits::default().enrolment_ttl) / 3600)]
     enrolment_ttl_hours: u64,
+    /// Pushes stored at once [default: twice the cores, at least 4]; with the database on
+    /// a bigger machine, up to the write pool's size (GARASI_CLOUD_PG_WRITE_CONNECTIONS).
+    #[arg(long, env = "GARASI_CLOUD_CONCURRENT_PUSHES")]
+    concurrent_pushes: Option<usize>,
     /// Where timetable uploads are kept while imported [default: the system's temp dir].
     #[arg(long, env = "GARASI_CLOUD_UPLOAD_DIR")]
     upload_dir: Option<PathBuf>,
@@ -123,6 +127,9 @@ impl ServeLimitArgs {
             json_budget_bytes: self.json_body_budget_bytes,
             push_budget_bytes: self.push_body_budget_bytes,
             enrolment_ttl: Duration::from_secs(self.enrolment_ttl_hours * 3600),
+            concurrent_pushes: self
+                .concurrent_pushes
+                .unwrap_or(ApiLimits::default().concurrent_pushes),
             upload_dir: self.upload_dir.clone(),
         }
     }
@@ -143,6 +150,9 @@ impl ServeLimitArgs {
         positive(self.body_timeout_s, "--body-timeout-s");
         positive(self.upload_timeout_s, "--upload-timeout-s");
         positive(self.enrolment_ttl_hours, "--enrolment-ttl-hours");
+        if let Some(n) = self.concurrent_pushes {
+            positive(n as u64, "--concurrent-pushes");
+        }
         if self.enrolment_ttl_hours > 30 * 24 {
             out.push("--enrolment-ttl-hours must be at most 720 (30 days)".into());
         }

@@ -88,15 +88,37 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
+        self.call_on(false, f).await
+    }
+
+    /// [`Self::call`] on a bulk thread (`crate::bulk`): pushes, so that storing a
+    /// reconnect storm's batches leaves the cores to the readers first. (An admin write
+    /// waiting for the writer meanwhile waits for a push at that priority.)
+    async fn call_bulk<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.call_on(true, f).await
+    }
+
+    async fn call_on<T: Send + 'static>(
+        &self,
+        bulk: bool,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
         let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
+        let job = move || {
             // parking_lot: a panic in an earlier call cannot poison the connection lock
             // (rusqlite rolls back an unfinished transaction when it is dropped).
             let mut c = conn.lock();
             f(&mut c)
-        })
-        .await
-        .map_err(|e| StoreError::Task(e.to_string()))?
+        };
+        let task = if bulk {
+            crate::bulk::spawn_blocking(job)
+        } else {
+            tokio::task::spawn_blocking(job)
+        };
+        task.await.map_err(|e| StoreError::Task(e.to_string()))?
     }
 }
 
@@ -166,7 +188,7 @@ impl CloudStore for SqliteStore {
         rows: &[StreamRowIn],
     ) -> Result<PushOutcome, StoreError> {
         let (depot, changes, rows) = (depot.to_string(), changes.to_vec(), rows.to_vec());
-        self.call(move |c| {
+        self.call_bulk(move |c| {
             let tx = c.transaction()?;
             let now = now_ms();
             let fresh = tx.execute("INSERT OR IGNORE INTO batches (depot, batch_seq, received_ms) VALUES (?1, ?2, ?3)", params![depot, batch_seq, now])?;
