@@ -400,6 +400,11 @@ mod cases {
             (d[1].id.as_str(), d[1].enrolled, d[1].last_sync_ms),
             (b.id.as_str(), false, None)
         );
+        // The look-up every admin route of a depot makes.
+        assert!(s.depot_exists(&a.id).await.unwrap());
+        assert!(s.depot_exists(&b.id).await.unwrap());
+        assert!(!s.depot_exists("no-such-depot").await.unwrap());
+        assert!(!s.depot_exists(&a.id.to_uppercase()).await.unwrap());
     }
 
     pub async fn materialiser_folds_every_change_once<S: CloudStore + 'static>(s: &Arc<S>) {

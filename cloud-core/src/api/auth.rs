@@ -100,7 +100,7 @@ impl KnownDepot {
     /// The same check for handlers that validate their body first (a bad body is a 400
     /// even for an unknown depot), so it cannot run as an extractor there.
     pub async fn check(store: &impl ReadModel, depot: &str) -> Result<KnownDepot, ApiError> {
-        if store.depots().await?.iter().any(|d| d.id == depot) {
+        if store.depot_exists(depot).await? {
             Ok(KnownDepot(depot.to_string()))
         } else {
             Err(StoreError::NoSuchDepot(depot.into()).into())

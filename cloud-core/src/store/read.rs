@@ -18,6 +18,8 @@ use super::{ChangePosition, DepotInfo, Quarantined, StoreError, StreamRowIn, Tim
 pub trait ReadModel: Send + Sync {
     /// Every depot with its enrolment and last sync report, by name.
     fn depots(&self) -> impl Future<Output = Result<Vec<DepotInfo>, StoreError>> + Send;
+    /// Whether the depot exists (one indexed look-up: every admin route of a depot asks).
+    fn depot_exists(&self, depot: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Where each depot's changes stand (stored and materialised), by depot; only
     /// `depot`'s when given. Depots that never stored a change are absent.
     fn change_positions(
@@ -63,6 +65,9 @@ macro_rules! forward_read_model {
                 &self,
             ) -> Result<Vec<$crate::store::DepotInfo>, $crate::store::StoreError> {
                 <$store>::depots(self).await
+            }
+            async fn depot_exists(&self, depot: &str) -> Result<bool, $crate::store::StoreError> {
+                <$store>::depot_exists(self, depot).await
             }
             async fn change_positions(
                 &self,

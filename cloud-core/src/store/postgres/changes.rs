@@ -97,17 +97,17 @@ pub(super) async fn after(
 
 /// Where each depot's changes stand (or one depot's).
 pub(super) async fn positions(
-    client: &tokio_postgres::Client,
+    client: &deadpool_postgres::ClientWrapper,
     depot: Option<&str>,
 ) -> Result<Vec<ChangePosition>, StoreError> {
-    let rows = client
-        .query(
+    let statement = client
+        .prepare_cached(
             "SELECT s.depot, coalesce(p.cursor, 0), s.last FROM depot_seq s
              LEFT JOIN materialiser_pos p ON p.depot = s.depot
              WHERE $1::text IS NULL OR s.depot = $1 ORDER BY s.depot",
-            &[&depot],
         )
         .await?;
+    let rows = client.query(&statement, &[&depot]).await?;
     Ok(rows
         .iter()
         .map(|r| ChangePosition {

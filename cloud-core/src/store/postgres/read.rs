@@ -8,16 +8,17 @@ use crate::store::{
 
 impl PgStore {
     pub async fn depots(&self) -> Result<Vec<DepotInfo>, StoreError> {
-        let rows = self
-            .r()
-            .await?
-            .query(
+        // Prepared once per connection: one round trip, not two (with the cores
+        // saturated each waits for one).
+        let client = self.r().await?;
+        let statement = client
+            .prepare_cached(
                 "SELECT d.id, d.name, d.secret_hash IS NOT NULL, s.last_sync_ms, s.backlog_entries, s.backlog_bytes, s.oldest_change_ms,
                    (SELECT count(*) FROM quarantine q WHERE q.depot = d.id)
                  FROM depots d LEFT JOIN depot_sync s ON s.depot = d.id ORDER BY d.name, d.id",
-                &[],
             )
             .await?;
+        let rows = client.query(&statement, &[]).await?;
         Ok(rows
             .iter()
             .map(|r| DepotInfo {
@@ -31,6 +32,14 @@ impl PgStore {
                 quarantined: r.get(7),
             })
             .collect())
+    }
+
+    pub async fn depot_exists(&self, depot: &str) -> Result<bool, StoreError> {
+        let client = self.r().await?;
+        let statement = client
+            .prepare_cached("SELECT 1 FROM depots WHERE id = $1")
+            .await?;
+        Ok(client.query_opt(&statement, &[&depot]).await?.is_some())
     }
 
     pub async fn change_positions(

@@ -33,6 +33,15 @@ impl SqliteStore {
         .await
     }
 
+    pub async fn depot_exists(&self, depot: &str) -> Result<bool, StoreError> {
+        let depot = depot.to_string();
+        self.read(move |c| {
+            let mut st = c.prepare_cached("SELECT 1 FROM depots WHERE id = ?1")?;
+            Ok(st.exists(params![depot])?)
+        })
+        .await
+    }
+
     pub async fn change_positions(
         &self,
         depot: Option<&str>,
