@@ -1,16 +1,16 @@
-//! Background CPU work that must not slow a person's request: decoding pushed batches,
-//! storing them in SQLite and folding changes run here, on threads of their own at a
-//! lower scheduling priority (nice +10). When a reconnect storm saturates the cores,
-//! Linux then gives a waiting admin read the CPU before the bulk work (about 10 to 1),
-//! instead of sharing it evenly with every batch in flight; with idle cores the bulk work
-//! runs at full speed as before.
+//! Background CPU work that must not slow a person's read: decoding pushed batches and
+//! storing them in SQLite run here, on threads of their own at a lower scheduling
+//! priority (nice +10). When a reconnect storm saturates the cores, Linux then gives a
+//! waiting admin read the CPU before the bulk work (about 10 to 1), instead of sharing
+//! it evenly with every batch in flight; with idle cores the bulk work runs at full
+//! speed as before. Writes are not helped: an admin write or the materialiser waiting
+//! for SQLite's one writer waits for a push running at this priority.
 
 use std::sync::OnceLock;
 
 /// How much lower bulk threads run (Linux nice increment; nice is per thread there).
 pub const NICENESS: i32 = 10;
-/// Bulk threads at most: the callers bound their own concurrency (decodes, stores,
-/// folds); this only keeps a fault from making threads without end.
+/// Bulk threads at most: the callers bound their own concurrency (decodes, stores); this only keeps a fault from making threads without end.
 const MAX_THREADS: usize = 64;
 
 static RUNTIME: OnceLock<Option<tokio::runtime::Runtime>> = OnceLock::new();
@@ -34,7 +34,9 @@ fn runtime() -> Option<&'static tokio::runtime::Runtime> {
 }
 
 fn lower_priority() {
-    // `nice` changes the calling thread only: on Linux each thread has its own.
+    // `nice` changes the calling thread only on Linux, where each thread has its own;
+    // elsewhere it would lower the whole process, once per bulk thread.
+    #[cfg(target_os = "linux")]
     if let Err(e) = rustix::process::nice(NICENESS) {
         tracing::warn!(error = %e, "could not lower a bulk thread's priority");
     }
@@ -61,6 +63,7 @@ mod tests {
         rest.split_whitespace().nth(16).unwrap().parse().unwrap()
     }
 
+    #[cfg(target_os = "linux")]
     #[tokio::test]
     async fn bulk_work_runs_at_a_lower_priority_than_requests() {
         let here = tokio::task::spawn_blocking(own_nice).await.unwrap();

@@ -197,8 +197,9 @@ impl<S: CloudStore> Materialiser<S> {
         }
         let docs = self.store.load_records(&order).await?;
         let now = crate::store::now_ms();
-        // CPU work (automerge) off the async threads, split across the cores, at the
-        // bulk priority (requests first).
+        // CPU work (automerge) off the async threads, split across the cores. At normal
+        // priority, not the bulk one: a record list applies what is not folded yet
+        // itself, so a materialiser kept behind makes every list slower.
         let workers = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
             .min(8);
@@ -215,7 +216,7 @@ impl<S: CloudStore> Materialiser<S> {
             let part_changes: HashMap<RecordKey, Vec<(i64, Vec<u8>)>> =
                 part.iter().filter_map(|k| by_key.remove_entry(k)).collect();
             let actor = self.actor.clone();
-            jobs.push(crate::bulk::spawn_blocking(move || {
+            jobs.push(tokio::task::spawn_blocking(move || {
                 fold(part, part_docs, part_changes, actor, now)
             }));
         }

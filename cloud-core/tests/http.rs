@@ -414,4 +414,35 @@ async fn request_times_are_labelled_by_route_template_not_by_id() {
         "{text}"
     );
     assert!(!text.contains(&a), "a depot id reached a label: {text}");
+    // A method a client makes up is no label of its own (one per name would grow the
+    // exposition without end), and neither is a path no route matches.
+    for i in 0..3 {
+        let made_up = reqwest::Method::from_bytes(format!("MADEUP{i}").as_bytes()).unwrap();
+        c.http
+            .request(made_up, format!("{}/healthz", c.base))
+            .send()
+            .await
+            .unwrap();
+        c.http
+            .get(format!("{}/no/such/route/{i}", c.base))
+            .send()
+            .await
+            .unwrap();
+    }
+    let text = c
+        .http
+        .get(format!("{}/metrics", c.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!text.contains("MADEUP"), "{text}");
+    assert!(!text.contains("/no/such/route"), "{text}");
+    assert!(
+        text.contains("method=\"other\",route=\"/healthz\""),
+        "{text}"
+    );
+    assert!(text.contains("route=\"unmatched\""), "{text}");
 }

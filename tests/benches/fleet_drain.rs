@@ -70,7 +70,8 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
 }
 
 /// Asks `url` every 50 ms until `stop` and returns the latencies in ms (each must be
-/// 200). It runs on its own thread and runtime, as an admin's browser is its own
+/// 200) and how many answers said `up_to_date: false` (a record list that showed only
+/// the materialised fields because it could not apply the rest: fast, but behind). It runs on its own thread and runtime, as an admin's browser is its own
 /// process: on this process's runtime the probe's replies waited for the 16 edges'
 /// tasks to yield before it could read them, which the cloud is not to blame for. The
 /// first request (TLS handshake, connection) is made and not counted before `ready`
@@ -80,7 +81,7 @@ fn probe(
     url: String,
     stop: tokio_util::sync::CancellationToken,
     ready: std::sync::mpsc::Sender<()>,
-) -> std::thread::JoinHandle<Vec<f64>> {
+) -> std::thread::JoinHandle<(Vec<f64>, usize)> {
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -100,17 +101,20 @@ fn probe(
                     .await
                     .unwrap();
                 assert!(r.status().is_success(), "{url}: {}", r.status());
-                r.bytes().await.unwrap();
-                t.elapsed().as_secs_f64() * 1000.0
+                let body: serde_json::Value = r.json().await.unwrap();
+                let ms = t.elapsed().as_secs_f64() * 1000.0;
+                (ms, body["up_to_date"] == json!(false))
             };
             ask().await;
             ready.send(()).unwrap();
-            let mut out = Vec::new();
+            let (mut out, mut behind) = (Vec::new(), 0);
             while !stop.is_cancelled() {
-                out.push(ask().await);
+                let (ms, stale) = ask().await;
+                out.push(ms);
+                behind += usize::from(stale);
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            out
+            (out, behind)
         })
     })
 }
@@ -323,7 +327,7 @@ async fn storm<S: CloudStore + 'static>(
     let me1 = cpu_self();
     let cloud1 = cloud.cpu_s();
     stop.cancel();
-    let (mut ops, mut recs) = (ops.join().unwrap(), recs.join().unwrap());
+    let ((mut ops, _), (mut recs, recs_behind)) = (ops.join().unwrap(), recs.join().unwrap());
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     let cores_busy = (busy1 - busy0) as f64 / (total1 - total0).max(1) as f64 * cores;
     // Why a depot waited between batches: its failed pushes, and the cloud's refusals.
@@ -372,6 +376,7 @@ async fn storm<S: CloudStore + 'static>(
         "edge_push_failures": push_failures,
         "cloud_refusals": cloud_refusals,
         "ops_view_ms": { "n": ops.len(), "p50": percentile(&mut ops, 0.5), "p99": percentile(&mut ops, 0.99), "max": percentile(&mut ops, 1.0) },
+        "record_view_not_up_to_date": recs_behind,
         "record_view_ms": { "n": recs.len(), "p50": percentile(&mut recs, 0.5), "p99": percentile(&mut recs, 0.99), "max": percentile(&mut recs, 1.0) },
         "ops_view_at_cloud": server_view(&cloud_metrics, "/api/v1/admin/depots"),
         "record_view_at_cloud": server_view(&cloud_metrics, "/api/v1/admin/depots/{depot}/records/{record_type}"),
@@ -531,7 +536,7 @@ async fn run(samples: usize) {
                 _ => continue,
             };
             println!(
-                "{backend:8} K={k:2}: {:>8} samples/s in {:.1} s, cores busy {:.2} (cloud {}, edges {}, PostgreSQL and the rest {}), longest gap between a depot's batches {} ms (push failures {}, cloud refusals {}), ops view p50 {:.1} p99 {:.1} ms (at the cloud: p99 <= {} ms, {} over 50 ms), record view p50 {:.1} p99 {:.1} ms (at the cloud: p99 <= {} ms, {} over 50 ms)",
+                "{backend:8} K={k:2}: {:>8} samples/s in {:.1} s, cores busy {:.2} (cloud {}, edges {}, PostgreSQL and the rest {}), longest gap between a depot's batches {} ms (push failures {}, cloud refusals {}), ops view p50 {:.1} p99 {:.1} ms (at the cloud: p99 <= {} ms, {} over 50 ms), record view p50 {:.1} p99 {:.1} ms (at the cloud: p99 <= {} ms, {} over 50 ms; {} answers not up to date)",
                 r["samples_per_s"], r["drain_s"].as_f64().unwrap(), r["cores_busy"].as_f64().unwrap(),
                 r["cores_cloud"], r["cores_edges"], r["cores_postgres_and_rest"],
                 r["longest_gap_between_batches_ms"], r["edge_push_failures"], r["cloud_refusals"],
@@ -539,6 +544,7 @@ async fn run(samples: usize) {
                 r["ops_view_at_cloud"]["p99_at_most_ms"], r["ops_view_at_cloud"]["over_50ms"],
                 r["record_view_ms"]["p50"].as_f64().unwrap(), r["record_view_ms"]["p99"].as_f64().unwrap(),
                 r["record_view_at_cloud"]["p99_at_most_ms"], r["record_view_at_cloud"]["over_50ms"],
+                r["record_view_not_up_to_date"],
             );
             results.push(r);
         }

@@ -99,7 +99,9 @@ impl<S: CloudStore> AppState<S> {
                 Some(metrics.clone()),
             )),
             decodes: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_DECODES)),
-            stores: Arc::new(tokio::sync::Semaphore::new(limits.concurrent_pushes.max(1))),
+            stores: Arc::new(tokio::sync::Semaphore::new(
+                limits.concurrent_pushes.clamp(1, 1024),
+            )),
             overlays: Arc::new(tokio::sync::Semaphore::new(
                 record_list::CONCURRENT_OVERLAYS,
             )),

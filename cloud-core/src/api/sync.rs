@@ -44,7 +44,7 @@ async fn enroll<S: CloudStore>(
     ))
 }
 
-async fn push<S: CloudStore>(
+async fn push<S: CloudStore + 'static>(
     State(s): State<AppState<S>>,
     headers: HeaderMap,
     Depot(depot): Depot,
@@ -61,7 +61,7 @@ async fn push<S: CloudStore>(
     };
     let want = declared.min(PUSH_BODY_BYTES as u64);
     let weight = kib(want).min(kib(s.limits.push_budget_bytes as u64));
-    let _budget = tokio::time::timeout(
+    let budget = tokio::time::timeout(
         s.limits.body_timeout,
         s.push_bodies.clone().acquire_many_owned(weight),
     )
@@ -117,15 +117,23 @@ async fn push<S: CloudStore>(
         ));
     }
     // Stores at once are bounded: past the cores, more transactions only queue for
-    // them, and every one queued is one more a person's read waits behind.
-    let out = {
-        let _store = s
-            .stores
-            .acquire()
-            .await
-            .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting down"))?;
-        s.store.push(&depot, batch_seq, &changes, &rows).await?
-    };
+    // them, and every one queued is one more a person's read waits behind. The store
+    // runs as a task of its own holding its slot and the body's share of the push
+    // budget: a depot that hangs up mid-store (and sends the batch again) cannot free
+    // either while its transaction still runs.
+    let slot = s
+        .stores
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting down"))?;
+    let store = s.store.clone();
+    let who = depot.clone();
+    let out = tokio::spawn(async move {
+        let _held = (slot, budget);
+        store.push(&who, batch_seq, &changes, &rows).await
+    })
+    .await??;
     s.store.record_sync(&depot, sync_report(&headers)).await?;
     if out.new_changes > 0 {
         s.materialiser.wake.notify_one();

@@ -151,7 +151,9 @@ impl ServeLimitArgs {
         positive(self.upload_timeout_s, "--upload-timeout-s");
         positive(self.enrolment_ttl_hours, "--enrolment-ttl-hours");
         if let Some(n) = self.concurrent_pushes {
-            positive(n as u64, "--concurrent-pushes");
+            if !(1..=1024).contains(&n) {
+                out.push("--concurrent-pushes must be from 1 to 1024 (at most the PostgreSQL write pool, GARASI_CLOUD_PG_WRITE_CONNECTIONS, is useful)".into());
+            }
         }
         if self.enrolment_ttl_hours > 30 * 24 {
             out.push("--enrolment-ttl-hours must be at most 720 (30 days)".into());

@@ -35,6 +35,11 @@ impl PgStore {
     }
 
     pub async fn depot_exists(&self, depot: &str) -> Result<bool, StoreError> {
+        // PostgreSQL text cannot hold NUL: such an id from a path is no depot (404), not
+        // a server error.
+        if depot.contains('\0') {
+            return Ok(false);
+        }
         let client = self.r().await?;
         let statement = client
             .prepare_cached("SELECT 1 FROM depots WHERE id = $1")

@@ -152,7 +152,10 @@ impl CloudStore for SqliteStore {
 
     async fn authenticate(&self, depot_id: &str, secret: &str) -> Result<bool, StoreError> {
         let (id, sh) = (depot_id.to_string(), hash_secret(secret));
-        self.call(move |c| {
+        // On a reader: every push and pull asks, and the writer may be held by a push
+        // at the bulk priority. A revocation is committed before it is answered, so a
+        // reader started after it sees it.
+        self.read(move |c| {
             let stored: Option<Option<String>> = c
                 .query_row(
                     "SELECT secret_hash FROM depots WHERE id = ?1",
