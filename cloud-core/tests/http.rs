@@ -370,6 +370,21 @@ async fn ops_view_and_master_data() {
         .await
         .unwrap();
     assert_eq!(r.status(), 404);
+    // A record list asks whether its depot exists only when the list is empty: an
+    // unknown depot (or an id no depot can have) is still a 404, a known depot without
+    // records of the type an empty list.
+    let list_status = |depot: &str| {
+        let url = format!(
+            "{}/api/v1/admin/depots/{depot}/records/vehicle_status",
+            c.base
+        );
+        let req = c.http.get(url).bearer_auth(ADMIN);
+        async move { req.send().await.unwrap().status() }
+    };
+    assert_eq!(list_status("depot-nope").await, 404);
+    assert_eq!(list_status("depot%00nope").await, 404);
+    let (empty, _) = c.depot("Empty").await;
+    assert_eq!(list_status(&empty).await, 200);
 }
 
 /// Each request is timed under its route's template: a record view of a depot is counted
