@@ -385,6 +385,17 @@ async fn ops_view_and_master_data() {
     assert_eq!(list_status("depot%00nope").await, 404);
     let (empty, _) = c.depot("Empty").await;
     assert_eq!(list_status(&empty).await, 200);
+    let r = c
+        .http
+        .get(format!(
+            "{}/api/v1/admin/depots/{empty}/records/vehicle%00status",
+            c.base
+        ))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "a record type cannot hold NUL");
 }
 
 /// Each request is timed under its route's template: a record view of a depot is counted

@@ -110,9 +110,10 @@ impl From<PlanError> for ApiError {
     }
 }
 
-/// A blocking task (hashing, decoding) that panicked or was cancelled.
+/// A task (hashing, decoding, a push's store) that panicked or was cancelled: logged,
+/// not shown (a panic's message may hold anything).
 impl From<tokio::task::JoinError> for ApiError {
     fn from(e: tokio::task::JoinError) -> Self {
-        Self::internal(e.to_string())
+        Self::logged("a background task failed", &e)
     }
 }

@@ -233,6 +233,13 @@ async fn list_records<S: CloudStore>(
     if depot.contains('\0') {
         KnownDepot::check(&*s.store, &depot).await?;
     }
+    if record_type.contains('\0') {
+        return Err(ApiError::bad_request(format!(
+            "no record type {record_type:?}: types are {:?} and {:?}",
+            records::OPERATIONAL,
+            records::MASTER
+        )));
+    }
     let list = super::record_list::list_up_to_date(&s, &depot, &record_type).await?;
     if list.records.is_empty() {
         KnownDepot::check(&*s.store, &depot).await?;

@@ -104,18 +104,6 @@ async fn push<S: CloudStore + 'static>(
         }
         ApiError::new(r.status, r.message)
     })?;
-    // The secret again, now that the body is in: a depot revoked (or re-enrolled) while
-    // its push was arriving or being checked must not land it.
-    let still = match super::auth::bearer(&headers) {
-        Some(secret) => s.store.authenticate(&depot, secret).await?,
-        None => false,
-    };
-    if !still {
-        s.metrics.refused("unauthenticated");
-        return Err(ApiError::unauthorized(
-            "the depot's secret was revoked or replaced while the push arrived: enrol again",
-        ));
-    }
     // Stores at once are bounded: past the cores, more transactions only queue for
     // them, and every one queued is one more a person's read waits behind. The store
     // runs as a task of its own holding its slot and the body's share of the push
@@ -127,17 +115,33 @@ async fn push<S: CloudStore + 'static>(
         .acquire_owned()
         .await
         .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting down"))?;
-    let store = s.store.clone();
-    let who = depot.clone();
+    // The secret again, now that the body is in and its slot taken: a depot revoked (or
+    // re-enrolled) while its push was arriving, being checked or waiting must not land
+    // it.
+    let still = match super::auth::bearer(&headers) {
+        Some(secret) => s.store.authenticate(&depot, secret).await?,
+        None => false,
+    };
+    if !still {
+        s.metrics.refused("unauthenticated");
+        return Err(ApiError::unauthorized(
+            "the depot's secret was revoked or replaced while the push arrived: enrol again",
+        ));
+    }
+    // The sync report and the materialiser's wake-up belong to the store: done even if
+    // the depot hung up meanwhile.
+    let (store, materialiser) = (s.store.clone(), s.materialiser.clone());
+    let report = sync_report(&headers);
     let out = tokio::spawn(async move {
         let _held = (slot, budget);
-        store.push(&who, batch_seq, &changes, &rows).await
+        let out = store.push(&depot, batch_seq, &changes, &rows).await?;
+        store.record_sync(&depot, report).await?;
+        if out.new_changes > 0 {
+            materialiser.wake.notify_one();
+        }
+        Ok::<_, crate::store::StoreError>(out)
     })
     .await??;
-    s.store.record_sync(&depot, sync_report(&headers)).await?;
-    if out.new_changes > 0 {
-        s.materialiser.wake.notify_one();
-    }
     Ok(Json(
         serde_json::json!({ "replayed": out.replayed, "new_changes": out.new_changes, "new_rows": out.new_rows }),
     ))

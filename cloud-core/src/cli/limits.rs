@@ -93,8 +93,9 @@ pub(super) struct ServeLimitArgs {
     /// Hours a new enrolment token works (a request may ask for 1 s to 30 days).
     #[arg(long, env = "GARASI_CLOUD_ENROLMENT_TTL_HOURS", default_value_t = secs(ApiLimits::default().enrolment_ttl) / 3600)]
     enrolment_ttl_hours: u64,
-    /// Pushes stored at once [default: twice the cores, at least 4]; with the database on
-    /// a bigger machine, up to the write pool's size (GARASI_CLOUD_PG_WRITE_CONNECTIONS).
+    /// Pushes stored at once, 1 to 1024 [default: twice the cores, 4 to 64]; with the
+    /// database on a bigger machine, up to the write pool's size
+    /// (GARASI_CLOUD_PG_WRITE_CONNECTIONS).
     #[arg(long, env = "GARASI_CLOUD_CONCURRENT_PUSHES")]
     concurrent_pushes: Option<usize>,
     /// Where timetable uploads are kept while imported [default: the system's temp dir].
@@ -176,5 +177,34 @@ impl ServeLimitArgs {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        limits: super::ServeLimitArgs,
+    }
+
+    /// A bound of 0 would stop every push; a huge one would be no bound (and past
+    /// tokio's limit panic at start): both are refused with what to set.
+    #[test]
+    fn concurrent_pushes_must_be_from_1_to_1024() {
+        for (arg, ok) in [
+            ("0", false),
+            ("1", true),
+            ("1024", true),
+            ("1025", false),
+            ("18446744073709551615", false),
+        ] {
+            let cli = Cli::try_parse_from(["garasi-cloud", "--concurrent-pushes", arg]).unwrap();
+            let problems = cli.limits.problems();
+            let refused = problems.iter().any(|p| p.contains("--concurrent-pushes"));
+            assert_eq!(refused, !ok, "{arg}: {problems:?}");
+        }
     }
 }

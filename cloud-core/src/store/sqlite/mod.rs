@@ -1,7 +1,8 @@
 //! SQLite implementation of [`CloudStore`] (the embedded default). One writing
-//! connection behind a mutex, used from the blocking pool, and a few read-only
-//! connections for the read model: WAL lets them read while the writer commits, so the
-//! ops view and record views never queue behind pushes. With one writer, the global
+//! connection behind a mutex, used from the blocking pool (pushes from the bulk threads,
+//! `crate::bulk`), and a few read-only connections for the read model and depot
+//! authentication: WAL lets them read while the writer commits, so the ops view, record
+//! views and a depot's sign-in never queue behind pushes. With one writer, the global
 //! AUTOINCREMENT cursor commits in order, so it also serves as each depot's cursor
 //! (increasing within the depot); `depot_seq` keeps each depot's newest. The read-only
 //! queries are in `read.rs`, the schema in `schema.rs`, depot credentials in
