@@ -417,15 +417,7 @@ async fn request_times_are_labelled_by_route_template_not_by_id() {
             .unwrap();
         assert_eq!(r.status(), 200);
     }
-    let text = c
-        .http
-        .get(format!("{}/metrics", c.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(&c).await;
     let count = |route: &str| -> f64 {
         let key =
             format!("garasi_cloud_http_request_seconds_count{{method=\"GET\",route=\"{route}\"}} ");
@@ -455,15 +447,7 @@ async fn request_times_are_labelled_by_route_template_not_by_id() {
             .await
             .unwrap();
     }
-    let text = c
-        .http
-        .get(format!("{}/metrics", c.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(&c).await;
     assert!(!text.contains("MADEUP"), "{text}");
     assert!(!text.contains("/no/such/route"), "{text}");
     assert!(
@@ -471,4 +455,10 @@ async fn request_times_are_labelled_by_route_template_not_by_id() {
         "{text}"
     );
     assert!(text.contains("route=\"unmatched\""), "{text}");
+}
+
+/// The cloud's Prometheus exposition.
+async fn metrics_text(c: &Cloud) -> String {
+    let r = c.http.get(format!("{}/metrics", c.base)).send().await;
+    r.unwrap().text().await.unwrap()
 }
