@@ -75,17 +75,12 @@ async fn push<S: CloudStore + 'static>(
     })?
     .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting down"))?;
     let body = body::read_limited(&s, body, PUSH_BODY_BYTES, s.limits.body_timeout).await?;
-    // Decoding and checking run in the blocking pool, at most CONCURRENT_DECODES at once:
+    // Decoding and checking run on the bulk threads, at most CONCURRENT_DECODES at once:
     // together they bound what hostile batches can make the cloud allocate and compute.
     let checked = {
         // The permit moves into the blocking task: a client that hangs up cannot free
         // its slot while its batch is still being decoded.
-        let permit = s
-            .decodes
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting down"))?;
+        let permit = permit_of(&s.decodes).await?;
         let authenticated = depot.clone();
         crate::bulk::spawn_blocking(move || {
             let _permit = permit;
@@ -109,12 +104,7 @@ async fn push<S: CloudStore + 'static>(
     // runs as a task of its own holding its slot and the body's share of the push
     // budget: a depot that hangs up mid-store (and sends the batch again) cannot free
     // either while its transaction still runs.
-    let slot = s
-        .stores
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting down"))?;
+    let slot = permit_of(&s.stores).await?;
     // The secret again, now that the body is in and its slot taken: a depot revoked (or
     // re-enrolled) while its push was arriving, being checked or waiting must not land
     // it.
@@ -145,6 +135,18 @@ async fn push<S: CloudStore + 'static>(
     Ok(Json(
         serde_json::json!({ "replayed": out.replayed, "new_changes": out.new_changes, "new_rows": out.new_rows }),
     ))
+}
+
+/// One permit of a push's bounds, owned so it can move into the task doing the work (the
+/// semaphores are closed only when the cloud shuts down).
+async fn permit_of(
+    bound: &std::sync::Arc<tokio::sync::Semaphore>,
+) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+    bound
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting down"))
 }
 
 /// Parses `x-garasi-backlog: entries=N;bytes=N;oldest_change_ms=N` (absent or malformed:
