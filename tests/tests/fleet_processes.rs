@@ -97,6 +97,15 @@ async fn outage_then_everything_converges() {
             .is_some_and(|f| f["status"] == "in_service")
     })
     .await;
+    // The cloud shows a change once it commits, before its answer reaches the edge; a cut
+    // in between leaves the change in A's outbox (replayed later, harmlessly), so the
+    // outage starts only once A has its acknowledgement.
+    eventually("A's outbox is empty", || async {
+        a.get("/api/v1/sync/status")
+            .await
+            .is_some_and(|s| s["backlog"]["changes"] == 0)
+    })
+    .await;
 
     // Outage: both links cut, and the cloud itself restarted meanwhile.
     link_a.cut();
