@@ -122,7 +122,9 @@ async fn push<S: CloudStore + 'static>(
     // the depot hung up meanwhile.
     let (store, materialiser) = (s.store.clone(), s.materialiser.clone());
     let report = sync_report(&headers);
-    let out = tokio::spawn(async move {
+    // On the bulk threads: a PostgreSQL push encodes its rows for COPY as it goes, and
+    // that CPU work must not be polled beside the admin reads.
+    let out = crate::bulk::spawn(async move {
         let _held = (slot, budget);
         let out = store.push(&depot, batch_seq, &changes, &rows).await?;
         store.record_sync(&depot, report).await?;

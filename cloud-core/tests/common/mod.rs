@@ -14,17 +14,23 @@ use garasi_sync_protocol::wire::{self, Batch, Entry};
 
 pub const ADMIN: &str = "admin-test-token";
 
-pub struct Cloud {
+pub struct Cloud<S = SqliteStore> {
     pub base: String,
     pub http: reqwest::Client,
     pub dir: tempfile::TempDir,
     /// The store behind the API, for writing what no API accepts (legacy data).
-    pub store: Arc<SqliteStore>,
+    pub store: Arc<S>,
 }
 
+/// The cloud over a fresh SQLite store.
 pub async fn start() -> Cloud {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("cloud.db")).unwrap();
+    start_on(store, dir).await
+}
+
+/// The cloud over `store` (migrated here); `dir` lives as long as the cloud.
+pub async fn start_on<S: CloudStore + 'static>(store: S, dir: tempfile::TempDir) -> Cloud<S> {
     store.migrate().await.unwrap();
     let store = Arc::new(store);
     let state = AppState::new(store.clone(), Arc::from(ADMIN)).unwrap();
@@ -43,7 +49,7 @@ pub async fn start() -> Cloud {
     }
 }
 
-impl Cloud {
+impl<S> Cloud<S> {
     pub async fn depot(&self, name: &str) -> (String, String) {
         let r = self
             .http
