@@ -197,7 +197,16 @@ pub fn main() -> ExitCode {
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
-    let rt = match tokio::runtime::Runtime::new() {
+    // Twice the cores in workers: while every core is busy, most workers are inside
+    // long polls (a push body's TLS records, a COPY's rows); a spare worker parked in the
+    // event loop is woken by the kernel when an admin's request arrives and answers it,
+    // where with one worker per core the request waited for a busy one to come back.
+    let workers = std::thread::available_parallelism().map_or(4, |n| 2 * n.get());
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
