@@ -253,6 +253,14 @@ mod cases {
             snap.pending, want,
             "A's status changes in order; not B's, not assignments"
         );
+        let cursors = &snap.pending_cursors;
+        assert_eq!(cursors.len(), 2, "a cursor per pending change");
+        assert!(
+            cursors.windows(2).all(|w| w[0] < w[1])
+                && cursors.iter().all(|c| *c > 0 && *c <= snap.last),
+            "{cursors:?} ascending, up to {}",
+            snap.last
+        );
         assert_eq!(
             (snap.materialised, snap.records.len()),
             (0, 0),
@@ -266,6 +274,11 @@ mod cases {
         assert_eq!(
             snap.pending,
             [("bus-1".to_string(), change("bus-1", 3).change)]
+        );
+        assert_eq!(
+            snap.pending_cursors,
+            [snap.last],
+            "the newest change's cursor"
         );
         let ids: Vec<(&str, bool)> = snap
             .records

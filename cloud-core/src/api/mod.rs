@@ -17,6 +17,7 @@ mod limits;
 mod master;
 mod master_charging;
 mod ops;
+mod overlay_kept;
 mod planning;
 mod record_list;
 mod records;
@@ -59,6 +60,8 @@ pub struct AppState<S> {
     /// Record lists applying unfolded changes at once ([`record_list`]); past it a list
     /// answers with the materialised fields and says it is not up to date.
     pub overlays: Arc<tokio::sync::Semaphore>,
+    /// What record lists applied, kept while the materialiser is behind ([`overlay_kept`]).
+    pub kept_overlays: Arc<overlay_kept::KeptOverlays>,
     /// Serialises edits of one record ([`EDIT_STRIPES`]).
     pub edit_locks: Arc<Vec<tokio::sync::Mutex<()>>>,
     pub metrics: Arc<crate::metrics::CloudMetrics>,
@@ -105,6 +108,7 @@ impl<S: CloudStore> AppState<S> {
             overlays: Arc::new(tokio::sync::Semaphore::new(
                 record_list::CONCURRENT_OVERLAYS,
             )),
+            kept_overlays: Arc::default(),
             edit_locks: Arc::new(
                 (0..EDIT_STRIPES)
                     .map(|_| tokio::sync::Mutex::new(()))
@@ -129,6 +133,7 @@ impl<S> Clone for AppState<S> {
             decodes: self.decodes.clone(),
             stores: self.stores.clone(),
             overlays: self.overlays.clone(),
+            kept_overlays: self.kept_overlays.clone(),
             edit_locks: self.edit_locks.clone(),
             metrics: self.metrics.clone(),
             limits: self.limits.clone(),

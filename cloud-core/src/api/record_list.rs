@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use garasi_sync_protocol::actor::{new_actor, Side};
 use garasi_sync_protocol::record::Record;
 
+use super::overlay_kept::Overlay;
 use super::{ApiError, AppState};
 use crate::materialise::Freshness;
 use crate::store::CloudStore;
@@ -59,6 +60,7 @@ async fn list_applying_at_most<S: CloudStore>(
         records.insert(id, fields);
     }
     if freshness.changes_behind == 0 {
+        s.kept_overlays.forget(depot, record_type);
         return Ok(RecordList {
             records,
             freshness,
@@ -74,33 +76,53 @@ async fn list_applying_at_most<S: CloudStore>(
             up_to_date: false,
         });
     };
-    let mut pending = snap.pending;
-    let up_to_date = pending.len() as i64 <= limit;
+    let up_to_date = snap.pending.len() as i64 <= limit;
+    let mut pending: Vec<(i64, String, Vec<u8>)> = snap
+        .pending_cursors
+        .into_iter()
+        .zip(snap.pending)
+        .map(|(cursor, (id, change))| (cursor, id, change))
+        .collect();
     pending.truncate(usize::try_from(limit).unwrap_or(0));
-    let mut order: Vec<String> = Vec::new();
-    let mut by_id: HashMap<String, Vec<Vec<u8>>> = HashMap::new();
-    for (id, change) in pending {
-        by_id
-            .entry(id.clone())
-            .or_insert_with(|| {
-                order.push(id);
-                Vec::new()
-            })
-            .push(change);
-    }
+    // What the last list applied, if the materialiser has not passed it: then only the
+    // changes stored since are applied. A list that could not apply everything keeps
+    // nothing (its overlay would not hold every change up to the snapshot).
+    let kept = s.kept_overlays.clone();
+    let cached = up_to_date
+        .then(|| kept.take(depot, record_type, snap.materialised, snap.last))
+        .flatten();
+    let last = snap.last;
     // Automerge work off the async threads.
-    let shown = tokio::task::spawn_blocking(move || {
-        let mut shown = Vec::with_capacity(order.len());
-        for id in order {
-            let changes = by_id.remove(&id).unwrap_or_default();
-            if let Some(fields) = apply(docs.get(&id).map(Vec::as_slice), &changes) {
-                shown.push((id, fields));
-            }
-        }
-        shown
+    let built = tokio::task::spawn_blocking(move || {
+        cached
+            .and_then(|o| overlay(o, &docs, &pending, last))
+            .unwrap_or_else(|| {
+                let fresh = Overlay {
+                    upto: i64::MIN,
+                    records: HashMap::new(),
+                };
+                // A fresh overlay has no document of its own to fail on: each record's
+                // changes go through `apply`, which never fails the whole.
+                overlay(fresh, &docs, &pending, last).unwrap_or_else(|| {
+                    let empty = Overlay {
+                        upto: last,
+                        records: HashMap::new(),
+                    };
+                    (empty, false)
+                })
+            })
     })
     .await
     .map_err(|e| ApiError::internal(format!("applying unfolded changes: {e}")))?;
+    let (overlay, complete) = built;
+    let shown: Vec<(String, serde_json::Value)> = overlay
+        .records
+        .iter()
+        .map(|(id, (_, fields))| (id.clone(), fields.clone()))
+        .collect();
+    if up_to_date && complete {
+        s.kept_overlays.keep(depot, record_type, overlay);
+    }
     drop(permit);
     for (id, fields) in shown {
         records.insert(id, fields);
@@ -112,12 +134,61 @@ async fn list_applying_at_most<S: CloudStore>(
     })
 }
 
-/// A record's visible fields with `changes` applied to its stored document: what the
-/// materialiser will save (the same steps as its fold). All at once, and one by one
-/// only if that fails, leaving out a change that does not apply as the fold does (and
-/// quarantines it). `None` where the fold saves nothing: a stored document that no
-/// longer loads keeps its stored fields.
-fn apply(doc: Option<&[u8]>, changes: &[Vec<u8>]) -> Option<serde_json::Value> {
+/// Applies to `o` the changes of `pending` past its `upto` (a fresh overlay: all of
+/// them), loading a record's stored document from `docs` the first time it is met, and
+/// moves it up to `last`. Returns it and whether it may be kept (every record's changes
+/// applied); `None` if a change does not apply to a kept document (built afresh then).
+fn overlay(
+    mut o: Overlay,
+    docs: &HashMap<String, Vec<u8>>,
+    pending: &[(i64, String, Vec<u8>)],
+    last: i64,
+) -> Option<(Overlay, bool)> {
+    let mut order: Vec<&str> = Vec::new();
+    let mut by_id: HashMap<&str, Vec<Vec<u8>>> = HashMap::new();
+    for (cursor, id, change) in pending {
+        if *cursor > o.upto {
+            by_id
+                .entry(id)
+                .or_insert_with(|| {
+                    order.push(id);
+                    Vec::new()
+                })
+                .push(change.clone());
+        }
+    }
+    let mut complete = true;
+    for id in order {
+        let changes = by_id.remove(id).unwrap_or_default();
+        match o.records.get_mut(id) {
+            Some((record, fields)) => {
+                record.apply(&changes).ok()?;
+                *fields = visible_json(record)?;
+            }
+            None => match apply(docs.get(id).map(Vec::as_slice), &changes) {
+                Some(applied) => {
+                    o.records.insert(id.to_string(), applied);
+                }
+                // Shown with its stored fields; not kept, as the overlay would then lack
+                // this record's changes when it meets the next one.
+                None => complete = false,
+            },
+        }
+    }
+    o.upto = last;
+    Some((o, complete))
+}
+
+fn visible_json(record: &Record) -> Option<serde_json::Value> {
+    serde_json::to_value(record.visible().ok()?).ok()
+}
+
+/// A record's document with `changes` applied to its stored one, and its visible
+/// fields: what the materialiser will save (the same steps as its fold). All at once,
+/// and one by one only if that fails, leaving out a change that does not apply as the
+/// fold does (and quarantines it). `None` where the fold saves nothing: a stored
+/// document that no longer loads keeps its stored fields.
+fn apply(doc: Option<&[u8]>, changes: &[Vec<u8>]) -> Option<(Record, serde_json::Value)> {
     let load = || match doc {
         Some(bytes) => Record::load(bytes, new_actor(Side::Cloud)).ok(),
         None => Some(Record::new(new_actor(Side::Cloud))),
@@ -129,7 +200,8 @@ fn apply(doc: Option<&[u8]>, changes: &[Vec<u8>]) -> Option<serde_json::Value> {
             let _ = record.apply(std::slice::from_ref(change));
         }
     }
-    serde_json::to_value(record.visible().ok()?).ok()
+    let fields = visible_json(&record)?;
+    Some((record, fields))
 }
 
 #[cfg(test)]

@@ -153,3 +153,73 @@ async fn a_list_finding_no_overlay_free_answers_at_once() {
     assert!(list.up_to_date);
     assert_eq!(list.records["bus-1"]["status"], "in_service");
 }
+
+/// While the materialiser is behind, a list keeps what it applied, and the next applies
+/// only what was stored since: the same as a list built afresh, with a junk change among
+/// the new ones too; once the materialiser has passed it, the kept overlay is dropped.
+#[tokio::test]
+async fn a_kept_overlay_shows_what_a_fresh_list_and_the_fold_show() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("cloud.db")).unwrap();
+    store.migrate().await.unwrap();
+    let s = AppState::new(Arc::new(store), Arc::from("admin-token-for-tests")).unwrap();
+    let d = s.store.create_depot("D").await.unwrap().id;
+    let (mut bus1, mut bus2, mut bus4) = (
+        Record::new(new_actor(Side::Depot)),
+        Record::new(new_actor(Side::Depot)),
+        Record::new(new_actor(Side::Depot)),
+    );
+    let (c1, c2) = (
+        status(&mut bus1, "bus-1", "in_service"),
+        status(&mut bus2, "bus-2", "out_of_service"),
+    );
+    s.store.push(&d, 1, &[c1, c2], &[]).await.unwrap();
+    let first = list_up_to_date(&s, &d, "vehicle_status").await.unwrap();
+    assert_eq!(first.records["bus-1"]["status"], "in_service");
+    // A marker in the kept overlay shows whether the next list used it.
+    let (m, l) = (first.freshness.materialised_cursor, i64::MAX);
+    let mut kept = s.kept_overlays.take(&d, "vehicle_status", m, l).unwrap();
+    kept.records.get_mut("bus-2").unwrap().1["status"] = "kept".into();
+    s.kept_overlays.keep(&d, "vehicle_status", kept);
+    let junk = ChangeIn {
+        record_type: "vehicle_status".into(),
+        record_id: "bus-1".into(),
+        change: vec![0x85, 0x6f, 1, 2, 3],
+    };
+    let more = [
+        status(&mut bus1, "bus-1", "in_maintenance"),
+        status(&mut bus4, "bus-4", "in_service"),
+    ];
+    s.store.push(&d, 2, &more, &[]).await.unwrap();
+    let second = list_up_to_date(&s, &d, "vehicle_status").await.unwrap();
+    assert_eq!(
+        second.records["bus-2"]["status"], "kept",
+        "the kept overlay was used"
+    );
+    assert_eq!(second.records["bus-1"]["status"], "in_maintenance");
+    assert_eq!(second.records["bus-4"]["status"], "in_service");
+    // A junk change among the new ones: that list is built afresh, as without keeping.
+    s.store
+        .push(
+            &d,
+            3,
+            &[junk, status(&mut bus2, "bus-2", "in_service")],
+            &[],
+        )
+        .await
+        .unwrap();
+    let third = list_up_to_date(&s, &d, "vehicle_status").await.unwrap();
+    s.kept_overlays.forget(&d, "vehicle_status");
+    let fresh = list_up_to_date(&s, &d, "vehicle_status").await.unwrap();
+    assert_eq!(third.records, fresh.records);
+    assert_eq!(third.records["bus-2"]["status"], "in_service");
+    // The materialiser passes it: the kept overlay is no longer taken, and dropped.
+    s.materialiser.catch_up().await.unwrap();
+    let after = list_up_to_date(&s, &d, "vehicle_status").await.unwrap();
+    assert_eq!(after.freshness.changes_behind, 0);
+    assert_eq!(
+        after.records, fresh.records,
+        "the fold saved what the lists showed"
+    );
+    assert_eq!(s.kept_overlays.len(), 0);
+}

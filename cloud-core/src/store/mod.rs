@@ -151,6 +151,8 @@ pub struct ListSnapshot {
     pub records: Vec<(String, String, Option<Vec<u8>>)>,
     /// Changes of the type after `materialised`, in cursor order: (record id, change).
     pub pending: Vec<(String, Vec<u8>)>,
+    /// The cursor of each of `pending`, in the same order.
+    pub pending_cursors: Vec<i64>,
 }
 
 /// Decodes the rows of a backend's `LIST_SNAPSHOT` statement: (kind, id, fields,
@@ -179,6 +181,7 @@ pub(crate) fn snapshot_of(rows: Vec<SnapshotRow>) -> ListSnapshot {
     // Byte order of ids on both stores (PostgreSQL's collation may differ).
     out.records.sort_by(|x, y| x.0.cmp(&y.0));
     pending.sort_by_key(|p| p.0);
+    out.pending_cursors = pending.iter().map(|p| p.0).collect();
     out.pending = pending.into_iter().map(|(_, id, c)| (id, c)).collect();
     out
 }
