@@ -1,8 +1,10 @@
 //! Reconnect-storm benchmark (issue 14): `cargo bench -p garasi-fleet-tests --bench
 //! fleet_drain [-- SAMPLES]`. For K = 1, 4, 8 and 16 depots, each depot's outbox holds
-//! SAMPLES telemetry rows (default 100,000) and 500 status changes; all K nodes start
-//! at the same moment against one fresh cloud (SQLite always; PostgreSQL when
-//! GARASI_TEST_POSTGRES is set) and drain. Reported: time until every outbox is empty,
+//! SAMPLES telemetry rows (default 100,000) and 500 status changes; the K nodes start
+//! cut off from one fresh cloud (SQLite always; PostgreSQL when GARASI_TEST_POSTGRES is
+//! set), each holding its first push at a gate (`fleet_drain/gate.rs`), and drain once
+//! the gate opens for all of them at once, as after a regional outage. Timings start
+//! there. Reported: time until every outbox is empty,
 //! aggregate samples/s, the machine's cores busy over the drain (/proc/stat: cloud,
 //! edges and PostgreSQL share the 2 cores), and the latency of the ops view
 //! (`GET /api/v1/admin/depots`) and a record view (a depot's `vehicle_status` records)
@@ -12,9 +14,17 @@
 //! process; PostgreSQL is its own server. CPU is reported per party.
 //! Reference: one raw batched INSERT stream of the same rows, measured in the same run.
 //!
+//! GARASI_BENCH_DEPOTS_NICE=N runs the K depots at nice N (the cloud, PostgreSQL and the
+//! probes stay at 0), standing for depots on machines of their own; unset, all share the
+//! cores at one priority.
+//!
 //! Last line of output: JSON with every figure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "fleet_drain/gate.rs"]
+mod gate;
+#[path = "fleet_drain/probe.rs"]
+mod probe;
 mod support;
 
 use std::time::{Duration, Instant};
@@ -32,8 +42,9 @@ const VEHICLES: usize = 30;
 const CHANGES: usize = 500;
 const KS: [usize; 4] = [1, 4, 8, 16];
 
-/// Busy and total jiffies of the whole machine.
-fn cpu_jiffies() -> (u64, u64) {
+/// Busy, total and stolen jiffies of the whole machine (stolen: runnable, but the
+/// hypervisor ran something else; counted in busy).
+fn cpu_jiffies() -> (u64, u64, u64) {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
     let v: Vec<u64> = stat
         .lines()
@@ -45,7 +56,7 @@ fn cpu_jiffies() -> (u64, u64) {
         .collect();
     let total: u64 = v.iter().take(8).sum();
     let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
-    (total - idle, total)
+    (total - idle, total, v.get(7).copied().unwrap_or(0))
 }
 
 /// CPU seconds used so far by this process (the edges).
@@ -67,56 +78,6 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
     }
     v.sort_by(|a, b| a.total_cmp(b));
     v[((v.len() as f64 - 1.0) * p).round() as usize]
-}
-
-/// Asks `url` every 50 ms until `stop` and returns the latencies in ms (each must be
-/// 200) and how many answers said `up_to_date: false` (a record list that showed only
-/// the materialised fields because it could not apply the rest: fast, but behind). It runs on its own thread and runtime, as an admin's browser is its own
-/// process: on this process's runtime the probe's replies waited for the 16 edges'
-/// tasks to yield before it could read them, which the cloud is not to blame for. The
-/// first request (TLS handshake, connection) is made and not counted before `ready`
-/// is sent: a dashboard's browser holds its connection open.
-fn probe(
-    ca_pem: String,
-    url: String,
-    stop: tokio_util::sync::CancellationToken,
-    ready: std::sync::mpsc::Sender<()>,
-) -> std::thread::JoinHandle<(Vec<f64>, usize)> {
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let http = reqwest::Client::builder()
-                .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap())
-                .build()
-                .unwrap();
-            let ask = || async {
-                let t = Instant::now();
-                let r = http
-                    .get(&url)
-                    .bearer_auth(garasi_fleet_tests::ADMIN)
-                    .send()
-                    .await
-                    .unwrap();
-                assert!(r.status().is_success(), "{url}: {}", r.status());
-                let body: serde_json::Value = r.json().await.unwrap();
-                let ms = t.elapsed().as_secs_f64() * 1000.0;
-                (ms, body["up_to_date"] == json!(false))
-            };
-            ask().await;
-            ready.send(()).unwrap();
-            let (mut out, mut behind) = (Vec::new(), 0);
-            while !stop.is_cancelled() {
-                let (ms, stale) = ask().await;
-                out.push(ms);
-                behind += usize::from(stale);
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            (out, behind)
-        })
-    })
 }
 
 /// Where the cloud's `batches` table is, to read when each batch arrived.
@@ -258,14 +219,18 @@ async fn storm<S: CloudStore + 'static>(
 ) -> serde_json::Value {
     let cloud = CloudProcess::start(dir, database);
     store.migrate().await.unwrap();
+    // The depots reach the cloud through a gate (their regional link), open while they
+    // enrol.
+    let link = gate::Gate::new(cloud.addr).await;
     let mut depots = Vec::new();
     for i in 0..k {
         let edge_dir = dir.join(format!("edge-{i}"));
         copy_dir(template, &edge_dir);
         let name = format!("D{i}");
-        let id = support::enroll_with(&edge_dir, &store, cloud.addr, &cloud.ca_pem, &name).await;
+        let id = support::enroll_with(&edge_dir, &store, link.addr, &cloud.ca_pem, &name).await;
         depots.push((id, edge_dir));
     }
+    link.shut();
     let http = reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(cloud.ca_pem.as_bytes()).unwrap())
         .build()
@@ -273,26 +238,26 @@ async fn storm<S: CloudStore + 'static>(
     let base = format!("https://{}/api/v1/admin/depots", cloud.addr);
     let stop = tokio_util::sync::CancellationToken::new();
     let (ready, readied) = std::sync::mpsc::channel();
-    let ops = probe(
+    let (go_ops, ops_go) = std::sync::mpsc::channel();
+    let (go_recs, recs_go) = std::sync::mpsc::channel();
+    let ops = probe::probe(
         cloud.ca_pem.clone(),
         base.clone(),
         stop.clone(),
         ready.clone(),
+        ops_go,
     );
-    let recs = probe(
+    let recs = probe::probe(
         cloud.ca_pem.clone(),
         format!("{base}/{}/records/vehicle_status", depots[0].0),
         stop.clone(),
         ready,
+        recs_go,
     );
     for _ in 0..2 {
         readied.recv().unwrap();
     }
     let mut nodes = Vec::new();
-    let (busy0, total0) = cpu_jiffies();
-    let me0 = cpu_self();
-    let cloud0 = cloud.cpu_s();
-    let t = Instant::now();
     let mut starting = Vec::new();
     for (_, edge_dir) in &depots {
         let settings = Settings {
@@ -306,10 +271,21 @@ async fn storm<S: CloudStore + 'static>(
         let bound = node::bind(&cfg).unwrap();
         starting.push(Node::start(cfg, bound));
     }
-    // All at once, as a fleet coming back after an outage.
     for n in futures::future::join_all(starting).await {
         nodes.push(n.unwrap());
     }
+    // The depots run cut off, each holding its first push's connection at the gate; then
+    // their links come back at once, as after a regional outage. What is measured starts
+    // here: the depots' own start (opening encrypted stores) is not the storm.
+    link.wait_held(k).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (busy0, total0, stolen0) = cpu_jiffies();
+    let me0 = cpu_self();
+    let cloud0 = cloud.cpu_s();
+    let t = Instant::now();
+    link.open();
+    go_ops.send(()).unwrap();
+    go_recs.send(()).unwrap();
     let mut drained = vec![None; k];
     while drained.iter().any(Option::is_none) {
         for (i, n) in nodes.iter().enumerate() {
@@ -323,7 +299,7 @@ async fn storm<S: CloudStore + 'static>(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let drain_s = t.elapsed().as_secs_f64();
-    let (busy1, total1) = cpu_jiffies();
+    let (busy1, total1, stolen1) = cpu_jiffies();
     let me1 = cpu_self();
     let cloud1 = cloud.cpu_s();
     stop.cancel();
@@ -366,6 +342,7 @@ async fn storm<S: CloudStore + 'static>(
         "first_depot_done_s": fastest,
         "last_depot_done_s": slowest,
         "cores_busy": (cores_busy * 100.0).round() / 100.0,
+        "cores_stolen": ((stolen1 - stolen0) as f64 / (total1 - total0).max(1) as f64 * cores * 100.0).round() / 100.0,
         "cores_edges": ((me1 - me0) / drain_s * 100.0).round() / 100.0,
         "cores_cloud": ((cloud1 - cloud0) / drain_s * 100.0).round() / 100.0,
         // PostgreSQL's processes come and go (autovacuum workers), so its share is what
@@ -500,7 +477,10 @@ async fn run(samples: usize) {
     if pg.is_none() {
         eprintln!("PostgreSQL skipped: set GARASI_TEST_POSTGRES");
     }
-    let mut out = json!({ "samples_per_depot": samples, "changes_per_depot": CHANGES });
+    // Whether the depots ran below the cloud's priority (support::main_with).
+    let depots_nice = std::env::var("GARASI_BENCH_DEPOTS_NICE").unwrap_or_else(|_| "0".into());
+    eprintln!("depots at nice {depots_nice}");
+    let mut out = json!({ "samples_per_depot": samples, "changes_per_depot": CHANGES, "depots_nice": depots_nice });
     // GARASI_BENCH_ONLY=sqlite|postgres runs one store.
     let only = std::env::var("GARASI_BENCH_ONLY").ok();
     for backend in ["sqlite", "postgres"] {
@@ -536,9 +516,9 @@ async fn run(samples: usize) {
                 _ => continue,
             };
             println!(
-                "{backend:8} K={k:2}: {:>8} samples/s in {:.1} s, cores busy {:.2} (cloud {}, edges {}, PostgreSQL and the rest {}), longest gap between a depot's batches {} ms (push failures {}, cloud refusals {}), ops view p50 {:.1} p99 {:.1} ms (at the cloud: p99 <= {} ms, {} over 50 ms), record view p50 {:.1} p99 {:.1} ms (at the cloud: p99 <= {} ms, {} over 50 ms; {} answers not up to date)",
+                "{backend:8} K={k:2}: {:>8} samples/s in {:.1} s, cores busy {:.2} (cloud {}, edges {}, PostgreSQL and the rest {}; stolen by the host {}), longest gap between a depot's batches {} ms (push failures {}, cloud refusals {}), ops view p50 {:.1} p99 {:.1} ms (at the cloud: p99 <= {} ms, {} over 50 ms), record view p50 {:.1} p99 {:.1} ms (at the cloud: p99 <= {} ms, {} over 50 ms; {} answers not up to date)",
                 r["samples_per_s"], r["drain_s"].as_f64().unwrap(), r["cores_busy"].as_f64().unwrap(),
-                r["cores_cloud"], r["cores_edges"], r["cores_postgres_and_rest"],
+                r["cores_cloud"], r["cores_edges"], r["cores_postgres_and_rest"], r["cores_stolen"],
                 r["longest_gap_between_batches_ms"], r["edge_push_failures"], r["cloud_refusals"],
                 r["ops_view_ms"]["p50"].as_f64().unwrap(), r["ops_view_ms"]["p99"].as_f64().unwrap(),
                 r["ops_view_at_cloud"]["p99_at_most_ms"], r["ops_view_at_cloud"]["over_50ms"],

@@ -149,8 +149,21 @@ pub fn main_with<F: std::future::Future<Output = ()>>(
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(default);
+    // GARASI_BENCH_DEPOTS_NICE=N: the runtime's threads (where the benches' depots run)
+    // at nice N, standing for depots on machines of their own. The caller's thread, which
+    // runs `run` itself and starts the probes' threads, keeps its priority.
+    let nice: i32 = std::env::var("GARASI_BENCH_DEPOTS_NICE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .on_thread_start(move || {
+            if nice != 0 {
+                #[cfg(target_os = "linux")]
+                rustix::process::nice(nice).unwrap();
+            }
+        })
         .build()
         .unwrap();
     rt.block_on(run(samples));
