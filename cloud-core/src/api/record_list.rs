@@ -91,13 +91,14 @@ async fn list_applying_at_most<S: CloudStore>(
     let cached = up_to_date
         .then(|| kept.take(depot, record_type, snap.materialised, snap.last))
         .flatten();
-    let last = snap.last;
+    let (materialised, last) = (snap.materialised, snap.last);
     // Automerge work off the async threads.
     let built = tokio::task::spawn_blocking(move || {
         cached
             .and_then(|o| overlay(o, &docs, &pending, last))
             .unwrap_or_else(|| {
                 let fresh = Overlay {
+                    from: materialised,
                     upto: i64::MIN,
                     records: HashMap::new(),
                 };
@@ -105,6 +106,7 @@ async fn list_applying_at_most<S: CloudStore>(
                 // changes go through `apply`, which never fails the whole.
                 overlay(fresh, &docs, &pending, last).unwrap_or_else(|| {
                     let empty = Overlay {
+                        from: materialised,
                         upto: last,
                         records: HashMap::new(),
                     };

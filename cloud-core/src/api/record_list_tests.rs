@@ -198,6 +198,19 @@ async fn a_kept_overlay_shows_what_a_fresh_list_and_the_fold_show() {
     );
     assert_eq!(second.records["bus-1"]["status"], "in_maintenance");
     assert_eq!(second.records["bus-4"]["status"], "in_service");
+    // An overlay first built from a later materialiser position than a snapshot's (that
+    // list read its snapshot before the fold moved) does not serve it: records changed
+    // in between are not in it.
+    let l = second.freshness.last_cursor;
+    let mut kept = s.kept_overlays.take(&d, "vehicle_status", 0, l).unwrap();
+    assert_eq!(kept.upto, l);
+    kept.from = 1;
+    s.kept_overlays.keep(&d, "vehicle_status", kept);
+    let unkept = list_up_to_date(&s, &d, "vehicle_status").await.unwrap();
+    assert_eq!(
+        unkept.records["bus-2"]["status"], "out_of_service",
+        "built afresh"
+    );
     // A junk change among the new ones: that list is built afresh, as without keeping.
     s.store
         .push(
