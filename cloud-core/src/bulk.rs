@@ -22,10 +22,7 @@ fn runtime() -> Option<&'static tokio::runtime::Runtime> {
     RUNTIME
         .get_or_init(|| {
             tokio::runtime::Builder::new_multi_thread()
-                // Stores run here as tasks (`spawn`), at most a few per core at once.
-                .worker_threads(cores())
-                // A store's pool waits with a timeout and opens connections here.
-                .enable_all()
+                .worker_threads(1)
                 .max_blocking_threads(MAX_THREADS)
                 .thread_name("garasi-bulk")
                 .on_thread_start(lower_priority)
@@ -42,23 +39,6 @@ fn lower_priority() {
     #[cfg(target_os = "linux")]
     if let Err(e) = rustix::process::nice(NICENESS) {
         tracing::warn!(error = %e, "could not lower a bulk thread's priority");
-    }
-}
-
-fn cores() -> usize {
-    std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
-}
-
-/// Runs the future `f` on a bulk thread: an async job whose own CPU work (a PostgreSQL
-/// push encoding its COPY rows) is bulk work too. Await the handle from any runtime.
-pub fn spawn<F>(f: F) -> tokio::task::JoinHandle<F::Output>
-where
-    F: std::future::Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    match runtime() {
-        Some(rt) => rt.spawn(f),
-        None => tokio::spawn(f),
     }
 }
 
@@ -92,15 +72,5 @@ mod tests {
         // And it stays lower on the next task on a reused thread.
         assert_eq!(super::spawn_blocking(own_nice).await.unwrap(), bulk);
         assert_eq!(own_nice(), here, "the caller's own thread is untouched");
-        // An async job polls on a bulk thread too.
-        assert_eq!(super::spawn(async { own_nice() }).await.unwrap(), bulk);
-        // With the timers and sockets a store's pool uses there.
-        let io = super::spawn(async {
-            tokio::time::timeout(std::time::Duration::from_secs(5), async {
-                tokio::net::TcpListener::bind("127.0.0.1:0").await.is_ok()
-            })
-            .await
-        });
-        assert_eq!(io.await.unwrap(), Ok(true));
     }
 }

@@ -122,9 +122,10 @@ async fn push<S: CloudStore + 'static>(
     // the depot hung up meanwhile.
     let (store, materialiser) = (s.store.clone(), s.materialiser.clone());
     let report = sync_report(&headers);
-    // On the bulk threads: a PostgreSQL push encodes its rows for COPY as it goes, and
-    // that CPU work must not be polled beside the admin reads.
-    let out = crate::bulk::spawn(async move {
+    // On the main runtime, not the bulk threads: a PostgreSQL connection opened in a task
+    // is driven by that task's runtime for its whole life, and the write pool also serves
+    // authentication and the materialiser's saves, which must not run at nice +10.
+    let out = tokio::spawn(async move {
         let _held = (slot, budget);
         let out = store.push(&depot, batch_seq, &changes, &rows).await?;
         store.record_sync(&depot, report).await?;
