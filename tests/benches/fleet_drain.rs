@@ -240,21 +240,32 @@ async fn storm<S: CloudStore + 'static>(
     let (ready, readied) = std::sync::mpsc::channel();
     let (go_ops, ops_go) = std::sync::mpsc::channel();
     let (go_recs, recs_go) = std::sync::mpsc::channel();
+    let (go_each, each_go) = std::sync::mpsc::channel();
     let ops = probe::probe(
         cloud.ca_pem.clone(),
-        base.clone(),
+        vec![base.clone()],
         stop.clone(),
         ready.clone(),
         ops_go,
     );
+    let list_of = |id: &String| format!("{base}/{id}/records/vehicle_status");
+    // One depot's list refreshed (what a dashboard does), and every depot's list in turn
+    // (each asked cold, after the others).
     let recs = probe::probe(
         cloud.ca_pem.clone(),
-        format!("{base}/{}/records/vehicle_status", depots[0].0),
+        vec![list_of(&depots[0].0)],
         stop.clone(),
-        ready,
+        ready.clone(),
         recs_go,
     );
-    for _ in 0..2 {
+    let each = probe::probe(
+        cloud.ca_pem.clone(),
+        depots.iter().map(|(id, _)| list_of(id)).collect(),
+        stop.clone(),
+        ready,
+        each_go,
+    );
+    for _ in 0..3 {
         readied.recv().unwrap();
     }
     let mut nodes = Vec::new();
@@ -279,6 +290,9 @@ async fn storm<S: CloudStore + 'static>(
     // here: the depots' own start (opening encrypted stores) is not the storm.
     link.wait_held(k).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
+    // One held connection per depot: more would be a depot that gave up waiting (its
+    // connect timeout) and came back, and was not ready at the opening.
+    assert_eq!(link.held(), k, "each depot held once at the gate");
     let (busy0, total0, stolen0) = cpu_jiffies();
     let me0 = cpu_self();
     let cloud0 = cloud.cpu_s();
@@ -286,6 +300,7 @@ async fn storm<S: CloudStore + 'static>(
     link.open();
     go_ops.send(()).unwrap();
     go_recs.send(()).unwrap();
+    go_each.send(()).unwrap();
     let mut drained = vec![None; k];
     while drained.iter().any(Option::is_none) {
         for (i, n) in nodes.iter().enumerate() {
@@ -304,6 +319,7 @@ async fn storm<S: CloudStore + 'static>(
     let cloud1 = cloud.cpu_s();
     stop.cancel();
     let ((mut ops, _), (mut recs, recs_behind)) = (ops.join().unwrap(), recs.join().unwrap());
+    let (mut each, each_behind) = each.join().unwrap();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     let cores_busy = (busy1 - busy0) as f64 / (total1 - total0).max(1) as f64 * cores;
     // Why a depot waited between batches: its failed pushes, and the cloud's refusals.
@@ -355,6 +371,8 @@ async fn storm<S: CloudStore + 'static>(
         "ops_view_ms": { "n": ops.len(), "p50": percentile(&mut ops, 0.5), "p99": percentile(&mut ops, 0.99), "max": percentile(&mut ops, 1.0) },
         "record_view_not_up_to_date": recs_behind,
         "record_view_ms": { "n": recs.len(), "p50": percentile(&mut recs, 0.5), "p99": percentile(&mut recs, 0.99), "max": percentile(&mut recs, 1.0) },
+        "record_views_in_turn_not_up_to_date": each_behind,
+        "record_views_in_turn_ms": { "n": each.len(), "p50": percentile(&mut each, 0.5), "p99": percentile(&mut each, 0.99), "max": percentile(&mut each, 1.0) },
         "ops_view_at_cloud": server_view(&cloud_metrics, "/api/v1/admin/depots"),
         "record_view_at_cloud": server_view(&cloud_metrics, "/api/v1/admin/depots/{depot}/records/{record_type}"),
     })
@@ -516,15 +534,16 @@ async fn run(samples: usize) {
                 _ => continue,
             };
             println!(
-                "{backend:8} K={k:2}: {:>8} samples/s in {:.1} s, cores busy {:.2} (cloud {}, edges {}, PostgreSQL and the rest {}; stolen by the host {}), longest gap between a depot's batches {} ms (push failures {}, cloud refusals {}), ops view p50 {:.1} p99 {:.1} ms (at the cloud: p99 <= {} ms, {} over 50 ms), record view p50 {:.1} p99 {:.1} ms (at the cloud: p99 <= {} ms, {} over 50 ms; {} answers not up to date)",
+                "{backend:8} K={k:2}: {:>8} samples/s in {:.1} s, cores busy {:.2} (cloud {}, edges {}, PostgreSQL and the rest {}; stolen by the host {}), longest gap between a depot's batches {} ms (push failures {}, cloud refusals {}), ops view p50 {:.1} p99 {:.1} ms (at the cloud: p99 <= {} ms, {} over 50 ms), record view p50 {:.1} p99 {:.1} ms, every depot's in turn p50 {:.1} p99 {:.1} ms (at the cloud, both: p99 <= {} ms, {} over 50 ms; {} answers not up to date)",
                 r["samples_per_s"], r["drain_s"].as_f64().unwrap(), r["cores_busy"].as_f64().unwrap(),
                 r["cores_cloud"], r["cores_edges"], r["cores_postgres_and_rest"], r["cores_stolen"],
                 r["longest_gap_between_batches_ms"], r["edge_push_failures"], r["cloud_refusals"],
                 r["ops_view_ms"]["p50"].as_f64().unwrap(), r["ops_view_ms"]["p99"].as_f64().unwrap(),
                 r["ops_view_at_cloud"]["p99_at_most_ms"], r["ops_view_at_cloud"]["over_50ms"],
                 r["record_view_ms"]["p50"].as_f64().unwrap(), r["record_view_ms"]["p99"].as_f64().unwrap(),
+                r["record_views_in_turn_ms"]["p50"].as_f64().unwrap(), r["record_views_in_turn_ms"]["p99"].as_f64().unwrap(),
                 r["record_view_at_cloud"]["p99_at_most_ms"], r["record_view_at_cloud"]["over_50ms"],
-                r["record_view_not_up_to_date"],
+                r["record_view_not_up_to_date"].as_u64().unwrap() + r["record_views_in_turn_not_up_to_date"].as_u64().unwrap(),
             );
             results.push(r);
         }

@@ -59,6 +59,11 @@ impl Gate {
         self.open.send_replace(true);
     }
 
+    /// Connections held while shut so far.
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::SeqCst)
+    }
+
     /// Waits until `n` connections are held (one per depot's first push).
     pub async fn wait_held(&self, n: usize) {
         let deadline = Instant::now() + Duration::from_secs(60);

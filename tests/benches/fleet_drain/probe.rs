@@ -4,16 +4,17 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-/// Asks `url` every 50 ms until `stop` and returns the latencies in ms (each must be
-/// 200) and how many answers said `up_to_date: false` (a record list that showed only
-/// the materialised fields because it could not apply the rest: fast, but behind). It runs on its own thread and runtime, as an admin's browser is its own
+/// Asks `urls` in turn, one every 50 ms, until `stop` and returns the latencies in ms
+/// (each must be 200) and how many answers said `up_to_date: false` (a record list that
+/// showed only the materialised fields because it could not apply the rest: fast, but
+/// behind). It runs on its own thread and runtime, as an admin's browser is its own
 /// process: on this process's runtime the probe's replies waited for the 16 edges'
 /// tasks to yield before it could read them, which the cloud is not to blame for. The
 /// first request (TLS handshake, connection) is made and not counted before `ready`
 /// is sent: a dashboard's browser holds its connection open. Counting starts at `go`.
 pub fn probe(
     ca_pem: String,
-    url: String,
+    urls: Vec<String>,
     stop: tokio_util::sync::CancellationToken,
     ready: std::sync::mpsc::Sender<()>,
     go: std::sync::mpsc::Receiver<()>,
@@ -28,7 +29,8 @@ pub fn probe(
                 .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap())
                 .build()
                 .unwrap();
-            let ask = || async {
+            let http = &http;
+            let ask = |url: String| async move {
                 let t = Instant::now();
                 let r = http
                     .get(&url)
@@ -41,14 +43,17 @@ pub fn probe(
                 let ms = t.elapsed().as_secs_f64() * 1000.0;
                 (ms, body["up_to_date"] == json!(false))
             };
-            ask().await;
+            ask(urls[0].clone()).await;
             ready.send(()).unwrap();
             // Counted from the moment the links open (nothing else runs on this thread).
             go.recv().unwrap();
             let (mut out, mut behind) = (Vec::new(), 0);
             let started = Instant::now();
-            while !stop.is_cancelled() {
-                let (ms, stale) = ask().await;
+            for url in urls.iter().cycle() {
+                if stop.is_cancelled() {
+                    break;
+                }
+                let (ms, stale) = ask(url.clone()).await;
                 if ms > 40.0 {
                     // When in the drain the slow answers come, to tell their causes apart.
                     eprintln!(
