@@ -8,7 +8,6 @@
 mod common;
 
 use garasi_cloud::store::postgres::PgStore;
-use garasi_cloud::store::CloudStore;
 use garasi_sync_protocol::streams::TELEMETRY_V1;
 use garasi_sync_protocol::wire::Entry;
 
