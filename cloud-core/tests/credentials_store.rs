@@ -5,6 +5,8 @@
 //! token; migrating twice keeps everything.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use garasi_cloud::store::{CloudStore, StoreError};
 
 fn now_ms() -> i64 {
@@ -88,23 +90,9 @@ async fn sqlite() {
 
 #[tokio::test]
 async fn postgres() {
-    let Ok(conn) = std::env::var("GARASI_TEST_POSTGRES") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "GARASI_TEST_POSTGRES must be set in CI"
-        );
-        eprintln!("SKIPPED: set GARASI_TEST_POSTGRES to run against PostgreSQL");
+    let Some((s, _, schema)) = common::fresh_postgres("credentials").await else {
         return;
     };
-    let schema = format!("garasi_test_credentials_{}", std::process::id());
-    let s = garasi_cloud::store::postgres::PgStore::connect(&conn, Some(&schema))
-        .await
-        .unwrap();
-    s.drop_schema(&schema).await.unwrap();
-    let s = garasi_cloud::store::postgres::PgStore::connect(&conn, Some(&schema))
-        .await
-        .unwrap();
-    s.migrate().await.unwrap();
     credentials_rotate_expire_and_revoke(&s).await;
     s.drop_schema(&schema).await.unwrap();
 }

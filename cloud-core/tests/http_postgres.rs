@@ -7,7 +7,6 @@
 
 mod common;
 
-use garasi_cloud::store::postgres::PgStore;
 use garasi_sync_protocol::streams::TELEMETRY_V1;
 use garasi_sync_protocol::wire::Entry;
 
@@ -16,18 +15,9 @@ const BATCHES: u64 = 6;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_pushes_of_several_depots_land_in_postgres() {
-    let Ok(conn) = std::env::var("GARASI_TEST_POSTGRES") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "GARASI_TEST_POSTGRES must be set in CI"
-        );
-        eprintln!("SKIPPED: set GARASI_TEST_POSTGRES");
+    let Some((store, _, schema)) = common::fresh_postgres("http_pg").await else {
         return;
     };
-    let schema = format!("garasi_test_http_pg_{}", std::process::id());
-    let old = PgStore::connect(&conn, Some(&schema)).await.unwrap();
-    old.drop_schema(&schema).await.unwrap();
-    let store = PgStore::connect(&conn, Some(&schema)).await.unwrap();
     let cloud = common::start_on(store, tempfile::tempdir().unwrap()).await;
     let mut depots = Vec::new();
     for i in 0..DEPOTS {

@@ -3,9 +3,10 @@
 //! (`GARASI_TEST_POSTGRES`, required in CI); on SQLite it refuses with what it is for.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::process::Command;
 
-use garasi_cloud::store::postgres::PgStore;
 use garasi_cloud::store::{CloudStore, StreamRowIn};
 
 /// Runs `garasi-cloud streams drop-before`: (success, stdout, stderr).
@@ -30,19 +31,9 @@ fn drop_before(database: &str, before: &str) -> (bool, String, String) {
 
 #[tokio::test]
 async fn drop_before_removes_whole_months_and_nothing_else() {
-    let Ok(conn) = std::env::var("GARASI_TEST_POSTGRES") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "GARASI_TEST_POSTGRES must be set in CI"
-        );
-        eprintln!("SKIPPED: set GARASI_TEST_POSTGRES");
+    let Some((s, conn, schema)) = common::fresh_postgres("retention").await else {
         return;
     };
-    let schema = format!("garasi_test_retention_{}", std::process::id());
-    let s = PgStore::connect(&conn, Some(&schema)).await.unwrap();
-    s.drop_schema(&schema).await.unwrap();
-    let s = PgStore::connect(&conn, Some(&schema)).await.unwrap();
-    s.migrate().await.unwrap();
     // 2026-01-31 23:59:59.999, 2026-02-01 00:00 and 2026-03-15 (UTC).
     let row = |seq: i64, ts_ms: i64| StreamRowIn {
         stream: "telemetry.v1".into(),

@@ -12,6 +12,17 @@ use crate::api::AppState;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{ChangeIn, CloudStore};
 
+/// The API's state over a fresh SQLite store (its directory kept alive by the caller),
+/// and one depot.
+async fn cloud_with_a_depot() -> (tempfile::TempDir, AppState<SqliteStore>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("cloud.db")).unwrap();
+    store.migrate().await.unwrap();
+    let s = AppState::new(Arc::new(store), Arc::from("admin-token-for-tests")).unwrap();
+    let d = s.store.create_depot("D").await.unwrap().id;
+    (dir, s, d)
+}
+
 fn status(record: &mut Record, id: &str, status: &str) -> ChangeIn {
     let change = record
         .set(&[("status", FieldValue::Text(status.into()))])
@@ -26,11 +37,7 @@ fn status(record: &mut Record, id: &str, status: &str) -> ChangeIn {
 
 #[tokio::test]
 async fn a_list_shows_changes_the_materialiser_has_not_folded() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("cloud.db")).unwrap();
-    store.migrate().await.unwrap();
-    let s = AppState::new(Arc::new(store), Arc::from("admin-token-for-tests")).unwrap();
-    let d = s.store.create_depot("D").await.unwrap().id;
+    let (_dir, s, d) = cloud_with_a_depot().await;
     let (mut bus1, mut bus2) = (
         Record::new(new_actor(Side::Depot)),
         Record::new(new_actor(Side::Depot)),
@@ -72,11 +79,7 @@ async fn a_list_shows_changes_the_materialiser_has_not_folded() {
 #[tokio::test]
 async fn a_list_before_the_fold_shows_what_the_fold_saves() {
     use automerge::{transaction::Transactable, AutoCommit, ObjType, ROOT};
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("cloud.db")).unwrap();
-    store.migrate().await.unwrap();
-    let s = AppState::new(Arc::new(store), Arc::from("admin-token-for-tests")).unwrap();
-    let d = s.store.create_depot("D").await.unwrap().id;
+    let (_dir, s, d) = cloud_with_a_depot().await;
     let change = |id: &str, change: Vec<u8>| ChangeIn {
         record_type: "vehicle_status".into(),
         record_id: id.into(),
@@ -125,11 +128,7 @@ async fn a_list_before_the_fold_shows_what_the_fold_saves() {
 /// not queue: it answers from the materialised fields and says it is not up to date.
 #[tokio::test]
 async fn a_list_finding_no_overlay_free_answers_at_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("cloud.db")).unwrap();
-    store.migrate().await.unwrap();
-    let s = AppState::new(Arc::new(store), Arc::from("admin-token-for-tests")).unwrap();
-    let d = s.store.create_depot("D").await.unwrap().id;
+    let (_dir, s, d) = cloud_with_a_depot().await;
     let mut bus = Record::new(new_actor(Side::Depot));
     s.store
         .push(&d, 1, &[status(&mut bus, "bus-1", "in_service")], &[])
@@ -159,11 +158,7 @@ async fn a_list_finding_no_overlay_free_answers_at_once() {
 /// the new ones too; once the materialiser has passed it, the kept overlay is dropped.
 #[tokio::test]
 async fn a_kept_overlay_shows_what_a_fresh_list_and_the_fold_show() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("cloud.db")).unwrap();
-    store.migrate().await.unwrap();
-    let s = AppState::new(Arc::new(store), Arc::from("admin-token-for-tests")).unwrap();
-    let d = s.store.create_depot("D").await.unwrap().id;
+    let (_dir, s, d) = cloud_with_a_depot().await;
     let (mut bus1, mut bus2, mut bus4) = (
         Record::new(new_actor(Side::Depot)),
         Record::new(new_actor(Side::Depot)),

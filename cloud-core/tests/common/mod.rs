@@ -1,10 +1,12 @@
 //! Shared helpers of the cloud's HTTP tests: the real router on a loopback port over a
-//! fresh SQLite store, depots enrolled through the API, push and pull as a depot does.
+//! fresh SQLite store, depots enrolled through the API, push and pull as a depot does;
+//! a fresh PostgreSQL schema for the tests that need one.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
 
 use garasi_cloud::api::{router, AppState};
+use garasi_cloud::store::postgres::PgStore;
 use garasi_cloud::store::sqlite::SqliteStore;
 use garasi_cloud::store::CloudStore;
 use garasi_sync_protocol::actor::{new_actor, Side};
@@ -20,6 +22,26 @@ pub struct Cloud<S = SqliteStore> {
     pub dir: tempfile::TempDir,
     /// The store behind the API, for writing what no API accepts (legacy data).
     pub store: Arc<S>,
+}
+
+/// A fresh, migrated PostgreSQL schema `garasi_test_{name}_{pid}`, with the connection
+/// string and the schema's name; `None` (the test skips) when `GARASI_TEST_POSTGRES` is
+/// unset, which CI never allows.
+pub async fn fresh_postgres(name: &str) -> Option<(PgStore, String, String)> {
+    let Ok(conn) = std::env::var("GARASI_TEST_POSTGRES") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "GARASI_TEST_POSTGRES must be set in CI"
+        );
+        eprintln!("SKIPPED: set GARASI_TEST_POSTGRES to run against PostgreSQL");
+        return None;
+    };
+    let schema = format!("garasi_test_{name}_{}", std::process::id());
+    let old = PgStore::connect(&conn, Some(&schema)).await.unwrap();
+    old.drop_schema(&schema).await.unwrap();
+    let s = PgStore::connect(&conn, Some(&schema)).await.unwrap();
+    s.migrate().await.unwrap();
+    Some((s, conn, schema))
 }
 
 /// The cloud over a fresh SQLite store.
