@@ -21,6 +21,7 @@ mod overlay_kept;
 mod planning;
 mod record_list;
 mod records;
+mod slow;
 mod sync;
 mod timing;
 pub mod upload_sweep;

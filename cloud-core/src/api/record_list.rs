@@ -7,11 +7,13 @@
 //! stored change.
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
 
 use garasi_sync_protocol::actor::{new_actor, Side};
 use garasi_sync_protocol::record::Record;
 
 use super::overlay_kept::Overlay;
+use super::slow::{self, ListTimes};
 use super::{ApiError, AppState};
 use crate::materialise::Freshness;
 use crate::store::CloudStore;
@@ -47,7 +49,9 @@ async fn list_applying_at_most<S: CloudStore>(
     record_type: &str,
     limit: i64,
 ) -> Result<RecordList, ApiError> {
+    let started = Instant::now();
     let snap = s.store.list_snapshot(depot, record_type, limit + 1).await?;
+    let read = started.elapsed();
     let freshness = Freshness::at(snap.materialised, snap.last);
     let mut records = BTreeMap::new();
     let mut docs: HashMap<String, Vec<u8>> = HashMap::new();
@@ -59,7 +63,16 @@ async fn list_applying_at_most<S: CloudStore>(
         }
         records.insert(id, fields);
     }
+    let fast = |pending| ListTimes {
+        depot,
+        read,
+        waited: Duration::ZERO,
+        applied: Duration::ZERO,
+        pending,
+        total: started.elapsed(),
+    };
     if freshness.changes_behind == 0 {
+        slow::note(&fast(0));
         s.kept_overlays.forget(depot, record_type);
         return Ok(RecordList {
             records,
@@ -70,6 +83,7 @@ async fn list_applying_at_most<S: CloudStore>(
     s.materialiser.wake.notify_one();
     // Applying is the costly part: no overlay free, the materialised fields alone.
     let Ok(permit) = s.overlays.clone().try_acquire_owned() else {
+        slow::note(&fast(snap.pending.len()));
         return Ok(RecordList {
             records,
             freshness,
@@ -93,8 +107,12 @@ async fn list_applying_at_most<S: CloudStore>(
         .flatten();
     let (materialised, last) = (snap.materialised, snap.last);
     // Automerge work off the async threads.
+    let pending_n = pending.len();
+    let queued = Instant::now();
     let built = tokio::task::spawn_blocking(move || {
-        cached
+        let waited = queued.elapsed();
+        let applying = Instant::now();
+        let built = cached
             .and_then(|o| overlay(o, &docs, &pending, last))
             .unwrap_or_else(|| {
                 let fresh = Overlay {
@@ -112,11 +130,20 @@ async fn list_applying_at_most<S: CloudStore>(
                     };
                     (empty, false)
                 })
-            })
+            });
+        (built, waited, applying.elapsed())
     })
     .await
     .map_err(|e| ApiError::internal(format!("applying unfolded changes: {e}")))?;
-    let (overlay, complete) = built;
+    let ((overlay, complete), waited, applied) = built;
+    slow::note(&ListTimes {
+        depot,
+        read,
+        waited,
+        applied,
+        pending: pending_n,
+        total: started.elapsed(),
+    });
     let shown: Vec<(String, serde_json::Value)> = overlay
         .records
         .iter()

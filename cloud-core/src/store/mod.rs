@@ -22,6 +22,17 @@ use rand::RngCore;
 
 pub use read::ReadModel;
 
+/// Logs a read that waited long for a connection (all of them busy): the slow-answer
+/// log then tells that wait from a slow query (`api/slow.rs`).
+fn note_wait(what: &str, waited: std::time::Duration) {
+    if waited >= std::time::Duration::from_millis(10) {
+        tracing::warn!(
+            waited_ms = (waited.as_secs_f64() * 10_000.0).round() / 10.0,
+            "slow read: waited for a {what}"
+        );
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("enrolment token is unknown or already used: ask the fleet admin for a new one")]

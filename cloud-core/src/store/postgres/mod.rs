@@ -106,7 +106,10 @@ impl PgStore {
 
     /// A connection of the read model's pool.
     async fn r(&self) -> Result<Object, StoreError> {
-        self.read.get().await.map_err(pool_error)
+        let asked = std::time::Instant::now();
+        let c = self.read.get().await.map_err(pool_error);
+        super::note_wait("PostgreSQL read connection", asked.elapsed());
+        c
     }
 
     /// Drops a schema (test clean-up).
