@@ -12,6 +12,8 @@ mod depots;
 #[cfg(test)]
 mod migrate_tests;
 mod read;
+#[cfg(test)]
+mod readers_tests;
 mod schema;
 
 use std::path::Path;
@@ -23,14 +25,18 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::*;
 use schema::{SCHEMA, SCHEMA_2, SCHEMA_3, SCHEMA_4};
 
-/// Read-only connections beside the writer.
-const READERS: usize = 3;
+/// Read-only connections beside the writer: the three dashboard reads a storm brings
+/// (ops view, record lists) and one for depots' sign-ins and the materialiser's loads.
+const READERS: usize = 4;
 
 #[derive(Clone)]
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
     readers: Arc<Vec<Mutex<Connection>>>,
-    next_reader: Arc<std::sync::atomic::AtomicUsize>,
+    /// One permit per reader, handed out first come, first served: a read waits for
+    /// whichever reader frees first (not one picked in turn, which could be in a long
+    /// query while another was free).
+    free_readers: Arc<tokio::sync::Semaphore>,
 }
 
 impl SqliteStore {
@@ -59,27 +65,36 @@ impl SqliteStore {
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
             readers: Arc::new(readers),
-            next_reader: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            free_readers: Arc::new(tokio::sync::Semaphore::new(READERS)),
         })
     }
 
-    /// Runs a read-only query on a reader connection (a free one if any, else the next
-    /// in turn), from the blocking pool.
+    /// Runs a read-only query on a free reader connection, from the blocking pool,
+    /// once one is free.
     async fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let (readers, next) = (self.readers.clone(), self.next_reader.clone());
+        let asked = std::time::Instant::now();
+        let permit = self
+            .free_readers
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?;
+        super::note_wait("SQLite reader", asked.elapsed());
+        let readers = self.readers.clone();
         tokio::task::spawn_blocking(move || {
-            let free = readers.iter().find_map(|r| r.try_lock());
-            let c = match free {
-                Some(c) => c,
-                None => {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    readers[i % readers.len()].lock()
-                }
-            };
-            f(&c)
+            // A permit means a reader is free (each holder locks at most one); the lock
+            // below is only reached if that ever stops being so.
+            let c = readers
+                .iter()
+                .find_map(|r| r.try_lock())
+                .unwrap_or_else(|| readers[0].lock());
+            let out = f(&c);
+            drop(c);
+            drop(permit);
+            out
         })
         .await
         .map_err(|e| StoreError::Task(e.to_string()))?
