@@ -10,10 +10,13 @@
 //! (`GET /api/v1/admin/depots`) and a record view (a depot's `vehicle_status` records)
 //! asked every 50 ms during the drain. Every depot's rows and changes are checked at the
 //! cloud, exactly once. The cloud is the real `garasi-cloud serve` in its own process
-//! (`fleet-cloud`, this package's build of it); the K edges are the real `Node`, in this
-//! process; PostgreSQL is its own server. CPU is reported per party.
+//! and session, as a service runs (`fleet_drain/cloud.rs`); the K edges are the real
+//! `Node`, in this process; PostgreSQL is its own server. CPU is reported per party, and
+//! the cloud's slow-answer log lines are printed after each cell.
 //! Reference: one raw batched INSERT stream of the same rows, measured in the same run.
 //!
+//! GARASI_BENCH_KS=4,8 runs those fleet sizes only.
+//! GARASI_BENCH_CLOUD_SESSION=shared runs the cloud in the bench's session instead.
 //! GARASI_BENCH_DEPOTS_NICE=N runs the K depots at nice N (the cloud, PostgreSQL and the
 //! probes stay at 0), standing for depots on machines of their own; unset, all share the
 //! cores at one priority.
@@ -21,11 +24,15 @@
 //! Last line of output: JSON with every figure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "fleet_drain/cloud.rs"]
+mod cloud;
 #[path = "fleet_drain/gate.rs"]
 mod gate;
 #[path = "fleet_drain/probe.rs"]
 mod probe;
 mod support;
+
+use cloud::{shared_session, CloudProcess};
 
 use std::time::{Duration, Instant};
 
@@ -122,88 +129,6 @@ async fn longest_pause(b: &Batches<'_>) -> i64 {
         .map(|w| w[1].1 - w[0].1)
         .max()
         .unwrap_or(0)
-}
-
-/// `garasi-cloud serve` on `database`, in its own process; killed on drop.
-struct CloudProcess {
-    child: std::process::Child,
-    addr: std::net::SocketAddr,
-    ca_pem: String,
-}
-
-impl CloudProcess {
-    fn start(dir: &std::path::Path, database: &str) -> CloudProcess {
-        std::fs::create_dir_all(dir).unwrap();
-        let (ca, cert, key) = garasi_fleet_tests::test_pki(dir).unwrap();
-        let token = dir.join("admin.token");
-        std::fs::write(&token, garasi_fleet_tests::ADMIN).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fleet-cloud"))
-            .args([
-                "serve",
-                "--database",
-                database,
-                "--listen",
-                &addr.to_string(),
-            ])
-            .arg("--tls-cert")
-            .arg(&cert)
-            .arg("--tls-key")
-            .arg(&key)
-            .arg("--admin-token-file")
-            .arg(&token)
-            .env("RUST_LOG", "warn")
-            // GARASI_BENCH_PG_WRITE_POOL: the cloud's write pool (default: its own).
-            .envs(
-                std::env::var("GARASI_BENCH_PG_WRITE_POOL")
-                    .ok()
-                    .map(|n| ("GARASI_CLOUD_PG_WRITE_CONNECTIONS", n)),
-            )
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(dir.join("cloud.log")).unwrap())
-            .spawn()
-            .unwrap();
-        for _ in 0..400 {
-            if std::net::TcpStream::connect(addr).is_ok() {
-                return CloudProcess {
-                    child,
-                    addr,
-                    ca_pem: std::fs::read_to_string(ca).unwrap(),
-                };
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!(
-            "garasi-cloud did not listen; see {}",
-            dir.join("cloud.log").display()
-        );
-    }
-
-    /// CPU seconds the cloud process has used.
-    fn cpu_s(&self) -> f64 {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        let rest = stat.rsplit_once(')').map_or("", |x| x.1);
-        let f: Vec<f64> = rest
-            .split_whitespace()
-            .map(|v| v.parse().unwrap_or(0.0))
-            .collect();
-        (f.get(11).unwrap_or(&0.0) + f.get(12).unwrap_or(&0.0)) / 100.0
-    }
-}
-
-impl Drop for CloudProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// K depots draining at once into a fresh cloud process on `database`; `store` is the
@@ -348,6 +273,11 @@ async fn storm<S: CloudStore + 'static>(
         assert_eq!(status, CHANGES, "{depot}: every change at the cloud, once");
     }
     drop(cloud);
+    // The cloud's own account of its slow answers (where their time went).
+    let log = std::fs::read_to_string(dir.join("cloud.log")).unwrap_or_default();
+    for line in log.lines().filter(|l| l.contains("slow")) {
+        eprintln!("cloud: {line}");
+    }
     let pause_ms = longest_pause(&batches).await;
     let slowest = drained.iter().flatten().copied().fold(0.0, f64::max);
     let fastest = drained.iter().flatten().copied().fold(f64::MAX, f64::min);
@@ -498,7 +428,9 @@ async fn run(samples: usize) {
     // Whether the depots ran below the cloud's priority (support::main_with).
     let depots_nice = std::env::var("GARASI_BENCH_DEPOTS_NICE").unwrap_or_else(|_| "0".into());
     eprintln!("depots at nice {depots_nice}");
-    let mut out = json!({ "samples_per_depot": samples, "changes_per_depot": CHANGES, "depots_nice": depots_nice });
+    let session = if shared_session() { "shared" } else { "own" };
+    eprintln!("the cloud in a session {session}");
+    let mut out = json!({ "samples_per_depot": samples, "changes_per_depot": CHANGES, "depots_nice": depots_nice, "cloud_session": session });
     // GARASI_BENCH_ONLY=sqlite|postgres runs one store.
     let only = std::env::var("GARASI_BENCH_ONLY").ok();
     for backend in ["sqlite", "postgres"] {
@@ -506,8 +438,13 @@ async fn run(samples: usize) {
             continue;
         }
         let mut results = Vec::new();
-        for k in KS {
-            let dir = tmp.path().join(format!("{backend}-{k}"));
+        // GARASI_BENCH_KS=8,16 runs those fleet sizes only.
+        let ks: Vec<usize> = std::env::var("GARASI_BENCH_KS").map_or_else(
+            |_| KS.to_vec(),
+            |v| v.split(',').filter_map(|k| k.trim().parse().ok()).collect(),
+        );
+        for (run, k) in ks.into_iter().enumerate() {
+            let dir = tmp.path().join(format!("{backend}-{run}-{k}"));
             std::fs::create_dir_all(&dir).unwrap();
             let r = match (backend, &pg) {
                 ("sqlite", _) => {
@@ -519,7 +456,7 @@ async fn run(samples: usize) {
                     storm(s, &db, b, &dir, &template, k, samples).await
                 }
                 ("postgres", Some(conn)) => {
-                    let schema = format!("garasi_storm_{}_{k}", std::process::id());
+                    let schema = format!("garasi_storm_{}_{run}_{k}", std::process::id());
                     let s = PgStore::connect(conn, Some(&schema)).await.unwrap();
                     s.drop_schema(&schema).await.unwrap();
                     let s = PgStore::connect(conn, Some(&schema)).await.unwrap();
