@@ -441,7 +441,15 @@ async fn run(samples: usize) {
         // GARASI_BENCH_KS=8,16 runs those fleet sizes only.
         let ks: Vec<usize> = std::env::var("GARASI_BENCH_KS").map_or_else(
             |_| KS.to_vec(),
-            |v| v.split(',').filter_map(|k| k.trim().parse().ok()).collect(),
+            |v| {
+                v.split(',')
+                    .map(|k| {
+                        k.trim()
+                            .parse()
+                            .expect("GARASI_BENCH_KS: sizes like 4,8,16")
+                    })
+                    .collect()
+            },
         );
         for (run, k) in ks.into_iter().enumerate() {
             let dir = tmp.path().join(format!("{backend}-{run}-{k}"));
@@ -483,9 +491,10 @@ async fn run(samples: usize) {
                 r["record_view_not_up_to_date"].as_u64().unwrap() + r["record_views_in_turn_not_up_to_date"].as_u64().unwrap(),
             );
             results.push(r);
+            // Each cell's K depots and cloud are done with: their disk back.
+            std::fs::remove_dir_all(&dir).ok();
         }
         out[backend] = json!(results);
-        std::fs::remove_dir_all(tmp.path().join(format!("{backend}-1"))).ok();
     }
     if let Some(conn) = &pg {
         let raw = raw_postgres(

@@ -7,8 +7,11 @@ use std::time::Duration;
 /// An answer slower than this is logged (an admin page waits on it).
 const SLOW: Duration = Duration::from_millis(40);
 
-/// One record list's stages: the snapshot read (a read connection and the query), the
-/// wait for a blocking thread, and applying the unfolded changes.
+/// One record list's stages: the snapshot read (a read connection, the query, and the
+/// handler's wake-up after it), the wait for a blocking thread, and applying the
+/// unfolded changes. `total` runs from the read to the overlay built; the request's
+/// queueing, authentication and the response's serialisation are not in it (the
+/// route's histogram has the whole).
 pub(super) struct ListTimes<'a> {
     pub depot: &'a str,
     pub read: Duration,
@@ -24,7 +27,8 @@ pub(super) fn note(t: &ListTimes<'_>) {
     }
     let ms = |d: Duration| (d.as_secs_f64() * 10_000.0).round() / 10.0;
     tracing::warn!(
-        depot = %t.depot,
+        // Debug-quoted: the id comes from the path, and is not checked yet.
+        depot = ?t.depot,
         total_ms = ms(t.total),
         read_ms = ms(t.read),
         blocking_wait_ms = ms(t.waited),

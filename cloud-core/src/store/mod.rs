@@ -22,15 +22,39 @@ use rand::RngCore;
 
 pub use read::ReadModel;
 
-/// Logs a read that waited long for a connection (all of them busy): the slow-answer
-/// log then tells that wait from a slow query (`api/slow.rs`).
+/// `connection`, awaited; logs the wait if it was long (all connections busy): the
+/// slow-answer log then tells that wait from a slow query (`api/slow.rs`). At most one
+/// line a second, saying how many such waits it left out: depots' sign-ins read too, and
+/// a flood of them must not become a flood of log lines.
+async fn waiting<T>(what: &str, connection: impl Future<Output = T>) -> T {
+    let asked = std::time::Instant::now();
+    let c = connection.await;
+    note_wait(what, asked.elapsed());
+    c
+}
+
 fn note_wait(what: &str, waited: std::time::Duration) {
-    if waited >= std::time::Duration::from_millis(10) {
-        tracing::warn!(
-            waited_ms = (waited.as_secs_f64() * 10_000.0).round() / 10.0,
-            "slow read: waited for a {what}"
-        );
+    use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+    static LAST_MS: AtomicI64 = AtomicI64::new(i64::MIN);
+    static LEFT_OUT: AtomicU64 = AtomicU64::new(0);
+    if waited < std::time::Duration::from_millis(10) {
+        return;
     }
+    let now = now_ms();
+    let last = LAST_MS.load(Ordering::Relaxed);
+    if now.saturating_sub(last) < 1_000
+        || LAST_MS
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+    {
+        LEFT_OUT.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    tracing::warn!(
+        waited_ms = (waited.as_secs_f64() * 10_000.0).round() / 10.0,
+        left_out = LEFT_OUT.swap(0, Ordering::Relaxed),
+        "slow read: waited for a {what}"
+    );
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -25,17 +25,11 @@ impl CloudProcess {
         let binary = env!("CARGO_BIN_EXE_fleet-cloud");
         // The cloud logs to its standard output; its errors go to the same file.
         let log = std::fs::File::create(dir.join("cloud.log")).unwrap();
-        // A session of its own, as a service runs: Linux's autogroup shares the CPU
-        // between sessions first, and in the bench's session the cloud's threads would
-        // be one group with the K depots' (PostgreSQL's backends each have a session of
-        // their own). util-linux's setsid execs in place (the pid stays the cloud's).
-        let mut command = if shared_session() {
-            std::process::Command::new(binary)
-        } else {
-            let mut c = std::process::Command::new("setsid");
-            c.arg(binary);
-            c
-        };
+        let mut command = std::process::Command::new(binary);
+        if !shared_session() {
+            // A session of its own, as a service runs, ended with the bench (fleet-cloud.rs).
+            command.env("GARASI_FLEET_CLOUD_OWN_SESSION", "1");
+        }
         command
             .args([
                 "serve",

@@ -2,5 +2,18 @@
 //! separate process (`CARGO_BIN_EXE_fleet-cloud`); the code is `garasi_cloud::cli`.
 
 fn main() -> std::process::ExitCode {
+    // GARASI_FLEET_CLOUD_OWN_SESSION=1 (the storm bench): a session of its own, as a
+    // service runs (Linux's autogroup shares the CPU between sessions first), and a
+    // SIGTERM when the process that started it dies, as the terminal's Ctrl-C no longer
+    // reaches it: an interrupted bench leaves no cloud behind.
+    if std::env::var_os("GARASI_FLEET_CLOUD_OWN_SESSION").is_some() {
+        if let Err(e) = rustix::process::setsid() {
+            eprintln!("fleet-cloud: no session of its own: {e}");
+        }
+        let term = Some(rustix::process::Signal::TERM);
+        if let Err(e) = rustix::process::set_parent_process_death_signal(term) {
+            eprintln!("fleet-cloud: no parent-death signal: {e}");
+        }
+    }
     garasi_cloud::cli::main()
 }

@@ -106,10 +106,9 @@ impl PgStore {
 
     /// A connection of the read model's pool.
     async fn r(&self) -> Result<Object, StoreError> {
-        let asked = std::time::Instant::now();
-        let c = self.read.get().await.map_err(pool_error);
-        super::note_wait("PostgreSQL read connection", asked.elapsed());
-        c
+        super::waiting("PostgreSQL read connection", self.read.get())
+            .await
+            .map_err(pool_error)
     }
 
     /// Drops a schema (test clean-up).

@@ -25,8 +25,9 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::*;
 use schema::{SCHEMA, SCHEMA_2, SCHEMA_3, SCHEMA_4};
 
-/// Read-only connections beside the writer: the three dashboard reads a storm brings
-/// (ops view, record lists) and one for depots' sign-ins and the materialiser's loads.
+/// Read-only connections beside the writer, shared first come, first served by the
+/// read model, depots' sign-ins and the materialiser's loads (four: a storm's admin
+/// brings three reads at once, besides the sign-ins).
 const READERS: usize = 4;
 
 #[derive(Clone)]
@@ -75,14 +76,9 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let asked = std::time::Instant::now();
-        let permit = self
-            .free_readers
-            .clone()
-            .acquire_owned()
+        let permit = super::waiting("SQLite reader", self.free_readers.clone().acquire_owned())
             .await
             .map_err(|e| StoreError::Task(e.to_string()))?;
-        super::note_wait("SQLite reader", asked.elapsed());
         let readers = self.readers.clone();
         tokio::task::spawn_blocking(move || {
             // A permit means a reader is free (each holder locks at most one); the lock
