@@ -15,7 +15,8 @@
 //! the cloud's slow-answer log lines are printed after each cell.
 //! Reference: one raw batched INSERT stream of the same rows, measured in the same run.
 //!
-//! GARASI_BENCH_KS=4,8 runs those fleet sizes only.
+//! GARASI_BENCH_KS=4,8 runs those fleet sizes only; a size given more than once is also
+//! reported pooled over its runs (`fleet_drain/pooled.rs`).
 //! GARASI_BENCH_CLOUD_SESSION=shared runs the cloud in the bench's session instead.
 //! GARASI_BENCH_DEPOTS_NICE=N runs the K depots at nice N (the cloud, PostgreSQL and the
 //! probes stay at 0), standing for depots on machines of their own; unset, all share the
@@ -28,6 +29,8 @@
 mod cloud;
 #[path = "fleet_drain/gate.rs"]
 mod gate;
+#[path = "fleet_drain/pooled.rs"]
+mod pooled;
 #[path = "fleet_drain/probe.rs"]
 mod probe;
 mod support;
@@ -298,6 +301,8 @@ async fn storm<S: CloudStore + 'static>(
         "longest_gap_between_batches_ms": pause_ms,
         "edge_push_failures": push_failures,
         "cloud_refusals": cloud_refusals,
+        // Raw, for pooling runs of the same K (fleet_drain/pooled.rs); taken out after.
+        "samples_ms": { "ops": ops.clone(), "record": recs.clone(), "in_turn": each.clone() },
         "ops_view_ms": { "n": ops.len(), "p50": percentile(&mut ops, 0.5), "p99": percentile(&mut ops, 0.99), "max": percentile(&mut ops, 1.0) },
         "record_view_not_up_to_date": recs_behind,
         "record_view_ms": { "n": recs.len(), "p50": percentile(&mut recs, 0.5), "p99": percentile(&mut recs, 0.99), "max": percentile(&mut recs, 1.0) },
@@ -429,8 +434,11 @@ async fn run(samples: usize) {
     let depots_nice = std::env::var("GARASI_BENCH_DEPOTS_NICE").unwrap_or_else(|_| "0".into());
     eprintln!("depots at nice {depots_nice}");
     let session = if shared_session() { "shared" } else { "own" };
-    eprintln!("the cloud in a session {session}");
-    let mut out = json!({ "samples_per_depot": samples, "changes_per_depot": CHANGES, "depots_nice": depots_nice, "cloud_session": session });
+    // Whether Linux shares the CPU between sessions first (what the session changes).
+    let autogroup = std::fs::read_to_string("/proc/sys/kernel/sched_autogroup_enabled")
+        .map_or_else(|_| "unknown".to_owned(), |v| v.trim().to_owned());
+    eprintln!("the cloud in a session {session}; autogroup {autogroup}");
+    let mut out = json!({ "samples_per_depot": samples, "changes_per_depot": CHANGES, "depots_nice": depots_nice, "cloud_session": session, "autogroup": autogroup });
     // GARASI_BENCH_ONLY=sqlite|postgres runs one store.
     let only = std::env::var("GARASI_BENCH_ONLY").ok();
     for backend in ["sqlite", "postgres"] {
@@ -494,7 +502,12 @@ async fn run(samples: usize) {
             // Each cell's K depots and cloud are done with: their disk back.
             std::fs::remove_dir_all(&dir).ok();
         }
+        let pooled = pooled::pool(&mut results);
+        for p in &pooled {
+            println!("{}", pooled::line(backend, p));
+        }
         out[backend] = json!(results);
+        out[format!("{backend}_pooled")] = json!(pooled);
     }
     if let Some(conn) = &pg {
         let raw = raw_postgres(
