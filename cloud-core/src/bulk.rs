@@ -1,10 +1,11 @@
 //! Background CPU work that must not slow a person's read: decoding pushed batches,
-//! storing them in SQLite and the materialiser's folds run here, on threads of their
-//! own at a lower scheduling priority (nice +10). When a reconnect storm saturates the
-//! cores, Linux then gives a waiting admin read the CPU before the bulk work (about 10
-//! to 1), instead of sharing it evenly with every batch in flight; with idle cores the
-//! bulk work runs at full speed as before. Writes are not helped: an admin write or the materialiser waiting
-//! for SQLite's one writer waits for a push running at this priority.
+//! storing them in SQLite and the background materialiser's folds run here, on threads
+//! of their own at a lower scheduling priority (nice +10). When a reconnect storm
+//! saturates the cores, Linux then gives a waiting admin read the CPU before the bulk
+//! work (about 10 to 1), instead of sharing it evenly with every batch in flight; with
+//! idle cores the bulk work runs at full speed as before. Writes are not helped: an
+//! admin write or the materialiser waiting for SQLite's one writer waits for a push
+//! running at this priority.
 
 use std::sync::OnceLock;
 

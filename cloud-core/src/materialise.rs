@@ -99,6 +99,15 @@ impl<S: ReadModel> Materialiser<S> {
     }
 }
 
+/// Who waits for a fold: the background task, whose automerge work runs on the bulk
+/// threads (nice +10, below people's reads), or a person's request (a plan's
+/// publication folds first), at normal priority so a storm's pushes do not slow it.
+#[derive(Clone, Copy)]
+enum Waiter {
+    Background,
+    Person,
+}
+
 impl<S: CloudStore> Materialiser<S> {
     pub fn new(store: Arc<S>) -> Self {
         Materialiser {
@@ -112,8 +121,13 @@ impl<S: CloudStore> Materialiser<S> {
 
     /// Folds every change stored so far, one page of each depot behind in turn (a depot
     /// with a big backlog does not keep the others waiting). Returns how many changes
-    /// were folded.
+    /// were folded. For a person's request (normal priority); the background task folds
+    /// on the bulk threads.
     pub async fn catch_up(&self) -> Result<u64, MaterialiseError> {
+        self.catch_up_for(Waiter::Person).await
+    }
+
+    async fn catch_up_for(&self, waiter: Waiter) -> Result<u64, MaterialiseError> {
         let mut folded = 0;
         let mut behind: Vec<String> = self
             .store
@@ -126,7 +140,7 @@ impl<S: CloudStore> Materialiser<S> {
         while !behind.is_empty() {
             let mut still = Vec::with_capacity(behind.len());
             for depot in behind {
-                let (more, n) = self.fold_next_page(&depot).await?;
+                let (more, n) = self.fold_next_page(&depot, waiter).await?;
                 folded += n;
                 if more {
                     still.push(depot);
@@ -141,7 +155,11 @@ impl<S: CloudStore> Materialiser<S> {
     /// more may follow, and how many it folded. One page at a time under the depot's
     /// lock, the position read under it, so the background fold and a read's fold take
     /// turns without folding a page twice.
-    async fn fold_next_page(&self, depot: &str) -> Result<(bool, u64), MaterialiseError> {
+    async fn fold_next_page(
+        &self,
+        depot: &str,
+        waiter: Waiter,
+    ) -> Result<(bool, u64), MaterialiseError> {
         let lock = self
             .locks
             .lock()
@@ -166,7 +184,7 @@ impl<S: CloudStore> Materialiser<S> {
             _ => pos.last,
         };
         let n = page.len() as u64;
-        self.fold_page(depot, page, next).await?;
+        self.fold_page(depot, page, next, waiter).await?;
         Ok((next < pos.last, n))
     }
 
@@ -177,6 +195,7 @@ impl<S: CloudStore> Materialiser<S> {
         depot: &str,
         page: Vec<ChangeOut>,
         upto: i64,
+        waiter: Waiter,
     ) -> Result<(), MaterialiseError> {
         // Changes per record, in cursor order.
         let mut order: Vec<RecordKey> = Vec::new();
@@ -197,11 +216,11 @@ impl<S: CloudStore> Materialiser<S> {
         }
         let docs = self.store.load_records(&order).await?;
         let now = crate::store::now_ms();
-        // CPU work (automerge) off the async threads, split across the cores, on the bulk
-        // threads (nice +10): at normal priority a storm's folds took the cores from the
-        // record lists applying the same changes themselves (a list's 2-3 ms of apply
-        // took up to 95 ms). A list never waits for the fold, and with idle cores the
-        // fold runs at full speed; the storm bench showed no list left behind by it.
+        // CPU work (automerge) off the async threads, split across the cores; the
+        // background's on the bulk threads (nice +10), below record lists applying the
+        // same changes themselves (`Waiter`). A list never waits for the fold, and with
+        // idle cores the fold runs at full speed. (A person's fold waits for a background
+        // page of the same depot in progress, one page at most.)
         let workers = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
             .min(8);
@@ -218,9 +237,11 @@ impl<S: CloudStore> Materialiser<S> {
             let part_changes: HashMap<RecordKey, Vec<(i64, Vec<u8>)>> =
                 part.iter().filter_map(|k| by_key.remove_entry(k)).collect();
             let actor = self.actor.clone();
-            jobs.push(crate::bulk::spawn_blocking(move || {
-                fold(part, part_docs, part_changes, actor, now)
-            }));
+            let job = move || fold(part, part_docs, part_changes, actor, now);
+            jobs.push(match waiter {
+                Waiter::Background => crate::bulk::spawn_blocking(job),
+                Waiter::Person => tokio::task::spawn_blocking(job),
+            });
         }
         let (mut records, mut quarantined) = (Vec::new(), Vec::new());
         for j in jobs {
@@ -246,7 +267,7 @@ impl<S: CloudStore> Materialiser<S> {
     /// Keeps the records up to date: folds after every wake-up (and every few seconds).
     pub async fn run(self: Arc<Self>, cancel: tokio_util::sync::CancellationToken) {
         loop {
-            if let Err(e) = self.catch_up().await {
+            if let Err(e) = self.catch_up_for(Waiter::Background).await {
                 tracing::error!(error = %e, "materialiser failed; retrying");
             }
             tokio::select! {

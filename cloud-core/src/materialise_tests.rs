@@ -9,7 +9,7 @@ use std::time::Duration;
 use automerge::{transaction::Transactable, AutoCommit, ROOT};
 use garasi_sync_protocol::actor::{new_actor, Side};
 
-use super::Materialiser;
+use super::{Materialiser, Waiter};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{ChangeIn, CloudStore};
 
@@ -45,16 +45,23 @@ async fn one_depots_fold_does_not_wait_for_another_depots() {
     let b_lock = m.locks.lock().entry(b.clone()).or_default().clone();
     let held = b_lock.lock().await;
     // With one lock for every depot, A's fold waited here for B's.
-    let folded = tokio::time::timeout(Duration::from_secs(5), m.fold_next_page(&a))
+    let folded = tokio::time::timeout(Duration::from_secs(5), m.fold_next_page(&a, Waiter::Person))
         .await
         .expect("A's fold waited for B's")
         .unwrap();
     assert_eq!(folded, (false, 1));
     assert_eq!(m.freshness(Some(&a)).await.unwrap().changes_behind, 0);
     // B's next fold waits its turn.
-    let waiting = tokio::time::timeout(Duration::from_millis(200), m.fold_next_page(&b)).await;
+    let waiting = tokio::time::timeout(
+        Duration::from_millis(200),
+        m.fold_next_page(&b, Waiter::Person),
+    )
+    .await;
     assert!(waiting.is_err(), "two folds of B at once");
     drop(held);
-    assert_eq!(m.fold_next_page(&b).await.unwrap(), (false, 1));
+    assert_eq!(
+        m.fold_next_page(&b, Waiter::Person).await.unwrap(),
+        (false, 1)
+    );
     assert_eq!(m.freshness(Some(&b)).await.unwrap().changes_behind, 0);
 }

@@ -22,7 +22,8 @@ use rand::RngCore;
 
 pub use read::ReadModel;
 
-/// `connection`, awaited; logs the wait if it was long (all connections busy): the
+/// `connection`, awaited; logs the wait if it was long (all connections busy, or a new
+/// one being opened): the
 /// slow-answer log then tells that wait from a slow query (`api/slow.rs`). At most one
 /// line a second, saying how many such waits it left out: depots' sign-ins read too, and
 /// a flood of them must not become a flood of log lines.
@@ -35,12 +36,15 @@ async fn waiting<T>(what: &str, connection: impl Future<Output = T>) -> T {
 
 fn note_wait(what: &str, waited: std::time::Duration) {
     use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+    // Milliseconds on a monotonic clock (a wall clock stepped back would silence it).
+    static SINCE: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
     static LAST_MS: AtomicI64 = AtomicI64::new(i64::MIN);
     static LEFT_OUT: AtomicU64 = AtomicU64::new(0);
     if waited < std::time::Duration::from_millis(10) {
         return;
     }
-    let now = now_ms();
+    let since = SINCE.get_or_init(std::time::Instant::now);
+    let now = i64::try_from(since.elapsed().as_millis()).unwrap_or(i64::MAX);
     let last = LAST_MS.load(Ordering::Relaxed);
     if now.saturating_sub(last) < 1_000
         || LAST_MS
