@@ -19,14 +19,18 @@ use std::collections::HashMap;
 use garasi_sync_protocol::record::Record;
 use parking_lot::Mutex;
 
-/// Overlays kept at most (one per depot and type listed while behind); past it the one
-/// kept longest ago is dropped, and the next list of that depot builds its own again.
-/// With [`KEPT_RECORDS`] this bounds what is held between lists (documents of a few KiB
-/// to tens of KiB each).
-const KEPT: usize = 8;
+/// Overlays kept at most (one per depot and type listed while behind); past it, or past
+/// [`KEPT_TOTAL`], the ones kept longest ago are dropped, and the next list of such a
+/// depot builds its own again. Enough for a dashboard going through a city's depots in
+/// turn while another stays open (with 8, 16 depots in turn dropped each other's, and
+/// the open one's, so every list of them was cold).
+const KEPT: usize = 64;
 /// An overlay of more records than this is not kept (it would hold too much memory; the
 /// next list builds its own).
 pub(super) const KEPT_RECORDS: usize = 1_000;
+/// Records held in all kept overlays together, at most: what bounds the memory
+/// (documents of a few KiB to tens of KiB each), as 8 overlays of [`KEPT_RECORDS`] did.
+const KEPT_TOTAL: usize = 8 * KEPT_RECORDS;
 /// Kept overlays nobody listed for this long are dropped.
 const KEPT_FOR: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -68,14 +72,17 @@ impl KeptOverlays {
         let mut entries = self.entries.lock();
         entries.retain(|_, (at, _)| now.duration_since(*at) < KEPT_FOR);
         let key = (depot.to_string(), record_type.to_string());
-        if entries.len() >= KEPT && !entries.contains_key(&key) {
+        entries.remove(&key);
+        let mut held: usize = entries.values().map(|(_, o)| o.records.len()).sum();
+        while entries.len() >= KEPT || held + overlay.records.len() > KEPT_TOTAL {
             let oldest = entries
                 .iter()
                 .min_by_key(|(_, (at, _))| *at)
                 .map(|(k, _)| k.clone());
-            if let Some(oldest) = oldest {
-                entries.remove(&oldest);
-            }
+            let Some(dropped) = oldest.and_then(|k| entries.remove(&k)) else {
+                break;
+            };
+            held -= dropped.1.records.len();
         }
         entries.insert(key, (now, overlay));
     }
@@ -89,5 +96,58 @@ impl KeptOverlays {
     #[cfg(test)]
     pub(super) fn len(&self) -> usize {
         self.entries.lock().len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use garasi_sync_protocol::actor::{new_actor, Side};
+
+    fn overlay(records: usize) -> Overlay {
+        let actor = new_actor(Side::Cloud);
+        Overlay {
+            from: 0,
+            upto: 1,
+            records: (0..records)
+                .map(|i| {
+                    let record = Record::new(actor.clone());
+                    (i.to_string(), (record, serde_json::Value::Null))
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn sixteen_depots_in_turn_stay_kept() {
+        let kept = KeptOverlays::default();
+        for d in 0..17 {
+            kept.keep(&format!("d{d}"), "vehicle_status", overlay(30));
+        }
+        assert_eq!(kept.len(), 17);
+        assert!(kept.take("d0", "vehicle_status", 0, 1).is_some());
+    }
+
+    #[test]
+    fn the_records_held_stay_bounded_and_the_oldest_go_first() {
+        let kept = KeptOverlays::default();
+        for d in 0..9 {
+            kept.keep(&format!("d{d}"), "t", overlay(KEPT_RECORDS));
+        }
+        // 9,000 records asked, 8,000 allowed: the first one kept went.
+        assert_eq!(kept.len(), 8);
+        assert!(kept.take("d0", "t", 0, 1).is_none());
+        assert!(kept.take("d1", "t", 0, 1).is_some());
+        // Overlays past the count are dropped too, oldest first.
+        let many = KeptOverlays::default();
+        for d in 0..KEPT + 3 {
+            many.keep(&format!("d{d}"), "t", overlay(1));
+        }
+        assert_eq!(many.len(), KEPT);
+        assert!(many.take("d2", "t", 0, 1).is_none());
+        assert!(many.take("d3", "t", 0, 1).is_some());
+        // Keeping one again replaces it, without dropping another.
+        many.keep("d4", "t", overlay(1));
+        assert_eq!(many.len(), KEPT - 1);
     }
 }
