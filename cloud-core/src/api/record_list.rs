@@ -25,6 +25,9 @@ const PENDING_LIMIT: i64 = 5_000;
 /// documents). A list finding none free does not wait: it answers with the
 /// materialised fields and says it is not up to date.
 pub(super) const CONCURRENT_OVERLAYS: usize = 4;
+/// Changes a list applies on the async thread itself, at most (little automerge work:
+/// at most this many changes, and documents loaded); more go to a blocking thread.
+const APPLY_INLINE: usize = 32;
 
 /// A listed type: visible fields by record id, in id order.
 pub(super) struct RecordList {
@@ -106,35 +109,28 @@ async fn list_applying_at_most<S: CloudStore>(
         .then(|| kept.take(depot, record_type, snap.materialised, snap.last))
         .flatten();
     let (materialised, last) = (snap.materialised, snap.last);
-    // Automerge work off the async threads.
     let pending_n = pending.len();
-    let queued = Instant::now();
-    let built = tokio::task::spawn_blocking(move || {
-        let waited = queued.elapsed();
+    // Automerge work off the async threads, unless there is little of it (a kept overlay
+    // with a few changes since): a blocking thread's start is a wake-up more to wait
+    // for on busy cores, and took longer than the work itself.
+    let to_apply = cached.as_ref().map_or(pending_n, |o| {
+        pending.iter().filter(|(c, _, _)| *c > o.upto).count()
+    });
+    let built = if to_apply <= APPLY_INLINE {
         let applying = Instant::now();
-        let built = cached
-            .and_then(|o| overlay(o, &docs, &pending, last))
-            .unwrap_or_else(|| {
-                let fresh = Overlay {
-                    from: materialised,
-                    upto: i64::MIN,
-                    records: HashMap::new(),
-                };
-                // A fresh overlay has no document of its own to fail on: each record's
-                // changes go through `apply`, which never fails the whole.
-                overlay(fresh, &docs, &pending, last).unwrap_or_else(|| {
-                    let empty = Overlay {
-                        from: materialised,
-                        upto: last,
-                        records: HashMap::new(),
-                    };
-                    (empty, false)
-                })
-            });
-        (built, waited, applying.elapsed())
-    })
-    .await
-    .map_err(|e| ApiError::internal(format!("applying unfolded changes: {e}")))?;
+        let built = build(cached, &docs, &pending, materialised, last);
+        (built, Duration::ZERO, applying.elapsed())
+    } else {
+        let queued = Instant::now();
+        tokio::task::spawn_blocking(move || {
+            let waited = queued.elapsed();
+            let applying = Instant::now();
+            let built = build(cached, &docs, &pending, materialised, last);
+            (built, waited, applying.elapsed())
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("applying unfolded changes: {e}")))?
+    };
     let ((overlay, complete), waited, applied) = built;
     slow::note(&ListTimes {
         depot,
@@ -161,6 +157,37 @@ async fn list_applying_at_most<S: CloudStore>(
         freshness,
         up_to_date,
     })
+}
+
+/// The overlay for a list: `cached` moved up to `last` if its documents take the new
+/// changes, else one built afresh from the materialised position. Whether it may be
+/// kept comes with it.
+fn build(
+    cached: Option<Overlay>,
+    docs: &HashMap<String, Vec<u8>>,
+    pending: &[(i64, String, Vec<u8>)],
+    materialised: i64,
+    last: i64,
+) -> (Overlay, bool) {
+    cached
+        .and_then(|o| overlay(o, docs, pending, last))
+        .unwrap_or_else(|| {
+            let fresh = Overlay {
+                from: materialised,
+                upto: i64::MIN,
+                records: HashMap::new(),
+            };
+            // A fresh overlay has no document of its own to fail on: each record's
+            // changes go through `apply`, which never fails the whole.
+            overlay(fresh, docs, pending, last).unwrap_or_else(|| {
+                let empty = Overlay {
+                    from: materialised,
+                    upto: last,
+                    records: HashMap::new(),
+                };
+                (empty, false)
+            })
+        })
 }
 
 /// Applies to `o` the changes of `pending` past its `upto` (a fresh overlay: all of

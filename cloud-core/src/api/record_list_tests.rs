@@ -231,3 +231,44 @@ async fn a_kept_overlay_shows_what_a_fresh_list_and_the_fold_show() {
     );
     assert_eq!(s.kept_overlays.len(), 0);
 }
+
+/// More unfolded changes than a list applies inline go to a blocking thread, a few on
+/// top of a kept overlay are applied inline; both show what the fold then saves.
+#[tokio::test]
+async fn lists_applied_inline_or_on_a_blocking_thread_show_the_fold() {
+    let (_dir, s, d) = cloud_with_a_depot().await;
+    let mut buses: Vec<Record> = (0..40)
+        .map(|_| Record::new(new_actor(Side::Depot)))
+        .collect();
+    let mut changes = Vec::new();
+    for (i, bus) in buses.iter_mut().enumerate() {
+        changes.push(status(bus, &format!("bus-{i}"), "in_service"));
+        changes.push(status(bus, &format!("bus-{i}"), "in_maintenance"));
+    }
+    assert!(changes.len() > super::APPLY_INLINE);
+    s.store.push(&d, 1, &changes, &[]).await.unwrap();
+    let many = list_up_to_date(&s, &d, "vehicle_status").await.unwrap();
+    assert_eq!(many.freshness.changes_behind, 80);
+    assert_eq!(many.records.len(), 40);
+    assert_eq!(
+        s.kept_overlays.len(),
+        1,
+        "the blocking thread's overlay kept"
+    );
+    // Three more, applied inline on the kept overlay.
+    let few: Vec<ChangeIn> = (0..3)
+        .map(|i| status(&mut buses[i], &format!("bus-{i}"), "out_of_service"))
+        .collect();
+    s.store.push(&d, 2, &few, &[]).await.unwrap();
+    let after_few = list_up_to_date(&s, &d, "vehicle_status").await.unwrap();
+    assert!(after_few.up_to_date);
+    assert_eq!(after_few.records["bus-0"]["status"], "out_of_service");
+    assert_eq!(after_few.records["bus-39"]["status"], "in_maintenance");
+    s.materialiser.catch_up().await.unwrap();
+    let folded = list_up_to_date(&s, &d, "vehicle_status").await.unwrap();
+    assert_eq!(folded.freshness.changes_behind, 0);
+    assert_eq!(
+        after_few.records, folded.records,
+        "the fold saved what the lists showed"
+    );
+}
