@@ -24,6 +24,12 @@ const CHUNK_TYPE_AT: usize = 8;
 const CHUNK_CHANGE: u8 = 1;
 const CHUNK_COMPRESSED_CHANGE: u8 = 2;
 
+/// Whether `bytes` is a plain (not compressed) change chunk: its size is then what it
+/// costs to apply, where a compressed one may inflate to [`MAX_INFLATED_BYTES`].
+pub fn plain_change(bytes: &[u8]) -> bool {
+    bytes.get(CHUNK_TYPE_AT) == Some(&CHUNK_CHANGE)
+}
+
 /// Checks a change chunk's envelope before automerge parses it: a change (plain or
 /// compressed), and a compressed one inflates to at most [`MAX_INFLATED_BYTES`],
 /// measured with a bounded reader (automerge itself inflates without a limit).

@@ -65,7 +65,10 @@ impl KeptOverlays {
     }
 
     pub(super) fn keep(&self, depot: &str, record_type: &str, overlay: Overlay) {
-        if overlay.records.len() > KEPT_RECORDS {
+        // An empty one saves the next list nothing (it has no changes of the type to
+        // apply), and would take a place: a day view lists four types per depot, and
+        // an admin may ask for types that do not exist.
+        if overlay.records.is_empty() || overlay.records.len() > KEPT_RECORDS {
             return;
         }
         let now = std::time::Instant::now();

@@ -25,9 +25,12 @@ const PENDING_LIMIT: i64 = 5_000;
 /// documents). A list finding none free does not wait: it answers with the
 /// materialised fields and says it is not up to date.
 pub(super) const CONCURRENT_OVERLAYS: usize = 4;
-/// Changes a list applies on the async thread itself, at most (little automerge work:
-/// at most this many changes, and documents loaded); more go to a blocking thread.
+/// Changes a list applies on the async thread itself, at most; more go to a blocking
+/// thread (see `little`).
 const APPLY_INLINE: usize = 32;
+/// Bytes of plain changes and documents to load a list applies on the async thread, at
+/// most.
+const APPLY_INLINE_BYTES: usize = 64 * 1024;
 
 /// A listed type: visible fields by record id, in id order.
 pub(super) struct RecordList {
@@ -110,26 +113,35 @@ async fn list_applying_at_most<S: CloudStore>(
         .flatten();
     let (materialised, last) = (snap.materialised, snap.last);
     let pending_n = pending.len();
-    // Automerge work off the async threads, unless there is little of it (a kept overlay
-    // with a few changes since): a blocking thread's start is a wake-up more to wait
-    // for on busy cores, and took longer than the work itself.
-    let to_apply = cached.as_ref().map_or(pending_n, |o| {
-        pending.iter().filter(|(c, _, _)| *c > o.upto).count()
-    });
-    let built = if to_apply <= APPLY_INLINE {
+    // Little automerge work (a kept overlay with a few small changes since) is done on
+    // the async thread: a blocking thread's start is a wake-up more to wait for on busy
+    // cores, and took longer than the work itself. The rest, and a kept overlay whose
+    // documents refuse a change (built afresh then), go to a blocking thread.
+    let mut cached = cached;
+    let mut inline = None;
+    if little(cached.as_ref(), &docs, &pending) {
         let applying = Instant::now();
-        let built = build(cached, &docs, &pending, materialised, last);
-        (built, Duration::ZERO, applying.elapsed())
-    } else {
-        let queued = Instant::now();
-        tokio::task::spawn_blocking(move || {
-            let waited = queued.elapsed();
-            let applying = Instant::now();
-            let built = build(cached, &docs, &pending, materialised, last);
-            (built, waited, applying.elapsed())
-        })
-        .await
-        .map_err(|e| ApiError::internal(format!("applying unfolded changes: {e}")))?
+        let fast = match cached.take() {
+            Some(o) => overlay(o, &docs, &pending, last),
+            None => Some(build(None, &docs, &pending, materialised, last)),
+        };
+        #[cfg(test)]
+        tests::APPLIED_INLINE.with(|n| n.set(n.get() + usize::from(fast.is_some())));
+        inline = fast.map(|built| (built, Duration::ZERO, applying.elapsed()));
+    }
+    let built = match inline {
+        Some(built) => built,
+        None => {
+            let queued = Instant::now();
+            tokio::task::spawn_blocking(move || {
+                let waited = queued.elapsed();
+                let applying = Instant::now();
+                let built = build(cached, &docs, &pending, materialised, last);
+                (built, waited, applying.elapsed())
+            })
+            .await
+            .map_err(|e| ApiError::internal(format!("applying unfolded changes: {e}")))?
+        }
     };
     let ((overlay, complete), waited, applied) = built;
     slow::note(&ListTimes {
@@ -157,6 +169,35 @@ async fn list_applying_at_most<S: CloudStore>(
         freshness,
         up_to_date,
     })
+}
+
+/// Whether applying `pending` past `o`'s `upto` (all of it with no overlay) is little
+/// enough for the async thread: at most [`APPLY_INLINE`] changes, every one plain (a
+/// compressed one may inflate to 1 MiB), and with the documents to load for records not
+/// in `o`, at most [`APPLY_INLINE_BYTES`].
+fn little(
+    o: Option<&Overlay>,
+    docs: &HashMap<String, Vec<u8>>,
+    pending: &[(i64, String, Vec<u8>)],
+) -> bool {
+    let upto = o.map_or(i64::MIN, |o| o.upto);
+    let (mut n, mut bytes) = (0, 0);
+    let mut loading = std::collections::HashSet::new();
+    for (_, id, change) in pending.iter().filter(|(c, _, _)| *c > upto) {
+        n += 1;
+        if n > APPLY_INLINE || !garasi_sync_protocol::rules::plain_change(change) {
+            return false;
+        }
+        bytes += change.len();
+        let held = o.is_some_and(|o| o.records.contains_key(id));
+        if !held && loading.insert(id.as_str()) {
+            bytes += docs.get(id).map_or(0, Vec::len);
+        }
+        if bytes > APPLY_INLINE_BYTES {
+            return false;
+        }
+    }
+    true
 }
 
 /// The overlay for a list: `cached` moved up to `last` if its documents take the new

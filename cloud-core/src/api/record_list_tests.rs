@@ -12,6 +12,12 @@ use crate::api::AppState;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{ChangeIn, CloudStore};
 
+thread_local! {
+    /// Lists that applied their changes on the async thread (`list_applying_at_most`),
+    /// counted per thread: a test's runtime runs its lists on the test's own thread.
+    pub(super) static APPLIED_INLINE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 /// The API's state over a fresh SQLite store (its directory kept alive by the caller),
 /// and one depot.
 async fn cloud_with_a_depot() -> (tempfile::TempDir, AppState<SqliteStore>, String) {
@@ -247,7 +253,9 @@ async fn lists_applied_inline_or_on_a_blocking_thread_show_the_fold() {
     }
     assert!(changes.len() > super::APPLY_INLINE);
     s.store.push(&d, 1, &changes, &[]).await.unwrap();
+    let inline = || APPLIED_INLINE.with(std::cell::Cell::get);
     let many = list_up_to_date(&s, &d, "vehicle_status").await.unwrap();
+    assert_eq!(inline(), 0, "80 changes applied on a blocking thread");
     assert_eq!(many.freshness.changes_behind, 80);
     assert_eq!(many.records.len(), 40);
     assert_eq!(
@@ -261,6 +269,8 @@ async fn lists_applied_inline_or_on_a_blocking_thread_show_the_fold() {
         .collect();
     s.store.push(&d, 2, &few, &[]).await.unwrap();
     let after_few = list_up_to_date(&s, &d, "vehicle_status").await.unwrap();
+    // Inline only with the kept overlay: without it, 83 changes to apply.
+    assert_eq!(inline(), 1, "3 changes on the kept overlay applied inline");
     assert!(after_few.up_to_date);
     assert_eq!(after_few.records["bus-0"]["status"], "out_of_service");
     assert_eq!(after_few.records["bus-39"]["status"], "in_maintenance");
