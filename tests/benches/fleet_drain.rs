@@ -90,6 +90,11 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
     v[((v.len() as f64 - 1.0) * p).round() as usize]
 }
 
+/// Answer times' count, median, 99th percentile and slowest (ms).
+fn summary(v: &mut [f64]) -> serde_json::Value {
+    json!({ "n": v.len(), "p50": percentile(v, 0.5), "p99": percentile(v, 0.99), "max": percentile(v, 1.0) })
+}
+
 /// Where the cloud's `batches` table is, to read when each batch arrived.
 enum Batches<'a> {
     Sqlite(std::path::PathBuf),
@@ -303,11 +308,11 @@ async fn storm<S: CloudStore + 'static>(
         "cloud_refusals": cloud_refusals,
         // Raw, for pooling runs of the same K (fleet_drain/pooled.rs); taken out after.
         "samples_ms": { "ops": ops.clone(), "record": recs.clone(), "in_turn": each.clone() },
-        "ops_view_ms": { "n": ops.len(), "p50": percentile(&mut ops, 0.5), "p99": percentile(&mut ops, 0.99), "max": percentile(&mut ops, 1.0) },
+        "ops_view_ms": summary(&mut ops),
         "record_view_not_up_to_date": recs_behind,
-        "record_view_ms": { "n": recs.len(), "p50": percentile(&mut recs, 0.5), "p99": percentile(&mut recs, 0.99), "max": percentile(&mut recs, 1.0) },
+        "record_view_ms": summary(&mut recs),
         "record_views_in_turn_not_up_to_date": each_behind,
-        "record_views_in_turn_ms": { "n": each.len(), "p50": percentile(&mut each, 0.5), "p99": percentile(&mut each, 0.99), "max": percentile(&mut each, 1.0) },
+        "record_views_in_turn_ms": summary(&mut each),
         "ops_view_at_cloud": server_view(&cloud_metrics, "/api/v1/admin/depots"),
         "record_view_at_cloud": server_view(&cloud_metrics, "/api/v1/admin/depots/{depot}/records/{record_type}"),
     })

@@ -29,6 +29,14 @@ async fn cloud_with_a_depot() -> (tempfile::TempDir, AppState<SqliteStore>, Stri
     (dir, s, d)
 }
 
+/// The depot's vehicle statuses once the materialiser has folded everything (checked).
+async fn folded(s: &AppState<SqliteStore>, d: &str) -> super::RecordList {
+    s.materialiser.catch_up().await.unwrap();
+    let list = list_up_to_date(s, d, "vehicle_status").await.unwrap();
+    assert_eq!(list.freshness.changes_behind, 0, "everything folded");
+    list
+}
+
 fn status(record: &mut Record, id: &str, status: &str) -> ChangeIn {
     let change = record
         .set(&[("status", FieldValue::Text(status.into()))])
@@ -73,9 +81,7 @@ async fn a_list_shows_changes_the_materialiser_has_not_folded() {
     assert_eq!(list.records["bus-1"]["status"], "in_maintenance");
     assert!(!list.records.contains_key("bus-2"), "{:?}", list.records);
     // Once folded, the stored fields alone say the same.
-    s.materialiser.catch_up().await.unwrap();
-    let list = list_up_to_date(&s, &d, "vehicle_status").await.unwrap();
-    assert_eq!(list.freshness.changes_behind, 0);
+    let list = folded(&s, &d).await;
     assert_eq!(list.records["bus-2"]["status"], "out_of_service");
 }
 
@@ -119,9 +125,7 @@ async fn a_list_before_the_fold_shows_what_the_fold_saves() {
         .unwrap();
     let before = list_up_to_date(&s, &d, "vehicle_status").await.unwrap();
     assert!(before.freshness.changes_behind > 0, "nothing folded yet");
-    s.materialiser.catch_up().await.unwrap();
-    let after = list_up_to_date(&s, &d, "vehicle_status").await.unwrap();
-    assert_eq!(after.freshness.changes_behind, 0);
+    let after = folded(&s, &d).await;
     assert_eq!(
         before.records, after.records,
         "the fold saved what the list showed"
@@ -228,9 +232,7 @@ async fn a_kept_overlay_shows_what_a_fresh_list_and_the_fold_show() {
     assert_eq!(third.records, fresh.records);
     assert_eq!(third.records["bus-2"]["status"], "in_service");
     // The materialiser passes it: the kept overlay is no longer taken, and dropped.
-    s.materialiser.catch_up().await.unwrap();
-    let after = list_up_to_date(&s, &d, "vehicle_status").await.unwrap();
-    assert_eq!(after.freshness.changes_behind, 0);
+    let after = folded(&s, &d).await;
     assert_eq!(
         after.records, fresh.records,
         "the fold saved what the lists showed"
@@ -274,11 +276,9 @@ async fn lists_applied_inline_or_on_a_blocking_thread_show_the_fold() {
     assert!(after_few.up_to_date);
     assert_eq!(after_few.records["bus-0"]["status"], "out_of_service");
     assert_eq!(after_few.records["bus-39"]["status"], "in_maintenance");
-    s.materialiser.catch_up().await.unwrap();
-    let folded = list_up_to_date(&s, &d, "vehicle_status").await.unwrap();
-    assert_eq!(folded.freshness.changes_behind, 0);
     assert_eq!(
-        after_few.records, folded.records,
+        after_few.records,
+        folded(&s, &d).await.records,
         "the fold saved what the lists showed"
     );
 }

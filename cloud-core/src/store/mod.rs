@@ -23,10 +23,9 @@ use rand::RngCore;
 pub use read::ReadModel;
 
 /// `connection`, awaited; logs the wait if it was long (all connections busy, or a new
-/// one being opened): the
-/// slow-answer log then tells that wait from a slow query (`api/slow.rs`). At most one
-/// line a second, saying how many such waits it left out: depots' sign-ins read too, and
-/// a flood of them must not become a flood of log lines.
+/// one being opened): the slow-answer log then tells that wait from a slow query
+/// (`api/slow.rs`). At most one line a second, saying how many such waits it left out:
+/// depots' sign-ins read too, and a flood of them must not become a flood of log lines.
 async fn waiting<T>(what: &str, connection: impl Future<Output = T>) -> T {
     let asked = std::time::Instant::now();
     let c = connection.await;

@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 
-use super::percentile;
+use super::summary;
 
 /// The probes' answers (ms) a run's result carries, by probe.
 const PROBES: [&str; 3] = ["ops", "record", "in_turn"];
@@ -48,16 +48,15 @@ pub fn pool(results: &mut [Value]) -> Vec<Value> {
         if n < 2 {
             continue;
         }
-        let figures = |v: &mut Vec<f64>| json!({ "n": v.len(), "p50": percentile(v, 0.5), "p99": percentile(v, 0.99), "max": percentile(v, 1.0) });
         let [ops, record, in_turn] = &mut answers[..] else {
             continue;
         };
         out.push(json!({
             "k": k,
             "runs": n,
-            "ops_view_ms": figures(ops),
-            "record_view_ms": figures(record),
-            "record_views_in_turn_ms": figures(in_turn),
+            "ops_view_ms": summary(ops),
+            "record_view_ms": summary(record),
+            "record_views_in_turn_ms": summary(in_turn),
             "ops_view_at_cloud": { "n": cloud_n[0], "over_50ms": cloud_over[0] },
             "record_views_at_cloud": { "n": cloud_n[1], "over_50ms": cloud_over[1] },
         }));
