@@ -282,3 +282,34 @@ async fn lists_applied_inline_or_on_a_blocking_thread_show_the_fold() {
         "the fold saved what the lists showed"
     );
 }
+
+/// What a list applies on the async thread is bounded: a compressed change (it may
+/// inflate to 1 MiB), more than 32 changes, or big documents to load go to a blocking
+/// thread.
+#[test]
+fn only_little_work_is_applied_inline() {
+    use super::{little, APPLY_INLINE, APPLY_INLINE_BYTES};
+    let mut bus = Record::new(new_actor(Side::Depot));
+    let small = status(&mut bus, "bus-1", "in_service").change;
+    let long = status(&mut bus, "bus-1", &"x".repeat(4_000)).change;
+    assert!(garasi_sync_protocol::rules::plain_change(&small));
+    assert!(
+        !garasi_sync_protocol::rules::plain_change(&long),
+        "automerge compressed it"
+    );
+    let none = std::collections::HashMap::new();
+    let one = |c: &Vec<u8>| vec![(1, "bus-1".to_string(), c.clone())];
+    assert!(little(None, &none, &one(&small)));
+    assert!(!little(None, &none, &one(&long)));
+    let many: Vec<_> = (0..=APPLY_INLINE as i64)
+        .map(|i| (i, format!("bus-{i}"), small.clone()))
+        .collect();
+    assert!(little(None, &none, &many[..APPLY_INLINE]));
+    assert!(!little(None, &none, &many));
+    let big_doc =
+        std::collections::HashMap::from([("bus-1".to_string(), vec![0u8; APPLY_INLINE_BYTES])]);
+    assert!(
+        !little(None, &big_doc, &one(&small)),
+        "a big document to load"
+    );
+}
