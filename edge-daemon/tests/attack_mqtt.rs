@@ -250,16 +250,17 @@ async fn connections_waiting_for_a_password_check_cannot_fill_the_gate() {
         .collect();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     // Like a real MQTT client, the device tries again at once if a try was closed (a
-    // pending connection may be closed to make room while the gate is full).
+    // pending connection may be closed to make room while the gate is full). Always from
+    // one address: one closed to make room is marked (`admit.rs`), and must not be
+    // starved for it.
     let mut took = Vec::new();
-    for k in 0..5 {
+    for _ in 0..5 {
         let t = Instant::now();
         let mut tries = 0;
         let mut code = None;
         while code.is_none() && tries < 3 {
             tries += 1;
-            let from = format!("127.0.8.{}", 2 + k);
-            code = try_connect(&from, edge.mqtt, "bus-1", &pw).await;
+            code = try_connect("127.0.8.2", edge.mqtt, "bus-1", &pw).await;
         }
         took.push((code, tries, t.elapsed().as_millis()));
         tokio::time::sleep(Duration::from_millis(300)).await;

@@ -4,8 +4,12 @@
 //! client (IPv4 address or IPv6 /64). A full pending cap never refuses the newcomer: the
 //! oldest pending connection of the client holding the most pending ones is closed
 //! instead, so an attacker holding slow sockets pushes out its own sockets first and
-//! cannot starve a real device, which sends its CONNECT at once. Connections past
-//! CONNECT are never closed to make room.
+//! cannot starve a real device, which sends its CONNECT at once. Among clients holding
+//! as many, one that misbehaved in the last minute (a connection closed to make room,
+//! wrong credentials, no CONNECT in time, a malformed one, all before authenticating)
+//! loses first, so many attacking addresses with one slow socket each cannot push out a
+//! device that just connected from a clean address; a device that authenticates clears
+//! its address. Connections past CONNECT are never closed to make room.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -25,6 +29,12 @@ use garasi_net::{open_files, open_files_limit};
 pub const FDS_PER_DEVICE: usize = 3;
 /// How often the process's open descriptors are counted (a /proc directory read).
 const FD_SAMPLE_EVERY: Duration = Duration::from_millis(100);
+/// How long a client's misbehaviour puts its pending connections first in line to close.
+const STRIKE_FOR: Duration = Duration::from_secs(60);
+/// Clients with a recent strike remembered at most: bounded memory whatever the number
+/// of addresses. When full and none has expired, a new strike is not recorded (the
+/// client is then treated as clean: the order falls back to the busiest client's oldest).
+const MAX_STRIKES: usize = 4096;
 
 /// The caps in force (configured values lowered to what the descriptor limit allows).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +93,8 @@ struct Inner {
     /// By admission order: the first entry is the oldest.
     pending: BTreeMap<u64, Pending>,
     per_client: HashMap<IpAddr, usize>,
+    /// Clients (by `client_key`) and when they last misbehaved.
+    strikes: HashMap<IpAddr, Instant>,
     /// The process's open descriptors when last counted.
     fds_open: usize,
     fds_counted: Option<Instant>,
@@ -100,29 +112,61 @@ impl Inner {
         Some(p)
     }
 
+    /// Remembers that `client` misbehaved now. When the memory is full, expired strikes
+    /// are forgotten, else the oldest one (a scan of at most `MAX_STRIKES`, only when
+    /// that many addresses misbehaved within `STRIKE_FOR`).
+    fn strike(&mut self, client: IpAddr, now: Instant) {
+        if self.strikes.len() >= MAX_STRIKES && !self.strikes.contains_key(&client) {
+            self.strikes
+                .retain(|_, t| now.saturating_duration_since(*t) < STRIKE_FOR);
+            if self.strikes.len() >= MAX_STRIKES {
+                let oldest = self
+                    .strikes
+                    .iter()
+                    .min_by_key(|(_, t)| **t)
+                    .map(|(c, _)| *c);
+                if let Some(oldest) = oldest {
+                    self.strikes.remove(&oldest);
+                }
+            }
+        }
+        self.strikes.insert(client, now);
+    }
+
+    fn suspect(&self, client: &IpAddr, now: Instant) -> bool {
+        self.strikes
+            .get(client)
+            .is_some_and(|t| now.saturating_duration_since(*t) < STRIKE_FOR)
+    }
+
     /// Closes the oldest pending connection of `client` (or, with None, of the client
-    /// holding the most pending connections). Its slot is released now.
-    fn evict(&mut self, client: Option<IpAddr>) -> bool {
-        let client = client.or_else(|| {
-            let most = self.per_client.values().copied().max()?;
-            // Oldest first, so with one connection per client this is the oldest overall.
-            self.pending
-                .values()
-                .find(|p| self.per_client.get(&p.client) == Some(&most))
-                .map(|p| p.client)
-        });
-        let Some(client) = client else {
-            return false;
-        };
-        let id = self
-            .pending
-            .iter()
-            .find(|(_, p)| p.client == client)
-            .map(|(id, _)| *id);
-        match id.and_then(|id| self.forget_pending(id)) {
+    /// ranked first: the one holding the most pending connections; among equals, one
+    /// that misbehaved recently before one that did not). Its slot is released now, and
+    /// the client gets a strike.
+    fn evict(&mut self, client: Option<IpAddr>, now: Instant) -> bool {
+        // One pass in age order: the first entry of the best rank is the oldest of it.
+        let mut best: Option<(u64, (usize, bool))> = None;
+        for (id, p) in &self.pending {
+            let rank = match client {
+                Some(c) if p.client == c => {
+                    best = Some((*id, (0, false)));
+                    break;
+                }
+                Some(_) => continue,
+                None => (
+                    self.per_client.get(&p.client).copied().unwrap_or(0),
+                    self.suspect(&p.client, now),
+                ),
+            };
+            if best.is_none_or(|(_, b)| rank > b) {
+                best = Some((*id, rank));
+            }
+        }
+        match best.and_then(|(id, _)| self.forget_pending(id)) {
             Some(p) => {
                 p.evict.cancel();
                 self.total -= 1;
+                self.strike(p.client, now);
                 true
             }
             None => false,
@@ -200,26 +244,28 @@ impl Admission {
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
         let client = client_key(ip);
         let mut m = self.inner.lock();
+        // Taken under the lock: another thread's sample time is never after it.
+        let now = Instant::now();
         if m.per_client.get(&client).copied().unwrap_or(0) >= self.caps.pending_per_client
-            && m.evict(Some(client))
+            && m.evict(Some(client), now)
         {
             self.evicted
                 .with_label_values(&["client_pending_cap"])
                 .inc();
         }
-        if m.pending.len() >= self.caps.pending && m.evict(None) {
+        if m.pending.len() >= self.caps.pending && m.evict(None, now) {
             self.evicted.with_label_values(&["pending_cap"]).inc();
         }
         // The gate's own cap, or the whole process near its descriptor limit (the HTTP
         // server shares it): only a pending connection may make room.
-        let fds_short = self.fds_short(&mut m);
+        let fds_short = self.fds_short(&mut m, now);
         if m.total >= self.caps.total || fds_short {
             let reason = if fds_short {
                 "fd_reserve"
             } else {
                 "connection_cap"
             };
-            if !m.evict(None) {
+            if !m.evict(None, now) {
                 self.refused.with_label_values(&[reason]).inc();
                 return None;
             }
@@ -245,14 +291,26 @@ impl Admission {
         })
     }
 
+    /// `ip` misbehaved (wrong credentials, no CONNECT in time, a malformed or oversized
+    /// one): its pending connections are closed first for a while.
+    pub fn strike(&self, ip: IpAddr) {
+        let mut m = self.inner.lock();
+        m.strike(client_key(ip), Instant::now());
+    }
+
+    /// A device authenticated from `ip`: its address is trusted again (a device closed
+    /// once to make room is not first in line for the next minute).
+    pub fn forgive(&self, ip: IpAddr) {
+        self.inner.lock().strikes.remove(&client_key(ip));
+    }
+
     /// True when one more device would eat into the descriptor reserve.
-    fn fds_short(&self, m: &mut Inner) -> bool {
+    fn fds_short(&self, m: &mut Inner, now: Instant) -> bool {
         let Some(ceiling) = self.caps.fd_ceiling else {
             return false;
         };
-        let now = Instant::now();
         if m.fds_counted
-            .is_none_or(|t| now.duration_since(t) >= FD_SAMPLE_EVERY)
+            .is_none_or(|t| now.saturating_duration_since(t) >= FD_SAMPLE_EVERY)
         {
             m.fds_open = open_files().unwrap_or(0);
             m.fds_counted = Some(now);
@@ -273,6 +331,11 @@ impl Slot {
         let mut m = self.admission.inner.lock();
         m.forget_pending(self.id);
         self.admission.pending_gauge.set(m.pending.len() as i64);
+    }
+
+    /// True until the connection sent its CONNECT (or authenticated), or was closed.
+    pub fn is_pending(&self) -> bool {
+        self.admission.inner.lock().pending.contains_key(&self.id)
     }
 
     /// Fires when the connection was closed to make room for a newer one.

@@ -108,3 +108,85 @@ fn near_the_descriptor_limit_only_pending_connections_make_room() {
     assert!(a.admit(ip(1, 4)).is_none(), "then newcomers are refused");
     assert!(!device.evict.is_cancelled() && !newcomer.evict.is_cancelled());
 }
+
+#[test]
+fn clients_that_misbehaved_lose_their_pending_connections_first() {
+    // Many attacking addresses with one slow socket each: a device that just connected
+    // from a clean address outlives the attackers' older sockets.
+    let a = admission(100, 3, 3);
+    let device = a.admit(ip(2, 1)).unwrap();
+    let attackers: Vec<Slot> = (1..=2).map(|n| a.admit(ip(1, n)).unwrap()).collect();
+    a.strike(ip(1, 1));
+    a.strike(ip(1, 2));
+    let newcomer = a.admit(ip(3, 1)).unwrap();
+    assert!(
+        attackers[0].evict.is_cancelled(),
+        "the oldest suspect's goes"
+    );
+    assert!(!device.evict.is_cancelled(), "not the older clean one");
+    let _next = a.admit(ip(3, 2)).unwrap();
+    assert!(attackers[1].evict.is_cancelled());
+    // No suspect left pending: the oldest overall, as before.
+    let _last = a.admit(ip(3, 3)).unwrap();
+    assert!(device.evict.is_cancelled() && !newcomer.evict.is_cancelled());
+}
+
+#[test]
+fn a_client_closed_to_make_room_is_suspect_next_time() {
+    let a = admission(100, 2, 2);
+    let first = a.admit(ip(1, 1)).unwrap();
+    let second = a.admit(ip(1, 2)).unwrap();
+    let third = a.admit(ip(1, 3)).unwrap();
+    assert!(first.evict.is_cancelled() && !second.evict.is_cancelled());
+    let again = a.admit(ip(1, 1)).unwrap();
+    assert!(second.evict.is_cancelled(), "the pending set was clean");
+    // The evicted client came back: its connection goes before the older clean one.
+    let _fourth = a.admit(ip(1, 4)).unwrap();
+    assert!(again.evict.is_cancelled() && !third.evict.is_cancelled());
+}
+
+#[test]
+fn a_busier_client_loses_before_a_marked_one_and_authenticating_clears_the_mark() {
+    let a = admission(100, 4, 4);
+    let marked = a.admit(ip(2, 1)).unwrap();
+    a.strike(ip(2, 1));
+    let busy: Vec<Slot> = (0..3).map(|_| a.admit(ip(1, 1)).unwrap()).collect();
+    let _newcomer = a.admit(ip(3, 1)).unwrap();
+    assert!(busy[0].evict.is_cancelled(), "most pending loses first");
+    assert!(!marked.evict.is_cancelled(), "a mark only breaks ties");
+    // A device authenticated from a marked address: among equals it is no longer first.
+    let a = admission(100, 2, 2);
+    let older = a.admit(ip(6, 1)).unwrap();
+    let was_marked = a.admit(ip(7, 1)).unwrap();
+    a.strike(ip(7, 1));
+    a.forgive(ip(7, 1));
+    let _newcomer = a.admit(ip(8, 1)).unwrap();
+    assert!(older.evict.is_cancelled() && !was_marked.evict.is_cancelled());
+}
+
+#[test]
+fn strikes_are_bounded_and_expire() {
+    let a = admission(100, 10, 10);
+    let t0 = Instant::now();
+    let mut m = a.inner.lock();
+    let at = |n: u32| t0 + Duration::from_micros(u64::from(n));
+    for n in 0..MAX_STRIKES as u32 {
+        m.strike(IpAddr::from(n.to_be_bytes()), at(n));
+    }
+    let late = IpAddr::from([250, 0, 0, 1]);
+    let t1 = at(MAX_STRIKES as u32);
+    m.strike(late, t1);
+    assert_eq!(m.strikes.len(), MAX_STRIKES, "memory bounded");
+    assert!(m.suspect(&late, t1), "the newest is recorded");
+    assert!(
+        !m.suspect(&IpAddr::from([0, 0, 0, 0]), t1),
+        "the oldest made room"
+    );
+    assert!(m.suspect(&IpAddr::from([0, 0, 0, 7]), t1));
+    let later = t1 + STRIKE_FOR;
+    assert!(!m.suspect(&IpAddr::from([0, 0, 0, 7]), later), "expired");
+    let new = IpAddr::from([250, 0, 0, 2]);
+    m.strike(new, later);
+    assert_eq!(m.strikes.len(), 1, "expired strikes make room");
+    assert!(m.suspect(&new, later));
+}

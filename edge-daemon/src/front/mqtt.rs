@@ -113,10 +113,16 @@ impl Gate {
                     r = gate.clone().open(stream, peer, tls, &slot) => r,
                     () = slot.evicted() => Err(GateError::Evicted),
                 };
+                let before_connect = slot.is_pending();
                 drop(slot);
                 gate.metrics.mqtt_connections.dec();
                 if let Err(e) = result {
                     if let Some(r) = e.protocol_reason() {
+                        // The client's own fault before it authenticated: its pending
+                        // connections go first among equals (`admit.rs`).
+                        if before_connect {
+                            gate.admission.strike(peer.ip());
+                        }
                         gate.metrics
                             .mqtt_protocol_errors_total
                             .with_label_values(&[r])
@@ -237,6 +243,7 @@ impl Gate {
                 tracing::warn!(%peer, username = user, "device authentication failed");
             }
             self.count("bad_credentials");
+            self.admission.strike(peer.ip());
             let _ = wr
                 .write_all(&connack_refused(v5, Refusal::BadCredentials))
                 .await;
@@ -246,6 +253,7 @@ impl Gate {
         // room. (Until here it stayed pending, so connections queued for a password
         // check cannot fill the gate's places with nobody's devices.)
         slot.connected();
+        self.admission.forgive(peer.ip());
         let ns = identity.namespace();
         if let Some(w) = &will {
             let topic = std::str::from_utf8(&w.topic).unwrap_or("");
