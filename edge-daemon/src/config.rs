@@ -61,7 +61,8 @@ pub struct BrokerConfig {
     /// MQTT packets above this close the connection.
     pub max_packet_bytes: usize,
     /// Gate connections that have not sent a complete CONNECT yet, at most; when full, the
-    /// oldest of the client holding the most is closed (`front/admit.rs`).
+    /// oldest of the client holding the most is closed, among equals first one that
+    /// misbehaved in the last minute (`front/admit.rs`).
     pub max_pending_connects: usize,
     /// The same per client (IPv4 address or IPv6 /64).
     pub max_pending_per_client: usize,
