@@ -18,6 +18,9 @@
 //! GARASI_BENCH_KS=4,8 runs those fleet sizes only; a size given more than once is also
 //! reported pooled over its runs (`fleet_drain/pooled.rs`).
 //! GARASI_BENCH_CLOUD_SESSION=shared runs the cloud in the bench's session instead.
+//! The three admins' probes run in a process and session of their own (as a browser on
+//! another machine); GARASI_BENCH_PROBES=inproc runs them as threads of the bench's
+//! process, beside the depots (`fleet_drain/probes.rs`).
 //! GARASI_BENCH_DEPOTS_NICE=N runs the K depots at nice N (the cloud, PostgreSQL and the
 //! probes stay at 0), standing for depots on machines of their own; unset, all share the
 //! cores at one priority.
@@ -33,6 +36,8 @@ mod gate;
 mod pooled;
 #[path = "fleet_drain/probe.rs"]
 mod probe;
+#[path = "fleet_drain/probes.rs"]
+mod probes;
 mod support;
 
 use cloud::{shared_session, CloudProcess};
@@ -169,38 +174,17 @@ async fn storm<S: CloudStore + 'static>(
         .build()
         .unwrap();
     let base = format!("https://{}/api/v1/admin/depots", cloud.addr);
-    let stop = tokio_util::sync::CancellationToken::new();
-    let (ready, readied) = std::sync::mpsc::channel();
-    let (go_ops, ops_go) = std::sync::mpsc::channel();
-    let (go_recs, recs_go) = std::sync::mpsc::channel();
-    let (go_each, each_go) = std::sync::mpsc::channel();
-    let ops = probe::probe(
-        cloud.ca_pem.clone(),
-        vec![base.clone()],
-        stop.clone(),
-        ready.clone(),
-        ops_go,
-    );
     let list_of = |id: &String| format!("{base}/{id}/records/vehicle_status");
-    // One depot's list refreshed (what a dashboard does), and every depot's list in turn
-    // (each asked cold, after the others).
-    let recs = probe::probe(
-        cloud.ca_pem.clone(),
-        vec![list_of(&depots[0].0)],
-        stop.clone(),
-        ready.clone(),
-        recs_go,
+    // The ops view; one depot's list refreshed (what a dashboard does); and every
+    // depot's list in turn (each asked cold, after the others).
+    let mut probes = probes::Probes::start(
+        &cloud.ca_pem,
+        vec![
+            vec![base.clone()],
+            vec![list_of(&depots[0].0)],
+            depots.iter().map(|(id, _)| list_of(id)).collect(),
+        ],
     );
-    let each = probe::probe(
-        cloud.ca_pem.clone(),
-        depots.iter().map(|(id, _)| list_of(id)).collect(),
-        stop.clone(),
-        ready,
-        each_go,
-    );
-    for _ in 0..3 {
-        readied.recv().unwrap();
-    }
     let mut nodes = Vec::new();
     let mut starting = Vec::new();
     for (_, edge_dir) in &depots {
@@ -231,9 +215,7 @@ async fn storm<S: CloudStore + 'static>(
     let cloud0 = cloud.cpu_s();
     let t = Instant::now();
     link.open();
-    go_ops.send(()).unwrap();
-    go_recs.send(()).unwrap();
-    go_each.send(()).unwrap();
+    probes.go();
     let mut drained = vec![None; k];
     while drained.iter().any(Option::is_none) {
         for (i, n) in nodes.iter().enumerate() {
@@ -250,9 +232,9 @@ async fn storm<S: CloudStore + 'static>(
     let (busy1, total1, stolen1) = cpu_jiffies();
     let me1 = cpu_self();
     let cloud1 = cloud.cpu_s();
-    stop.cancel();
-    let ((mut ops, _), (mut recs, recs_behind)) = (ops.join().unwrap(), recs.join().unwrap());
-    let (mut each, each_behind) = each.join().unwrap();
+    let mut measured = probes.finish().into_iter();
+    let mut next = || measured.next().unwrap();
+    let ((mut ops, _), (mut recs, recs_behind), (mut each, each_behind)) = (next(), next(), next());
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     let cores_busy = (busy1 - busy0) as f64 / (total1 - total0).max(1) as f64 * cores;
     // Why a depot waited between batches: its failed pushes, and the cloud's refusals.
@@ -442,8 +424,15 @@ async fn run(samples: usize) {
     // Whether Linux shares the CPU between sessions first (what the session changes).
     let autogroup = std::fs::read_to_string("/proc/sys/kernel/sched_autogroup_enabled")
         .map_or_else(|_| "unknown".to_owned(), |v| v.trim().to_owned());
-    eprintln!("the cloud in a session {session}; autogroup {autogroup}");
-    let mut out = json!({ "samples_per_depot": samples, "changes_per_depot": CHANGES, "depots_nice": depots_nice, "cloud_session": session, "autogroup": autogroup });
+    let probes = if probes::in_process() {
+        "in the depots' process and session"
+    } else {
+        "own process and session"
+    };
+    eprintln!(
+        "the cloud in a session {session}; the admins' probes: {probes}; autogroup {autogroup}"
+    );
+    let mut out = json!({ "samples_per_depot": samples, "changes_per_depot": CHANGES, "depots_nice": depots_nice, "cloud_session": session, "probes": probes, "autogroup": autogroup });
     // GARASI_BENCH_ONLY=sqlite|postgres runs one store.
     let only = std::env::var("GARASI_BENCH_ONLY").ok();
     for backend in ["sqlite", "postgres"] {
@@ -530,5 +519,8 @@ async fn run(samples: usize) {
 }
 
 fn main() {
+    if probes::child_main() {
+        return;
+    }
     support::main_with(100_000, run);
 }

@@ -17,6 +17,23 @@ use tokio_util::sync::CancellationToken;
 
 pub const ADMIN: &str = "fleet-admin-token-for-tests";
 
+/// For a bench's helper process (the cloud, the admins' probes): a session of its own,
+/// as a service or another machine's program runs (Linux's autogroup shares the CPU
+/// between sessions first), and a SIGTERM when the process that started it dies, as the
+/// terminal's Ctrl-C no longer reaches it. False if that process is already gone (died
+/// before the parent-death signal was set).
+#[cfg(target_os = "linux")]
+pub fn own_session() -> bool {
+    if let Err(e) = rustix::process::setsid() {
+        eprintln!("no session of its own: {e}");
+    }
+    let term = Some(rustix::process::Signal::TERM);
+    if let Err(e) = rustix::process::set_parent_process_death_signal(term) {
+        eprintln!("no parent-death signal: {e}");
+    }
+    rustix::process::getppid().is_some_and(|p| p != rustix::process::Pid::INIT)
+}
+
 /// True if `openssl` is available; in CI its absence is a failure.
 pub fn have_openssl() -> bool {
     let ok = std::process::Command::new("openssl")
@@ -179,11 +196,21 @@ where
     }
 }
 
+/// RSA 2048 keys, as `openssl req -newkey` makes them.
+pub const RSA_KEYS: &[&str] = &["-newkey", "rsa:2048"];
+/// ECDSA P-256 keys (a TLS handshake's signature costs a fraction of RSA's).
+pub const EC_KEYS: &[&str] = &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
+
+type Pki = (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf);
+
 /// Makes a throwaway CA and a server certificate for 127.0.0.1/localhost signed by it,
 /// with the `openssl` command. Returns (ca.pem, cert.pem, key.pem) paths in `dir`.
-pub fn test_pki(
-    dir: &std::path::Path,
-) -> Result<(std::path::PathBuf, std::path::PathBuf, std::path::PathBuf), String> {
+pub fn test_pki(dir: &std::path::Path) -> Result<Pki, String> {
+    test_pki_with(dir, RSA_KEYS)
+}
+
+/// `test_pki` with keys made by `keys` (`RSA_KEYS` or `EC_KEYS`).
+pub fn test_pki_with(dir: &std::path::Path, keys: &[&str]) -> Result<Pki, String> {
     let run = |args: &[&str]| -> Result<(), String> {
         let out = std::process::Command::new("openssl")
             .args(args)
@@ -200,32 +227,35 @@ pub fn test_pki(
         }
     };
     run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=garasi test CA",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-    ])?;
+        ["req", "-x509"].as_slice(),
+        keys,
+        &[
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=garasi test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ],
+    ]
+    .concat())?;
     run(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=localhost",
-        "-keyout",
-        "key.pem",
-        "-out",
-        "server.csr",
-    ])?;
+        ["req"].as_slice(),
+        keys,
+        &[
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "server.csr",
+        ],
+    ]
+    .concat())?;
     std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\n")
         .map_err(|e| e.to_string())?;
     run(&[

@@ -13,7 +13,7 @@ pub struct CloudProcess {
 impl CloudProcess {
     pub fn start(dir: &std::path::Path, database: &str) -> CloudProcess {
         std::fs::create_dir_all(dir).unwrap();
-        let (ca, cert, key) = garasi_fleet_tests::test_pki(dir).unwrap();
+        let (ca, cert, key) = garasi_fleet_tests::test_pki_with(dir, cloud_keys()).unwrap();
         let token = dir.join("admin.token");
         std::fs::write(&token, garasi_fleet_tests::ADMIN).unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -82,6 +82,15 @@ impl CloudProcess {
             .map(|v| v.parse().unwrap_or(0.0))
             .collect();
         (f.get(11).unwrap_or(&0.0) + f.get(12).unwrap_or(&0.0)) / 100.0
+    }
+}
+
+/// The cloud's certificate keys: GARASI_BENCH_CLOUD_KEY=ec for ECDSA P-256, else RSA 2048.
+pub fn cloud_keys() -> &'static [&'static str] {
+    if std::env::var("GARASI_BENCH_CLOUD_KEY").is_ok_and(|v| v == "ec") {
+        garasi_fleet_tests::EC_KEYS
+    } else {
+        garasi_fleet_tests::RSA_KEYS
     }
 }
 

@@ -7,21 +7,10 @@ fn main() -> std::process::ExitCode {
     // SIGTERM when the process that started it dies, as the terminal's Ctrl-C no longer
     // reaches it: an interrupted bench leaves no cloud behind.
     #[cfg(target_os = "linux")]
-    if std::env::var_os("GARASI_FLEET_CLOUD_OWN_SESSION").is_some() && !own_session() {
+    if std::env::var_os("GARASI_FLEET_CLOUD_OWN_SESSION").is_some()
+        && !garasi_fleet_tests::own_session()
+    {
         return std::process::ExitCode::FAILURE;
     }
     garasi_cloud::cli::main()
-}
-
-/// False if the bench is already gone (died before the parent-death signal was set).
-#[cfg(target_os = "linux")]
-fn own_session() -> bool {
-    if let Err(e) = rustix::process::setsid() {
-        eprintln!("fleet-cloud: no session of its own: {e}");
-    }
-    let term = Some(rustix::process::Signal::TERM);
-    if let Err(e) = rustix::process::set_parent_process_death_signal(term) {
-        eprintln!("fleet-cloud: no parent-death signal: {e}");
-    }
-    rustix::process::getppid().is_some_and(|p| p != rustix::process::Pid::INIT)
 }
