@@ -69,11 +69,12 @@ pub fn line(backend: &str, p: &Value) -> String {
     let f = |name: &str| {
         let v = &p[name];
         format!(
-            "n {} p50 {:.1} p99 {:.1} max {:.1} ms",
+            "n {} p50 {:.1} p99 {:.1} max {:.1} ms, {} over 50 ms",
             v["n"],
             v["p50"].as_f64().unwrap_or(f64::NAN),
             v["p99"].as_f64().unwrap_or(f64::NAN),
-            v["max"].as_f64().unwrap_or(f64::NAN)
+            v["max"].as_f64().unwrap_or(f64::NAN),
+            v["over_50ms"]
         )
     };
     format!(

@@ -177,7 +177,11 @@ pub fn child_main() -> bool {
     let Probes::Threads { stop, go, running } = threads(ca_pem, lists) else {
         unreachable!("threads() starts threads")
     };
-    let session = if own { "in its own session" } else { "sharing a session" };
+    let session = if own {
+        "in its own session"
+    } else {
+        "sharing a session"
+    };
     println!("{TAG}ready {session}");
     assert_eq!(next(), "go");
     go.iter().for_each(|g| g.send(()).unwrap());
