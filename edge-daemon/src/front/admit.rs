@@ -5,8 +5,9 @@
 //! oldest pending connection of the client holding the most pending ones is closed
 //! instead, so an attacker holding slow sockets pushes out its own sockets first and
 //! cannot starve a real device, which sends its CONNECT at once. Among clients holding
-//! as many, one that misbehaved in the last minute (a connection closed to make room,
-//! wrong credentials, no CONNECT in time, a malformed one, all before authenticating)
+//! as many, one that misbehaved in the last minute (a slow connection closed to make
+//! room, wrong credentials, no CONNECT in time, a malformed one, all before
+//! authenticating)
 //! loses first, so many attacking addresses with one slow socket each cannot push out a
 //! device that just connected from a clean address; a device that authenticates clears
 //! its address. Connections past CONNECT are never closed to make room.
@@ -32,9 +33,12 @@ const FD_SAMPLE_EVERY: Duration = Duration::from_millis(100);
 /// How long a client's misbehaviour puts its pending connections first in line to close.
 const STRIKE_FOR: Duration = Duration::from_secs(60);
 /// Clients with a recent strike remembered at most: bounded memory whatever the number
-/// of addresses. When full and none has expired, a new strike is not recorded (the
-/// client is then treated as clean: the order falls back to the busiest client's oldest).
+/// of addresses. When full, expired strikes are forgotten, else the oldest eighth.
 const MAX_STRIKES: usize = 4096;
+/// A connection closed to make room strikes its client only if it had been pending this
+/// long: a device sends its CONNECT within a round trip, so a fresh connection closed in
+/// a flood is the flood's victim, not a suspect (its retry must not go first).
+const SLOW_PENDING: Duration = Duration::from_secs(1);
 
 /// The caps in force (configured values lowered to what the descriptor limit allows).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +88,7 @@ impl Caps {
 struct Pending {
     client: IpAddr,
     evict: CancellationToken,
+    since: Instant,
 }
 
 #[derive(Default)]
@@ -113,21 +118,16 @@ impl Inner {
     }
 
     /// Remembers that `client` misbehaved now. When the memory is full, expired strikes
-    /// are forgotten, else the oldest one (a scan of at most `MAX_STRIKES`, only when
-    /// that many addresses misbehaved within `STRIKE_FOR`).
+    /// are forgotten, else the oldest eighth: one scan of `MAX_STRIKES` per that many
+    /// new addresses, not one per strike.
     fn strike(&mut self, client: IpAddr, now: Instant) {
         if self.strikes.len() >= MAX_STRIKES && !self.strikes.contains_key(&client) {
             self.strikes
                 .retain(|_, t| now.saturating_duration_since(*t) < STRIKE_FOR);
             if self.strikes.len() >= MAX_STRIKES {
-                let oldest = self
-                    .strikes
-                    .iter()
-                    .min_by_key(|(_, t)| **t)
-                    .map(|(c, _)| *c);
-                if let Some(oldest) = oldest {
-                    self.strikes.remove(&oldest);
-                }
+                let mut times: Vec<Instant> = self.strikes.values().copied().collect();
+                let cut = *times.select_nth_unstable(MAX_STRIKES / 8).1;
+                self.strikes.retain(|_, t| *t > cut);
             }
         }
         self.strikes.insert(client, now);
@@ -141,8 +141,8 @@ impl Inner {
 
     /// Closes the oldest pending connection of `client` (or, with None, of the client
     /// ranked first: the one holding the most pending connections; among equals, one
-    /// that misbehaved recently before one that did not). Its slot is released now, and
-    /// the client gets a strike.
+    /// that misbehaved recently before one that did not). Its slot is released now; the
+    /// client gets a strike if the connection had been pending `SLOW_PENDING`.
     fn evict(&mut self, client: Option<IpAddr>, now: Instant) -> bool {
         // One pass in age order: the first entry of the best rank is the oldest of it.
         let mut best: Option<(u64, (usize, bool))> = None;
@@ -166,7 +166,9 @@ impl Inner {
             Some(p) => {
                 p.evict.cancel();
                 self.total -= 1;
-                self.strike(p.client, now);
+                if now.saturating_duration_since(p.since) >= SLOW_PENDING {
+                    self.strike(p.client, now);
+                }
                 true
             }
             None => false,
@@ -279,6 +281,7 @@ impl Admission {
             Pending {
                 client,
                 evict: evict.clone(),
+                since: now,
             },
         );
         *m.per_client.entry(client).or_default() += 1;
@@ -333,7 +336,8 @@ impl Slot {
         self.admission.pending_gauge.set(m.pending.len() as i64);
     }
 
-    /// True until the connection sent its CONNECT (or authenticated), or was closed.
+    /// True until the connection authenticated (or repeated a password the gate knows),
+    /// or was closed.
     pub fn is_pending(&self) -> bool {
         self.admission.inner.lock().pending.contains_key(&self.id)
     }

@@ -131,15 +131,38 @@ fn clients_that_misbehaved_lose_their_pending_connections_first() {
     assert!(device.evict.is_cancelled() && !newcomer.evict.is_cancelled());
 }
 
+/// Makes every pending connection look `by` older.
+fn age(a: &Admission, by: Duration) {
+    for p in a.inner.lock().pending.values_mut() {
+        p.since = p.since.checked_sub(by).unwrap();
+    }
+}
+
+#[test]
+fn a_fresh_connection_closed_to_make_room_is_not_a_suspect() {
+    // The flood's victim: a device whose new connection was closed before its CONNECT
+    // could be read must not go first on its retry.
+    let a = admission(100, 2, 2);
+    let device = a.admit(ip(1, 1)).unwrap();
+    let _second = a.admit(ip(1, 2)).unwrap();
+    let _third = a.admit(ip(1, 3)).unwrap();
+    assert!(device.evict.is_cancelled());
+    assert!(!a.inner.lock().suspect(&ip(1, 1), Instant::now()));
+}
+
 #[test]
 fn a_client_closed_to_make_room_is_suspect_next_time() {
     let a = admission(100, 2, 2);
     let first = a.admit(ip(1, 1)).unwrap();
+    // Pending for longer than a device takes to send its CONNECT.
+    age(&a, SLOW_PENDING * 2);
     let second = a.admit(ip(1, 2)).unwrap();
     let third = a.admit(ip(1, 3)).unwrap();
     assert!(first.evict.is_cancelled() && !second.evict.is_cancelled());
     let again = a.admit(ip(1, 1)).unwrap();
     assert!(second.evict.is_cancelled(), "the pending set was clean");
+    // Fresh connections of clean clients are no suspects when closed.
+    assert!(!a.inner.lock().suspect(&ip(1, 2), Instant::now()));
     // The evicted client came back: its connection goes before the older clean one.
     let _fourth = a.admit(ip(1, 4)).unwrap();
     assert!(again.evict.is_cancelled() && !third.evict.is_cancelled());
@@ -176,15 +199,30 @@ fn strikes_are_bounded_and_expire() {
     let late = IpAddr::from([250, 0, 0, 1]);
     let t1 = at(MAX_STRIKES as u32);
     m.strike(late, t1);
-    assert_eq!(m.strikes.len(), MAX_STRIKES, "memory bounded");
+    assert!(m.strikes.len() <= MAX_STRIKES, "memory bounded");
+    assert!(
+        m.strikes.len() > MAX_STRIKES * 3 / 4,
+        "only the oldest eighth made room"
+    );
     assert!(m.suspect(&late, t1), "the newest is recorded");
     assert!(
         !m.suspect(&IpAddr::from([0, 0, 0, 0]), t1),
         "the oldest made room"
     );
-    assert!(m.suspect(&IpAddr::from([0, 0, 0, 7]), t1));
+    let recent = IpAddr::from(4000u32.to_be_bytes());
+    assert!(m.suspect(&recent, t1));
+    // The next new address costs no scan: there is room again.
+    let before = m.strikes.len();
+    m.strike(IpAddr::from([250, 0, 0, 3]), t1);
+    assert_eq!(m.strikes.len(), before + 1);
     let later = t1 + STRIKE_FOR;
-    assert!(!m.suspect(&IpAddr::from([0, 0, 0, 7]), later), "expired");
+    assert!(!m.suspect(&recent, later), "expired");
+    // Full again, every strike from before `later`: all of them expired make room.
+    let mut n = 5000u32;
+    while m.strikes.len() < MAX_STRIKES {
+        m.strike(IpAddr::from(n.to_be_bytes()), t1);
+        n += 1;
+    }
     let new = IpAddr::from([250, 0, 0, 2]);
     m.strike(new, later);
     assert_eq!(m.strikes.len(), 1, "expired strikes make room");
