@@ -7,10 +7,10 @@
 //! cannot starve a real device, which sends its CONNECT at once. Among clients holding
 //! as many, one that misbehaved in the last minute (a slow connection closed to make
 //! room, wrong credentials, no CONNECT in time, a malformed one, all before
-//! authenticating)
-//! loses first, so many attacking addresses with one slow socket each cannot push out a
-//! device that just connected from a clean address; a device that authenticates clears
-//! its address. Connections past CONNECT are never closed to make room.
+//! authenticating) loses first, so many attacking addresses with one slow socket each
+//! cannot push out a device that just connected from a clean address; a device that
+//! authenticates clears its address. Connections past CONNECT are never closed to make
+//! room.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
