@@ -117,15 +117,21 @@ impl Probes {
         }
     }
 
+    /// Sends the probe process one protocol line.
+    fn tell(&mut self, line: &str) {
+        let Probes::Process { to, child, .. } = self else {
+            unreachable!("only the probe process is told")
+        };
+        if let Err(e) = writeln!(to, "{line}") {
+            panic!("the probe process is gone ({e}): {:?}", child.try_wait());
+        }
+    }
+
     /// Counting starts now.
     pub fn go(&mut self) {
         match self {
             Probes::Threads { go, .. } => go.iter().for_each(|g| g.send(()).unwrap()),
-            Probes::Process { to, child, .. } => {
-                if let Err(e) = writeln!(to, "go") {
-                    panic!("the probe process is gone ({e}): {:?}", child.try_wait());
-                }
-            }
+            Probes::Process { .. } => self.tell("go"),
         }
     }
 
@@ -138,11 +144,7 @@ impl Probes {
             }
             Probes::Process { .. } => {
                 let mut me = self;
-                if let Probes::Process { to, child, .. } = &mut me {
-                    if let Err(e) = writeln!(to, "stop") {
-                        panic!("the probe process is gone ({e}): {:?}", child.try_wait());
-                    }
-                }
+                me.tell("stop");
                 let line = me.answer("results");
                 if let Probes::Process { mut child, .. } = me {
                     assert!(child.wait().unwrap().success(), "the probe process failed");
